@@ -1,0 +1,1 @@
+//! tidegate-lint: the migration safety rules. Does no I/O.

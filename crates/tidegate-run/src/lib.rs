@@ -1,0 +1,1 @@
+//! tidegate-run: the planner, the executor and the backfill engine.

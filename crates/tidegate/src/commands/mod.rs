@@ -1,0 +1,39 @@
+//! One module per verb. Each exposes its clap `Args` struct and a `run` function returning an exit code:
+//! 0 clean, 1 findings or the failure of what was asked, 2 usage or input error.
+
+use std::process::ExitCode;
+
+pub mod apply;
+pub mod backfill;
+pub mod control;
+pub mod demo;
+pub mod explain;
+pub mod lint;
+pub mod plan;
+pub mod runs;
+pub mod scratch;
+
+/// Nothing to report.
+#[allow(dead_code)] // used once verbs land
+pub fn exit_clean() -> ExitCode {
+    ExitCode::SUCCESS
+}
+
+/// Findings, or the failure of what was asked.
+#[allow(dead_code)] // used once verbs land
+pub fn exit_failure() -> ExitCode {
+    ExitCode::from(1)
+}
+
+/// Usage or input error.
+pub fn exit_usage() -> ExitCode {
+    ExitCode::from(2)
+}
+
+/// What a verb that is not built yet says: plainly that, and exit 2. No fake output.
+pub fn not_built_yet(verb: &str, issue: &str) -> anyhow::Result<ExitCode> {
+    eprintln!(
+        "tidegate {verb} is not built yet (planned: {issue}); see README.md for the verbs that work today"
+    );
+    Ok(exit_usage())
+}

@@ -1,0 +1,66 @@
+//! The `tidegate` binary: parses arguments, calls the library crates, renders their results.
+//! All behaviour lives in the library crates; this crate only wires them to a terminal.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Database migrations that cannot take production down.
+#[derive(Debug, Parser)]
+#[command(name = "tidegate", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check migration files for statements that lock, rewrite or overload a busy database
+    Lint(commands::lint::LintArgs),
+    /// Print the documentation of a lint rule
+    Explain(commands::explain::ExplainArgs),
+    /// Assess the risk of pending migrations against the live database (read-only)
+    Plan(commands::plan::PlanArgs),
+    /// Apply pending migrations safely: schema and data split, lock timeouts, retries, health gate
+    Apply(commands::apply::ApplyArgs),
+    /// Run a batched, throttled, resumable data change on a table
+    Backfill(commands::backfill::BackfillArgs),
+    /// List backfill and migration runs recorded in the database
+    Runs(commands::runs::RunsArgs),
+    /// Pause a running backfill from any terminal or machine
+    Pause(commands::control::ControlArgs),
+    /// Resume a paused backfill
+    Resume(commands::control::ControlArgs),
+    /// Abort a backfill; rows already changed stay changed
+    Abort(commands::control::ControlArgs),
+    /// Replay the incident on a scratch server: the naive migration beside tidegate's
+    Demo(commands::demo::DemoArgs),
+    /// Start, stop or inspect a throwaway PostgreSQL built from the machine's own binaries
+    Scratch(commands::scratch::ScratchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Lint(args) => commands::lint::run(args),
+        Command::Explain(args) => commands::explain::run(args),
+        Command::Plan(args) => commands::plan::run(args),
+        Command::Apply(args) => commands::apply::run(args),
+        Command::Backfill(args) => commands::backfill::run(args),
+        Command::Runs(args) => commands::runs::run(args),
+        Command::Pause(args) => commands::control::run(commands::control::Action::Pause, args),
+        Command::Resume(args) => commands::control::run(commands::control::Action::Resume, args),
+        Command::Abort(args) => commands::control::run(commands::control::Action::Abort, args),
+        Command::Demo(args) => commands::demo::run(args),
+        Command::Scratch(args) => commands::scratch::run(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            commands::exit_usage()
+        }
+    }
+}
