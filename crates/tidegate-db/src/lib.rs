@@ -1,1 +1,15 @@
-//! db
+//! tidegate-db: everything that talks to a PostgreSQL server or runs one.
+//!
+//! - [`scratch`]: throwaway clusters started from the machine's own PostgreSQL binaries — the embedded default
+//!   behind `tidegate scratch`, `tidegate demo` and the integration tests.
+//!
+//! ```no_run
+//! use tidegate_db::scratch::{self, StartOptions};
+//!
+//! let server = scratch::start(&StartOptions::new("/tmp/my-scratch"))?;
+//! println!("{}", server.url()); // postgresql://postgres@127.0.0.1:PORT/postgres
+//! scratch::stop(&server.dir)?;
+//! # Ok::<(), tidegate_db::scratch::ScratchError>(())
+//! ```
+
+pub mod scratch;

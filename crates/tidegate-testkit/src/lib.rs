@@ -1,1 +1,298 @@
-//! testkit
+//! tidegate-testkit: real, throwaway PostgreSQL for tidegate's integration tests.
+//!
+//! Every claim tidegate makes about PostgreSQL's behaviour is tested against a real server. This crate gives each
+//! test one without depending on anything someone left running:
+//!
+//! - [`TestDatabase::create`]: a fresh database on a cluster shared by the whole test process (started on first use
+//!   with the same code as `tidegate scratch`), or on the server named by `TIDEGATE_TEST_DATABASE_URL` when set.
+//! - [`PrivateCluster::start`]: a cluster of the test's own, for fault injection: stop it, `kill -9` it, restart it.
+//!
+//! Clean-up does not depend on the test ending well: a private cluster is removed when its handle drops (panics
+//! unwind through it), and every cluster is watched by a small watchdog process that stops the server and removes
+//! its directory once the test process is gone, however it died.
+//!
+//! ```no_run
+//! # async fn example() {
+//! let db = tidegate_testkit::TestDatabase::create().await;
+//! let client = db.connect().await;
+//! client.batch_execute("create table t (id bigint primary key)").await.unwrap();
+//! # }
+//! ```
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use tidegate_db::scratch::{self, ScratchServer, StartOptions};
+use tokio_postgres::{Client, NoTls};
+
+/// Points the tests at an existing server instead of starting one.
+pub const TEST_DATABASE_URL_ENV: &str = "TIDEGATE_TEST_DATABASE_URL";
+
+static SHARED_CLUSTER: OnceLock<Result<ScratchServer, String>> = OnceLock::new();
+static DATABASE_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Where the databases of this test process come from.
+enum Server {
+    Shared(&'static ScratchServer),
+    External(String),
+}
+
+fn server() -> Server {
+    if let Ok(url) = std::env::var(TEST_DATABASE_URL_ENV) {
+        return Server::External(url);
+    }
+    let cluster =
+        SHARED_CLUSTER.get_or_init(|| start_watched_cluster("shared").map(|(server, _)| server));
+    match cluster {
+        Ok(server) => Server::Shared(server),
+        Err(message) => panic!("{message}"),
+    }
+}
+
+/// Starts a cluster in a new temporary directory, watched by a watchdog that cleans up after this process.
+fn start_watched_cluster(label: &str) -> Result<(ScratchServer, PathBuf), String> {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("tidegate-test-{label}-"))
+        .tempdir()
+        .map_err(|error| {
+            format!("could not create a temporary directory for a test cluster: {error}")
+        })?
+        .keep();
+    let mut options = StartOptions::new(&dir);
+    options.shared_buffers = "64MB".into();
+    let server = scratch::start(&options)
+        .map_err(|error| format!("could not start a test cluster: {error}"))?;
+    spawn_watchdog(&server.dir);
+    Ok((server, dir))
+}
+
+/// A detached shell that waits for this process to end, then shuts the cluster down and removes its directory.
+/// It is what cleans up when a test binary panics, aborts or is killed.
+fn spawn_watchdog(dir: &Path) {
+    let script = r#"
+        while kill -0 "$1" 2>/dev/null; do sleep 0.2; done
+        pidfile="$2/data/postmaster.pid"
+        if [ -f "$pidfile" ]; then
+            pid=$(head -n 1 "$pidfile")
+            kill -INT "$pid" 2>/dev/null
+            for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -KILL "$pid" 2>/dev/null
+        fi
+        rm -rf "$2"
+    "#;
+    let spawned = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("tidegate-test-watchdog")
+        .arg(std::process::id().to_string())
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own process group: a Ctrl-C aimed at the test run must not kill the one process that cleans up.
+        .process_group(0)
+        .spawn();
+    if let Err(error) = spawned {
+        eprintln!(
+            "warning: no watchdog for the test cluster in {}: {error}",
+            dir.display()
+        );
+    }
+}
+
+/// Connects to `url` and drives the connection on the current tokio runtime.
+pub async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|error| panic!("could not connect to the test server at {url}: {error}"));
+    tokio::spawn(async move {
+        // The connection ends when the client drops or the server goes away (fault tests do that on purpose).
+        let _ = connection.await;
+    });
+    client
+}
+
+/// `url` with its database name replaced by `database`.
+pub fn url_with_database(url: &str, database: &str) -> String {
+    let mut parsed = url::Url::parse(url)
+        .unwrap_or_else(|error| panic!("{TEST_DATABASE_URL_ENV} is not a URL: {error}"));
+    parsed.set_path(&format!("/{database}"));
+    parsed.to_string()
+}
+
+fn next_database_name() -> String {
+    format!(
+        "tidegate_test_{}_{}",
+        std::process::id(),
+        DATABASE_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh, empty database for one test.
+pub struct TestDatabase {
+    name: String,
+    url: String,
+    /// Set when the database lives on a server the tests do not own: drop it afterwards.
+    admin_url: Option<String>,
+}
+
+impl TestDatabase {
+    /// Creates a fresh database on this process's shared test cluster (or on `TIDEGATE_TEST_DATABASE_URL`).
+    pub async fn create() -> Self {
+        let name = next_database_name();
+        match server() {
+            Server::Shared(server) => {
+                create_database(&server.url(), &name).await;
+                Self {
+                    url: server.url_for_database(&name),
+                    name,
+                    admin_url: None,
+                }
+            }
+            Server::External(admin_url) => {
+                create_database(&admin_url, &name).await;
+                Self {
+                    url: url_with_database(&admin_url, &name),
+                    name,
+                    admin_url: Some(admin_url),
+                }
+            }
+        }
+    }
+
+    /// A `postgresql://` URL for this database (no password: the test servers trust loopback).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub async fn connect(&self) -> Client {
+        connect(&self.url).await
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Databases on a test cluster vanish with it; on someone else's server, clean up after ourselves.
+        let Some(admin_url) = self.admin_url.clone() else {
+            return;
+        };
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&admin_url, NoTls).await.ok()?;
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("drop database if exists \"{name}\" with (force)"))
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+async fn create_database(admin_url: &str, name: &str) {
+    let client = connect(admin_url).await;
+    client
+        .batch_execute(&format!("create database \"{name}\""))
+        .await
+        .unwrap_or_else(|error| panic!("could not create the test database {name}: {error}"));
+}
+
+/// A cluster owned by one test, for fault injection. Dropping it stops the server and removes its directory.
+pub struct PrivateCluster {
+    server: ScratchServer,
+}
+
+impl PrivateCluster {
+    /// Starts a new cluster. Panics with the server's own explanation when it cannot.
+    pub fn start() -> Self {
+        let (server, _) =
+            start_watched_cluster("private").unwrap_or_else(|message| panic!("{message}"));
+        Self { server }
+    }
+
+    /// The URL of the `postgres` database.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    pub fn url_for(&self, database: &str) -> String {
+        self.server.url_for_database(database)
+    }
+
+    /// Creates a database and returns its URL.
+    pub async fn create_database(&self, name: &str) -> String {
+        create_database(&self.server.url(), name).await;
+        self.url_for(name)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.server.dir
+    }
+
+    pub fn scratch(&self) -> &ScratchServer {
+        &self.server
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.server.is_running()
+    }
+
+    /// Clean shutdown (fast mode: open transactions roll back, clients are disconnected).
+    pub fn stop(&self) {
+        self.server
+            .stop_server()
+            .unwrap_or_else(|error| panic!("could not stop the test cluster: {error}"));
+    }
+
+    /// SIGKILL to the postmaster and all its backends: a crash. The next start runs crash recovery.
+    pub fn kill9(&self) {
+        self.server.kill_server();
+    }
+
+    /// Starts the server again after [`PrivateCluster::stop`] or [`PrivateCluster::kill9`], on the same port.
+    pub fn start_again(&self) {
+        self.server
+            .start_server()
+            .unwrap_or_else(|error| panic!("could not restart the test cluster: {error}"));
+    }
+
+    /// Stop then start.
+    pub fn restart(&self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// The last lines of the server log, for assertion messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.server.log_tail(lines)
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        if self.server.is_running() {
+            if let Err(error) = self.server.stop_server() {
+                eprintln!("warning: {error}");
+                self.server.kill_server();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.server.dir);
+    }
+}
