@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian/Ubuntu machine for tidegate, then builds it. Idempotent: run it as often as you like.
+# Works as root (CI) and as a normal user (it uses sudo for the system packages when it needs them).
+#
+#   scripts/setup.sh            install what is missing, build the release binary, put `tidegate` on PATH
+#
+# Environment:
+#   TIDEGATE_SKIP_BUILD=1       install the system packages only
+#   TIDEGATE_BIN_DIR=DIR        where to link the `tidegate` command (default: /usr/local/bin as root,
+#                               ~/.local/bin otherwise)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+if [ "$(id -u)" = 0 ]; then
+    as_root() { "$@"; }
+else
+    command -v sudo >/dev/null || die "installing system packages needs root: run this script as root or install sudo"
+    as_root() { sudo "$@"; }
+fi
+
+# --- system packages -------------------------------------------------------------------------------------------
+# libclang-dev: pg_query's build generates bindings with libclang.
+# PostgreSQL server binaries and pgbench: the scratch servers that `demo`, the benchmarks and the tests start.
+# postgresql-client: psql, used by the acceptance checks and handy beside a scratch server.
+missing=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for pkg in libclang-dev pkg-config; do
+    have_pkg "$pkg" || missing+=("$pkg")
+done
+pg_server_found() {
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+        && ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1
+}
+if ! pg_server_found; then
+    missing+=(postgresql)
+    # Binaries only: no cluster of the package's own, no service we did not ask for.
+    as_root mkdir -p /etc/postgresql-common
+    if [ ! -f /etc/postgresql-common/createcluster.conf ]; then
+        echo 'create_main_cluster = false' | as_root tee /etc/postgresql-common/createcluster.conf >/dev/null
+    fi
+fi
+command -v psql >/dev/null || missing+=(postgresql-client)
+
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    say "system packages already installed"
+fi
+pg_server_found || die "PostgreSQL server binaries are still missing after installing them; check apt's output"
+
+# PostgreSQL refuses to run as root; tidegate runs its scratch servers as this unprivileged user when it is root.
+if ! id postgres >/dev/null 2>&1; then
+    say "creating the system user 'postgres' that runs scratch servers when tidegate runs as root"
+    as_root useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+fi
+
+# --- Rust tools ------------------------------------------------------------------------------------------------
+command -v cargo >/dev/null || die "cargo is not installed: install Rust from https://rustup.rs, then run this again"
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+if ! cargo nextest --version >/dev/null 2>&1; then
+    say "installing cargo-nextest (the test runner scripts/test.sh uses)"
+    cargo install --locked cargo-nextest
+fi
+
+[ "${TIDEGATE_SKIP_BUILD:-}" = 1 ] && { say "TIDEGATE_SKIP_BUILD=1: not building"; exit 0; }
+
+# --- build -----------------------------------------------------------------------------------------------------
+say "building the release binary (the first build compiles the PostgreSQL parser: a few minutes)"
+cargo build --release --locked -p tidegate
+
+if [ "$(id -u)" = 0 ]; then default_bin=/usr/local/bin; else default_bin="$HOME/.local/bin"; fi
+bin_dir=${TIDEGATE_BIN_DIR:-$default_bin}
+mkdir -p "$bin_dir"
+ln -sf "$repo/target/release/tidegate" "$bin_dir/tidegate"
+say "linked $bin_dir/tidegate -> $repo/target/release/tidegate"
+case ":$PATH:" in
+    *":$bin_dir:"*) ;;
+    *) say "note: $bin_dir is not on your PATH; add it (export PATH=\"$bin_dir:\$PATH\") or run $repo/target/release/tidegate" ;;
+esac
+"$repo/target/release/tidegate" --version
