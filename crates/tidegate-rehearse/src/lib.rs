@@ -1,0 +1,28 @@
+//! tidegate-rehearse: what it takes to run a migration against realistic data under realistic traffic, and measure
+//! what the traffic felt.
+//!
+//! - [`workload`]: an open-loop foreground workload (fixed request rate, several connections, latency measured from
+//!   each request's scheduled start so a blocked database cannot hide behind fewer requests).
+//! - [`measure`]: per-second HDR latency histograms and errors classified by SQLSTATE.
+//! - [`orders`]: the postmortem's `orders` table, synthetic rows loaded with COPY, and its request mix.
+//!
+//! `tidegate demo` drives these against a scratch server; rehearsals will drive them with workloads derived from
+//! production statistics.
+//!
+//! ```no_run
+//! # async fn example(url: &str, client: &tokio_postgres::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use tidegate_rehearse::{orders, workload::{Workload, WorkloadConfig}};
+//!
+//! orders::create_orders(client, 100_000, 42).await?;
+//! let source = Arc::new(orders::OrdersWorkload::new(100_000));
+//! let workload = Workload::start(url, WorkloadConfig::default(), source).await?;
+//! tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+//! let report = workload.stop().await;
+//! println!("p99 {} ms", report.recorder.summary().p99_ms);
+//! # Ok(()) }
+//! ```
+
+pub mod measure;
+pub mod orders;
+pub mod workload;

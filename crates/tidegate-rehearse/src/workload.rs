@@ -1,0 +1,270 @@
+//! An open-loop foreground workload: requests are scheduled at a fixed rate whatever the database does, so a
+//! blocked database shows up as queueing latency instead of as fewer requests (no coordinated omission).
+//!
+//! The workload is generic over a [`RequestSource`]: the demo drives it with [`crate::orders::OrdersWorkload`];
+//! rehearsals will drive it with request mixes derived from production statistics.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Statement};
+
+use crate::measure::{ErrorClass, LatencyRecorder, Outcome};
+
+/// One parameter of a request.
+pub type Param = Box<dyn ToSql + Sync + Send>;
+
+/// One request: which of the source's statements to run, with which parameters.
+pub struct Request {
+    pub statement: usize,
+    pub params: Vec<Param>,
+}
+
+/// Where a workload's requests come from.
+pub trait RequestSource: Send + Sync + 'static {
+    /// The SQL of every statement the workload runs; each connection prepares them once.
+    fn statements(&self) -> Vec<String>;
+    /// The next request. `rng` is the calling connection's own, seeded for reproducible runs.
+    fn next_request(&self, rng: &mut fastrand::Rng) -> Request;
+}
+
+/// How hard and how wide the workload pushes.
+#[derive(Debug, Clone)]
+pub struct WorkloadConfig {
+    /// Requests scheduled per second, across all connections.
+    pub rate_per_second: f64,
+    pub connections: usize,
+    /// The application's own request timeout, applied as `statement_timeout` on every connection.
+    pub request_timeout: Duration,
+    /// Seeds each connection's random stream (connection `i` uses `seed + i`).
+    pub seed: u64,
+    /// `application_name`, so the workload's sessions are recognisable in pg_stat_activity.
+    pub application_name: String,
+}
+
+impl Default for WorkloadConfig {
+    fn default() -> Self {
+        Self {
+            rate_per_second: 200.0,
+            connections: 8,
+            request_timeout: Duration::from_secs(10),
+            seed: 42,
+            application_name: "tidegate-workload".into(),
+        }
+    }
+}
+
+/// Why a workload could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("the workload needs a positive rate and at least one connection (got {rate}/s over {connections})")]
+    BadConfig { rate: f64, connections: usize },
+    #[error("the workload could not connect: {0}")]
+    Connect(#[source] tokio_postgres::Error),
+    #[error("the workload could not prepare `{sql}`: {source}")]
+    Prepare {
+        sql: String,
+        source: tokio_postgres::Error,
+    },
+}
+
+/// A running workload. Stop it to get its measurements.
+pub struct Workload {
+    started: Instant,
+    stopping: Arc<AtomicBool>,
+    recorder: Arc<Mutex<LatencyRecorder>>,
+    dispatched: Arc<AtomicU64>,
+    tasks: JoinSet<()>,
+}
+
+struct Connection {
+    client: Client,
+    statements: Vec<Statement>,
+}
+
+async fn open_connection(
+    url: &str,
+    config: &WorkloadConfig,
+    sqls: &[String],
+) -> Result<Connection, WorkloadError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(WorkloadError::Connect)?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let timeout_ms = config.request_timeout.as_millis();
+    let name = config.application_name.replace('\'', "''");
+    client
+        .batch_execute(&format!(
+            "set statement_timeout = {timeout_ms}; set application_name = '{name}'"
+        ))
+        .await
+        .map_err(WorkloadError::Connect)?;
+    let mut statements = Vec::with_capacity(sqls.len());
+    for sql in sqls {
+        let statement = client
+            .prepare(sql)
+            .await
+            .map_err(|source| WorkloadError::Prepare {
+                sql: sql.clone(),
+                source,
+            })?;
+        statements.push(statement);
+    }
+    Ok(Connection { client, statements })
+}
+
+impl Workload {
+    /// Connects, prepares, and starts scheduling requests at once.
+    pub async fn start(
+        url: &str,
+        config: WorkloadConfig,
+        source: Arc<dyn RequestSource>,
+    ) -> Result<Self, WorkloadError> {
+        if !config.rate_per_second.is_finite()
+            || config.rate_per_second <= 0.0
+            || config.connections == 0
+        {
+            return Err(WorkloadError::BadConfig {
+                rate: config.rate_per_second,
+                connections: config.connections,
+            });
+        }
+        let sqls = source.statements();
+        let mut connections = Vec::with_capacity(config.connections);
+        for _ in 0..config.connections {
+            connections.push(open_connection(url, &config, &sqls).await?);
+        }
+
+        let started = Instant::now();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let recorder = Arc::new(Mutex::new(LatencyRecorder::new()));
+        let dispatched = Arc::new(AtomicU64::new(0));
+        let (queue, receiver) = mpsc::unbounded_channel::<Duration>();
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        let mut tasks = JoinSet::new();
+
+        let interval = Duration::from_secs_f64(1.0 / config.rate_per_second);
+        {
+            let stopping = stopping.clone();
+            let dispatched = dispatched.clone();
+            tasks.spawn(async move {
+                // Request k is due at start + k·interval, whether or not earlier ones have finished.
+                for k in 0u64.. {
+                    let due = interval.mul_f64(k as f64);
+                    tokio::time::sleep_until(started + due).await;
+                    if stopping.load(Ordering::Relaxed) || queue.send(due).is_err() {
+                        break;
+                    }
+                    dispatched.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+
+        for (index, connection) in connections.into_iter().enumerate() {
+            let receiver = receiver.clone();
+            let recorder = recorder.clone();
+            let source = source.clone();
+            let url = url.to_string();
+            let config = config.clone();
+            let sqls = sqls.clone();
+            let mut rng = fastrand::Rng::with_seed(config.seed.wrapping_add(index as u64));
+            tasks.spawn(async move {
+                let mut connection = Some(connection);
+                loop {
+                    let due = { receiver.lock().await.recv().await };
+                    let Some(due) = due else { break };
+                    let request = source.next_request(&mut rng);
+                    let outcome = match &connection {
+                        Some(live) if !live.client.is_closed() => run(live, &request).await,
+                        _ => {
+                            // The server went away; try once per request to come back, and count the failure.
+                            connection = open_connection(&url, &config, &sqls).await.ok();
+                            match &connection {
+                                Some(live) => run(live, &request).await,
+                                None => Outcome::Failed(ErrorClass::Connection),
+                            }
+                        }
+                    };
+                    let latency = started.elapsed().saturating_sub(due);
+                    recorder
+                        .lock()
+                        .expect("the recorder lock is never poisoned")
+                        .record(due, latency, outcome);
+                }
+            });
+        }
+
+        Ok(Self {
+            started,
+            stopping,
+            recorder,
+            dispatched,
+            tasks,
+        })
+    }
+
+    /// Time since the workload started: stamp phase boundaries (migration start, end) with it.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// A copy of what has been measured so far, for live displays.
+    pub fn snapshot(&self) -> LatencyRecorder {
+        self.recorder
+            .lock()
+            .expect("the recorder lock is never poisoned")
+            .clone()
+    }
+
+    /// Requests scheduled so far.
+    pub fn dispatched(&self) -> u64 {
+        self.dispatched.load(Ordering::Relaxed)
+    }
+
+    /// Stops scheduling, lets every scheduled request finish (each is bounded by the request timeout), and returns
+    /// the measurements.
+    pub async fn stop(mut self) -> WorkloadReport {
+        self.stopping.store(true, Ordering::Relaxed);
+        while self.tasks.join_next().await.is_some() {}
+        let recorder = self
+            .recorder
+            .lock()
+            .expect("the recorder lock is never poisoned")
+            .clone();
+        WorkloadReport {
+            duration: self.started.elapsed(),
+            dispatched: self.dispatched(),
+            recorder,
+        }
+    }
+}
+
+async fn run(connection: &Connection, request: &Request) -> Outcome {
+    let Some(statement) = connection.statements.get(request.statement) else {
+        return Outcome::Failed(ErrorClass::Other);
+    };
+    let params: Vec<&(dyn ToSql + Sync)> = request
+        .params
+        .iter()
+        .map(|param| param.as_ref() as _)
+        .collect();
+    match connection.client.execute(statement, &params).await {
+        Ok(_) => Outcome::Ok,
+        Err(error) => Outcome::Failed(ErrorClass::of(&error)),
+    }
+}
+
+/// What a stopped workload measured.
+#[derive(Debug, Clone)]
+pub struct WorkloadReport {
+    pub duration: Duration,
+    pub dispatched: u64,
+    pub recorder: LatencyRecorder,
+}
