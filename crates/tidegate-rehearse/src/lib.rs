@@ -23,6 +23,9 @@
 //! # Ok(()) }
 //! ```
 
+pub mod act;
+pub mod demo;
 pub mod measure;
 pub mod orders;
+pub mod report;
 pub mod workload;

@@ -169,21 +169,20 @@ impl LatencyRecorder {
             .collect()
     }
 
-    /// Figures over the requests meant to start in `[from, to)`.
-    pub fn summary_between(&self, from: Duration, to: Duration) -> LatencySummary {
+    /// Figures over the requests meant to start within the whole seconds `seconds` (numbered from the start).
+    pub fn summary_of_seconds(&self, seconds: std::ops::Range<u64>) -> LatencySummary {
         let mut total = Bucket::new();
-        for (_, bucket) in self
-            .seconds
-            .range(from.as_secs()..to.as_secs().max(from.as_secs()))
-        {
-            total.add(bucket);
+        if seconds.start < seconds.end {
+            for (_, bucket) in self.seconds.range(seconds) {
+                total.add(bucket);
+            }
         }
         total.summary()
     }
 
     /// Figures over the whole run.
     pub fn summary(&self) -> LatencySummary {
-        self.summary_between(Duration::ZERO, Duration::from_secs(u64::MAX))
+        self.summary_of_seconds(0..u64::MAX)
     }
 }
 
@@ -231,8 +230,7 @@ mod tests {
         let whole = recorder.summary();
         assert_eq!(whole.requests, 102);
         assert_eq!(whole.errors, 1);
-        let only_second_one =
-            recorder.summary_between(Duration::from_secs(1), Duration::from_secs(2));
+        let only_second_one = recorder.summary_of_seconds(1..2);
         assert_eq!(only_second_one.requests, 1);
     }
 

@@ -146,7 +146,7 @@ async fn a_lock_shows_as_queueing_latency_and_classified_timeouts() {
 
     let during = report
         .recorder
-        .summary_between(locked_at, locked_at + Duration::from_secs(1));
+        .summary_of_seconds(locked_at.as_secs()..locked_at.as_secs() + 2);
     let timeouts = report
         .recorder
         .summary()
