@@ -5,8 +5,11 @@ use std::fmt::Write as _;
 
 use crate::act::ActReport;
 
+/// Reads one figure of an act, formatted for the table.
+type ReadFigure = fn(&ActReport) -> String;
+
 /// Rows of the comparison table: a label and how to read the figure from an act.
-const TABLE_ROWS: [(&str, fn(&ActReport) -> String); 10] = [
+const TABLE_ROWS: [(&str, ReadFigure); 10] = [
     ("migration duration", |act| {
         format!("{:.1} s", act.duration_s)
     }),
@@ -252,7 +255,7 @@ ol {{ font-size: .9rem; color: #39424f; }} .failed {{ color: #d33a2c; font-weigh
     }
     html.push_str("</tbody></table>\n");
     for act in acts {
-        let _ = write!(html, "<h2>{}</h2>\n", escape(&act.name));
+        let _ = writeln!(html, "<h2>{}</h2>", escape(&act.name));
         if let Some(error) = &act.migration_error {
             let _ = write!(
                 html,
