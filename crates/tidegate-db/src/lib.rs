@@ -1,5 +1,6 @@
 //! tidegate-db: everything that talks to a PostgreSQL server or runs one.
 //!
+//! - [`blockers`]: who holds the lock a statement waits for (`pg_blocking_pids`, sampled while it waits).
 //! - [`scratch`]: throwaway clusters started from the machine's own PostgreSQL binaries — the embedded default
 //!   behind `tidegate scratch`, `tidegate demo` and the integration tests.
 //!
@@ -12,4 +13,5 @@
 //! # Ok::<(), tidegate_db::scratch::ScratchError>(())
 //! ```
 
+pub mod blockers;
 pub mod scratch;
