@@ -1,5 +1,7 @@
 //! tidegate-db: everything that talks to a PostgreSQL server or runs one.
 //!
+//! - [`connect`]: resolves `--db`, `DATABASE_URL` and libpq's variables like psql and connects;
+//!   [`connect::Redacted`] is the only way a target is displayed, so passwords never reach output or logs.
 //! - [`scratch`]: throwaway clusters started from the machine's own PostgreSQL binaries — the embedded default
 //!   behind `tidegate scratch`, `tidegate demo` and the integration tests.
 //!
@@ -11,5 +13,14 @@
 //! scratch::stop(&server.dir)?;
 //! # Ok::<(), tidegate_db::scratch::ScratchError>(())
 //! ```
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tidegate_db::connect::ConnectError> {
+//! let config = tidegate_db::connect::ConnectionConfig::resolve(Some("postgresql://app@localhost/shop"))?;
+//! println!("connecting to {}", config.redacted());
+//! let client = config.connect().await?;
+//! # drop(client); Ok(()) }
+//! ```
 
+pub mod connect;
 pub mod scratch;
