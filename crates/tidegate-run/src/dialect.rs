@@ -63,7 +63,9 @@ impl Postgres {
         shape
             .key_columns
             .iter()
-            .map(|c| format!("{}::text", self.quote_ident(c)))
+            .enumerate()
+            // Aliased, so ORDER BY "col" means the column, not the text output of the same name.
+            .map(|(i, c)| format!("{}::text AS key_{i}", self.quote_ident(c)))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -324,7 +326,7 @@ pub mod state {
     /// Parameters: kind, spec (json text), table name, key columns, key types, key min, key max, estimated rows.
     pub const INSERT_RUN: &str = "INSERT INTO tidegate.runs (kind, spec, table_name, key_columns, key_types, key_min, \
         key_max, estimated_rows, status, exhausted) \
-        VALUES ($1, $2::text::jsonb, $3, $4, $5, $6, $7, $8, 'running', $7 IS NULL) RETURNING id";
+        VALUES ($1, $2::text::jsonb, $3, $4::text[], $5::text[], $6::text[], $7::text[], $8::int8, 'running', $7::text[] IS NULL) RETURNING id";
 
     /// Discards an unfinished run (for `--restart`). Parameter: id.
     pub const DISCARD_RUN: &str = "UPDATE tidegate.runs SET status = 'aborted', status_reason = 'discarded by --restart', \
@@ -434,7 +436,7 @@ mod tests {
         let s = shape(&["id"], &["bigint"], Some("n IS NOT NULL"));
         assert_eq!(
             Postgres.batch_upper_bound(&s, true),
-            "SELECT \"id\"::text FROM \"public\".\"Orders\" WHERE (\"id\") > ($1::text::bigint) AND (\"id\") <= ($2::text::bigint) ORDER BY \"id\" LIMIT 1 OFFSET $3::text::int8"
+            "SELECT \"id\"::text AS key_0 FROM \"public\".\"Orders\" WHERE (\"id\") > ($1::text::bigint) AND (\"id\") <= ($2::text::bigint) ORDER BY \"id\" LIMIT 1 OFFSET $3::text::int8"
         );
         assert_eq!(
             Postgres.batch_update(&s, false),
