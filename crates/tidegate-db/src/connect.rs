@@ -70,7 +70,10 @@ impl ConnectionConfig {
         let (mut pg, source) = if let Some(url) = db_flag.filter(|s| !s.trim().is_empty()) {
             (parse_conn_str(url, "given with --db")?, ConfigSource::Flag)
         } else if let Some(url) = env("DATABASE_URL").filter(|s| !s.trim().is_empty()) {
-            (parse_conn_str(&url, "in DATABASE_URL")?, ConfigSource::DatabaseUrl)
+            (
+                parse_conn_str(&url, "in DATABASE_URL")?,
+                ConfigSource::DatabaseUrl,
+            )
         } else {
             (Config::new(), ConfigSource::LibpqEnv)
         };
@@ -184,11 +187,12 @@ impl fmt::Display for Redacted<'_> {
 }
 
 fn parse_conn_str(text: &str, source_name: &'static str) -> Result<Config, ConnectError> {
-    text.parse::<Config>().map_err(|error| ConnectError::BadUrl {
-        source_name,
-        // tokio-postgres' parse errors name the faulty key, never echo the value.
-        reason: error.to_string(),
-    })
+    text.parse::<Config>()
+        .map_err(|error| ConnectError::BadUrl {
+            source_name,
+            // tokio-postgres' parse errors name the faulty key, never echo the value.
+            reason: error.to_string(),
+        })
 }
 
 fn fill_from_libpq_env(
@@ -229,7 +233,8 @@ fn fill_from_libpq_env(
         pg.user(user);
     }
     if pg.get_dbname().is_none() {
-        let db = env("PGDATABASE").unwrap_or_else(|| pg.get_user().unwrap_or("postgres").to_string());
+        let db =
+            env("PGDATABASE").unwrap_or_else(|| pg.get_user().unwrap_or("postgres").to_string());
         pg.dbname(db);
     }
     if let Some(mode) = env("PGSSLMODE") {
@@ -375,9 +380,11 @@ mod tests {
     #[test]
     fn flag_wins_over_database_url_and_password_is_redacted() {
         let env = env_of(&[("DATABASE_URL", "postgresql://other@h2/db2")]);
-        let config =
-            ConnectionConfig::resolve_with(Some("postgresql://alice:s3cret@db.example:6543/shop"), &env)
-                .unwrap();
+        let config = ConnectionConfig::resolve_with(
+            Some("postgresql://alice:s3cret@db.example:6543/shop"),
+            &env,
+        )
+        .unwrap();
         let shown = config.redacted().to_string();
         assert_eq!(shown, "postgresql://alice:***@db.example:6543/shop");
         assert!(!format!("{config:?}").contains("s3cret"));
@@ -388,7 +395,10 @@ mod tests {
     fn database_url_then_libpq_env() {
         let env = env_of(&[("DATABASE_URL", "postgresql://bob@h2/db2")]);
         let config = ConnectionConfig::resolve_with(None, &env).unwrap();
-        assert_eq!(config.redacted().to_string(), "postgresql://bob@h2:5432/db2");
+        assert_eq!(
+            config.redacted().to_string(),
+            "postgresql://bob@h2:5432/db2"
+        );
         let env = env_of(&[
             ("PGHOST", "pg.internal"),
             ("PGPORT", "6000"),
@@ -398,14 +408,20 @@ mod tests {
         ]);
         let config = ConnectionConfig::resolve_with(None, &env).unwrap();
         assert_eq!(config.source(), ConfigSource::LibpqEnv);
-        assert_eq!(config.redacted().to_string(), "postgresql://carol:***@pg.internal:6000/app");
+        assert_eq!(
+            config.redacted().to_string(),
+            "postgresql://carol:***@pg.internal:6000/app"
+        );
     }
 
     #[test]
     fn bad_url_is_a_clear_error_without_the_password() {
-        let error = ConnectionConfig::resolve_with(Some("postgresql://u:pw@host:notaport/db"), &env_of(&[]))
-            .unwrap_err()
-            .to_string();
+        let error = ConnectionConfig::resolve_with(
+            Some("postgresql://u:pw@host:notaport/db"),
+            &env_of(&[]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("does not parse"), "{error}");
         assert!(!error.contains("pw@"), "{error}");
         let error = ConnectionConfig::resolve_with(None, &env_of(&[("PGPORT", "x")])).unwrap_err();
@@ -414,15 +430,18 @@ mod tests {
 
     #[test]
     fn sslmode_require_is_refused_plainly() {
-        let error =
-            ConnectionConfig::resolve_with(None, &env_of(&[("PGHOST", "h"), ("PGSSLMODE", "require")]))
-                .unwrap_err();
+        let error = ConnectionConfig::resolve_with(
+            None,
+            &env_of(&[("PGHOST", "h"), ("PGSSLMODE", "require")]),
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("sslmode=require"));
     }
 
     #[test]
     fn pgpass_lines_match_with_wildcards_and_escapes() {
-        let text = "# comment\nother:5432:*:*:nope\ndb.example:*:shop:alice:pa\\:ss\n*:*:*:*:fallback\n";
+        let text =
+            "# comment\nother:5432:*:*:nope\ndb.example:*:shop:alice:pa\\:ss\n*:*:*:*:fallback\n";
         assert_eq!(
             pgpass_lookup(text, "db.example", "6543", "shop", "alice").as_deref(),
             Some("pa:ss")

@@ -107,7 +107,10 @@ impl BatchController {
         } else {
             self.size as f64 * MAX_GROWTH
         };
-        let next = ideal.min(ceiling).max(self.min() as f64).min(self.config.max as f64);
+        let next = ideal
+            .min(ceiling)
+            .max(self.min() as f64)
+            .min(self.config.max as f64);
         self.size = next.round().max(1.0) as u64;
         match self.size.cmp(&before) {
             std::cmp::Ordering::Greater => Adjustment::Grew,
@@ -143,7 +146,11 @@ mod tests {
     /// A database that takes `per_row` per row plus a fixed cost, and slows down as batches grow (buffer churn).
     fn simulated_time(rows: u64, per_row_us: f64) -> Duration {
         let base = 2_000.0 + rows as f64 * per_row_us;
-        let congestion = if rows > 20_000 { 1.0 + (rows - 20_000) as f64 / 20_000.0 } else { 1.0 };
+        let congestion = if rows > 20_000 {
+            1.0 + (rows - 20_000) as f64 / 20_000.0
+        } else {
+            1.0
+        };
         Duration::from_micros((base * congestion) as u64)
     }
 
@@ -161,7 +168,12 @@ mod tests {
         for _ in 0..40 {
             let rows = c.size();
             c.observe(rows, simulated_time(rows, 10.0));
-            assert!(c.size() as f64 <= last as f64 * MAX_GROWTH + 1.0, "{} after {}", c.size(), last);
+            assert!(
+                c.size() as f64 <= last as f64 * MAX_GROWTH + 1.0,
+                "{} after {}",
+                c.size(),
+                last
+            );
             last = c.size();
         }
         let t = simulated_time(c.size(), 10.0);
@@ -175,14 +187,20 @@ mod tests {
     #[test]
     fn cuts_by_ten_when_five_times_over_target() {
         let mut c = controller(10_000);
-        assert_eq!(c.observe(10_000, Duration::from_millis(600)), Adjustment::Cut);
+        assert_eq!(
+            c.observe(10_000, Duration::from_millis(600)),
+            Adjustment::Cut
+        );
         assert_eq!(c.size(), 1_000);
     }
 
     #[test]
     fn shrinks_proportionally_when_modestly_over() {
         let mut c = controller(1_000);
-        assert_eq!(c.observe(1_000, Duration::from_millis(200)), Adjustment::Shrank);
+        assert_eq!(
+            c.observe(1_000, Duration::from_millis(200)),
+            Adjustment::Shrank
+        );
         assert_eq!(c.size(), 500);
     }
 

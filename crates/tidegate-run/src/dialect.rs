@@ -47,7 +47,11 @@ pub struct Postgres;
 
 impl Postgres {
     fn qualified(&self, shape: &BatchShape) -> String {
-        format!("{}.{}", self.quote_ident(&shape.schema), self.quote_ident(&shape.table))
+        format!(
+            "{}.{}",
+            self.quote_ident(&shape.schema),
+            self.quote_ident(&shape.table)
+        )
     }
 
     fn key_list(&self, shape: &BatchShape) -> String {
@@ -95,7 +99,11 @@ impl Postgres {
         let key = format!("({})", self.key_list(shape));
         if has_lower {
             (
-                format!("{key} > {} AND {key} <= {}", self.params(shape, 1), self.params(shape, 1 + n)),
+                format!(
+                    "{key} > {} AND {key} <= {}",
+                    self.params(shape, 1),
+                    self.params(shape, 1 + n)
+                ),
                 1 + 2 * n,
             )
         } else {
@@ -193,7 +201,8 @@ pub mod catalog {
         FROM pg_index i WHERE i.indrelid = $1 AND i.indisunique ORDER BY i.indisprimary DESC, i.indexrelid";
 
     /// Whether this connection can write: in recovery, read-only transaction default.
-    pub const WRITABLE: &str = "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on', \
+    pub const WRITABLE: &str =
+        "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on', \
         current_setting('default_transaction_read_only') = 'on'";
 
     /// This backend's pid.
@@ -216,7 +225,8 @@ pub mod health {
         "SELECT count(*)::int8 FROM pg_stat_activity WHERE cardinality($1::int4[]) > 0 AND pg_blocking_pids(pid) && $1::int4[]";
 
     /// Replicas, replicas we may not see into (NULL state: missing privilege), the largest replay lag in seconds.
-    pub const REPLICA_LAG: &str = "SELECT count(*)::int8, count(*) FILTER (WHERE state IS NULL)::int8, \
+    pub const REPLICA_LAG: &str =
+        "SELECT count(*)::int8, count(*) FILTER (WHERE state IS NULL)::int8, \
         coalesce(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_stat_replication";
 
     /// Active client backends other than ours. Parameter: int4[] of our pids.
@@ -224,7 +234,8 @@ pub mod health {
         AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND NOT (pid = ANY($1::int4[]))";
 
     /// The oldest open transaction other than ours: pid, age in seconds. Parameter: int4[] of our pids.
-    pub const OLDEST_TRANSACTION: &str = "SELECT pid, extract(epoch FROM clock_timestamp() - xact_start)::float8 \
+    pub const OLDEST_TRANSACTION: &str =
+        "SELECT pid, extract(epoch FROM clock_timestamp() - xact_start)::float8 \
         FROM pg_stat_activity WHERE xact_start IS NOT NULL AND backend_type = 'client backend' \
         AND pid <> pg_backend_pid() AND NOT (pid = ANY($1::int4[])) ORDER BY xact_start LIMIT 1";
 }
@@ -239,12 +250,14 @@ pub mod state {
     pub const SCHEMA_VERSION: i32 = 1;
 
     /// Serialises concurrent first uses (an advisory lock on a fixed key, released at commit).
-    pub const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended('tidegate:schema', 0))";
+    pub const MIGRATION_LOCK: &str =
+        "SELECT pg_advisory_xact_lock(hashtextextended('tidegate:schema', 0))";
 
     pub const CREATE_SCHEMA: &str = "CREATE SCHEMA IF NOT EXISTS tidegate; \
         CREATE TABLE IF NOT EXISTS tidegate.schema_version (version int NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())";
 
-    pub const CURRENT_VERSION: &str = "SELECT coalesce(max(version), 0) FROM tidegate.schema_version";
+    pub const CURRENT_VERSION: &str =
+        "SELECT coalesce(max(version), 0) FROM tidegate.schema_version";
 
     pub const SCHEMA_EXISTS: &str = "SELECT to_regclass('tidegate.schema_version') IS NOT NULL";
 
@@ -333,7 +346,8 @@ pub mod state {
         control = NULL, finished_at = now(), updated_at = now() WHERE id = $1 AND status NOT IN ('completed', 'aborted')";
 
     /// Parameters: id, status, reason.
-    pub const SET_STATUS: &str = "UPDATE tidegate.runs SET status = $2, status_reason = $3, updated_at = now(), \
+    pub const SET_STATUS: &str =
+        "UPDATE tidegate.runs SET status = $2, status_reason = $3, updated_at = now(), \
         finished_at = CASE WHEN $2 IN ('completed', 'aborted', 'failed') THEN now() ELSE NULL END \
         WHERE id = $1 AND status NOT IN ('completed', 'aborted')";
 
@@ -342,7 +356,8 @@ pub mod state {
         updated_at = now(), finished_at = now() WHERE id = $1 AND status NOT IN ('completed', 'aborted')";
 
     /// Completes an abort request: parameter id.
-    pub const SET_ABORTED: &str = "UPDATE tidegate.runs SET status = 'aborted', control = NULL, updated_at = now(), \
+    pub const SET_ABORTED: &str =
+        "UPDATE tidegate.runs SET status = 'aborted', control = NULL, updated_at = now(), \
         finished_at = now() WHERE id = $1 AND status NOT IN ('completed', 'aborted')";
 
     /// Marks a run resumed by a new engine: clears a pause request. Parameter: id.
@@ -364,13 +379,15 @@ pub mod state {
         updated_at = now() WHERE id = $1 AND status IN ('running', 'throttled')";
 
     /// The key of the advisory lock an engine holds (shared) while attached to a run. Parameter: id.
-    pub const ATTACH_LOCK: &str = "SELECT pg_advisory_lock_shared(hashtextextended('tidegate:run:' || $1::int8::text, 0))";
+    pub const ATTACH_LOCK: &str =
+        "SELECT pg_advisory_lock_shared(hashtextextended('tidegate:run:' || $1::int8::text, 0))";
     /// True when no engine is attached (takes and releases the lock at once). Parameter: id.
     pub const NO_ENGINE_ATTACHED: &str = "SELECT CASE WHEN pg_try_advisory_lock(hashtextextended('tidegate:run:' || $1::int8::text, 0)) \
         THEN pg_advisory_unlock(hashtextextended('tidegate:run:' || $1::int8::text, 0)) ELSE false END";
 
     /// Parameters: run id, event, detail (json text).
-    pub const JOURNAL: &str = "INSERT INTO tidegate.journal (run_id, event, detail) VALUES ($1, $2, $3::text::jsonb)";
+    pub const JOURNAL: &str =
+        "INSERT INTO tidegate.journal (run_id, event, detail) VALUES ($1, $2, $3::text::jsonb)";
 
     /// Parameter: run id. Columns: at (text), event, detail (text).
     pub const READ_JOURNAL: &str = "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), event, detail::text \
@@ -453,6 +470,8 @@ mod tests {
             sql.contains("(\"tenant\", \"id\") > ($1::text::integer, $2::text::uuid) AND (\"tenant\", \"id\") <= ($3::text::integer, $4::text::uuid)"),
             "{sql}"
         );
-        assert!(Postgres.key_max(&s).contains("ORDER BY \"tenant\" DESC, \"id\" DESC"));
+        assert!(Postgres
+            .key_max(&s)
+            .contains("ORDER BY \"tenant\" DESC, \"id\" DESC"));
     }
 }

@@ -24,7 +24,7 @@ use crate::pacing::{utc_second_of_day, RateLimit, Window};
 use crate::retry::{RetryDecision, RetryPolicy, RetryState};
 use crate::spec::{self, BackfillSpec};
 use crate::state::{self, RunRow};
-use crate::throttle::{Level, Observation, Reading, ThrottlePolicy, Thresholds};
+use crate::throttle::{Level, Observation, Reading, Thresholds, ThrottlePolicy};
 
 /// Everything that shapes a run besides the spec.
 #[derive(Debug, Clone)]
@@ -101,7 +101,9 @@ pub enum BackfillError {
 impl From<tidegate_db::connect::ConnectError> for BackfillError {
     fn from(error: tidegate_db::connect::ConnectError) -> Self {
         match error {
-            tidegate_db::connect::ConnectError::Connect { .. } => BackfillError::Database(error.to_string()),
+            tidegate_db::connect::ConnectError::Connect { .. } => {
+                BackfillError::Database(error.to_string())
+            }
             other => BackfillError::Input(other.to_string()),
         }
     }
@@ -156,7 +158,10 @@ impl Prepared {
         let size = options.controller.initial.max(1);
         let mut parameters = Vec::new();
         if let Some(max) = &self.key_max {
-            parameters.push(format!("upper key bound (fixed at start) = ({})", max.join(", ")));
+            parameters.push(format!(
+                "upper key bound (fixed at start) = ({})",
+                max.join(", ")
+            ));
         }
         parameters.push(format!("offset = {}", size - 1));
         let t = &options.thresholds;
@@ -173,10 +178,16 @@ impl Prepared {
             },
             format!(
                 "probe latency ({}): throttle over {} ms",
-                options.probe_sql.as_deref().unwrap_or("primary-key lookup on the table"),
+                options
+                    .probe_sql
+                    .as_deref()
+                    .unwrap_or("primary-key lookup on the table"),
                 t.max_probe_latency.as_millis()
             ),
-            format!("transactions open longer than {}s: reported", t.long_transaction.as_secs()),
+            format!(
+                "transactions open longer than {}s: reported",
+                t.long_transaction.as_secs()
+            ),
         ];
         if let Some(q) = &options.throttle_query {
             signals.push(format!("throttle query (true = wait): {q}"));
@@ -193,7 +204,9 @@ impl Prepared {
             key_index: self.key_index.clone(),
             estimated_rows: self.estimated_rows,
             initial_batch_size: size,
-            estimated_batches: self.estimated_rows.map(|r| (r.max(0) as u64).div_ceil(size)),
+            estimated_batches: self
+                .estimated_rows
+                .map(|r| (r.max(0) as u64).div_ceil(size)),
             batch_time_ms: options.controller.target.as_millis(),
             lock_timeout_ms: options.lock_timeout.as_millis(),
             statement_timeout_ms: options.effective_statement_timeout().as_millis(),
@@ -202,7 +215,10 @@ impl Prepared {
                 d.batch_settings(options.lock_timeout, options.effective_statement_timeout()),
                 d.batch_upper_bound(&self.shape, false),
                 d.batch_update(&self.shape, false),
-                format!("{} -- the checkpoint, same transaction", state_sql::CHECKPOINT),
+                format!(
+                    "{} -- the checkpoint, same transaction",
+                    state_sql::CHECKPOINT
+                ),
                 "COMMIT".into(),
             ],
             batch_parameters: parameters,
@@ -216,9 +232,12 @@ impl Prepared {
 pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, BackfillError> {
     let d = Postgres;
     if spec.table.trim().is_empty() {
-        return Err(BackfillError::Input(spec::SpecError::EmptyTable.to_string()));
+        return Err(BackfillError::Input(
+            spec::SpecError::EmptyTable.to_string(),
+        ));
     }
-    let set_columns = spec::validate_set(&spec.set).map_err(|e| BackfillError::Input(e.to_string()))?;
+    let set_columns =
+        spec::validate_set(&spec.set).map_err(|e| BackfillError::Input(e.to_string()))?;
     if let Some(p) = &spec.predicate {
         spec::validate_where(p).map_err(|e| BackfillError::Input(e.to_string()))?;
     }
@@ -226,23 +245,29 @@ pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, B
         .query_one(catalog::WRITABLE, &[])
         .await
         .map_err(|e| db_error("checking the connection is writable", &e))?;
-    let (in_recovery, read_only_tx, default_read_only): (bool, bool, bool) = (writable.get(0), writable.get(1), writable.get(2));
+    let (in_recovery, read_only_tx, default_read_only): (bool, bool, bool) =
+        (writable.get(0), writable.get(1), writable.get(2));
     if in_recovery || read_only_tx || default_read_only {
         return Err(BackfillError::Input(format!(
             "the connection is read-only ({}); point --db at the primary with a role that may write",
             if in_recovery { "the server is a standby in recovery" } else { "default_transaction_read_only is on" }
         )));
     }
-    let table = match client.query_opt(catalog::RESOLVE_TABLE, &[&spec.table]).await {
+    let table = match client
+        .query_opt(catalog::RESOLVE_TABLE, &[&spec.table])
+        .await
+    {
         Ok(Some(row)) => row,
-        Ok(None) => {
-            return Err(BackfillError::Input(format!(
-                "table {:?} does not exist (or is not on the search_path); name it as `schema.table`",
-                spec.table
-            )))
-        }
+        Ok(None) => return Err(BackfillError::Input(format!(
+            "table {:?} does not exist (or is not on the search_path); name it as `schema.table`",
+            spec.table
+        ))),
         Err(e) if e.code().is_some() && !is_connection_lost(&e) => {
-            return Err(BackfillError::Input(format!("--table {:?} is not a table name: {}", spec.table, describe(&e))))
+            return Err(BackfillError::Input(format!(
+                "--table {:?} is not a table name: {}",
+                spec.table,
+                describe(&e)
+            )))
         }
         Err(e) => return Err(db_error("looking up the table", &e)),
     };
@@ -253,7 +278,9 @@ pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, B
     let reltuples: f64 = table.get(4);
     let may_update: bool = table.get(5);
     if relkind != "r" && relkind != "p" {
-        return Err(BackfillError::Input(format!("{schema}.{name} is not a table (relkind {relkind}); backfill updates tables")));
+        return Err(BackfillError::Input(format!(
+            "{schema}.{name} is not a table (relkind {relkind}); backfill updates tables"
+        )));
     }
     if !may_update {
         return Err(BackfillError::Input(format!(
@@ -284,11 +311,16 @@ pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, B
         .collect();
     let usable = |ix: &&(String, bool, Vec<String>, bool, bool)| ix.4 && (ix.1 || ix.3);
     let chosen = match &spec.key {
-        None => indexes.iter().find(|ix| ix.1 && usable(ix)).or_else(|| indexes.iter().find(usable)),
+        None => indexes
+            .iter()
+            .find(|ix| ix.1 && usable(ix))
+            .or_else(|| indexes.iter().find(usable)),
         Some(wanted) => {
             for column in wanted {
                 if !columns.iter().any(|(n, _, _)| n == column) {
-                    return Err(BackfillError::Input(format!("--key names column {column:?}, which {schema}.{name} does not have")));
+                    return Err(BackfillError::Input(format!(
+                        "--key names column {column:?}, which {schema}.{name} does not have"
+                    )));
                 }
             }
             match indexes.iter().find(|ix| &ix.2 == wanted) {
@@ -327,7 +359,13 @@ pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, B
     }
     let key_types = key_columns
         .iter()
-        .map(|k| columns.iter().find(|(n, _, _)| n == k).map(|c| c.1.clone()).unwrap_or_default())
+        .map(|k| {
+            columns
+                .iter()
+                .find(|(n, _, _)| n == k)
+                .map(|c| c.1.clone())
+                .unwrap_or_default()
+        })
         .collect();
     let shape = BatchShape {
         schema: schema.clone(),
@@ -339,7 +377,8 @@ pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, B
     };
     for has_lower in [false, true] {
         let sql = d.batch_update(&shape, has_lower);
-        spec::check_generated_update(&sql).map_err(|why| BackfillError::Input(format!("--set/--where rejected: {why}")))?;
+        spec::check_generated_update(&sql)
+            .map_err(|why| BackfillError::Input(format!("--set/--where rejected: {why}")))?;
         // The server analyses the statement without running it: unknown columns and type errors surface here.
         if let Err(e) = client.prepare(&sql).await {
             if is_connection_lost(&e) {
@@ -361,14 +400,21 @@ pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, B
         spec: spec.clone(),
         shape,
         key_index: index_name,
-        estimated_rows: if reltuples >= 0.0 { Some(reltuples as i64) } else { None },
+        estimated_rows: if reltuples >= 0.0 {
+            Some(reltuples as i64)
+        } else {
+            None
+        },
         key_min,
         key_max,
     })
 }
 
 async fn first_key(client: &Client, sql: &str) -> Result<Option<Vec<String>>, BackfillError> {
-    let row = client.query_opt(sql, &[]).await.map_err(|e| db_error("reading the key range", &e))?;
+    let row = client
+        .query_opt(sql, &[])
+        .await
+        .map_err(|e| db_error("reading the key range", &e))?;
     Ok(row.map(|r| (0..r.len()).map(|i| r.get::<_, String>(i)).collect()))
 }
 
@@ -394,8 +440,12 @@ impl StopHandle {
 pub enum RunEnd {
     Completed,
     /// Stopped by a signal: paused, resumable.
-    Interrupted { reason: String },
-    Aborted { reason: String },
+    Interrupted {
+        reason: String,
+    },
+    Aborted {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -432,6 +482,9 @@ struct Ctx {
     rows_done: AtomicU64,
     rows_scanned: AtomicU64,
     batches: AtomicU64,
+    /// Rows done before this process attached: rates and ETAs count only this process's work.
+    initial_done: u64,
+    initial_scanned: u64,
     last_batch_size: AtomicU64,
     last_statement_us: AtomicU64,
     journal: tokio::sync::mpsc::UnboundedSender<Event>,
@@ -473,18 +526,31 @@ pub async fn run(
     let (spec, resume_row) = match &target {
         RunTarget::Spec(spec) => (spec.clone(), None),
         RunTarget::Resume(id) => {
-            if !state::schema_exists(&client).await.map_err(|e| db_error("reading runs", &e))? {
-                return Err(BackfillError::Input(format!("there is no run {id} (no tidegate state in this database)")));
+            if !state::schema_exists(&client)
+                .await
+                .map_err(|e| db_error("reading runs", &e))?
+            {
+                return Err(BackfillError::Input(format!(
+                    "there is no run {id} (no tidegate state in this database)"
+                )));
             }
             let row = state::find_run(&client, *id)
                 .await
                 .map_err(|e| db_error("reading the run", &e))?
-                .ok_or_else(|| BackfillError::Input(format!("there is no run {id}; `tidegate runs` lists them")))?;
+                .ok_or_else(|| {
+                    BackfillError::Input(format!(
+                        "there is no run {id}; `tidegate runs` lists them"
+                    ))
+                })?;
             if row.is_finished() {
-                return Err(BackfillError::Input(format!("run {id} is {}; nothing to resume", row.status)));
+                return Err(BackfillError::Input(format!(
+                    "run {id} is {}; nothing to resume",
+                    row.status
+                )));
             }
-            let spec: BackfillSpec = serde_json::from_str(&row.spec_json)
-                .map_err(|e| BackfillError::Database(format!("run {id} has a spec this build cannot read: {e}")))?;
+            let spec: BackfillSpec = serde_json::from_str(&row.spec_json).map_err(|e| {
+                BackfillError::Database(format!("run {id} has a spec this build cannot read: {e}"))
+            })?;
             (spec, Some(row))
         }
     };
@@ -499,13 +565,16 @@ pub async fn run(
         .await
         .map_err(|e| BackfillError::Database(format!("creating the tidegate state schema: {e}")))?;
     let spec_json = serde_json::to_string(&spec).unwrap_or_default();
-    let (run, resumed) = attach_or_create(&client, &prepared, &spec_json, resume_row, options.restart).await?;
+    let (run, resumed) =
+        attach_or_create(&client, &prepared, &spec_json, resume_row, options.restart).await?;
     let run_id = run.id;
 
     let (journal_tx, journal_rx) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Arc::new(Ctx {
         config: config.clone(),
-        limiter: options.max_rows_per_second.map(|r| Mutex::new(RateLimit::new(r))),
+        limiter: options
+            .max_rows_per_second
+            .map(|r| Mutex::new(RateLimit::new(r))),
         options,
         shape: prepared.shape.clone(),
         run_id,
@@ -517,6 +586,8 @@ pub async fn run(
         rows_done: AtomicU64::new(run.rows_done.max(0) as u64),
         rows_scanned: AtomicU64::new(run.rows_scanned.max(0) as u64),
         batches: AtomicU64::new(run.batches.max(0) as u64),
+        initial_done: run.rows_done.max(0) as u64,
+        initial_scanned: run.rows_scanned.max(0) as u64,
         last_batch_size: AtomicU64::new(0),
         last_statement_us: AtomicU64::new(0),
         journal: journal_tx,
@@ -538,7 +609,13 @@ pub async fn run(
         let ctx = ctx.clone();
         workers.spawn(async move { worker_loop(ctx, worker).await });
     }
-    let monitor = tokio::spawn(monitor_loop(ctx.clone(), client, journal_rx, probe_key, stop.clone()));
+    let monitor = tokio::spawn(monitor_loop(
+        ctx.clone(),
+        client,
+        journal_rx,
+        probe_key,
+        stop.clone(),
+    ));
 
     let mut failure: Option<String> = None;
     let mut all_done = true;
@@ -566,14 +643,14 @@ pub async fn run(
         match gate {
             Gate::Abort(reason) => Ok(RunEnd::Aborted { reason }),
             Gate::Stop(reason) => Ok(RunEnd::Interrupted { reason }),
-            other => Ok(RunEnd::Interrupted { reason: format!("stopped ({other:?})") }),
+            other => Ok(RunEnd::Interrupted {
+                reason: format!("stopped ({other:?})"),
+            }),
         }
     };
     // The monitor writes the final status and drains the journal.
     ctx.set_gate(Gate::Stop("finishing".into()));
-    let final_state = FinalState {
-        end: end.clone(),
-    };
+    let final_state = FinalState { end: end.clone() };
     let monitor_client = monitor.await.ok().flatten();
     let rows_done = ctx.rows_done.load(Ordering::Relaxed);
     let batches = ctx.batches.load(Ordering::Relaxed);
@@ -594,7 +671,11 @@ struct FinalState {
 }
 
 /// Writes the run's final status and journal entry, reconnecting if it must.
-async fn finish(ctx: &Ctx, client: Option<(Client, tokio::sync::mpsc::UnboundedReceiver<Event>)>, final_state: &FinalState) {
+async fn finish(
+    ctx: &Ctx,
+    client: Option<(Client, tokio::sync::mpsc::UnboundedReceiver<Event>)>,
+    final_state: &FinalState,
+) {
     let elapsed = ctx.now().as_secs_f64();
     let event = match &final_state.end {
         Ok(RunEnd::Completed) => Event::Completed {
@@ -667,16 +748,28 @@ async fn write_final(
     }
     match end {
         Ok(RunEnd::Completed) => {
-            client.execute(state_sql::SET_STATUS, &[&run_id, &"completed", &None::<String>]).await?;
+            client
+                .execute(
+                    state_sql::SET_STATUS,
+                    &[&run_id, &"completed", &None::<String>],
+                )
+                .await?;
         }
         Ok(RunEnd::Interrupted { reason }) => {
-            client.execute(state_sql::SET_STATUS, &[&run_id, &"paused", &Some(reason.as_str())]).await?;
+            client
+                .execute(
+                    state_sql::SET_STATUS,
+                    &[&run_id, &"paused", &Some(reason.as_str())],
+                )
+                .await?;
         }
         Ok(RunEnd::Aborted { .. }) => {
             client.execute(state_sql::SET_ABORTED, &[&run_id]).await?;
         }
         Err(message) => {
-            client.execute(state_sql::SET_FAILED, &[&run_id, &message.as_str()]).await?;
+            client
+                .execute(state_sql::SET_FAILED, &[&run_id, &message.as_str()])
+                .await?;
         }
     }
     Ok(())
@@ -691,21 +784,39 @@ async fn attach_or_create(
 ) -> Result<(RunRow, bool), BackfillError> {
     if let Some(row) = resume_row {
         if restart {
-            return Err(BackfillError::Input("--resume and --restart contradict each other; pick one".into()));
+            return Err(BackfillError::Input(
+                "--resume and --restart contradict each other; pick one".into(),
+            ));
         }
-        client.execute(state_sql::ATTACH, &[&row.id]).await.map_err(|e| db_error("attaching to the run", &e))?;
+        client
+            .execute(state_sql::ATTACH, &[&row.id])
+            .await
+            .map_err(|e| db_error("attaching to the run", &e))?;
         return Ok((row, true));
     }
     for _ in 0..3 {
-        let existing = state::find_unfinished(client, spec_json).await.map_err(|e| db_error("reading runs", &e))?;
+        let existing = state::find_unfinished(client, spec_json)
+            .await
+            .map_err(|e| db_error("reading runs", &e))?;
         if let Some(row) = existing {
             if restart {
-                client.execute(state_sql::DISCARD_RUN, &[&row.id]).await.map_err(|e| db_error("discarding the old run", &e))?;
-                state::journal(client, row.id, "aborted", &serde_json::json!({"reason": "discarded by --restart"}))
+                client
+                    .execute(state_sql::DISCARD_RUN, &[&row.id])
                     .await
-                    .map_err(|e| db_error("journaling", &e))?;
+                    .map_err(|e| db_error("discarding the old run", &e))?;
+                state::journal(
+                    client,
+                    row.id,
+                    "aborted",
+                    &serde_json::json!({"reason": "discarded by --restart"}),
+                )
+                .await
+                .map_err(|e| db_error("journaling", &e))?;
             } else {
-                client.execute(state_sql::ATTACH, &[&row.id]).await.map_err(|e| db_error("attaching to the run", &e))?;
+                client
+                    .execute(state_sql::ATTACH, &[&row.id])
+                    .await
+                    .map_err(|e| db_error("attaching to the run", &e))?;
                 return Ok((row, true));
             }
         }
@@ -739,7 +850,9 @@ async fn attach_or_create(
             Err(e) => return Err(db_error("creating the run", &e)),
         }
     }
-    Err(BackfillError::Database("could not create or find the run (concurrent starts kept racing)".into()))
+    Err(BackfillError::Database(
+        "could not create or find the run (concurrent starts kept racing)".into(),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -781,7 +894,10 @@ async fn monitor_loop(
                     reconnect.on_success();
                     client = Some(c);
                     attached = false;
-                    ctx.emit(Event::Reconnected { run_id: ctx.run_id, worker: None });
+                    ctx.emit(Event::Reconnected {
+                        run_id: ctx.run_id,
+                        worker: None,
+                    });
                 }
                 Err(e) => {
                     ctx.set_gate(Gate::Wait("monitor connection lost; reconnecting".into()));
@@ -798,7 +914,9 @@ async fn monitor_loop(
                             tokio::time::sleep(delay).await;
                         }
                         RetryDecision::GiveUp { .. } => {
-                            ctx.set_gate(Gate::Stop(format!("lost the database and could not reconnect: {e}")));
+                            ctx.set_gate(Gate::Stop(format!(
+                                "lost the database and could not reconnect: {e}"
+                            )));
                             tokio::time::sleep(ctx.options.health_interval).await;
                         }
                     }
@@ -840,7 +958,14 @@ async fn monitor_loop(
                 None => (Some("abort".into()), "aborted".into()),
             };
             let pids = ctx.pids.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let obs = observe(c, &pids, &probe, ctx.options.throttle_query.as_deref(), ctx.now()).await?;
+            let obs = observe(
+                c,
+                &pids,
+                &probe,
+                ctx.options.throttle_query.as_deref(),
+                ctx.now(),
+            )
+            .await?;
             Ok::<_, tokio_postgres::Error>((control, db_status, obs))
         };
         let (control, db_status, obs) = match tick.await {
@@ -861,7 +986,10 @@ async fn monitor_loop(
             }
             Err(e) => {
                 // A state query failed for another reason: fail closed and say so.
-                ctx.set_gate(Gate::Wait(format!("monitor query failed: {}", describe(&e))));
+                ctx.set_gate(Gate::Wait(format!(
+                    "monitor query failed: {}",
+                    describe(&e)
+                )));
                 tokio::time::sleep(ctx.options.health_interval).await;
                 continue;
             }
@@ -891,9 +1019,16 @@ async fn monitor_loop(
             Gate::Paused(format!("critical: {}", decision.reason))
         } else if decision.level == Level::Throttle {
             Gate::Wait(decision.reason.clone())
-        } else if let Some(window) = ctx.options.window.filter(|w| !w.contains(utc_second_of_day())) {
+        } else if let Some(window) = ctx
+            .options
+            .window
+            .filter(|w| !w.contains(utc_second_of_day()))
+        {
             let wait = window.until_open(utc_second_of_day());
-            Gate::Wait(format!("outside window {window}; opens in {}m", wait.as_secs().div_ceil(60)))
+            Gate::Wait(format!(
+                "outside window {window}; opens in {}m",
+                wait.as_secs().div_ceil(60)
+            ))
         } else {
             Gate::Go
         };
@@ -906,7 +1041,9 @@ async fn monitor_loop(
             };
             let new_status = new_status.to_string();
             match &gate {
-                Gate::Go if matches!(last_gate, Gate::Paused(_)) => ctx.emit(Event::Resumed { run_id: ctx.run_id }),
+                Gate::Go if matches!(last_gate, Gate::Paused(_)) => {
+                    ctx.emit(Event::Resumed { run_id: ctx.run_id })
+                }
                 Gate::Go if matches!(last_gate, Gate::Wait(ref r) if r != "starting") => {
                     ctx.emit(Event::ThrottleLifted { run_id: ctx.run_id })
                 }
@@ -934,15 +1071,24 @@ async fn monitor_loop(
                         });
                     }
                 }
-                Gate::Paused(r) if !matches!(last_gate, Gate::Paused(_)) => ctx.emit(Event::Paused {
-                    run_id: ctx.run_id,
-                    reason: r.clone(),
-                }),
+                Gate::Paused(r) if !matches!(last_gate, Gate::Paused(_)) => {
+                    ctx.emit(Event::Paused {
+                        run_id: ctx.run_id,
+                        reason: r.clone(),
+                    })
+                }
                 _ => {}
             }
             if new_status != status || matches!(gate, Gate::Wait(_) | Gate::Paused(_)) {
-                let base_reason = reason.map(|r| r.split(" (recovering").next().unwrap_or("").to_string());
-                if let Err(e) = c.execute(state_sql::SET_STATUS, &[&ctx.run_id, &new_status, &base_reason]).await {
+                let base_reason =
+                    reason.map(|r| r.split(" (recovering").next().unwrap_or("").to_string());
+                if let Err(e) = c
+                    .execute(
+                        state_sql::SET_STATUS,
+                        &[&ctx.run_id, &new_status, &base_reason],
+                    )
+                    .await
+                {
                     if is_connection_lost(&e) {
                         client = None;
                         continue;
@@ -952,7 +1098,9 @@ async fn monitor_loop(
             }
             last_gate = gate.clone();
             // Never reopen the gate over a stop or an abort.
-            if !matches!(ctx.gate(), Gate::Stop(_) | Gate::Abort(_)) || matches!(gate, Gate::Stop(_) | Gate::Abort(_)) {
+            if !matches!(ctx.gate(), Gate::Stop(_) | Gate::Abort(_))
+                || matches!(gate, Gate::Stop(_) | Gate::Abort(_))
+            {
                 ctx.set_gate(gate);
             }
         } else if !matches!(ctx.gate(), Gate::Stop(_) | Gate::Abort(_)) {
@@ -963,7 +1111,8 @@ async fn monitor_loop(
 }
 
 fn probe_timeout(t: &Thresholds) -> Duration {
-    (t.max_probe_latency * t.critical_factor.max(1) + Duration::from_millis(100)).max(Duration::from_millis(500))
+    (t.max_probe_latency * t.critical_factor.max(1) + Duration::from_millis(100))
+        .max(Duration::from_millis(500))
 }
 
 enum Probe {
@@ -980,7 +1129,9 @@ async fn observe(
     throttle_query: Option<&str>,
     at: Duration,
 ) -> Result<Observation, tokio_postgres::Error> {
-    fn reading<T>(result: Result<T, tokio_postgres::Error>) -> Result<Reading<T>, tokio_postgres::Error> {
+    fn reading<T>(
+        result: Result<T, tokio_postgres::Error>,
+    ) -> Result<Reading<T>, tokio_postgres::Error> {
         match result {
             Ok(v) => Ok(Reading::Value(v)),
             Err(e) if is_connection_lost(&e) => Err(e),
@@ -1016,17 +1167,23 @@ async fn observe(
             .await
             .map(|r| r.get::<_, i64>(0) as u32),
     )?;
-    let oldest = reading(client.query_opt(health::OLDEST_TRANSACTION, &[&pids]).await.map(|r| {
-        r.map(|r| {
-            let age: f64 = r.get(1);
-            (r.get::<_, i32>(0), Duration::from_secs_f64(age.max(0.0)))
-        })
-    }))?;
+    let oldest = reading(
+        client
+            .query_opt(health::OLDEST_TRANSACTION, &[&pids])
+            .await
+            .map(|r| {
+                r.map(|r| {
+                    let age: f64 = r.get(1);
+                    (r.get::<_, i32>(0), Duration::from_secs_f64(age.max(0.0)))
+                })
+            }),
+    )?;
     let started = Instant::now();
     let probe_result = match probe {
         Probe::None => None,
         Probe::Key(sql, key) => {
-            let params: Vec<&(dyn ToSql + Sync)> = key.iter().map(|k| k as &(dyn ToSql + Sync)).collect();
+            let params: Vec<&(dyn ToSql + Sync)> =
+                key.iter().map(|k| k as &(dyn ToSql + Sync)).collect();
             Some(client.query(sql.as_str(), &params).await.map(|_| ()))
         }
         Probe::Custom(sql) => Some(client.simple_query(sql).await.map(|_| ())),
@@ -1036,7 +1193,9 @@ async fn observe(
         Some(Ok(())) => Reading::Value(started.elapsed()),
         Some(Err(e)) if is_connection_lost(&e) => return Err(e),
         // A probe stopped by its timeout or by a lock timeout was at least that slow.
-        Some(Err(e)) if matches!(sqlstate(&e), Some("57014") | Some("55P03")) => Reading::Value(started.elapsed()),
+        Some(Err(e)) if matches!(sqlstate(&e), Some("57014") | Some("55P03")) => {
+            Reading::Value(started.elapsed())
+        }
         Some(Err(e)) => Reading::Unknown(describe(&e)),
     };
     let throttle = match throttle_query {
@@ -1044,11 +1203,15 @@ async fn observe(
         Some(sql) => match client.simple_query(sql).await {
             Ok(messages) => {
                 let first = messages.iter().find_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+                    tokio_postgres::SimpleQueryMessage::Row(row) => {
+                        Some(row.get(0).map(str::to_string))
+                    }
                     _ => None,
                 });
                 match first {
-                    Some(Some(v)) => Reading::Value(matches!(v.as_str(), "t" | "true" | "1" | "on" | "yes")),
+                    Some(Some(v)) => {
+                        Reading::Value(matches!(v.as_str(), "t" | "true" | "1" | "on" | "yes"))
+                    }
                     Some(None) => Reading::Value(false),
                     None => Reading::Unknown("the throttle query returned no row".into()),
                 }
@@ -1118,7 +1281,10 @@ async fn worker_loop(ctx: Arc<Ctx>, worker: u32) -> WorkerEnd {
     let mut chunk: Option<Chunk> = None;
     let mut controller = BatchController::new(ctx.options.controller.clone());
     if let Some(limiter) = &ctx.limiter {
-        let cap = limiter.lock().unwrap_or_else(|e| e.into_inner()).batch_cap();
+        let cap = limiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .batch_cap();
         if controller.size() > cap {
             controller = BatchController::new(ControllerConfig {
                 initial: cap,
@@ -1145,7 +1311,10 @@ async fn worker_loop(ctx: Arc<Ctx>, worker: u32) -> WorkerEnd {
             controller.on_throttle();
         }
         if let Some(limiter) = &ctx.limiter {
-            let wait = limiter.lock().unwrap_or_else(|e| e.into_inner()).wait_at(ctx.now());
+            let wait = limiter
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .wait_at(ctx.now());
             if !wait.is_zero() {
                 tokio::time::sleep(wait.min(Duration::from_millis(50))).await;
                 continue;
@@ -1203,29 +1372,43 @@ async fn worker_loop(ctx: Arc<Ctx>, worker: u32) -> WorkerEnd {
                         sleep_unless_stopped(&ctx, Duration::from_millis(100)).await;
                         continue;
                     }
-                    Failure::Fatal(message) => return WorkerEnd::Failed(format!("claiming work: {message}")),
+                    Failure::Fatal(message) => {
+                        return WorkerEnd::Failed(format!("claiming work: {message}"))
+                    }
                 },
             }
         }
-        let Some(current) = chunk.clone() else { continue };
+        let Some(current) = chunk.clone() else {
+            continue;
+        };
         let size = controller.size();
         let started_at = ctx.now();
         match run_batch(&ctx, c, &current, size).await {
             Ok(batch) => {
                 lock_retry.on_success();
-                controller.observe(batch.scanned.max(if batch.done { 0 } else { size }), batch.statement_time);
+                controller.observe(
+                    batch.scanned.max(if batch.done { 0 } else { size }),
+                    batch.statement_time,
+                );
                 if let Some(limiter) = &ctx.limiter {
-                    limiter.lock().unwrap_or_else(|e| e.into_inner()).record(started_at, batch.changed.max(1));
+                    limiter
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .record(started_at, batch.changed.max(1));
                 }
-                let rows_done = ctx.rows_done.fetch_add(batch.changed, Ordering::Relaxed) + batch.changed;
-                let rows_scanned = ctx.rows_scanned.fetch_add(batch.scanned, Ordering::Relaxed) + batch.scanned;
+                let rows_done =
+                    ctx.rows_done.fetch_add(batch.changed, Ordering::Relaxed) + batch.changed;
+                let rows_scanned =
+                    ctx.rows_scanned.fetch_add(batch.scanned, Ordering::Relaxed) + batch.scanned;
                 let batches = ctx.batches.fetch_add(1, Ordering::Relaxed) + 1;
                 ctx.last_batch_size.store(size, Ordering::Relaxed);
-                ctx.last_statement_us.store(batch.statement_time.as_micros() as u64, Ordering::Relaxed);
+                ctx.last_statement_us
+                    .store(batch.statement_time.as_micros() as u64, Ordering::Relaxed);
                 let elapsed = ctx.now().as_secs_f64().max(0.001);
-                let scan_rate = rows_scanned as f64 / elapsed;
+                let scan_rate = rows_scanned.saturating_sub(ctx.initial_scanned) as f64 / elapsed;
                 let eta = ctx.estimated_rows.and_then(|est| {
-                    (scan_rate > 0.0).then(|| ((est as f64 - rows_scanned as f64).max(0.0)) / scan_rate)
+                    (scan_rate > 0.0)
+                        .then(|| ((est as f64 - rows_scanned as f64).max(0.0)) / scan_rate)
                 });
                 (ctx.sink)(&Event::Batch {
                     run_id: ctx.run_id,
@@ -1238,12 +1421,15 @@ async fn worker_loop(ctx: Arc<Ctx>, worker: u32) -> WorkerEnd {
                     rows_done,
                     rows_scanned,
                     batches,
-                    rows_per_second: rows_done as f64 / elapsed,
+                    rows_per_second: rows_done.saturating_sub(ctx.initial_done) as f64 / elapsed,
                     estimated_rows: ctx.estimated_rows,
                     eta_seconds: eta,
                 });
                 if batch.done {
-                    let _ = c.client.execute(state_sql::RELEASE_CLAIM, &[&ctx.run_id, &current.no]).await;
+                    let _ = c
+                        .client
+                        .execute(state_sql::RELEASE_CLAIM, &[&ctx.run_id, &current.no])
+                        .await;
                     chunk = None;
                 } else {
                     chunk = Some(Chunk {
@@ -1297,12 +1483,19 @@ async fn worker_loop(ctx: Arc<Ctx>, worker: u32) -> WorkerEnd {
                 }
                 Failure::ClaimLost => {
                     // Someone else moved this chunk's cursor: let go of it and claim again from the database.
-                    let _ = c.client.execute(state_sql::RELEASE_CLAIM, &[&ctx.run_id, &current.no]).await;
+                    let _ = c
+                        .client
+                        .execute(state_sql::RELEASE_CLAIM, &[&ctx.run_id, &current.no])
+                        .await;
                     chunk = None;
                 }
                 Failure::Fatal(message) => {
                     let range = match &current.cursor {
-                        Some(lo) => format!("({}) > ({}) up to {size} rows", ctx.shape.key_columns.join(", "), lo.join(", ")),
+                        Some(lo) => format!(
+                            "({}) > ({}) up to {size} rows",
+                            ctx.shape.key_columns.join(", "),
+                            lo.join(", ")
+                        ),
                         None => format!("the first {size} rows of chunk {}", current.no),
                     };
                     return WorkerEnd::Failed(format!(
@@ -1327,8 +1520,12 @@ async fn connect_worker_checked(ctx: &Ctx) -> Result<WorkerConn, String> {
             .await?;
         let pid: i32 = client.query_one(catalog::BACKEND_PID, &[]).await?.get(0);
         let bound = [
-            client.prepare(&d.batch_upper_bound(&ctx.shape, false)).await?,
-            client.prepare(&d.batch_upper_bound(&ctx.shape, true)).await?,
+            client
+                .prepare(&d.batch_upper_bound(&ctx.shape, false))
+                .await?,
+            client
+                .prepare(&d.batch_upper_bound(&ctx.shape, true))
+                .await?,
         ];
         let update = [
             client.prepare(&d.batch_update(&ctx.shape, false)).await?,
@@ -1351,7 +1548,10 @@ async fn connect_worker_checked(ctx: &Ctx) -> Result<WorkerConn, String> {
 
 fn drop_conn(ctx: &Ctx, conn: &mut Option<WorkerConn>, chunk: &mut Option<Chunk>) {
     if let Some(c) = conn.take() {
-        ctx.pids.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| *p != c.pid);
+        ctx.pids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != c.pid);
     }
     // The claim died with the connection; the cursor is re-read from the database on the next claim.
     *chunk = None;
@@ -1381,10 +1581,15 @@ async fn claim_chunk(ctx: &Ctx, conn: &WorkerConn) -> Result<Claim, tokio_postgr
     // 1. An unfinished chunk nobody holds (left by a dead or stopped worker).
     client.batch_execute(state_sql::BEGIN).await?;
     let claimed = async {
-        let candidates = client.query(state_sql::CLAIM_CANDIDATES, &[&ctx.run_id]).await?;
+        let candidates = client
+            .query(state_sql::CLAIM_CANDIDATES, &[&ctx.run_id])
+            .await?;
         for row in candidates {
             let no: i32 = row.get(0);
-            let ok: bool = client.query_one(state_sql::TRY_CLAIM, &[&ctx.run_id, &no]).await?.get(0);
+            let ok: bool = client
+                .query_one(state_sql::TRY_CLAIM, &[&ctx.run_id, &no])
+                .await?
+                .get(0);
             if ok {
                 return Ok::<_, tokio_postgres::Error>(Some(Chunk {
                     no,
@@ -1411,7 +1616,9 @@ async fn claim_chunk(ctx: &Ctx, conn: &WorkerConn) -> Result<Claim, tokio_postgr
     // 2. Extend the frontier by one chunk.
     client.batch_execute(state_sql::BEGIN).await?;
     let extended = async {
-        let row = client.query_one(state_sql::LOCK_FRONTIER, &[&ctx.run_id]).await?;
+        let row = client
+            .query_one(state_sql::LOCK_FRONTIER, &[&ctx.run_id])
+            .await?;
         let frontier: Option<Vec<String>> = row.get(0);
         let key_max: Option<Vec<String>> = row.get(1);
         let exhausted: bool = row.get(2);
@@ -1425,21 +1632,35 @@ async fn claim_chunk(ctx: &Ctx, conn: &WorkerConn) -> Result<Claim, tokio_postgr
         }
         params.extend(key_max.iter().cloned());
         params.push((ctx.options.chunk_rows.max(1) - 1).to_string());
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let bound = client
             .query_opt(&d.batch_upper_bound(&ctx.shape, frontier.is_some()), &refs)
             .await?
-            .map(|r| (0..r.len()).map(|i| r.get::<_, String>(i)).collect::<Vec<String>>());
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.get::<_, String>(i))
+                    .collect::<Vec<String>>()
+            });
         let (hi, exhausted) = match bound {
             Some(hi) if hi != key_max => (hi, false),
             _ => (key_max, true),
         };
         client
-            .execute(state_sql::INSERT_CHUNK, &[&ctx.run_id, &next_no, &frontier, &hi])
+            .execute(
+                state_sql::INSERT_CHUNK,
+                &[&ctx.run_id, &next_no, &frontier, &hi],
+            )
             .await?;
-        let _: bool = client.query_one(state_sql::TRY_CLAIM, &[&ctx.run_id, &next_no]).await?.get(0);
+        let _: bool = client
+            .query_one(state_sql::TRY_CLAIM, &[&ctx.run_id, &next_no])
+            .await?
+            .get(0);
         client
-            .execute(state_sql::ADVANCE_FRONTIER, &[&ctx.run_id, &Some(hi.clone()), &exhausted])
+            .execute(
+                state_sql::ADVANCE_FRONTIER,
+                &[&ctx.run_id, &Some(hi.clone()), &exhausted],
+            )
             .await?;
         Ok(Some(Chunk {
             no: next_no,
@@ -1455,7 +1676,9 @@ async fn claim_chunk(ctx: &Ctx, conn: &WorkerConn) -> Result<Claim, tokio_postgr
         }
         Ok(None) => {
             client.batch_execute(state_sql::COMMIT).await?;
-            let row = client.query_one(state_sql::REMAINING, &[&ctx.run_id]).await?;
+            let row = client
+                .query_one(state_sql::REMAINING, &[&ctx.run_id])
+                .await?;
             let (exhausted, remaining): (bool, i64) = (row.get(0), row.get(1));
             if exhausted && remaining == 0 {
                 Ok(Claim::Finished)
@@ -1479,7 +1702,12 @@ struct BatchDone {
 }
 
 /// One batch: bound, UPDATE and checkpoint in one short transaction.
-async fn run_batch(ctx: &Ctx, conn: &WorkerConn, chunk: &Chunk, size: u64) -> Result<BatchDone, Failure> {
+async fn run_batch(
+    ctx: &Ctx,
+    conn: &WorkerConn,
+    chunk: &Chunk,
+    size: u64,
+) -> Result<BatchDone, Failure> {
     let d = Postgres;
     let client = &conn.client;
     let has_lower = chunk.cursor.is_some();
@@ -1489,7 +1717,10 @@ async fn run_batch(ctx: &Ctx, conn: &WorkerConn, chunk: &Chunk, size: u64) -> Re
         .batch_execute(&format!(
             "{}; {}",
             state_sql::BEGIN,
-            d.batch_settings(ctx.options.lock_timeout, ctx.options.effective_statement_timeout())
+            d.batch_settings(
+                ctx.options.lock_timeout,
+                ctx.options.effective_statement_timeout()
+            )
         ))
         .await
         .map_err(fail)?;
@@ -1500,12 +1731,17 @@ async fn run_batch(ctx: &Ctx, conn: &WorkerConn, chunk: &Chunk, size: u64) -> Re
         }
         params.extend(chunk.hi.iter().cloned());
         params.push((size.max(1) - 1).to_string());
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let bound = client
             .query_opt(&conn.bound[which], &refs)
             .await
             .map_err(fail)?
-            .map(|r| (0..r.len()).map(|i| r.get::<_, String>(i)).collect::<Vec<String>>());
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.get::<_, String>(i))
+                    .collect::<Vec<String>>()
+            });
         let (upper, done, scanned) = match bound {
             Some(b) if b != chunk.hi => (b, false, size),
             Some(b) => (b, true, size),
@@ -1517,7 +1753,10 @@ async fn run_batch(ctx: &Ctx, conn: &WorkerConn, chunk: &Chunk, size: u64) -> Re
         }
         update_params.extend(upper.iter().map(|p| p as &(dyn ToSql + Sync)));
         let started = Instant::now();
-        let changed = client.execute(&conn.update[which], &update_params).await.map_err(fail)?;
+        let changed = client
+            .execute(&conn.update[which], &update_params)
+            .await
+            .map_err(fail)?;
         let statement_time = started.elapsed();
         let scanned = if scanned == 0 { changed } else { scanned };
         let moved = client
@@ -1549,7 +1788,10 @@ async fn run_batch(ctx: &Ctx, conn: &WorkerConn, chunk: &Chunk, size: u64) -> Re
     .await;
     match body {
         Ok(batch) => {
-            client.batch_execute(state_sql::COMMIT).await.map_err(fail)?;
+            client
+                .batch_execute(state_sql::COMMIT)
+                .await
+                .map_err(fail)?;
             Ok(batch)
         }
         Err(failure) => {

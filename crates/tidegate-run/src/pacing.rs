@@ -56,9 +56,15 @@ impl std::str::FromStr for Window {
             given: text.to_string(),
             why: why.to_string(),
         };
-        let (start, end) = text.trim().split_once('-').ok_or_else(|| fail("no '-' between the two times"))?;
+        let (start, end) = text
+            .trim()
+            .split_once('-')
+            .ok_or_else(|| fail("no '-' between the two times"))?;
         let minute = |part: &str| -> Result<u32, WindowError> {
-            let (h, m) = part.trim().split_once(':').ok_or_else(|| fail("a time lacks ':'"))?;
+            let (h, m) = part
+                .trim()
+                .split_once(':')
+                .ok_or_else(|| fail("a time lacks ':'"))?;
             let h: u32 = h.parse().map_err(|_| fail("hour is not a number"))?;
             let m: u32 = m.parse().map_err(|_| fail("minute is not a number"))?;
             if h > 23 || m > 59 {
@@ -71,7 +77,9 @@ impl std::str::FromStr for Window {
             end_minute: minute(end)?,
         };
         if window.start_minute == window.end_minute {
-            return Err(fail("start and end are equal; omit --window to run at any time"));
+            return Err(fail(
+                "start and end are equal; omit --window to run at any time",
+            ));
         }
         Ok(window)
     }
@@ -108,7 +116,11 @@ impl Window {
         }
         let now = second_of_day % 86_400;
         let start = self.start_minute * 60;
-        let wait = if start > now { start - now } else { 86_400 - now + start };
+        let wait = if start > now {
+            start - now
+        } else {
+            86_400 - now + start
+        };
         Duration::from_secs(u64::from(wait))
     }
 }
@@ -131,12 +143,21 @@ mod tests {
         let mut limit = RateLimit::new(1000);
         assert_eq!(limit.wait_at(Duration::ZERO), Duration::ZERO);
         limit.record(Duration::ZERO, 500);
-        assert_eq!(limit.wait_at(Duration::from_millis(100)), Duration::from_millis(400));
+        assert_eq!(
+            limit.wait_at(Duration::from_millis(100)),
+            Duration::from_millis(400)
+        );
         limit.record(Duration::from_millis(500), 1000);
-        assert_eq!(limit.wait_at(Duration::from_millis(500)), Duration::from_millis(1000));
+        assert_eq!(
+            limit.wait_at(Duration::from_millis(500)),
+            Duration::from_millis(1000)
+        );
         // Idle time is not banked as credit.
         limit.record(Duration::from_secs(100), 100);
-        assert_eq!(limit.wait_at(Duration::from_secs(100)), Duration::from_millis(100));
+        assert_eq!(
+            limit.wait_at(Duration::from_secs(100)),
+            Duration::from_millis(100)
+        );
     }
 
     #[test]
@@ -151,12 +172,22 @@ mod tests {
         assert_eq!(w.to_string(), "22:00-06:00 UTC");
         let day: Window = "09:30-17:00".parse().unwrap();
         assert!(day.contains(9 * 3600 + 30 * 60));
-        assert_eq!(day.until_open(18 * 3600), Duration::from_secs(6 * 3600 + 9 * 3600 + 30 * 60));
+        assert_eq!(
+            day.until_open(18 * 3600),
+            Duration::from_secs(6 * 3600 + 9 * 3600 + 30 * 60)
+        );
     }
 
     #[test]
     fn window_rejects_nonsense_clearly() {
-        for bad in ["", "22:00", "25:00-01:00", "10:00-10:00", "ab:cd-01:00", "10:61-11:00"] {
+        for bad in [
+            "",
+            "22:00",
+            "25:00-01:00",
+            "10:00-10:00",
+            "ab:cd-01:00",
+            "10:61-11:00",
+        ] {
             let error = bad.parse::<Window>().unwrap_err();
             assert!(error.to_string().contains("HH:MM-HH:MM"), "{error}");
         }

@@ -54,7 +54,12 @@ pub enum RetryDecision {
 
 impl RetryState {
     /// Records a failure at `now` and decides. `jitter` is in [0, 1).
-    pub fn on_failure(&mut self, policy: &RetryPolicy, now: Duration, jitter: f64) -> RetryDecision {
+    pub fn on_failure(
+        &mut self,
+        policy: &RetryPolicy,
+        now: Duration,
+        jitter: f64,
+    ) -> RetryDecision {
         let first = *self.first_failure.get_or_insert(now);
         self.attempts = self.attempts.saturating_add(1);
         if self.attempts > policy.max_attempts || now.saturating_sub(first) > policy.max_elapsed {
@@ -63,7 +68,10 @@ impl RetryState {
             };
         }
         let exponent = (self.attempts - 1).min(20);
-        let raw = policy.base.saturating_mul(1u32 << exponent).min(policy.max_delay);
+        let raw = policy
+            .base
+            .saturating_mul(1u32 << exponent)
+            .min(policy.max_delay);
         let factor = 0.5 + jitter.clamp(0.0, 1.0) / 2.0;
         RetryDecision::RetryAfter {
             delay: raw.mul_f64(factor),
@@ -91,10 +99,12 @@ mod tests {
         let policy = RetryPolicy::lock_conflicts();
         let mut state = RetryState::default();
         let delays: Vec<Duration> = (0..8)
-            .map(|i| match state.on_failure(&policy, Duration::from_secs(i), 1.0) {
-                RetryDecision::RetryAfter { delay, .. } => delay,
-                other => panic!("{other:?}"),
-            })
+            .map(
+                |i| match state.on_failure(&policy, Duration::from_secs(i), 1.0) {
+                    RetryDecision::RetryAfter { delay, .. } => delay,
+                    other => panic!("{other:?}"),
+                },
+            )
             .collect();
         assert_eq!(delays[0], Duration::from_millis(100));
         assert_eq!(delays[1], Duration::from_millis(200));

@@ -43,10 +43,14 @@ pub fn validate_set(set: &str) -> Result<Vec<String>, SpecError> {
         return Err(bad("it is empty".into()));
     }
     // The newlines end any trailing `--` comment inside the user's text, as in the batch statement itself.
-    let parsed = pg_query::parse(&format!("UPDATE x SET\n{set}\n"), 0).map_err(|e| bad(parse_message(&e)))?;
+    let parsed = pg_query::parse(&format!("UPDATE x SET\n{set}\n"), 0)
+        .map_err(|e| bad(parse_message(&e)))?;
     let stmts = &parsed.protobuf.stmts;
     if stmts.len() != 1 {
-        return Err(bad(format!("it makes {} statements, not one assignment list", stmts.len())));
+        return Err(bad(format!(
+            "it makes {} statements, not one assignment list",
+            stmts.len()
+        )));
     }
     let node = stmts[0].stmt.as_ref().and_then(|s| s.node.as_ref());
     let Some(NodeEnum::UpdateStmt(update)) = node else {
@@ -56,7 +60,9 @@ pub fn validate_set(set: &str) -> Result<Vec<String>, SpecError> {
         return Err(bad("it contains a WHERE clause; use --where".into()));
     }
     if !update.from_clause.is_empty() {
-        return Err(bad("it contains FROM; a backfill updates one table from its own columns".into()));
+        return Err(bad(
+            "it contains FROM; a backfill updates one table from its own columns".into(),
+        ));
     }
     if update.returning_clause.is_some() {
         return Err(bad("it contains RETURNING".into()));
@@ -67,7 +73,9 @@ pub fn validate_set(set: &str) -> Result<Vec<String>, SpecError> {
     let mut columns = Vec::new();
     for target in &update.target_list {
         match target.node.as_ref() {
-            Some(NodeEnum::ResTarget(res)) if !res.name.is_empty() => columns.push(res.name.clone()),
+            Some(NodeEnum::ResTarget(res)) if !res.name.is_empty() => {
+                columns.push(res.name.clone())
+            }
             _ => return Err(bad("an assignment has no target column".into())),
         }
     }
@@ -76,8 +84,13 @@ pub fn validate_set(set: &str) -> Result<Vec<String>, SpecError> {
     }
     // Followed by a WHERE, as in the batch statement, it must still be one UPDATE: this rejects a `;` that
     // would end the statement before the key-range bound.
-    let bounded = pg_query::parse(&format!("UPDATE x SET\n{set}\nWHERE false"), 0)
-        .map_err(|_| bad("it does not end where an assignment list ends (a ';' or an unclosed construct?)".into()))?;
+    let bounded =
+        pg_query::parse(&format!("UPDATE x SET\n{set}\nWHERE false"), 0).map_err(|_| {
+            bad(
+                "it does not end where an assignment list ends (a ';' or an unclosed construct?)"
+                    .into(),
+            )
+        })?;
     if bounded.protobuf.stmts.len() != 1 {
         return Err(bad("it does not end where an assignment list ends".into()));
     }
@@ -93,11 +106,14 @@ pub fn validate_where(predicate: &str) -> Result<(), SpecError> {
     if predicate.trim().is_empty() {
         return Err(bad("it is empty".into()));
     }
-    let parsed =
-        pg_query::parse(&format!("SELECT 1 WHERE\n{predicate}\n"), 0).map_err(|e| bad(parse_message(&e)))?;
+    let parsed = pg_query::parse(&format!("SELECT 1 WHERE\n{predicate}\n"), 0)
+        .map_err(|e| bad(parse_message(&e)))?;
     let stmts = &parsed.protobuf.stmts;
     if stmts.len() != 1 {
-        return Err(bad(format!("it makes {} statements, not one expression", stmts.len())));
+        return Err(bad(format!(
+            "it makes {} statements, not one expression",
+            stmts.len()
+        )));
     }
     let node = stmts[0].stmt.as_ref().and_then(|s| s.node.as_ref());
     let Some(NodeEnum::SelectStmt(select)) = node else {
@@ -122,10 +138,15 @@ pub fn validate_where(predicate: &str) -> Result<(), SpecError> {
 
 /// Parses `--key a,b` into column names (quoted names keep their case; unquoted fold to lower case, as in SQL).
 pub fn parse_key(key: &str) -> Result<Vec<String>, SpecError> {
-    let bad = || SpecError::BadKey { key: key.to_string() };
+    let bad = || SpecError::BadKey {
+        key: key.to_string(),
+    };
     let parsed = pg_query::parse(&format!("SELECT {key}"), 0).map_err(|_| bad())?;
     let stmts = &parsed.protobuf.stmts;
-    let Some(NodeEnum::SelectStmt(select)) = stmts.first().and_then(|s| s.stmt.as_ref()).and_then(|s| s.node.as_ref())
+    let Some(NodeEnum::SelectStmt(select)) = stmts
+        .first()
+        .and_then(|s| s.stmt.as_ref())
+        .and_then(|s| s.node.as_ref())
     else {
         return Err(bad());
     };
@@ -164,12 +185,17 @@ pub fn check_generated_update(sql: &str) -> Result<(), String> {
     let stmts = &parsed.protobuf.stmts;
     match stmts.as_slice() {
         [one] => match one.stmt.as_ref().and_then(|s| s.node.as_ref()) {
-            Some(NodeEnum::UpdateStmt(update)) if update.where_clause.is_some() && update.from_clause.is_empty() => {
+            Some(NodeEnum::UpdateStmt(update))
+                if update.where_clause.is_some() && update.from_clause.is_empty() =>
+            {
                 Ok(())
             }
             _ => Err("the generated batch is not a single bounded UPDATE".into()),
         },
-        _ => Err(format!("the generated batch makes {} statements", stmts.len())),
+        _ => Err(format!(
+            "the generated batch makes {} statements",
+            stmts.len()
+        )),
     }
 }
 
@@ -182,9 +208,17 @@ fn parse_message(error: &pg_query::Error) -> String {
 
 /// Checks that a user query (`--probe-sql`, `--throttle-query`) is exactly one SELECT.
 pub fn validate_select(text: &str, flag: &'static str) -> Result<(), String> {
-    let parsed = pg_query::parse(text, 0).map_err(|e| format!("{flag} {text:?} does not parse: {}", parse_message(&e)))?;
+    let parsed = pg_query::parse(text, 0)
+        .map_err(|e| format!("{flag} {text:?} does not parse: {}", parse_message(&e)))?;
     match parsed.protobuf.stmts.as_slice() {
-        [one] if matches!(one.stmt.as_ref().and_then(|s| s.node.as_ref()), Some(NodeEnum::SelectStmt(_))) => Ok(()),
+        [one]
+            if matches!(
+                one.stmt.as_ref().and_then(|s| s.node.as_ref()),
+                Some(NodeEnum::SelectStmt(_))
+            ) =>
+        {
+            Ok(())
+        }
         _ => Err(format!("{flag} {text:?} must be exactly one SELECT")),
     }
 }
@@ -219,7 +253,10 @@ mod tests {
             assert!(validate_set(bad).is_err(), "{bad:?} was accepted");
         }
         let message = validate_set("a = ").unwrap_err().to_string();
-        assert!(message.contains("does not parse as an assignment list"), "{message}");
+        assert!(
+            message.contains("does not parse as an assignment list"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -249,7 +286,10 @@ mod tests {
     #[test]
     fn keys_are_column_lists() {
         assert_eq!(parse_key("id").unwrap(), vec!["id"]);
-        assert_eq!(parse_key("tenant_id, \"Id\"").unwrap(), vec!["tenant_id", "Id"]);
+        assert_eq!(
+            parse_key("tenant_id, \"Id\"").unwrap(),
+            vec!["tenant_id", "Id"]
+        );
         for bad in ["", "id; drop", "lower(x)", "a.b", "1", "a AS b"] {
             assert!(parse_key(bad).is_err(), "{bad:?} was accepted");
         }
@@ -261,4 +301,3 @@ mod tests {
         assert!(check_generated_update("UPDATE t SET a = 1 WHERE x; SELECT 1").is_err());
     }
 }
-

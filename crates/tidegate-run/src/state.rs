@@ -58,7 +58,11 @@ impl RunRow {
             rows_done,
             rows_scanned: row.get(16),
             batches: row.get(17),
-            rows_per_second: if elapsed > 0.0 { rows_done as f64 / elapsed } else { 0.0 },
+            rows_per_second: if elapsed > 0.0 {
+                rows_done as f64 / elapsed
+            } else {
+                0.0
+            },
         }
     }
 
@@ -96,7 +100,8 @@ pub async fn ensure_schema(client: &mut Client) -> Result<(), StateError> {
     }
     for (index, migration) in sql::MIGRATIONS.iter().enumerate().skip(current as usize) {
         tx.batch_execute(migration).await?;
-        tx.execute(sql::RECORD_VERSION, &[&(index as i32 + 1)]).await?;
+        tx.execute(sql::RECORD_VERSION, &[&(index as i32 + 1)])
+            .await?;
     }
     tx.commit().await?;
     Ok(())
@@ -110,15 +115,24 @@ pub enum StateError {
     Db(#[from] tokio_postgres::Error),
 }
 
-pub async fn find_unfinished(client: &impl GenericClient, spec_json: &str) -> Result<Option<RunRow>, tokio_postgres::Error> {
+pub async fn find_unfinished(
+    client: &impl GenericClient,
+    spec_json: &str,
+) -> Result<Option<RunRow>, tokio_postgres::Error> {
     Ok(client
         .query_opt(&sql::find_unfinished_by_spec(), &[&spec_json])
         .await?
         .map(|r| RunRow::from_row(&r)))
 }
 
-pub async fn find_run(client: &impl GenericClient, id: i64) -> Result<Option<RunRow>, tokio_postgres::Error> {
-    Ok(client.query_opt(&sql::find_by_id(), &[&id]).await?.map(|r| RunRow::from_row(&r)))
+pub async fn find_run(
+    client: &impl GenericClient,
+    id: i64,
+) -> Result<Option<RunRow>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(&sql::find_by_id(), &[&id])
+        .await?
+        .map(|r| RunRow::from_row(&r)))
 }
 
 /// Every run, oldest first. An absent schema means no runs.
@@ -126,7 +140,12 @@ pub async fn list_runs(client: &Client) -> Result<Vec<RunRow>, tokio_postgres::E
     if !schema_exists(client).await? {
         return Ok(Vec::new());
     }
-    Ok(client.query(&sql::list(), &[]).await?.iter().map(RunRow::from_row).collect())
+    Ok(client
+        .query(&sql::list(), &[])
+        .await?
+        .iter()
+        .map(RunRow::from_row)
+        .collect())
 }
 
 /// Appends a journal entry.
@@ -136,12 +155,17 @@ pub async fn journal(
     event: &str,
     detail: &serde_json::Value,
 ) -> Result<(), tokio_postgres::Error> {
-    client.execute(sql::JOURNAL, &[&run_id, &event, &detail.to_string()]).await?;
+    client
+        .execute(sql::JOURNAL, &[&run_id, &event, &detail.to_string()])
+        .await?;
     Ok(())
 }
 
 /// The journal of a run, oldest first.
-pub async fn read_journal(client: &Client, run_id: i64) -> Result<Vec<JournalEntry>, tokio_postgres::Error> {
+pub async fn read_journal(
+    client: &Client,
+    run_id: i64,
+) -> Result<Vec<JournalEntry>, tokio_postgres::Error> {
     Ok(client
         .query(sql::READ_JOURNAL, &[&run_id])
         .await?
@@ -167,7 +191,11 @@ pub enum ControlOutcome {
 }
 
 /// Sets the control flag of a run: `Some("pause")`, `Some("abort")` or `None` (resume).
-pub async fn set_control(client: &Client, id: i64, control: Option<&str>) -> Result<ControlOutcome, tokio_postgres::Error> {
+pub async fn set_control(
+    client: &Client,
+    id: i64,
+    control: Option<&str>,
+) -> Result<ControlOutcome, tokio_postgres::Error> {
     if !schema_exists(client).await? {
         return Ok(ControlOutcome::NotFound);
     }
@@ -175,13 +203,24 @@ pub async fn set_control(client: &Client, id: i64, control: Option<&str>) -> Res
         return Ok(ControlOutcome::NotFound);
     };
     let status: String = row.get(0);
-    let no_engine: bool = client.query_one(sql::NO_ENGINE_ATTACHED, &[&id]).await?.get(0);
+    let no_engine: bool = client
+        .query_one(sql::NO_ENGINE_ATTACHED, &[&id])
+        .await?
+        .get(0);
     if no_engine {
         match control {
             Some("abort") => {
                 client.execute(sql::SET_ABORTED, &[&id]).await?;
-                journal(client, id, "aborted", &serde_json::json!({"by": "tidegate abort", "engine_attached": false})).await?;
-                return Ok(ControlOutcome::NoEngine { status: "aborted".into() });
+                journal(
+                    client,
+                    id,
+                    "aborted",
+                    &serde_json::json!({"by": "tidegate abort", "engine_attached": false}),
+                )
+                .await?;
+                return Ok(ControlOutcome::NoEngine {
+                    status: "aborted".into(),
+                });
             }
             Some("pause") => {
                 client.execute(sql::CLEAR_PAUSE_STATUS, &[&id]).await?;

@@ -163,7 +163,12 @@ impl ThrottlePolicy {
                 self.calmer_since = None;
                 self.reason = reasons.join("; ");
             } else {
-                let was = self.reason.split(" (recovering").next().unwrap_or("").to_string();
+                let was = self
+                    .reason
+                    .split(" (recovering")
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
                 self.reason = format!(
                     "{was} (recovering: calm for {:.1}s of {:.1}s)",
                     calm_for.as_secs_f64(),
@@ -190,39 +195,69 @@ impl ThrottlePolicy {
         };
         match &obs.blocked_by_us {
             Reading::Value(0) | Reading::NotWatched => {}
-            Reading::Value(n) => raise(Level::Throttle, format!("{n} session(s) waiting on our locks")),
-            Reading::Unknown(why) => raise(Level::Throttle, format!("blocked sessions unreadable ({why})")),
+            Reading::Value(n) => raise(
+                Level::Throttle,
+                format!("{n} session(s) waiting on our locks"),
+            ),
+            Reading::Unknown(why) => raise(
+                Level::Throttle,
+                format!("blocked sessions unreadable ({why})"),
+            ),
         }
         match &obs.replica_lag {
             Reading::Value(Some(lag)) if *lag > t.max_replica_lag * factor => raise(
                 Level::Critical,
-                format!("replica lag {:.1}s over {factor}x the {:.1}s limit", lag.as_secs_f64(), t.max_replica_lag.as_secs_f64()),
+                format!(
+                    "replica lag {:.1}s over {factor}x the {:.1}s limit",
+                    lag.as_secs_f64(),
+                    t.max_replica_lag.as_secs_f64()
+                ),
             ),
             Reading::Value(Some(lag)) if *lag > t.max_replica_lag => raise(
                 Level::Throttle,
-                format!("replica lag {:.1}s over {:.1}s", lag.as_secs_f64(), t.max_replica_lag.as_secs_f64()),
+                format!(
+                    "replica lag {:.1}s over {:.1}s",
+                    lag.as_secs_f64(),
+                    t.max_replica_lag.as_secs_f64()
+                ),
             ),
             Reading::Value(_) | Reading::NotWatched => {}
-            Reading::Unknown(why) => raise(Level::Throttle, format!("replica lag unreadable ({why})")),
+            Reading::Unknown(why) => {
+                raise(Level::Throttle, format!("replica lag unreadable ({why})"))
+            }
         }
         if let Some(max) = t.max_active {
             match &obs.active_backends {
-                Reading::Value(n) if *n > max.saturating_mul(factor) => {
-                    raise(Level::Critical, format!("{n} active backends over {factor}x the limit of {max}"))
+                Reading::Value(n) if *n > max.saturating_mul(factor) => raise(
+                    Level::Critical,
+                    format!("{n} active backends over {factor}x the limit of {max}"),
+                ),
+                Reading::Value(n) if *n > max => {
+                    raise(Level::Throttle, format!("{n} active backends over {max}"))
                 }
-                Reading::Value(n) if *n > max => raise(Level::Throttle, format!("{n} active backends over {max}")),
                 Reading::Value(_) | Reading::NotWatched => {}
-                Reading::Unknown(why) => raise(Level::Throttle, format!("active backends unreadable ({why})")),
+                Reading::Unknown(why) => raise(
+                    Level::Throttle,
+                    format!("active backends unreadable ({why})"),
+                ),
             }
         }
         match &obs.probe_latency {
             Reading::Value(latency) if *latency > t.max_probe_latency * factor => raise(
                 Level::Critical,
-                format!("probe took {} ms, over {factor}x the {} ms limit", latency.as_millis(), t.max_probe_latency.as_millis()),
+                format!(
+                    "probe took {} ms, over {factor}x the {} ms limit",
+                    latency.as_millis(),
+                    t.max_probe_latency.as_millis()
+                ),
             ),
             Reading::Value(latency) if *latency > t.max_probe_latency => raise(
                 Level::Throttle,
-                format!("probe took {} ms, over {} ms", latency.as_millis(), t.max_probe_latency.as_millis()),
+                format!(
+                    "probe took {} ms, over {} ms",
+                    latency.as_millis(),
+                    t.max_probe_latency.as_millis()
+                ),
             ),
             Reading::Value(_) | Reading::NotWatched => {}
             Reading::Unknown(why) => raise(Level::Throttle, format!("probe failed ({why})")),
@@ -230,17 +265,21 @@ impl ThrottlePolicy {
         match &obs.throttle_query {
             Reading::Value(true) => raise(Level::Throttle, "throttle query returned true".into()),
             Reading::Value(false) | Reading::NotWatched => {}
-            Reading::Unknown(why) => raise(Level::Throttle, format!("throttle query failed ({why})")),
+            Reading::Unknown(why) => {
+                raise(Level::Throttle, format!("throttle query failed ({why})"))
+            }
         }
         (level, reasons)
     }
 
     fn notes(&self, obs: &Observation) -> Vec<String> {
         match &obs.oldest_transaction {
-            Reading::Value(Some((pid, age))) if *age > self.thresholds.long_transaction => vec![format!(
-                "transaction of pid {pid} open for {}s holds back vacuum",
-                age.as_secs()
-            )],
+            Reading::Value(Some((pid, age))) if *age > self.thresholds.long_transaction => {
+                vec![format!(
+                    "transaction of pid {pid} open for {}s holds back vacuum",
+                    age.as_secs()
+                )]
+            }
             _ => Vec::new(),
         }
     }
@@ -276,7 +315,11 @@ mod tests {
         let d = p.decide(&obs);
         assert_eq!(d.level, Level::Throttle);
         assert!(d.changed);
-        assert!(d.reason.contains("2 session(s) waiting on our locks"), "{}", d.reason);
+        assert!(
+            d.reason.contains("2 session(s) waiting on our locks"),
+            "{}",
+            d.reason
+        );
     }
 
     #[test]
@@ -288,7 +331,9 @@ mod tests {
         };
         let d = p.decide(&obs);
         assert_eq!(d.level, Level::Throttle);
-        assert!(d.reason.contains("replica lag unreadable (permission denied)"));
+        assert!(d
+            .reason
+            .contains("replica lag unreadable (permission denied)"));
     }
 
     #[test]
@@ -301,10 +346,19 @@ mod tests {
         let d = p.decide(&Observation::healthy(at(100)));
         assert_eq!(d.level, Level::Throttle);
         assert!(d.reason.contains("recovering"), "{}", d.reason);
-        assert!(d.reason.starts_with("throttle query returned true"), "{}", d.reason);
+        assert!(
+            d.reason.starts_with("throttle query returned true"),
+            "{}",
+            d.reason
+        );
         let d = p.decide(&Observation::healthy(at(900)));
         assert_eq!(d.level, Level::Throttle);
-        assert!(!d.reason.contains("recovering: calm for 0.1s of 1.0s (recovering"), "{}", d.reason);
+        assert!(
+            !d.reason
+                .contains("recovering: calm for 0.1s of 1.0s (recovering"),
+            "{}",
+            d.reason
+        );
         let d = p.decide(&Observation::healthy(at(1_100)));
         assert_eq!(d.level, Level::Healthy);
         assert!(d.changed);
@@ -320,8 +374,14 @@ mod tests {
         p.decide(&bad(0));
         p.decide(&Observation::healthy(at(500)));
         p.decide(&bad(900));
-        assert_eq!(p.decide(&Observation::healthy(at(1_600))).level, Level::Throttle);
-        assert_eq!(p.decide(&Observation::healthy(at(2_700))).level, Level::Healthy);
+        assert_eq!(
+            p.decide(&Observation::healthy(at(1_600))).level,
+            Level::Throttle
+        );
+        assert_eq!(
+            p.decide(&Observation::healthy(at(2_700))).level,
+            Level::Healthy
+        );
     }
 
     #[test]
@@ -359,7 +419,11 @@ mod tests {
         });
         assert_eq!(d.level, Level::Throttle);
         assert!(d.reason.contains("probe took 400 ms"), "{}", d.reason);
-        assert!(d.reason.contains("11 active backends over 10"), "{}", d.reason);
+        assert!(
+            d.reason.contains("11 active backends over 10"),
+            "{}",
+            d.reason
+        );
         let d = p.decide(&Observation {
             probe_latency: Reading::Value(Duration::from_secs(2)),
             ..Observation::healthy(at(10))
@@ -375,6 +439,9 @@ mod tests {
             ..Observation::healthy(at(0))
         });
         assert_eq!(d.level, Level::Healthy);
-        assert_eq!(d.notes, vec!["transaction of pid 42 open for 900s holds back vacuum".to_string()]);
+        assert_eq!(
+            d.notes,
+            vec!["transaction of pid 42 open for 900s holds back vacuum".to_string()]
+        );
     }
 }

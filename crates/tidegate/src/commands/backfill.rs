@@ -96,7 +96,9 @@ pub struct BackfillArgs {
 /// Parses `100ms`, `2s`, `1.5s`, `1m`, `250` (milliseconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
@@ -106,7 +108,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("unknown unit {other:?} in {text:?}; use ms, s, m or h")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}; use ms, s, m or h"
+            ))
+        }
     };
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("{text:?} is not a duration"));
@@ -235,7 +241,9 @@ async fn dry_run(
                 None
             };
             match row {
-                Some(row) => serde_json::from_str(&row.spec_json).context("reading the run's spec")?,
+                Some(row) => {
+                    serde_json::from_str(&row.spec_json).context("reading the run's spec")?
+                }
                 None => {
                     eprintln!("error: there is no run {id}; `tidegate runs` lists them");
                     return Ok(exit_usage());
@@ -249,20 +257,30 @@ async fn dry_run(
     };
     let existing = if tidegate_run::state::schema_exists(&client).await? {
         let json = serde_json::to_string(&spec)?;
-        tidegate_run::state::find_unfinished(&client, &json).await?.map(|r| r.id)
+        tidegate_run::state::find_unfinished(&client, &json)
+            .await?
+            .map(|r| r.id)
     } else {
         None
     };
     let plan = prepared.plan(options, existing);
     if format == Format::Json {
-        println!("{}", serde_json::to_string(&serde_json::json!({"event": "plan", "plan": plan}))?);
+        println!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({"event": "plan", "plan": plan}))?
+        );
         return Ok(exit_clean());
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "dry run: nothing will be changed")?;
     writeln!(out, "target:  {}", config.redacted())?;
     writeln!(out, "table:   {}", plan.table)?;
-    writeln!(out, "key:     ({}) from index {}", plan.key.join(", "), plan.key_index)?;
+    writeln!(
+        out,
+        "key:     ({}) from index {}",
+        plan.key.join(", "),
+        plan.key_index
+    )?;
     match plan.estimated_rows {
         Some(rows) => writeln!(
             out,
@@ -279,7 +297,10 @@ async fn dry_run(
         plan.lock_timeout_ms, plan.statement_timeout_ms
     )?;
     if let Some(id) = plan.existing_run {
-        writeln!(out, "resumes: unfinished run {id} of the same spec (use --restart to discard it)")?;
+        writeln!(
+            out,
+            "resumes: unfinished run {id} of the same spec (use --restart to discard it)"
+        )?;
     }
     writeln!(out, "\none batch, one transaction:")?;
     for sql in &plan.batch_sql {
@@ -288,7 +309,10 @@ async fn dry_run(
         }
     }
     writeln!(out, "  with {}", plan.batch_parameters.join("; "))?;
-    writeln!(out, "\nhealth signals watched (every 250 ms, on a second connection):")?;
+    writeln!(
+        out,
+        "\nhealth signals watched (every 250 ms, on a second connection):"
+    )?;
     for s in &plan.health_signals {
         writeln!(out, "  - {s}")?;
     }
@@ -314,11 +338,19 @@ async fn execute(
     let renderer = Arc::new(Mutex::new(Renderer::new(format)));
     let sink_renderer = renderer.clone();
     let sink: engine::EventSink = Arc::new(move |event: &Event| {
-        sink_renderer.lock().unwrap_or_else(|e| e.into_inner()).render(event);
+        sink_renderer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .render(event);
     });
     let result = engine::run(config, target, options, sink, stop).await;
     renderer.lock().unwrap_or_else(|e| e.into_inner()).finish();
-    let resume_hint = |id: i64| format!("tidegate backfill --db '{}' --resume {id}", config.redacted());
+    let resume_hint = |id: i64| {
+        format!(
+            "tidegate backfill --db '{}' --resume {id}",
+            config.redacted()
+        )
+    };
     match result {
         Ok(outcome) => match outcome.end {
             RunEnd::Completed => {
@@ -348,7 +380,10 @@ async fn execute(
         },
         Err(BackfillError::RunFailed { run_id, message }) => {
             eprintln!("error: run {run_id} failed: {message}");
-            eprintln!("its progress is saved; resume with:\n    {}", resume_hint(run_id));
+            eprintln!(
+                "its progress is saved; resume with:\n    {}",
+                resume_hint(run_id)
+            );
             Ok(exit_failure())
         }
         Err(other) => Ok(report_error(&other)),
@@ -357,7 +392,10 @@ async fn execute(
 
 fn spawn_signal_handlers(stop: StopHandle) {
     use tokio::signal::unix::{signal, SignalKind};
-    for (kind, name) in [(SignalKind::interrupt(), "SIGINT"), (SignalKind::terminate(), "SIGTERM")] {
+    for (kind, name) in [
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::terminate(), "SIGTERM"),
+    ] {
         let stop = stop.clone();
         if let Ok(mut stream) = signal(kind) {
             tokio::spawn(async move {

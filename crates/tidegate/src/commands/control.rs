@@ -37,7 +37,9 @@ pub fn run(action: Action, args: ControlArgs) -> anyhow::Result<ExitCode> {
         Action::Resume => None,
         Action::Abort => Some("abort"),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let client = match config.connect().await {
             Ok(c) => c,

@@ -24,7 +24,9 @@ pub fn run(args: RunsArgs) -> anyhow::Result<ExitCode> {
             return Ok(exit_usage());
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let client = match config.connect().await {
             Ok(c) => c,
@@ -36,7 +38,10 @@ pub fn run(args: RunsArgs) -> anyhow::Result<ExitCode> {
         let runs = match tidegate_run::state::list_runs(&client).await {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("error: reading runs: {}", tidegate_db::connect::describe(&e));
+                eprintln!(
+                    "error: reading runs: {}",
+                    tidegate_db::connect::describe(&e)
+                );
                 return Ok(exit_failure());
             }
         };
@@ -50,7 +55,15 @@ pub fn run(args: RunsArgs) -> anyhow::Result<ExitCode> {
         }
         println!(
             "{:>4}  {:<8}  {:<24}  {:<9}  {:>10}  {:>7}  {:>8}  {:<20}  {:<20}  note",
-            "id", "kind", "table", "status", "rows_done", "batches", "rows/s", "started", "finished"
+            "id",
+            "kind",
+            "table",
+            "status",
+            "rows_done",
+            "batches",
+            "rows/s",
+            "started",
+            "finished"
         );
         for r in runs {
             let note = match (&r.last_error, &r.status_reason, &r.control) {
