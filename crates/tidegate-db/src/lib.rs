@@ -1,6 +1,8 @@
 //! tidegate-db: everything that talks to a PostgreSQL server or runs one.
 //!
 //! - [`blockers`]: who holds the lock a statement waits for (`pg_blocking_pids`, sampled while it waits).
+//! - [`connect`]: resolves `--db`, `DATABASE_URL` and libpq's variables like psql and connects;
+//!   [`connect::Redacted`] is the only way a target is displayed, so passwords never reach output or logs.
 //! - [`scratch`]: throwaway clusters started from the machine's own PostgreSQL binaries — the embedded default
 //!   behind `tidegate scratch`, `tidegate demo` and the integration tests.
 //!
@@ -12,6 +14,15 @@
 //! scratch::stop(&server.dir)?;
 //! # Ok::<(), tidegate_db::scratch::ScratchError>(())
 //! ```
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tidegate_db::connect::ConnectError> {
+//! let config = tidegate_db::connect::ConnectionConfig::resolve(Some("postgresql://app@localhost/shop"))?;
+//! println!("connecting to {}", config.redacted());
+//! let client = config.connect().await?;
+//! # drop(client); Ok(()) }
+//! ```
 
 pub mod blockers;
+pub mod connect;
 pub mod scratch;

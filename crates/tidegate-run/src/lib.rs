@@ -1,7 +1,39 @@
 //! tidegate-run: the planner, the executor and the backfill engine.
 //!
-//! - [`lock_retry`]: the pure policy deciding when a schema change that gave up on its lock tries again.
-//! - [`schema_phase`]: runs schema statements with lock_timeout, retries and a blocker report.
+//! The decisions are pure and take time as input: [`controller::BatchController`] sizes batches,
+//! [`throttle::ThrottlePolicy`] turns health observations into go/throttle/critical, [`retry::RetryPolicy`]
+//! bounds batch retries, [`pacing`] holds the rate limit and the time window. [`engine`] is the I/O edge that runs a
+//! backfill against PostgreSQL through the [`dialect`] (every SQL string it sends lives there), keeping its
+//! state in the `tidegate` schema ([`state`]).
+//!
+//! Apply's schema phase: [`schema_phase`] runs schema statements with lock_timeout, bounded retries
+//! ([`retry::RetryPolicy::schema_locks`]) and a report of the sessions that held the lock.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use tidegate_run::engine::{run, BackfillOptions, RunTarget, StopHandle};
+//! use tidegate_run::spec::BackfillSpec;
+//! let config = tidegate_db::connect::ConnectionConfig::resolve(None)?;
+//! let spec = BackfillSpec {
+//!     table: "orders".into(),
+//!     set: "order_status_v2 = order_status".into(),
+//!     predicate: Some("order_status_v2 IS NULL".into()),
+//!     key: None,
+//! };
+//! let outcome = run(&config, RunTarget::Spec(spec), BackfillOptions::default(),
+//!                   Arc::new(|event| println!("{}", event.to_json())), StopHandle::default()).await?;
+//! println!("run {} ended: {:?}", outcome.run_id, outcome.end);
+//! # Ok(()) }
+//! ```
 
-pub mod lock_retry;
+pub mod controller;
+pub mod dialect;
+pub mod engine;
+pub mod events;
+pub mod pacing;
+pub mod retry;
 pub mod schema_phase;
+pub mod spec;
+pub mod state;
+pub mod throttle;

@@ -2,7 +2,7 @@
 //!
 //! Every attempt runs with `lock_timeout` (so no foreground query waits behind our queued lock request for longer
 //! than that) and `statement_timeout`. An attempt that gives up on its lock (SQLSTATE 55P03) rolls back, reports who
-//! held the lock, waits per the [`LockRetryPolicy`] and tries again; when the retries are used up the phase fails
+//! held the lock, waits per its [`RetryPolicy`] and tries again; when the retries are used up the phase fails
 //! with the blockers named. It never waits without a lock_timeout.
 
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use tidegate_db::blockers::{Blocker, BlockerWatch};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use crate::lock_retry::{GiveUpReason, LockRetryPolicy, RetryDecision};
+use crate::retry::{RetryDecision, RetryPolicy, RetryState};
 
 /// How the schema phase runs its statements.
 #[derive(Debug, Clone)]
@@ -21,7 +21,8 @@ pub struct SchemaPhaseOptions {
     pub lock_timeout: Duration,
     /// How long one statement may run.
     pub statement_timeout: Duration,
-    pub retry: LockRetryPolicy,
+    /// Retries after a lock timeout: `max_attempts` is the number of retries.
+    pub retry: RetryPolicy,
     /// Run the statements in one transaction (all or nothing). CONCURRENTLY statements need `false`.
     pub in_transaction: bool,
     /// How often the blocker watch samples `pg_blocking_pids` while a statement waits.
@@ -33,7 +34,7 @@ impl Default for SchemaPhaseOptions {
         Self {
             lock_timeout: Duration::from_secs(2),
             statement_timeout: Duration::from_secs(600),
-            retry: LockRetryPolicy::default(),
+            retry: RetryPolicy::schema_locks(),
             in_transaction: true,
             blocker_sample_every: Duration::from_millis(100),
         }
@@ -68,20 +69,15 @@ pub struct SchemaPhaseOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaPhaseError {
     #[error(
-        "could not take the lock for `{statement}` in {attempts} attempt(s) over {:.1} s ({reason}); nothing was \
+        "could not take the lock for `{statement}` in {attempts} attempt(s) over {:.1} s; nothing was \
          changed.{blockers_text}\nEnd or wait out those sessions, or retry with a larger --retries or --lock-timeout",
         elapsed.as_secs_f64(),
-        reason = match reason {
-            GiveUpReason::AttemptsExhausted => "attempts used up",
-            GiveUpReason::DeadlinePassed => "deadline passed",
-        },
         blockers_text = blockers_text(blockers)
     )]
     LockNotAcquired {
         statement: String,
         attempts: u32,
         elapsed: Duration,
-        reason: GiveUpReason,
         blockers: Vec<Blocker>,
     },
     #[error("`{statement}` failed (SQLSTATE {code}): {message}; the transaction was rolled back")]
@@ -148,7 +144,7 @@ pub async fn run_schema_phase(
     let mut attempts = 0;
     for unit in units {
         let unit_started = Instant::now();
-        let mut unit_failures = 0;
+        let mut retry = RetryState::default();
         loop {
             attempts += 1;
             on_event(SchemaEvent::AttemptStarted { attempt: attempts });
@@ -157,16 +153,12 @@ pub async fn run_schema_phase(
                 Ok(()) => break,
                 Err(AttemptError::Fatal(error)) => return Err(error),
                 Err(AttemptError::LockTimeout { statement }) => {
-                    unit_failures += 1;
                     let blockers = watch.last_seen();
-                    let decision = options.retry.after_failure(
-                        unit_failures,
-                        unit_started.elapsed(),
-                        rng.f64(),
-                    );
+                    let decision =
+                        retry.on_failure(&options.retry, unit_started.elapsed(), rng.f64());
                     let retry_in = match decision {
-                        RetryDecision::RetryAfter(wait) => Some(wait),
-                        RetryDecision::GiveUp(_) => None,
+                        RetryDecision::RetryAfter { delay, .. } => Some(delay),
+                        RetryDecision::GiveUp { .. } => None,
                     };
                     on_event(SchemaEvent::LockTimedOut {
                         attempt: attempts,
@@ -175,13 +167,12 @@ pub async fn run_schema_phase(
                         retry_in,
                     });
                     match decision {
-                        RetryDecision::RetryAfter(wait) => tokio::time::sleep(wait).await,
-                        RetryDecision::GiveUp(reason) => {
+                        RetryDecision::RetryAfter { delay, .. } => tokio::time::sleep(delay).await,
+                        RetryDecision::GiveUp { attempts } => {
                             return Err(SchemaPhaseError::LockNotAcquired {
                                 statement,
-                                attempts: unit_failures,
+                                attempts,
                                 elapsed: unit_started.elapsed(),
-                                reason,
                                 blockers,
                             })
                         }

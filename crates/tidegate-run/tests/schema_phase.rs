@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tidegate_run::lock_retry::LockRetryPolicy;
+use tidegate_run::retry::RetryPolicy;
 use tidegate_run::schema_phase::{
     run_schema_phase, SchemaEvent, SchemaPhaseError, SchemaPhaseOptions,
 };
@@ -21,14 +21,14 @@ async fn table_with_rows(db: &TestDatabase) {
         .unwrap();
 }
 
-fn options(lock_timeout_ms: u64, max_attempts: u32) -> SchemaPhaseOptions {
+fn options(lock_timeout_ms: u64, retries: u32) -> SchemaPhaseOptions {
     SchemaPhaseOptions {
         lock_timeout: Duration::from_millis(lock_timeout_ms),
-        retry: LockRetryPolicy {
-            max_attempts,
-            deadline: Duration::from_secs(60),
-            base_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(400),
+        retry: RetryPolicy {
+            max_attempts: retries,
+            max_elapsed: Duration::from_secs(60),
+            base: Duration::from_millis(100),
+            max_delay: Duration::from_millis(400),
         },
         blocker_sample_every: Duration::from_millis(25),
         ..SchemaPhaseOptions::default()
@@ -161,7 +161,7 @@ async fn retries_end_in_an_error_that_names_the_blocker_and_change_nothing() {
             "create table audit (id bigint)".to_string(),
             "alter table accounts add column note text".to_string(),
         ],
-        &options(100, 3),
+        &options(100, 2),
         |event| {
             if matches!(event, SchemaEvent::LockTimedOut { .. }) {
                 lock_timeouts += 1

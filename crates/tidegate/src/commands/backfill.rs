@@ -1,14 +1,568 @@
-//! `tidegate backfill`: not built yet.
+//! `tidegate backfill`: a batched, adaptive, throttled, exactly-once resumable data change.
+//! Parses flags into a spec and options, runs `tidegate_run::engine`, renders its events.
 
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tidegate_db::connect::ConnectionConfig;
+use tidegate_run::controller::ControllerConfig;
+use tidegate_run::engine::{self, BackfillError, BackfillOptions, RunEnd, RunTarget, StopHandle};
+use tidegate_run::events::Event;
+use tidegate_run::pacing::Window;
+use tidegate_run::spec::{parse_key, BackfillSpec};
+use tidegate_run::throttle::Thresholds;
+
+use super::{exit_clean, exit_failure, exit_usage, Format};
 
 #[derive(Debug, clap::Args)]
 pub struct BackfillArgs {
-    /// Arguments of the planned verb
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
+    /// Connection URL; else DATABASE_URL, else libpq's PG* variables
+    #[arg(long)]
+    pub db: Option<String>,
+    /// The table to change (`table` or `schema.table`)
+    #[arg(long, required_unless_present = "resume")]
+    pub table: Option<String>,
+    /// The assignment list, e.g. "order_status_v2 = order_status"
+    #[arg(long, required_unless_present = "resume")]
+    pub set: Option<String>,
+    /// Only rows matching this predicate on the table's own columns
+    #[arg(long = "where")]
+    pub predicate: Option<String>,
+    /// Key columns naming a unique NOT NULL index (default: the primary key)
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Target execution time of one batch's UPDATE (e.g. 100ms, 1s)
+    #[arg(long, value_parser = parse_duration)]
+    pub batch_time: Option<Duration>,
+    /// Rows per batch: fixed, or the starting size when --batch-time is also given
+    #[arg(long)]
+    pub batch_size: Option<u64>,
+    /// Upper bound on rows changed per second
+    #[arg(long)]
+    pub max_rows_per_second: Option<u64>,
+    /// Run batches only within this daily UTC window, e.g. 22:00-06:00
+    #[arg(long)]
+    pub window: Option<String>,
+    /// Print the plan and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output: text (progress bar on a TTY, plain lines otherwise) or json (one event per line)
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Resume run ID (see `tidegate runs`)
+    #[arg(long, value_name = "ID", conflicts_with_all = ["table", "set", "predicate", "key", "restart"])]
+    pub resume: Option<i64>,
+    /// Discard the unfinished run of this spec and start over
+    #[arg(long)]
+    pub restart: bool,
+    /// Workers in this process (each claims its own key ranges)
+    #[arg(long, default_value_t = 1)]
+    pub workers: u32,
+    /// lock_timeout of every batch
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub lock_timeout: Duration,
+    /// statement_timeout of every batch (default: 10x --batch-time, at least 1s)
+    #[arg(long, value_parser = parse_duration)]
+    pub statement_timeout: Option<Duration>,
+    /// Throttle when a replica lags more than this
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub max_replica_lag: Duration,
+    /// Throttle when more client backends than this are active
+    #[arg(long)]
+    pub max_active: Option<u32>,
+    /// The probe query whose latency is watched (default: a primary-key lookup on the table)
+    #[arg(long)]
+    pub probe_sql: Option<String>,
+    /// Throttle when the probe takes longer than this
+    #[arg(long, value_parser = parse_duration, default_value = "250ms")]
+    pub max_probe_latency: Duration,
+    /// A query returning one boolean: true means wait
+    #[arg(long)]
+    pub throttle_query: Option<String>,
+    /// Abort (instead of pausing) when a signal turns critical
+    #[arg(long)]
+    pub critical_abort: bool,
+    /// How long signals must be healthy before a critical pause lifts by itself
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub critical_recovery: Duration,
+    /// Keys per claimed range (the unit that workers and processes share out)
+    #[arg(long, default_value_t = 20_000, hide = true)]
+    pub chunk_rows: u64,
 }
 
-pub fn run(_args: BackfillArgs) -> anyhow::Result<ExitCode> {
-    super::not_built_yet("backfill", "issue 4, backfill")
+/// Parses `100ms`, `2s`, `1.5s`, `1m`, `250` (milliseconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 100ms, 2s or 1m"))?;
+    let seconds = match unit.trim() {
+        "ms" | "" => value / 1000.0,
+        "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}; use ms, s, m or h"
+            ))
+        }
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("{text:?} is not a duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn options_from(args: &BackfillArgs) -> anyhow::Result<BackfillOptions> {
+    let mut controller = ControllerConfig::default();
+    if let Some(t) = args.batch_time {
+        if t.is_zero() {
+            anyhow::bail!("--batch-time must be more than zero");
+        }
+        controller.target = t;
+    }
+    if let Some(n) = args.batch_size {
+        if n == 0 {
+            anyhow::bail!("--batch-size must be at least 1");
+        }
+        controller.initial = n;
+        controller.max = controller.max.max(n);
+        controller.min = controller.min.min(n);
+        controller.fixed = args.batch_time.is_none();
+    }
+    if args.workers == 0 {
+        anyhow::bail!("--workers must be at least 1");
+    }
+    if args.max_rows_per_second == Some(0) {
+        anyhow::bail!("--max-rows-per-second must be at least 1");
+    }
+    let window = match &args.window {
+        Some(w) => Some(w.parse::<Window>()?),
+        None => None,
+    };
+    Ok(BackfillOptions {
+        controller,
+        lock_timeout: args.lock_timeout,
+        statement_timeout: args.statement_timeout,
+        thresholds: Thresholds {
+            max_replica_lag: args.max_replica_lag,
+            max_active: args.max_active,
+            max_probe_latency: args.max_probe_latency,
+            critical_recovery: args.critical_recovery,
+            ..Thresholds::default()
+        },
+        probe_sql: args.probe_sql.clone(),
+        throttle_query: args.throttle_query.clone(),
+        max_rows_per_second: args.max_rows_per_second,
+        window,
+        workers: args.workers,
+        chunk_rows: args.chunk_rows.max(1),
+        critical_abort: args.critical_abort,
+        restart: args.restart,
+        ..BackfillOptions::default()
+    })
+}
+
+pub fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
+    let options = match options_from(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(exit_usage());
+        }
+    };
+    let config = match ConnectionConfig::resolve(args.db.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit_usage());
+        }
+    };
+    let target = match args.resume {
+        Some(id) => RunTarget::Resume(id),
+        None => {
+            let key = match &args.key {
+                Some(k) => match parse_key(k) {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return Ok(exit_usage());
+                    }
+                },
+                None => None,
+            };
+            RunTarget::Spec(BackfillSpec {
+                table: args.table.clone().unwrap_or_default(),
+                set: args.set.clone().unwrap_or_default(),
+                predicate: args.predicate.clone(),
+                key,
+            })
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        if args.dry_run {
+            return dry_run(&config, target, &options, args.format).await;
+        }
+        execute(&config, target, options, args.format).await
+    })
+}
+
+async fn dry_run(
+    config: &ConnectionConfig,
+    target: RunTarget,
+    options: &BackfillOptions,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let client = match config.connect().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit_failure());
+        }
+    };
+    let spec = match target {
+        RunTarget::Spec(spec) => spec,
+        RunTarget::Resume(id) => {
+            let row = if tidegate_run::state::schema_exists(&client).await? {
+                tidegate_run::state::find_run(&client, id).await?
+            } else {
+                None
+            };
+            match row {
+                Some(row) => {
+                    serde_json::from_str(&row.spec_json).context("reading the run's spec")?
+                }
+                None => {
+                    eprintln!("error: there is no run {id}; `tidegate runs` lists them");
+                    return Ok(exit_usage());
+                }
+            }
+        }
+    };
+    let prepared = match engine::prepare(&client, &spec).await {
+        Ok(p) => p,
+        Err(e) => return Ok(report_error(&e)),
+    };
+    let existing = if tidegate_run::state::schema_exists(&client).await? {
+        let json = serde_json::to_string(&spec)?;
+        tidegate_run::state::find_unfinished(&client, &json)
+            .await?
+            .map(|r| r.id)
+    } else {
+        None
+    };
+    let plan = prepared.plan(options, existing);
+    if format == Format::Json {
+        println!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({"event": "plan", "plan": plan}))?
+        );
+        return Ok(exit_clean());
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "dry run: nothing will be changed")?;
+    writeln!(out, "target:  {}", config.redacted())?;
+    writeln!(out, "table:   {}", plan.table)?;
+    writeln!(
+        out,
+        "key:     ({}) from index {}",
+        plan.key.join(", "),
+        plan.key_index
+    )?;
+    match plan.estimated_rows {
+        Some(rows) => writeln!(
+            out,
+            "rows:    about {rows} (planner estimate); about {} batches of {} to start with, resized to take {} ms each",
+            plan.estimated_batches.unwrap_or(0),
+            plan.initial_batch_size,
+            plan.batch_time_ms
+        )?,
+        None => writeln!(out, "rows:    unknown (table never analysed)")?,
+    }
+    writeln!(
+        out,
+        "limits:  lock_timeout {} ms, statement_timeout {} ms per batch",
+        plan.lock_timeout_ms, plan.statement_timeout_ms
+    )?;
+    if let Some(id) = plan.existing_run {
+        writeln!(
+            out,
+            "resumes: unfinished run {id} of the same spec (use --restart to discard it)"
+        )?;
+    }
+    writeln!(out, "\none batch, one transaction:")?;
+    for sql in &plan.batch_sql {
+        for line in sql.lines() {
+            writeln!(out, "    {line}")?;
+        }
+    }
+    writeln!(out, "  with {}", plan.batch_parameters.join("; "))?;
+    writeln!(
+        out,
+        "\nhealth signals watched (every 250 ms, on a second connection):"
+    )?;
+    for s in &plan.health_signals {
+        writeln!(out, "  - {s}")?;
+    }
+    Ok(exit_clean())
+}
+
+fn report_error(error: &BackfillError) -> ExitCode {
+    eprintln!("error: {error}");
+    match error {
+        BackfillError::Input(_) => exit_usage(),
+        _ => exit_failure(),
+    }
+}
+
+async fn execute(
+    config: &ConnectionConfig,
+    target: RunTarget,
+    options: BackfillOptions,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let stop = StopHandle::default();
+    spawn_signal_handlers(stop.clone());
+    let renderer = Arc::new(Mutex::new(Renderer::new(format)));
+    let sink_renderer = renderer.clone();
+    let sink: engine::EventSink = Arc::new(move |event: &Event| {
+        sink_renderer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .render(event);
+    });
+    let result = engine::run(config, target, options, sink, stop).await;
+    renderer.lock().unwrap_or_else(|e| e.into_inner()).finish();
+    let resume_hint = |id: i64| {
+        format!(
+            "tidegate backfill --db '{}' --resume {id}",
+            config.redacted()
+        )
+    };
+    match result {
+        Ok(outcome) => match outcome.end {
+            RunEnd::Completed => {
+                if format == Format::Text {
+                    println!(
+                        "run {} completed: {} rows changed in {} batches",
+                        outcome.run_id, outcome.rows_done, outcome.batches
+                    );
+                }
+                Ok(exit_clean())
+            }
+            RunEnd::Interrupted { reason } => {
+                eprintln!(
+                    "run {} paused ({reason}); the batch in flight was finished or rolled back. Resume with:\n    {}\n(or run the same command again)",
+                    outcome.run_id,
+                    resume_hint(outcome.run_id)
+                );
+                Ok(exit_failure())
+            }
+            RunEnd::Aborted { reason } => {
+                eprintln!(
+                    "run {} aborted ({reason}); {} rows changed stay changed",
+                    outcome.run_id, outcome.rows_done
+                );
+                Ok(exit_failure())
+            }
+        },
+        Err(BackfillError::RunFailed { run_id, message }) => {
+            eprintln!("error: run {run_id} failed: {message}");
+            eprintln!(
+                "its progress is saved; resume with:\n    {}",
+                resume_hint(run_id)
+            );
+            Ok(exit_failure())
+        }
+        Err(other) => Ok(report_error(&other)),
+    }
+}
+
+fn spawn_signal_handlers(stop: StopHandle) {
+    use tokio::signal::unix::{signal, SignalKind};
+    for (kind, name) in [
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::terminate(), "SIGTERM"),
+    ] {
+        let stop = stop.clone();
+        if let Ok(mut stream) = signal(kind) {
+            tokio::spawn(async move {
+                let mut count = 0;
+                while stream.recv().await.is_some() {
+                    count += 1;
+                    if count > 1 {
+                        eprintln!("{name} again: exiting now; the batch in flight rolls back");
+                        std::process::exit(130);
+                    }
+                    eprintln!("{name}: finishing the batch in flight, then pausing (send again to quit at once)");
+                    stop.request(&format!("interrupted by {name}"));
+                }
+            });
+        }
+    }
+}
+
+/// Renders events: a progress bar on a TTY, plain lines otherwise, or JSON lines.
+struct Renderer {
+    format: Format,
+    bar: Option<indicatif::ProgressBar>,
+    last_line: Option<Instant>,
+    state: String,
+}
+
+impl Renderer {
+    fn new(format: Format) -> Self {
+        let bar = (format == Format::Text && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows scanned · {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Self {
+            format,
+            bar,
+            last_line: None,
+            state: "running".into(),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn render(&mut self, event: &Event) {
+        if self.format == Format::Json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", event.to_json());
+            let _ = out.flush();
+            return;
+        }
+        match event {
+            Event::Started {
+                run_id,
+                resumed,
+                table,
+                key,
+                estimated_rows,
+                rows_done,
+                workers,
+            } => {
+                if let (Some(bar), Some(est)) = (&self.bar, estimated_rows) {
+                    bar.set_length((*est).max(0) as u64);
+                }
+                self.line(&format!(
+                    "run {run_id} {} on {table}, key ({}), about {} rows, {workers} worker(s){}",
+                    if *resumed { "resumed" } else { "started" },
+                    key.join(", "),
+                    estimated_rows.map(|r| r.to_string()).unwrap_or_else(|| "?".into()),
+                    if *resumed { format!(", {rows_done} rows already done") } else { String::new() }
+                ));
+            }
+            Event::Batch {
+                rows_done,
+                rows_scanned,
+                rows_per_second,
+                next_batch_size,
+                estimated_rows,
+                eta_seconds,
+                ..
+            } => {
+                let eta = eta_seconds.map(|s| format!("ETA {}s", s.round())).unwrap_or_else(|| "ETA ?".into());
+                let message = format!(
+                    "{rows_done} changed · {:.0} rows/s · {eta} · batch {next_batch_size} · {}",
+                    rows_per_second, self.state
+                );
+                if let Some(bar) = &self.bar {
+                    bar.set_position(*rows_scanned);
+                    bar.set_message(message);
+                } else if self.last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+                    self.last_line = Some(Instant::now());
+                    let of = estimated_rows.map(|e| format!("/{e}")).unwrap_or_default();
+                    eprintln!("progress: {rows_scanned}{of} rows scanned, {message}");
+                }
+            }
+            Event::Throttled { level, reason, .. } => {
+                self.state = format!("{level:?} ({reason})").to_lowercase();
+                if let Some(bar) = &self.bar {
+                    bar.set_message(self.state.clone());
+                }
+                if !reason.contains("(recovering") {
+                    self.line(&format!("throttled: {reason}"));
+                }
+            }
+            Event::ThrottleLifted { .. } => {
+                self.state = "running".into();
+                self.line("throttle lifted: running");
+            }
+            Event::Note { message, .. } => self.line(&format!("note: {message}")),
+            Event::Retry {
+                cause,
+                attempt,
+                backoff_ms,
+                next_batch_size,
+                ..
+            } => self.line(&format!(
+                "retry {attempt}: batch hit {cause}; rolled back, waiting {backoff_ms} ms, next batch {next_batch_size} rows"
+            )),
+            Event::Reconnecting { reason, attempt, .. } => {
+                self.line(&format!("connection lost ({reason}); reconnecting (attempt {attempt})"))
+            }
+            Event::Reconnected { .. } => self.line("reconnected; continuing from the checkpoint"),
+            Event::Waiting { reason, .. } => {
+                self.state = format!("waiting ({reason})");
+                self.line(&format!("waiting: {reason}"));
+            }
+            Event::Paused { reason, .. } => {
+                self.state = format!("paused ({reason})");
+                self.line(&format!("paused: {reason}"));
+            }
+            Event::Resumed { .. } => {
+                self.state = "running".into();
+                self.line("resumed");
+            }
+            Event::Completed { .. } | Event::Aborted { .. } | Event::Failed { .. } => {}
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("250").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("10 parsecs").is_err());
+    }
 }

@@ -1,6 +1,12 @@
-//! `tidegate pause|resume|abort ID`: not built yet.
+//! `tidegate pause|resume|abort ID`: sets a run's control flag in the database; the engine running it, on any
+//! machine, obeys within one batch.
 
 use std::process::ExitCode;
+
+use tidegate_db::connect::ConnectionConfig;
+use tidegate_run::state::{set_control, ControlOutcome};
+
+use super::{exit_clean, exit_failure, exit_usage};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Action {
@@ -11,16 +17,77 @@ pub enum Action {
 
 #[derive(Debug, clap::Args)]
 pub struct ControlArgs {
-    /// Arguments of the planned verb
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
+    /// The run's id (see `tidegate runs`)
+    pub id: i64,
+    /// Connection URL; else DATABASE_URL, else libpq's PG* variables
+    #[arg(long)]
+    pub db: Option<String>,
 }
 
-pub fn run(action: Action, _args: ControlArgs) -> anyhow::Result<ExitCode> {
-    let verb = match action {
-        Action::Pause => "pause",
-        Action::Resume => "resume",
-        Action::Abort => "abort",
+pub fn run(action: Action, args: ControlArgs) -> anyhow::Result<ExitCode> {
+    let config = match ConnectionConfig::resolve(args.db.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit_usage());
+        }
     };
-    super::not_built_yet(verb, "issue 4, backfill")
+    let control = match action {
+        Action::Pause => Some("pause"),
+        Action::Resume => None,
+        Action::Abort => Some("abort"),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let client = match config.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(exit_failure());
+            }
+        };
+        let id = args.id;
+        let outcome = match set_control(&client, id, control).await {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("error: {}", tidegate_db::connect::describe(&e));
+                return Ok(exit_failure());
+            }
+        };
+        match (action, outcome) {
+            (_, ControlOutcome::NotFound) => {
+                eprintln!("error: there is no unfinished run {id} in {}; `tidegate runs` lists them", config.redacted());
+                Ok(exit_usage())
+            }
+            (Action::Pause, ControlOutcome::Signalled { .. }) => {
+                println!("run {id}: pause requested; the engine stops after its batch in flight and waits for `tidegate resume {id}`");
+                Ok(exit_clean())
+            }
+            (Action::Pause, ControlOutcome::NoEngine { .. }) => {
+                println!("run {id}: paused (no engine is attached to it right now)");
+                Ok(exit_clean())
+            }
+            (Action::Resume, ControlOutcome::Signalled { .. }) => {
+                println!("run {id}: resume requested; the attached engine continues");
+                Ok(exit_clean())
+            }
+            (Action::Resume, ControlOutcome::NoEngine { .. }) => {
+                println!(
+                    "run {id}: no engine is attached; start one with:\n    tidegate backfill --db '{}' --resume {id}",
+                    config.redacted()
+                );
+                Ok(exit_clean())
+            }
+            (Action::Abort, ControlOutcome::Signalled { .. }) => {
+                println!("run {id}: abort requested; the engine stops after its batch in flight. Rows already changed stay changed");
+                Ok(exit_clean())
+            }
+            (Action::Abort, ControlOutcome::NoEngine { .. }) => {
+                println!("run {id}: aborted. Rows already changed stay changed");
+                Ok(exit_clean())
+            }
+        }
+    })
 }

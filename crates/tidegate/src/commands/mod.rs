@@ -13,14 +13,19 @@ pub mod plan;
 pub mod runs;
 pub mod scratch;
 
+/// Output formats shared by the verbs that talk to a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
 /// Nothing to report.
-#[allow(dead_code)] // used once verbs land
 pub fn exit_clean() -> ExitCode {
     ExitCode::SUCCESS
 }
 
 /// Findings, or the failure of what was asked.
-#[allow(dead_code)] // used once verbs land
 pub fn exit_failure() -> ExitCode {
     ExitCode::from(1)
 }

@@ -1,0 +1,477 @@
+//! The dialect: every SQL string the backfill engine sends, behind a small trait so another database
+//! (MySQL/MariaDB) can plug in without touching the engine. [`Postgres`] is the PostgreSQL implementation.
+//!
+//! Key values travel as text and are cast back to the key column's type in SQL (`$1::text::bigint`): the text
+//! form of every btree-orderable PostgreSQL type round-trips exactly, so a cursor stored as `text[]` in the state
+//! schema means the same row on every reconnect. Identifiers are always quoted.
+//!
+//! Architecture invariant: no other module of this crate contains SQL text.
+
+use std::time::Duration;
+
+/// The resolved shape of a batch: the table, its key and the user's SET/WHERE.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BatchShape {
+    pub schema: String,
+    pub table: String,
+    /// Key columns in index order.
+    pub key_columns: Vec<String>,
+    /// Their types as the catalog formats them (`bigint`, `character varying(20)`).
+    pub key_types: Vec<String>,
+    pub set: String,
+    pub predicate: Option<String>,
+}
+
+/// SQL generation, catalog queries and health probes of one database family.
+pub trait Dialect: Send + Sync {
+    /// Quotes an identifier.
+    fn quote_ident(&self, ident: &str) -> String;
+    /// `SET LOCAL` statements opening a batch transaction.
+    fn batch_settings(&self, lock_timeout: Duration, statement_timeout: Duration) -> String;
+    /// The batch's upper key: the key `offset` positions after the lower bound, within the upper bound.
+    /// Parameters: lower key (if `has_lower`), upper key, offset, all as text.
+    fn batch_upper_bound(&self, shape: &BatchShape, has_lower: bool) -> String;
+    /// The batch UPDATE bounded by (lower, upper] on the key and the user's predicate on the table alone.
+    /// Parameters: lower key (if `has_lower`), upper key, as text.
+    fn batch_update(&self, shape: &BatchShape, has_lower: bool) -> String;
+    /// The smallest and largest key (two queries' worth of index ends, as text).
+    fn key_min(&self, shape: &BatchShape) -> String;
+    fn key_max(&self, shape: &BatchShape) -> String;
+    /// The default probe: a key lookup. Parameters: a key, as text.
+    fn default_probe(&self, shape: &BatchShape) -> String;
+}
+
+/// PostgreSQL.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Postgres;
+
+impl Postgres {
+    fn qualified(&self, shape: &BatchShape) -> String {
+        format!(
+            "{}.{}",
+            self.quote_ident(&shape.schema),
+            self.quote_ident(&shape.table)
+        )
+    }
+
+    fn key_list(&self, shape: &BatchShape) -> String {
+        shape
+            .key_columns
+            .iter()
+            .map(|c| self.quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn key_text_list(&self, shape: &BatchShape) -> String {
+        shape
+            .key_columns
+            .iter()
+            .enumerate()
+            // Aliased, so ORDER BY "col" means the column, not the text output of the same name.
+            .map(|(i, c)| format!("{}::text AS key_{i}", self.quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn key_desc_list(&self, shape: &BatchShape) -> String {
+        shape
+            .key_columns
+            .iter()
+            .map(|c| format!("{} DESC", self.quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `($first::text::type1, $first+1::text::type2)`.
+    fn params(&self, shape: &BatchShape, first: usize) -> String {
+        let items: Vec<String> = shape
+            .key_types
+            .iter()
+            .enumerate()
+            .map(|(i, ty)| format!("${}::text::{ty}", first + i))
+            .collect();
+        format!("({})", items.join(", "))
+    }
+
+    fn range(&self, shape: &BatchShape, has_lower: bool) -> (String, usize) {
+        let n = shape.key_columns.len();
+        let key = format!("({})", self.key_list(shape));
+        if has_lower {
+            (
+                format!(
+                    "{key} > {} AND {key} <= {}",
+                    self.params(shape, 1),
+                    self.params(shape, 1 + n)
+                ),
+                1 + 2 * n,
+            )
+        } else {
+            (format!("{key} <= {}", self.params(shape, 1)), 1 + n)
+        }
+    }
+}
+
+impl Dialect for Postgres {
+    fn quote_ident(&self, ident: &str) -> String {
+        format!("\"{}\"", ident.replace('"', "\"\""))
+    }
+
+    fn batch_settings(&self, lock_timeout: Duration, statement_timeout: Duration) -> String {
+        format!(
+            "SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+            lock_timeout.as_millis().max(1),
+            statement_timeout.as_millis().max(1)
+        )
+    }
+
+    fn batch_upper_bound(&self, shape: &BatchShape, has_lower: bool) -> String {
+        let (range, next) = self.range(shape, has_lower);
+        format!(
+            "SELECT {} FROM {} WHERE {range} ORDER BY {} LIMIT 1 OFFSET ${next}::text::int8",
+            self.key_text_list(shape),
+            self.qualified(shape),
+            self.key_list(shape)
+        )
+    }
+
+    fn batch_update(&self, shape: &BatchShape, has_lower: bool) -> String {
+        let (range, _) = self.range(shape, has_lower);
+        // The user's text sits on lines of its own so a trailing `--` comment cannot swallow the bound.
+        let predicate = match &shape.predicate {
+            Some(p) => format!(" AND (\n{p}\n)"),
+            None => String::new(),
+        };
+        format!(
+            "UPDATE {} SET\n{}\nWHERE {range}{predicate}",
+            self.qualified(shape),
+            shape.set
+        )
+    }
+
+    fn key_min(&self, shape: &BatchShape) -> String {
+        format!(
+            "SELECT {} FROM {} ORDER BY {} LIMIT 1",
+            self.key_text_list(shape),
+            self.qualified(shape),
+            self.key_list(shape)
+        )
+    }
+
+    fn key_max(&self, shape: &BatchShape) -> String {
+        format!(
+            "SELECT {} FROM {} ORDER BY {} LIMIT 1",
+            self.key_text_list(shape),
+            self.qualified(shape),
+            self.key_desc_list(shape)
+        )
+    }
+
+    fn default_probe(&self, shape: &BatchShape) -> String {
+        format!(
+            "SELECT 1 FROM {} WHERE ({}) = {}",
+            self.qualified(shape),
+            self.key_list(shape),
+            self.params(shape, 1)
+        )
+    }
+}
+
+/// Catalog queries (PostgreSQL).
+pub mod catalog {
+    /// Resolves a table name the way SQL does (search_path, quoting). Parameter: the name.
+    /// Columns: oid, schema, name, relkind, reltuples, may update.
+    pub const RESOLVE_TABLE: &str = "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, \
+        c.reltuples::float8, has_table_privilege(c.oid, 'UPDATE') \
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)";
+
+    /// Columns of a table. Parameter: oid. Columns: name, type, not null.
+    pub const COLUMNS: &str = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull \
+        FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
+
+    /// Unique indexes of a table. Parameter: oid. Columns: index name, is primary, column names (empty
+    /// entries for expressions), all columns NOT NULL, usable (valid, btree, no predicate, no expressions).
+    pub const UNIQUE_INDEXES: &str = "SELECT i.indexrelid::regclass::text, i.indisprimary, \
+        array(SELECT coalesce(a.attname::text, '') FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord) \
+              LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord), \
+        coalesce((SELECT bool_and(a.attnotnull) FROM unnest(i.indkey::int2[]) k(attnum) \
+              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum), false), \
+        i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL \
+              AND (SELECT am.amname FROM pg_class ic JOIN pg_am am ON am.oid = ic.relam WHERE ic.oid = i.indexrelid) = 'btree' \
+        FROM pg_index i WHERE i.indrelid = $1 AND i.indisunique ORDER BY i.indisprimary DESC, i.indexrelid";
+
+    /// Whether this connection can write: in recovery, read-only transaction default.
+    pub const WRITABLE: &str =
+        "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on', \
+        current_setting('default_transaction_read_only') = 'on'";
+
+    /// This backend's pid.
+    pub const BACKEND_PID: &str = "SELECT pg_backend_pid()";
+
+    /// Session settings for every engine connection. Parameters are inlined by [`session_settings`].
+    pub fn session_settings(lock_timeout_ms: u128, statement_timeout_ms: u128) -> String {
+        format!(
+            "SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'; SET idle_in_transaction_session_timeout = '60s'",
+            lock_timeout_ms.max(1),
+            statement_timeout_ms.max(1)
+        )
+    }
+}
+
+/// Health probes (PostgreSQL).
+pub mod health {
+    /// Sessions waiting on a lock held by one of the given backends. Parameter: int4[] of our pids.
+    pub const BLOCKED_BY_US: &str =
+        "SELECT count(*)::int8 FROM pg_stat_activity WHERE cardinality($1::int4[]) > 0 AND pg_blocking_pids(pid) && $1::int4[]";
+
+    /// Replicas, replicas we may not see into (NULL state: missing privilege), the largest replay lag in seconds.
+    pub const REPLICA_LAG: &str =
+        "SELECT count(*)::int8, count(*) FILTER (WHERE state IS NULL)::int8, \
+        coalesce(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_stat_replication";
+
+    /// Active client backends other than ours. Parameter: int4[] of our pids.
+    pub const ACTIVE_BACKENDS: &str = "SELECT count(*)::int8 FROM pg_stat_activity WHERE state = 'active' \
+        AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND NOT (pid = ANY($1::int4[]))";
+
+    /// The oldest open transaction other than ours: pid, age in seconds. Parameter: int4[] of our pids.
+    pub const OLDEST_TRANSACTION: &str =
+        "SELECT pid, extract(epoch FROM clock_timestamp() - xact_start)::float8 \
+        FROM pg_stat_activity WHERE xact_start IS NOT NULL AND backend_type = 'client backend' \
+        AND pid <> pg_backend_pid() AND NOT (pid = ANY($1::int4[])) ORDER BY xact_start LIMIT 1";
+}
+
+/// The `tidegate` state schema: versioned migrations and every statement on runs, chunks and the journal.
+pub mod state {
+    pub const BEGIN: &str = "BEGIN";
+    pub const COMMIT: &str = "COMMIT";
+    pub const ROLLBACK: &str = "ROLLBACK";
+
+    /// The schema version this build writes.
+    pub const SCHEMA_VERSION: i32 = 1;
+
+    /// Serialises concurrent first uses (an advisory lock on a fixed key, released at commit).
+    pub const MIGRATION_LOCK: &str =
+        "SELECT pg_advisory_xact_lock(hashtextextended('tidegate:schema', 0))";
+
+    pub const CREATE_SCHEMA: &str = "CREATE SCHEMA IF NOT EXISTS tidegate; \
+        CREATE TABLE IF NOT EXISTS tidegate.schema_version (version int NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())";
+
+    pub const CURRENT_VERSION: &str =
+        "SELECT coalesce(max(version), 0) FROM tidegate.schema_version";
+
+    pub const SCHEMA_EXISTS: &str = "SELECT to_regclass('tidegate.schema_version') IS NOT NULL";
+
+    /// Migrations by version: migration `i` brings the schema from version `i` to `i + 1`.
+    pub const MIGRATIONS: &[&str] = &["
+        CREATE TABLE tidegate.runs (
+            id            bigserial PRIMARY KEY,
+            kind          text NOT NULL,
+            spec          jsonb NOT NULL,
+            table_name    text NOT NULL,
+            key_columns   text[] NOT NULL,
+            key_types     text[] NOT NULL,
+            key_min       text[],
+            key_max       text[],
+            frontier      text[],
+            exhausted     boolean NOT NULL DEFAULT false,
+            next_chunk    int NOT NULL DEFAULT 0,
+            estimated_rows bigint,
+            status        text NOT NULL CHECK (status IN ('running', 'throttled', 'paused', 'completed', 'failed', 'aborted')),
+            status_reason text,
+            control       text CHECK (control IN ('pause', 'abort')),
+            started_at    timestamptz NOT NULL DEFAULT now(),
+            updated_at    timestamptz NOT NULL DEFAULT now(),
+            finished_at   timestamptz,
+            last_error    text
+        );
+        CREATE UNIQUE INDEX runs_one_unfinished_per_spec ON tidegate.runs (md5(spec::text))
+            WHERE status NOT IN ('completed', 'aborted');
+        CREATE TABLE tidegate.chunks (
+            run_id       bigint NOT NULL REFERENCES tidegate.runs (id) ON DELETE CASCADE,
+            chunk_no     int NOT NULL,
+            lo           text[],
+            hi           text[] NOT NULL,
+            cursor       text[],
+            done         boolean NOT NULL DEFAULT false,
+            rows_done    bigint NOT NULL DEFAULT 0,
+            rows_scanned bigint NOT NULL DEFAULT 0,
+            batches      bigint NOT NULL DEFAULT 0,
+            updated_at   timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (run_id, chunk_no)
+        );
+        CREATE TABLE tidegate.journal (
+            id      bigserial PRIMARY KEY,
+            run_id  bigint NOT NULL REFERENCES tidegate.runs (id) ON DELETE CASCADE,
+            at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+            event   text NOT NULL,
+            detail  jsonb NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX journal_by_run ON tidegate.journal (run_id, id);
+        "];
+
+    pub const RECORD_VERSION: &str = "INSERT INTO tidegate.schema_version (version) VALUES ($1)";
+
+    /// Columns every run query returns, in [`crate::state::RunRow`] order.
+    const RUN_COLUMNS: &str = "r.id, r.kind, r.spec::text, r.table_name, r.key_columns, r.key_types, r.key_min, \
+        r.key_max, r.estimated_rows, r.status, r.status_reason, r.control, \
+        to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+        to_char(r.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), r.last_error, \
+        coalesce((SELECT sum(c.rows_done) FROM tidegate.chunks c WHERE c.run_id = r.id), 0)::int8, \
+        coalesce((SELECT sum(c.rows_scanned) FROM tidegate.chunks c WHERE c.run_id = r.id), 0)::int8, \
+        coalesce((SELECT sum(c.batches) FROM tidegate.chunks c WHERE c.run_id = r.id), 0)::int8, \
+        extract(epoch FROM coalesce(r.finished_at, r.updated_at) - r.started_at)::float8";
+
+    pub fn find_unfinished_by_spec() -> String {
+        format!(
+            "SELECT {RUN_COLUMNS} FROM tidegate.runs r WHERE md5(r.spec::text) = md5($1::text::jsonb::text) \
+             AND r.status NOT IN ('completed', 'aborted')"
+        )
+    }
+
+    pub fn find_by_id() -> String {
+        format!("SELECT {RUN_COLUMNS} FROM tidegate.runs r WHERE r.id = $1")
+    }
+
+    pub fn list() -> String {
+        format!("SELECT {RUN_COLUMNS} FROM tidegate.runs r ORDER BY r.id")
+    }
+
+    /// Parameters: kind, spec (json text), table name, key columns, key types, key min, key max, estimated rows.
+    pub const INSERT_RUN: &str = "INSERT INTO tidegate.runs (kind, spec, table_name, key_columns, key_types, key_min, \
+        key_max, estimated_rows, status, exhausted) \
+        VALUES ($1, $2::text::jsonb, $3, $4::text[], $5::text[], $6::text[], $7::text[], $8::int8, 'running', $7::text[] IS NULL) RETURNING id";
+
+    /// Discards an unfinished run (for `--restart`). Parameter: id.
+    pub const DISCARD_RUN: &str = "UPDATE tidegate.runs SET status = 'aborted', status_reason = 'discarded by --restart', \
+        control = NULL, finished_at = now(), updated_at = now() WHERE id = $1 AND status NOT IN ('completed', 'aborted')";
+
+    /// Parameters: id, status, reason.
+    pub const SET_STATUS: &str =
+        "UPDATE tidegate.runs SET status = $2, status_reason = $3, updated_at = now(), \
+        finished_at = CASE WHEN $2 IN ('completed', 'aborted', 'failed') THEN now() ELSE NULL END \
+        WHERE id = $1 AND status NOT IN ('completed', 'aborted')";
+
+    /// Parameters: id, error text.
+    pub const SET_FAILED: &str = "UPDATE tidegate.runs SET status = 'failed', status_reason = NULL, last_error = $2, \
+        updated_at = now(), finished_at = now() WHERE id = $1 AND status NOT IN ('completed', 'aborted')";
+
+    /// Completes an abort request: parameter id.
+    pub const SET_ABORTED: &str =
+        "UPDATE tidegate.runs SET status = 'aborted', control = NULL, updated_at = now(), \
+        finished_at = now() WHERE id = $1 AND status NOT IN ('completed', 'aborted')";
+
+    /// Marks a run resumed by a new engine: clears a pause request. Parameter: id.
+    pub const ATTACH: &str = "UPDATE tidegate.runs SET status = 'running', status_reason = NULL, control = NULL, \
+        finished_at = NULL, updated_at = now() WHERE id = $1 AND status NOT IN ('completed', 'aborted')";
+
+    /// Touches the run (keeps rows/s honest while running). Parameter: id.
+    pub const TOUCH: &str = "UPDATE tidegate.runs SET updated_at = now() WHERE id = $1";
+
+    /// The control flag and status. Parameter: id.
+    pub const READ_CONTROL: &str = "SELECT control, status FROM tidegate.runs WHERE id = $1";
+
+    /// Parameters: id, control ('pause', 'abort' or NULL). Returns the status when the run exists and is unfinished.
+    pub const SET_CONTROL: &str = "UPDATE tidegate.runs SET control = $2, updated_at = now() \
+        WHERE id = $1 AND status NOT IN ('completed', 'aborted') RETURNING status";
+
+    /// A paused run with no engine attached is marked running again by `tidegate resume` only via its flag.
+    pub const CLEAR_PAUSE_STATUS: &str = "UPDATE tidegate.runs SET status = 'paused', status_reason = 'paused; no engine attached', \
+        updated_at = now() WHERE id = $1 AND status IN ('running', 'throttled')";
+
+    /// The key of the advisory lock an engine holds (shared) while attached to a run. Parameter: id.
+    pub const ATTACH_LOCK: &str =
+        "SELECT pg_advisory_lock_shared(hashtextextended('tidegate:run:' || $1::int8::text, 0))";
+    /// True when no engine is attached (takes and releases the lock at once). Parameter: id.
+    pub const NO_ENGINE_ATTACHED: &str = "SELECT CASE WHEN pg_try_advisory_lock(hashtextextended('tidegate:run:' || $1::int8::text, 0)) \
+        THEN pg_advisory_unlock(hashtextextended('tidegate:run:' || $1::int8::text, 0)) ELSE false END";
+
+    /// Parameters: run id, event, detail (json text).
+    pub const JOURNAL: &str =
+        "INSERT INTO tidegate.journal (run_id, event, detail) VALUES ($1, $2, $3::text::jsonb)";
+
+    /// Parameter: run id. Columns: at (text), event, detail (text).
+    pub const READ_JOURNAL: &str = "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), event, detail::text \
+        FROM tidegate.journal WHERE run_id = $1 ORDER BY id";
+
+    /// Unfinished chunks, skipping those another claimer is looking at. Parameter: run id.
+    pub const CLAIM_CANDIDATES: &str = "SELECT chunk_no, lo, hi, cursor FROM tidegate.chunks \
+        WHERE run_id = $1 AND NOT done ORDER BY chunk_no FOR UPDATE SKIP LOCKED";
+
+    /// Takes the session-level claim on a chunk: held by our connection, gone the instant it dies.
+    /// Parameters: run id, chunk no.
+    pub const TRY_CLAIM: &str =
+        "SELECT pg_try_advisory_lock(hashtextextended('tidegate:chunk:' || $1::int8::text || ':' || $2::int4::text, 0))";
+    pub const RELEASE_CLAIM: &str =
+        "SELECT pg_advisory_unlock(hashtextextended('tidegate:chunk:' || $1::int8::text || ':' || $2::int4::text, 0))";
+
+    /// The run's frontier, locked for extending it. Parameter: run id.
+    pub const LOCK_FRONTIER: &str =
+        "SELECT frontier, key_max, exhausted, next_chunk FROM tidegate.runs WHERE id = $1 FOR UPDATE";
+
+    /// Parameters: run id, chunk no, lo, hi.
+    pub const INSERT_CHUNK: &str =
+        "INSERT INTO tidegate.chunks (run_id, chunk_no, lo, hi, cursor) VALUES ($1, $2, $3, $4, $3)";
+
+    /// Parameters: run id, new frontier, exhausted.
+    pub const ADVANCE_FRONTIER: &str = "UPDATE tidegate.runs SET frontier = $2, exhausted = $3, \
+        next_chunk = next_chunk + 1, updated_at = now() WHERE id = $1";
+
+    /// The checkpoint, in the batch's own transaction. Guarded by the cursor we started from: if anything
+    /// else moved it, no row matches and the batch rolls back. Parameters: run id, chunk no, new cursor,
+    /// rows changed, rows scanned, chunk done, expected cursor.
+    pub const CHECKPOINT: &str = "UPDATE tidegate.chunks SET cursor = $3, rows_done = rows_done + $4, \
+        rows_scanned = rows_scanned + $5, batches = batches + 1, done = $6, updated_at = clock_timestamp() \
+        WHERE run_id = $1 AND chunk_no = $2 AND cursor IS NOT DISTINCT FROM $7 AND NOT done";
+
+    /// Unfinished chunks and whether the frontier is exhausted. Parameter: run id.
+    pub const REMAINING: &str = "SELECT r.exhausted, (SELECT count(*) FROM tidegate.chunks c WHERE c.run_id = r.id AND NOT c.done)::int8 \
+        FROM tidegate.runs r WHERE r.id = $1";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(cols: &[&str], types: &[&str], predicate: Option<&str>) -> BatchShape {
+        BatchShape {
+            schema: "public".into(),
+            table: "Orders".into(),
+            key_columns: cols.iter().map(|s| s.to_string()).collect(),
+            key_types: types.iter().map(|s| s.to_string()).collect(),
+            set: "n = n + 1".into(),
+            predicate: predicate.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn quotes_identifiers() {
+        assert_eq!(Postgres.quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn single_key_batch_sql() {
+        let s = shape(&["id"], &["bigint"], Some("n IS NOT NULL"));
+        assert_eq!(
+            Postgres.batch_upper_bound(&s, true),
+            "SELECT \"id\"::text AS key_0 FROM \"public\".\"Orders\" WHERE (\"id\") > ($1::text::bigint) AND (\"id\") <= ($2::text::bigint) ORDER BY \"id\" LIMIT 1 OFFSET $3::text::int8"
+        );
+        assert_eq!(
+            Postgres.batch_update(&s, false),
+            "UPDATE \"public\".\"Orders\" SET\nn = n + 1\nWHERE (\"id\") <= ($1::text::bigint) AND (\nn IS NOT NULL\n)"
+        );
+        crate::spec::check_generated_update(&Postgres.batch_update(&s, true)).unwrap();
+    }
+
+    #[test]
+    fn composite_keys_compare_as_rows() {
+        let s = shape(&["tenant", "id"], &["integer", "uuid"], None);
+        let sql = Postgres.batch_update(&s, true);
+        assert!(
+            sql.contains("(\"tenant\", \"id\") > ($1::text::integer, $2::text::uuid) AND (\"tenant\", \"id\") <= ($3::text::integer, $4::text::uuid)"),
+            "{sql}"
+        );
+        assert!(Postgres
+            .key_max(&s)
+            .contains("ORDER BY \"tenant\" DESC, \"id\" DESC"));
+    }
+}

@@ -1,0 +1,303 @@
+//! The backfill spec (table, SET, WHERE, key) and its validation with the real PostgreSQL parser.
+//!
+//! SET must parse as exactly an assignment list (`UPDATE x SET <set>` is one UpdateStmt with no WHERE, FROM,
+//! RETURNING or WITH) and WHERE as exactly an expression (`SELECT 1 WHERE <pred>` is one plain SelectStmt), so
+//! nothing can smuggle in a second statement or cut the key-range bound off the batch. Pure: no database.
+
+use pg_query::NodeEnum;
+
+/// What the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BackfillSpec {
+    /// The table, as the user wrote it (`orders`, `shop.orders`, `"Odd Name"`).
+    pub table: String,
+    /// The assignment list, e.g. `order_status_v2 = order_status`.
+    pub set: String,
+    /// A predicate on the table's own columns, e.g. `order_status_v2 IS NULL`.
+    #[serde(rename = "where")]
+    pub predicate: Option<String>,
+    /// Key columns naming a unique NOT NULL index (`--key a,b`); `None` uses the primary key.
+    pub key: Option<Vec<String>>,
+}
+
+/// Bad input, found before any row changes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("--set {set:?} does not parse as an assignment list: {reason}; write it like `col = expr, other = expr`")]
+    BadSet { set: String, reason: String },
+    #[error("--where {predicate:?} does not parse as one expression: {reason}; write a predicate like `col IS NULL`")]
+    BadWhere { predicate: String, reason: String },
+    #[error("--key {key:?} is not a comma-separated list of column names")]
+    BadKey { key: String },
+    #[error("--table must not be empty")]
+    EmptyTable,
+}
+
+/// The columns a SET list assigns, in order (the first name of each target, e.g. `a` for `a[1] = x`).
+pub fn validate_set(set: &str) -> Result<Vec<String>, SpecError> {
+    let bad = |reason: String| SpecError::BadSet {
+        set: set.to_string(),
+        reason,
+    };
+    if set.trim().is_empty() {
+        return Err(bad("it is empty".into()));
+    }
+    // The newlines end any trailing `--` comment inside the user's text, as in the batch statement itself.
+    let parsed = pg_query::parse(&format!("UPDATE x SET\n{set}\n"), 0)
+        .map_err(|e| bad(parse_message(&e)))?;
+    let stmts = &parsed.protobuf.stmts;
+    if stmts.len() != 1 {
+        return Err(bad(format!(
+            "it makes {} statements, not one assignment list",
+            stmts.len()
+        )));
+    }
+    let node = stmts[0].stmt.as_ref().and_then(|s| s.node.as_ref());
+    let Some(NodeEnum::UpdateStmt(update)) = node else {
+        return Err(bad("it is not an assignment list".into()));
+    };
+    if update.where_clause.is_some() {
+        return Err(bad("it contains a WHERE clause; use --where".into()));
+    }
+    if !update.from_clause.is_empty() {
+        return Err(bad(
+            "it contains FROM; a backfill updates one table from its own columns".into(),
+        ));
+    }
+    if update.returning_clause.is_some() {
+        return Err(bad("it contains RETURNING".into()));
+    }
+    if update.with_clause.is_some() {
+        return Err(bad("it contains WITH".into()));
+    }
+    let mut columns = Vec::new();
+    for target in &update.target_list {
+        match target.node.as_ref() {
+            Some(NodeEnum::ResTarget(res)) if !res.name.is_empty() => {
+                columns.push(res.name.clone())
+            }
+            _ => return Err(bad("an assignment has no target column".into())),
+        }
+    }
+    if columns.is_empty() {
+        return Err(bad("it assigns nothing".into()));
+    }
+    // Followed by a WHERE, as in the batch statement, it must still be one UPDATE: this rejects a `;` that
+    // would end the statement before the key-range bound.
+    let bounded =
+        pg_query::parse(&format!("UPDATE x SET\n{set}\nWHERE false"), 0).map_err(|_| {
+            bad(
+                "it does not end where an assignment list ends (a ';' or an unclosed construct?)"
+                    .into(),
+            )
+        })?;
+    if bounded.protobuf.stmts.len() != 1 {
+        return Err(bad("it does not end where an assignment list ends".into()));
+    }
+    Ok(columns)
+}
+
+/// Checks that a WHERE text is exactly one expression.
+pub fn validate_where(predicate: &str) -> Result<(), SpecError> {
+    let bad = |reason: String| SpecError::BadWhere {
+        predicate: predicate.to_string(),
+        reason,
+    };
+    if predicate.trim().is_empty() {
+        return Err(bad("it is empty".into()));
+    }
+    let parsed = pg_query::parse(&format!("SELECT 1 WHERE\n{predicate}\n"), 0)
+        .map_err(|e| bad(parse_message(&e)))?;
+    let stmts = &parsed.protobuf.stmts;
+    if stmts.len() != 1 {
+        return Err(bad(format!(
+            "it makes {} statements, not one expression",
+            stmts.len()
+        )));
+    }
+    let node = stmts[0].stmt.as_ref().and_then(|s| s.node.as_ref());
+    let Some(NodeEnum::SelectStmt(select)) = node else {
+        return Err(bad("it is not an expression".into()));
+    };
+    let plain = select.where_clause.is_some()
+        && select.from_clause.is_empty()
+        && select.group_clause.is_empty()
+        && select.having_clause.is_none()
+        && select.sort_clause.is_empty()
+        && select.limit_count.is_none()
+        && select.limit_offset.is_none()
+        && select.locking_clause.is_empty()
+        && select.with_clause.is_none()
+        && select.larg.is_none()
+        && select.target_list.len() == 1;
+    if !plain {
+        return Err(bad("it carries clauses beyond one expression".into()));
+    }
+    Ok(())
+}
+
+/// Parses `--key a,b` into column names (quoted names keep their case; unquoted fold to lower case, as in SQL).
+pub fn parse_key(key: &str) -> Result<Vec<String>, SpecError> {
+    let bad = || SpecError::BadKey {
+        key: key.to_string(),
+    };
+    let parsed = pg_query::parse(&format!("SELECT {key}"), 0).map_err(|_| bad())?;
+    let stmts = &parsed.protobuf.stmts;
+    let Some(NodeEnum::SelectStmt(select)) = stmts
+        .first()
+        .and_then(|s| s.stmt.as_ref())
+        .and_then(|s| s.node.as_ref())
+    else {
+        return Err(bad());
+    };
+    if stmts.len() != 1 || !select.from_clause.is_empty() || select.where_clause.is_some() {
+        return Err(bad());
+    }
+    let mut columns = Vec::new();
+    for target in &select.target_list {
+        let Some(NodeEnum::ResTarget(res)) = target.node.as_ref() else {
+            return Err(bad());
+        };
+        let Some(NodeEnum::ColumnRef(col)) = res.val.as_ref().and_then(|v| v.node.as_ref()) else {
+            return Err(bad());
+        };
+        let [field] = col.fields.as_slice() else {
+            return Err(bad());
+        };
+        let Some(NodeEnum::String(name)) = field.node.as_ref() else {
+            return Err(bad());
+        };
+        if !res.name.is_empty() {
+            return Err(bad());
+        }
+        columns.push(name.sval.clone());
+    }
+    if columns.is_empty() {
+        return Err(bad());
+    }
+    Ok(columns)
+}
+
+/// Checks that a generated batch statement is exactly one UPDATE with a WHERE clause: the last line of defence
+/// against user text that closes or comments out the key-range bound.
+pub fn check_generated_update(sql: &str) -> Result<(), String> {
+    let parsed = pg_query::parse(sql, 0).map_err(|e| parse_message(&e))?;
+    let stmts = &parsed.protobuf.stmts;
+    match stmts.as_slice() {
+        [one] => match one.stmt.as_ref().and_then(|s| s.node.as_ref()) {
+            Some(NodeEnum::UpdateStmt(update))
+                if update.where_clause.is_some() && update.from_clause.is_empty() =>
+            {
+                Ok(())
+            }
+            _ => Err("the generated batch is not a single bounded UPDATE".into()),
+        },
+        _ => Err(format!(
+            "the generated batch makes {} statements",
+            stmts.len()
+        )),
+    }
+}
+
+fn parse_message(error: &pg_query::Error) -> String {
+    match error {
+        pg_query::Error::Parse(message) => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Checks that a user query (`--probe-sql`, `--throttle-query`) is exactly one SELECT.
+pub fn validate_select(text: &str, flag: &'static str) -> Result<(), String> {
+    let parsed = pg_query::parse(text, 0)
+        .map_err(|e| format!("{flag} {text:?} does not parse: {}", parse_message(&e)))?;
+    match parsed.protobuf.stmts.as_slice() {
+        [one]
+            if matches!(
+                one.stmt.as_ref().and_then(|s| s.node.as_ref()),
+                Some(NodeEnum::SelectStmt(_))
+            ) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!("{flag} {text:?} must be exactly one SELECT")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_lists_parse_into_their_columns() {
+        assert_eq!(validate_set("n = n + 1").unwrap(), vec!["n"]);
+        assert_eq!(
+            validate_set("order_status_v2 = order_status, \"Note\" = lower(note)").unwrap(),
+            vec!["order_status_v2", "Note"]
+        );
+        assert_eq!(validate_set("(a, b) = (b, a)").unwrap(), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn set_cannot_smuggle_anything() {
+        for bad in [
+            "",
+            "a = 1; DROP TABLE orders",
+            "a = 1 WHERE true",
+            "a = 1 FROM other",
+            "a = 1 RETURNING *",
+            "a = ",
+            "a = 1 /* unterminated",
+            "a = 'open",
+            "a = 1; --",
+        ] {
+            assert!(validate_set(bad).is_err(), "{bad:?} was accepted");
+        }
+        let message = validate_set("a = ").unwrap_err().to_string();
+        assert!(
+            message.contains("does not parse as an assignment list"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_trailing_line_comment_is_harmless() {
+        // Accepted, because the batch statement puts the user's text on lines of its own.
+        assert_eq!(validate_set("a = 1 -- why").unwrap(), vec!["a"]);
+        check_generated_update("UPDATE t SET\na = 1 -- why\nWHERE id > 1").unwrap();
+    }
+
+    #[test]
+    fn where_must_be_one_expression() {
+        validate_where("order_status_v2 IS NULL").unwrap();
+        validate_where("a > 1 AND b IN (SELECT 1)").unwrap();
+        for bad in [
+            "",
+            "true) OR (true",
+            "true; DELETE FROM t",
+            "a = 1 ORDER BY 1",
+            "a = 1 LIMIT 1",
+            "a = 1 GROUP BY a",
+            "a =",
+        ] {
+            assert!(validate_where(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn keys_are_column_lists() {
+        assert_eq!(parse_key("id").unwrap(), vec!["id"]);
+        assert_eq!(
+            parse_key("tenant_id, \"Id\"").unwrap(),
+            vec!["tenant_id", "Id"]
+        );
+        for bad in ["", "id; drop", "lower(x)", "a.b", "1", "a AS b"] {
+            assert!(parse_key(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn generated_update_check_catches_a_cut_bound() {
+        assert!(check_generated_update("UPDATE t SET a = 1").is_err());
+        assert!(check_generated_update("UPDATE t SET a = 1 WHERE x; SELECT 1").is_err());
+    }
+}

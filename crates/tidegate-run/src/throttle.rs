@@ -1,0 +1,447 @@
+//! The throttle: a pure policy over health observations.
+//!
+//! Signals: sessions blocked by our backends (back off at once), replica lag, active backends, the latency of a
+//! probe query, a user throttle query (true means wait, as gh-ost's), and long transactions (reported, never a
+//! reason to stop). Two levels above healthy: *throttle* (no new batch starts; the batch size halves) and
+//! *critical* (the run pauses; it resumes by itself once healthy for `critical_recovery`, or aborts with
+//! `--critical-abort`). A signal that cannot be read is not healthy: it throttles and says which one is missing
+//! (fail closed). Going up happens at once; coming down needs the signals healthy for a hold time (hysteresis).
+//! No I/O and no clock: the caller stamps each observation.
+
+use std::time::Duration;
+
+/// One signal's reading.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reading<T> {
+    /// Read successfully.
+    Value(T),
+    /// The query failed or returned nothing usable: why.
+    Unknown(String),
+    /// Not configured (e.g. no `--throttle-query`).
+    NotWatched,
+}
+
+/// A snapshot of the database's health, stamped with a monotonic time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// Time since an arbitrary origin (the engine's start).
+    pub at: Duration,
+    /// Sessions waiting on a lock that one of our backends holds.
+    pub blocked_by_us: Reading<u32>,
+    /// The largest replay lag among replicas; `None` when there are no replicas.
+    pub replica_lag: Reading<Option<Duration>>,
+    /// Active client backends other than ours.
+    pub active_backends: Reading<u32>,
+    /// How long the probe query took.
+    pub probe_latency: Reading<Duration>,
+    /// The user's throttle query: true means wait.
+    pub throttle_query: Reading<bool>,
+    /// The oldest open transaction other than ours: (pid, age).
+    pub oldest_transaction: Reading<Option<(i32, Duration)>>,
+}
+
+impl Observation {
+    /// An observation where every signal is healthy/unwatched (tests and a dry start).
+    pub fn healthy(at: Duration) -> Self {
+        Self {
+            at,
+            blocked_by_us: Reading::Value(0),
+            replica_lag: Reading::Value(None),
+            active_backends: Reading::Value(0),
+            probe_latency: Reading::Value(Duration::ZERO),
+            throttle_query: Reading::NotWatched,
+            oldest_transaction: Reading::Value(None),
+        }
+    }
+}
+
+/// Thresholds and timings of the policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thresholds {
+    pub max_replica_lag: Duration,
+    /// `None`: active backends are reported but never throttle.
+    pub max_active: Option<u32>,
+    pub max_probe_latency: Duration,
+    /// A value this many times over its threshold is critical.
+    pub critical_factor: u32,
+    /// How long signals must stay healthy before a throttle lifts.
+    pub throttle_clear: Duration,
+    /// How long signals must stay below critical before a critical pause lifts.
+    pub critical_recovery: Duration,
+    /// Transactions older than this are reported (they hold back vacuum).
+    pub long_transaction: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            max_replica_lag: Duration::from_secs(5),
+            max_active: None,
+            max_probe_latency: Duration::from_millis(250),
+            critical_factor: 4,
+            throttle_clear: Duration::from_secs(1),
+            critical_recovery: Duration::from_secs(10),
+            long_transaction: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The level of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Healthy,
+    Throttle,
+    Critical,
+}
+
+/// What the engine should do now, and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Decision {
+    pub level: Level,
+    /// Why (empty when healthy). Goes to the progress line and the journal.
+    pub reason: String,
+    /// True when the level differs from the previous decision's.
+    pub changed: bool,
+    /// Notes that never throttle (long transactions).
+    pub notes: Vec<String>,
+}
+
+impl Decision {
+    /// Whether a new batch may start.
+    pub fn may_start_batch(&self) -> bool {
+        self.level == Level::Healthy
+    }
+}
+
+/// The stateful policy: the current level and since when signals have been calmer than it.
+#[derive(Debug, Clone)]
+pub struct ThrottlePolicy {
+    thresholds: Thresholds,
+    level: Level,
+    reason: String,
+    calmer_since: Option<Duration>,
+}
+
+impl ThrottlePolicy {
+    pub fn new(thresholds: Thresholds) -> Self {
+        Self {
+            thresholds,
+            level: Level::Healthy,
+            reason: String::new(),
+            calmer_since: None,
+        }
+    }
+
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.thresholds
+    }
+
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    /// Decides from one observation.
+    pub fn decide(&mut self, obs: &Observation) -> Decision {
+        let (raw, reasons) = self.assess(obs);
+        let notes = self.notes(obs);
+        let before = self.level;
+        if raw >= self.level {
+            self.level = raw;
+            self.calmer_since = None;
+            self.reason = reasons.join("; ");
+        } else {
+            let since = *self.calmer_since.get_or_insert(obs.at);
+            let hold = if self.level == Level::Critical {
+                self.thresholds.critical_recovery
+            } else {
+                self.thresholds.throttle_clear
+            };
+            let calm_for = obs.at.saturating_sub(since);
+            if calm_for >= hold {
+                self.level = raw;
+                self.calmer_since = None;
+                self.reason = reasons.join("; ");
+            } else {
+                let was = self
+                    .reason
+                    .split(" (recovering")
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                self.reason = format!(
+                    "{was} (recovering: calm for {:.1}s of {:.1}s)",
+                    calm_for.as_secs_f64(),
+                    hold.as_secs_f64()
+                );
+            }
+        }
+        Decision {
+            level: self.level,
+            reason: self.reason.clone(),
+            changed: self.level != before,
+            notes,
+        }
+    }
+
+    fn assess(&self, obs: &Observation) -> (Level, Vec<String>) {
+        let t = &self.thresholds;
+        let factor = t.critical_factor.max(1);
+        let mut level = Level::Healthy;
+        let mut reasons = Vec::new();
+        let mut raise = |l: Level, reason: String| {
+            level = level.max(l);
+            reasons.push(reason);
+        };
+        match &obs.blocked_by_us {
+            Reading::Value(0) | Reading::NotWatched => {}
+            Reading::Value(n) => raise(
+                Level::Throttle,
+                format!("{n} session(s) waiting on our locks"),
+            ),
+            Reading::Unknown(why) => raise(
+                Level::Throttle,
+                format!("blocked sessions unreadable ({why})"),
+            ),
+        }
+        match &obs.replica_lag {
+            Reading::Value(Some(lag)) if *lag > t.max_replica_lag * factor => raise(
+                Level::Critical,
+                format!(
+                    "replica lag {:.1}s over {factor}x the {:.1}s limit",
+                    lag.as_secs_f64(),
+                    t.max_replica_lag.as_secs_f64()
+                ),
+            ),
+            Reading::Value(Some(lag)) if *lag > t.max_replica_lag => raise(
+                Level::Throttle,
+                format!(
+                    "replica lag {:.1}s over {:.1}s",
+                    lag.as_secs_f64(),
+                    t.max_replica_lag.as_secs_f64()
+                ),
+            ),
+            Reading::Value(_) | Reading::NotWatched => {}
+            Reading::Unknown(why) => {
+                raise(Level::Throttle, format!("replica lag unreadable ({why})"))
+            }
+        }
+        if let Some(max) = t.max_active {
+            match &obs.active_backends {
+                Reading::Value(n) if *n > max.saturating_mul(factor) => raise(
+                    Level::Critical,
+                    format!("{n} active backends over {factor}x the limit of {max}"),
+                ),
+                Reading::Value(n) if *n > max => {
+                    raise(Level::Throttle, format!("{n} active backends over {max}"))
+                }
+                Reading::Value(_) | Reading::NotWatched => {}
+                Reading::Unknown(why) => raise(
+                    Level::Throttle,
+                    format!("active backends unreadable ({why})"),
+                ),
+            }
+        }
+        match &obs.probe_latency {
+            Reading::Value(latency) if *latency > t.max_probe_latency * factor => raise(
+                Level::Critical,
+                format!(
+                    "probe took {} ms, over {factor}x the {} ms limit",
+                    latency.as_millis(),
+                    t.max_probe_latency.as_millis()
+                ),
+            ),
+            Reading::Value(latency) if *latency > t.max_probe_latency => raise(
+                Level::Throttle,
+                format!(
+                    "probe took {} ms, over {} ms",
+                    latency.as_millis(),
+                    t.max_probe_latency.as_millis()
+                ),
+            ),
+            Reading::Value(_) | Reading::NotWatched => {}
+            Reading::Unknown(why) => raise(Level::Throttle, format!("probe failed ({why})")),
+        }
+        match &obs.throttle_query {
+            Reading::Value(true) => raise(Level::Throttle, "throttle query returned true".into()),
+            Reading::Value(false) | Reading::NotWatched => {}
+            Reading::Unknown(why) => {
+                raise(Level::Throttle, format!("throttle query failed ({why})"))
+            }
+        }
+        (level, reasons)
+    }
+
+    fn notes(&self, obs: &Observation) -> Vec<String> {
+        match &obs.oldest_transaction {
+            Reading::Value(Some((pid, age))) if *age > self.thresholds.long_transaction => {
+                vec![format!(
+                    "transaction of pid {pid} open for {}s holds back vacuum",
+                    age.as_secs()
+                )]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    fn policy() -> ThrottlePolicy {
+        ThrottlePolicy::new(Thresholds::default())
+    }
+
+    #[test]
+    fn healthy_when_everything_is_fine() {
+        let d = policy().decide(&Observation::healthy(at(0)));
+        assert_eq!(d.level, Level::Healthy);
+        assert!(d.may_start_batch());
+        assert!(d.reason.is_empty());
+    }
+
+    #[test]
+    fn blocked_sessions_throttle_at_once_with_the_reason() {
+        let mut p = policy();
+        let obs = Observation {
+            blocked_by_us: Reading::Value(2),
+            ..Observation::healthy(at(0))
+        };
+        let d = p.decide(&obs);
+        assert_eq!(d.level, Level::Throttle);
+        assert!(d.changed);
+        assert!(
+            d.reason.contains("2 session(s) waiting on our locks"),
+            "{}",
+            d.reason
+        );
+    }
+
+    #[test]
+    fn unknown_signals_fail_closed_and_name_the_signal() {
+        let mut p = policy();
+        let obs = Observation {
+            replica_lag: Reading::Unknown("permission denied".into()),
+            ..Observation::healthy(at(0))
+        };
+        let d = p.decide(&obs);
+        assert_eq!(d.level, Level::Throttle);
+        assert!(d
+            .reason
+            .contains("replica lag unreadable (permission denied)"));
+    }
+
+    #[test]
+    fn throttle_lifts_only_after_the_hold_time() {
+        let mut p = policy();
+        p.decide(&Observation {
+            throttle_query: Reading::Value(true),
+            ..Observation::healthy(at(0))
+        });
+        let d = p.decide(&Observation::healthy(at(100)));
+        assert_eq!(d.level, Level::Throttle);
+        assert!(d.reason.contains("recovering"), "{}", d.reason);
+        assert!(
+            d.reason.starts_with("throttle query returned true"),
+            "{}",
+            d.reason
+        );
+        let d = p.decide(&Observation::healthy(at(900)));
+        assert_eq!(d.level, Level::Throttle);
+        assert!(
+            !d.reason
+                .contains("recovering: calm for 0.1s of 1.0s (recovering"),
+            "{}",
+            d.reason
+        );
+        let d = p.decide(&Observation::healthy(at(1_100)));
+        assert_eq!(d.level, Level::Healthy);
+        assert!(d.changed);
+    }
+
+    #[test]
+    fn a_relapse_restarts_the_hold() {
+        let mut p = policy();
+        let bad = |ms| Observation {
+            throttle_query: Reading::Value(true),
+            ..Observation::healthy(at(ms))
+        };
+        p.decide(&bad(0));
+        p.decide(&Observation::healthy(at(500)));
+        p.decide(&bad(900));
+        assert_eq!(
+            p.decide(&Observation::healthy(at(1_600))).level,
+            Level::Throttle
+        );
+        assert_eq!(
+            p.decide(&Observation::healthy(at(2_700))).level,
+            Level::Healthy
+        );
+    }
+
+    #[test]
+    fn critical_levels_and_their_longer_recovery() {
+        let mut p = policy();
+        let d = p.decide(&Observation {
+            replica_lag: Reading::Value(Some(Duration::from_secs(30))),
+            ..Observation::healthy(at(0))
+        });
+        assert_eq!(d.level, Level::Critical);
+        assert!(d.reason.contains("replica lag 30.0s"), "{}", d.reason);
+        // Lag falls to throttle level: still critical until the recovery time passes.
+        let d = p.decide(&Observation {
+            replica_lag: Reading::Value(Some(Duration::from_secs(6))),
+            ..Observation::healthy(at(5_000))
+        });
+        assert_eq!(d.level, Level::Critical);
+        let d = p.decide(&Observation {
+            replica_lag: Reading::Value(Some(Duration::from_secs(6))),
+            ..Observation::healthy(at(15_001))
+        });
+        assert_eq!(d.level, Level::Throttle);
+    }
+
+    #[test]
+    fn probe_latency_and_active_backends() {
+        let mut p = ThrottlePolicy::new(Thresholds {
+            max_active: Some(10),
+            ..Thresholds::default()
+        });
+        let d = p.decide(&Observation {
+            probe_latency: Reading::Value(Duration::from_millis(400)),
+            active_backends: Reading::Value(11),
+            ..Observation::healthy(at(0))
+        });
+        assert_eq!(d.level, Level::Throttle);
+        assert!(d.reason.contains("probe took 400 ms"), "{}", d.reason);
+        assert!(
+            d.reason.contains("11 active backends over 10"),
+            "{}",
+            d.reason
+        );
+        let d = p.decide(&Observation {
+            probe_latency: Reading::Value(Duration::from_secs(2)),
+            ..Observation::healthy(at(10))
+        });
+        assert_eq!(d.level, Level::Critical);
+    }
+
+    #[test]
+    fn long_transactions_are_reported_not_throttled() {
+        let mut p = policy();
+        let d = p.decide(&Observation {
+            oldest_transaction: Reading::Value(Some((42, Duration::from_secs(900)))),
+            ..Observation::healthy(at(0))
+        });
+        assert_eq!(d.level, Level::Healthy);
+        assert_eq!(
+            d.notes,
+            vec!["transaction of pid 42 open for 900s holds back vacuum".to_string()]
+        );
+    }
+}
