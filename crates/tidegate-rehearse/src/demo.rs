@@ -3,8 +3,16 @@
 //! The CLI's `tidegate demo` runs two acts on the same starting state — [`run_naive_migration`] and tidegate's way —
 //! under the same workload, and renders them side by side.
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use tidegate_db::connect::ConnectionConfig;
+use tidegate_run::engine::{
+    self as backfill, BackfillOptions, EventSink, RunEnd, RunTarget, StopHandle,
+};
+use tidegate_run::events::Event;
+use tidegate_run::schema_phase::{run_schema_phase, SchemaEvent, SchemaPhaseOptions};
+use tidegate_run::spec::BackfillSpec;
 use tokio_postgres::NoTls;
 
 use crate::act::MigrationLog;
@@ -66,5 +74,111 @@ pub async fn run_naive_migration(url: &str) -> (MigrationLog, Result<(), String>
     if result.is_ok() {
         log.note(started.elapsed(), "COMMIT: locks released");
     }
+    (log, result)
+}
+
+/// How tidegate's act runs the migration.
+#[derive(Debug, Clone, Default)]
+pub struct TidegateActOptions {
+    pub schema: SchemaPhaseOptions,
+    pub backfill: BackfillOptions,
+}
+
+/// Act 2: the same migration the way tidegate runs it — the schema change alone, in its own short transaction
+/// with lock_timeout and retries, then the data change as a batched, throttled, checkpointed backfill run.
+pub async fn run_tidegate_migration(
+    url: &str,
+    options: TidegateActOptions,
+) -> (MigrationLog, Result<(), String>) {
+    let log = Arc::new(Mutex::new(MigrationLog::default()));
+    let started = Instant::now();
+    let note = {
+        let log = log.clone();
+        move |label: String| {
+            log.lock()
+                .expect("the log lock is never poisoned")
+                .note(started.elapsed(), label)
+        }
+    };
+    let result = async {
+        let client = connect(url).await?;
+        let monitor = Arc::new(connect(url).await?);
+        let schema = run_schema_phase(
+            &client,
+            monitor,
+            &["ALTER TABLE orders ADD COLUMN order_status_v2 VARCHAR(20)".to_string()],
+            &options.schema,
+            |event| match event {
+                SchemaEvent::LockTimedOut {
+                    attempt, blockers, ..
+                } => note(format!(
+                    "schema phase: attempt {attempt} hit lock_timeout ({} blocker(s)); retrying",
+                    blockers.len()
+                )),
+                SchemaEvent::Committed { attempts, elapsed } => note(format!(
+                    "schema phase committed: ADD COLUMN in {:.0} ms ({attempts} attempt(s))",
+                    elapsed.as_secs_f64() * 1000.0
+                )),
+                SchemaEvent::AttemptStarted { .. } => {}
+            },
+        )
+        .await;
+        schema.map_err(|error| error.to_string())?;
+
+        let config = ConnectionConfig::from_url(url).map_err(|error| error.to_string())?;
+        let spec = BackfillSpec {
+            table: "orders".into(),
+            set: "order_status_v2 = order_status".into(),
+            predicate: None,
+            key: None,
+        };
+        let sink: EventSink = {
+            let note = note.clone();
+            Arc::new(move |event: &Event| match event {
+                Event::Started {
+                    run_id,
+                    estimated_rows,
+                    ..
+                } => note(format!(
+                    "backfill run {run_id} starts (about {} rows)",
+                    estimated_rows.unwrap_or(0)
+                )),
+                Event::Throttled { reason, .. } => note(format!("backfill throttled: {reason}")),
+                Event::ThrottleLifted { .. } => note("backfill throttle lifted".into()),
+                Event::Retry {
+                    cause,
+                    next_batch_size,
+                    ..
+                } => note(format!(
+                    "batch retried ({cause}); next batch {next_batch_size} rows"
+                )),
+                Event::Completed { .. } => note("backfill completed".into()),
+                _ => {}
+            })
+        };
+        let outcome = backfill::run(
+            &config,
+            RunTarget::Spec(spec),
+            options.backfill.clone(),
+            sink,
+            StopHandle::default(),
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+        match outcome.end {
+            RunEnd::Completed => {
+                note(format!(
+                    "{} rows backfilled in {} batches",
+                    outcome.rows_done, outcome.batches
+                ));
+                Ok(())
+            }
+            RunEnd::Interrupted { reason } | RunEnd::Aborted { reason } => {
+                Err(format!("backfill run {} stopped: {reason}", outcome.run_id))
+            }
+        }
+    }
+    .await;
+    let log = log.lock().expect("the log lock is never poisoned").clone();
     (log, result)
 }
