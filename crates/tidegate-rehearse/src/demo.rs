@@ -46,6 +46,16 @@ pub async fn rebuild_orders(url: &str, rows: u64, seed: u64) -> Result<(), Strin
         .map_err(|error| format!("loading orders: {error}"))
 }
 
+/// Drops what the demo created in the target database (`orders`); the `tidegate` schema keeps the history of the
+/// backfill run, as it would for any run.
+pub async fn drop_demo_objects(url: &str) -> Result<(), String> {
+    let client = connect(url).await?;
+    client
+        .batch_execute("drop table if exists orders")
+        .await
+        .map_err(|error| error.to_string())
+}
+
 /// Act 1: the migration as shipped, in one transaction, as a framework that wraps each file in one would run it.
 pub async fn run_naive_migration(url: &str) -> (MigrationLog, Result<(), String>) {
     let mut log = MigrationLog::default();
