@@ -186,6 +186,7 @@ impl Analyzer<'_> {
     ) {
         let facts = lock_facts(operation, self.version);
         let origin = self.catalog.origin(&table);
+        let table_for_lookup = table.clone();
         self.effects.push(crate::statement::TableEffect {
             table,
             operation,
@@ -195,6 +196,18 @@ impl Analyzer<'_> {
             origin,
             column: column.map(str::to_string),
             object: object.map(str::to_string),
+            constraint_kind: match operation {
+                Operation::AlterTable(AlterSubcommand::AddConstraint { kind, .. }) => Some(kind),
+                Operation::AlterTable(
+                    AlterSubcommand::DropConstraint | AlterSubcommand::ValidateConstraint,
+                ) => object.and_then(|name| {
+                    self.catalog
+                        .table(&table_for_lookup)
+                        .and_then(|known| known.constraint(name))
+                        .map(|constraint| constraint.kind)
+                }),
+                _ => None,
+            },
         });
     }
 

@@ -4,7 +4,7 @@ use pg_query::NodeEnum;
 use serde::Serialize;
 
 use crate::catalog::TableOrigin;
-use crate::facts::{LockLevel, Operation};
+use crate::facts::{ConstraintKind, LockLevel, Operation};
 use crate::source::{comment_text, skip_trivia, Comment, LineIndex, Span};
 use crate::tree::TableName;
 
@@ -83,6 +83,8 @@ pub struct TableEffect {
     pub column: Option<String>,
     /// The constraint or index the operation targets, if any.
     pub object: Option<String>,
+    /// For constraint operations: the constraint's kind, when known (for drops: as the catalog knew it).
+    pub constraint_kind: Option<ConstraintKind>,
 }
 
 /// One SQL statement of a migration, with everything tidegate knows about it.

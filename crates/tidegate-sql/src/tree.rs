@@ -323,3 +323,25 @@ pub fn has_option(options: &[Node], name: &str) -> bool {
         _ => false,
     })
 }
+
+/// The string literals of a statement's text, as PostgreSQL's scanner reads them (quotes removed, `''`
+/// unescaped). Used where the parse tree is too deep to walk for one question ("is this enum value used?").
+pub fn string_literals(sql: &str) -> Vec<String> {
+    if sql.contains('\0') {
+        return Vec::new();
+    }
+    let Ok(tokens) = pg_query::scan_tokens(sql) else {
+        return Vec::new();
+    };
+    tokens
+        .into_iter()
+        .filter(|token| token.token == protobuf::Token::Sconst as i32)
+        .filter_map(|token| {
+            let start = usize::try_from(token.start).ok()?;
+            let end = usize::try_from(token.end).ok()?;
+            let literal = sql.get(start..end)?;
+            let inner = literal.strip_prefix('\'')?.strip_suffix('\'')?;
+            Some(inner.replace("''", "'"))
+        })
+        .collect()
+}
