@@ -6,9 +6,9 @@
 //!
 //! | layout | files | wrapped in a transaction |
 //! |---|---|---|
-//! | sqlx | `<version>_<name>.sql`, `<version>_<name>.up.sql` (a `Cargo.toml` above) | yes, unless the file starts with `-- no-transaction` |
+//! | sqlx | `<version>_<name>.sql`, `<version>_<name>.up.sql` (a `Cargo.toml` mentioning sqlx above) | yes, unless the file starts with `-- no-transaction` |
 //! | diesel | `<version>_<name>/up.sql` | yes, unless `metadata.toml` says `run_in_transaction = false` |
-//! | golang-migrate | `<version>_<name>.up.sql` (no `Cargo.toml` above) | no |
+//! | golang-migrate | `<version>_<name>.up.sql` (no sqlx `Cargo.toml` above) | no |
 //! | dbmate | `<version>_<name>.sql` with `-- migrate:up` / `-- migrate:down` sections | yes, unless `-- migrate:up transaction:false` |
 //! | Flyway | `V<version>__<name>.sql` (then `R__<name>.sql`) | yes |
 //! | Prisma | `<timestamp>_<name>/migration.sql` | no (Prisma does not wrap PostgreSQL migrations) |
@@ -345,10 +345,11 @@ fn detect_layout(dir: &Path, files: &[PathBuf], subdirs: &[PathBuf]) -> Layout {
         .iter()
         .any(|name| name.chars().next().is_some_and(|c| c.is_ascii_digit()) && name.contains('_'));
     let has_up_files = names.iter().any(|name| name.ends_with(".up.sql"));
-    let rust_project = dir
-        .ancestors()
-        .take(4)
-        .any(|ancestor| ancestor.join("Cargo.toml").is_file());
+    // sqlx is a Rust library: its migrations sit under a crate whose Cargo.toml depends on sqlx.
+    let rust_project = dir.ancestors().take(4).any(|ancestor| {
+        std::fs::read_to_string(ancestor.join("Cargo.toml"))
+            .is_ok_and(|manifest| manifest.contains("sqlx"))
+    });
     match (numbered, has_up_files, rust_project) {
         (_, true, false) => Layout::GolangMigrate,
         (true, _, true) => Layout::Sqlx,

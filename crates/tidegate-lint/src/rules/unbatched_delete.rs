@@ -69,7 +69,7 @@ impl Rule for UnbatchedDelete {
             let message = if !delete.using_clause.is_empty() {
                 format!("DELETE … USING on {table} deletes every row the join matches in one statement")
             } else if delete.where_clause.is_none() {
-                format!("DELETE without WHERE deletes every row of {table} in one transaction")
+                format!("DELETE without WHERE deletes every row of {table} in one statement")
             } else {
                 format!(
                     "DELETE on {table} is not bounded to a batch of its key ({}): it may delete any number of rows in one transaction",

@@ -74,7 +74,7 @@ impl Rule for UnbatchedUpdate {
             let message = if !update.from_clause.is_empty() {
                 format!("UPDATE … FROM on {table} updates every row the join matches in one statement")
             } else if update.where_clause.is_none() {
-                format!("UPDATE without WHERE rewrites every row of {table} in one transaction")
+                format!("UPDATE without WHERE rewrites every row of {table} in one statement")
             } else {
                 format!(
                     "UPDATE on {table} is not bounded to a batch of its key ({}): it may update any number of rows in one transaction",
