@@ -137,8 +137,11 @@ impl Catalog {
 
     /// The table an index belongs to, when the index was created by a replayed migration.
     pub fn index_table(&self, index: &TableName) -> Option<TableName> {
-        let (schema, name) = self.index_tables.get(&index.key())?;
-        Some(TableName::new(Some(schema), name))
+        let key = self.index_tables.get(&index.key())?;
+        match self.tables.get(key) {
+            Some(table) => Some(table.name.clone()),
+            None => Some(TableName::new(Some(&key.0), &key.1)),
+        }
     }
 
     pub(crate) fn create_table(&mut self, name: &TableName, columns: Vec<Column>) {

@@ -180,7 +180,10 @@ pub fn parse_source(source: &str) -> ParsedSource {
         };
     let mut last_end = 0;
     for (range, node, syntax_error) in ranges {
-        let (start, comment_ranges) = skip_trivia(source, range.start);
+        // Leading comments are collected from the end of the previous statement: the parser's statement
+        // location may already point past them.
+        let (start, comment_ranges) = skip_separators(source, last_end.min(range.start));
+        let start = start.max(skip_trivia(source, range.start).0);
         let end = start.max(trim_end(source, range.end));
         last_end = last_end.max(range.end);
         if start >= end {
@@ -205,15 +208,26 @@ pub fn parse_source(source: &str) -> ParsedSource {
             transaction_event: None,
         });
     }
-    let trailing_start = source[last_end.min(source.len())..]
-        .find(|c: char| c != ';')
-        .map_or(source.len(), |offset| last_end + offset);
-    let (_, trailing) = skip_trivia(source, trailing_start);
+    let (_, trailing) = skip_separators(source, last_end.min(source.len()));
     let trailing_comments = comments(source, &line_index, trailing);
     ParsedSource {
         statements,
         trailing_comments,
         line_index,
+    }
+}
+
+/// Skips whitespace, comments and statement-terminating semicolons.
+fn skip_separators(source: &str, mut offset: usize) -> (usize, Vec<std::ops::Range<usize>>) {
+    let mut comments = Vec::new();
+    loop {
+        let (next, mut found) = skip_trivia(source, offset);
+        comments.append(&mut found);
+        if source.as_bytes().get(next) == Some(&b';') {
+            offset = next + 1;
+        } else {
+            return (next, comments);
+        }
     }
 }
 
