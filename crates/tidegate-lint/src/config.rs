@@ -199,7 +199,10 @@ mod tests {
     #[test]
     fn unknown_rule_suggests_a_close_one() {
         let error = Config::from_toml("[lint.rules]\ndrop-colum = \"off\"\n").unwrap_err();
-        assert!(error.to_string().contains("did you mean `drop-column`"), "{error}");
+        assert!(
+            error.to_string().contains("did you mean `drop-column`"),
+            "{error}"
+        );
     }
 
     #[test]

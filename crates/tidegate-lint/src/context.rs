@@ -128,7 +128,11 @@ pub fn same_transaction(a: &Statement, b: &Statement) -> bool {
 /// Whether a WHERE clause bounds a statement to one batch of `key_columns`: a key equality, a key range with
 /// both ends, `key IN (list)` or `key IN (SELECT … LIMIT n)`, in any conjunct. `qualifier` is the target
 /// table's name or alias; a column qualified with another relation's name does not count.
-pub fn bounds_a_batch(where_clause: Option<&Node>, key_columns: &[String], qualifier: &str) -> bool {
+pub fn bounds_a_batch(
+    where_clause: Option<&Node>,
+    key_columns: &[String],
+    qualifier: &str,
+) -> bool {
     let Some(where_clause) = where_clause else {
         return false;
     };
@@ -150,7 +154,8 @@ pub fn bounds_a_batch(where_clause: Option<&Node>, key_columns: &[String], quali
                 };
                 let kind = expr.kind;
                 use tidegate_sql::syntax::protobuf::AExprKind;
-                if kind == AExprKind::AexprBetween as i32 || kind == AExprKind::AexprBetweenSym as i32
+                if kind == AExprKind::AexprBetween as i32
+                    || kind == AExprKind::AexprBetweenSym as i32
                 {
                     if is_key(left) {
                         return true;
@@ -223,15 +228,18 @@ pub fn added_column<'s>(
     let Some(NodeEnum::AlterTableStmt(alter)) = &statement.node else {
         return None;
     };
-    alter.cmds.iter().find_map(|command| match command.node.as_ref() {
-        Some(NodeEnum::AlterTableCmd(command)) => match command.def.as_deref()?.node.as_ref() {
-            Some(NodeEnum::ColumnDef(definition)) if definition.colname == column => {
-                Some(&**definition)
-            }
+    alter
+        .cmds
+        .iter()
+        .find_map(|command| match command.node.as_ref() {
+            Some(NodeEnum::AlterTableCmd(command)) => match command.def.as_deref()?.node.as_ref() {
+                Some(NodeEnum::ColumnDef(definition)) if definition.colname == column => {
+                    Some(&**definition)
+                }
+                _ => None,
+            },
             _ => None,
-        },
-        _ => None,
-    })
+        })
 }
 
 /// For each statement, whether the session setting `name` (`lock_timeout`, `statement_timeout`) is set to a
@@ -261,7 +269,10 @@ pub fn setting_in_effect(statements: &[Statement], name: &str) -> Vec<bool> {
             && set.args.first().is_some_and(|arg| {
                 let zero = tidegate_sql::syntax::integer_value(arg) == Some(0)
                     || tidegate_sql::syntax::string_constant(arg).is_some_and(|value| {
-                        value.trim() == "0" || value.trim().starts_with("0 ") || value.trim() == "0ms" || value.trim() == "0s"
+                        value.trim() == "0"
+                            || value.trim().starts_with("0 ")
+                            || value.trim() == "0ms"
+                            || value.trim() == "0s"
                     });
                 !zero
             });
@@ -278,9 +289,7 @@ pub fn setting_in_effect(statements: &[Statement], name: &str) -> Vec<bool> {
 }
 
 /// The column definitions a statement introduces: CREATE TABLE columns, ADD COLUMN and ALTER COLUMN TYPE.
-pub fn column_definitions(
-    statement: &Statement,
-) -> Vec<(String, tidegate_sql::ColumnType, bool)> {
+pub fn column_definitions(statement: &Statement) -> Vec<(String, tidegate_sql::ColumnType, bool)> {
     let mut columns = Vec::new();
     let mut push = |name: &str, definition: &tidegate_sql::syntax::protobuf::ColumnDef| {
         if let Some(type_name) = &definition.type_name {

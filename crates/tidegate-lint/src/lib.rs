@@ -48,7 +48,7 @@ mod suppression;
 pub use config::{Config, ConfigError, RuleSetting};
 pub use context::{Context, Violation};
 pub use linter::{FileReport, Finding, Session};
-pub use registry::{find_rule, registry, suggest_rule, Rule, RuleDoc};
+pub use registry::{find_rule, registry, rules_index_markdown, suggest_rule, Rule, RuleDoc};
 pub use stats::{StatsError, TableStat, TableStats};
 
 use serde::Serialize;

@@ -128,17 +128,11 @@ impl<'a> Session<'a> {
                     Some(RuleSetting::Severity(configured)) => *configured,
                     _ => violation.severity.unwrap_or(severity),
                 };
-                let severity = self.adjust_for_size(doc.size_sensitive, severity, violation.table.as_ref());
+                let severity =
+                    self.adjust_for_size(doc.size_sensitive, severity, violation.table.as_ref());
                 let (severity, message) = severity;
-                findings.push(self.finding(
-                    doc.id,
-                    severity,
-                    path,
-                    sql,
-                    migration,
-                    violation,
-                    message,
-                ));
+                findings
+                    .push(self.finding(doc.id, severity, path, sql, migration, violation, message));
             }
         }
         if let Some(severity) = self.config.severity_of(
@@ -214,7 +208,12 @@ impl<'a> Session<'a> {
                 let indent = text.chars().take_while(|c| c.is_whitespace()).count();
                 (line, indent + 1, line, text.chars().count().max(1))
             }
-            None => (span.start.line, span.start.column, span.end.line, span.end.column),
+            None => (
+                span.start.line,
+                span.start.column,
+                span.end.line,
+                span.end.column,
+            ),
         };
         let snippet = (line..=end_line.min(line + 4))
             .map(|line| line_index.line_text(sql, line).to_string())

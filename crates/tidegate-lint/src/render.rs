@@ -185,18 +185,28 @@ pub fn text(summary: Summary<'_>, color: bool) -> String {
         plural(summary.statements, "statement")
     );
     if summary.findings.is_empty() {
-        let _ = writeln!(out, "{}: no findings in {linted}", palette.bold("tidegate lint"));
+        let _ = writeln!(
+            out,
+            "{}: no findings in {linted}",
+            palette.bold("tidegate lint")
+        );
     } else {
         let _ = writeln!(
             out,
             "{}: {}, {}, {} in {linted}",
             palette.bold("tidegate lint"),
-            palette.severity(Severity::Error, &plural(summary.count(Severity::Error), "error")),
+            palette.severity(
+                Severity::Error,
+                &plural(summary.count(Severity::Error), "error")
+            ),
             palette.severity(
                 Severity::Warning,
                 &plural(summary.count(Severity::Warning), "warning")
             ),
-            palette.severity(Severity::Info, &plural(summary.count(Severity::Info), "info")),
+            palette.severity(
+                Severity::Info,
+                &plural(summary.count(Severity::Info), "info")
+            ),
         );
     }
     out

@@ -85,8 +85,17 @@ mod tests {
             r#"{"version":1,"tables":{"public.orders":{"rows":48000000,"bytes":1},"flags":{"rows":12}}}"#,
         )
         .unwrap();
-        assert_eq!(stats.get(&TableName::new(None, "orders")).unwrap().rows, 48_000_000);
-        assert_eq!(stats.get(&TableName::new(Some("public"), "flags")).unwrap().rows, 12);
+        assert_eq!(
+            stats.get(&TableName::new(None, "orders")).unwrap().rows,
+            48_000_000
+        );
+        assert_eq!(
+            stats
+                .get(&TableName::new(Some("public"), "flags"))
+                .unwrap()
+                .rows,
+            12
+        );
         assert!(TableStats::from_json(r#"{"version":2,"tables":{}}"#).is_err());
         assert!(TableStats::from_json("not json").is_err());
     }

@@ -71,7 +71,11 @@ impl Suppressions {
             return;
         }
         let mut rules = Vec::new();
-        for rule in rule_list.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        for rule in rule_list
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
             if find_rule(rule).is_some() {
                 rules.push(rule.to_string());
             } else {

@@ -121,10 +121,9 @@ fn run_fixture(rule: &str, fixture: &str) -> String {
         for statement in parse_source(&case.sql).statements {
             let first_line = statement.text.lines().next().unwrap_or_default();
             let _ = writeln!(out, "  {:>3} | {first_line}", statement.span.start.line);
-            for finding in findings
-                .iter()
-                .filter(|f| f.line >= statement.span.start.line && f.line <= statement.span.end.line)
-            {
+            for finding in findings.iter().filter(|f| {
+                f.line >= statement.span.start.line && f.line <= statement.span.end.line
+            }) {
                 let _ = writeln!(
                     out,
                     "      > {} {}:{}-{}:{}: {}",
@@ -197,7 +196,11 @@ fn every_rule_doc_has_the_fixed_shape() {
             let position = doc
                 .find(heading)
                 .unwrap_or_else(|| panic!("{}: missing `{heading}`", rule.doc().id));
-            assert!(position >= last, "{}: `{heading}` out of order", rule.doc().id);
+            assert!(
+                position >= last,
+                "{}: `{heading}` out of order",
+                rule.doc().id
+            );
             last = position;
         }
     }
@@ -209,8 +212,9 @@ fn rule_ids_are_unique_and_kebab_case() {
     for rule in registry() {
         let id = rule.doc().id;
         assert!(seen.insert(id), "duplicate rule id {id}");
-        assert!(id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c == '-'), "{id}");
+        assert!(
+            id.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+            "{id}"
+        );
     }
 }

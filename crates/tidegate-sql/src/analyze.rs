@@ -147,7 +147,9 @@ impl TransactionTracker {
                 let event = match self.open {
                     TransactionState::None => TransactionEvent::EndWithoutTransaction,
                     TransactionState::Framework(_) => TransactionEvent::EndsFrameworkTransaction,
-                    TransactionState::Explicit(_) if kind == TransactionStmtKind::TransStmtRollback => {
+                    TransactionState::Explicit(_)
+                        if kind == TransactionStmtKind::TransStmtRollback =>
+                    {
                         TransactionEvent::Rollback
                     }
                     TransactionState::Explicit(_) => TransactionEvent::Commit,
@@ -268,8 +270,8 @@ impl Analyzer<'_> {
                 let concurrently = has_option(&reindex.params, "concurrently");
                 if let Some(relation) = &reindex.relation {
                     let named = TableName::from_range_var(relation);
-                    let is_index = reindex.kind
-                        == protobuf::ReindexObjectType::ReindexObjectIndex as i32;
+                    let is_index =
+                        reindex.kind == protobuf::ReindexObjectType::ReindexObjectIndex as i32;
                     let (table, object) = if is_index {
                         (
                             self.catalog.index_table(&named).unwrap_or(named.clone()),
@@ -298,7 +300,12 @@ impl Analyzer<'_> {
                 for relation in &vacuum.rels {
                     if let Some(NodeEnum::VacuumRelation(relation)) = relation.node.as_ref() {
                         if let Some(range_var) = &relation.relation {
-                            self.effect(TableName::from_range_var(range_var), operation, None, None);
+                            self.effect(
+                                TableName::from_range_var(range_var),
+                                operation,
+                                None,
+                                None,
+                            );
                         }
                     }
                 }
@@ -343,7 +350,12 @@ impl Analyzer<'_> {
             }
             NodeEnum::InsertStmt(insert) => {
                 if let Some(relation) = &insert.relation {
-                    self.effect(TableName::from_range_var(relation), Operation::Insert, None, None);
+                    self.effect(
+                        TableName::from_range_var(relation),
+                        Operation::Insert,
+                        None,
+                        None,
+                    );
                 }
                 if let Some(select) = insert.select_stmt.as_deref() {
                     self.reads(select);
@@ -352,21 +364,36 @@ impl Analyzer<'_> {
             }
             NodeEnum::UpdateStmt(update) => {
                 if let Some(relation) = &update.relation {
-                    self.effect(TableName::from_range_var(relation), Operation::Update, None, None);
+                    self.effect(
+                        TableName::from_range_var(relation),
+                        Operation::Update,
+                        None,
+                        None,
+                    );
                 }
                 self.read_from(&update.from_clause);
                 StatementKind::Dml
             }
             NodeEnum::DeleteStmt(delete) => {
                 if let Some(relation) = &delete.relation {
-                    self.effect(TableName::from_range_var(relation), Operation::Delete, None, None);
+                    self.effect(
+                        TableName::from_range_var(relation),
+                        Operation::Delete,
+                        None,
+                        None,
+                    );
                 }
                 self.read_from(&delete.using_clause);
                 StatementKind::Dml
             }
             NodeEnum::MergeStmt(merge) => {
                 if let Some(relation) = &merge.relation {
-                    self.effect(TableName::from_range_var(relation), Operation::Merge, None, None);
+                    self.effect(
+                        TableName::from_range_var(relation),
+                        Operation::Merge,
+                        None,
+                        None,
+                    );
                 }
                 StatementKind::Dml
             }
@@ -437,7 +464,12 @@ impl Analyzer<'_> {
         let mut tables = Vec::new();
         from_tables(from, &mut tables);
         for range_var in tables {
-            self.effect(TableName::from_range_var(&range_var), Operation::Select, None, None);
+            self.effect(
+                TableName::from_range_var(&range_var),
+                Operation::Select,
+                None,
+                None,
+            );
         }
     }
 
@@ -551,28 +583,35 @@ impl Analyzer<'_> {
                     None,
                 );
                 if let (Some(known), Some(column)) = (self.catalog.table_mut(table), column) {
-                    if let Some(known_column) =
-                        known.columns.iter_mut().find(|c| c.name == column)
+                    if let Some(known_column) = known.columns.iter_mut().find(|c| c.name == column)
                     {
                         known_column.not_null = true;
                     }
                 }
             }
             AlterTableType::AtDropNotNull => {
-                self.effect(table.clone(), op(AlterSubcommand::DropNotNull), column, None);
+                self.effect(
+                    table.clone(),
+                    op(AlterSubcommand::DropNotNull),
+                    column,
+                    None,
+                );
             }
             AlterTableType::AtDropColumn => {
                 self.effect(table.clone(), op(AlterSubcommand::DropColumn), column, None);
                 if let (Some(known), Some(column)) = (self.catalog.table_mut(table), column) {
                     known.columns.retain(|c| c.name != column);
-                    known.constraints.retain(|c| !c.columns.iter().any(|c| c == column));
+                    known
+                        .constraints
+                        .retain(|c| !c.columns.iter().any(|c| c == column));
                 }
             }
             AlterTableType::AtAlterColumnType => {
                 let new_type = match command.def.as_deref().and_then(|def| def.node.as_ref()) {
-                    Some(NodeEnum::ColumnDef(definition)) => {
-                        definition.type_name.as_ref().map(ColumnType::from_type_name)
-                    }
+                    Some(NodeEnum::ColumnDef(definition)) => definition
+                        .type_name
+                        .as_ref()
+                        .map(ColumnType::from_type_name),
                     _ => None,
                 };
                 let old_type = column.and_then(|column| {
@@ -594,8 +633,7 @@ impl Analyzer<'_> {
                 if let (Some(known), Some(column), Some(new_type)) =
                     (self.catalog.table_mut(table), column, new_type)
                 {
-                    if let Some(known_column) =
-                        known.columns.iter_mut().find(|c| c.name == column)
+                    if let Some(known_column) = known.columns.iter_mut().find(|c| c.name == column)
                     {
                         known_column.column_type = new_type;
                     }
@@ -630,8 +668,10 @@ impl Analyzer<'_> {
                     );
                 }
                 if let Some(known) = self.catalog.table_mut(table) {
-                    if let Some(constraint) =
-                        known.constraints.iter_mut().find(|c| c.name == command.name)
+                    if let Some(constraint) = known
+                        .constraints
+                        .iter_mut()
+                        .find(|c| c.name == command.name)
                     {
                         constraint.validated = true;
                     }
@@ -648,18 +688,24 @@ impl Analyzer<'_> {
                     known.constraints.retain(|c| c.name != command.name);
                 }
             }
-            AlterTableType::AtSetTableSpace => {
-                self.effect(table.clone(), op(AlterSubcommand::SetTablespace), None, None)
-            }
+            AlterTableType::AtSetTableSpace => self.effect(
+                table.clone(),
+                op(AlterSubcommand::SetTablespace),
+                None,
+                None,
+            ),
             AlterTableType::AtSetLogged => {
                 self.effect(table.clone(), op(AlterSubcommand::SetLogged), None, None)
             }
             AlterTableType::AtSetUnLogged => {
                 self.effect(table.clone(), op(AlterSubcommand::SetUnlogged), None, None)
             }
-            AlterTableType::AtSetAccessMethod => {
-                self.effect(table.clone(), op(AlterSubcommand::SetAccessMethod), None, None)
-            }
+            AlterTableType::AtSetAccessMethod => self.effect(
+                table.clone(),
+                op(AlterSubcommand::SetAccessMethod),
+                None,
+                None,
+            ),
             AlterTableType::AtAttachPartition | AlterTableType::AtDetachPartition => {
                 let Some(NodeEnum::PartitionCmd(partition)) =
                     command.def.as_deref().and_then(|def| def.node.as_ref())
@@ -711,9 +757,12 @@ impl Analyzer<'_> {
                 None,
                 column,
             ),
-            AlterTableType::AtSetStatistics => {
-                self.effect(table.clone(), op(AlterSubcommand::SetStatistics), column, None)
-            }
+            AlterTableType::AtSetStatistics => self.effect(
+                table.clone(),
+                op(AlterSubcommand::SetStatistics),
+                column,
+                None,
+            ),
             AlterTableType::AtSetOptions
             | AlterTableType::AtResetOptions
             | AlterTableType::AtSetRelOptions
@@ -727,15 +776,21 @@ impl Analyzer<'_> {
             AlterTableType::AtClusterOn | AlterTableType::AtDropCluster => {
                 self.effect(table.clone(), op(AlterSubcommand::ClusterOn), None, column)
             }
-            AlterTableType::AtReplicaIdentity => {
-                self.effect(table.clone(), op(AlterSubcommand::ReplicaIdentity), None, None)
-            }
+            AlterTableType::AtReplicaIdentity => self.effect(
+                table.clone(),
+                op(AlterSubcommand::ReplicaIdentity),
+                None,
+                None,
+            ),
             AlterTableType::AtEnableRowSecurity
             | AlterTableType::AtDisableRowSecurity
             | AlterTableType::AtForceRowSecurity
-            | AlterTableType::AtNoForceRowSecurity => {
-                self.effect(table.clone(), op(AlterSubcommand::RowLevelSecurity), None, None)
-            }
+            | AlterTableType::AtNoForceRowSecurity => self.effect(
+                table.clone(),
+                op(AlterSubcommand::RowLevelSecurity),
+                None,
+                None,
+            ),
             AlterTableType::AtAddInherit
             | AlterTableType::AtDropInherit
             | AlterTableType::AtAddOf
@@ -744,9 +799,12 @@ impl Analyzer<'_> {
             }
             AlterTableType::AtAddIdentity
             | AlterTableType::AtSetIdentity
-            | AlterTableType::AtDropIdentity => {
-                self.effect(table.clone(), op(AlterSubcommand::IdentityOptions), column, None)
-            }
+            | AlterTableType::AtDropIdentity => self.effect(
+                table.clone(),
+                op(AlterSubcommand::IdentityOptions),
+                column,
+                None,
+            ),
             AlterTableType::AtChangeOwner => {
                 self.effect(table.clone(), op(AlterSubcommand::Owner), None, None)
             }
@@ -755,7 +813,10 @@ impl Analyzer<'_> {
     }
 
     fn add_column(&mut self, table: &TableName, definition: &protobuf::ColumnDef) {
-        let column_type = definition.type_name.as_ref().map(ColumnType::from_type_name);
+        let column_type = definition
+            .type_name
+            .as_ref()
+            .map(ColumnType::from_type_name);
         let mut fill = ColumnFill::Null;
         let mut not_null = definition.is_not_null;
         if column_type.as_ref().is_some_and(ColumnType::is_serial) {
@@ -770,9 +831,9 @@ impl Analyzer<'_> {
                         .raw_expr
                         .as_deref()
                         .is_some_and(calls_volatile_function);
-                    let is_null_default = constraint.raw_expr.as_deref().is_some_and(|expr| {
-                        matches!(expr.node.as_ref(), Some(NodeEnum::AConst(c)) if c.isnull)
-                    });
+                    let is_null_default = constraint.raw_expr.as_deref().is_some_and(
+                        |expr| matches!(expr.node.as_ref(), Some(NodeEnum::AConst(c)) if c.isnull),
+                    );
                     if volatile {
                         fill = ColumnFill::VolatileDefault;
                     } else if !is_null_default && fill == ColumnFill::Null {
@@ -891,7 +952,9 @@ impl Analyzer<'_> {
                     Some(&rename.newname),
                 );
                 if let Some(known) = self.catalog.table_mut(&table) {
-                    if let Some(column) = known.columns.iter_mut().find(|c| c.name == rename.subname) {
+                    if let Some(column) =
+                        known.columns.iter_mut().find(|c| c.name == rename.subname)
+                    {
                         column.name = rename.newname.clone();
                     }
                 }
@@ -913,7 +976,9 @@ impl Analyzer<'_> {
         for object in &drop.objects {
             let name = match object.node.as_ref() {
                 Some(NodeEnum::List(list)) => TableName::from_name_list(&list.items),
-                Some(NodeEnum::String(_)) => TableName::from_name_list(std::slice::from_ref(object)),
+                Some(NodeEnum::String(_)) => {
+                    TableName::from_name_list(std::slice::from_ref(object))
+                }
                 _ => None,
             };
             let Some(name) = name else { continue };
@@ -984,7 +1049,10 @@ fn constraint_from(
     }
     let proves_not_null = match kind {
         ConstraintKind::NotNull => columns.first().cloned(),
-        ConstraintKind::Check => constraint.raw_expr.as_deref().and_then(not_null_test_column),
+        ConstraintKind::Check => constraint
+            .raw_expr
+            .as_deref()
+            .and_then(not_null_test_column),
         _ => None,
     };
     if kind == ConstraintKind::Check && columns.is_empty() {
@@ -1052,17 +1120,27 @@ mod tests {
     #[test]
     fn new_tables_are_recognised_and_earlier_ones_are_existing() {
         let mut catalog = Catalog::new();
-        run(&mut catalog, "CREATE TABLE orders (id bigint PRIMARY KEY, status varchar(20));", false);
+        run(
+            &mut catalog,
+            "CREATE TABLE orders (id bigint PRIMARY KEY, status varchar(20));",
+            false,
+        );
         let migration = run(
             &mut catalog,
             "CREATE TABLE items (id bigint); CREATE INDEX ON items (id); CREATE INDEX ON orders (status);",
             false,
         );
         let statements = migration.statements();
-        assert_eq!(statements[1].effects[0].origin, TableOrigin::CreatedInThisMigration);
+        assert_eq!(
+            statements[1].effects[0].origin,
+            TableOrigin::CreatedInThisMigration
+        );
         assert_eq!(statements[2].effects[0].origin, TableOrigin::Existing);
         assert_eq!(
-            catalog.table(&TableName::new(None, "orders")).unwrap().primary_key(),
+            catalog
+                .table(&TableName::new(None, "orders"))
+                .unwrap()
+                .primary_key(),
             Some(&["id".to_string()][..])
         );
     }
@@ -1070,7 +1148,11 @@ mod tests {
     #[test]
     fn varchar_widening_does_not_rewrite_but_int_to_bigint_does() {
         let mut catalog = Catalog::new();
-        run(&mut catalog, "CREATE TABLE t (a varchar(20), b int, c numeric(10,2));", false);
+        run(
+            &mut catalog,
+            "CREATE TABLE t (a varchar(20), b int, c numeric(10,2));",
+            false,
+        );
         let migration = run(
             &mut catalog,
             "ALTER TABLE t ALTER COLUMN a TYPE varchar(50);
@@ -1079,7 +1161,11 @@ mod tests {
              ALTER TABLE t ALTER COLUMN c TYPE numeric(12,2);",
             false,
         );
-        let rewrites: Vec<bool> = migration.statements().iter().map(Statement::rewrites).collect();
+        let rewrites: Vec<bool> = migration
+            .statements()
+            .iter()
+            .map(Statement::rewrites)
+            .collect();
         assert_eq!(rewrites, vec![false, false, true, false]);
     }
 
@@ -1087,19 +1173,42 @@ mod tests {
     fn check_assisted_set_not_null_skips_the_scan() {
         let mut catalog = Catalog::new();
         run(&mut catalog, "CREATE TABLE t (a int);", false);
-        run(&mut catalog, "ALTER TABLE t ADD CONSTRAINT a_nn CHECK (a IS NOT NULL) NOT VALID;", false);
-        let before = run(&mut catalog, "ALTER TABLE t ALTER COLUMN a SET NOT NULL;", false);
-        assert!(before.statements()[0].effects[0].scan, "the CHECK is not validated yet");
+        run(
+            &mut catalog,
+            "ALTER TABLE t ADD CONSTRAINT a_nn CHECK (a IS NOT NULL) NOT VALID;",
+            false,
+        );
+        let before = run(
+            &mut catalog,
+            "ALTER TABLE t ALTER COLUMN a SET NOT NULL;",
+            false,
+        );
+        assert!(
+            before.statements()[0].effects[0].scan,
+            "the CHECK is not validated yet"
+        );
         run(&mut catalog, "ALTER TABLE t DROP CONSTRAINT a_nn; ALTER TABLE t ADD CONSTRAINT a_nn CHECK (a IS NOT NULL) NOT VALID;", false);
-        run(&mut catalog, "ALTER TABLE t VALIDATE CONSTRAINT a_nn;", false);
-        let after = run(&mut catalog, "ALTER TABLE t ALTER COLUMN a SET NOT NULL;", false);
+        run(
+            &mut catalog,
+            "ALTER TABLE t VALIDATE CONSTRAINT a_nn;",
+            false,
+        );
+        let after = run(
+            &mut catalog,
+            "ALTER TABLE t ALTER COLUMN a SET NOT NULL;",
+            false,
+        );
         assert!(!after.statements()[0].effects[0].scan);
     }
 
     #[test]
     fn transactions_explicit_and_framework() {
         let mut catalog = Catalog::new();
-        let plain = run(&mut catalog, "SELECT 1; BEGIN; SELECT 2; COMMIT; SELECT 3; COMMIT;", false);
+        let plain = run(
+            &mut catalog,
+            "SELECT 1; BEGIN; SELECT 2; COMMIT; SELECT 3; COMMIT;",
+            false,
+        );
         let states: Vec<bool> = plain
             .statements()
             .iter()
@@ -1111,7 +1220,10 @@ mod tests {
             Some(TransactionEvent::EndWithoutTransaction)
         );
         let wrapped = run(&mut catalog, "BEGIN; SELECT 1;", true);
-        assert_eq!(wrapped.statements()[0].transaction_event, Some(TransactionEvent::NestedBegin));
+        assert_eq!(
+            wrapped.statements()[0].transaction_event,
+            Some(TransactionEvent::NestedBegin)
+        );
         assert!(wrapped.statements()[1].transaction.in_transaction());
     }
 

@@ -193,7 +193,8 @@ impl Catalog {
         if let Some(known) = self.tables.get_mut(&key) {
             known.indexes.push(index.to_string());
         }
-        self.index_tables.insert((key.0.clone(), index.to_string()), key);
+        self.index_tables
+            .insert((key.0.clone(), index.to_string()), key);
     }
 
     pub(crate) fn drop_index(&mut self, index: &TableName) {

@@ -99,7 +99,9 @@ pub enum DiscoveryError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not valid UTF-8 (byte {valid_up_to} is the first invalid one); save it as UTF-8")]
+    #[error(
+        "{path} is not valid UTF-8 (byte {valid_up_to} is the first invalid one); save it as UTF-8"
+    )]
     NotUtf8 { path: PathBuf, valid_up_to: usize },
     #[error("{path}: metadata.toml does not parse: {message}")]
     Metadata { path: PathBuf, message: String },
@@ -173,7 +175,13 @@ pub fn discover_for_file(
     file: &Path,
     layout: Option<Layout>,
 ) -> Result<Option<(MigrationSet, usize)>, DiscoveryError> {
-    let Some(parent) = file.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }) else {
+    let Some(parent) = file.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    }) else {
         return Ok(None);
     };
     let name = file_name(file);
@@ -278,7 +286,10 @@ fn dbmate_up_section(text: String) -> LoadedMigration {
         let directive = line.trim();
         if let Some(options) = directive.strip_prefix("-- migrate:up") {
             in_down = false;
-            if options.split_whitespace().any(|option| option == "transaction:false") {
+            if options
+                .split_whitespace()
+                .any(|option| option == "transaction:false")
+            {
                 framework_transaction = false;
             }
         } else if directive.starts_with("-- migrate:down") {
@@ -308,9 +319,7 @@ fn is_up_file(layout: Layout, path: &Path) -> bool {
         return false;
     }
     match layout {
-        Layout::Flyway => {
-            (name.starts_with('V') || name.starts_with("R__")) && name.contains("__")
-        }
+        Layout::Flyway => (name.starts_with('V') || name.starts_with("R__")) && name.contains("__"),
         Layout::GolangMigrate => name.ends_with(".up.sql"),
         _ => true,
     }
@@ -320,7 +329,9 @@ fn detect_layout(dir: &Path, files: &[PathBuf], subdirs: &[PathBuf]) -> Layout {
     if subdirs.iter().any(|subdir| subdir.join("up.sql").is_file()) {
         return Layout::Diesel;
     }
-    if subdirs.iter().any(|subdir| subdir.join("migration.sql").is_file())
+    if subdirs
+        .iter()
+        .any(|subdir| subdir.join("migration.sql").is_file())
         || dir.join("migration_lock.toml").is_file()
     {
         return Layout::Prisma;
@@ -336,7 +347,10 @@ fn detect_layout(dir: &Path, files: &[PathBuf], subdirs: &[PathBuf]) -> Layout {
     sorted.sort();
     if let Some(first) = sorted.first() {
         if let Ok(text) = std::fs::read_to_string(first) {
-            if text.lines().any(|line| line.trim().starts_with("-- migrate:up")) {
+            if text
+                .lines()
+                .any(|line| line.trim().starts_with("-- migrate:up"))
+            {
                 return Layout::Dbmate;
             }
         }
@@ -440,9 +454,13 @@ mod tests {
         let path = Path::new("1_x.sql");
         let wrapped = prepare_migration(path, Layout::Sqlx, "SELECT 1;".into(), None).unwrap();
         assert!(wrapped.framework_transaction);
-        let bare =
-            prepare_migration(path, Layout::Sqlx, "-- no-transaction\nSELECT 1;".into(), None)
-                .unwrap();
+        let bare = prepare_migration(
+            path,
+            Layout::Sqlx,
+            "-- no-transaction\nSELECT 1;".into(),
+            None,
+        )
+        .unwrap();
         assert!(!bare.framework_transaction);
     }
 

@@ -102,7 +102,9 @@ impl LockLevel {
     pub fn blocks(self) -> &'static str {
         match self {
             LockLevel::AccessExclusive => "blocks all reads and writes",
-            LockLevel::Exclusive => "blocks writes and SELECT … FOR UPDATE/SHARE (plain reads continue)",
+            LockLevel::Exclusive => {
+                "blocks writes and SELECT … FOR UPDATE/SHARE (plain reads continue)"
+            }
             LockLevel::ShareRowExclusive | LockLevel::Share => {
                 "blocks INSERT, UPDATE and DELETE (reads continue)"
             }
@@ -110,7 +112,9 @@ impl LockLevel {
                 "blocks other schema changes, VACUUM and ANALYZE (reads and writes continue)"
             }
             LockLevel::RowExclusive => "blocks only schema changes and explicit table locks",
-            LockLevel::RowShare | LockLevel::AccessShare => "blocks only ACCESS EXCLUSIVE/EXCLUSIVE locks",
+            LockLevel::RowShare | LockLevel::AccessShare => {
+                "blocks only ACCESS EXCLUSIVE/EXCLUSIVE locks"
+            }
         }
     }
 
@@ -269,16 +273,26 @@ pub enum AlterSubcommand {
 pub enum Operation {
     CreateTable,
     CreateTableAs,
-    CreateIndex { concurrently: bool },
-    DropIndex { concurrently: bool },
-    Reindex { concurrently: bool },
+    CreateIndex {
+        concurrently: bool,
+    },
+    DropIndex {
+        concurrently: bool,
+    },
+    Reindex {
+        concurrently: bool,
+    },
     DropTable,
     Truncate,
     AlterTable(AlterSubcommand),
-    Vacuum { full: bool },
+    Vacuum {
+        full: bool,
+    },
     Analyze,
     Cluster,
-    RefreshMaterializedView { concurrently: bool },
+    RefreshMaterializedView {
+        concurrently: bool,
+    },
     Insert,
     Update,
     Delete,
@@ -290,7 +304,9 @@ pub enum Operation {
     CreateTrigger,
     DropTrigger,
     /// The table a new foreign key references (the referencing side is an `AlterTable`/`CreateTable`).
-    ForeignKeyReferenced { validating: bool },
+    ForeignKeyReferenced {
+        validating: bool,
+    },
 }
 
 /// The answer of the facts table for one operation.
@@ -305,7 +321,11 @@ pub struct LockFacts {
 }
 
 const fn facts(lock: LockLevel, rewrite: bool, scan: bool) -> LockFacts {
-    LockFacts { lock, rewrite, scan }
+    LockFacts {
+        lock,
+        rewrite,
+        scan,
+    }
 }
 
 /// The lock, rewrite and scan facts of `operation` on PostgreSQL `version`.
@@ -326,9 +346,13 @@ pub fn lock_facts(operation: Operation, version: PgVersion) -> LockFacts {
     match operation {
         Operation::CreateTable | Operation::CreateTableAs => facts(AccessExclusive, false, false),
         Operation::CreateIndex { concurrently: true } => facts(ShareUpdateExclusive, false, true),
-        Operation::CreateIndex { concurrently: false } => facts(Share, false, true),
+        Operation::CreateIndex {
+            concurrently: false,
+        } => facts(Share, false, true),
         Operation::DropIndex { concurrently: true } => facts(ShareUpdateExclusive, false, false),
-        Operation::DropIndex { concurrently: false } => facts(AccessExclusive, false, false),
+        Operation::DropIndex {
+            concurrently: false,
+        } => facts(AccessExclusive, false, false),
         // REINDEX CONCURRENTLY exists from PostgreSQL 12; plain REINDEX takes SHARE on the table (and ACCESS
         // EXCLUSIVE on each index, which blocks reads planned to use it).
         Operation::Reindex { concurrently } if concurrently && version.at_least(12) => {
@@ -340,9 +364,9 @@ pub fn lock_facts(operation: Operation, version: PgVersion) -> LockFacts {
         Operation::Vacuum { full: false } => facts(ShareUpdateExclusive, false, true),
         Operation::Analyze => facts(ShareUpdateExclusive, false, true),
         Operation::RefreshMaterializedView { concurrently: true } => facts(Exclusive, false, true),
-        Operation::RefreshMaterializedView { concurrently: false } => {
-            facts(AccessExclusive, true, true)
-        }
+        Operation::RefreshMaterializedView {
+            concurrently: false,
+        } => facts(AccessExclusive, true, true),
         Operation::Insert | Operation::CopyFrom | Operation::Merge => {
             facts(RowExclusive, false, false)
         }
@@ -408,7 +432,9 @@ fn alter_table_facts(subcommand: AlterSubcommand, version: PgVersion) -> LockFac
         AlterSubcommand::AttachedAsPartition { proven_by_check } => {
             facts(AccessExclusive, false, !proven_by_check)
         }
-        AlterSubcommand::DetachPartition { concurrently } if concurrently && version.at_least(14) => {
+        AlterSubcommand::DetachPartition { concurrently }
+            if concurrently && version.at_least(14) =>
+        {
             facts(ShareUpdateExclusive, false, false)
         }
         AlterSubcommand::DetachPartition { .. } => facts(AccessExclusive, false, false),
@@ -453,7 +479,10 @@ mod tests {
         );
 
         let detach = Operation::AlterTable(AlterSubcommand::DetachPartition { concurrently: true });
-        assert_eq!(lock_facts(detach, PgVersion(13)).lock, LockLevel::AccessExclusive);
+        assert_eq!(
+            lock_facts(detach, PgVersion(13)).lock,
+            LockLevel::AccessExclusive
+        );
         assert_eq!(
             lock_facts(detach, PgVersion(14)).lock,
             LockLevel::ShareUpdateExclusive

@@ -41,7 +41,10 @@ impl LineIndex {
         let line = self.line_starts.partition_point(|&start| start <= offset);
         let line_start = self.line_starts[line.saturating_sub(1)];
         let column = source[line_start..offset].chars().count() + 1;
-        Position { line: line.max(1), column }
+        Position {
+            line: line.max(1),
+            column,
+        }
     }
 
     /// The span of the bytes `range` (non-empty ranges end on their last character).
@@ -54,7 +57,11 @@ impl LineIndex {
             .filter(|&offset| offset >= range.start)
             .unwrap_or(range.start);
         let end = self.position(source, last_char);
-        Span { start, end, bytes: range }
+        Span {
+            start,
+            end,
+            bytes: range,
+        }
     }
 
     /// The text of 1-based line `line`, without its line terminator.

@@ -293,7 +293,10 @@ fn split_and_parse_each(source: &str) -> Vec<RawStatement> {
     };
     let mut ranges = Vec::new();
     let mut covered = 0;
-    for piece in pieces.into_iter().chain(std::iter::once(source.len()..source.len())) {
+    for piece in pieces
+        .into_iter()
+        .chain(std::iter::once(source.len()..source.len()))
+    {
         if piece.start > covered {
             // A gap the splitter skipped: keep any non-trivia text in it, split at semicolons.
             for gap in non_trivia_pieces(source, covered..piece.start) {

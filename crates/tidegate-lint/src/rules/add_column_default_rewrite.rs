@@ -31,7 +31,7 @@ declare_rule! {
     /// ALTER TABLE orders ADD COLUMN token uuid;
     /// ALTER TABLE orders ALTER COLUMN token SET DEFAULT gen_random_uuid(); -- new rows only
     /// ```
-    /// then fill existing rows with `tidegate backfill orders --set 'token = gen_random_uuid()' --where 'token IS NULL'`.
+    /// then fill existing rows with `tidegate backfill --table orders --set 'token = gen_random_uuid()' --where 'token IS NULL'`.
     pub struct AddColumnDefaultRewrite {
         id: "add-column-default-rewrite",
         severity: Error,
@@ -47,7 +47,8 @@ impl Rule for AddColumnDefaultRewrite {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for (statement, effect) in context.pre_existing_effects() {
-            let Operation::AlterTable(AlterSubcommand::AddColumn { fill, .. }) = effect.operation else {
+            let Operation::AlterTable(AlterSubcommand::AddColumn { fill, .. }) = effect.operation
+            else {
                 continue;
             };
             let column = effect.column.as_deref().unwrap_or_default();
@@ -55,13 +56,17 @@ impl Rule for AddColumnDefaultRewrite {
                 .and_then(|definition| definition.type_name.as_ref())
                 .is_some_and(|type_name| ColumnType::from_type_name(type_name).is_serial());
             let why = match fill {
-                ColumnFill::VolatileDefault if !is_serial => "its default is volatile, so every existing row gets its own value",
-                ColumnFill::ConstantDefault if effect.rewrite => "before PostgreSQL 11 every default is written into every row",
+                ColumnFill::VolatileDefault if !is_serial => {
+                    "its default is volatile, so every existing row gets its own value"
+                }
+                ColumnFill::ConstantDefault if effect.rewrite => {
+                    "before PostgreSQL 11 every default is written into every row"
+                }
                 _ => continue,
             };
             violations.push(
                 Violation::new(statement, format!("adding column {column} to {} rewrites the table: {why}", effect.table))
-                    .help(format!("add the column without the default, SET DEFAULT for new rows, then fill existing rows with `tidegate backfill {} --set '{column} = …' --where '{column} IS NULL'`", effect.table))
+                    .help(format!("add the column without the default, SET DEFAULT for new rows, then fill existing rows with `tidegate backfill --table {} --set '{column} = …' --where '{column} IS NULL'`", effect.table))
                     .effect(effect),
             );
         }

@@ -45,7 +45,8 @@ impl Rule for AddColumnSerial {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for (statement, effect) in context.pre_existing_effects() {
-            let Operation::AlterTable(AlterSubcommand::AddColumn { fill, .. }) = effect.operation else {
+            let Operation::AlterTable(AlterSubcommand::AddColumn { fill, .. }) = effect.operation
+            else {
                 continue;
             };
             let column = effect.column.as_deref().unwrap_or_default();

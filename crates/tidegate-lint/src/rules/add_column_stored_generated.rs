@@ -44,7 +44,11 @@ impl Rule for AddColumnStoredGenerated {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for (statement, effect) in context.pre_existing_effects() {
-            if let Operation::AlterTable(AlterSubcommand::AddColumn { fill: ColumnFill::StoredGenerated, .. }) = effect.operation {
+            if let Operation::AlterTable(AlterSubcommand::AddColumn {
+                fill: ColumnFill::StoredGenerated,
+                ..
+            }) = effect.operation
+            {
                 let column = effect.column.as_deref().unwrap_or_default();
                 let help = if context.pg_version.at_least(18) {
                     "use a VIRTUAL generated column (PostgreSQL 18), or a plain column filled by a trigger and a batched backfill"
@@ -52,9 +56,15 @@ impl Rule for AddColumnStoredGenerated {
                     "add a plain column, keep it current with a trigger, and backfill existing rows in batches (`tidegate backfill`)"
                 };
                 violations.push(
-                    Violation::new(statement, format!("adding stored generated column {column} rewrites all of {}", effect.table))
-                        .help(help)
-                        .effect(effect),
+                    Violation::new(
+                        statement,
+                        format!(
+                            "adding stored generated column {column} rewrites all of {}",
+                            effect.table
+                        ),
+                    )
+                    .help(help)
+                    .effect(effect),
                 );
             }
         }

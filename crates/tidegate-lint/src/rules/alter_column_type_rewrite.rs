@@ -52,11 +52,19 @@ impl Rule for AlterColumnTypeRewrite {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for (statement, effect) in context.pre_existing_effects() {
-            if effect.operation != Operation::AlterTable(AlterSubcommand::AlterColumnType { binary_coercible: false }) {
+            if effect.operation
+                != Operation::AlterTable(AlterSubcommand::AlterColumnType {
+                    binary_coercible: false,
+                })
+            {
                 continue;
             }
             let column = effect.column.as_deref().unwrap_or("the column");
-            let known = context.catalog.table(&effect.table).and_then(|table| table.column(column)).is_some();
+            let known = context
+                .catalog
+                .table(&effect.table)
+                .and_then(|table| table.column(column))
+                .is_some();
             let why = if known {
                 "the type change is not binary-coercible"
             } else {

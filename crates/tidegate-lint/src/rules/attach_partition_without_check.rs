@@ -50,9 +50,15 @@ impl Rule for AttachPartitionWithoutCheck {
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for (statement, effect) in context.pre_existing_effects() {
             if effect.operation
-                == Operation::AlterTable(AlterSubcommand::AttachedAsPartition { proven_by_check: false })
+                == Operation::AlterTable(AlterSubcommand::AttachedAsPartition {
+                    proven_by_check: false,
+                })
             {
-                let parent = statement.effects.first().map(|parent| parent.table.to_string()).unwrap_or_default();
+                let parent = statement
+                    .effects
+                    .first()
+                    .map(|parent| parent.table.to_string())
+                    .unwrap_or_default();
                 violations.push(
                     Violation::new(statement, format!("attaching {} to {parent} scans it to check the partition bound while blocking it", effect.table))
                         .help("first add a CHECK constraint matching the bound with NOT VALID and VALIDATE it; the attach then skips the scan")

@@ -58,12 +58,16 @@ impl Rule for ConcurrentlyInTransaction {
             let what = match &statement.node {
                 Some(NodeEnum::IndexStmt(index)) if index.concurrent => "CREATE INDEX CONCURRENTLY",
                 Some(NodeEnum::DropStmt(drop)) if drop.concurrent => "DROP INDEX CONCURRENTLY",
-                Some(NodeEnum::ReindexStmt(reindex)) if has_option(&reindex.params, "concurrently") => {
+                Some(NodeEnum::ReindexStmt(reindex))
+                    if has_option(&reindex.params, "concurrently") =>
+                {
                     "REINDEX CONCURRENTLY"
                 }
                 _ if statement.effects.iter().any(|effect| {
                     effect.operation
-                        == Operation::AlterTable(AlterSubcommand::DetachPartition { concurrently: true })
+                        == Operation::AlterTable(AlterSubcommand::DetachPartition {
+                            concurrently: true,
+                        })
                 }) =>
                 {
                     "DETACH PARTITION CONCURRENTLY"

@@ -45,7 +45,11 @@ impl Rule for CreateIndexNonConcurrently {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for (statement, effect) in context.pre_existing_effects() {
-            if effect.operation == (Operation::CreateIndex { concurrently: false }) {
+            if effect.operation
+                == (Operation::CreateIndex {
+                    concurrently: false,
+                })
+            {
                 violations.push(
                     Violation::new(
                         statement,

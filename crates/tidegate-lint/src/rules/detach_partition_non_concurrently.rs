@@ -41,16 +41,29 @@ impl Rule for DetachPartitionNonConcurrently {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for (statement, effect) in context.pre_existing_effects() {
-            if effect.operation == Operation::AlterTable(AlterSubcommand::DetachPartition { concurrently: false }) {
+            if effect.operation
+                == Operation::AlterTable(AlterSubcommand::DetachPartition {
+                    concurrently: false,
+                })
+            {
                 let help = if context.pg_version.at_least(14) {
                     "use DETACH PARTITION … CONCURRENTLY, outside a transaction".to_string()
                 } else {
-                    format!("{} has no DETACH CONCURRENTLY (14+): set a short lock_timeout and retry", context.pg_version)
+                    format!(
+                        "{} has no DETACH CONCURRENTLY (14+): set a short lock_timeout and retry",
+                        context.pg_version
+                    )
                 };
                 violations.push(
-                    Violation::new(statement, format!("DETACH PARTITION blocks every query on {} while it waits and runs", effect.table))
-                        .help(help)
-                        .effect(effect),
+                    Violation::new(
+                        statement,
+                        format!(
+                            "DETACH PARTITION blocks every query on {} while it waits and runs",
+                            effect.table
+                        ),
+                    )
+                    .help(help)
+                    .effect(effect),
                 );
             }
         }

@@ -48,7 +48,9 @@ impl Rule for DisableTriggers {
             let Some(NodeEnum::AlterTableStmt(alter)) = &statement.node else {
                 continue;
             };
-            let Some(effect) = statement.effects.first() else { continue };
+            let Some(effect) = statement.effects.first() else {
+                continue;
+            };
             if !effect.origin.is_pre_existing() {
                 continue;
             }
@@ -57,8 +59,12 @@ impl Rule for DisableTriggers {
                     continue;
                 };
                 let what = match AlterTableType::try_from(command.subtype).unwrap_or_default() {
-                    AlterTableType::AtDisableTrigAll => "DISABLE TRIGGER ALL also disables foreign-key enforcement and",
-                    AlterTableType::AtDisableTrig | AlterTableType::AtDisableTrigUser => "DISABLE TRIGGER",
+                    AlterTableType::AtDisableTrigAll => {
+                        "DISABLE TRIGGER ALL also disables foreign-key enforcement and"
+                    }
+                    AlterTableType::AtDisableTrig | AlterTableType::AtDisableTrigUser => {
+                        "DISABLE TRIGGER"
+                    }
                     _ => continue,
                 };
                 violations.push(

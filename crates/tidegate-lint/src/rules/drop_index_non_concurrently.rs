@@ -44,7 +44,11 @@ impl Rule for DropIndexNonConcurrently {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for (statement, effect) in context.pre_existing_effects() {
-            if effect.operation == (Operation::DropIndex { concurrently: false }) {
+            if effect.operation
+                == (Operation::DropIndex {
+                    concurrently: false,
+                })
+            {
                 let index = effect.object.as_deref().unwrap_or("the index");
                 violations.push(
                     Violation::new(

@@ -59,7 +59,10 @@ impl Rule for DropPrimaryKey {
             let replaced = statement.effects.iter().any(|other| {
                 matches!(
                     other.operation,
-                    Operation::AlterTable(AlterSubcommand::AddConstraint { kind: ConstraintKind::PrimaryKey, .. })
+                    Operation::AlterTable(AlterSubcommand::AddConstraint {
+                        kind: ConstraintKind::PrimaryKey,
+                        ..
+                    })
                 )
             });
             if is_primary_key && !replaced {

@@ -53,7 +53,10 @@ impl Rule for EnumAddValueInTransaction {
             let Some(NodeEnum::AlterEnumStmt(alter)) = &statement.node else {
                 continue;
             };
-            if alter.new_val.is_empty() || !alter.old_val.is_empty() || !statement.transaction.in_transaction() {
+            if alter.new_val.is_empty()
+                || !alter.old_val.is_empty()
+                || !statement.transaction.in_transaction()
+            {
                 continue;
             }
             if !context.pg_version.at_least(12) {
@@ -67,7 +70,7 @@ impl Rule for EnumAddValueInTransaction {
             let used = statements[statement.index + 1..]
                 .iter()
                 .filter(|later| same_transaction(statement, later))
-                .find(|later| string_literals(&later.text).iter().any(|literal| *literal == alter.new_val));
+                .find(|later| string_literals(&later.text).contains(&alter.new_val));
             if let Some(later) = used {
                 violations.push(
                     Violation::new(

@@ -62,9 +62,14 @@ impl Rule for MultipleTablesLocked {
                 }
                 match first_locked.get_mut(&transaction) {
                     None => {
-                        first_locked.insert(transaction, (effect.table.clone(), statement.span.start.line, false));
+                        first_locked.insert(
+                            transaction,
+                            (effect.table.clone(), statement.span.start.line, false),
+                        );
                     }
-                    Some((first, line, reported)) if !*reported && first.key() != effect.table.key() => {
+                    Some((first, line, reported))
+                        if !*reported && first.key() != effect.table.key() =>
+                    {
                         *reported = true;
                         violations.push(
                             Violation::new(

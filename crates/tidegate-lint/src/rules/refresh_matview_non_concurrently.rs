@@ -44,7 +44,11 @@ impl Rule for RefreshMatviewNonConcurrently {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for (statement, effect) in context.pre_existing_effects() {
-            if effect.operation == (Operation::RefreshMaterializedView { concurrently: false }) {
+            if effect.operation
+                == (Operation::RefreshMaterializedView {
+                    concurrently: false,
+                })
+            {
                 violations.push(
                     Violation::new(statement, format!("REFRESH MATERIALIZED VIEW {} blocks every read of it until the refresh ends", effect.table))
                         .help("REFRESH MATERIALIZED VIEW CONCURRENTLY (needs a unique index on the view)")

@@ -36,7 +36,7 @@ declare_rule! {
     /// ALTER TABLE orders ADD COLUMN order_status_v2 VARCHAR(20);
     /// ```
     /// ```console
-    /// $ tidegate backfill orders --set 'order_status_v2 = order_status' --where 'order_status_v2 IS NULL'
+    /// $ tidegate backfill --table orders --set 'order_status_v2 = order_status' --where 'order_status_v2 IS NULL'
     /// ```
     /// `tidegate apply` splits such a migration into a schema phase and a batched data phase for you.
     pub struct SchemaChangeWithBackfill {
@@ -131,11 +131,19 @@ impl Rule for SchemaChangeWithBackfill {
             let mut violation = Violation::new(statement, message)
                 .help(format!("move the data change out of the migration: ship the schema change alone, then {BATCH_HELP}"))
                 .table(&target.table);
-            violation.lock = Some(if same_transaction(ddl, statement) && ddl.index < statement.index {
-                describe_lock(ddl_effect).replace(", briefly once granted (but queued behind running transactions)", ", held through the data change")
-            } else {
-                format!("ROW EXCLUSIVE on {} plus a lock on every changed row until commit", target.table)
-            });
+            violation.lock = Some(
+                if same_transaction(ddl, statement) && ddl.index < statement.index {
+                    describe_lock(ddl_effect).replace(
+                        ", briefly once granted (but queued behind running transactions)",
+                        ", held through the data change",
+                    )
+                } else {
+                    format!(
+                        "ROW EXCLUSIVE on {} plus a lock on every changed row until commit",
+                        target.table
+                    )
+                },
+            );
             violations.push(violation);
         }
     }

@@ -49,8 +49,9 @@ impl Rule for SetNotNullScan {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for (statement, effect) in context.pre_existing_effects() {
-            let Operation::AlterTable(AlterSubcommand::SetNotNull { proven_by_constraint }) =
-                effect.operation
+            let Operation::AlterTable(AlterSubcommand::SetNotNull {
+                proven_by_constraint,
+            }) = effect.operation
             else {
                 continue;
             };
@@ -60,7 +61,10 @@ impl Rule for SetNotNullScan {
             let column = effect.column.as_deref().unwrap_or("the column");
             let table = &effect.table;
             let help = if proven_by_constraint {
-                format!("{} ignores the CHECK constraint here; from PostgreSQL 12 it skips the scan", context.pg_version)
+                format!(
+                    "{} ignores the CHECK constraint here; from PostgreSQL 12 it skips the scan",
+                    context.pg_version
+                )
             } else if context.pg_version.at_least(18) {
                 format!("ALTER TABLE {table} ADD CONSTRAINT {column}_not_null NOT NULL {column} NOT VALID; then VALIDATE CONSTRAINT {column}_not_null in a separate transaction")
             } else if context.pg_version.at_least(12) {

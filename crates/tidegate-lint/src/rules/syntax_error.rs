@@ -49,8 +49,9 @@ impl Rule for SyntaxError {
                     .as_deref()
                     .unwrap_or("the statement does not parse");
                 violations.push(
-                    Violation::new(statement, format!("syntax error: {message}"))
-                        .help("fix the statement; the other statements of the file were still checked"),
+                    Violation::new(statement, format!("syntax error: {message}")).help(
+                        "fix the statement; the other statements of the file were still checked",
+                    ),
                 );
             }
         }

@@ -30,8 +30,7 @@ declare_rule! {
     /// DELETE FROM events
     /// WHERE id IN (SELECT id FROM events WHERE created_at < now() - interval '90 days' LIMIT 5000);
     /// ```
-    /// repeated until it deletes nothing (`tidegate backfill events --delete --where …` does the loop, with
-    /// throttling and resume).
+    /// repeated, with a pause between batches, until it deletes nothing.
     pub struct UnbatchedDelete {
         id: "unbatched-delete",
         severity: Error,
@@ -67,7 +66,9 @@ impl Rule for UnbatchedDelete {
             }
             let table = &target.table;
             let message = if !delete.using_clause.is_empty() {
-                format!("DELETE … USING on {table} deletes every row the join matches in one statement")
+                format!(
+                    "DELETE … USING on {table} deletes every row the join matches in one statement"
+                )
             } else if delete.where_clause.is_none() {
                 format!("DELETE without WHERE deletes every row of {table} in one statement")
             } else {
@@ -76,7 +77,9 @@ impl Rule for UnbatchedDelete {
                     keys.join(", ")
                 )
             };
-            let mut violation = Violation::new(statement, message).help(BATCH_HELP).table(table);
+            let mut violation = Violation::new(statement, message)
+                .help(BATCH_HELP)
+                .table(table);
             violation.lock = Some(format!(
                 "ROW EXCLUSIVE on {table} plus a lock on every deleted row until commit"
             ));

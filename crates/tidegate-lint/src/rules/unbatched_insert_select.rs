@@ -85,7 +85,9 @@ impl Rule for UnbatchedInsertSelect {
                     .unwrap_or_default();
                 let mut violation = Violation::new(
                     statement,
-                    format!("INSERT … SELECT copies {table} into {target} in one unbounded statement"),
+                    format!(
+                        "INSERT … SELECT copies {table} into {target} in one unbounded statement"
+                    ),
                 )
                 .help(BATCH_HELP)
                 .table(&table);

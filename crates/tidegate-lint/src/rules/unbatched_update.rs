@@ -14,8 +14,8 @@ declare_rule! {
     /// One statement updates every matching row in one transaction: it writes a new version of each row (the
     /// table and its indexes can double in size), generates WAL faster than replicas replay it, and holds a row
     /// lock on every updated row until it commits, so application writes to those rows wait for the whole
-    /// statement. Nothing throttles it, and cancelling it rolls back all the work. On the incident's 50-million
-    /// row table this took 45 minutes of user impact.
+    /// statement. Nothing throttles it, and cancelling it rolls back all the work. On the incident's orders table
+    /// (millions of rows) this meant 45 minutes of user impact.
     ///
     /// ## Lock taken
     /// ROW EXCLUSIVE on the table (does not block reads or other writers) and a row lock on every updated row,
@@ -32,7 +32,7 @@ declare_rule! {
     ///
     /// ## Use instead
     /// ```console
-    /// $ tidegate backfill orders --set 'order_status_v2 = order_status' --where 'order_status_v2 IS NULL'
+    /// $ tidegate backfill --table orders --set 'order_status_v2 = order_status' --where 'order_status_v2 IS NULL'
     /// ```
     /// or, in code that loops, one bounded batch per statement:
     /// ```sql
@@ -72,7 +72,9 @@ impl Rule for UnbatchedUpdate {
             }
             let table = &target.table;
             let message = if !update.from_clause.is_empty() {
-                format!("UPDATE … FROM on {table} updates every row the join matches in one statement")
+                format!(
+                    "UPDATE … FROM on {table} updates every row the join matches in one statement"
+                )
             } else if update.where_clause.is_none() {
                 format!("UPDATE without WHERE rewrites every row of {table} in one statement")
             } else {
@@ -81,7 +83,9 @@ impl Rule for UnbatchedUpdate {
                     keys.join(", ")
                 )
             };
-            let mut violation = Violation::new(statement, message).help(BATCH_HELP).table(table);
+            let mut violation = Violation::new(statement, message)
+                .help(BATCH_HELP)
+                .table(table);
             violation.lock = Some(format!(
                 "ROW EXCLUSIVE on {table} plus a lock on every updated row until commit: concurrent writes to those rows wait"
             ));

@@ -51,16 +51,21 @@ impl Rule for ValidateInSameTransaction {
             if effect.operation != Operation::AlterTable(AlterSubcommand::ValidateConstraint) {
                 continue;
             }
-            let added = context.pre_existing_effects().find(|(earlier, earlier_effect)| {
-                earlier.index < statement.index
-                    && same_transaction(earlier, statement)
-                    && earlier_effect.table.key() == effect.table.key()
-                    && earlier_effect.object == effect.object
-                    && matches!(
-                        earlier_effect.operation,
-                        Operation::AlterTable(AlterSubcommand::AddConstraint { not_valid: true, .. })
-                    )
-            });
+            let added = context
+                .pre_existing_effects()
+                .find(|(earlier, earlier_effect)| {
+                    earlier.index < statement.index
+                        && same_transaction(earlier, statement)
+                        && earlier_effect.table.key() == effect.table.key()
+                        && earlier_effect.object == effect.object
+                        && matches!(
+                            earlier_effect.operation,
+                            Operation::AlterTable(AlterSubcommand::AddConstraint {
+                                not_valid: true,
+                                ..
+                            })
+                        )
+                });
             if let Some((earlier, earlier_effect)) = added {
                 violations.push(
                     Violation::new(

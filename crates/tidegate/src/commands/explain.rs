@@ -55,7 +55,14 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
                 std::fs::write(&path, doc.markdown_page())
                     .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))?;
             }
-            eprintln!("wrote {} rule pages to {}", registry().len(), dir.display());
+            let index = dir.join("README.md");
+            std::fs::write(&index, tidegate_lint::rules_index_markdown())
+                .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", index.display()))?;
+            eprintln!(
+                "wrote {} rule pages and README.md to {}",
+                registry().len(),
+                dir.display()
+            );
         } else {
             for rule in registry() {
                 print!("{}\n\n", page(rule.doc()));

@@ -89,7 +89,9 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
                 Ok(stats) => Some(stats),
                 Err(error) => return usage_error(&format!("{}: {error}", path.display())),
             },
-            Err(error) => return usage_error(&format!("cannot read --stats {}: {error}", path.display())),
+            Err(error) => {
+                return usage_error(&format!("cannot read --stats {}: {error}", path.display()))
+            }
         },
     };
     let paths = if args.paths.is_empty() {
@@ -124,12 +126,23 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
     if outcome.input_errors > 0 {
         eprintln!(
             "error: {} could not be linted (see above); the other files were",
-            if outcome.input_errors == 1 { "1 file".to_string() } else { format!("{} files", outcome.input_errors) }
+            if outcome.input_errors == 1 {
+                "1 file".to_string()
+            } else {
+                format!("{} files", outcome.input_errors)
+            }
         );
         return Ok(super::exit_usage());
     }
-    let failing = outcome.findings.iter().any(|finding| finding.severity >= config.fail_on);
-    Ok(if failing { super::exit_failure() } else { super::exit_clean() })
+    let failing = outcome
+        .findings
+        .iter()
+        .any(|finding| finding.severity >= config.fail_on);
+    Ok(if failing {
+        super::exit_failure()
+    } else {
+        super::exit_clean()
+    })
 }
 
 #[derive(Default)]
@@ -155,9 +168,11 @@ fn colors_enabled() -> bool {
 fn load_config(explicit: Option<&Path>) -> Result<Config, String> {
     let path = match explicit {
         Some(path) => Some(path.to_path_buf()),
-        None => std::env::current_dir()
-            .ok()
-            .and_then(|dir| dir.ancestors().map(|d| d.join("tidegate.toml")).find(|p| p.is_file())),
+        None => std::env::current_dir().ok().and_then(|dir| {
+            dir.ancestors()
+                .map(|d| d.join("tidegate.toml"))
+                .find(|p| p.is_file())
+        }),
     };
     let Some(path) = path else {
         return Ok(Config::default());
@@ -168,7 +183,11 @@ fn load_config(explicit: Option<&Path>) -> Result<Config, String> {
 }
 
 fn print_rules(config: &Config) {
-    let width = registry().iter().map(|rule| rule.doc().id.len()).max().unwrap_or(0);
+    let width = registry()
+        .iter()
+        .map(|rule| rule.doc().id.len())
+        .max()
+        .unwrap_or(0);
     for rule in registry() {
         let doc = rule.doc();
         let severity = config
@@ -189,7 +208,9 @@ fn lint_path(path: &Path, config: &Config, stats: Option<&TableStats>, outcome: 
         }
     } else if path.is_file() {
         match discover_for_file(path, config.layout) {
-            Ok(Some((set, position))) => lint_set(&set, position, Some(position), config, stats, outcome),
+            Ok(Some((set, position))) => {
+                lint_set(&set, position, Some(position), config, stats, outcome)
+            }
             Ok(None) => {
                 // Not part of a recognised set (e.g. a down migration named explicitly): lint it alone.
                 let set = MigrationSet {
@@ -258,7 +279,8 @@ fn lint_set(
                 continue;
             }
             let display = migration.path.display().to_string();
-            let report = session.lint_parsed(&display, &loaded.sql, parsed, loaded.framework_transaction);
+            let report =
+                session.lint_parsed(&display, &loaded.sql, parsed, loaded.framework_transaction);
             outcome.files += 1;
             outcome.statements += report.statements;
             outcome.findings.extend(report.findings);
