@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod apply;
 pub mod controller;
 pub mod dialect;
 pub mod engine;
