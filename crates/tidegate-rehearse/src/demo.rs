@@ -116,7 +116,7 @@ pub async fn run_tidegate_migration(
         let schema = run_schema_phase(
             &client,
             monitor,
-            &["ALTER TABLE orders ADD COLUMN order_status_v2 VARCHAR(20)".to_string()],
+            &["ALTER TABLE orders ADD COLUMN order_status_v2 VARCHAR(20)".into()],
             &options.schema,
             |event| match event {
                 SchemaEvent::LockTimedOut {
@@ -129,7 +129,7 @@ pub async fn run_tidegate_migration(
                     "schema phase committed: ADD COLUMN in {:.0} ms ({attempts} attempt(s))",
                     elapsed.as_secs_f64() * 1000.0
                 )),
-                SchemaEvent::AttemptStarted { .. } => {}
+                SchemaEvent::AttemptStarted { .. } | SchemaEvent::DroppedInvalidIndex { .. } => {}
             },
         )
         .await;

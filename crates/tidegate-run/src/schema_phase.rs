@@ -27,6 +27,9 @@ pub struct SchemaPhaseOptions {
     pub in_transaction: bool,
     /// How often the blocker watch samples `pg_blocking_pids` while a statement waits.
     pub blocker_sample_every: Duration,
+    /// SQL run after the statements, inside their transaction (so progress is recorded exactly when they
+    /// commit), or right after them when there is no transaction.
+    pub completion_sql: Option<String>,
 }
 
 impl Default for SchemaPhaseOptions {
@@ -37,6 +40,34 @@ impl Default for SchemaPhaseOptions {
             retry: RetryPolicy::schema_locks(),
             in_transaction: true,
             blocker_sample_every: Duration::from_millis(100),
+            completion_sql: None,
+        }
+    }
+}
+
+/// One statement of a schema phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatement {
+    pub sql: String,
+    /// For `CREATE INDEX CONCURRENTLY`: the index (as a regclass literal) that a failed earlier build may have
+    /// left INVALID. It is dropped before the build is attempted again; a valid index is never touched.
+    pub invalid_index_to_clear: Option<String>,
+}
+
+impl From<&str> for SchemaStatement {
+    fn from(sql: &str) -> Self {
+        Self {
+            sql: sql.to_string(),
+            invalid_index_to_clear: None,
+        }
+    }
+}
+
+impl From<String> for SchemaStatement {
+    fn from(sql: String) -> Self {
+        Self {
+            sql,
+            invalid_index_to_clear: None,
         }
     }
 }
@@ -52,6 +83,10 @@ pub enum SchemaEvent {
         statement: String,
         blockers: Vec<Blocker>,
         retry_in: Option<Duration>,
+    },
+    /// A failed concurrent build had left this index INVALID; it was dropped before the build runs again.
+    DroppedInvalidIndex {
+        index: String,
     },
     Committed {
         attempts: u32,
@@ -119,7 +154,7 @@ enum AttemptError {
 pub async fn run_schema_phase(
     client: &Client,
     monitor: Arc<Client>,
-    statements: &[String],
+    statements: &[SchemaStatement],
     options: &SchemaPhaseOptions,
     mut on_event: impl FnMut(SchemaEvent),
 ) -> Result<SchemaPhaseOutcome, SchemaPhaseError> {
@@ -136,7 +171,7 @@ pub async fn run_schema_phase(
     let mut rng = fastrand::Rng::new();
     // In a transaction the statements stand or fall together; without one (CONCURRENTLY) each commits on its own,
     // so a retry must not run again what already committed.
-    let units: Vec<&[String]> = if options.in_transaction {
+    let units: Vec<&[SchemaStatement]> = if options.in_transaction {
         vec![statements]
     } else {
         statements.chunks(1).collect()
@@ -149,6 +184,17 @@ pub async fn run_schema_phase(
             attempts += 1;
             on_event(SchemaEvent::AttemptStarted { attempt: attempts });
             watch.clear();
+            if !options.in_transaction {
+                for statement in unit {
+                    if let Some(index) = &statement.invalid_index_to_clear {
+                        if clear_invalid_index(client, index, options).await? {
+                            on_event(SchemaEvent::DroppedInvalidIndex {
+                                index: index.clone(),
+                            });
+                        }
+                    }
+                }
+            }
             match run_attempt(client, unit, options).await {
                 Ok(()) => break,
                 Err(AttemptError::Fatal(error)) => return Err(error),
@@ -186,9 +232,54 @@ pub async fn run_schema_phase(
     Ok(SchemaPhaseOutcome { attempts, elapsed })
 }
 
+/// Drops `index` if it exists and is INVALID (what a failed or cancelled CONCURRENTLY build leaves behind).
+async fn clear_invalid_index(
+    client: &Client,
+    index: &str,
+    options: &SchemaPhaseOptions,
+) -> Result<bool, SchemaPhaseError> {
+    const IS_INVALID: &str =
+        "select not i.indisvalid from pg_index i where i.indexrelid = to_regclass($1)";
+    let invalid = client
+        .query_opt(IS_INVALID, &[&index])
+        .await
+        .map_err(|source| SchemaPhaseError::Connection {
+            statement: IS_INVALID.into(),
+            source,
+        })?
+        .is_some_and(|row| row.get::<_, bool>(0));
+    if !invalid {
+        return Ok(false);
+    }
+    // Three separate statements: several in one query string would run as one implicit transaction, which
+    // DROP INDEX CONCURRENTLY refuses.
+    let set = format!(
+        "set lock_timeout = '{}ms'",
+        options.lock_timeout.as_millis().max(1)
+    );
+    let drop = format!("drop index concurrently if exists {index}");
+    let result = match client.batch_execute(&set).await {
+        Ok(()) => client.batch_execute(&drop).await,
+        Err(error) => Err(error),
+    };
+    let _ = client.batch_execute("reset lock_timeout").await;
+    if let Err(error) = result {
+        return Err(match classify(&drop, error, options) {
+            AttemptError::Fatal(error) => error,
+            AttemptError::LockTimeout { statement } => SchemaPhaseError::LockNotAcquired {
+                statement,
+                attempts: 1,
+                elapsed: options.lock_timeout,
+                blockers: Vec::new(),
+            },
+        });
+    }
+    Ok(true)
+}
+
 async fn run_attempt(
     client: &Client,
-    statements: &[String],
+    statements: &[SchemaStatement],
     options: &SchemaPhaseOptions,
 ) -> Result<(), AttemptError> {
     let timeouts = format!(
@@ -223,7 +314,12 @@ async fn run_attempt(
         .batch_execute(&open)
         .await
         .map_err(|source| control(&open, source))?;
-    for statement in statements {
+    let completion = options.completion_sql.iter().map(String::as_str);
+    for statement in statements
+        .iter()
+        .map(|statement| statement.sql.as_str())
+        .chain(completion)
+    {
         if let Err(error) = client.batch_execute(statement).await {
             // Leave the session clean whatever happened; a failure here means the connection is gone anyway.
             if !on_error.is_empty() {

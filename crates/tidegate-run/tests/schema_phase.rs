@@ -91,7 +91,7 @@ async fn a_long_transaction_never_queues_writers_for_longer_than_lock_timeout() 
     let outcome = run_schema_phase(
         &client,
         monitor,
-        &["alter table accounts add column note text".to_string()],
+        &["alter table accounts add column note text".into()],
         &options(200, 20),
         |event| events.push(event),
     )
@@ -158,8 +158,8 @@ async fn retries_end_in_an_error_that_names_the_blocker_and_change_nothing() {
         &client,
         Arc::new(db.connect().await),
         &[
-            "create table audit (id bigint)".to_string(),
-            "alter table accounts add column note text".to_string(),
+            "create table audit (id bigint)".into(),
+            "alter table accounts add column note text".into(),
         ],
         &options(100, 2),
         |event| {
@@ -218,8 +218,8 @@ async fn a_failing_statement_rolls_back_the_phase_and_says_why() {
         &client,
         Arc::new(db.connect().await),
         &[
-            "alter table accounts add column note text".to_string(),
-            "alter table accounts drop column nope".to_string(),
+            "alter table accounts add column note text".into(),
+            "alter table accounts drop column nope".into(),
         ],
         &options(1000, 3),
         |_| {},
@@ -271,8 +271,8 @@ async fn without_a_transaction_each_statement_commits_and_is_not_run_twice() {
         &client,
         Arc::new(db.connect().await),
         &[
-            "create index concurrently accounts_balance_idx on accounts (balance)".to_string(),
-            "alter table other add column note text".to_string(),
+            "create index concurrently accounts_balance_idx on accounts (balance)".into(),
+            "alter table other add column note text".into(),
         ],
         &SchemaPhaseOptions {
             in_transaction: false,

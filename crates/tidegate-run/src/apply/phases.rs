@@ -36,6 +36,10 @@ pub struct PlannedStatement {
     pub locks: Vec<String>,
     pub rewrites: bool,
     pub scans: bool,
+    /// For `CREATE INDEX CONCURRENTLY name`: the index, as a regclass literal, that a failed build would leave
+    /// INVALID (apply drops such a leftover before building again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrent_index: Option<String>,
 }
 
 impl PlannedStatement {
@@ -52,8 +56,29 @@ impl PlannedStatement {
                 .collect(),
             rewrites: statement.effects.iter().any(|effect| effect.rewrite),
             scans: statement.effects.iter().any(|effect| effect.scan),
+            concurrent_index: concurrent_index(statement.node.as_ref()),
         }
     }
+}
+
+fn concurrent_index(node: Option<&NodeEnum>) -> Option<String> {
+    let Some(NodeEnum::IndexStmt(index)) = node else {
+        return None;
+    };
+    if !index.concurrent || index.idxname.is_empty() {
+        return None;
+    }
+    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let schema = index
+        .relation
+        .as_ref()
+        .map(|relation| relation.schemaname.as_str())
+        .unwrap_or("");
+    Some(if schema.is_empty() {
+        quote(&index.idxname)
+    } else {
+        format!("{}.{}", quote(schema), quote(&index.idxname))
+    })
 }
 
 /// What a phase does.

@@ -165,7 +165,7 @@ fn colors_enabled() -> bool {
 }
 
 /// `tidegate.toml` from `--config`, else the first one found walking up from the working directory.
-fn load_config(explicit: Option<&Path>) -> Result<Config, String> {
+pub(crate) fn load_config(explicit: Option<&Path>) -> Result<Config, String> {
     let path = match explicit {
         Some(path) => Some(path.to_path_buf()),
         None => std::env::current_dir().ok().and_then(|dir| {
