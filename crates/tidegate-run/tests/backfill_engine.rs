@@ -158,7 +158,7 @@ async fn updates_every_row_exactly_once_and_records_the_run() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(versions, 1);
+    assert_eq!(versions, tidegate_run::dialect::state::SCHEMA_VERSION);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
