@@ -7,12 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tidegate_db::connect::ConnectionConfig;
-use tidegate_run::engine::{
-    self as backfill, BackfillOptions, EventSink, RunEnd, RunTarget, StopHandle,
-};
-use tidegate_run::events::Event;
-use tidegate_run::schema_phase::{run_schema_phase, SchemaEvent, SchemaPhaseOptions};
-use tidegate_run::spec::BackfillSpec;
+use tidegate_run::apply::executor::ApplySink;
+use tidegate_run::apply::{apply, ApplyEvent, ApplyOptions};
 use tokio_postgres::NoTls;
 
 use crate::act::MigrationLog;
@@ -87,15 +83,14 @@ pub async fn run_naive_migration(url: &str) -> (MigrationLog, Result<(), String>
     (log, result)
 }
 
-/// How tidegate's act runs the migration.
+/// How tidegate's act runs the migration: `tidegate apply`'s options.
 #[derive(Debug, Clone, Default)]
 pub struct TidegateActOptions {
-    pub schema: SchemaPhaseOptions,
-    pub backfill: BackfillOptions,
+    pub apply: ApplyOptions,
 }
 
-/// Act 2: the same migration the way tidegate runs it — the schema change alone, in its own short transaction
-/// with lock_timeout and retries, then the data change as a batched, throttled, checkpointed backfill run.
+/// Act 2: the same migration file run by `tidegate apply` — the schema change alone, in its own short
+/// transaction with lock_timeout and retries, then the UPDATE as a batched, throttled, checkpointed backfill run.
 pub async fn run_tidegate_migration(
     url: &str,
     options: TidegateActOptions,
@@ -111,84 +106,68 @@ pub async fn run_tidegate_migration(
         }
     };
     let result = async {
-        let client = connect(url).await?;
-        let monitor = Arc::new(connect(url).await?);
-        let schema = run_schema_phase(
-            &client,
-            monitor,
-            &["ALTER TABLE orders ADD COLUMN order_status_v2 VARCHAR(20)".into()],
-            &options.schema,
-            |event| match event {
-                SchemaEvent::LockTimedOut {
-                    attempt, blockers, ..
-                } => note(format!(
-                    "schema phase: attempt {attempt} hit lock_timeout ({} blocker(s)); retrying",
-                    blockers.len()
-                )),
-                SchemaEvent::Committed { attempts, elapsed } => note(format!(
-                    "schema phase committed: ADD COLUMN in {:.0} ms ({attempts} attempt(s))",
-                    elapsed.as_secs_f64() * 1000.0
-                )),
-                SchemaEvent::AttemptStarted { .. } | SchemaEvent::DroppedInvalidIndex { .. } => {}
-            },
-        )
-        .await;
-        schema.map_err(|error| error.to_string())?;
-
         let config = ConnectionConfig::from_url(url).map_err(|error| error.to_string())?;
-        let spec = BackfillSpec {
-            table: "orders".into(),
-            set: "order_status_v2 = order_status".into(),
-            predicate: None,
-            key: None,
-        };
-        let sink: EventSink = {
-            let note = note.clone();
-            Arc::new(move |event: &Event| match event {
-                Event::Started {
-                    run_id,
-                    estimated_rows,
-                    ..
-                } => note(format!(
-                    "backfill run {run_id} starts (about {} rows)",
-                    estimated_rows.unwrap_or(0)
-                )),
-                Event::Throttled { reason, .. } => note(format!("backfill throttled: {reason}")),
-                Event::ThrottleLifted { .. } => note("backfill throttle lifted".into()),
-                Event::Retry {
-                    cause,
-                    next_batch_size,
-                    ..
-                } => note(format!(
-                    "batch retried ({cause}); next batch {next_batch_size} rows"
-                )),
-                Event::Completed { .. } => note("backfill completed".into()),
-                _ => {}
-            })
-        };
-        let outcome = backfill::run(
-            &config,
-            RunTarget::Spec(spec),
-            options.backfill.clone(),
-            sink,
-            StopHandle::default(),
+        // A directory holding just the postmortem's file; a version of its own per run, so a demo repeated on
+        // the same --db database is not taken for already applied.
+        let dir = tempfile::tempdir()
+            .map_err(|error| format!("creating a migrations directory: {error}"))?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|since| since.as_millis())
+            .unwrap_or_default();
+        std::fs::write(
+            dir.path().join(format!("{stamp}_order_status_v2.sql")),
+            POSTMORTEM_MIGRATION,
         )
-        .await
-        .map_err(|error| error.to_string())?;
-        match outcome.end {
-            RunEnd::Completed => {
-                note(format!(
-                    "{} rows backfilled in {} batches",
-                    outcome.rows_done, outcome.batches
-                ));
-                Ok(())
+        .map_err(|error| format!("writing the migration: {error}"))?;
+        let sink: ApplySink = Arc::new(move |event: &ApplyEvent| {
+            if let Some(label) = describe_apply_event(event) {
+                note(label);
             }
-            RunEnd::Interrupted { reason } | RunEnd::Aborted { reason } => {
-                Err(format!("backfill run {} stopped: {reason}", outcome.run_id))
-            }
-        }
+        });
+        apply(&config, dir.path(), options.apply.clone(), sink)
+            .await
+            .map(|_| ())
+            .map_err(|error| error.to_string())
     }
     .await;
     let log = log.lock().expect("the log lock is never poisoned").clone();
     (log, result)
+}
+
+/// The timeline label of an apply event, for those worth a mark on the chart.
+fn describe_apply_event(event: &ApplyEvent) -> Option<String> {
+    Some(match event {
+        ApplyEvent::PhaseStarted { phase, kind, .. } => format!("phase {phase} ({kind}) starts"),
+        ApplyEvent::PhaseDone {
+            phase, elapsed_ms, ..
+        } => format!("phase {phase} committed after {elapsed_ms} ms"),
+        ApplyEvent::LockTimedOut {
+            attempt, blockers, ..
+        } => {
+            format!(
+                "attempt {attempt} hit lock_timeout ({} blocker(s)); retrying",
+                blockers.len()
+            )
+        }
+        ApplyEvent::Backfill { detail, .. } => {
+            match detail.get("event").and_then(|e| e.as_str())? {
+                "started" => format!("backfill run {} starts", detail["run_id"]),
+                "throttled" => format!(
+                    "backfill throttled: {}",
+                    detail["reason"].as_str().unwrap_or("")
+                ),
+                "throttle_lifted" => "backfill throttle lifted".to_string(),
+                "completed" => format!(
+                    "{} rows backfilled in {} batches",
+                    detail["rows_done"], detail["batches"]
+                ),
+                _ => return None,
+            }
+        }
+        ApplyEvent::MigrationApplied { duration_ms, .. } => {
+            format!("migration applied in {duration_ms} ms")
+        }
+        _ => return None,
+    })
 }

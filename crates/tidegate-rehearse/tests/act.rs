@@ -135,7 +135,7 @@ async fn the_tidegate_act_splits_schema_and_data_and_backfills_every_row() {
         .collect();
     let schema = labels
         .iter()
-        .position(|l| l.starts_with("schema phase committed"));
+        .position(|l| l.starts_with("phase 1 committed"));
     let backfill = labels.iter().position(|l| l.starts_with("backfill run"));
     assert!(
         matches!((schema, backfill), (Some(s), Some(b)) if s < b),

@@ -62,7 +62,7 @@ fn the_demo_compares_both_acts_and_cleans_up() {
     assert!(
         labels
             .iter()
-            .any(|label| label.starts_with("schema phase committed")),
+            .any(|label| label.starts_with("phase 1 committed")),
         "{labels:?}"
     );
     assert!(
@@ -74,7 +74,7 @@ fn the_demo_compares_both_acts_and_cleans_up() {
 
     let html = std::fs::read_to_string(report.path()).unwrap();
     assert_eq!(html.matches("<svg").count(), 2, "one chart per act");
-    assert!(html.contains("schema phase committed"));
+    assert!(html.contains("phase 1 committed"));
 
     let dir = scratch_dir_from(&stderr);
     assert!(
