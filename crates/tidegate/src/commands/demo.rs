@@ -198,7 +198,7 @@ async fn run_demo(url: &str, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(anyhow::Error::msg)?;
     live.line(
-        "act 2 — tidegate: schema phase with lock_timeout, then a throttled, batched backfill",
+        "act 2 — tidegate: `tidegate apply` of the same file: schema phase with lock_timeout, then a throttled, batched backfill",
     );
     let tidegate = run_act(
         "tidegate",
