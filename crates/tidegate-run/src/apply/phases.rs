@@ -456,9 +456,12 @@ fn deparse_in_select(
         .first_mut()
         .and_then(|s| s.stmt.as_mut())
         .and_then(|s| s.node.as_mut());
-    match select {
-        Some(NodeEnum::SelectStmt(select)) if place(select) => {}
-        _ => return Err("the deparser's template did not parse as expected".into()),
+    let placed = match select {
+        Some(NodeEnum::SelectStmt(select)) => place(select),
+        _ => false,
+    };
+    if !placed {
+        return Err("the deparser's template did not parse as expected".into());
     }
     let text = pg_query::deparse(&parsed, Default::default()).map_err(|error| error.to_string())?;
     text.strip_prefix(prefix)
