@@ -336,6 +336,10 @@ pub mod state {
         format!("SELECT {RUN_COLUMNS} FROM tidegate.runs r ORDER BY r.id")
     }
 
+    /// The latest run of a spec (all unfinished ones were handled first). Parameter: spec (json text).
+    pub const LATEST_BY_SPEC: &str = "SELECT id, status FROM tidegate.runs \
+        WHERE md5(spec::text) = md5($1::text::jsonb::text) ORDER BY id DESC LIMIT 1";
+
     /// Parameters: kind, spec (json text), table name, key columns, key types, key min, key max, estimated rows.
     pub const INSERT_RUN: &str = "INSERT INTO tidegate.runs (kind, spec, table_name, key_columns, key_types, key_min, \
         key_max, estimated_rows, status, exhausted) \

@@ -93,6 +93,9 @@ pub enum BackfillError {
     /// The database could not be reached or answered with an error before the run started. Exit 1.
     #[error("{0}")]
     Database(String),
+    /// The latest run of this spec already completed (or was aborted); `--restart` runs it again.
+    #[error("run {run_id} of this spec is already {status}; nothing to do. Pass --restart to run it again (a non-idempotent SET would apply twice)")]
+    AlreadyFinished { run_id: i64, status: String },
     /// The run started and then failed; its state is consistent and resumable. Exit 1.
     #[error("run {run_id} failed: {message}")]
     RunFailed { run_id: i64, message: String },
@@ -258,10 +261,12 @@ pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, B
         .await
     {
         Ok(Some(row)) => row,
-        Ok(None) => return Err(BackfillError::Input(format!(
+        Ok(None) => {
+            return Err(BackfillError::Input(format!(
             "table {:?} does not exist (or is not on the search_path); name it as `schema.table`",
             spec.table
-        ))),
+        )))
+        }
         Err(e) if e.code().is_some() && !is_connection_lost(&e) => {
             return Err(BackfillError::Input(format!(
                 "--table {:?} is not a table name: {}",
@@ -818,6 +823,20 @@ async fn attach_or_create(
                     .await
                     .map_err(|e| db_error("attaching to the run", &e))?;
                 return Ok((row, true));
+            }
+        } else if !restart {
+            // Running a finished spec again would apply a non-idempotent SET twice: refuse unless asked.
+            let latest = client
+                .query_opt(state_sql::LATEST_BY_SPEC, &[&spec_json])
+                .await
+                .map_err(|e| db_error("reading runs", &e))?;
+            if let Some(latest) = latest {
+                let (id, status): (i64, String) = (latest.get(0), latest.get(1));
+                if !matches!(status.as_str(), "completed" | "aborted") {
+                    // Another process created the run a moment ago: attach to it.
+                    continue;
+                }
+                return Err(BackfillError::AlreadyFinished { run_id: id, status });
             }
         }
         let table = format!("{}.{}", prepared.shape.schema, prepared.shape.table);

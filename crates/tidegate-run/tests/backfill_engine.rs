@@ -140,12 +140,31 @@ async fn updates_every_row_exactly_once_and_records_the_run() {
         .iter()
         .any(|e| matches!(e, Event::Batch { .. })));
 
-    // The same spec again: the finished run is not resumed; a new run starts and does the work again.
+    // The same spec again: nothing to do; `--restart` runs it again.
     let (sink, _) = collect();
-    let again = engine::run(
+    let refused = engine::run(
         &config,
         RunTarget::Spec(spec("n = n + 1, note = 'x' || id")),
         options(700),
+        sink,
+        StopHandle::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(refused, engine::BackfillError::AlreadyFinished { run_id, .. } if run_id == outcome.run_id),
+        "{refused}"
+    );
+    assert_eq!(histogram(&client).await, vec![(1, 5_000)]);
+    let (sink, _) = collect();
+    let opts = BackfillOptions {
+        restart: true,
+        ..options(700)
+    };
+    let again = engine::run(
+        &config,
+        RunTarget::Spec(spec("n = n + 1, note = 'x' || id")),
+        opts,
         sink,
         StopHandle::default(),
     )
@@ -304,8 +323,9 @@ async fn lock_timeouts_shrink_retry_and_never_keep_others_waiting() {
     let outcome = engine_task.await.unwrap().unwrap();
     assert_eq!(outcome.end, RunEnd::Completed);
     assert_eq!(histogram(&client).await, vec![(1, 4_000)]);
-    let events = events.lock().unwrap();
     let retries: Vec<u64> = events
+        .lock()
+        .unwrap()
         .iter()
         .filter_map(|e| match e {
             Event::Retry {

@@ -26,7 +26,7 @@ enum Command {
     /// Apply pending migrations safely: schema and data split, lock timeouts, retries, health gate
     Apply(commands::apply::ApplyArgs),
     /// Run a batched, throttled, resumable data change on a table
-    Backfill(commands::backfill::BackfillArgs),
+    Backfill(Box<commands::backfill::BackfillArgs>),
     /// List backfill and migration runs recorded in the database
     Runs(commands::runs::RunsArgs),
     /// Pause a running backfill from any terminal or machine
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => commands::explain::run(args),
         Command::Plan(args) => commands::plan::run(args),
         Command::Apply(args) => commands::apply::run(args),
-        Command::Backfill(args) => commands::backfill::run(args),
+        Command::Backfill(args) => commands::backfill::run(*args),
         Command::Runs(args) => commands::runs::run(args),
         Command::Pause(args) => commands::control::run(commands::control::Action::Pause, args),
         Command::Resume(args) => commands::control::run(commands::control::Action::Resume, args),

@@ -386,6 +386,25 @@ async fn execute(
             );
             Ok(exit_failure())
         }
+        Err(BackfillError::AlreadyFinished { run_id, status }) => {
+            let message = format!(
+                "run {run_id} of this spec is already {status}; nothing to do. Pass --restart to run it again \
+                 (a non-idempotent SET would then apply twice)"
+            );
+            if format == Format::Json {
+                let event = serde_json::json!({"event": "nothing_to_do", "run_id": run_id, "status": status, "message": message});
+                println!("{event}");
+            }
+            if status == "completed" {
+                if format == Format::Text {
+                    println!("{message}");
+                }
+                Ok(exit_clean())
+            } else {
+                eprintln!("error: {message}");
+                Ok(exit_usage())
+            }
+        }
         Err(other) => Ok(report_error(&other)),
     }
 }
