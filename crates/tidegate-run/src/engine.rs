@@ -9,7 +9,7 @@
 //! control flags and health signals every `health_interval` and opens or closes the gate the workers pass
 //! before each batch.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -241,6 +241,11 @@ pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, B
     }
     let set_columns =
         spec::validate_set(&spec.set).map_err(|e| BackfillError::Input(e.to_string()))?;
+    // Catalog reads and statement checks never wait long behind another session's lock.
+    client
+        .batch_execute(&catalog::session_settings(5_000, 30_000))
+        .await
+        .map_err(|e| db_error("configuring the session", &e))?;
     if let Some(p) = &spec.predicate {
         spec::validate_where(p).map_err(|e| BackfillError::Input(e.to_string()))?;
     }
@@ -386,8 +391,11 @@ pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, B
             .map_err(|why| BackfillError::Input(format!("--set/--where rejected: {why}")))?;
         // The server analyses the statement without running it: unknown columns and type errors surface here.
         if let Err(e) = client.prepare(&sql).await {
-            if is_connection_lost(&e) {
-                return Err(db_error("checking the batch statement", &e));
+            if is_connection_lost(&e) || sqlstate(&e) == Some("55P03") || sqlstate(&e) == Some("57014") {
+                return Err(db_error(
+                    "checking the batch statement (another session may hold a lock on the table)",
+                    &e,
+                ));
             }
             return Err(BackfillError::Input(format!(
                 "--set/--where do not fit {schema}.{name}: {}",
@@ -482,6 +490,8 @@ struct Ctx {
     origin: Instant,
     gate: Mutex<Gate>,
     throttle_epoch: AtomicU64,
+    /// Set once every worker has returned: the monitor hands its connection back for the final write.
+    finishing: AtomicBool,
     limiter: Option<Mutex<RateLimit>>,
     pids: Mutex<Vec<i32>>,
     rows_done: AtomicU64,
@@ -587,6 +597,7 @@ pub async fn run(
         origin: Instant::now(),
         gate: Mutex::new(Gate::Wait("starting".into())),
         throttle_epoch: AtomicU64::new(0),
+        finishing: AtomicBool::new(false),
         pids: Mutex::new(Vec::new()),
         rows_done: AtomicU64::new(run.rows_done.max(0) as u64),
         rows_scanned: AtomicU64::new(run.rows_scanned.max(0) as u64),
@@ -654,6 +665,7 @@ pub async fn run(
         }
     };
     // The monitor writes the final status and drains the journal.
+    ctx.finishing.store(true, Ordering::Relaxed);
     ctx.set_gate(Gate::Stop("finishing".into()));
     let final_state = FinalState { end: end.clone() };
     let monitor_client = monitor.await.ok().flatten();
@@ -902,10 +914,8 @@ async fn monitor_loop(
     };
     loop {
         // Workers finished (or are finishing): hand the connection back for the final write.
-        if let Gate::Stop(reason) = ctx.gate() {
-            if reason == "finishing" {
-                return client.map(|c| (c, journal_rx));
-            }
+        if ctx.finishing.load(Ordering::Relaxed) {
+            return client.map(|c| (c, journal_rx));
         }
         if client.is_none() {
             match ctx.config.connect().await {
