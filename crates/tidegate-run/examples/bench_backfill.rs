@@ -35,7 +35,9 @@ fn args() -> Args {
         let value = it.next().unwrap_or_default();
         match flag.as_str() {
             "--rows" => args.rows = value.parse().expect("--rows N"),
-            "--loop-limit" => args.loop_limit = Duration::from_secs(value.parse().expect("--loop-limit SECONDS")),
+            "--loop-limit" => {
+                args.loop_limit = Duration::from_secs(value.parse().expect("--loop-limit SECONDS"))
+            }
             "--rate" => args.rate = value.parse().expect("--rate TPS"),
             "--db" => args.db = Some(value),
             other => panic!("unknown flag {other}"),
@@ -64,7 +66,10 @@ async fn fresh_table(client: &Client, rows: i64) {
 
 async fn check_done(client: &Client, rows: i64) {
     let done: i64 = client
-        .query_one("select count(*) from orders where order_status_v2 = order_status", &[])
+        .query_one(
+            "select count(*) from orders where order_status_v2 = order_status",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -73,7 +78,10 @@ async fn check_done(client: &Client, rows: i64) {
 
 async fn one_update(client: &Client) -> Duration {
     let started = Instant::now();
-    client.execute("update orders set order_status_v2 = order_status", &[]).await.unwrap();
+    client
+        .execute("update orders set order_status_v2 = order_status", &[])
+        .await
+        .unwrap();
     started.elapsed()
 }
 
@@ -113,16 +121,26 @@ async fn tidegate(url: &str) -> (Duration, u64, u64) {
         ..BackfillOptions::default()
     };
     let started = Instant::now();
-    let outcome = engine::run(&config, RunTarget::Spec(spec), options, Arc::new(|_| {}), StopHandle::default())
-        .await
-        .expect("the backfill runs");
+    let outcome = engine::run(
+        &config,
+        RunTarget::Spec(spec),
+        options,
+        Arc::new(|_| {}),
+        StopHandle::default(),
+    )
+    .await
+    .expect("the backfill runs");
     assert_eq!(outcome.end, RunEnd::Completed);
     (started.elapsed(), outcome.rows_done, outcome.batches)
 }
 
 fn pgbench_path() -> String {
     std::env::var("PGBENCH").unwrap_or_else(|_| {
-        for dir in ["/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin"] {
+        for dir in [
+            "/usr/lib/postgresql/17/bin",
+            "/usr/lib/postgresql/16/bin",
+            "/usr/lib/postgresql/15/bin",
+        ] {
             let path = format!("{dir}/pgbench");
             if std::path::Path::new(&path).exists() {
                 return path;
@@ -150,7 +168,19 @@ fn start_load(url: &str, rate: u32, seconds: u64, rows: i64) -> Load {
     .unwrap();
     let child = Command::new(pgbench_path())
         .current_dir(dir.path())
-        .args(["-n", "-c", "4", "-j", "2", "-R", &rate.to_string(), "-T", &seconds.to_string(), "-l", "-f"])
+        .args([
+            "-n",
+            "-c",
+            "4",
+            "-j",
+            "2",
+            "-R",
+            &rate.to_string(),
+            "-T",
+            &seconds.to_string(),
+            "-l",
+            "-f",
+        ])
         .arg(&script)
         .arg(url)
         .stdout(Stdio::piped())
@@ -182,14 +212,22 @@ fn finish_load(load: Load) -> Latency {
     let mut latencies = hdrhistogram::Histogram::<u64>::new(3).unwrap();
     for entry in std::fs::read_dir(load.dir.path()).unwrap() {
         let path = entry.unwrap().path();
-        if !path.file_name().unwrap().to_string_lossy().starts_with("pgbench_log") {
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("pgbench_log")
+        {
             continue;
         }
         for line in std::fs::read_to_string(&path).unwrap().lines() {
             // client_id transaction_no time script_no time_epoch time_us [schedule_lag]
             let fields: Vec<&str> = line.split_whitespace().collect();
             if let Some(us) = fields.get(2).and_then(|f| f.parse::<u64>().ok()) {
-                let lag = fields.get(6).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+                let lag = fields
+                    .get(6)
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .unwrap_or(0);
                 latencies.record((us + lag).max(1)).unwrap();
             }
         }
@@ -199,7 +237,11 @@ fn finish_load(load: Load) -> Latency {
         p50_ms: latencies.value_at_quantile(0.50) as f64 / 1000.0,
         p99_ms: latencies.value_at_quantile(0.99) as f64 / 1000.0,
         max_ms: latencies.max() as f64 / 1000.0,
-        failed: if failed.is_empty() { "none reported".into() } else { failed },
+        failed: if failed.is_empty() {
+            "none reported".into()
+        } else {
+            failed
+        },
     }
 }
 
@@ -213,15 +255,28 @@ fn show(label: &str, l: &Latency) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = args();
-    let cluster = args.db.is_none().then(tidegate_testkit::PrivateCluster::start);
+    let cluster = args
+        .db
+        .is_none()
+        .then(tidegate_testkit::PrivateCluster::start);
     let url = match (&args.db, &cluster) {
         (Some(db), _) => db.clone(),
         (None, Some(cluster)) => cluster.create_database("bench").await,
         _ => unreachable!(),
     };
     let client = tidegate_testkit::connect(&url).await;
-    let version: String = client.query_one("show server_version", &[]).await.unwrap().get(0);
-    println!("bench_backfill: {} rows, PostgreSQL {version}, {} CPUs", args.rows, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    let version: String = client
+        .query_one("show server_version", &[])
+        .await
+        .unwrap()
+        .get(0);
+    println!(
+        "bench_backfill: {} rows, PostgreSQL {version}, {} CPUs",
+        args.rows,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
 
     println!("\nno load:");
     fresh_table(&client, args.rows).await;
@@ -255,6 +310,34 @@ async fn main() {
         );
     }
 
+    // The loop above benefits from synchronized sequential scans (each scan starts where the last one stopped,
+    // on tables over a quarter of shared_buffers). Without them every batch rescans from the start: the
+    // quadratic form the postmortem's loop takes on smaller tables or when scans do not line up.
+    fresh_table(&client, args.rows).await;
+    client
+        .batch_execute("set synchronize_seqscans = off")
+        .await
+        .unwrap();
+    let (b2, done2, finished2) = postmortem_loop(&client, args.loop_limit).await;
+    client
+        .batch_execute("reset synchronize_seqscans")
+        .await
+        .unwrap();
+    if finished2 {
+        println!(
+            "  (b') loop, no syncscan        {:>8.2} s  ({:.1}x of (a))",
+            b2.as_secs_f64(),
+            b2.as_secs_f64() / a.as_secs_f64()
+        );
+    } else {
+        println!(
+            "  (b') loop, no syncscan        stopped at the {:.0} s limit with {done2} of {} rows done ({:.1}%)",
+            b2.as_secs_f64(),
+            args.rows,
+            100.0 * done2 as f64 / args.rows as f64
+        );
+    }
+
     println!("\nforeground load: pgbench -R {} (4 clients; each transaction = PK read + PK write on orders):", args.rate);
     fresh_table(&client, args.rows).await;
     let baseline = start_load(&url, args.rate, 15, args.rows);
@@ -267,7 +350,11 @@ async fn main() {
     let a_load = one_update(&client).await;
     let during_a = finish_load(load);
     show("during (a) one UPDATE", &during_a);
-    println!("  {:<26} (a) took {:.2} s under load", "", a_load.as_secs_f64());
+    println!(
+        "  {:<26} (a) took {:.2} s under load",
+        "",
+        a_load.as_secs_f64()
+    );
 
     fresh_table(&client, args.rows).await;
     let seconds = (c.as_secs_f64() * 3.0).ceil() as u64 + 6;

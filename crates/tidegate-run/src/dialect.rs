@@ -220,9 +220,10 @@ pub mod catalog {
 
 /// Health probes (PostgreSQL).
 pub mod health {
-    /// Sessions waiting on a lock held by one of the given backends. Parameter: int4[] of our pids.
-    pub const BLOCKED_BY_US: &str =
-        "SELECT count(*)::int8 FROM pg_stat_activity WHERE cardinality($1::int4[]) > 0 AND pg_blocking_pids(pid) && $1::int4[]";
+    /// Other sessions waiting on a lock held by one of the given backends (our own workers waiting on each other
+    /// for a moment over the state tables do not count). Parameter: int4[] of our pids.
+    pub const BLOCKED_BY_US: &str = "SELECT count(*)::int8 FROM pg_stat_activity WHERE cardinality($1::int4[]) > 0 \
+        AND pg_blocking_pids(pid) && $1::int4[] AND NOT (pid = ANY($1::int4[])) AND pid <> pg_backend_pid()";
 
     /// Replicas, replicas we may not see into (NULL state: missing privilege), the largest replay lag in seconds.
     pub const REPLICA_LAG: &str =

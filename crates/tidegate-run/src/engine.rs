@@ -391,7 +391,10 @@ pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, B
             .map_err(|why| BackfillError::Input(format!("--set/--where rejected: {why}")))?;
         // The server analyses the statement without running it: unknown columns and type errors surface here.
         if let Err(e) = client.prepare(&sql).await {
-            if is_connection_lost(&e) || sqlstate(&e) == Some("55P03") || sqlstate(&e) == Some("57014") {
+            if is_connection_lost(&e)
+                || sqlstate(&e) == Some("55P03")
+                || sqlstate(&e) == Some("57014")
+            {
                 return Err(db_error(
                     "checking the batch statement (another session may hold a lock on the table)",
                     &e,
@@ -421,6 +424,21 @@ pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, B
         key_min,
         key_max,
     })
+}
+
+/// The run identity: the spec with the table resolved to its quoted qualified name, so `orders` and
+/// `public.orders` are the same run.
+pub fn identity_json(prepared: &Prepared) -> String {
+    let d = Postgres;
+    let spec = BackfillSpec {
+        table: format!(
+            "{}.{}",
+            d.quote_ident(&prepared.shape.schema),
+            d.quote_ident(&prepared.shape.table)
+        ),
+        ..prepared.spec.clone()
+    };
+    serde_json::to_string(&spec).unwrap_or_default()
 }
 
 async fn first_key(client: &Client, sql: &str) -> Result<Option<Vec<String>>, BackfillError> {
@@ -579,7 +597,7 @@ pub async fn run(
     state::ensure_schema(&mut client)
         .await
         .map_err(|e| BackfillError::Database(format!("creating the tidegate state schema: {e}")))?;
-    let spec_json = serde_json::to_string(&spec).unwrap_or_default();
+    let spec_json = identity_json(&prepared);
     let (run, resumed) =
         attach_or_create(&client, &prepared, &spec_json, resume_row, options.restart).await?;
     let run_id = run.id;

@@ -483,11 +483,14 @@ async fn interrupted_run_resumes_by_spec_and_by_id() {
     let second = task.await.unwrap().unwrap();
     assert_eq!(second.run_id, first.run_id);
 
-    // By spec, to the end.
+    // By spec (the table named another way is the same run), to the end.
     let (sink, events) = collect();
     let third = engine::run(
         &config,
-        RunTarget::Spec(spec("n = n + 1")),
+        RunTarget::Spec(BackfillSpec {
+            table: "public.items".into(),
+            ..spec("n = n + 1")
+        }),
         options(1_000),
         sink,
         StopHandle::default(),

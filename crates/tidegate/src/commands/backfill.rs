@@ -256,7 +256,7 @@ async fn dry_run(
         Err(e) => return Ok(report_error(&e)),
     };
     let existing = if tidegate_run::state::schema_exists(&client).await? {
-        let json = serde_json::to_string(&spec)?;
+        let json = engine::identity_json(&prepared);
         tidegate_run::state::find_unfinished(&client, &json)
             .await?
             .map(|r| r.id)
