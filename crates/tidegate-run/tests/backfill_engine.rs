@@ -806,3 +806,104 @@ async fn survives_a_server_crash_and_a_restart() {
     let journal = journal_events(&client, outcome.run_id).await;
     assert!(journal.iter().any(|e| e == "reconnecting"), "{journal:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_the_window_nothing_runs_and_the_reason_is_recorded() {
+    let db = TestDatabase::create().await;
+    let client = db.connect().await;
+    make_items(&client, 1_000).await;
+    let config = ConnectionConfig::from_url(db.url()).unwrap();
+    // A one-hour window starting two hours from now (UTC): closed now, whatever the time of day.
+    let minute = tidegate_run::pacing::utc_second_of_day() / 60;
+    let start = (minute + 120) % 1440;
+    let end = (start + 60) % 1440;
+    let window = format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        start / 60,
+        start % 60,
+        end / 60,
+        end % 60
+    );
+    let opts = BackfillOptions {
+        window: Some(window.parse().unwrap()),
+        ..options(100)
+    };
+    let (sink, events) = collect();
+    let stop = StopHandle::default();
+    let (run_config, run_stop) = (config.clone(), stop.clone());
+    let task = tokio::spawn(async move {
+        engine::run(
+            &run_config,
+            RunTarget::Spec(spec("n = n + 1")),
+            opts,
+            sink,
+            run_stop,
+        )
+        .await
+    });
+    let seen = events.clone();
+    wait_for(
+        "the window to hold the run",
+        Duration::from_secs(10),
+        async || {
+            seen.lock().unwrap().iter().any(
+                |e| matches!(e, Event::Waiting { reason, .. } if reason.contains("outside window")),
+            )
+        },
+    )
+    .await;
+    let id = state::list_runs(&client).await.unwrap()[0].id;
+    let run = state::find_run(&client, id).await.unwrap().unwrap();
+    assert_eq!(run.status, "throttled");
+    assert!(run
+        .status_reason
+        .unwrap_or_default()
+        .contains("outside window"));
+    stop.request("interrupted by SIGINT");
+    let outcome = task.await.unwrap().unwrap();
+    assert!(matches!(outcome.end, RunEnd::Interrupted { .. }));
+    assert_eq!(histogram(&client).await, vec![(0, 1_000)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn critical_abort_stops_the_run_for_good() {
+    let db = TestDatabase::create().await;
+    let client = db.connect().await;
+    make_items(&client, 5_000).await;
+    client
+        .batch_execute("create table side (x int); insert into side values (1);")
+        .await
+        .unwrap();
+    let locker = db.connect().await;
+    locker
+        .batch_execute("begin; lock table side in access exclusive mode")
+        .await
+        .unwrap();
+    let config = ConnectionConfig::from_url(db.url()).unwrap();
+    let mut opts = BackfillOptions {
+        probe_sql: Some("select count(*) from side".into()),
+        critical_abort: true,
+        ..options(100)
+    };
+    opts.thresholds.max_probe_latency = Duration::from_millis(100);
+    let (sink, _) = collect();
+    let outcome = engine::run(
+        &config,
+        RunTarget::Spec(spec("n = n + 1")),
+        opts,
+        sink,
+        StopHandle::default(),
+    )
+    .await
+    .unwrap();
+    match &outcome.end {
+        RunEnd::Aborted { reason } => assert!(
+            reason.contains("critical") && reason.contains("probe"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(status(&client, outcome.run_id).await, "aborted");
+    assert_eq!(histogram(&client).await, vec![(0, 5_000)]);
+    locker.batch_execute("commit").await.unwrap();
+}
