@@ -234,6 +234,14 @@ pub mod health {
     pub const ACTIVE_BACKENDS: &str = "SELECT count(*)::int8 FROM pg_stat_activity WHERE state = 'active' \
         AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND NOT (pid = ANY($1::int4[]))";
 
+    /// Other sessions holding granted locks on a table, oldest transaction first: the likely blockers named when
+    /// lock retries give up. Parameters: the quoted qualified table name, int4[] of our pids.
+    pub const LOCK_HOLDERS: &str = "SELECT l.pid, coalesce(a.application_name, ''), coalesce(a.state, ''), \
+        coalesce(extract(epoch FROM clock_timestamp() - a.xact_start), 0)::float8, left(coalesce(a.query, ''), 120) \
+        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+        WHERE l.relation = $1::text::regclass AND l.granted AND l.pid <> pg_backend_pid() \
+        AND NOT (l.pid = ANY($2::int4[])) ORDER BY a.xact_start LIMIT 3";
+
     /// The oldest open transaction other than ours: pid, age in seconds. Parameter: int4[] of our pids.
     pub const OLDEST_TRANSACTION: &str =
         "SELECT pid, extract(epoch FROM clock_timestamp() - xact_start)::float8 \

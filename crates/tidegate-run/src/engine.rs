@@ -1497,7 +1497,8 @@ async fn worker_loop(ctx: Arc<Ctx>, worker: u32) -> WorkerEnd {
                             "statement_timeout"
                         }
                     };
-                    match lock_retry.on_failure(&ctx.options.lock_retry, ctx.now(), fastrand::f64()) {
+                    match lock_retry.on_failure(&ctx.options.lock_retry, ctx.now(), fastrand::f64())
+                    {
                         RetryDecision::RetryAfter { delay, attempt } => {
                             ctx.emit(Event::Retry {
                                 run_id: ctx.run_id,
@@ -1510,12 +1511,12 @@ async fn worker_loop(ctx: Arc<Ctx>, worker: u32) -> WorkerEnd {
                             sleep_unless_stopped(&ctx, delay).await;
                         }
                         RetryDecision::GiveUp { attempts } => {
+                            let blockers = lock_holders(&ctx, c).await;
                             return WorkerEnd::Failed(format!(
-                                "batches on {}.{} kept failing with {cause} ({attempts} attempts in a row); another \
-                                 session holds locks on its rows for long: find it in pg_locks/pg_stat_activity, then \
-                                 run the same command to resume",
+                                "batches on {}.{} kept failing with {cause} ({attempts} attempts in a row); {blockers}. \
+                                 End or wait for that session, then run the same command to resume",
                                 ctx.shape.schema, ctx.shape.table
-                            ))
+                            ));
                         }
                     }
                 }
@@ -1590,6 +1591,39 @@ async fn connect_worker_checked(ctx: &Ctx) -> Result<WorkerConn, String> {
             checkpoint,
         }),
         Err(e) => Err(describe(&e)),
+    }
+}
+
+/// Names the sessions holding locks on the table (the likely blockers), for the give-up message.
+async fn lock_holders(ctx: &Ctx, conn: &WorkerConn) -> String {
+    let d = Postgres;
+    let table = format!(
+        "{}.{}",
+        d.quote_ident(&ctx.shape.schema),
+        d.quote_ident(&ctx.shape.table)
+    );
+    let pids = ctx.pids.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match conn
+        .client
+        .query(health::LOCK_HOLDERS, &[&table, &pids])
+        .await
+    {
+        Ok(rows) if !rows.is_empty() => {
+            let named: Vec<String> =
+                rows.iter()
+                    .map(|r| {
+                        let (pid, app, state, age, query): (i32, String, String, f64, String) =
+                            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+                        format!(
+                        "pid {pid} ({}{state}, transaction open {age:.0}s, last query: {query})",
+                        if app.is_empty() { String::new() } else { format!("{app}, ") }
+                    )
+                    })
+                    .collect();
+            format!("sessions holding locks on the table: {}", named.join("; "))
+        }
+        Ok(_) => "no session holds a lock on the table any more".into(),
+        Err(e) => format!("could not list the lock holders ({})", describe(&e)),
     }
 }
 

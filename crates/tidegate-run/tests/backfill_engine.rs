@@ -907,3 +907,55 @@ async fn critical_abort_stops_the_run_for_good() {
     assert_eq!(histogram(&client).await, vec![(0, 5_000)]);
     locker.batch_execute("commit").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_retries_end_in_an_error_naming_the_blocker() {
+    let db = TestDatabase::create().await;
+    let client = db.connect().await;
+    make_items(&client, 2_000).await;
+    let holder = db.connect().await;
+    holder
+        .batch_execute("set application_name = 'the_blocker'; begin; select * from items where id = 10 for update")
+        .await
+        .unwrap();
+    let config = ConnectionConfig::from_url(db.url()).unwrap();
+    let mut opts = BackfillOptions {
+        lock_timeout: Duration::from_millis(50),
+        ..options(500)
+    };
+    opts.lock_retry.max_attempts = 3;
+    opts.lock_retry.base = Duration::from_millis(10);
+    let (sink, _) = collect();
+    let error = engine::run(
+        &config,
+        RunTarget::Spec(spec("n = n + 1")),
+        opts,
+        sink,
+        StopHandle::default(),
+    )
+    .await
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("lock_timeout") && message.contains("the_blocker"),
+        "{message}"
+    );
+    let run = state::list_runs(&client).await.unwrap().remove(0);
+    assert_eq!(run.status, "failed");
+    assert!(run.last_error.unwrap_or_default().contains("the_blocker"));
+    assert_eq!(histogram(&client).await, vec![(0, 2_000)]);
+    // Resumable once the blocker is gone.
+    holder.batch_execute("commit").await.unwrap();
+    let (sink, _) = collect();
+    let outcome = engine::run(
+        &config,
+        RunTarget::Spec(spec("n = n + 1")),
+        options(500),
+        sink,
+        StopHandle::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.run_id, run.id);
+    assert_eq!(histogram(&client).await, vec![(1, 2_000)]);
+}
