@@ -959,3 +959,60 @@ async fn lock_retries_end_in_an_error_naming_the_blocker() {
     assert_eq!(outcome.run_id, run.id);
     assert_eq!(histogram(&client).await, vec![(1, 2_000)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_unique_key_and_an_empty_table() {
+    let db = TestDatabase::create().await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "create table accounts (email text not null, n int not null default 0);
+             create unique index accounts_email on accounts (email);
+             insert into accounts (email) select 'user' || g || '@example.com' from generate_series(1, 3000) g;
+             create table empty (id int primary key, n int);
+             analyze;",
+        )
+        .await
+        .unwrap();
+    let config = ConnectionConfig::from_url(db.url()).unwrap();
+    let (sink, _) = collect();
+    let accounts = BackfillSpec {
+        table: "accounts".into(),
+        key: Some(vec!["email".into()]),
+        ..spec("n = n + 1")
+    };
+    let outcome = engine::run(
+        &config,
+        RunTarget::Spec(accounts),
+        options(400),
+        sink,
+        StopHandle::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.end, RunEnd::Completed);
+    let counts: Vec<(i32, i64)> = client
+        .query("select n, count(*) from accounts group by n", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(counts, vec![(1, 3_000)]);
+    let (sink, _) = collect();
+    let empty = BackfillSpec {
+        table: "empty".into(),
+        ..spec("n = 1")
+    };
+    let outcome = engine::run(
+        &config,
+        RunTarget::Spec(empty),
+        options(400),
+        sink,
+        StopHandle::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.end, RunEnd::Completed);
+    assert_eq!(outcome.rows_done, 0);
+}
