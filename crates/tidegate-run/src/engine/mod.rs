@@ -72,7 +72,7 @@ impl Default for BackfillOptions {
             max_rows_per_second: None,
             window: None,
             workers: 1,
-            chunk_rows: 100_000,
+            chunk_rows: 20_000,
             critical_abort: false,
             restart: false,
             health_interval: Duration::from_millis(250),

@@ -89,7 +89,7 @@ pub struct BackfillArgs {
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub critical_recovery: Duration,
     /// Keys per claimed range (the unit that workers and processes share out)
-    #[arg(long, default_value_t = 100_000, hide = true)]
+    #[arg(long, default_value_t = 20_000, hide = true)]
     pub chunk_rows: u64,
 }
 
