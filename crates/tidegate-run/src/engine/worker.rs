@@ -117,7 +117,10 @@ pub(super) async fn worker_loop(ctx: Arc<Ctx>, worker: u32) -> WorkerEnd {
                     ctx.pids.lock().unwrap_or_else(|e| e.into_inner()).push(c.pid);
                     conn = Some(c);
                 }
-                Err(message) => match reconnect.on_failure(&ctx.options.reconnect, ctx.now(), fastrand::f64()) {
+                Err((message, true)) => {
+                    return WorkerEnd::Failed(format!("preparing the batch statements: {message}"))
+                }
+                Err((message, false)) => match reconnect.on_failure(&ctx.options.reconnect, ctx.now(), fastrand::f64()) {
                     RetryDecision::RetryAfter { delay, attempt } => {
                         if attempt == 1 || attempt % 10 == 0 {
                             ctx.emit(Event::Reconnecting {
@@ -293,9 +296,16 @@ pub(super) async fn worker_loop(ctx: Arc<Ctx>, worker: u32) -> WorkerEnd {
     }
 }
 
-async fn connect_worker_checked(ctx: &Ctx) -> Result<WorkerConn, String> {
+/// Connects and prepares a worker's statements. The error says whether retrying can help: a lost or refused
+/// connection and lock timeouts can; anything else the server reports (the table is gone, a privilege was
+/// revoked) cannot.
+async fn connect_worker_checked(ctx: &Ctx) -> Result<WorkerConn, (String, bool)> {
     let d = Postgres;
-    let client = ctx.config.connect().await.map_err(|e| e.to_string())?;
+    let client = ctx
+        .config
+        .connect()
+        .await
+        .map_err(|e| (e.to_string(), false))?;
     let setup = async {
         client
             .batch_execute(&catalog::session_settings(
@@ -327,7 +337,13 @@ async fn connect_worker_checked(ctx: &Ctx) -> Result<WorkerConn, String> {
             update,
             checkpoint,
         }),
-        Err(e) => Err(describe(&e)),
+        Err(e) => {
+            let fatal = !matches!(
+                classify(&e),
+                Failure::ConnectionLost(_) | Failure::LockConflict(_) | Failure::StatementTimeout
+            );
+            Err((describe(&e), fatal))
+        }
     }
 }
 
