@@ -1,5 +1,6 @@
 //! tidegate-db: everything that talks to a PostgreSQL server or runs one.
 //!
+//! - [`blockers`]: who holds the lock a statement waits for (`pg_blocking_pids`, sampled while it waits).
 //! - [`connect`]: resolves `--db`, `DATABASE_URL` and libpq's variables like psql and connects;
 //!   [`connect::Redacted`] is the only way a target is displayed, so passwords never reach output or logs.
 //! - [`scratch`]: throwaway clusters started from the machine's own PostgreSQL binaries — the embedded default
@@ -22,5 +23,6 @@
 //! # drop(client); Ok(()) }
 //! ```
 
+pub mod blockers;
 pub mod connect;
 pub mod scratch;

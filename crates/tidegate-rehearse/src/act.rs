@@ -65,24 +65,106 @@ pub struct ActReport {
     pub events: Vec<TimelineEvent>,
 }
 
-/// Runs `migration` under the workload: baseline, migration, recovery.
+/// Which part of an act is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActPhase {
+    Baseline,
+    Migration,
+    Recovery,
+}
+
+impl std::fmt::Display for ActPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ActPhase::Baseline => "baseline",
+            ActPhase::Migration => "migration running",
+            ActPhase::Recovery => "recovery",
+        })
+    }
+}
+
+/// A once-a-second look at a running act, for live displays.
+#[derive(Debug, Clone)]
+pub struct ActProgress {
+    pub phase: ActPhase,
+    pub elapsed: Duration,
+    /// The last complete second of foreground traffic.
+    pub last_second: Option<SecondStats>,
+    /// Requests and errors so far.
+    pub requests: u64,
+    pub errors: u64,
+}
+
+fn progress_of(workload: &Workload, phase: ActPhase) -> ActProgress {
+    let recorder = workload.snapshot();
+    let elapsed = workload.elapsed();
+    let complete = elapsed.as_secs().saturating_sub(1);
+    let last_second = recorder
+        .per_second()
+        .into_iter()
+        .rev()
+        .find(|second| second.second <= complete);
+    let total = recorder.summary();
+    ActProgress {
+        phase,
+        elapsed,
+        last_second,
+        requests: total.requests,
+        errors: total.errors,
+    }
+}
+
+/// Waits for `work` while reporting progress every second.
+async fn with_progress<T>(
+    workload: &Workload,
+    phase: ActPhase,
+    work: impl Future<Output = T>,
+    progress: &mut impl FnMut(ActProgress),
+) -> T {
+    let mut work = std::pin::pin!(work);
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            result = &mut work => return result,
+            _ = ticker.tick() => progress(progress_of(workload, phase)),
+        }
+    }
+}
+
+/// Runs `migration` under the workload: baseline, migration, recovery; `progress` hears about it every second.
 pub async fn run_act<F, Fut>(
     name: &str,
     url: &str,
     config: &ActConfig,
     source: Arc<dyn RequestSource>,
     migration: F,
+    mut progress: impl FnMut(ActProgress),
 ) -> Result<ActReport, WorkloadError>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = (MigrationLog, Result<(), String>)>,
 {
     let workload = Workload::start(url, config.workload.clone(), source).await?;
-    tokio::time::sleep(config.before).await;
+    with_progress(
+        &workload,
+        ActPhase::Baseline,
+        tokio::time::sleep(config.before),
+        &mut progress,
+    )
+    .await;
     let started = workload.elapsed();
-    let (log, outcome) = migration().await;
+    let (log, outcome) =
+        with_progress(&workload, ActPhase::Migration, migration(), &mut progress).await;
     let finished = workload.elapsed();
-    tokio::time::sleep(config.after).await;
+    with_progress(
+        &workload,
+        ActPhase::Recovery,
+        tokio::time::sleep(config.after),
+        &mut progress,
+    )
+    .await;
     let report = workload.stop().await;
 
     let recorder = &report.recorder;

@@ -3,8 +3,12 @@
 //! The CLI's `tidegate demo` runs two acts on the same starting state — [`run_naive_migration`] and tidegate's way —
 //! under the same workload, and renders them side by side.
 
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use tidegate_db::connect::ConnectionConfig;
+use tidegate_run::apply::executor::ApplySink;
+use tidegate_run::apply::{apply, ApplyEvent, ApplyOptions};
 use tokio_postgres::NoTls;
 
 use crate::act::MigrationLog;
@@ -38,6 +42,16 @@ pub async fn rebuild_orders(url: &str, rows: u64, seed: u64) -> Result<(), Strin
         .map_err(|error| format!("loading orders: {error}"))
 }
 
+/// Drops what the demo created in the target database (`orders`); the `tidegate` schema keeps the history of the
+/// backfill run, as it would for any run.
+pub async fn drop_demo_objects(url: &str) -> Result<(), String> {
+    let client = connect(url).await?;
+    client
+        .batch_execute("drop table if exists orders")
+        .await
+        .map_err(|error| error.to_string())
+}
+
 /// Act 1: the migration as shipped, in one transaction, as a framework that wraps each file in one would run it.
 pub async fn run_naive_migration(url: &str) -> (MigrationLog, Result<(), String>) {
     let mut log = MigrationLog::default();
@@ -67,4 +81,93 @@ pub async fn run_naive_migration(url: &str) -> (MigrationLog, Result<(), String>
         log.note(started.elapsed(), "COMMIT: locks released");
     }
     (log, result)
+}
+
+/// How tidegate's act runs the migration: `tidegate apply`'s options.
+#[derive(Debug, Clone, Default)]
+pub struct TidegateActOptions {
+    pub apply: ApplyOptions,
+}
+
+/// Act 2: the same migration file run by `tidegate apply` — the schema change alone, in its own short
+/// transaction with lock_timeout and retries, then the UPDATE as a batched, throttled, checkpointed backfill run.
+pub async fn run_tidegate_migration(
+    url: &str,
+    options: TidegateActOptions,
+) -> (MigrationLog, Result<(), String>) {
+    let log = Arc::new(Mutex::new(MigrationLog::default()));
+    let started = Instant::now();
+    let note = {
+        let log = log.clone();
+        move |label: String| {
+            log.lock()
+                .expect("the log lock is never poisoned")
+                .note(started.elapsed(), label)
+        }
+    };
+    let result = async {
+        let config = ConnectionConfig::from_url(url).map_err(|error| error.to_string())?;
+        // A directory holding just the postmortem's file; a version of its own per run, so a demo repeated on
+        // the same --db database is not taken for already applied.
+        let dir = tempfile::tempdir()
+            .map_err(|error| format!("creating a migrations directory: {error}"))?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|since| since.as_millis())
+            .unwrap_or_default();
+        std::fs::write(
+            dir.path().join(format!("{stamp}_order_status_v2.sql")),
+            POSTMORTEM_MIGRATION,
+        )
+        .map_err(|error| format!("writing the migration: {error}"))?;
+        let sink: ApplySink = Arc::new(move |event: &ApplyEvent| {
+            if let Some(label) = describe_apply_event(event) {
+                note(label);
+            }
+        });
+        apply(&config, dir.path(), options.apply.clone(), sink)
+            .await
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+    }
+    .await;
+    let log = log.lock().expect("the log lock is never poisoned").clone();
+    (log, result)
+}
+
+/// The timeline label of an apply event, for those worth a mark on the chart.
+fn describe_apply_event(event: &ApplyEvent) -> Option<String> {
+    Some(match event {
+        ApplyEvent::PhaseStarted { phase, kind, .. } => format!("phase {phase} ({kind}) starts"),
+        ApplyEvent::PhaseDone {
+            phase, elapsed_ms, ..
+        } => format!("phase {phase} committed after {elapsed_ms} ms"),
+        ApplyEvent::LockTimedOut {
+            attempt, blockers, ..
+        } => {
+            format!(
+                "attempt {attempt} hit lock_timeout ({} blocker(s)); retrying",
+                blockers.len()
+            )
+        }
+        ApplyEvent::Backfill { detail, .. } => {
+            match detail.get("event").and_then(|e| e.as_str())? {
+                "started" => format!("backfill run {} starts", detail["run_id"]),
+                "throttled" => format!(
+                    "backfill throttled: {}",
+                    detail["reason"].as_str().unwrap_or("")
+                ),
+                "throttle_lifted" => "backfill throttle lifted".to_string(),
+                "completed" => format!(
+                    "{} rows backfilled in {} batches",
+                    detail["rows_done"], detail["batches"]
+                ),
+                _ => return None,
+            }
+        }
+        ApplyEvent::MigrationApplied { duration_ms, .. } => {
+            format!("migration applied in {duration_ms} ms")
+        }
+        _ => return None,
+    })
 }

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidegate_rehearse::act::{run_act, ActConfig};
-use tidegate_rehearse::demo::{rebuild_orders, run_naive_migration};
+use tidegate_rehearse::act::{run_act, ActConfig, ActPhase};
+use tidegate_rehearse::demo::{
+    rebuild_orders, run_naive_migration, run_tidegate_migration, TidegateActOptions,
+};
 use tidegate_rehearse::orders::OrdersWorkload;
 use tidegate_rehearse::report::{render_html, render_table};
 use tidegate_rehearse::workload::WorkloadConfig;
@@ -26,15 +28,21 @@ async fn the_naive_act_backfills_every_row_and_measures_three_phases() {
         after: Duration::from_millis(2200),
     };
     let url = db.url().to_string();
+    let mut phases = Vec::new();
     let act = run_act(
         "naive",
         db.url(),
         &config,
         Arc::new(OrdersWorkload::new(ROWS)),
         || run_naive_migration(&url),
+        |progress| phases.push(progress.phase),
     )
     .await
     .unwrap();
+    assert!(
+        phases.contains(&ActPhase::Baseline) && phases.contains(&ActPhase::Recovery),
+        "{phases:?}"
+    );
 
     assert_eq!(act.migration_error, None);
     let client = db.connect().await;
@@ -82,4 +90,69 @@ async fn the_naive_act_backfills_every_row_and_measures_three_phases() {
     assert!(table.contains("naive"));
     let html = render_html("demo", std::slice::from_ref(&act));
     assert!(html.contains("<svg") && html.contains("COMMIT: locks released"));
+}
+
+#[tokio::test]
+async fn the_tidegate_act_splits_schema_and_data_and_backfills_every_row() {
+    let db = TestDatabase::create().await;
+    rebuild_orders(db.url(), ROWS, 5).await.unwrap();
+    let config = ActConfig {
+        workload: WorkloadConfig {
+            rate_per_second: 100.0,
+            connections: 4,
+            ..WorkloadConfig::default()
+        },
+        before: Duration::from_millis(1000),
+        after: Duration::from_millis(1000),
+    };
+    let url = db.url().to_string();
+    let act = run_act(
+        "tidegate",
+        db.url(),
+        &config,
+        Arc::new(OrdersWorkload::new(ROWS)),
+        || run_tidegate_migration(&url, TidegateActOptions::default()),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(act.migration_error, None, "{act:#?}");
+
+    let client = db.connect().await;
+    let unfilled: i64 = client
+        .query_one(
+            "select count(*) from orders where id <= $1 and order_status_v2 is null",
+            &[&(ROWS as i64)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(unfilled, 0, "the backfill left loaded rows unfilled");
+    let labels: Vec<&str> = act
+        .events
+        .iter()
+        .map(|event| event.label.as_str())
+        .collect();
+    let schema = labels
+        .iter()
+        .position(|l| l.starts_with("phase 1 committed"));
+    let backfill = labels.iter().position(|l| l.starts_with("backfill run"));
+    assert!(
+        matches!((schema, backfill), (Some(s), Some(b)) if s < b),
+        "the schema phase commits before the backfill starts: {labels:?}"
+    );
+    assert!(
+        labels.iter().any(|l| l.contains("rows backfilled in")),
+        "{labels:?}"
+    );
+    // The backfill ran as a recorded run, like `tidegate backfill` would.
+    let runs: i64 = client
+        .query_one(
+            "select count(*) from tidegate.runs where status = 'completed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(runs, 1);
 }

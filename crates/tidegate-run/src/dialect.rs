@@ -256,7 +256,7 @@ pub mod state {
     pub const ROLLBACK: &str = "ROLLBACK";
 
     /// The schema version this build writes.
-    pub const SCHEMA_VERSION: i32 = 1;
+    pub const SCHEMA_VERSION: i32 = 2;
 
     /// Serialises concurrent first uses (an advisory lock on a fixed key, released at commit).
     pub const MIGRATION_LOCK: &str =
@@ -316,6 +316,23 @@ pub mod state {
             detail  jsonb NOT NULL DEFAULT '{}'
         );
         CREATE INDEX journal_by_run ON tidegate.journal (run_id, id);
+        ", "
+        CREATE TABLE tidegate.migrations (
+            version      text PRIMARY KEY,
+            name         text NOT NULL,
+            checksum     text NOT NULL,
+            status       text NOT NULL CHECK (status IN ('running', 'applied', 'failed')),
+            phases       jsonb NOT NULL,
+            phases_done  int NOT NULL DEFAULT 0,
+            started_at   timestamptz NOT NULL DEFAULT now(),
+            applied_at   timestamptz,
+            duration_ms  bigint,
+            last_error   text
+        );
+        ALTER TABLE tidegate.journal ALTER COLUMN run_id DROP NOT NULL,
+            ADD COLUMN migration_version text;
+        CREATE INDEX journal_by_migration ON tidegate.journal (migration_version, id)
+            WHERE migration_version IS NOT NULL;
         "];
 
     pub const RECORD_VERSION: &str = "INSERT INTO tidegate.schema_version (version) VALUES ($1)";

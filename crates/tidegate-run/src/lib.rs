@@ -2,9 +2,12 @@
 //!
 //! The decisions are pure and take time as input: [`controller::BatchController`] sizes batches,
 //! [`throttle::ThrottlePolicy`] turns health observations into go/throttle/critical, [`retry::RetryPolicy`]
-//! bounds retries, [`pacing`] holds the rate limit and the time window. [`engine`] is the I/O edge that runs a
+//! bounds batch retries, [`pacing`] holds the rate limit and the time window. [`engine`] is the I/O edge that runs a
 //! backfill against PostgreSQL through the [`dialect`] (every SQL string it sends lives there), keeping its
 //! state in the `tidegate` schema ([`state`]).
+//!
+//! Apply's schema phase: [`schema_phase`] runs schema statements with lock_timeout, bounded retries
+//! ([`retry::RetryPolicy::schema_locks`]) and a report of the sessions that held the lock.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,12 +27,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod apply;
 pub mod controller;
 pub mod dialect;
 pub mod engine;
 pub mod events;
 pub mod pacing;
 pub mod retry;
+pub mod schema_phase;
 pub mod spec;
 pub mod state;
 pub mod throttle;

@@ -25,6 +25,17 @@ impl RetryPolicy {
         }
     }
 
+    /// For a schema change that gave up on its lock_timeout (apply's schema phase): fewer, longer waits, since
+    /// the blocker is usually a transaction that needs seconds to end.
+    pub fn schema_locks() -> Self {
+        Self {
+            base: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_attempts: 10,
+            max_elapsed: Duration::from_secs(300),
+        }
+    }
+
     /// For a lost connection or a restarting server.
     pub fn reconnect() -> Self {
         Self {

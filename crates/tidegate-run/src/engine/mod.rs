@@ -54,6 +54,10 @@ pub struct BackfillOptions {
     pub critical_abort: bool,
     /// Discard an unfinished run of the same spec and start over.
     pub restart: bool,
+    /// When the latest run of this spec is completed or aborted, start a new run instead of refusing with
+    /// [`BackfillError::AlreadyFinished`]. The CLI leaves it off (running a finished non-idempotent spec twice is
+    /// a mistake); apply turns it on, since a later migration may repeat an earlier one's data change.
+    pub rerun_finished: bool,
     /// How often the monitor reads control flags and health signals.
     pub health_interval: Duration,
     pub lock_retry: RetryPolicy,
@@ -75,6 +79,7 @@ impl Default for BackfillOptions {
             chunk_rows: 20_000,
             critical_abort: false,
             restart: false,
+            rerun_finished: false,
             health_interval: Duration::from_millis(250),
             lock_retry: RetryPolicy::lock_conflicts(),
             reconnect: RetryPolicy::reconnect(),
@@ -431,19 +436,10 @@ pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, B
     })
 }
 
-/// The run identity: the spec with the table resolved to its quoted qualified name, so `orders` and
-/// `public.orders` are the same run.
+/// The run identity: the spec as given (table, SET, WHERE, key), as JSON. Naming the table differently
+/// (`orders` vs `public.orders`) makes a different run: apply's executor looks runs up by this same text.
 pub fn identity_json(prepared: &Prepared) -> String {
-    let d = Postgres;
-    let spec = BackfillSpec {
-        table: format!(
-            "{}.{}",
-            d.quote_ident(&prepared.shape.schema),
-            d.quote_ident(&prepared.shape.table)
-        ),
-        ..prepared.spec.clone()
-    };
-    serde_json::to_string(&spec).unwrap_or_default()
+    serde_json::to_string(&prepared.spec).unwrap_or_default()
 }
 
 async fn first_key(client: &Client, sql: &str) -> Result<Option<Vec<String>>, BackfillError> {
@@ -603,8 +599,15 @@ pub async fn run(
         .await
         .map_err(|e| BackfillError::Database(format!("creating the tidegate state schema: {e}")))?;
     let spec_json = identity_json(&prepared);
-    let (run, resumed) =
-        attach_or_create(&client, &prepared, &spec_json, resume_row, options.restart).await?;
+    let (run, resumed) = attach_or_create(
+        &client,
+        &prepared,
+        &spec_json,
+        resume_row,
+        options.restart,
+        options.rerun_finished,
+    )
+    .await?;
     let run_id = run.id;
 
     let (journal_tx, journal_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -821,6 +824,7 @@ async fn attach_or_create(
     spec_json: &str,
     resume_row: Option<RunRow>,
     restart: bool,
+    rerun_finished: bool,
 ) -> Result<(RunRow, bool), BackfillError> {
     if let Some(row) = resume_row {
         if restart {
@@ -859,7 +863,7 @@ async fn attach_or_create(
                     .map_err(|e| db_error("attaching to the run", &e))?;
                 return Ok((row, true));
             }
-        } else if !restart {
+        } else if !restart && !rerun_finished {
             // Running a finished spec again would apply a non-idempotent SET twice: refuse unless asked.
             let latest = client
                 .query_opt(state_sql::LATEST_BY_SPEC, &[&spec_json])

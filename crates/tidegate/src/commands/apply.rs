@@ -1,14 +1,338 @@
-//! `tidegate apply`: not built yet.
+//! `tidegate apply`: runs pending migrations the way the postmortem says they should have run — schema and data
+//! separated, every lock bounded by lock_timeout with retries, unbatched data changes turned into backfills.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-#[derive(Debug, clap::Args)]
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use tidegate_db::connect::ConnectionConfig;
+use tidegate_run::apply::executor::ApplySink;
+use tidegate_run::apply::phases::PhaseKind;
+use tidegate_run::apply::{apply, ApplyError, ApplyEvent, ApplyOptions, ApplyPlan};
+use tidegate_run::engine::{BackfillOptions, StopHandle};
+use tidegate_run::pacing::Window;
+
+use super::backfill::{parse_duration, spawn_signal_handlers};
+
+#[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// Arguments of the planned verb
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
+    /// Migration directory (layout detected: plain, sqlx, diesel, golang-migrate, dbmate, Flyway, Prisma)
+    #[arg(default_value = "migrations")]
+    pub dir: PathBuf,
+    /// Connection URL; else DATABASE_URL, else libpq's PG* variables
+    #[arg(long)]
+    pub db: Option<String>,
+    /// Print the plan (migrations, phases, locks, what becomes a backfill) and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// lock_timeout of every schema statement: how long production may queue behind it
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub lock_timeout: Duration,
+    /// statement_timeout of every schema statement
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub statement_timeout: Duration,
+    /// Retries of a schema phase after a lock timeout (jittered exponential backoff)
+    #[arg(long, default_value_t = 10)]
+    pub retries: u32,
+    /// How long to wait for another apply on the same database
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub lock_wait: Duration,
+    /// Start migrations only within this daily UTC window, e.g. 22:00-06:00
+    #[arg(long)]
+    pub window: Option<String>,
+    /// Run data changes that cannot become backfills as written, in one transaction each
+    #[arg(long)]
+    pub allow_unbatched: bool,
+    /// Target execution time of one backfill batch
+    #[arg(long, value_parser = parse_duration, default_value = "100ms")]
+    pub batch_time: Duration,
+    /// Upper bound on rows a backfill changes per second
+    #[arg(long)]
+    pub max_rows_per_second: Option<u64>,
+    /// Configuration file for the lint gate [default: tidegate.toml, searched upward]
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ApplyFormat::Text)]
+    pub format: ApplyFormat,
 }
 
-pub fn run(_args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    super::not_built_yet("apply", "issue 5, plan and apply")
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApplyFormat {
+    Text,
+    Json,
+}
+
+pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let config = match ConnectionConfig::resolve(args.db.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(super::exit_usage());
+        }
+    };
+    let lint = match super::lint::load_config(args.config.as_deref()) {
+        Ok(lint) => lint,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(super::exit_usage());
+        }
+    };
+    let window = match args.window.as_deref().map(str::parse::<Window>).transpose() {
+        Ok(window) => window,
+        Err(error) => {
+            eprintln!("error: --window: {error}");
+            return Ok(super::exit_usage());
+        }
+    };
+    if args.lock_timeout.is_zero() {
+        eprintln!("error: --lock-timeout must be more than zero: apply never waits for a lock without a bound");
+        return Ok(super::exit_usage());
+    }
+    let mut backfill = BackfillOptions::default();
+    backfill.controller.target = args.batch_time;
+    backfill.max_rows_per_second = args.max_rows_per_second;
+    let stop = StopHandle::default();
+    let options = ApplyOptions {
+        lock_timeout: args.lock_timeout,
+        statement_timeout: args.statement_timeout,
+        retries: args.retries,
+        lock_wait: args.lock_wait,
+        window,
+        allow_unbatched: args.allow_unbatched,
+        dry_run: args.dry_run,
+        layout: None,
+        lint,
+        backfill,
+        stop: stop.clone(),
+    };
+    let format = args.format;
+    // A dry run prints one document, the plan; a real run streams its events (one JSON object per line).
+    let sink: ApplySink = if args.dry_run {
+        Arc::new(|_: &ApplyEvent| {})
+    } else {
+        Arc::new(move |event: &ApplyEvent| render_event(format, event))
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let outcome = runtime.block_on(async {
+        spawn_signal_handlers(stop);
+        apply(&config, &args.dir, options, sink).await
+    });
+    match outcome {
+        Ok(summary) => {
+            if summary.dry_run {
+                match format {
+                    ApplyFormat::Json => {
+                        println!("{}", serde_json::to_string_pretty(&summary.plan)?)
+                    }
+                    ApplyFormat::Text => print!("{}", render_plan(&summary.plan)),
+                }
+            } else if format == ApplyFormat::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "event": "done", "applied": summary.applied_now })
+                );
+            } else if summary.applied_now.is_empty() {
+                eprintln!(
+                    "nothing to apply: all {} migrations are applied",
+                    summary.plan.applied.len()
+                );
+            } else {
+                eprintln!(
+                    "applied {} migration(s): {}",
+                    summary.applied_now.len(),
+                    summary.applied_now.join(", ")
+                );
+            }
+            Ok(super::exit_clean())
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Ok(match error {
+                ApplyError::Discovery(_)
+                | ApplyError::NoMigrations { .. }
+                | ApplyError::ChecksumChanged { .. }
+                | ApplyError::Obstacles(_) => super::exit_usage(),
+                _ => super::exit_failure(),
+            })
+        }
+    }
+}
+
+fn render_event(format: ApplyFormat, event: &ApplyEvent) {
+    if format == ApplyFormat::Json {
+        if let Ok(line) = serde_json::to_string(event) {
+            println!("{line}");
+        }
+        return;
+    }
+    let line = match event {
+        ApplyEvent::Planned { applied, pending } => {
+            format!("{pending} pending, {applied} already applied")
+        }
+        ApplyEvent::WaitingForWindow { opens_in_s } => {
+            format!(
+                "outside the --window: waiting {} min for it to open",
+                opens_in_s.div_ceil(60)
+            )
+        }
+        ApplyEvent::MigrationStarted {
+            version,
+            name,
+            phases,
+        } if version == name => format!("{name}: {phases} phase(s)"),
+        ApplyEvent::MigrationStarted {
+            version,
+            name,
+            phases,
+        } => format!("{version} {name}: {phases} phase(s)"),
+        ApplyEvent::PhaseStarted {
+            phase,
+            kind,
+            statements,
+            ..
+        } => {
+            format!("  phase {phase}: {kind}, {statements} statement(s)")
+        }
+        ApplyEvent::PhaseSkipped { phase, reason, .. } => {
+            format!("  phase {phase}: skipped ({reason})")
+        }
+        ApplyEvent::LockTimedOut {
+            attempt,
+            blockers,
+            retry_in_ms,
+            ..
+        } => {
+            let who = if blockers.is_empty() {
+                "no blocker caught in the act".to_string()
+            } else {
+                blockers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            match retry_in_ms {
+                Some(ms) => format!("    attempt {attempt}: lock not granted within lock_timeout, blocked by {who}; retrying in {:.1} s", *ms as f64 / 1000.0),
+                None => format!("    attempt {attempt}: lock not granted within lock_timeout, blocked by {who}; giving up"),
+            }
+        }
+        ApplyEvent::DroppedInvalidIndex { index, .. } => {
+            format!("    dropped the INVALID index {index} left by an earlier failed build")
+        }
+        ApplyEvent::Backfill { detail, .. } => match detail.get("event").and_then(|e| e.as_str()) {
+            Some("started") => format!(
+                "    backfill run {} started ({} rows estimated)",
+                detail["run_id"],
+                detail
+                    .get("estimated_rows")
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or(0)
+            ),
+            Some("throttled") => format!(
+                "    backfill throttled: {}",
+                detail["reason"].as_str().unwrap_or("")
+            ),
+            Some("completed") => format!(
+                "    backfill completed: {} rows in {} batches",
+                detail["rows_done"], detail["batches"]
+            ),
+            _ => return,
+        },
+        ApplyEvent::PhaseDone {
+            phase, elapsed_ms, ..
+        } => {
+            format!(
+                "  phase {phase}: done in {:.1} s",
+                *elapsed_ms as f64 / 1000.0
+            )
+        }
+        ApplyEvent::MigrationApplied {
+            version,
+            duration_ms,
+            ..
+        } => {
+            format!(
+                "{version}: applied in {:.1} s",
+                *duration_ms as f64 / 1000.0
+            )
+        }
+        ApplyEvent::MigrationFailed {
+            version,
+            phase,
+            error,
+        } => format!("{version}: FAILED in phase {phase}: {error}"),
+    };
+    eprintln!("{line}");
+}
+
+fn render_plan(plan: &ApplyPlan) -> String {
+    let mut out = format!(
+        "{} ({} layout): {} applied, {} pending\n",
+        plan.root.display(),
+        plan.layout,
+        plan.applied.len(),
+        plan.pending.len()
+    );
+    for migration in &plan.pending {
+        if migration.version == migration.name {
+            out.push_str(&format!("\n{}\n", migration.name));
+        } else {
+            out.push_str(&format!("\n{} {}\n", migration.version, migration.name));
+        }
+        for (index, phase) in migration.plan.phases.iter().enumerate() {
+            let number = index + 1;
+            let done = if index < migration.phases_done {
+                " (done by an earlier apply)"
+            } else {
+                ""
+            };
+            let header = match &phase.kind {
+                PhaseKind::Schema {
+                    in_transaction: true,
+                } => "schema phase, one transaction, lock_timeout + retries".to_string(),
+                PhaseKind::Schema {
+                    in_transaction: false,
+                } => "schema phase, outside a transaction (CONCURRENTLY)".to_string(),
+                PhaseKind::Backfill { spec } => format!(
+                    "backfill phase: batched, throttled UPDATE {} SET {}{}",
+                    spec.table,
+                    spec.set,
+                    spec.predicate
+                        .as_deref()
+                        .map(|p| format!(" WHERE {p}"))
+                        .unwrap_or_default()
+                ),
+                PhaseKind::DataAsWritten => {
+                    "data phase, as written (--allow-unbatched)".to_string()
+                }
+            };
+            out.push_str(&format!("  phase {number}: {header}{done}\n"));
+            for statement in &phase.statements {
+                let first_line = statement.text.lines().next().unwrap_or_default();
+                let mut facts = statement.locks.join(", ");
+                if statement.rewrites {
+                    facts.push_str(", rewrites the table");
+                } else if statement.scans {
+                    facts.push_str(", scans the table");
+                }
+                out.push_str(&format!(
+                    "    line {:>3}: {first_line}\n              {facts}\n",
+                    statement.line
+                ));
+            }
+        }
+        for skipped in &migration.plan.skipped {
+            out.push_str(&format!(
+                "  skipped line {}: {} ({})\n",
+                skipped.statement.line, skipped.statement.text, skipped.reason
+            ));
+        }
+    }
+    out
 }

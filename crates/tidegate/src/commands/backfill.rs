@@ -409,7 +409,7 @@ async fn execute(
     }
 }
 
-fn spawn_signal_handlers(stop: StopHandle) {
+pub(crate) fn spawn_signal_handlers(stop: StopHandle) {
     use tokio::signal::unix::{signal, SignalKind};
     for (kind, name) in [
         (SignalKind::interrupt(), "SIGINT"),

@@ -1,0 +1,335 @@
+//! What a rule sees (one analysed migration, the catalog, the target version) and what it reports.
+
+use tidegate_sql::syntax::{column_reference, is_constant, operator_name, Node, NodeEnum};
+use tidegate_sql::{
+    AnalyzedMigration, Catalog, PgVersion, Statement, TableEffect, TableName, TransactionState,
+};
+
+use crate::Severity;
+
+/// The input of every rule.
+pub struct Context<'a> {
+    pub migration: &'a AnalyzedMigration,
+    /// The catalog after replaying this migration (tables created or altered by it included).
+    pub catalog: &'a Catalog,
+    pub pg_version: PgVersion,
+}
+
+impl<'a> Context<'a> {
+    pub fn statements(&self) -> &'a [Statement] {
+        self.migration.statements()
+    }
+
+    /// Each statement with its effects on tables that existed before this migration.
+    pub fn pre_existing_effects(&self) -> impl Iterator<Item = (&'a Statement, &'a TableEffect)> {
+        self.statements().iter().flat_map(|statement| {
+            statement
+                .effects
+                .iter()
+                .filter(|effect| effect.origin.is_pre_existing())
+                .map(move |effect| (statement, effect))
+        })
+    }
+
+    /// The primary-key columns of `table` if the catalog knows them, else `["id"]` (the convention nearly every
+    /// framework uses).
+    pub fn key_columns(&self, table: &TableName) -> Vec<String> {
+        self.catalog
+            .table(table)
+            .and_then(|known| known.primary_key())
+            .map(<[String]>::to_vec)
+            .unwrap_or_else(|| vec!["id".to_string()])
+    }
+}
+
+/// One problem a rule found in one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub statement: usize,
+    pub message: String,
+    pub help: Option<String>,
+    /// The lock taken, in words (`ACCESS EXCLUSIVE on orders: blocks all reads and writes`).
+    pub lock: Option<String>,
+    /// The table the hazard is about (for `--stats`).
+    pub table: Option<TableName>,
+    /// A severity other than the rule's default, when the rule knows better (e.g. it always fails).
+    pub severity: Option<Severity>,
+    /// A 1-based line inside the file that pin-points the problem better than the statement start.
+    pub line: Option<usize>,
+}
+
+impl Violation {
+    pub fn new(statement: &Statement, message: impl Into<String>) -> Self {
+        Self {
+            statement: statement.index,
+            message: message.into(),
+            help: None,
+            lock: None,
+            table: None,
+            severity: None,
+            line: None,
+        }
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Records the lock of `effect` and its table.
+    pub fn effect(mut self, effect: &TableEffect) -> Self {
+        self.lock = Some(describe_lock(effect));
+        self.table = Some(effect.table.clone());
+        self
+    }
+
+    pub fn table(mut self, table: &TableName) -> Self {
+        self.table = Some(table.clone());
+        self
+    }
+
+    pub fn severity(mut self, severity: Severity) -> Self {
+        self.severity = Some(severity);
+        self
+    }
+
+    pub fn at_line(mut self, line: usize) -> Self {
+        self.line = Some(line);
+        self
+    }
+}
+
+/// `ACCESS EXCLUSIVE on orders (blocks all reads and writes) while it rewrites the table`.
+pub fn describe_lock(effect: &TableEffect) -> String {
+    let duration = if effect.rewrite {
+        ", for the whole table rewrite"
+    } else if effect.scan {
+        ", for a full scan of the table"
+    } else {
+        ", briefly once granted (but queued behind running transactions)"
+    };
+    format!(
+        "{} on {}: {}{}",
+        effect.lock,
+        effect.table,
+        effect.lock.blocks(),
+        duration
+    )
+}
+
+/// Whether two statements share a transaction.
+pub fn same_transaction(a: &Statement, b: &Statement) -> bool {
+    match (a.transaction, b.transaction) {
+        (TransactionState::None, _) | (_, TransactionState::None) => false,
+        (left, right) => left == right,
+    }
+}
+
+/// Whether a WHERE clause bounds a statement to one batch of `key_columns`: a key equality, a key range with
+/// both ends, `key IN (list)` or `key IN (SELECT … LIMIT n)`, in any conjunct. `qualifier` is the target
+/// table's name or alias; a column qualified with another relation's name does not count.
+pub fn bounds_a_batch(
+    where_clause: Option<&Node>,
+    key_columns: &[String],
+    qualifier: &str,
+) -> bool {
+    let Some(where_clause) = where_clause else {
+        return false;
+    };
+    let mut conjuncts = Vec::new();
+    collect_conjuncts(where_clause, &mut conjuncts);
+    let is_key = |node: &Node| {
+        column_reference(node).is_some_and(|(table, column)| {
+            key_columns.iter().any(|key| key == column)
+                && table.is_none_or(|table| table == qualifier)
+        })
+    };
+    let mut lower = false;
+    let mut upper = false;
+    for conjunct in conjuncts {
+        match conjunct.node.as_ref() {
+            Some(NodeEnum::AExpr(expr)) => {
+                let (Some(left), right) = (expr.lexpr.as_deref(), expr.rexpr.as_deref()) else {
+                    continue;
+                };
+                let kind = expr.kind;
+                use tidegate_sql::syntax::protobuf::AExprKind;
+                if kind == AExprKind::AexprBetween as i32
+                    || kind == AExprKind::AexprBetweenSym as i32
+                {
+                    if is_key(left) {
+                        return true;
+                    }
+                    continue;
+                }
+                if kind == AExprKind::AexprIn as i32 {
+                    if is_key(left) {
+                        return true;
+                    }
+                    continue;
+                }
+                if kind == AExprKind::AexprOpAny as i32 && is_key(left) {
+                    return true;
+                }
+                if kind != AExprKind::AexprOp as i32 {
+                    continue;
+                }
+                let Some(right) = right else { continue };
+                let operator = operator_name(expr).unwrap_or_default();
+                let (operator, constant_on_right) = if is_key(left) && is_constant(right) {
+                    (operator, true)
+                } else if is_key(right) && is_constant(left) {
+                    (operator, false)
+                } else {
+                    continue;
+                };
+                match (operator, constant_on_right) {
+                    ("=", _) => return true,
+                    (">" | ">=", true) | ("<" | "<=", false) => lower = true,
+                    ("<" | "<=", true) | (">" | ">=", false) => upper = true,
+                    _ => {}
+                }
+            }
+            Some(NodeEnum::SubLink(link)) => {
+                // key IN (SELECT key FROM … LIMIT n)
+                let limited = link.subselect.as_deref().is_some_and(|select| {
+                    matches!(select.node.as_ref(), Some(NodeEnum::SelectStmt(s)) if s.limit_count.is_some())
+                });
+                if limited && link.testexpr.as_deref().is_some_and(is_key) {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    lower && upper
+}
+
+fn collect_conjuncts<'n>(node: &'n Node, out: &mut Vec<&'n Node>) {
+    if let Some(NodeEnum::BoolExpr(expr)) = node.node.as_ref() {
+        if expr.boolop == tidegate_sql::syntax::protobuf::BoolExprType::AndExpr as i32 {
+            for arg in &expr.args {
+                collect_conjuncts(arg, out);
+            }
+            return;
+        }
+    }
+    out.push(node);
+}
+
+/// The help text shared by the data-change rules.
+pub const BATCH_HELP: &str = "run the data change as a batched, throttled backfill instead: `tidegate backfill` (or let `tidegate apply` split it out of the migration), or bound each statement to one key range (`WHERE id >= $1 AND id < $2`)";
+
+/// The `ColumnDef` an `ALTER TABLE … ADD COLUMN <column>` statement adds.
+pub fn added_column<'s>(
+    statement: &'s Statement,
+    column: &str,
+) -> Option<&'s tidegate_sql::syntax::protobuf::ColumnDef> {
+    let Some(NodeEnum::AlterTableStmt(alter)) = &statement.node else {
+        return None;
+    };
+    alter
+        .cmds
+        .iter()
+        .find_map(|command| match command.node.as_ref() {
+            Some(NodeEnum::AlterTableCmd(command)) => match command.def.as_deref()?.node.as_ref() {
+                Some(NodeEnum::ColumnDef(definition)) if definition.colname == column => {
+                    Some(&**definition)
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+}
+
+/// For each statement, whether the session setting `name` (`lock_timeout`, `statement_timeout`) is set to a
+/// non-zero value when the statement runs. Follows `SET`, `SET LOCAL` (until the transaction ends), `RESET`
+/// and `SET … TO DEFAULT`.
+pub fn setting_in_effect(statements: &[Statement], name: &str) -> Vec<bool> {
+    use tidegate_sql::syntax::protobuf::VariableSetKind;
+    let mut session = false;
+    let mut local: Option<Option<u32>> = None;
+    let mut in_effect = Vec::with_capacity(statements.len());
+    for statement in statements {
+        if let Some(Some(transaction)) = local {
+            if statement.transaction.id() != Some(transaction) {
+                local = None;
+            }
+        }
+        in_effect.push(session || local.is_some());
+        let Some(NodeEnum::VariableSetStmt(set)) = &statement.node else {
+            continue;
+        };
+        let applies = set.name.eq_ignore_ascii_case(name)
+            || (set.kind == VariableSetKind::VarResetAll as i32);
+        if !applies {
+            continue;
+        }
+        let enabled = set.kind == VariableSetKind::VarSetValue as i32
+            && set.args.first().is_some_and(|arg| {
+                let zero = tidegate_sql::syntax::integer_value(arg) == Some(0)
+                    || tidegate_sql::syntax::string_constant(arg).is_some_and(|value| {
+                        value.trim() == "0"
+                            || value.trim().starts_with("0 ")
+                            || value.trim() == "0ms"
+                            || value.trim() == "0s"
+                    });
+                !zero
+            });
+        if set.is_local {
+            local = enabled.then_some(statement.transaction.id());
+        } else {
+            session = enabled;
+            if !enabled {
+                local = None;
+            }
+        }
+    }
+    in_effect
+}
+
+/// The column definitions a statement introduces: CREATE TABLE columns, ADD COLUMN and ALTER COLUMN TYPE.
+pub fn column_definitions(statement: &Statement) -> Vec<(String, tidegate_sql::ColumnType, bool)> {
+    let mut columns = Vec::new();
+    let mut push = |name: &str, definition: &tidegate_sql::syntax::protobuf::ColumnDef| {
+        if let Some(type_name) = &definition.type_name {
+            let primary_key = definition.constraints.iter().any(|constraint| {
+                matches!(constraint.node.as_ref(), Some(NodeEnum::Constraint(c))
+                    if c.contype == tidegate_sql::syntax::protobuf::ConstrType::ConstrPrimary as i32
+                        || c.contype == tidegate_sql::syntax::protobuf::ConstrType::ConstrIdentity as i32)
+            });
+            columns.push((
+                name.to_string(),
+                tidegate_sql::ColumnType::from_type_name(type_name),
+                primary_key,
+            ));
+        }
+    };
+    match &statement.node {
+        Some(NodeEnum::CreateStmt(create)) => {
+            for element in &create.table_elts {
+                if let Some(NodeEnum::ColumnDef(definition)) = element.node.as_ref() {
+                    push(&definition.colname, definition);
+                }
+            }
+        }
+        Some(NodeEnum::AlterTableStmt(alter)) => {
+            for command in &alter.cmds {
+                if let Some(NodeEnum::AlterTableCmd(command)) = command.node.as_ref() {
+                    if let Some(NodeEnum::ColumnDef(definition)) =
+                        command.def.as_deref().and_then(|def| def.node.as_ref())
+                    {
+                        let name = if definition.colname.is_empty() {
+                            &command.name
+                        } else {
+                            &definition.colname
+                        };
+                        push(name, definition);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    columns
+}

@@ -1,0 +1,239 @@
+//! Running the rules: a [`Session`] lints the migrations of one directory in order, carrying the catalog.
+
+use serde::Serialize;
+use tidegate_sql::{
+    analyze, parse_source, AnalyzedMigration, Catalog, MigrationSettings, ParsedSource, TableName,
+};
+
+use crate::config::{Config, RuleSetting};
+use crate::context::{Context, Violation};
+use crate::registry::registry;
+use crate::rules::invalid_suppression::InvalidSuppression;
+use crate::stats::TableStats;
+use crate::suppression::Suppressions;
+use crate::Severity;
+
+/// One finding, with everything every output format needs. Positions are 1-based; `end_*` is inclusive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub severity: Severity,
+    pub path: String,
+    pub line: usize,
+    pub column: usize,
+    pub end_line: usize,
+    pub end_column: usize,
+    pub message: String,
+    pub help: Option<String>,
+    pub lock: Option<String>,
+    /// The source lines of the statement (at most the first five), for snippets.
+    #[serde(skip)]
+    pub snippet: Vec<String>,
+}
+
+/// The findings of one file.
+#[derive(Debug, Clone, Default)]
+pub struct FileReport {
+    pub path: String,
+    pub statements: usize,
+    pub findings: Vec<Finding>,
+}
+
+/// Lints migrations in order, replaying each into a catalog so later ones are judged with context.
+pub struct Session<'a> {
+    config: &'a Config,
+    stats: Option<&'a TableStats>,
+    catalog: Catalog,
+}
+
+impl<'a> Session<'a> {
+    pub fn new(config: &'a Config, stats: Option<&'a TableStats>) -> Self {
+        Self {
+            config,
+            stats,
+            catalog: Catalog::new(),
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    fn settings(&self, framework_transaction: bool) -> MigrationSettings {
+        MigrationSettings {
+            pg_version: self.config.pg_version,
+            framework_transaction: self
+                .config
+                .assume_in_transaction
+                .unwrap_or(framework_transaction),
+        }
+    }
+
+    /// Replays an earlier migration into the catalog without linting it.
+    pub fn replay(&mut self, sql: &str, framework_transaction: bool) {
+        self.replay_parsed(parse_source(sql), framework_transaction);
+    }
+
+    pub fn replay_parsed(&mut self, parsed: ParsedSource, framework_transaction: bool) {
+        let settings = self.settings(framework_transaction);
+        analyze(parsed, settings, &mut self.catalog);
+    }
+
+    /// Lints one migration's SQL (then keeps its schema changes in the catalog).
+    pub fn lint(&mut self, path: &str, sql: &str, framework_transaction: bool) -> FileReport {
+        self.lint_parsed(path, sql, parse_source(sql), framework_transaction)
+    }
+
+    /// Lints an already parsed migration (parse files in parallel, lint them in order). `sql` is the text
+    /// `parsed` came from.
+    pub fn lint_parsed(
+        &mut self,
+        path: &str,
+        sql: &str,
+        parsed: ParsedSource,
+        framework_transaction: bool,
+    ) -> FileReport {
+        let settings = self.settings(framework_transaction);
+        let migration = analyze(parsed, settings, &mut self.catalog);
+        let findings = self.check(path, sql, &migration);
+        FileReport {
+            path: path.to_string(),
+            statements: migration.statements().len(),
+            findings,
+        }
+    }
+
+    fn check(&self, path: &str, sql: &str, migration: &AnalyzedMigration) -> Vec<Finding> {
+        let context = Context {
+            migration,
+            catalog: &self.catalog,
+            pg_version: self.config.pg_version,
+        };
+        let suppressions = Suppressions::collect(&migration.parsed);
+        let mut findings = Vec::new();
+        let mut violations = Vec::new();
+        for rule in registry() {
+            let doc = rule.doc();
+            let Some(severity) = self.config.severity_of(doc.id, doc.default_severity) else {
+                continue;
+            };
+            violations.clear();
+            rule.check(&context, &mut violations);
+            for violation in violations.drain(..) {
+                if suppressions.is_suppressed(doc.id, violation.statement) {
+                    continue;
+                }
+                // An explicit severity in the configuration wins; otherwise a rule may raise or lower its own.
+                let severity = match self.config.rules.get(doc.id) {
+                    Some(RuleSetting::Severity(configured)) => *configured,
+                    _ => violation.severity.unwrap_or(severity),
+                };
+                let severity =
+                    self.adjust_for_size(doc.size_sensitive, severity, violation.table.as_ref());
+                let (severity, message) = severity;
+                findings
+                    .push(self.finding(doc.id, severity, path, sql, migration, violation, message));
+            }
+        }
+        if let Some(severity) = self.config.severity_of(
+            InvalidSuppression::DOC.id,
+            InvalidSuppression::DOC.default_severity,
+        ) {
+            let line_index = &migration.parsed.line_index;
+            for (line, message) in &suppressions.problems {
+                let text = line_index.line_text(sql, *line);
+                findings.push(Finding {
+                    rule: InvalidSuppression::DOC.id,
+                    severity,
+                    path: path.to_string(),
+                    line: *line,
+                    column: 1,
+                    end_line: *line,
+                    end_column: text.chars().count().max(1),
+                    message: message.clone(),
+                    help: Some(
+                        "write `-- tidegate:ignore RULE[,RULE] reason`, with a rule from `tidegate lint --rules`"
+                            .into(),
+                    ),
+                    lock: None,
+                    snippet: vec![text.to_string()],
+                });
+            }
+        }
+        findings.sort_by(|a, b| {
+            (a.line, a.column, b.severity, a.rule).cmp(&(b.line, b.column, a.severity, b.rule))
+        });
+        findings
+    }
+
+    /// With stats, a size-sensitive hazard on a table below `small_table_rows` becomes info.
+    fn adjust_for_size(
+        &self,
+        size_sensitive: bool,
+        severity: Severity,
+        table: Option<&TableName>,
+    ) -> (Severity, Option<String>) {
+        let (Some(stats), Some(table), true) = (self.stats, table, size_sensitive) else {
+            return (severity, None);
+        };
+        match stats.get(table) {
+            Some(stat) if stat.rows < self.config.small_table_rows => (
+                Severity::Info,
+                Some(format!(
+                    " (reported as info: {table} has {} rows per the stats file, below small_table_rows = {})",
+                    stat.rows, self.config.small_table_rows
+                )),
+            ),
+            _ => (severity, None),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finding(
+        &self,
+        rule: &'static str,
+        severity: Severity,
+        path: &str,
+        sql: &str,
+        migration: &AnalyzedMigration,
+        violation: Violation,
+        size_note: Option<String>,
+    ) -> Finding {
+        let statement = &migration.statements()[violation.statement];
+        let span = &statement.span;
+        let line_index = &migration.parsed.line_index;
+        let (line, column, end_line, end_column) = match violation.line {
+            Some(line) => {
+                let text = line_index.line_text(sql, line);
+                let indent = text.chars().take_while(|c| c.is_whitespace()).count();
+                (line, indent + 1, line, text.chars().count().max(1))
+            }
+            None => (
+                span.start.line,
+                span.start.column,
+                span.end.line,
+                span.end.column,
+            ),
+        };
+        let snippet = (line..=end_line.min(line + 4))
+            .map(|line| line_index.line_text(sql, line).to_string())
+            .collect();
+        let mut message = violation.message;
+        if let Some(note) = size_note {
+            message.push_str(&note);
+        }
+        Finding {
+            rule,
+            severity,
+            path: path.to_string(),
+            line,
+            column,
+            end_line,
+            end_column,
+            message,
+            help: violation.help,
+            lock: violation.lock,
+            snippet,
+        }
+    }
+}

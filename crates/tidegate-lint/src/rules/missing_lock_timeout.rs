@@ -1,0 +1,74 @@
+use crate::context::{setting_in_effect, Context, Violation};
+use crate::registry::{declare_rule, Rule, RuleDoc};
+
+declare_rule! {
+    /// ## What it does
+    /// Flags the first statement of a migration that requests a lock blocking application traffic (SHARE or
+    /// stronger) on a pre-existing table while no `lock_timeout` is set.
+    ///
+    /// ## Why is this bad?
+    /// A lock request waits behind every transaction already holding a conflicting lock (a long report, an idle
+    /// transaction left open by a worker). While it waits, every new query on the table queues behind it, even
+    /// plain SELECTs when the request is ACCESS EXCLUSIVE. A DDL statement that would take milliseconds turns
+    /// into an outage lasting as long as the longest transaction. A `lock_timeout` makes the statement give up
+    /// instead, and it can be retried.
+    ///
+    /// ## Lock taken
+    /// Whatever the statement takes; the hazard is the time spent waiting for it.
+    ///
+    /// ## PostgreSQL versions
+    /// All.
+    ///
+    /// ## Example
+    /// ```sql
+    /// ALTER TABLE orders ADD COLUMN note text;
+    /// ```
+    ///
+    /// ## Use instead
+    /// ```sql
+    /// SET lock_timeout = '2s';
+    /// ALTER TABLE orders ADD COLUMN note text;
+    /// ```
+    /// `tidegate apply` sets a lock_timeout and retries with backoff for you.
+    pub struct MissingLockTimeout {
+        id: "missing-lock-timeout",
+        severity: Warning,
+        summary: "A blocking lock on a pre-existing table requested with no lock_timeout set",
+        size_sensitive: false,
+    }
+}
+
+impl Rule for MissingLockTimeout {
+    fn doc(&self) -> &'static RuleDoc {
+        &Self::DOC
+    }
+
+    fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
+        let statements = context.statements();
+        let in_effect = setting_in_effect(statements, "lock_timeout");
+        for statement in statements {
+            if in_effect[statement.index] {
+                continue;
+            }
+            let blocking = statement
+                .effects
+                .iter()
+                .find(|effect| effect.origin.is_pre_existing() && effect.lock.blocks_writes());
+            if let Some(effect) = blocking {
+                violations.push(
+                    Violation::new(
+                        statement,
+                        format!(
+                            "{} on {} is requested with no lock_timeout: while it waits for running transactions, every query on {} queues behind it",
+                            effect.lock, effect.table, effect.table
+                        ),
+                    )
+                    .help("start the migration with `SET lock_timeout = '2s';` (and retry on timeout), or run it with `tidegate apply`, which does both")
+                    .effect(effect),
+                );
+                // One finding per migration: the fix (one SET at the top) covers every statement.
+                return;
+            }
+        }
+    }
+}

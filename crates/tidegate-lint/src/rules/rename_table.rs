@@ -1,0 +1,70 @@
+use tidegate_sql::{AlterSubcommand, Operation};
+
+use crate::context::{Context, Violation};
+use crate::registry::{declare_rule, Rule, RuleDoc};
+
+declare_rule! {
+    /// ## What it does
+    /// Flags `ALTER TABLE … RENAME TO` on a pre-existing table.
+    ///
+    /// ## Why is this bad?
+    /// Running application code refers to the table by its old name; from the commit on, all of its queries on
+    /// the table fail until the new code is deployed everywhere.
+    ///
+    /// ## Lock taken
+    /// ACCESS EXCLUSIVE (brief once granted).
+    ///
+    /// ## PostgreSQL versions
+    /// All.
+    ///
+    /// ## Example
+    /// ```sql
+    /// ALTER TABLE orders RENAME TO purchases;
+    /// ```
+    ///
+    /// ## Use instead
+    /// Rename, and keep the old name working with an updatable view until every reader has moved:
+    /// ```sql
+    /// BEGIN;
+    /// ALTER TABLE orders RENAME TO purchases;
+    /// CREATE VIEW orders AS SELECT * FROM purchases;
+    /// COMMIT;
+    /// ```
+    pub struct RenameTable {
+        id: "rename-table",
+        severity: Error,
+        summary: "RENAME TABLE breaks running code that uses the old name",
+        size_sensitive: false,
+    }
+}
+
+impl Rule for RenameTable {
+    fn doc(&self) -> &'static RuleDoc {
+        &Self::DOC
+    }
+
+    fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
+        let statements = context.statements();
+        for (statement, effect) in context.pre_existing_effects() {
+            if effect.operation != Operation::AlterTable(AlterSubcommand::RenameTable) {
+                continue;
+            }
+            // The documented fix: a view with the old name created right after, in the same transaction.
+            let old_name = &effect.table.name;
+            let bridged = statements[statement.index + 1..].iter().any(|later| {
+                crate::context::same_transaction(statement, later)
+                    && matches!(&later.node, Some(tidegate_sql::syntax::NodeEnum::ViewStmt(view))
+                        if view.view.as_ref().is_some_and(|v| &v.relname == old_name))
+            });
+            if bridged {
+                continue;
+            }
+            let new_name = effect.object.as_deref().unwrap_or_default();
+            violations.push(
+                Violation::new(statement, format!("renaming {} to {new_name} breaks every running query that uses the old name", effect.table))
+                    .help(format!("in the same transaction, CREATE VIEW {old_name} AS SELECT * FROM {new_name}; drop the view once no code uses the old name"))
+                    .effect(effect),
+            );
+        }
+    }
+}

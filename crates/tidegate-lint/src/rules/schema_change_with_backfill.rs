@@ -1,0 +1,150 @@
+use tidegate_sql::{Operation, Statement, StatementKind, TableEffect};
+
+use crate::context::{describe_lock, same_transaction, Context, Violation, BATCH_HELP};
+use crate::registry::{declare_rule, Rule, RuleDoc};
+
+declare_rule! {
+    /// ## What it does
+    /// Flags a migration that changes a pre-existing table's schema (ALTER TABLE, CREATE INDEX, constraints, …)
+    /// and also changes its data (UPDATE, DELETE, MERGE, INSERT … SELECT).
+    ///
+    /// ## Why is this bad?
+    /// This is the incident pattern: `ALTER TABLE orders ADD COLUMN …; UPDATE orders SET …;`. When both run in
+    /// one transaction, the ALTER's ACCESS EXCLUSIVE lock is held until the UPDATE has rewritten every row:
+    /// every read and write of the table waits for the whole backfill (minutes to hours on a large table), and
+    /// the application's connection pool fills up behind it. Even in separate transactions the release couples
+    /// the schema change with a full-table data change: the deploy waits on the backfill, a slow backfill
+    /// blocks the deploy, and a failure half-way leaves schema and data out of step.
+    ///
+    /// ## Lock taken
+    /// The DDL's lock (ACCESS EXCLUSIVE for most ALTER TABLE forms) held through the DML when they share a
+    /// transaction, plus a row lock on every changed row.
+    ///
+    /// ## PostgreSQL versions
+    /// All.
+    ///
+    /// ## Example
+    /// ```sql
+    /// ALTER TABLE orders ADD COLUMN order_status_v2 VARCHAR(20);
+    /// UPDATE orders SET order_status_v2 = order_status;
+    /// ```
+    ///
+    /// ## Use instead
+    /// Ship the schema change alone, then backfill in batches outside the migration:
+    /// ```sql
+    /// -- migration: schema only
+    /// ALTER TABLE orders ADD COLUMN order_status_v2 VARCHAR(20);
+    /// ```
+    /// ```console
+    /// $ tidegate backfill --table orders --set 'order_status_v2 = order_status' --where 'order_status_v2 IS NULL'
+    /// ```
+    /// `tidegate apply` splits such a migration into a schema phase and a batched data phase for you.
+    pub struct SchemaChangeWithBackfill {
+        id: "schema-change-with-backfill",
+        severity: Error,
+        summary: "DDL and a data change on the same pre-existing table in one migration",
+        size_sensitive: true,
+    }
+}
+
+fn is_schema_change(effect: &TableEffect) -> bool {
+    !matches!(
+        effect.operation,
+        Operation::Select
+            | Operation::Insert
+            | Operation::Update
+            | Operation::Delete
+            | Operation::Merge
+            | Operation::CopyFrom
+            | Operation::LockTable(_)
+            | Operation::Analyze
+            | Operation::Vacuum { full: false }
+            | Operation::ForeignKeyReferenced { .. }
+    )
+}
+
+/// The data change a statement makes to a table, if it is a bulk one (INSERT … VALUES is seed data, not a
+/// backfill).
+fn bulk_data_change(statement: &Statement) -> Option<(&TableEffect, &'static str)> {
+    if statement.kind != StatementKind::Dml {
+        return None;
+    }
+    let target = statement.effects.first()?;
+    let verb = match target.operation {
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Merge => "MERGE",
+        Operation::Insert
+            if statement
+                .effects
+                .iter()
+                .any(|effect| effect.operation == Operation::Select) =>
+        {
+            "INSERT … SELECT"
+        }
+        _ => return None,
+    };
+    target.origin.is_pre_existing().then_some((target, verb))
+}
+
+impl Rule for SchemaChangeWithBackfill {
+    fn doc(&self) -> &'static RuleDoc {
+        &Self::DOC
+    }
+
+    fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
+        let statements = context.statements();
+        for statement in statements {
+            let Some((target, verb)) = bulk_data_change(statement) else {
+                continue;
+            };
+            let schema_changes: Vec<(&Statement, &TableEffect)> = statements
+                .iter()
+                .flat_map(|other| other.effects.iter().map(move |effect| (other, effect)))
+                .filter(|(other, effect)| {
+                    other.index != statement.index
+                        && effect.table.key() == target.table.key()
+                        && effect.origin.is_pre_existing()
+                        && is_schema_change(effect)
+                })
+                .collect();
+            let Some(&(ddl, ddl_effect)) = schema_changes
+                .iter()
+                .find(|(ddl, _)| ddl.index < statement.index && same_transaction(ddl, statement))
+                .or_else(|| schema_changes.first())
+            else {
+                continue;
+            };
+            let ddl_line = ddl.span.start.line;
+            let message = if ddl.index < statement.index && same_transaction(ddl, statement) {
+                format!(
+                    "{verb} on {table} runs in the same transaction as the schema change on line {ddl_line}: its {lock} lock is held until the {verb} has finished with every row it touches",
+                    table = target.table,
+                    lock = ddl_effect.lock,
+                )
+            } else {
+                format!(
+                    "{verb} on {table} is in the same migration as a schema change to it (line {ddl_line}): the release waits on a full-table data change, and a failure leaves schema and data out of step",
+                    table = target.table,
+                )
+            };
+            let mut violation = Violation::new(statement, message)
+                .help(format!("move the data change out of the migration: ship the schema change alone, then {BATCH_HELP}"))
+                .table(&target.table);
+            violation.lock = Some(
+                if same_transaction(ddl, statement) && ddl.index < statement.index {
+                    describe_lock(ddl_effect).replace(
+                        ", briefly once granted (but queued behind running transactions)",
+                        ", held through the data change",
+                    )
+                } else {
+                    format!(
+                        "ROW EXCLUSIVE on {} plus a lock on every changed row until commit",
+                        target.table
+                    )
+                },
+            );
+            violations.push(violation);
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Table statistics (`--stats FILE`): how big each table is, so hazards on small tables can be reported as info.
+//!
+//! The file is JSON, written by `tidegate plan --write-stats` or by hand:
+//!
+//! ```json
+//! {
+//!   "version": 1,
+//!   "tables": {
+//!     "public.orders": { "rows": 48000000, "bytes": 21474836480 },
+//!     "public.feature_flags": { "rows": 12 }
+//!   }
+//! }
+//! ```
+//!
+//! Keys are `schema.table` (an unqualified key means `public`); `rows` is required (an estimate such as
+//! `pg_class.reltuples` is fine), `bytes` is optional.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use tidegate_sql::TableName;
+
+/// The size of one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct TableStat {
+    pub rows: u64,
+    #[serde(default)]
+    pub bytes: Option<u64>,
+}
+
+/// Table sizes by table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TableStats {
+    tables: HashMap<(String, String), TableStat>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error("the stats file is not valid: {0}; expected {{\"version\": 1, \"tables\": {{\"schema.table\": {{\"rows\": N}}}}}}")]
+    Invalid(String),
+    #[error("the stats file has version {0}; this tidegate reads version 1")]
+    Version(u32),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsFile {
+    version: u32,
+    tables: HashMap<String, TableStat>,
+}
+
+impl TableStats {
+    pub fn from_json(text: &str) -> Result<TableStats, StatsError> {
+        let file: StatsFile =
+            serde_json::from_str(text).map_err(|error| StatsError::Invalid(error.to_string()))?;
+        if file.version != 1 {
+            return Err(StatsError::Version(file.version));
+        }
+        let tables = file
+            .tables
+            .into_iter()
+            .map(|(name, stat)| {
+                let table = match name.split_once('.') {
+                    Some((schema, table)) => TableName::new(Some(schema), table),
+                    None => TableName::new(None, &name),
+                };
+                (table.key(), stat)
+            })
+            .collect();
+        Ok(TableStats { tables })
+    }
+
+    pub fn get(&self, table: &TableName) -> Option<TableStat> {
+        self.tables.get(&table.key()).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_documented_format() {
+        let stats = TableStats::from_json(
+            r#"{"version":1,"tables":{"public.orders":{"rows":48000000,"bytes":1},"flags":{"rows":12}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            stats.get(&TableName::new(None, "orders")).unwrap().rows,
+            48_000_000
+        );
+        assert_eq!(
+            stats
+                .get(&TableName::new(Some("public"), "flags"))
+                .unwrap()
+                .rows,
+            12
+        );
+        assert!(TableStats::from_json(r#"{"version":2,"tables":{}}"#).is_err());
+        assert!(TableStats::from_json("not json").is_err());
+    }
+}

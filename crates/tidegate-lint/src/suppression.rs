@@ -1,0 +1,113 @@
+//! Inline suppressions: `-- tidegate:ignore RULE[,RULE] reason` silences those rules on the next statement;
+//! `-- tidegate:ignore-file RULE[,RULE] reason` silences them in the whole file. A suppression without a reason,
+//! or naming an unknown rule, is itself reported (rule `invalid-suppression`), so silencing stays deliberate.
+
+use std::collections::{HashMap, HashSet};
+
+use tidegate_sql::{Comment, ParsedSource};
+
+use crate::registry::{find_rule, suggest_rule};
+
+#[derive(Debug, Default)]
+pub struct Suppressions {
+    file: HashSet<String>,
+    statements: HashMap<usize, HashSet<String>>,
+    /// (line, message) of malformed directives.
+    pub problems: Vec<(usize, String)>,
+}
+
+impl Suppressions {
+    pub fn collect(parsed: &ParsedSource) -> Suppressions {
+        let mut suppressions = Suppressions::default();
+        for statement in &parsed.statements {
+            for comment in &statement.leading_comments {
+                suppressions.read(comment, Some(statement.index));
+            }
+        }
+        for comment in &parsed.trailing_comments {
+            suppressions.read(comment, None);
+        }
+        suppressions
+    }
+
+    pub fn is_suppressed(&self, rule: &str, statement: usize) -> bool {
+        self.file.contains(rule)
+            || self
+                .statements
+                .get(&statement)
+                .is_some_and(|rules| rules.contains(rule))
+    }
+
+    fn read(&mut self, comment: &Comment, next_statement: Option<usize>) {
+        let text = comment.text.as_str();
+        let (whole_file, rest) = if let Some(rest) = text.strip_prefix("tidegate:ignore-file") {
+            (true, rest)
+        } else if let Some(rest) = text.strip_prefix("tidegate:ignore") {
+            (false, rest)
+        } else {
+            return;
+        };
+        let directive = if whole_file {
+            "tidegate:ignore-file"
+        } else {
+            "tidegate:ignore"
+        };
+        if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+            self.problems.push((
+                comment.line,
+                format!("`{directive}{rest}` is not a tidegate directive; write `-- {directive} RULE reason`"),
+            ));
+            return;
+        }
+        let rest = rest.trim();
+        let (rule_list, reason) = rest
+            .split_once(char::is_whitespace)
+            .map_or((rest, ""), |(rules, reason)| (rules, reason.trim()));
+        if rule_list.is_empty() {
+            self.problems.push((
+                comment.line,
+                format!("`{directive}` names no rule; write `-- {directive} RULE reason`"),
+            ));
+            return;
+        }
+        let mut rules = Vec::new();
+        for rule in rule_list
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            if find_rule(rule).is_some() {
+                rules.push(rule.to_string());
+            } else {
+                let suggestions = suggest_rule(rule);
+                let hint = if suggestions.is_empty() {
+                    "`tidegate lint --rules` lists the rules".to_string()
+                } else {
+                    format!("did you mean `{}`?", suggestions.join("`, `"))
+                };
+                self.problems.push((
+                    comment.line,
+                    format!("`{directive}` names unknown rule `{rule}`: {hint}"),
+                ));
+            }
+        }
+        if reason.is_empty() {
+            self.problems.push((
+                comment.line,
+                format!(
+                    "`{directive} {rule_list}` gives no reason; say why the hazard is acceptable here (the suppression still applies)"
+                ),
+            ));
+        }
+        if whole_file {
+            self.file.extend(rules);
+        } else if let Some(statement) = next_statement {
+            self.statements.entry(statement).or_default().extend(rules);
+        } else {
+            self.problems.push((
+                comment.line,
+                format!("`{directive}` is not followed by any statement; it silences nothing"),
+            ));
+        }
+    }
+}

@@ -1,0 +1,600 @@
+//! Runs an [`ApplyPlan`](super::ApplyPlan) against a database: the I/O edge of `apply`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tidegate_db::blockers::Blocker;
+use tidegate_db::connect::{describe, ConnectionConfig};
+use tidegate_lint::Config;
+use tidegate_sql::discovery::Layout;
+use tokio_postgres::Client;
+
+use super::phases::{Phase, PhaseKind};
+use super::{load, plan, sql, AppliedRecord, ApplyError, ApplyPlan, PlannedMigration};
+use crate::engine::{self, BackfillOptions, EventSink, RunEnd, RunTarget, StopHandle};
+use crate::pacing::{utc_second_of_day, Window};
+use crate::retry::RetryPolicy;
+use crate::schema_phase::{run_schema_phase, SchemaEvent, SchemaPhaseOptions, SchemaStatement};
+use crate::state;
+
+/// Everything that shapes an apply besides the directory.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// How long any schema statement may wait for its lock. Never unbounded.
+    pub lock_timeout: Duration,
+    pub statement_timeout: Duration,
+    /// Retries of a schema phase after a lock timeout.
+    pub retries: u32,
+    /// How long to wait for another apply's lock before failing.
+    pub lock_wait: Duration,
+    /// Start migrations only inside this daily UTC window.
+    pub window: Option<Window>,
+    pub allow_unbatched: bool,
+    pub dry_run: bool,
+    pub layout: Option<Layout>,
+    pub lint: Config,
+    pub backfill: BackfillOptions,
+    /// Ctrl-C: a running backfill phase stops after its batch and stays resumable.
+    pub stop: StopHandle,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        Self {
+            lock_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(600),
+            retries: 10,
+            lock_wait: Duration::from_secs(30),
+            window: None,
+            allow_unbatched: false,
+            dry_run: false,
+            layout: None,
+            lint: Config::default(),
+            backfill: BackfillOptions::default(),
+            stop: StopHandle::default(),
+        }
+    }
+}
+
+/// What apply reports as it goes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ApplyEvent {
+    Planned {
+        applied: usize,
+        pending: usize,
+    },
+    WaitingForWindow {
+        opens_in_s: u64,
+    },
+    MigrationStarted {
+        version: String,
+        name: String,
+        phases: usize,
+    },
+    PhaseStarted {
+        version: String,
+        phase: usize,
+        kind: &'static str,
+        statements: usize,
+    },
+    PhaseSkipped {
+        version: String,
+        phase: usize,
+        reason: String,
+    },
+    LockTimedOut {
+        version: String,
+        phase: usize,
+        attempt: u32,
+        statement: String,
+        blockers: Vec<Blocker>,
+        retry_in_ms: Option<u64>,
+    },
+    DroppedInvalidIndex {
+        version: String,
+        phase: usize,
+        index: String,
+    },
+    Backfill {
+        version: String,
+        phase: usize,
+        detail: serde_json::Value,
+    },
+    PhaseDone {
+        version: String,
+        phase: usize,
+        elapsed_ms: u64,
+    },
+    MigrationApplied {
+        version: String,
+        name: String,
+        duration_ms: u64,
+    },
+    MigrationFailed {
+        version: String,
+        phase: usize,
+        error: String,
+    },
+}
+
+pub type ApplySink = Arc<dyn Fn(&ApplyEvent) + Send + Sync>;
+
+/// How an apply ended well.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplySummary {
+    pub plan: ApplyPlan,
+    /// Versions applied by this run (empty for a dry run, or when nothing was pending).
+    pub applied_now: Vec<String>,
+    pub dry_run: bool,
+}
+
+fn database(context: &str) -> impl Fn(tokio_postgres::Error) -> ApplyError + '_ {
+    move |error| ApplyError::Database(format!("{context}: {}", describe(&error)))
+}
+
+/// Plans, then (unless a dry run) applies every pending migration of `dir`.
+pub async fn apply(
+    config: &ConnectionConfig,
+    dir: &Path,
+    options: ApplyOptions,
+    sink: ApplySink,
+) -> Result<ApplySummary, ApplyError> {
+    let (layout, sources) = load(dir, options.layout)?;
+    let mut client = config
+        .connect()
+        .await
+        .map_err(|error| ApplyError::Database(error.to_string()))?;
+
+    if options.dry_run {
+        // Changes nothing: reads the history if there is one, plans, returns.
+        let history = read_history(&client).await?;
+        let plan = plan(
+            dir,
+            layout,
+            &sources,
+            &history,
+            &options.lint,
+            options.allow_unbatched,
+        )?;
+        sink(&ApplyEvent::Planned {
+            applied: plan.applied.len(),
+            pending: plan.pending.len(),
+        });
+        return Ok(ApplySummary {
+            plan,
+            applied_now: Vec::new(),
+            dry_run: true,
+        });
+    }
+
+    let read_only: bool = client
+        .query_one(sql::READ_ONLY, &[])
+        .await
+        .map_err(database("checking the connection"))?
+        .get(0);
+    if read_only {
+        return Err(ApplyError::ReadOnly);
+    }
+    state::ensure_schema(&mut client)
+        .await
+        .map_err(|error| ApplyError::Database(format!("preparing the tidegate schema: {error}")))?;
+    take_apply_lock(&client, options.lock_wait).await?;
+    let result = apply_locked(config, &client, dir, layout, &sources, &options, &sink).await;
+    // The lock is a session lock: released here, or by the server when the connection ends.
+    let _ = client.query_one(sql::RELEASE_APPLY_LOCK, &[]).await;
+    result
+}
+
+async fn apply_locked(
+    config: &ConnectionConfig,
+    client: &Client,
+    dir: &Path,
+    layout: Layout,
+    sources: &[super::MigrationSource],
+    options: &ApplyOptions,
+    sink: &ApplySink,
+) -> Result<ApplySummary, ApplyError> {
+    // Read the history under the lock: another apply may have just finished.
+    let history = read_history(client).await?;
+    let plan = plan(
+        dir,
+        layout,
+        sources,
+        &history,
+        &options.lint,
+        options.allow_unbatched,
+    )?;
+    sink(&ApplyEvent::Planned {
+        applied: plan.applied.len(),
+        pending: plan.pending.len(),
+    });
+    let monitor = Arc::new(
+        config
+            .connect()
+            .await
+            .map_err(|error| ApplyError::Database(error.to_string()))?,
+    );
+    let mut applied_now = Vec::new();
+    for migration in &plan.pending {
+        wait_for_window(options.window.as_ref(), sink).await;
+        run_migration(config, client, monitor.clone(), migration, options, sink).await?;
+        applied_now.push(migration.version.clone());
+    }
+    Ok(ApplySummary {
+        plan,
+        applied_now,
+        dry_run: false,
+    })
+}
+
+async fn take_apply_lock(client: &Client, wait: Duration) -> Result<(), ApplyError> {
+    let started = Instant::now();
+    loop {
+        let locked: bool = client
+            .query_one(sql::TRY_APPLY_LOCK, &[])
+            .await
+            .map_err(database("taking the apply lock"))?
+            .get(0);
+        if locked {
+            return Ok(());
+        }
+        if started.elapsed() >= wait {
+            let holder = client
+                .query_opt(sql::APPLY_LOCK_HOLDER, &[])
+                .await
+                .map_err(database("finding the apply lock's holder"))?
+                .map(|row| {
+                    let application: String = row.get(1);
+                    format!(
+                        "pid {}, application '{}', from {}, connected {:.0} s ago",
+                        row.get::<_, i32>(0),
+                        application,
+                        row.get::<_, String>(2),
+                        row.get::<_, f64>(3)
+                    )
+                })
+                .unwrap_or_else(|| "a session that has just released it".into());
+            return Err(ApplyError::Busy {
+                holder,
+                waited_s: started.elapsed().as_secs_f64(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn read_history(client: &Client) -> Result<Vec<AppliedRecord>, ApplyError> {
+    let exists: bool = client
+        .query_one(sql::HISTORY_EXISTS, &[])
+        .await
+        .map_err(database("reading the history"))?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(sql::READ_HISTORY, &[])
+        .await
+        .map_err(database("reading tidegate.migrations"))?;
+    Ok(rows
+        .iter()
+        .map(|row| AppliedRecord {
+            version: row.get(0),
+            checksum: row.get(1),
+            status: row.get(2),
+            phases_done: row.get(3),
+        })
+        .collect())
+}
+
+async fn wait_for_window(window: Option<&Window>, sink: &ApplySink) {
+    let Some(window) = window else { return };
+    loop {
+        let now = utc_second_of_day();
+        if window.contains(now) {
+            return;
+        }
+        let wait = window.until_open(now);
+        sink(&ApplyEvent::WaitingForWindow {
+            opens_in_s: wait.as_secs(),
+        });
+        tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
+    }
+}
+
+async fn journal(client: &Client, version: &str, event: &str, detail: serde_json::Value) {
+    // The journal is a record, not a gate: a failure to write it must not fail the migration.
+    if let Err(error) = client
+        .execute(sql::JOURNAL, &[&version, &event, &detail.to_string()])
+        .await
+    {
+        tracing::warn!(%error, "could not write the journal");
+    }
+}
+
+fn phase_kind(phase: &Phase) -> &'static str {
+    match phase.kind {
+        PhaseKind::Schema {
+            in_transaction: true,
+        } => "schema",
+        PhaseKind::Schema {
+            in_transaction: false,
+        } => "schema (no transaction)",
+        PhaseKind::Backfill { .. } => "backfill",
+        PhaseKind::DataAsWritten => "data as written",
+    }
+}
+
+async fn run_migration(
+    config: &ConnectionConfig,
+    client: &Client,
+    monitor: Arc<Client>,
+    migration: &PlannedMigration,
+    options: &ApplyOptions,
+    sink: &ApplySink,
+) -> Result<(), ApplyError> {
+    let started = Instant::now();
+    let version = migration.version.clone();
+    let phases = &migration.plan.phases;
+    let phases_json = serde_json::to_string(phases).unwrap_or_else(|_| "[]".into());
+    let row = client
+        .query_one(
+            sql::BEGIN_MIGRATION,
+            &[&version, &migration.name, &migration.checksum, &phases_json],
+        )
+        .await
+        .map_err(database("recording the migration"))?;
+    let phases_done = row.get::<_, i32>(0).max(0) as usize;
+    sink(&ApplyEvent::MigrationStarted {
+        version: version.clone(),
+        name: migration.name.clone(),
+        phases: phases.len(),
+    });
+    journal(client, &version, "migration_started", serde_json::json!({ "name": migration.name, "phases": phases.len(), "resuming_at_phase": phases_done + 1 })).await;
+
+    for (index, phase) in phases.iter().enumerate() {
+        let number = index + 1;
+        if index < phases_done {
+            sink(&ApplyEvent::PhaseSkipped {
+                version: version.clone(),
+                phase: number,
+                reason: "done by an earlier apply".into(),
+            });
+            continue;
+        }
+        sink(&ApplyEvent::PhaseStarted {
+            version: version.clone(),
+            phase: number,
+            kind: phase_kind(phase),
+            statements: phase.statements.len(),
+        });
+        let phase_started = Instant::now();
+        let outcome = run_phase(
+            config,
+            client,
+            monitor.clone(),
+            &version,
+            number,
+            phase,
+            options,
+            sink,
+        )
+        .await;
+        if let Err(message) = outcome {
+            let _ = client
+                .execute(sql::MIGRATION_FAILED, &[&version, &message])
+                .await;
+            journal(
+                client,
+                &version,
+                "migration_failed",
+                serde_json::json!({ "phase": number, "error": message }),
+            )
+            .await;
+            sink(&ApplyEvent::MigrationFailed {
+                version: version.clone(),
+                phase: number,
+                error: message.clone(),
+            });
+            return Err(ApplyError::MigrationFailed {
+                version,
+                name: migration.name.clone(),
+                phase: number,
+                phases: phases.len(),
+                message,
+            });
+        }
+        let elapsed_ms = phase_started.elapsed().as_millis() as u64;
+        journal(client, &version, "phase_done", serde_json::json!({ "phase": number, "kind": phase_kind(phase), "elapsed_ms": elapsed_ms })).await;
+        sink(&ApplyEvent::PhaseDone {
+            version: version.clone(),
+            phase: number,
+            elapsed_ms,
+        });
+    }
+    client
+        .execute(sql::MIGRATION_APPLIED, &[&version])
+        .await
+        .map_err(database("recording the migration as applied"))?;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    journal(
+        client,
+        &version,
+        "migration_applied",
+        serde_json::json!({ "duration_ms": duration_ms }),
+    )
+    .await;
+    sink(&ApplyEvent::MigrationApplied {
+        version,
+        name: migration.name.clone(),
+        duration_ms,
+    });
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_phase(
+    config: &ConnectionConfig,
+    client: &Client,
+    monitor: Arc<Client>,
+    version: &str,
+    number: usize,
+    phase: &Phase,
+    options: &ApplyOptions,
+    sink: &ApplySink,
+) -> Result<(), String> {
+    match &phase.kind {
+        PhaseKind::Schema { in_transaction } => {
+            run_statements(
+                client,
+                monitor,
+                version,
+                number,
+                phase,
+                *in_transaction,
+                options,
+                sink,
+            )
+            .await
+        }
+        PhaseKind::DataAsWritten => {
+            run_statements(client, monitor, version, number, phase, true, options, sink).await
+        }
+        PhaseKind::Backfill { spec } => {
+            let spec_json = serde_json::to_string(spec).map_err(|error| error.to_string())?;
+            let finished: Option<i64> = client
+                .query_opt(sql::COMPLETED_RUN_FOR_SPEC, &[&version, &spec_json])
+                .await
+                .map_err(|error| describe(&error))?
+                .map(|row| row.get(0));
+            if let Some(run_id) = finished {
+                // The run completed but the apply that ran it stopped before recording so.
+                sink(&ApplyEvent::PhaseSkipped {
+                    version: version.into(),
+                    phase: number,
+                    reason: format!("backfill run {run_id} already completed"),
+                });
+            } else {
+                let events: EventSink = {
+                    let sink = sink.clone();
+                    let version = version.to_string();
+                    Arc::new(move |event| {
+                        sink(&ApplyEvent::Backfill {
+                            version: version.clone(),
+                            phase: number,
+                            detail: event.to_json(),
+                        })
+                    })
+                };
+                let outcome = engine::run(
+                    config,
+                    RunTarget::Spec(spec.clone()),
+                    // A later migration may repeat an earlier one's data change: that is a new run.
+                    BackfillOptions {
+                        rerun_finished: true,
+                        ..options.backfill.clone()
+                    },
+                    events,
+                    options.stop.clone(),
+                )
+                .await
+                .map_err(|error| error.to_string())?;
+                match outcome.end {
+                    RunEnd::Completed => {}
+                    RunEnd::Interrupted { reason } => {
+                        return Err(format!(
+                            "backfill run {} stopped ({reason}); it is resumable: run `tidegate apply` again",
+                            outcome.run_id
+                        ))
+                    }
+                    RunEnd::Aborted { reason } => {
+                        return Err(format!("backfill run {} was aborted ({reason})", outcome.run_id))
+                    }
+                }
+            }
+            client
+                .execute(sql::PHASE_DONE, &[&version, &(number as i32)])
+                .await
+                .map_err(|error| describe(&error))?;
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_statements(
+    client: &Client,
+    monitor: Arc<Client>,
+    version: &str,
+    number: usize,
+    phase: &Phase,
+    in_transaction: bool,
+    options: &ApplyOptions,
+    sink: &ApplySink,
+) -> Result<(), String> {
+    let statements: Vec<SchemaStatement> = phase
+        .statements
+        .iter()
+        .map(|statement| SchemaStatement {
+            sql: statement.text.clone(),
+            invalid_index_to_clear: statement.concurrent_index.clone(),
+        })
+        .collect();
+    let schema_options = SchemaPhaseOptions {
+        lock_timeout: options.lock_timeout,
+        statement_timeout: options.statement_timeout,
+        retry: RetryPolicy {
+            max_attempts: options.retries,
+            ..RetryPolicy::schema_locks()
+        },
+        in_transaction,
+        blocker_sample_every: Duration::from_millis(100),
+        completion_sql: Some(sql::phase_done_literal(version, number)),
+    };
+    let mut lock_events = Vec::new();
+    let result = run_schema_phase(
+        client,
+        monitor,
+        &statements,
+        &schema_options,
+        |event| match event {
+            SchemaEvent::LockTimedOut {
+                attempt,
+                statement,
+                blockers,
+                retry_in,
+            } => {
+                let event = ApplyEvent::LockTimedOut {
+                    version: version.into(),
+                    phase: number,
+                    attempt,
+                    statement,
+                    blockers,
+                    retry_in_ms: retry_in.map(|wait| wait.as_millis() as u64),
+                };
+                sink(&event);
+                lock_events.push(event);
+            }
+            SchemaEvent::DroppedInvalidIndex { index } => sink(&ApplyEvent::DroppedInvalidIndex {
+                version: version.into(),
+                phase: number,
+                index,
+            }),
+            SchemaEvent::AttemptStarted { .. } | SchemaEvent::Committed { .. } => {}
+        },
+    )
+    .await;
+    for event in lock_events {
+        journal(
+            client,
+            version,
+            "lock_timed_out",
+            serde_json::to_value(&event).unwrap_or_default(),
+        )
+        .await;
+    }
+    result.map(|_| ()).map_err(|error| error.to_string())
+}

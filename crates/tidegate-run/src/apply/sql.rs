@@ -1,0 +1,66 @@
+//! Every SQL string `apply` sends (besides the migrations' own statements), in one place.
+
+/// One apply at a time per database: a session advisory lock on a fixed key.
+pub const TRY_APPLY_LOCK: &str =
+    "SELECT pg_try_advisory_lock(hashtextextended('tidegate:apply', 0))";
+pub const RELEASE_APPLY_LOCK: &str =
+    "SELECT pg_advisory_unlock(hashtextextended('tidegate:apply', 0))";
+
+/// Who holds the apply lock (an advisory lock's 64-bit key is split into classid:objid).
+pub const APPLY_LOCK_HOLDER: &str = "
+SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.client_addr::text, 'local'),
+       coalesce(extract(epoch FROM now() - a.backend_start), 0)::float8
+  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+   AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('tidegate:apply', 0)
+ LIMIT 1";
+
+pub const READ_ONLY: &str = "SELECT current_setting('transaction_read_only') = 'on'";
+
+pub const HISTORY_EXISTS: &str = "SELECT to_regclass('tidegate.migrations') IS NOT NULL";
+
+pub const READ_HISTORY: &str =
+    "SELECT version, checksum, status, phases_done FROM tidegate.migrations ORDER BY version";
+
+/// Starts (or restarts, after an interruption) a migration's record.
+pub const BEGIN_MIGRATION: &str = "
+INSERT INTO tidegate.migrations (version, name, checksum, status, phases)
+VALUES ($1, $2, $3, 'running', $4::text::jsonb)
+ON CONFLICT (version) DO UPDATE SET status = 'running', last_error = NULL, phases = EXCLUDED.phases
+RETURNING phases_done, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+
+/// Marks phase `$2` (1-based count of phases done) of version `$1`; for phases outside a transaction.
+pub const PHASE_DONE: &str = "UPDATE tidegate.migrations SET phases_done = $2 WHERE version = $1";
+
+/// The same, as a literal statement that runs inside a schema phase's own transaction.
+pub fn phase_done_literal(version: &str, phases_done: usize) -> String {
+    format!(
+        "UPDATE tidegate.migrations SET phases_done = {phases_done} WHERE version = {}",
+        quote_literal(version)
+    )
+}
+
+pub const MIGRATION_APPLIED: &str = "
+UPDATE tidegate.migrations
+   SET status = 'applied', applied_at = now(), last_error = NULL,
+       duration_ms = (extract(epoch FROM now() - started_at) * 1000)::bigint
+ WHERE version = $1";
+
+pub const MIGRATION_FAILED: &str =
+    "UPDATE tidegate.migrations SET status = 'failed', last_error = $2 WHERE version = $1";
+
+/// A backfill run of this spec that completed since the migration (re)started: its phase is done even if the
+/// apply that ran it crashed before recording so.
+pub const COMPLETED_RUN_FOR_SPEC: &str = "
+SELECT r.id FROM tidegate.runs r, tidegate.migrations m
+ WHERE m.version = $1 AND r.spec = $2::text::jsonb AND r.status = 'completed' AND r.started_at >= m.started_at
+ ORDER BY r.id DESC LIMIT 1";
+
+pub const JOURNAL: &str =
+    "INSERT INTO tidegate.journal (run_id, migration_version, event, detail) \
+                           VALUES (NULL, $1, $2, $3::text::jsonb)";
+
+/// A string as an SQL literal (standard_conforming_strings: only quotes need doubling).
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}

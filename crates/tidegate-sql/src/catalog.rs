@@ -1,0 +1,207 @@
+//! An in-memory schema catalog rebuilt by replaying migrations in order.
+//!
+//! It knows what earlier migrations created (tables, columns and their types, indexes, constraints) and which
+//! tables the migration being analysed created itself. It is built only from statements, never from a
+//! database; a table it does not know is treated as pre-existing by callers (the directory may start mid-history).
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::facts::ConstraintKind;
+use crate::tree::{ColumnType, TableName};
+
+type Key = (String, String);
+
+/// A column known to the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Column {
+    pub name: String,
+    pub column_type: ColumnType,
+    pub not_null: bool,
+}
+
+/// A table constraint known to the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Constraint {
+    pub name: String,
+    pub kind: ConstraintKind,
+    pub columns: Vec<String>,
+    /// False after `ADD CONSTRAINT … NOT VALID` until `VALIDATE CONSTRAINT`.
+    pub validated: bool,
+    /// For `CHECK (col IS NOT NULL)` and named NOT NULL constraints: the column proven not null.
+    pub proves_not_null: Option<String>,
+    /// For foreign keys: the referenced table.
+    pub references: Option<TableName>,
+}
+
+/// A table known to the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Table {
+    pub name: TableName,
+    pub columns: Vec<Column>,
+    pub constraints: Vec<Constraint>,
+    pub indexes: Vec<String>,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|column| column.name == name)
+    }
+
+    pub fn constraint(&self, name: &str) -> Option<&Constraint> {
+        self.constraints
+            .iter()
+            .find(|constraint| constraint.name == name)
+    }
+
+    /// The primary key's columns, if the catalog knows them.
+    pub fn primary_key(&self) -> Option<&[String]> {
+        self.constraints
+            .iter()
+            .find(|constraint| constraint.kind == ConstraintKind::PrimaryKey)
+            .map(|constraint| constraint.columns.as_slice())
+    }
+
+    /// Whether a validated constraint proves `column` is never NULL (what lets `SET NOT NULL` skip its scan).
+    pub fn not_null_is_proven(&self, column: &str) -> bool {
+        self.constraints.iter().any(|constraint| {
+            constraint.validated && constraint.proves_not_null.as_deref() == Some(column)
+        })
+    }
+
+    /// Whether the table has any validated CHECK constraint (what lets `ATTACH PARTITION` skip its scan when it
+    /// implies the partition bound; tidegate cannot compare bounds and trusts its presence).
+    pub fn has_validated_check(&self) -> bool {
+        self.constraints
+            .iter()
+            .any(|constraint| constraint.validated && constraint.kind == ConstraintKind::Check)
+    }
+}
+
+/// The catalog: tables by name, indexes by name, and the tables created by the current migration.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    tables: HashMap<Key, Table>,
+    index_tables: HashMap<Key, Key>,
+    created_in_current: HashSet<Key>,
+}
+
+/// Where a table comes from, as far as the catalog knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableOrigin {
+    /// Created earlier in the migration being analysed: empty and invisible to the application.
+    CreatedInThisMigration,
+    /// Created by an earlier migration.
+    Existing,
+    /// Not seen in any migration: assumed to exist, with data, in production.
+    Unknown,
+}
+
+impl TableOrigin {
+    /// Whether application traffic and existing rows can be affected (anything not created in this migration).
+    pub fn is_pre_existing(self) -> bool {
+        self != TableOrigin::CreatedInThisMigration
+    }
+}
+
+impl Catalog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts the next migration: tables created from now on count as "created in this migration".
+    pub fn begin_migration(&mut self) {
+        self.created_in_current.clear();
+    }
+
+    pub fn table(&self, name: &TableName) -> Option<&Table> {
+        self.tables.get(&name.key())
+    }
+
+    pub fn tables(&self) -> impl Iterator<Item = &Table> {
+        self.tables.values()
+    }
+
+    pub fn origin(&self, name: &TableName) -> TableOrigin {
+        let key = name.key();
+        if self.created_in_current.contains(&key) {
+            TableOrigin::CreatedInThisMigration
+        } else if self.tables.contains_key(&key) {
+            TableOrigin::Existing
+        } else {
+            TableOrigin::Unknown
+        }
+    }
+
+    /// The table an index belongs to, when the index was created by a replayed migration.
+    pub fn index_table(&self, index: &TableName) -> Option<TableName> {
+        let key = self.index_tables.get(&index.key())?;
+        match self.tables.get(key) {
+            Some(table) => Some(table.name.clone()),
+            None => Some(TableName::new(Some(&key.0), &key.1)),
+        }
+    }
+
+    pub(crate) fn create_table(&mut self, name: &TableName, columns: Vec<Column>) {
+        let key = name.key();
+        self.created_in_current.insert(key.clone());
+        self.tables.insert(
+            key,
+            Table {
+                name: name.clone(),
+                columns,
+                constraints: Vec::new(),
+                indexes: Vec::new(),
+            },
+        );
+    }
+
+    pub(crate) fn table_mut(&mut self, name: &TableName) -> Option<&mut Table> {
+        self.tables.get_mut(&name.key())
+    }
+
+    pub(crate) fn drop_table(&mut self, name: &TableName) {
+        let key = name.key();
+        if let Some(table) = self.tables.remove(&key) {
+            for index in table.indexes {
+                self.index_tables.remove(&(key.0.clone(), index));
+            }
+        }
+        self.created_in_current.remove(&key);
+    }
+
+    pub(crate) fn rename_table(&mut self, name: &TableName, new_name: &str) {
+        let key = name.key();
+        if let Some(mut table) = self.tables.remove(&key) {
+            table.name = TableName::new(name.schema.as_deref(), new_name);
+            let new_key = table.name.key();
+            for index in &table.indexes {
+                self.index_tables
+                    .insert((key.0.clone(), index.clone()), new_key.clone());
+            }
+            if self.created_in_current.remove(&key) {
+                self.created_in_current.insert(new_key.clone());
+            }
+            self.tables.insert(new_key, table);
+        }
+    }
+
+    pub(crate) fn add_index(&mut self, table: &TableName, index: &str) {
+        let key = table.key();
+        if let Some(known) = self.tables.get_mut(&key) {
+            known.indexes.push(index.to_string());
+        }
+        self.index_tables
+            .insert((key.0.clone(), index.to_string()), key);
+    }
+
+    pub(crate) fn drop_index(&mut self, index: &TableName) {
+        if let Some(table_key) = self.index_tables.remove(&index.key()) {
+            if let Some(table) = self.tables.get_mut(&table_key) {
+                table.indexes.retain(|name| *name != index.name);
+            }
+        }
+    }
+}

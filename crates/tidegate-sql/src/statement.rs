@@ -1,0 +1,391 @@
+//! The statement model and the splitting/parsing of one source text into statements.
+
+use pg_query::NodeEnum;
+use serde::Serialize;
+
+use crate::catalog::TableOrigin;
+use crate::facts::{ConstraintKind, LockLevel, Operation};
+use crate::source::{comment_text, skip_trivia, Comment, LineIndex, Span};
+use crate::tree::TableName;
+
+/// DDL, DML and the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementKind {
+    /// Changes the schema (CREATE, ALTER, DROP, index and maintenance commands).
+    Ddl,
+    /// Changes data (INSERT, UPDATE, DELETE, MERGE, COPY FROM).
+    Dml,
+    /// Reads (SELECT).
+    Query,
+    /// BEGIN, COMMIT, ROLLBACK, SAVEPOINT …
+    TransactionControl,
+    /// SET, RESET, SHOW.
+    Session,
+    /// Anything else (DO blocks, CALL, …).
+    Other,
+    /// The statement did not parse.
+    Invalid,
+}
+
+/// Whether a statement runs inside a transaction block, and which one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case", tag = "mode", content = "id")]
+pub enum TransactionState {
+    /// Autocommit: the statement is its own transaction and releases its locks when it ends.
+    None,
+    /// Inside an explicit `BEGIN … COMMIT`; ids are unique within a migration.
+    Explicit(u32),
+    /// Inside the transaction the migration framework wraps around the file (id 0).
+    Framework(u32),
+}
+
+impl TransactionState {
+    pub fn in_transaction(self) -> bool {
+        self != TransactionState::None
+    }
+
+    /// The transaction's id, when in one.
+    pub fn id(self) -> Option<u32> {
+        match self {
+            TransactionState::None => None,
+            TransactionState::Explicit(id) | TransactionState::Framework(id) => Some(id),
+        }
+    }
+}
+
+/// What a transaction-control statement did to the transaction state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionEvent {
+    Begin,
+    /// BEGIN while a transaction is already open (PostgreSQL warns and ignores it).
+    NestedBegin,
+    Commit,
+    Rollback,
+    /// COMMIT/ROLLBACK with no transaction open (PostgreSQL warns).
+    EndWithoutTransaction,
+    /// COMMIT/ROLLBACK that ends the framework's own transaction early.
+    EndsFrameworkTransaction,
+}
+
+/// What one statement does to one table: the operation, the facts-table answer for it on the target
+/// PostgreSQL version, and where the table comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableEffect {
+    pub table: TableName,
+    pub operation: Operation,
+    pub lock: LockLevel,
+    pub rewrite: bool,
+    pub scan: bool,
+    pub origin: TableOrigin,
+    /// The column the operation targets, if any.
+    pub column: Option<String>,
+    /// The constraint or index the operation targets, if any.
+    pub object: Option<String>,
+    /// For constraint operations: the constraint's kind, when known (for drops: as the catalog knew it).
+    pub constraint_kind: Option<ConstraintKind>,
+}
+
+/// One SQL statement of a migration, with everything tidegate knows about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Statement {
+    /// 0-based position in its migration.
+    pub index: usize,
+    /// The statement's text, without the leading comments and the terminating semicolon.
+    pub text: String,
+    pub span: Span,
+    /// The parsed statement; `None` when it did not parse.
+    #[serde(skip)]
+    pub node: Option<NodeEnum>,
+    /// The parser's message when the statement did not parse.
+    pub syntax_error: Option<String>,
+    /// The comments between the previous statement and this one.
+    pub leading_comments: Vec<Comment>,
+    pub kind: StatementKind,
+    /// The tables the statement touches and how (filled by analysis).
+    pub effects: Vec<TableEffect>,
+    pub transaction: TransactionState,
+    pub transaction_event: Option<TransactionEvent>,
+}
+
+impl Statement {
+    /// The strongest lock this statement takes on `table`, if it touches it.
+    pub fn lock_on(&self, table: &TableName) -> Option<LockLevel> {
+        self.effects
+            .iter()
+            .filter(|effect| effect.table.key() == table.key())
+            .map(|effect| effect.lock)
+            .max()
+    }
+
+    /// The strongest lock per table, one entry per table in first-touched order.
+    pub fn locks(&self) -> Vec<(&TableName, LockLevel)> {
+        let mut locks: Vec<(&TableName, LockLevel)> = Vec::new();
+        for effect in &self.effects {
+            match locks
+                .iter_mut()
+                .find(|(table, _)| table.key() == effect.table.key())
+            {
+                Some((_, level)) => *level = (*level).max(effect.lock),
+                None => locks.push((&effect.table, effect.lock)),
+            }
+        }
+        locks
+    }
+
+    /// Whether the statement rewrites any table.
+    pub fn rewrites(&self) -> bool {
+        self.effects.iter().any(|effect| effect.rewrite)
+    }
+}
+
+/// A source text split into statements, before analysis.
+#[derive(Debug, Clone)]
+pub struct ParsedSource {
+    pub statements: Vec<Statement>,
+    /// Comments after the last statement.
+    pub trailing_comments: Vec<Comment>,
+    pub line_index: LineIndex,
+}
+
+/// Splits `source` into statements and parses each with the PostgreSQL 18 parser.
+///
+/// A statement that does not parse becomes a [`Statement`] with `kind == Invalid` and its `syntax_error`
+/// set; the statements around it are still parsed. Never panics.
+pub fn parse_source(source: &str) -> ParsedSource {
+    let line_index = LineIndex::new(source);
+    let mut statements = Vec::new();
+    // The fast path: the whole file parses in one call.
+    let ranges: Vec<(std::ops::Range<usize>, Option<NodeEnum>, Option<String>)> =
+        match guarded_parse(source) {
+            Ok(result) => result
+                .protobuf
+                .stmts
+                .into_iter()
+                .map(|raw| {
+                    let start = usize::try_from(raw.stmt_location).unwrap_or(0);
+                    let end = match usize::try_from(raw.stmt_len) {
+                        Ok(0) | Err(_) => source.len(),
+                        Ok(len) => start + len,
+                    };
+                    (
+                        start.min(source.len())..end.min(source.len()),
+                        raw.stmt.and_then(|node| node.node),
+                        None,
+                    )
+                })
+                .collect(),
+            Err(_) => split_and_parse_each(source),
+        };
+    let mut last_end = 0;
+    for (range, node, syntax_error) in ranges {
+        // Leading comments are collected from the end of the previous statement: the parser's statement
+        // location may already point past them.
+        let (start, comment_ranges) = skip_separators(source, last_end.min(range.start));
+        let start = start.max(skip_trivia(source, range.start).0);
+        let end = start.max(trim_end(source, range.end));
+        last_end = last_end.max(range.end);
+        if start >= end {
+            continue;
+        }
+        let leading_comments = comments(source, &line_index, comment_ranges);
+        let kind = if node.is_none() {
+            StatementKind::Invalid
+        } else {
+            StatementKind::Other
+        };
+        statements.push(Statement {
+            index: statements.len(),
+            text: source[start..end].to_string(),
+            span: line_index.span(source, start..end),
+            node,
+            syntax_error,
+            leading_comments,
+            kind,
+            effects: Vec::new(),
+            transaction: TransactionState::None,
+            transaction_event: None,
+        });
+    }
+    let (_, trailing) = skip_separators(source, last_end.min(source.len()));
+    let trailing_comments = comments(source, &line_index, trailing);
+    ParsedSource {
+        statements,
+        trailing_comments,
+        line_index,
+    }
+}
+
+/// Skips whitespace, comments and statement-terminating semicolons.
+fn skip_separators(source: &str, mut offset: usize) -> (usize, Vec<std::ops::Range<usize>>) {
+    let mut comments = Vec::new();
+    loop {
+        let (next, mut found) = skip_trivia(source, offset);
+        comments.append(&mut found);
+        if source.as_bytes().get(next) == Some(&b';') {
+            offset = next + 1;
+        } else {
+            return (next, comments);
+        }
+    }
+}
+
+fn comments(
+    source: &str,
+    line_index: &LineIndex,
+    ranges: Vec<std::ops::Range<usize>>,
+) -> Vec<Comment> {
+    ranges
+        .into_iter()
+        .map(|range| Comment {
+            text: comment_text(source, range.clone()),
+            line: line_index.position(source, range.start).line,
+            bytes: range,
+        })
+        .collect()
+}
+
+fn trim_end(source: &str, end: usize) -> usize {
+    let end = end.min(source.len());
+    let mut end = end;
+    while end > 0 && !source.is_char_boundary(end) {
+        end -= 1;
+    }
+    source[..end].trim_end().len()
+}
+
+/// `pg_query::parse`, with a panic inside the crate's post-processing turned into a parse error: a linter must
+/// survive any input.
+fn guarded_parse(text: &str) -> Result<pg_query::ParseResult, String> {
+    if text.contains('\0') {
+        return Err("the text contains a NUL byte, which PostgreSQL does not accept".to_string());
+    }
+    match std::panic::catch_unwind(|| pg_query::parse(text, 0)) {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("the parser failed on this statement".to_string()),
+    }
+}
+
+type RawStatement = (std::ops::Range<usize>, Option<NodeEnum>, Option<String>);
+
+/// The slow path, when the file as a whole does not parse: split with the PostgreSQL scanner, then parse each
+/// statement on its own so one syntax error does not hide the rest. Text the splitter skips (it drops
+/// statements made only of invalid tokens) becomes a statement of its own, so it is reported too.
+fn split_and_parse_each(source: &str) -> Vec<RawStatement> {
+    let pieces: Vec<std::ops::Range<usize>> = if source.contains('\0') {
+        Vec::new()
+    } else {
+        std::panic::catch_unwind(|| pg_query::split_with_scanner(source))
+            .ok()
+            .and_then(Result::ok)
+            .map(|slices| {
+                slices
+                    .into_iter()
+                    .map(|slice| {
+                        let start = slice.as_ptr() as usize - source.as_ptr() as usize;
+                        start..start + slice.len()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut ranges = Vec::new();
+    let mut covered = 0;
+    for piece in pieces
+        .into_iter()
+        .chain(std::iter::once(source.len()..source.len()))
+    {
+        if piece.start > covered {
+            // A gap the splitter skipped: keep any non-trivia text in it, split at semicolons.
+            for gap in non_trivia_pieces(source, covered..piece.start) {
+                ranges.push(gap);
+            }
+        }
+        if !piece.is_empty() {
+            ranges.push(piece.clone());
+        }
+        covered = covered.max(piece.end);
+    }
+    ranges
+        .into_iter()
+        .map(|range| {
+            let (start, _) = skip_trivia(source, range.start);
+            let text = &source[start.min(range.end)..range.end];
+            match guarded_parse(text) {
+                Ok(result) => {
+                    let node = result
+                        .protobuf
+                        .stmts
+                        .into_iter()
+                        .next()
+                        .and_then(|raw| raw.stmt)
+                        .and_then(|node| node.node);
+                    let error = node.is_none().then(|| "empty statement".to_string());
+                    (range, node, error)
+                }
+                Err(message) => (range, None, Some(message)),
+            }
+        })
+        .collect()
+}
+
+fn non_trivia_pieces(source: &str, range: std::ops::Range<usize>) -> Vec<std::ops::Range<usize>> {
+    let mut pieces = Vec::new();
+    let mut offset = range.start;
+    while offset < range.end {
+        let (start, _) = skip_trivia(source, offset);
+        if start >= range.end {
+            break;
+        }
+        if source.as_bytes()[start] == b';' {
+            offset = start + 1;
+            continue;
+        }
+        let end = source[start..range.end]
+            .find(';')
+            .map_or(range.end, |semicolon| start + semicolon);
+        pieces.push(start..end);
+        offset = end + 1;
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_parses_and_keeps_going_after_a_syntax_error() {
+        let source = "-- first\nCREATE TABLE a (id int);\nALTER TABLE a ADD COLUMN;\n\nSELECT 1;\n";
+        let parsed = parse_source(source);
+        assert_eq!(parsed.statements.len(), 3);
+        let first = &parsed.statements[0];
+        assert_eq!(first.text, "CREATE TABLE a (id int)");
+        assert_eq!((first.span.start.line, first.span.start.column), (2, 1));
+        assert_eq!(first.leading_comments[0].text, "first");
+        let broken = &parsed.statements[1];
+        assert_eq!(broken.kind, StatementKind::Invalid);
+        assert_eq!(broken.span.start.line, 3);
+        assert!(broken.syntax_error.is_some());
+        assert!(parsed.statements[2].node.is_some());
+        assert_eq!(parsed.statements[2].span.start.line, 5);
+    }
+
+    #[test]
+    fn statements_made_only_of_garbage_are_reported() {
+        let parsed = parse_source("asdf;\nSELECT 1;\n");
+        assert_eq!(parsed.statements.len(), 2);
+        assert_eq!(parsed.statements[0].text, "asdf");
+        assert!(parsed.statements[0].syntax_error.is_some());
+        assert!(parsed.statements[1].node.is_some());
+    }
+
+    #[test]
+    fn nul_bytes_and_empty_input_do_not_panic() {
+        assert!(parse_source("").statements.is_empty());
+        let parsed = parse_source("SELECT 1;\0;");
+        assert!(parsed.statements.iter().any(|s| s.syntax_error.is_some()));
+    }
+}

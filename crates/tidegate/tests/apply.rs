@@ -1,0 +1,435 @@
+//! `tidegate apply` as a user runs it, against real PostgreSQL: the real binary, real migration directories.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tidegate_testkit::TestDatabase;
+
+const TIDEGATE: &str = env!("CARGO_BIN_EXE_tidegate");
+
+const CREATE_ORDERS: &str =
+    "CREATE TABLE orders (\n    id bigint PRIMARY KEY,\n    order_status text NOT NULL\n);\n";
+const POSTMORTEM: &str =
+    "ALTER TABLE orders ADD COLUMN order_status_v2 VARCHAR(20);\nUPDATE orders SET order_status_v2 = order_status;\n";
+
+fn write(dir: &Path, name: &str, sql: &str) {
+    std::fs::write(dir.join(name), sql).unwrap();
+}
+
+fn tidegate(args: &[&str]) -> Output {
+    Command::new(TIDEGATE).args(args).output().unwrap()
+}
+
+fn apply(dir: &Path, url: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["apply", dir.to_str().unwrap(), "--db", url];
+    args.extend_from_slice(extra);
+    tidegate(&args)
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// A database where 0001 (create orders) is applied and the table holds `rows` rows.
+async fn orders_applied(rows: i64) -> (TestDatabase, tempfile::TempDir) {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "0001_create_orders.sql", CREATE_ORDERS);
+    let output = apply(dir.path(), db.url(), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    db.connect()
+        .await
+        .execute(
+            "INSERT INTO orders SELECT g, (ARRAY['new','paid','shipped'])[1 + g % 3] FROM generate_series(1, $1::bigint) g",
+            &[&rows],
+        )
+        .await
+        .unwrap();
+    (db, dir)
+}
+
+#[tokio::test]
+async fn the_postmortem_migration_runs_as_a_schema_phase_and_a_batched_backfill() {
+    let (db, dir) = orders_applied(60_000).await;
+    write(dir.path(), "0002_order_status_v2.sql", POSTMORTEM);
+
+    let output = apply(dir.path(), db.url(), &["--batch-time", "20ms"]);
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("phase 1: schema") && log.contains("phase 2: backfill"),
+        "{log}"
+    );
+
+    let client = db.connect().await;
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM orders WHERE order_status_v2 IS DISTINCT FROM order_status"
+        )
+        .await,
+        0
+    );
+
+    let runs = tidegate(&["runs", "--db", db.url(), "--format", "json"]);
+    assert!(runs.status.success(), "{}", stderr(&runs));
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    let runs = runs
+        .as_array()
+        .or_else(|| runs["runs"].as_array())
+        .expect("a list of runs")
+        .clone();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["status"], "completed");
+    assert_eq!(runs[0]["rows_done"], 60_000);
+    assert!(
+        runs[0]["batches"].as_u64().unwrap() > 1,
+        "the UPDATE ran in batches: {runs:?}"
+    );
+
+    let history = client
+        .query(
+            "SELECT version, status, phases_done FROM tidegate.migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap();
+    let history: Vec<(String, String, i32)> = history
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (
+                "0001_create_orders.sql".to_string(),
+                "applied".to_string(),
+                1
+            ),
+            (
+                "0002_order_status_v2.sql".to_string(),
+                "applied".to_string(),
+                2
+            )
+        ]
+    );
+    let journal = count(&client, "SELECT count(*) FROM tidegate.journal WHERE migration_version = '0002_order_status_v2.sql' AND event = 'phase_done'").await;
+    assert_eq!(journal, 2, "every phase is in the journal");
+
+    // Applying again does nothing and succeeds.
+    let again = apply(dir.path(), db.url(), &[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("nothing to apply"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[tokio::test]
+async fn a_lock_held_by_a_long_transaction_never_queues_writers_for_longer_than_lock_timeout() {
+    let (db, dir) = orders_applied(1_000).await;
+    write(
+        dir.path(),
+        "0002_add_note.sql",
+        "ALTER TABLE orders ADD COLUMN note text;\n",
+    );
+
+    let blocker = db.connect().await;
+    blocker
+        .batch_execute(
+            "SET application_name = 'nightly-report'; BEGIN; SELECT count(*) FROM orders",
+        )
+        .await
+        .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let worst_micros = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let client = db.connect().await;
+        let (stop, worst) = (stop.clone(), worst_micros.clone());
+        tokio::spawn(async move {
+            let mut id = 1_000_000i64;
+            while !stop.load(Ordering::Relaxed) {
+                id += 1;
+                let started = Instant::now();
+                client
+                    .execute("INSERT INTO orders VALUES ($1, 'new')", &[&id])
+                    .await
+                    .unwrap();
+                worst.fetch_max(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        blocker.batch_execute("COMMIT").await.unwrap();
+    });
+
+    let url = db.url().to_string();
+    let path = dir.path().to_path_buf();
+    let output = tokio::task::spawn_blocking(move || {
+        apply(&path, &url, &["--lock-timeout", "200ms", "--retries", "30"])
+    })
+    .await
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    release.await.unwrap();
+
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("lock not granted within lock_timeout"),
+        "{log}"
+    );
+    assert!(
+        log.contains("nightly-report") && log.contains("idle in transaction"),
+        "the blocker is named: {log}"
+    );
+    let worst_ms = worst_micros.load(Ordering::Relaxed) / 1000;
+    // 200 ms lock_timeout plus a generous margin for a loaded machine; without it writers wait the full 2.5 s.
+    assert!(
+        worst_ms < 1_200,
+        "a writer queued {worst_ms} ms behind the waiting ALTER"
+    );
+    let client = db.connect().await;
+    assert_eq!(count(&client, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'note'").await, 1);
+}
+
+#[tokio::test]
+async fn a_changed_applied_migration_stops_the_apply() {
+    let (db, dir) = orders_applied(10).await;
+    write(
+        dir.path(),
+        "0001_create_orders.sql",
+        &format!("{CREATE_ORDERS}-- edited after the fact\n"),
+    );
+    write(
+        dir.path(),
+        "0002_add_note.sql",
+        "ALTER TABLE orders ADD COLUMN note text;\n",
+    );
+    let output = apply(dir.path(), db.url(), &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(
+        log.contains("0001_create_orders.sql") && log.contains("must not change"),
+        "{log}"
+    );
+    let client = db.connect().await;
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'"
+        )
+        .await,
+        0,
+        "nothing after the changed file ran"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_migration_leaves_a_clean_state_and_a_clear_error() {
+    let (db, dir) = orders_applied(10).await;
+    write(
+        dir.path(),
+        "0002_broken.sql",
+        "ALTER TABLE orders ADD COLUMN note text;\nALTER TABLE no_such_table ADD COLUMN x int;\n",
+    );
+    let output = apply(dir.path(), db.url(), &[]);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("no_such_table") && log.contains("42P01"),
+        "{log}"
+    );
+    let client = db.connect().await;
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'"
+        )
+        .await,
+        0,
+        "the phase rolled back as a whole"
+    );
+    let status: String = client
+        .query_one(
+            "SELECT status FROM tidegate.migrations WHERE version = '0002_broken.sql'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "failed");
+
+    // Fixed, it applies.
+    write(
+        dir.path(),
+        "0002_broken.sql",
+        "ALTER TABLE orders ADD COLUMN note text;\n",
+    );
+    let output = apply(dir.path(), db.url(), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[tokio::test]
+async fn two_concurrent_applies_do_not_interleave() {
+    let (db, dir) = orders_applied(40_000).await;
+    write(dir.path(), "0002_order_status_v2.sql", POSTMORTEM);
+    write(
+        dir.path(),
+        "0003_add_note.sql",
+        "ALTER TABLE orders ADD COLUMN note text;\n",
+    );
+    let spawn =
+        |url: String, path: std::path::PathBuf| std::thread::spawn(move || apply(&path, &url, &[]));
+    let first = spawn(db.url().to_string(), dir.path().to_path_buf());
+    let second = spawn(db.url().to_string(), dir.path().to_path_buf());
+    let (first, second) = (first.join().unwrap(), second.join().unwrap());
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(second.status.success(), "{}", stderr(&second));
+    let client = db.connect().await;
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM tidegate.migrations WHERE status = 'applied'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM tidegate.runs").await,
+        1,
+        "the backfill ran once"
+    );
+    let started = count(
+        &client,
+        "SELECT count(*) FROM tidegate.journal WHERE event = 'migration_started'",
+    )
+    .await;
+    assert_eq!(started, 3, "each migration started exactly once");
+}
+
+#[tokio::test]
+async fn a_held_apply_lock_is_waited_for_then_reported() {
+    let (db, dir) = orders_applied(10).await;
+    write(
+        dir.path(),
+        "0002_add_note.sql",
+        "ALTER TABLE orders ADD COLUMN note text;\n",
+    );
+    let holder = db.connect().await;
+    holder
+        .batch_execute("SET application_name = 'deploy-bot'; SELECT pg_advisory_lock(hashtextextended('tidegate:apply', 0))")
+        .await
+        .unwrap();
+    let output = apply(dir.path(), db.url(), &["--lock-wait", "1s"]);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("another tidegate apply") && log.contains("deploy-bot"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_concurrent_index_build_is_cleaned_up_and_rebuilt() {
+    let (db, dir) = orders_applied(1_000).await;
+    let client = db.connect().await;
+    // A unique build over duplicate values fails and leaves its index INVALID, as a cancelled build would.
+    let failed = client
+        .batch_execute(
+            "CREATE UNIQUE INDEX CONCURRENTLY orders_status_idx ON orders (order_status)",
+        )
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(count(&client, "SELECT count(*) FROM pg_index WHERE indexrelid = 'orders_status_idx'::regclass AND NOT indisvalid").await, 1);
+
+    write(
+        dir.path(),
+        "0002_index.sql",
+        "CREATE INDEX CONCURRENTLY orders_status_idx ON orders (order_status);\n",
+    );
+    let output = apply(dir.path(), db.url(), &[]);
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("dropped the INVALID index"), "{log}");
+    assert_eq!(count(&client, "SELECT count(*) FROM pg_index WHERE indexrelid = 'orders_status_idx'::regclass AND indisvalid AND NOT indisunique").await, 1);
+}
+
+#[tokio::test]
+async fn a_dry_run_prints_the_plan_and_changes_nothing() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "0001_create_orders.sql", CREATE_ORDERS);
+    write(dir.path(), "0002_order_status_v2.sql", POSTMORTEM);
+    let output = apply(dir.path(), db.url(), &["--dry-run", "--format", "json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let phases = &plan["pending"][1]["phases"];
+    assert_eq!(phases[0]["kind"], "schema");
+    assert_eq!(phases[1]["kind"], "backfill");
+    assert_eq!(phases[1]["spec"]["set"], "order_status_v2 = order_status");
+    assert_eq!(
+        phases[0]["statements"][0]["locks"][0],
+        "orders: ACCESS EXCLUSIVE"
+    );
+
+    let text = apply(dir.path(), db.url(), &["--dry-run"]);
+    assert!(String::from_utf8_lossy(&text.stdout)
+        .contains("backfill phase: batched, throttled UPDATE orders"));
+
+    let client = db.connect().await;
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'tidegate'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM pg_class WHERE relname = 'orders'"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn an_update_that_cannot_be_batched_stops_the_apply_with_a_rewrite() {
+    let (db, dir) = orders_applied(10).await;
+    write(dir.path(), "0002_join.sql", "CREATE TABLE tiers (id bigint PRIMARY KEY, tier text);\nUPDATE orders o SET order_status = t.tier FROM tiers t WHERE t.id = o.id;\n");
+    let output = apply(dir.path(), db.url(), &[]);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{log}");
+    assert!(
+        log.contains("0002_join.sql:2:1") && log.contains("UPDATE … FROM"),
+        "{log}"
+    );
+    assert!(
+        log.contains("--allow-unbatched") && log.contains("nothing was changed"),
+        "{log}"
+    );
+    let client = db.connect().await;
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM pg_class WHERE relname = 'tiers'"
+        )
+        .await,
+        0
+    );
+}
