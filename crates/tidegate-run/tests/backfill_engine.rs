@@ -25,6 +25,7 @@ fn spec(set: &str) -> BackfillSpec {
 
 fn options(batch: u64) -> BackfillOptions {
     BackfillOptions {
+        journal_sample_every: Duration::from_millis(200),
         controller: ControllerConfig {
             initial: batch,
             fixed: true,
@@ -421,7 +422,7 @@ async fn pause_resume_and_abort_from_another_connection() {
     let hist = histogram(&client).await;
     assert_eq!(hist, vec![(0, 20_000 - done), (1, done)]);
     let journal = journal_events(&client, id).await;
-    for expected in ["started", "paused", "resumed", "aborted"] {
+    for expected in ["started", "batch_stats", "paused", "resumed", "aborted"] {
         assert!(
             journal.iter().any(|e| e == expected),
             "{expected} missing from {journal:?}"

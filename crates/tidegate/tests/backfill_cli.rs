@@ -568,3 +568,68 @@ impl FromStrCompat for tokio_postgres::Config {
         (host, config.get_ports()[0])
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_pauses_too() {
+    let db = TestDatabase::create().await;
+    let client = db.connect().await;
+    make_items(&client, 20_000).await;
+    let child = tidegate()
+        .args([
+            "backfill",
+            "--db",
+            db.url(),
+            "--table",
+            "items",
+            "--set",
+            "n = n + 1",
+            "--batch-size",
+            "250",
+            "--max-rows-per-second",
+            "5000",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let row = client
+            .query_opt(
+                "select coalesce(sum(rows_done), 0)::int8 from tidegate.chunks",
+                &[],
+            )
+            .await;
+        if matches!(row, Ok(Some(ref r)) if r.get::<_, i64>(0) > 0) {
+            break;
+        }
+        assert!(Instant::now() < until, "no progress");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let row = client
+        .query_one(
+            "select status, status_reason from tidegate.runs where id = 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "paused");
+    assert_eq!(row.get::<_, String>(1), "interrupted by SIGTERM");
+    // Every row counted by the checkpoint was changed once, and no other.
+    let done: i64 = client
+        .query_one("select sum(rows_done)::int8 from tidegate.chunks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        histogram(&client).await,
+        vec![(0, 20_000 - done), (1, done)]
+    );
+}

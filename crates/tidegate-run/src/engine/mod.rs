@@ -60,6 +60,8 @@ pub struct BackfillOptions {
     pub rerun_finished: bool,
     /// How often the monitor reads control flags and health signals.
     pub health_interval: Duration,
+    /// How often batch statistics are sampled into the journal.
+    pub journal_sample_every: Duration,
     pub lock_retry: RetryPolicy,
     pub reconnect: RetryPolicy,
 }
@@ -81,6 +83,7 @@ impl Default for BackfillOptions {
             restart: false,
             rerun_finished: false,
             health_interval: Duration::from_millis(250),
+            journal_sample_every: Duration::from_secs(5),
             lock_retry: RetryPolicy::lock_conflicts(),
             reconnect: RetryPolicy::reconnect(),
         }

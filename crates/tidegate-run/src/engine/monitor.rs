@@ -98,7 +98,7 @@ pub(super) async fn monitor_loop(
                     state::journal(c, ctx.run_id, name, &event.to_json()).await?;
                 }
             }
-            if last_sample.elapsed() >= Duration::from_secs(5) {
+            if last_sample.elapsed() >= ctx.options.journal_sample_every {
                 last_sample = Instant::now();
                 let detail = serde_json::json!({
                     "rows_done": ctx.rows_done.load(Ordering::Relaxed),
