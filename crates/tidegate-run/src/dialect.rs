@@ -220,9 +220,10 @@ pub mod catalog {
 
 /// Health probes (PostgreSQL).
 pub mod health {
-    /// Sessions waiting on a lock held by one of the given backends. Parameter: int4[] of our pids.
-    pub const BLOCKED_BY_US: &str =
-        "SELECT count(*)::int8 FROM pg_stat_activity WHERE cardinality($1::int4[]) > 0 AND pg_blocking_pids(pid) && $1::int4[]";
+    /// Other sessions waiting on a lock held by one of the given backends (our own workers waiting on each other
+    /// for a moment over the state tables do not count). Parameter: int4[] of our pids.
+    pub const BLOCKED_BY_US: &str = "SELECT count(*)::int8 FROM pg_stat_activity WHERE cardinality($1::int4[]) > 0 \
+        AND pg_blocking_pids(pid) && $1::int4[] AND NOT (pid = ANY($1::int4[])) AND pid <> pg_backend_pid()";
 
     /// Replicas, replicas we may not see into (NULL state: missing privilege), the largest replay lag in seconds.
     pub const REPLICA_LAG: &str =
@@ -232,6 +233,14 @@ pub mod health {
     /// Active client backends other than ours. Parameter: int4[] of our pids.
     pub const ACTIVE_BACKENDS: &str = "SELECT count(*)::int8 FROM pg_stat_activity WHERE state = 'active' \
         AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND NOT (pid = ANY($1::int4[]))";
+
+    /// Other sessions holding granted locks on a table, oldest transaction first: the likely blockers named when
+    /// lock retries give up. Parameters: the quoted qualified table name, int4[] of our pids.
+    pub const LOCK_HOLDERS: &str = "SELECT l.pid, coalesce(a.application_name, ''), coalesce(a.state, ''), \
+        coalesce(extract(epoch FROM clock_timestamp() - a.xact_start), 0)::float8, left(coalesce(a.query, ''), 120) \
+        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+        WHERE l.relation = $1::text::regclass AND l.granted AND l.pid <> pg_backend_pid() \
+        AND NOT (l.pid = ANY($2::int4[])) ORDER BY a.xact_start LIMIT 3";
 
     /// The oldest open transaction other than ours: pid, age in seconds. Parameter: int4[] of our pids.
     pub const OLDEST_TRANSACTION: &str =
@@ -352,6 +361,10 @@ pub mod state {
     pub fn list() -> String {
         format!("SELECT {RUN_COLUMNS} FROM tidegate.runs r ORDER BY r.id")
     }
+
+    /// The latest run of a spec (all unfinished ones were handled first). Parameter: spec (json text).
+    pub const LATEST_BY_SPEC: &str = "SELECT id, status FROM tidegate.runs \
+        WHERE md5(spec::text) = md5($1::text::jsonb::text) ORDER BY id DESC LIMIT 1";
 
     /// Parameters: kind, spec (json text), table name, key columns, key types, key min, key max, estimated rows.
     pub const INSERT_RUN: &str = "INSERT INTO tidegate.runs (kind, spec, table_name, key_columns, key_types, key_min, \

@@ -25,6 +25,7 @@ fn spec(set: &str) -> BackfillSpec {
 
 fn options(batch: u64) -> BackfillOptions {
     BackfillOptions {
+        journal_sample_every: Duration::from_millis(200),
         controller: ControllerConfig {
             initial: batch,
             fixed: true,
@@ -140,12 +141,31 @@ async fn updates_every_row_exactly_once_and_records_the_run() {
         .iter()
         .any(|e| matches!(e, Event::Batch { .. })));
 
-    // The same spec again: the finished run is not resumed; a new run starts and does the work again.
+    // The same spec again: nothing to do; `--restart` runs it again.
     let (sink, _) = collect();
-    let again = engine::run(
+    let refused = engine::run(
         &config,
         RunTarget::Spec(spec("n = n + 1, note = 'x' || id")),
         options(700),
+        sink,
+        StopHandle::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(refused, engine::BackfillError::AlreadyFinished { run_id, .. } if run_id == outcome.run_id),
+        "{refused}"
+    );
+    assert_eq!(histogram(&client).await, vec![(1, 5_000)]);
+    let (sink, _) = collect();
+    let opts = BackfillOptions {
+        restart: true,
+        ..options(700)
+    };
+    let again = engine::run(
+        &config,
+        RunTarget::Spec(spec("n = n + 1, note = 'x' || id")),
+        opts,
         sink,
         StopHandle::default(),
     )
@@ -304,8 +324,9 @@ async fn lock_timeouts_shrink_retry_and_never_keep_others_waiting() {
     let outcome = engine_task.await.unwrap().unwrap();
     assert_eq!(outcome.end, RunEnd::Completed);
     assert_eq!(histogram(&client).await, vec![(1, 4_000)]);
-    let events = events.lock().unwrap().clone();
     let retries: Vec<u64> = events
+        .lock()
+        .unwrap()
         .iter()
         .filter_map(|e| match e {
             Event::Retry {
@@ -401,7 +422,7 @@ async fn pause_resume_and_abort_from_another_connection() {
     let hist = histogram(&client).await;
     assert_eq!(hist, vec![(0, 20_000 - done), (1, done)]);
     let journal = journal_events(&client, id).await;
-    for expected in ["started", "paused", "resumed", "aborted"] {
+    for expected in ["started", "batch_stats", "paused", "resumed", "aborted"] {
         assert!(
             journal.iter().any(|e| e == expected),
             "{expected} missing from {journal:?}"
@@ -782,4 +803,214 @@ async fn survives_a_server_crash_and_a_restart() {
     assert_eq!(histogram(&client).await, vec![(1, 20_000)]);
     let journal = journal_events(&client, outcome.run_id).await;
     assert!(journal.iter().any(|e| e == "reconnecting"), "{journal:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_the_window_nothing_runs_and_the_reason_is_recorded() {
+    let db = TestDatabase::create().await;
+    let client = db.connect().await;
+    make_items(&client, 1_000).await;
+    let config = ConnectionConfig::from_url(db.url()).unwrap();
+    // A one-hour window starting two hours from now (UTC): closed now, whatever the time of day.
+    let minute = tidegate_run::pacing::utc_second_of_day() / 60;
+    let start = (minute + 120) % 1440;
+    let end = (start + 60) % 1440;
+    let window = format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        start / 60,
+        start % 60,
+        end / 60,
+        end % 60
+    );
+    let opts = BackfillOptions {
+        window: Some(window.parse().unwrap()),
+        ..options(100)
+    };
+    let (sink, events) = collect();
+    let stop = StopHandle::default();
+    let (run_config, run_stop) = (config.clone(), stop.clone());
+    let task = tokio::spawn(async move {
+        engine::run(
+            &run_config,
+            RunTarget::Spec(spec("n = n + 1")),
+            opts,
+            sink,
+            run_stop,
+        )
+        .await
+    });
+    let seen = events.clone();
+    wait_for(
+        "the window to hold the run",
+        Duration::from_secs(10),
+        async || {
+            seen.lock().unwrap().iter().any(
+                |e| matches!(e, Event::Waiting { reason, .. } if reason.contains("outside window")),
+            )
+        },
+    )
+    .await;
+    let id = state::list_runs(&client).await.unwrap()[0].id;
+    let run = state::find_run(&client, id).await.unwrap().unwrap();
+    assert_eq!(run.status, "throttled");
+    assert!(run
+        .status_reason
+        .unwrap_or_default()
+        .contains("outside window"));
+    stop.request("interrupted by SIGINT");
+    let outcome = task.await.unwrap().unwrap();
+    assert!(matches!(outcome.end, RunEnd::Interrupted { .. }));
+    assert_eq!(histogram(&client).await, vec![(0, 1_000)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn critical_abort_stops_the_run_for_good() {
+    let db = TestDatabase::create().await;
+    let client = db.connect().await;
+    make_items(&client, 5_000).await;
+    client
+        .batch_execute("create table side (x int); insert into side values (1);")
+        .await
+        .unwrap();
+    let locker = db.connect().await;
+    locker
+        .batch_execute("begin; lock table side in access exclusive mode")
+        .await
+        .unwrap();
+    let config = ConnectionConfig::from_url(db.url()).unwrap();
+    let mut opts = BackfillOptions {
+        probe_sql: Some("select count(*) from side".into()),
+        critical_abort: true,
+        ..options(100)
+    };
+    opts.thresholds.max_probe_latency = Duration::from_millis(100);
+    let (sink, _) = collect();
+    let outcome = engine::run(
+        &config,
+        RunTarget::Spec(spec("n = n + 1")),
+        opts,
+        sink,
+        StopHandle::default(),
+    )
+    .await
+    .unwrap();
+    match &outcome.end {
+        RunEnd::Aborted { reason } => assert!(
+            reason.contains("critical") && reason.contains("probe"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(status(&client, outcome.run_id).await, "aborted");
+    assert_eq!(histogram(&client).await, vec![(0, 5_000)]);
+    locker.batch_execute("commit").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_retries_end_in_an_error_naming_the_blocker() {
+    let db = TestDatabase::create().await;
+    let client = db.connect().await;
+    make_items(&client, 2_000).await;
+    let holder = db.connect().await;
+    holder
+        .batch_execute("set application_name = 'the_blocker'; begin; select * from items where id = 10 for update")
+        .await
+        .unwrap();
+    let config = ConnectionConfig::from_url(db.url()).unwrap();
+    let mut opts = BackfillOptions {
+        lock_timeout: Duration::from_millis(50),
+        ..options(500)
+    };
+    opts.lock_retry.max_attempts = 3;
+    opts.lock_retry.base = Duration::from_millis(10);
+    let (sink, _) = collect();
+    let error = engine::run(
+        &config,
+        RunTarget::Spec(spec("n = n + 1")),
+        opts,
+        sink,
+        StopHandle::default(),
+    )
+    .await
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("lock_timeout") && message.contains("the_blocker"),
+        "{message}"
+    );
+    let run = state::list_runs(&client).await.unwrap().remove(0);
+    assert_eq!(run.status, "failed");
+    assert!(run.last_error.unwrap_or_default().contains("the_blocker"));
+    assert_eq!(histogram(&client).await, vec![(0, 2_000)]);
+    // Resumable once the blocker is gone.
+    holder.batch_execute("commit").await.unwrap();
+    let (sink, _) = collect();
+    let outcome = engine::run(
+        &config,
+        RunTarget::Spec(spec("n = n + 1")),
+        options(500),
+        sink,
+        StopHandle::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.run_id, run.id);
+    assert_eq!(histogram(&client).await, vec![(1, 2_000)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_unique_key_and_an_empty_table() {
+    let db = TestDatabase::create().await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "create table accounts (email text not null, n int not null default 0);
+             create unique index accounts_email on accounts (email);
+             insert into accounts (email) select 'user' || g || '@example.com' from generate_series(1, 3000) g;
+             create table empty (id int primary key, n int);
+             analyze;",
+        )
+        .await
+        .unwrap();
+    let config = ConnectionConfig::from_url(db.url()).unwrap();
+    let (sink, _) = collect();
+    let accounts = BackfillSpec {
+        table: "accounts".into(),
+        key: Some(vec!["email".into()]),
+        ..spec("n = n + 1")
+    };
+    let outcome = engine::run(
+        &config,
+        RunTarget::Spec(accounts),
+        options(400),
+        sink,
+        StopHandle::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.end, RunEnd::Completed);
+    let counts: Vec<(i32, i64)> = client
+        .query("select n, count(*) from accounts group by n", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(counts, vec![(1, 3_000)]);
+    let (sink, _) = collect();
+    let empty = BackfillSpec {
+        table: "empty".into(),
+        ..spec("n = 1")
+    };
+    let outcome = engine::run(
+        &config,
+        RunTarget::Spec(empty),
+        options(400),
+        sink,
+        StopHandle::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.end, RunEnd::Completed);
+    assert_eq!(outcome.rows_done, 0);
 }

@@ -492,7 +492,11 @@ async fn run_phase(
                 let outcome = engine::run(
                     config,
                     RunTarget::Spec(spec.clone()),
-                    options.backfill.clone(),
+                    // A later migration may repeat an earlier one's data change: that is a new run.
+                    BackfillOptions {
+                        rerun_finished: true,
+                        ..options.backfill.clone()
+                    },
                     events,
                     options.stop.clone(),
                 )

@@ -256,7 +256,7 @@ async fn dry_run(
         Err(e) => return Ok(report_error(&e)),
     };
     let existing = if tidegate_run::state::schema_exists(&client).await? {
-        let json = serde_json::to_string(&spec)?;
+        let json = engine::identity_json(&prepared);
         tidegate_run::state::find_unfinished(&client, &json)
             .await?
             .map(|r| r.id)
@@ -385,6 +385,25 @@ async fn execute(
                 resume_hint(run_id)
             );
             Ok(exit_failure())
+        }
+        Err(BackfillError::AlreadyFinished { run_id, status }) => {
+            let message = format!(
+                "run {run_id} of this spec is already {status}; nothing to do. Pass --restart to run it again \
+                 (a non-idempotent SET would then apply twice)"
+            );
+            if format == Format::Json {
+                let event = serde_json::json!({"event": "nothing_to_do", "run_id": run_id, "status": status, "message": message});
+                println!("{event}");
+            }
+            if status == "completed" {
+                if format == Format::Text {
+                    println!("{message}");
+                }
+                Ok(exit_clean())
+            } else {
+                eprintln!("error: {message}");
+                Ok(exit_usage())
+            }
         }
         Err(other) => Ok(report_error(&other)),
     }

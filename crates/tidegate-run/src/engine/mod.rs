@@ -1,0 +1,917 @@
+//! The backfill engine: the I/O edge around the pure pieces (controller, throttle, retry, pacing).
+//!
+//! A run is split into chunks of the key space, created lazily from a frontier fixed by the key's upper bound
+//! taken at start. A worker claims a chunk (candidates read with `FOR UPDATE SKIP LOCKED`, ownership held as a
+//! session-level advisory lock that dies with the worker's connection), then walks it in batches: one short
+//! transaction each, with `SET LOCAL lock_timeout`/`statement_timeout`, the UPDATE bounded by the key range, and the
+//! chunk's checkpoint written in the same transaction (guarded by the cursor it started from). A crash at any
+//! instant therefore loses nothing and applies nothing twice. A monitor task, on its own connection, reads the
+//! control flags and health signals every `health_interval` and opens or closes the gate the workers pass
+//! before each batch.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tidegate_db::connect::{describe, is_connection_lost, sqlstate, ConnectionConfig};
+use tokio_postgres::Client;
+
+use crate::controller::ControllerConfig;
+use crate::dialect::{catalog, state as state_sql, BatchShape, Dialect, Postgres};
+use crate::events::Event;
+use crate::pacing::{RateLimit, Window};
+use crate::retry::{RetryDecision, RetryPolicy, RetryState};
+use crate::spec::{self, BackfillSpec};
+use crate::state::{self, RunRow};
+use crate::throttle::Thresholds;
+
+mod monitor;
+mod worker;
+
+use monitor::monitor_loop;
+use worker::{worker_loop, WorkerEnd};
+
+/// Everything that shapes a run besides the spec.
+#[derive(Debug, Clone)]
+pub struct BackfillOptions {
+    pub controller: ControllerConfig,
+    /// `SET LOCAL lock_timeout` of every batch.
+    pub lock_timeout: Duration,
+    /// `SET LOCAL statement_timeout` of every batch; `None` = 10× the batch time, at least 1 s.
+    pub statement_timeout: Option<Duration>,
+    pub thresholds: Thresholds,
+    /// `--probe-sql`; `None` = a key lookup on the table.
+    pub probe_sql: Option<String>,
+    /// `--throttle-query`: true means wait.
+    pub throttle_query: Option<String>,
+    pub max_rows_per_second: Option<u64>,
+    pub window: Option<Window>,
+    /// Workers in this process.
+    pub workers: u32,
+    /// Keys per chunk (the unit workers claim).
+    pub chunk_rows: u64,
+    /// Abort instead of pausing when a signal turns critical.
+    pub critical_abort: bool,
+    /// Discard an unfinished run of the same spec and start over.
+    pub restart: bool,
+    /// When the latest run of this spec is completed or aborted, start a new run instead of refusing with
+    /// [`BackfillError::AlreadyFinished`]. The CLI leaves it off (running a finished non-idempotent spec twice is
+    /// a mistake); apply turns it on, since a later migration may repeat an earlier one's data change.
+    pub rerun_finished: bool,
+    /// How often the monitor reads control flags and health signals.
+    pub health_interval: Duration,
+    /// How often batch statistics are sampled into the journal.
+    pub journal_sample_every: Duration,
+    pub lock_retry: RetryPolicy,
+    pub reconnect: RetryPolicy,
+}
+
+impl Default for BackfillOptions {
+    fn default() -> Self {
+        Self {
+            controller: ControllerConfig::default(),
+            lock_timeout: Duration::from_secs(1),
+            statement_timeout: None,
+            thresholds: Thresholds::default(),
+            probe_sql: None,
+            throttle_query: None,
+            max_rows_per_second: None,
+            window: None,
+            workers: 1,
+            chunk_rows: 20_000,
+            critical_abort: false,
+            restart: false,
+            rerun_finished: false,
+            health_interval: Duration::from_millis(250),
+            journal_sample_every: Duration::from_secs(5),
+            lock_retry: RetryPolicy::lock_conflicts(),
+            reconnect: RetryPolicy::reconnect(),
+        }
+    }
+}
+
+impl BackfillOptions {
+    pub fn effective_statement_timeout(&self) -> Duration {
+        self.statement_timeout
+            .unwrap_or_else(|| (self.controller.target * 10).max(Duration::from_secs(1)))
+    }
+}
+
+/// Why a backfill did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    /// Bad input, found before any row changed. Exit 2.
+    #[error("{0}")]
+    Input(String),
+    /// The database could not be reached or answered with an error before the run started. Exit 1.
+    #[error("{0}")]
+    Database(String),
+    /// The latest run of this spec already completed (or was aborted); `--restart` runs it again.
+    #[error("run {run_id} of this spec is already {status}; nothing to do. Pass --restart to run it again (a non-idempotent SET would apply twice)")]
+    AlreadyFinished { run_id: i64, status: String },
+    /// The run started and then failed; its state is consistent and resumable. Exit 1.
+    #[error("run {run_id} failed: {message}")]
+    RunFailed { run_id: i64, message: String },
+}
+
+impl From<tidegate_db::connect::ConnectError> for BackfillError {
+    fn from(error: tidegate_db::connect::ConnectError) -> Self {
+        match error {
+            tidegate_db::connect::ConnectError::Connect { .. } => {
+                BackfillError::Database(error.to_string())
+            }
+            other => BackfillError::Input(other.to_string()),
+        }
+    }
+}
+
+fn db_error(context: &str, error: &tokio_postgres::Error) -> BackfillError {
+    BackfillError::Database(format!("{context}: {}", describe(error)))
+}
+
+/// What to run: a spec (resumes its unfinished run, if any) or a run by id.
+#[derive(Debug, Clone)]
+pub enum RunTarget {
+    Spec(BackfillSpec),
+    Resume(i64),
+}
+
+/// The table, key and statements a spec resolves to against the live catalog. Read-only to obtain.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Prepared {
+    pub spec: BackfillSpec,
+    pub shape: BatchShape,
+    /// The index the key comes from.
+    pub key_index: String,
+    pub estimated_rows: Option<i64>,
+    pub key_min: Option<Vec<String>>,
+    pub key_max: Option<Vec<String>>,
+}
+
+/// The `--dry-run` plan.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    pub table: String,
+    pub key: Vec<String>,
+    pub key_index: String,
+    pub estimated_rows: Option<i64>,
+    pub initial_batch_size: u64,
+    pub estimated_batches: Option<u64>,
+    pub batch_time_ms: u128,
+    pub lock_timeout_ms: u128,
+    pub statement_timeout_ms: u128,
+    /// The exact statements of the first batch, with their parameters.
+    pub batch_sql: Vec<String>,
+    pub batch_parameters: Vec<String>,
+    pub health_signals: Vec<String>,
+    pub existing_run: Option<i64>,
+}
+
+impl Prepared {
+    /// The plan `--dry-run` prints.
+    pub fn plan(&self, options: &BackfillOptions, existing_run: Option<i64>) -> Plan {
+        let d = Postgres;
+        let size = options.controller.initial.max(1);
+        let mut parameters = Vec::new();
+        if let Some(max) = &self.key_max {
+            parameters.push(format!(
+                "upper key bound (fixed at start) = ({})",
+                max.join(", ")
+            ));
+        }
+        parameters.push(format!("offset = {}", size - 1));
+        let t = &options.thresholds;
+        let mut signals = vec![
+            "sessions blocked by our backends (pg_blocking_pids): throttle at once".to_string(),
+            format!(
+                "replica lag (pg_stat_replication): throttle over {:.1}s, critical over {}x",
+                t.max_replica_lag.as_secs_f64(),
+                t.critical_factor
+            ),
+            match t.max_active {
+                Some(max) => format!("active backends: throttle over {max}"),
+                None => "active backends: reported (no --max-active)".to_string(),
+            },
+            format!(
+                "probe latency ({}): throttle over {} ms",
+                options
+                    .probe_sql
+                    .as_deref()
+                    .unwrap_or("primary-key lookup on the table"),
+                t.max_probe_latency.as_millis()
+            ),
+            format!(
+                "transactions open longer than {}s: reported",
+                t.long_transaction.as_secs()
+            ),
+        ];
+        if let Some(q) = &options.throttle_query {
+            signals.push(format!("throttle query (true = wait): {q}"));
+        }
+        if let Some(w) = &options.window {
+            signals.push(format!("window: batches only during {w}"));
+        }
+        if let Some(r) = options.max_rows_per_second {
+            signals.push(format!("rate: at most {r} rows/s"));
+        }
+        Plan {
+            table: format!("{}.{}", self.shape.schema, self.shape.table),
+            key: self.shape.key_columns.clone(),
+            key_index: self.key_index.clone(),
+            estimated_rows: self.estimated_rows,
+            initial_batch_size: size,
+            estimated_batches: self
+                .estimated_rows
+                .map(|r| (r.max(0) as u64).div_ceil(size)),
+            batch_time_ms: options.controller.target.as_millis(),
+            lock_timeout_ms: options.lock_timeout.as_millis(),
+            statement_timeout_ms: options.effective_statement_timeout().as_millis(),
+            batch_sql: vec![
+                "BEGIN".into(),
+                d.batch_settings(options.lock_timeout, options.effective_statement_timeout()),
+                d.batch_upper_bound(&self.shape, false),
+                d.batch_update(&self.shape, false),
+                format!(
+                    "{} -- the checkpoint, same transaction",
+                    state_sql::CHECKPOINT
+                ),
+                "COMMIT".into(),
+            ],
+            batch_parameters: parameters,
+            health_signals: signals,
+            existing_run,
+        }
+    }
+}
+
+/// Validates the spec against the live catalog and returns what a run would do. Changes nothing.
+pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, BackfillError> {
+    let d = Postgres;
+    if spec.table.trim().is_empty() {
+        return Err(BackfillError::Input(
+            spec::SpecError::EmptyTable.to_string(),
+        ));
+    }
+    let set_columns =
+        spec::validate_set(&spec.set).map_err(|e| BackfillError::Input(e.to_string()))?;
+    // Catalog reads and statement checks never wait long behind another session's lock.
+    client
+        .batch_execute(&catalog::session_settings(5_000, 30_000))
+        .await
+        .map_err(|e| db_error("configuring the session", &e))?;
+    if let Some(p) = &spec.predicate {
+        spec::validate_where(p).map_err(|e| BackfillError::Input(e.to_string()))?;
+    }
+    let writable = client
+        .query_one(catalog::WRITABLE, &[])
+        .await
+        .map_err(|e| db_error("checking the connection is writable", &e))?;
+    let (in_recovery, read_only_tx, default_read_only): (bool, bool, bool) =
+        (writable.get(0), writable.get(1), writable.get(2));
+    if in_recovery || read_only_tx || default_read_only {
+        return Err(BackfillError::Input(format!(
+            "the connection is read-only ({}); point --db at the primary with a role that may write",
+            if in_recovery { "the server is a standby in recovery" } else { "default_transaction_read_only is on" }
+        )));
+    }
+    let table = match client
+        .query_opt(catalog::RESOLVE_TABLE, &[&spec.table])
+        .await
+    {
+        Ok(Some(row)) => row,
+        Ok(None) => {
+            return Err(BackfillError::Input(format!(
+            "table {:?} does not exist (or is not on the search_path); name it as `schema.table`",
+            spec.table
+        )))
+        }
+        Err(e) if e.code().is_some() && !is_connection_lost(&e) => {
+            return Err(BackfillError::Input(format!(
+                "--table {:?} is not a table name: {}",
+                spec.table,
+                describe(&e)
+            )))
+        }
+        Err(e) => return Err(db_error("looking up the table", &e)),
+    };
+    let oid: u32 = table.get(0);
+    let schema: String = table.get(1);
+    let name: String = table.get(2);
+    let relkind: String = table.get(3);
+    let reltuples: f64 = table.get(4);
+    let may_update: bool = table.get(5);
+    if relkind != "r" && relkind != "p" {
+        return Err(BackfillError::Input(format!(
+            "{schema}.{name} is not a table (relkind {relkind}); backfill updates tables"
+        )));
+    }
+    if !may_update {
+        return Err(BackfillError::Input(format!(
+            "the connected role may not UPDATE {schema}.{name}; grant it UPDATE or connect as the table's owner"
+        )));
+    }
+    let columns: Vec<(String, String, bool)> = client
+        .query(catalog::COLUMNS, &[&oid])
+        .await
+        .map_err(|e| db_error("reading the table's columns", &e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    for column in &set_columns {
+        if !columns.iter().any(|(n, _, _)| n == column) {
+            return Err(BackfillError::Input(format!(
+                "--set assigns column {column:?}, which {schema}.{name} does not have (columns: {})",
+                columns.iter().map(|c| c.0.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let indexes: Vec<(String, bool, Vec<String>, bool, bool)> = client
+        .query(catalog::UNIQUE_INDEXES, &[&oid])
+        .await
+        .map_err(|e| db_error("reading the table's indexes", &e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    let usable = |ix: &&(String, bool, Vec<String>, bool, bool)| ix.4 && (ix.1 || ix.3);
+    let chosen = match &spec.key {
+        None => indexes
+            .iter()
+            .find(|ix| ix.1 && usable(ix))
+            .or_else(|| indexes.iter().find(usable)),
+        Some(wanted) => {
+            for column in wanted {
+                if !columns.iter().any(|(n, _, _)| n == column) {
+                    return Err(BackfillError::Input(format!(
+                        "--key names column {column:?}, which {schema}.{name} does not have"
+                    )));
+                }
+            }
+            match indexes.iter().find(|ix| &ix.2 == wanted) {
+                Some(ix) if usable(&ix) => Some(ix),
+                Some(ix) => {
+                    return Err(BackfillError::Input(format!(
+                        "--key {} matches index {}, which is not usable for batching: it must be a valid btree index \
+                         without predicate or expressions on NOT NULL columns",
+                        wanted.join(","),
+                        ix.0
+                    )))
+                }
+                None => {
+                    return Err(BackfillError::Input(format!(
+                        "--key {} does not name a unique index of {schema}.{name}; create one (CREATE UNIQUE INDEX \
+                         CONCURRENTLY ... ({})) with NOT NULL columns, or omit --key to use the primary key",
+                        wanted.join(","),
+                        wanted.join(", ")
+                    )))
+                }
+            }
+        }
+    };
+    let Some((index_name, _, key_columns, _, _)) = chosen.cloned() else {
+        return Err(BackfillError::Input(format!(
+            "{schema}.{name} has no primary key and no unique index on NOT NULL columns, so it cannot be walked in \
+             batches safely; add a primary key (or a unique NOT NULL index and pass it with --key)"
+        )));
+    };
+    for column in &set_columns {
+        if key_columns.contains(column) {
+            return Err(BackfillError::Input(format!(
+                "--set assigns key column {column:?}; a backfill cannot change the key it walks. Use another key (--key) or a migration"
+            )));
+        }
+    }
+    let key_types = key_columns
+        .iter()
+        .map(|k| {
+            columns
+                .iter()
+                .find(|(n, _, _)| n == k)
+                .map(|c| c.1.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    let shape = BatchShape {
+        schema: schema.clone(),
+        table: name.clone(),
+        key_columns,
+        key_types,
+        set: spec.set.clone(),
+        predicate: spec.predicate.clone(),
+    };
+    for has_lower in [false, true] {
+        let sql = d.batch_update(&shape, has_lower);
+        spec::check_generated_update(&sql)
+            .map_err(|why| BackfillError::Input(format!("--set/--where rejected: {why}")))?;
+        // The server analyses the statement without running it: unknown columns and type errors surface here.
+        if let Err(e) = client.prepare(&sql).await {
+            if is_connection_lost(&e)
+                || sqlstate(&e) == Some("55P03")
+                || sqlstate(&e) == Some("57014")
+            {
+                return Err(db_error(
+                    "checking the batch statement (another session may hold a lock on the table)",
+                    &e,
+                ));
+            }
+            return Err(BackfillError::Input(format!(
+                "--set/--where do not fit {schema}.{name}: {}",
+                describe(&e)
+            )));
+        }
+        client
+            .prepare(&d.batch_upper_bound(&shape, has_lower))
+            .await
+            .map_err(|e| db_error("checking the batch bound query", &e))?;
+    }
+    let key_min = first_key(client, &d.key_min(&shape)).await?;
+    let key_max = first_key(client, &d.key_max(&shape)).await?;
+    Ok(Prepared {
+        spec: spec.clone(),
+        shape,
+        key_index: index_name,
+        estimated_rows: if reltuples >= 0.0 {
+            Some(reltuples as i64)
+        } else {
+            None
+        },
+        key_min,
+        key_max,
+    })
+}
+
+/// The run identity: the spec as given (table, SET, WHERE, key), as JSON. Naming the table differently
+/// (`orders` vs `public.orders`) makes a different run: apply's executor looks runs up by this same text.
+pub fn identity_json(prepared: &Prepared) -> String {
+    serde_json::to_string(&prepared.spec).unwrap_or_default()
+}
+
+async fn first_key(client: &Client, sql: &str) -> Result<Option<Vec<String>>, BackfillError> {
+    let row = client
+        .query_opt(sql, &[])
+        .await
+        .map_err(|e| db_error("reading the key range", &e))?;
+    Ok(row.map(|r| (0..r.len()).map(|i| r.get::<_, String>(i)).collect()))
+}
+
+/// Asks a running engine to stop between batches (SIGINT/SIGTERM). Cloneable.
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle(Arc<Mutex<Option<String>>>);
+
+impl StopHandle {
+    pub fn request(&self, reason: &str) {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(reason.to_string());
+        }
+    }
+
+    pub fn requested(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// How a run ended, when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    Completed,
+    /// Stopped by a signal: paused, resumable.
+    Interrupted {
+        reason: String,
+    },
+    Aborted {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub run_id: i64,
+    pub end: RunEnd,
+    pub rows_done: u64,
+    pub batches: u64,
+}
+
+/// Receives events as they happen.
+pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Gate {
+    Go,
+    Wait(String),
+    Paused(String),
+    Stop(String),
+    Abort(String),
+}
+
+struct Ctx {
+    config: ConnectionConfig,
+    options: BackfillOptions,
+    shape: BatchShape,
+    run_id: i64,
+    estimated_rows: Option<i64>,
+    origin: Instant,
+    gate: Mutex<Gate>,
+    throttle_epoch: AtomicU64,
+    /// Set once every worker has returned: the monitor hands its connection back for the final write.
+    finishing: AtomicBool,
+    limiter: Option<Mutex<RateLimit>>,
+    pids: Mutex<Vec<i32>>,
+    rows_done: AtomicU64,
+    rows_scanned: AtomicU64,
+    batches: AtomicU64,
+    /// Rows done before this process attached: rates and ETAs count only this process's work.
+    initial_done: u64,
+    initial_scanned: u64,
+    last_batch_size: AtomicU64,
+    last_statement_us: AtomicU64,
+    journal: tokio::sync::mpsc::UnboundedSender<Event>,
+    sink: EventSink,
+}
+
+impl Ctx {
+    fn gate(&self) -> Gate {
+        self.gate.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_gate(&self, gate: Gate) {
+        *self.gate.lock().unwrap_or_else(|e| e.into_inner()) = gate;
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    /// Reports an event and, unless it is a batch, journals it.
+    fn emit(&self, event: Event) {
+        (self.sink)(&event);
+        if event.journal_name().is_some() {
+            let _ = self.journal.send(event);
+        }
+    }
+}
+
+/// Runs (or resumes) a backfill to its end. Returns how it ended; a failure is an error whose run stays
+/// resumable.
+pub async fn run(
+    config: &ConnectionConfig,
+    target: RunTarget,
+    options: BackfillOptions,
+    sink: EventSink,
+    stop: StopHandle,
+) -> Result<Outcome, BackfillError> {
+    let mut client = config.connect().await?;
+    let (spec, resume_row) = match &target {
+        RunTarget::Spec(spec) => (spec.clone(), None),
+        RunTarget::Resume(id) => {
+            if !state::schema_exists(&client)
+                .await
+                .map_err(|e| db_error("reading runs", &e))?
+            {
+                return Err(BackfillError::Input(format!(
+                    "there is no run {id} (no tidegate state in this database)"
+                )));
+            }
+            let row = state::find_run(&client, *id)
+                .await
+                .map_err(|e| db_error("reading the run", &e))?
+                .ok_or_else(|| {
+                    BackfillError::Input(format!(
+                        "there is no run {id}; `tidegate runs` lists them"
+                    ))
+                })?;
+            if row.is_finished() {
+                return Err(BackfillError::Input(format!(
+                    "run {id} is {}; nothing to resume",
+                    row.status
+                )));
+            }
+            let spec: BackfillSpec = serde_json::from_str(&row.spec_json).map_err(|e| {
+                BackfillError::Database(format!("run {id} has a spec this build cannot read: {e}"))
+            })?;
+            (spec, Some(row))
+        }
+    };
+    let prepared = prepare(&client, &spec).await?;
+    if let Some(q) = &options.probe_sql {
+        spec::validate_select(q, "--probe-sql").map_err(BackfillError::Input)?;
+    }
+    if let Some(q) = &options.throttle_query {
+        spec::validate_select(q, "--throttle-query").map_err(BackfillError::Input)?;
+    }
+    state::ensure_schema(&mut client)
+        .await
+        .map_err(|e| BackfillError::Database(format!("creating the tidegate state schema: {e}")))?;
+    let spec_json = identity_json(&prepared);
+    let (run, resumed) = attach_or_create(
+        &client,
+        &prepared,
+        &spec_json,
+        resume_row,
+        options.restart,
+        options.rerun_finished,
+    )
+    .await?;
+    let run_id = run.id;
+
+    let (journal_tx, journal_rx) = tokio::sync::mpsc::unbounded_channel();
+    let ctx = Arc::new(Ctx {
+        config: config.clone(),
+        limiter: options
+            .max_rows_per_second
+            .map(|r| Mutex::new(RateLimit::new(r))),
+        options,
+        shape: prepared.shape.clone(),
+        run_id,
+        estimated_rows: run.estimated_rows,
+        origin: Instant::now(),
+        gate: Mutex::new(Gate::Wait("starting".into())),
+        throttle_epoch: AtomicU64::new(0),
+        finishing: AtomicBool::new(false),
+        pids: Mutex::new(Vec::new()),
+        rows_done: AtomicU64::new(run.rows_done.max(0) as u64),
+        rows_scanned: AtomicU64::new(run.rows_scanned.max(0) as u64),
+        batches: AtomicU64::new(run.batches.max(0) as u64),
+        initial_done: run.rows_done.max(0) as u64,
+        initial_scanned: run.rows_scanned.max(0) as u64,
+        last_batch_size: AtomicU64::new(0),
+        last_statement_us: AtomicU64::new(0),
+        journal: journal_tx,
+        sink,
+    });
+    ctx.emit(Event::Started {
+        run_id,
+        resumed,
+        table: run.table.clone(),
+        key: run.key_columns.clone(),
+        estimated_rows: run.estimated_rows,
+        rows_done: run.rows_done.max(0) as u64,
+        workers: ctx.options.workers.max(1),
+    });
+
+    let probe_key = run.key_min.clone();
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..ctx.options.workers.max(1) {
+        let ctx = ctx.clone();
+        workers.spawn(async move { worker_loop(ctx, worker).await });
+    }
+    let monitor = tokio::spawn(monitor_loop(
+        ctx.clone(),
+        client,
+        journal_rx,
+        probe_key,
+        stop.clone(),
+    ));
+
+    let mut failure: Option<String> = None;
+    let mut all_done = true;
+    while let Some(joined) = workers.join_next().await {
+        let end = joined.unwrap_or_else(|e| WorkerEnd::Failed(format!("a worker panicked: {e}")));
+        match end {
+            WorkerEnd::Done => {}
+            WorkerEnd::Stopped => all_done = false,
+            WorkerEnd::Failed(message) => {
+                all_done = false;
+                if failure.is_none() {
+                    failure = Some(message.clone());
+                    // The other workers finish their batch in flight and stop.
+                    ctx.set_gate(Gate::Stop(format!("another worker failed: {message}")));
+                }
+            }
+        }
+    }
+    let gate = ctx.gate();
+    let end = if let Some(message) = failure {
+        Err(message)
+    } else if all_done {
+        Ok(RunEnd::Completed)
+    } else {
+        match gate {
+            Gate::Abort(reason) => Ok(RunEnd::Aborted { reason }),
+            Gate::Stop(reason) => Ok(RunEnd::Interrupted { reason }),
+            other => Ok(RunEnd::Interrupted {
+                reason: format!("stopped ({other:?})"),
+            }),
+        }
+    };
+    // The monitor writes the final status and drains the journal.
+    ctx.finishing.store(true, Ordering::Relaxed);
+    ctx.set_gate(Gate::Stop("finishing".into()));
+    let final_state = FinalState { end: end.clone() };
+    let monitor_client = monitor.await.ok().flatten();
+    let rows_done = ctx.rows_done.load(Ordering::Relaxed);
+    let batches = ctx.batches.load(Ordering::Relaxed);
+    finish(&ctx, monitor_client, &final_state).await;
+    match end {
+        Ok(end) => Ok(Outcome {
+            run_id,
+            end,
+            rows_done,
+            batches,
+        }),
+        Err(message) => Err(BackfillError::RunFailed { run_id, message }),
+    }
+}
+
+struct FinalState {
+    end: Result<RunEnd, String>,
+}
+
+/// Writes the run's final status and journal entry, reconnecting if it must.
+async fn finish(
+    ctx: &Ctx,
+    client: Option<(Client, tokio::sync::mpsc::UnboundedReceiver<Event>)>,
+    final_state: &FinalState,
+) {
+    let elapsed = ctx.now().as_secs_f64();
+    let event = match &final_state.end {
+        Ok(RunEnd::Completed) => Event::Completed {
+            run_id: ctx.run_id,
+            rows_done: ctx.rows_done.load(Ordering::Relaxed),
+            batches: ctx.batches.load(Ordering::Relaxed),
+            seconds: elapsed,
+        },
+        Ok(RunEnd::Interrupted { reason }) => Event::Paused {
+            run_id: ctx.run_id,
+            reason: reason.clone(),
+        },
+        Ok(RunEnd::Aborted { reason }) => Event::Aborted {
+            run_id: ctx.run_id,
+            reason: reason.clone(),
+        },
+        Err(message) => Event::Failed {
+            run_id: ctx.run_id,
+            error: message.clone(),
+        },
+    };
+    (ctx.sink)(&event);
+    let (mut client, mut rx) = match client {
+        Some((c, rx)) => (Some(c), Some(rx)),
+        None => (None, None),
+    };
+    let mut retry = RetryState::default();
+    loop {
+        if client.is_none() {
+            client = ctx.config.connect().await.ok();
+        }
+        if let Some(c) = &client {
+            let mut pending = Vec::new();
+            if let Some(rx) = rx.as_mut() {
+                while let Ok(e) = rx.try_recv() {
+                    pending.push(e);
+                }
+            }
+            pending.push(event.clone());
+            let result = write_final(c, ctx.run_id, &final_state.end, &pending).await;
+            match result {
+                Ok(()) => return,
+                Err(e) if is_connection_lost(&e) => client = None,
+                Err(e) => {
+                    tracing::warn!(error = %describe(&e), "could not record the run's final status");
+                    return;
+                }
+            }
+        }
+        match retry.on_failure(&ctx.options.reconnect, ctx.now(), fastrand::f64()) {
+            RetryDecision::RetryAfter { delay, .. } => tokio::time::sleep(delay).await,
+            RetryDecision::GiveUp { .. } => {
+                tracing::warn!("could not reach the database to record the run's final status");
+                return;
+            }
+        }
+    }
+}
+
+async fn write_final(
+    client: &Client,
+    run_id: i64,
+    end: &Result<RunEnd, String>,
+    events: &[Event],
+) -> Result<(), tokio_postgres::Error> {
+    for event in events {
+        if let Some(name) = event.journal_name() {
+            state::journal(client, run_id, name, &event.to_json()).await?;
+        }
+    }
+    match end {
+        Ok(RunEnd::Completed) => {
+            client
+                .execute(
+                    state_sql::SET_STATUS,
+                    &[&run_id, &"completed", &None::<String>],
+                )
+                .await?;
+        }
+        Ok(RunEnd::Interrupted { reason }) => {
+            client
+                .execute(
+                    state_sql::SET_STATUS,
+                    &[&run_id, &"paused", &Some(reason.as_str())],
+                )
+                .await?;
+        }
+        Ok(RunEnd::Aborted { .. }) => {
+            client.execute(state_sql::SET_ABORTED, &[&run_id]).await?;
+        }
+        Err(message) => {
+            client
+                .execute(state_sql::SET_FAILED, &[&run_id, &message.as_str()])
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn attach_or_create(
+    client: &Client,
+    prepared: &Prepared,
+    spec_json: &str,
+    resume_row: Option<RunRow>,
+    restart: bool,
+    rerun_finished: bool,
+) -> Result<(RunRow, bool), BackfillError> {
+    if let Some(row) = resume_row {
+        if restart {
+            return Err(BackfillError::Input(
+                "--resume and --restart contradict each other; pick one".into(),
+            ));
+        }
+        client
+            .execute(state_sql::ATTACH, &[&row.id])
+            .await
+            .map_err(|e| db_error("attaching to the run", &e))?;
+        return Ok((row, true));
+    }
+    for _ in 0..3 {
+        let existing = state::find_unfinished(client, spec_json)
+            .await
+            .map_err(|e| db_error("reading runs", &e))?;
+        if let Some(row) = existing {
+            if restart {
+                client
+                    .execute(state_sql::DISCARD_RUN, &[&row.id])
+                    .await
+                    .map_err(|e| db_error("discarding the old run", &e))?;
+                state::journal(
+                    client,
+                    row.id,
+                    "aborted",
+                    &serde_json::json!({"reason": "discarded by --restart"}),
+                )
+                .await
+                .map_err(|e| db_error("journaling", &e))?;
+            } else {
+                client
+                    .execute(state_sql::ATTACH, &[&row.id])
+                    .await
+                    .map_err(|e| db_error("attaching to the run", &e))?;
+                return Ok((row, true));
+            }
+        } else if !restart && !rerun_finished {
+            // Running a finished spec again would apply a non-idempotent SET twice: refuse unless asked.
+            let latest = client
+                .query_opt(state_sql::LATEST_BY_SPEC, &[&spec_json])
+                .await
+                .map_err(|e| db_error("reading runs", &e))?;
+            if let Some(latest) = latest {
+                let (id, status): (i64, String) = (latest.get(0), latest.get(1));
+                if !matches!(status.as_str(), "completed" | "aborted") {
+                    // Another process created the run a moment ago: attach to it.
+                    continue;
+                }
+                return Err(BackfillError::AlreadyFinished { run_id: id, status });
+            }
+        }
+        let table = format!("{}.{}", prepared.shape.schema, prepared.shape.table);
+        let inserted = client
+            .query_one(
+                state_sql::INSERT_RUN,
+                &[
+                    &"backfill",
+                    &spec_json,
+                    &table,
+                    &prepared.shape.key_columns,
+                    &prepared.shape.key_types,
+                    &prepared.key_min,
+                    &prepared.key_max,
+                    &prepared.estimated_rows,
+                ],
+            )
+            .await;
+        match inserted {
+            Ok(row) => {
+                let id: i64 = row.get(0);
+                let run = state::find_run(client, id)
+                    .await
+                    .map_err(|e| db_error("reading the new run", &e))?
+                    .ok_or_else(|| BackfillError::Database("the new run vanished".into()))?;
+                return Ok((run, false));
+            }
+            // Another process created the same run a moment ago: attach to it.
+            Err(e) if sqlstate(&e) == Some("23505") => continue,
+            Err(e) => return Err(db_error("creating the run", &e)),
+        }
+    }
+    Err(BackfillError::Database(
+        "could not create or find the run (concurrent starts kept racing)".into(),
+    ))
+}
