@@ -490,3 +490,88 @@ async fn outside_its_window_apply_waits_and_says_why() {
         "nothing ran outside the window"
     );
 }
+
+#[tokio::test]
+async fn the_health_gate_waits_for_the_throttle_query_then_applies() {
+    let (db, dir) = orders_applied(10).await;
+    write(
+        dir.path(),
+        "0002_add_note.sql",
+        "ALTER TABLE orders ADD COLUMN note text;\n",
+    );
+    let client = db.connect().await;
+    client
+        .batch_execute("CREATE TABLE ops_gate (busy boolean); INSERT INTO ops_gate VALUES (true)")
+        .await
+        .unwrap();
+    let clear = {
+        let client = db.connect().await;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            client
+                .batch_execute("UPDATE ops_gate SET busy = false")
+                .await
+                .unwrap();
+        })
+    };
+    let (url, path) = (db.url().to_string(), dir.path().to_path_buf());
+    let output = tokio::task::spawn_blocking(move || {
+        apply(
+            &path,
+            &url,
+            &[
+                "--throttle-query",
+                "SELECT busy FROM ops_gate",
+                "--health-wait",
+                "60s",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    clear.await.unwrap();
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("waiting before phase 1") && log.contains("not healthy"),
+        "{log}"
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_health_gate_refuses_after_health_wait_and_changes_nothing() {
+    let (db, dir) = orders_applied(10).await;
+    write(
+        dir.path(),
+        "0002_add_note.sql",
+        "ALTER TABLE orders ADD COLUMN note text;\n",
+    );
+    let output = apply(
+        dir.path(),
+        db.url(),
+        &["--throttle-query", "SELECT true", "--health-wait", "2s"],
+    );
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("was not healthy") && log.contains("--health-wait"),
+        "{log}"
+    );
+    let client = db.connect().await;
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'"
+        )
+        .await,
+        0
+    );
+}
