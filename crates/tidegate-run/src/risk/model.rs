@@ -546,3 +546,393 @@ pub fn format_duration(seconds: f64) -> String {
         format!("{} h {} min", whole / 3600, (whole % 3600) / 60)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidegate_sql::{lock_facts, ColumnFill, PgVersion};
+
+    const MIB: u64 = 1024 * 1024;
+    const GIB: u64 = 1024 * MIB;
+
+    fn effect(operation: Operation) -> EffectFacts {
+        let facts = lock_facts(operation, PgVersion(17));
+        EffectFacts {
+            operation,
+            lock: facts.lock,
+            rewrite: facts.rewrite,
+            scan: facts.scan,
+            created_in_migration: false,
+            filtered: false,
+            held_through_seconds: 0.0,
+        }
+    }
+
+    /// A table of `rows` rows, `heap` bytes of heap and 1.5× that in total, read at 100 MiB/s.
+    fn table(rows: u64, heap: u64) -> TableFacts {
+        TableFacts {
+            exists: true,
+            rows,
+            rows_exact: false,
+            heap_bytes: heap,
+            total_bytes: heap + heap / 2,
+            scan_bytes_per_second: Some(100.0 * MIB as f64),
+            writes_per_second: Some(0.0),
+            lock_holders: Vec::new(),
+            long_transactions: Vec::new(),
+        }
+    }
+
+    fn session(mode: LockLevel, state: &str, age: f64) -> Session {
+        Session {
+            pid: 4242,
+            application_name: "billing-worker".into(),
+            state: state.into(),
+            transaction_age_seconds: Some(age),
+            query: "SELECT * FROM orders".into(),
+            mode: Some(mode),
+            granted: true,
+        }
+    }
+
+    fn alter_type() -> Operation {
+        Operation::AlterTable(AlterSubcommand::AlterColumnType {
+            binary_coercible: false,
+        })
+    }
+
+    fn add_nullable_column() -> Operation {
+        Operation::AlterTable(AlterSubcommand::AddColumn {
+            fill: ColumnFill::Null,
+            not_null: false,
+        })
+    }
+
+    const CREATE_INDEX: Operation = Operation::CreateIndex {
+        concurrently: false,
+    };
+
+    fn policy() -> Policy {
+        Policy::default()
+    }
+
+    #[test]
+    fn a_rewrite_of_a_big_table_is_dangerous_with_its_estimate() {
+        let orders = table(48_000_000, 20 * GIB);
+        let out = assess(&effect(alter_type()), &orders, &policy());
+        assert_eq!(out.verdict, Verdict::Dangerous);
+        // 30 GiB (heap, TOAST, indexes) × rewrite factor 3 ÷ 100 MiB/s.
+        let expected = (30 * GIB) as f64 * 3.0 / (100 * MIB) as f64;
+        assert!((out.estimate_seconds - expected).abs() < 1e-6);
+        assert!(!out.rate_assumed);
+        assert!(out.actions.contains(&Action::NewColumnAndBackfill));
+        assert!(
+            out.reasons[0].contains("rewrites ~48,000,000 rows"),
+            "{:?}",
+            out.reasons
+        );
+        assert!(out.reasons[0].contains("blocks all reads and writes"));
+    }
+
+    #[test]
+    fn a_rewrite_is_dangerous_even_when_the_measured_estimate_is_short() {
+        let out = assess(&effect(alter_type()), &table(200_000, 10 * MIB), &policy());
+        assert!(out.estimate_seconds < 1.0);
+        assert_eq!(out.verdict, Verdict::Dangerous);
+    }
+
+    #[test]
+    fn a_rewrite_of_a_small_table_is_safe() {
+        let out = assess(&effect(alter_type()), &table(500, 64 * 1024), &policy());
+        assert_eq!(out.verdict, Verdict::Safe);
+        assert!(out.reasons[0].starts_with("small table"));
+        assert!(out.actions.is_empty());
+    }
+
+    #[test]
+    fn a_nullable_column_is_a_catalog_change_even_on_a_huge_busy_table() {
+        let mut orders = table(48_000_000, 20 * GIB);
+        orders.writes_per_second = Some(5_000.0);
+        let out = assess(&effect(add_nullable_column()), &orders, &policy());
+        assert_eq!(out.verdict, Verdict::Safe);
+        assert_eq!(out.estimate_seconds, 0.0);
+        assert!(out.reasons[0].contains("catalog change"));
+    }
+
+    #[test]
+    fn an_idle_in_transaction_session_holding_a_conflicting_lock_is_a_blocker() {
+        let mut orders = table(48_000_000, 20 * GIB);
+        orders.lock_holders = vec![session(LockLevel::AccessShare, "idle in transaction", 0.5)];
+        let out = assess(&effect(add_nullable_column()), &orders, &policy());
+        assert_eq!(out.verdict, Verdict::NeedsWindow);
+        assert_eq!(out.blockers.len(), 1);
+        assert!(out.actions.contains(&Action::EndBlockingTransactions));
+        let reason = out.reasons.last().unwrap();
+        assert!(
+            reason.contains("pid 4242 (billing-worker, idle in transaction"),
+            "{reason}"
+        );
+        assert!(reason.contains("holds ACCESS SHARE"), "{reason}");
+    }
+
+    #[test]
+    fn a_long_active_transaction_is_a_blocker_and_a_young_one_is_traffic() {
+        let mut orders = table(48_000_000, 20 * GIB);
+        orders.lock_holders = vec![session(LockLevel::RowExclusive, "active", 0.2)];
+        let young = assess(&effect(add_nullable_column()), &orders, &policy());
+        assert_eq!(young.verdict, Verdict::Safe);
+        assert!(young.blockers.is_empty());
+
+        orders.lock_holders = vec![session(LockLevel::RowExclusive, "active", 120.0)];
+        let old = assess(&effect(add_nullable_column()), &orders, &policy());
+        assert_eq!(old.verdict, Verdict::NeedsWindow);
+        assert_eq!(old.blockers.len(), 1);
+    }
+
+    #[test]
+    fn a_holder_whose_lock_does_not_conflict_is_not_a_blocker() {
+        // CREATE INDEX takes SHARE, which does not conflict with ACCESS SHARE (readers).
+        let mut orders = table(1_000, 64 * 1024);
+        orders.lock_holders = vec![session(
+            LockLevel::AccessShare,
+            "idle in transaction",
+            600.0,
+        )];
+        let out = assess(&effect(CREATE_INDEX), &orders, &policy());
+        assert!(out.blockers.is_empty());
+        assert_eq!(out.verdict, Verdict::Safe);
+        // But it conflicts with a writer's ROW EXCLUSIVE.
+        orders.lock_holders = vec![session(
+            LockLevel::RowExclusive,
+            "idle in transaction",
+            600.0,
+        )];
+        let out = assess(&effect(CREATE_INDEX), &orders, &policy());
+        assert_eq!(out.blockers.len(), 1);
+        assert_eq!(out.verdict, Verdict::NeedsWindow);
+    }
+
+    #[test]
+    fn an_index_build_on_a_big_table_needs_a_window_and_concurrently() {
+        let mut orders = table(2_000_000, GIB);
+        orders.writes_per_second = Some(200.0);
+        let out = assess(&effect(CREATE_INDEX), &orders, &policy());
+        assert_eq!(out.verdict, Verdict::NeedsWindow);
+        // 1 GiB of heap × 2 ÷ 100 MiB/s.
+        assert!((out.estimate_seconds - 20.48).abs() < 1e-9);
+        assert_eq!(
+            out.actions,
+            vec![Action::UseConcurrently, Action::RunInWindow]
+        );
+        assert!(out.reasons[0].contains("blocks INSERT, UPDATE and DELETE"));
+        assert!(
+            out.reasons[0].contains("about 4096 writes would wait"),
+            "{}",
+            out.reasons[0]
+        );
+    }
+
+    #[test]
+    fn an_index_build_longer_than_any_window_is_dangerous() {
+        let out = assess(
+            &effect(CREATE_INDEX),
+            &table(400_000_000, 100 * GIB),
+            &policy(),
+        );
+        assert!(out.estimate_seconds > policy().window_limit_seconds);
+        assert_eq!(out.verdict, Verdict::Dangerous);
+    }
+
+    #[test]
+    fn a_concurrent_index_build_is_safe_but_mentions_long_transactions() {
+        let mut orders = table(48_000_000, 20 * GIB);
+        let mut long = session(LockLevel::AccessShare, "idle in transaction", 900.0);
+        long.mode = None;
+        orders.long_transactions = vec![long];
+        let out = assess(
+            &effect(Operation::CreateIndex { concurrently: true }),
+            &orders,
+            &policy(),
+        );
+        assert_eq!(out.verdict, Verdict::Safe);
+        assert!(out.estimate_seconds > 0.0);
+        assert!(out
+            .reasons
+            .iter()
+            .any(|r| r.contains("CONCURRENTLY waits for 1 long transaction")));
+    }
+
+    #[test]
+    fn an_update_of_a_big_table_needs_batching() {
+        let out = assess(
+            &effect(Operation::Update),
+            &table(48_000_000, 20 * GIB),
+            &policy(),
+        );
+        assert_eq!(out.verdict, Verdict::NeedsBatching);
+        assert_eq!(out.actions, vec![Action::ConvertToBackfill]);
+        assert!(out.reasons[0].starts_with("UPDATE changes ~48,000,000 rows"));
+        let mut filtered = effect(Operation::Delete);
+        filtered.filtered = true;
+        let out = assess(&filtered, &table(48_000_000, 20 * GIB), &policy());
+        assert_eq!(out.verdict, Verdict::NeedsBatching);
+        assert!(
+            out.reasons[0].contains("up to ~48,000,000 rows"),
+            "{}",
+            out.reasons[0]
+        );
+    }
+
+    #[test]
+    fn an_update_of_a_small_table_is_safe() {
+        let out = assess(&effect(Operation::Update), &table(9_000, MIB), &policy());
+        assert_eq!(out.verdict, Verdict::Safe);
+    }
+
+    #[test]
+    fn a_table_created_in_the_migration_is_safe_whatever_happens_to_it() {
+        for operation in [
+            alter_type(),
+            CREATE_INDEX,
+            Operation::Update,
+            add_nullable_column(),
+        ] {
+            let mut new = effect(operation);
+            new.created_in_migration = true;
+            let out = assess(&new, &TableFacts::missing(), &policy());
+            assert_eq!(out.verdict, Verdict::Safe, "{operation:?}");
+            assert_eq!(out.estimate_seconds, 0.0);
+        }
+    }
+
+    #[test]
+    fn a_table_not_in_the_database_yet_is_safe_and_says_so() {
+        let out = assess(&effect(alter_type()), &TableFacts::missing(), &policy());
+        assert_eq!(out.verdict, Verdict::Safe);
+        assert!(out.reasons[0].contains("not in the database yet"));
+    }
+
+    #[test]
+    fn a_catalog_change_held_through_a_long_transaction_is_dangerous() {
+        // The incident: ADD COLUMN then a whole-table UPDATE in one transaction keeps ACCESS EXCLUSIVE for the
+        // whole UPDATE.
+        let mut add = effect(add_nullable_column());
+        add.held_through_seconds = 900.0;
+        let out = assess(&add, &table(48_000_000, 20 * GIB), &policy());
+        assert_eq!(out.verdict, Verdict::Dangerous);
+        assert_eq!(out.lock_hold_seconds, 900.0);
+        assert!(out.actions.contains(&Action::SplitTransaction));
+        assert!(out.reasons[0].contains("held until the transaction commits"));
+
+        add.held_through_seconds = 30.0;
+        let out = assess(&add, &table(48_000_000, 20 * GIB), &policy());
+        assert_eq!(out.verdict, Verdict::Dangerous, "blocks reads for 30 s");
+
+        // The same under SHARE (an index build) blocks only writes: a window.
+        let mut index = effect(CREATE_INDEX);
+        index.held_through_seconds = 30.0;
+        let out = assess(&index, &table(5_000, MIB), &policy());
+        assert_eq!(out.verdict, Verdict::NeedsWindow);
+    }
+
+    #[test]
+    fn set_not_null_scans_under_access_exclusive() {
+        let op = Operation::AlterTable(AlterSubcommand::SetNotNull {
+            proven_by_constraint: false,
+        });
+        // A short scan on a mid-size table: a window.
+        let out = assess(&effect(op), &table(50_000, 10 * MIB), &policy());
+        assert_eq!(out.verdict, Verdict::NeedsWindow);
+        assert!(out.actions.contains(&Action::AddNotValidThenValidate));
+        // A long one blocks reads for minutes: dangerous.
+        let out = assess(&effect(op), &table(48_000_000, 20 * GIB), &policy());
+        assert_eq!(out.verdict, Verdict::Dangerous);
+        // Proven by a constraint: no scan, catalog-only.
+        let proven = Operation::AlterTable(AlterSubcommand::SetNotNull {
+            proven_by_constraint: true,
+        });
+        let out = assess(&effect(proven), &table(48_000_000, 20 * GIB), &policy());
+        assert_eq!(out.verdict, Verdict::Safe);
+    }
+
+    #[test]
+    fn a_validating_foreign_key_needs_a_window_and_not_valid_does_not() {
+        let validating = Operation::AlterTable(AlterSubcommand::AddConstraint {
+            kind: ConstraintKind::ForeignKey,
+            not_valid: false,
+            using_index: false,
+        });
+        let out = assess(&effect(validating), &table(2_000_000, GIB), &policy());
+        assert_eq!(out.verdict, Verdict::NeedsWindow);
+        assert!(out.actions.contains(&Action::AddNotValidThenValidate));
+        let not_valid = Operation::AlterTable(AlterSubcommand::AddConstraint {
+            kind: ConstraintKind::ForeignKey,
+            not_valid: true,
+            using_index: false,
+        });
+        let out = assess(&effect(not_valid), &table(2_000_000, GIB), &policy());
+        assert_eq!(out.verdict, Verdict::Safe);
+        let validate = Operation::AlterTable(AlterSubcommand::ValidateConstraint);
+        let out = assess(&effect(validate), &table(2_000_000, GIB), &policy());
+        assert_eq!(
+            out.verdict,
+            Verdict::Safe,
+            "SHARE UPDATE EXCLUSIVE lets traffic through"
+        );
+    }
+
+    #[test]
+    fn an_unmeasured_rate_falls_back_to_the_assumed_one_and_says_so() {
+        let mut orders = table(2_000_000, GIB);
+        orders.scan_bytes_per_second = None;
+        let out = assess(&effect(CREATE_INDEX), &orders, &policy());
+        assert!(out.rate_assumed);
+        assert!((out.estimate_seconds - 20.48).abs() < 1e-9);
+        orders.scan_bytes_per_second = Some(0.0);
+        assert!(assess(&effect(CREATE_INDEX), &orders, &policy()).rate_assumed);
+    }
+
+    #[test]
+    fn the_policy_thresholds_move_the_verdicts() {
+        let strict = Policy {
+            small_table_rows: 0,
+            ..Policy::default()
+        };
+        let out = assess(&effect(alter_type()), &table(500, 64 * 1024), &strict);
+        assert_eq!(out.verdict, Verdict::Dangerous);
+        let lenient = Policy {
+            small_table_rows: 100_000_000,
+            brief_lock_seconds: 10_000.0,
+            ..Policy::default()
+        };
+        let out = assess(&effect(CREATE_INDEX), &table(2_000_000, GIB), &lenient);
+        assert_eq!(out.verdict, Verdict::Safe);
+    }
+
+    #[test]
+    fn verdicts_order_from_safe_to_dangerous() {
+        assert!(Verdict::Safe < Verdict::NeedsBatching);
+        assert!(Verdict::NeedsBatching < Verdict::NeedsWindow);
+        assert!(Verdict::NeedsWindow < Verdict::Dangerous);
+        assert_eq!(
+            serde_json::to_string(&Verdict::NeedsWindow).unwrap(),
+            "\"needs_window\""
+        );
+    }
+
+    #[test]
+    fn numbers_render_for_people() {
+        assert_eq!(group_thousands(0), "0");
+        assert_eq!(group_thousands(999), "999");
+        assert_eq!(group_thousands(48_000_000), "48,000,000");
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(30 * GIB), "30.0 GiB");
+        assert_eq!(format_duration(0.0), "<1 ms");
+        assert_eq!(format_duration(0.35), "350 ms");
+        assert_eq!(format_duration(4.24), "4.2 s");
+        assert_eq!(format_duration(200.0), "3 min 20 s");
+        assert_eq!(format_duration(7500.0), "2 h 5 min");
+        assert_eq!(format_duration(f64::NAN), "unknown");
+    }
+}
