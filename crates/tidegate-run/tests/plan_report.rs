@@ -142,7 +142,10 @@ fn only_tables_that_exist_before_the_migration_are_probed() {
         ],
     );
     // items is created by 002; 003 touches it as an existing table, so it is probed (and will not be found).
-    assert_eq!(tables_to_probe(&migrations), vec![key("items"), key("orders")]);
+    assert_eq!(
+        tables_to_probe(&migrations),
+        vec![key("items"), key("orders")]
+    );
     let tables = BTreeMap::from([(key("orders"), orders())]);
     let report = build_report(header(), &migrations, &tables, &Policy::default());
     assert_eq!(report.summary.verdict, Verdict::Safe);
@@ -150,7 +153,10 @@ fn only_tables_that_exist_before_the_migration_are_probed() {
     let created = &report.migrations[0].statements[1];
     assert!(created.effects[0].created_in_migration);
     let later = &report.migrations[1].statements[0];
-    assert!(later.reasons[0].contains("not in the database yet"), "{later:?}");
+    assert!(
+        later.reasons[0].contains("not in the database yet"),
+        "{later:?}"
+    );
 }
 
 fn mixed_report() -> tidegate_run::risk::report::PlanReport {
@@ -182,7 +188,10 @@ fn mixed_report() -> tidegate_run::risk::report::PlanReport {
         mode: Some(LockLevel::AccessShare),
         granted: true,
     }];
-    let tables = BTreeMap::from([(key("orders"), busy_orders), (key("feature_flags"), flags())]);
+    let tables = BTreeMap::from([
+        (key("orders"), busy_orders),
+        (key("feature_flags"), flags()),
+    ]);
     build_report(header(), &migrations, &tables, &Policy::default())
 }
 
@@ -268,7 +277,13 @@ fn text_and_json_carry_the_same_verdicts() {
         .collect();
     assert_eq!(
         verdicts,
-        ["dangerous", "needs_window", "needs_batching", "safe", "safe"]
+        [
+            "dangerous",
+            "needs_window",
+            "needs_batching",
+            "safe",
+            "safe"
+        ]
     );
     let first = &json["migrations"][0]["statements"][0]["effects"][0];
     assert_eq!(first["lock"], "ACCESS_EXCLUSIVE");
