@@ -403,15 +403,14 @@ pub fn assess(effect: &EffectFacts, table: &TableFacts, policy: &Policy) -> Asse
         lock.blocks(),
         format_duration(hold)
     );
-    let verdict = if work == Work::Rewrite && !small {
+    let full_table_work = matches!(work, Work::Scan | Work::IndexBuild | Work::Rewrite);
+    let dangerous = (work == Work::Rewrite && !small)
+        || hold > policy.window_limit_seconds
+        || (lock.blocks_reads() && hold > policy.brief_lock_seconds && !small);
+    let needs_window = (full_table_work && !small) || hold > policy.brief_lock_seconds;
+    let verdict = if dangerous {
         Verdict::Dangerous
-    } else if hold > policy.window_limit_seconds {
-        Verdict::Dangerous
-    } else if lock.blocks_reads() && hold > policy.brief_lock_seconds && !small {
-        Verdict::Dangerous
-    } else if matches!(work, Work::Scan | Work::IndexBuild | Work::Rewrite) && !small {
-        Verdict::NeedsWindow
-    } else if hold > policy.brief_lock_seconds {
+    } else if needs_window {
         Verdict::NeedsWindow
     } else {
         Verdict::Safe
@@ -501,12 +500,15 @@ fn format_rows(table: &TableFacts) -> String {
 /// `48000000` → `48,000,000`.
 pub fn group_thousands(value: u64) -> String {
     let digits = value.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
+    let head = match digits.len() % 3 {
+        0 => 3,
+        n => n,
+    };
+    let (first, rest) = digits.split_at(head.min(digits.len()));
+    let mut out = first.to_string();
+    for group in rest.as_bytes().chunks(3) {
+        out.push(',');
+        out.push_str(std::str::from_utf8(group).unwrap_or_default());
     }
     out
 }
