@@ -74,17 +74,30 @@ impl TableSize {
     }
 }
 
+// A partitioned table has no storage of its own: its size is the sum of its leaf partitions'.
 const TABLE_SIZE: &str = "
-SELECT c.oid::oid,
-       c.relkind::text,
-       c.reltuples::float8,
-       pg_relation_size(c.oid)::bigint,
-       pg_total_relation_size(c.oid)::bigint,
+WITH target AS (
+    SELECT c.oid, c.relkind
+      FROM pg_class c
+     WHERE c.oid = to_regclass(format('%I.%I', $1::text, $2::text))
+), parts AS (
+    SELECT p.oid, p.reltuples
+      FROM target t
+      JOIN pg_class p
+        ON p.oid = t.oid AND t.relkind <> 'p'
+        OR t.relkind = 'p' AND p.oid IN (SELECT relid FROM pg_partition_tree(t.oid) WHERE isleaf)
+)
+SELECT t.oid::oid,
+       t.relkind::text,
+       CASE WHEN bool_or(p.reltuples < 0) THEN -1 ELSE coalesce(sum(p.reltuples), 0) END::float8,
+       coalesce(sum(pg_relation_size(p.oid)), 0)::bigint,
+       coalesce(sum(pg_total_relation_size(p.oid)), 0)::bigint,
        current_setting('block_size')::bigint
-  FROM pg_class c
- WHERE c.oid = to_regclass(format('%I.%I', $1::text, $2::text))";
+  FROM target t LEFT JOIN parts p ON true
+ GROUP BY t.oid, t.relkind";
 
-/// The size of `schema.name`, or `None` when no such relation exists.
+/// The size of `schema.name`, or `None` when no such relation exists. For a partitioned table, the sums over
+/// its leaf partitions.
 pub async fn table_size(
     client: &Client,
     schema: &str,
@@ -126,6 +139,8 @@ pub enum ScanSkipped {
     TimedOut,
     /// Any other server error, described.
     Failed(String),
+    /// Not an ordinary table or materialized view (a partitioned table, a view, …): no pages of its own to read.
+    NotATable,
 }
 
 /// Times `SELECT count(*)` over the first `max_pages` pages of the table: a TID range scan (PostgreSQL 14 and
@@ -140,6 +155,9 @@ pub async fn timed_bounded_read(
     max_pages: u64,
     server_major: u32,
 ) -> Result<Result<ScanSample, ScanSkipped>, tokio_postgres::Error> {
+    if !matches!(size.relkind.as_str(), "r" | "m") {
+        return Ok(Err(ScanSkipped::NotATable));
+    }
     let table_pages = size.heap_pages();
     let pages = table_pages.min(max_pages.max(1));
     let whole_table = pages >= table_pages;

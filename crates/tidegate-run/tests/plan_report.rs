@@ -106,6 +106,8 @@ fn the_incident_migration_in_one_transaction_holds_access_exclusive_through_the_
     assert_eq!(alter.verdict, Verdict::Dangerous, "{:?}", alter.reasons);
     assert!((alter.effects[0].assessment.lock_hold_seconds - 460.8).abs() < 1e-6);
     assert!(alter.reasons[0].contains("held until the transaction commits"));
+    assert!((alter.lock_hold_seconds - 460.8).abs() < 1e-6);
+    assert!(render_text(&report).contains("<1 ms (lock held 7 min 41 s)"));
 
     // The same file run outside a transaction: the ALTER is a brief catalog change.
     let migrations = pending(

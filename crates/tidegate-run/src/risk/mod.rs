@@ -22,11 +22,10 @@
 //!     created_in_migration: false, filtered: false, held_through_seconds: 0.0,
 //! };
 //! let orders = TableFacts {
-//!     rows: 48_000_000, rows_exact: false, heap_bytes: 20 << 30, total_bytes: 30 << 30,
+//!     exists: true, rows: 48_000_000, rows_exact: false, heap_bytes: 20 << 30, total_bytes: 30 << 30,
 //!     scan_bytes_per_second: Some(200.0 * 1024.0 * 1024.0), writes_per_second: Some(350.0),
 //!     ..TableFacts::missing()
 //! };
-//! let orders = TableFacts { exists: true, ..orders };
 //! let assessment = assess(&effect, &orders, &Policy::default());
 //! assert_eq!(assessment.verdict, Verdict::Dangerous);
 //! assert!(assessment.estimate_seconds > 400.0); // 30 GiB × 3 ÷ 200 MiB/s ≈ 7.7 min

@@ -182,8 +182,12 @@ pub async fn probe_tables(
             .into_iter()
             .map(session_of)
             .collect();
+    finish(client).await?;
+    // One short transaction per table: the ACCESS SHARE lock of the timed read is released before the next
+    // table is read, so a plan never holds a lock for long.
     for (key, size) in &sizes {
         let name = display_key(key);
+        read_only(client, options).await?;
         let read = table_stats::timed_bounded_read(client, size, options.read_pages, server_major)
             .await
             .map_err(database(format!("reading {name}")))?;
@@ -203,10 +207,13 @@ pub async fn probe_tables(
             Err(skipped) => {
                 notes.push(match skipped {
                     ScanSkipped::Locked => format!(
-                        "{name}: not read (another session holds a conflicting lock); rows from reltuples, duration at the assumed read rate"
+                        "{name}: not read (another session holds or waits for a conflicting lock); rows from reltuples, duration at the assumed read rate"
                     ),
                     ScanSkipped::TimedOut => format!(
                         "{name}: the timed read exceeded statement_timeout; rows from reltuples, duration at the assumed read rate"
+                    ),
+                    ScanSkipped::NotATable => format!(
+                        "{name}: partitioned table or not a table; rows from reltuples of its partitions, duration at the assumed read rate"
                     ),
                     ScanSkipped::Failed(reason) => format!("{name}: not read ({reason})"),
                 });
@@ -219,6 +226,7 @@ pub async fn probe_tables(
             .into_iter()
             .map(session_of)
             .collect();
+        finish(client).await?;
         facts.insert(
             key.clone(),
             TableFacts {
@@ -234,7 +242,6 @@ pub async fn probe_tables(
             },
         );
     }
-    finish(client).await?;
 
     if !oids.is_empty() && !options.sample.is_zero() {
         if let Some(rest) = options.sample.checked_sub(sample_started.elapsed()) {

@@ -78,6 +78,9 @@ pub struct StatementPlan {
     pub verdict: Verdict,
     /// The largest estimate over its tables.
     pub estimate_seconds: f64,
+    /// The longest a lock that blocks application traffic is held (0 when none is taken): the statement's
+    /// own work plus the later statements of its transaction.
+    pub lock_hold_seconds: f64,
     pub reasons: Vec<String>,
     pub actions: Vec<Action>,
     pub effects: Vec<EffectPlan>,
@@ -230,6 +233,7 @@ pub fn build_report(
                 kind: statement.kind,
                 verdict: Verdict::Safe,
                 estimate_seconds: 0.0,
+                lock_hold_seconds: 0.0,
                 reasons: Vec::new(),
                 actions: Vec::new(),
                 effects,
@@ -247,6 +251,11 @@ pub fn build_report(
                 plan.estimate_seconds = plan
                     .estimate_seconds
                     .max(effect.assessment.estimate_seconds);
+                if effect.lock.blocks_traffic() && !effect.created_in_migration {
+                    plan.lock_hold_seconds = plan
+                        .lock_hold_seconds
+                        .max(effect.assessment.lock_hold_seconds);
+                }
                 for reason in &effect.assessment.reasons {
                     let reason = format!("{}: {reason}", effect.table);
                     if !plan.reasons.contains(&reason) {
@@ -344,6 +353,19 @@ fn work_label(effect: &EffectPlan) -> &'static str {
     }
 }
 
+/// The estimate, and the lock hold when a transaction makes it longer than the statement's own work.
+fn estimate_cell(statement: &StatementPlan) -> String {
+    let estimate = format_duration(statement.estimate_seconds);
+    if statement.lock_hold_seconds > statement.estimate_seconds + 0.001 {
+        format!(
+            "{estimate} (lock held {})",
+            format_duration(statement.lock_hold_seconds)
+        )
+    } else {
+        estimate
+    }
+}
+
 fn table_summary(facts: &TableFacts) -> String {
     if !facts.exists {
         return "not in database".into();
@@ -399,7 +421,7 @@ pub fn render_text(report: &PlanReport) -> String {
                 first.map_or("-".into(), |e| e.table.clone()),
                 first.map_or("-".into(), |e| e.lock.sql_name().into()),
                 first.map_or("-".into(), |e| work_label(e).into()),
-                format_duration(statement.estimate_seconds),
+                estimate_cell(statement),
                 statement.verdict.name().into(),
             ]);
             for effect in statement.effects.iter().skip(1) {
@@ -567,7 +589,7 @@ pub fn render_markdown(report: &PlanReport) -> String {
                 markdown_cell(&table),
                 lock,
                 work,
-                format_duration(statement.estimate_seconds),
+                estimate_cell(statement),
                 verdict
             ));
         }
