@@ -65,6 +65,8 @@ pub struct TableSize {
     pub total_bytes: u64,
     /// The server's block size (`block_size`, 8192 unless compiled otherwise).
     pub block_size: u64,
+    /// The sizes are `pg_class.relpages` estimates: a conflicting lock kept the exact functions from running.
+    pub from_catalog: bool,
 }
 
 impl TableSize {
@@ -74,14 +76,16 @@ impl TableSize {
     }
 }
 
-// A partitioned table has no storage of its own: its size is the sum of its leaf partitions'.
+// A partitioned table has no storage of its own: its size is the sum of its leaf partitions'. `{heap}` and
+// `{total}` are the size expressions: pg_relation_size / pg_total_relation_size (exact, but they take ACCESS
+// SHARE on the table) or pg_class.relpages (as of the last VACUUM/ANALYZE, but no lock).
 const TABLE_SIZE: &str = "
 WITH target AS (
     SELECT c.oid, c.relkind
       FROM pg_class c
      WHERE c.oid = to_regclass(format('%I.%I', $1::text, $2::text))
 ), parts AS (
-    SELECT p.oid, p.reltuples
+    SELECT p.oid, p.reltuples, p.relpages, p.reltoastrelid
       FROM target t
       JOIN pg_class p
         ON p.oid = t.oid AND t.relkind <> 'p'
@@ -90,20 +94,52 @@ WITH target AS (
 SELECT t.oid::oid,
        t.relkind::text,
        CASE WHEN bool_or(p.reltuples < 0) THEN -1 ELSE coalesce(sum(p.reltuples), 0) END::float8,
-       coalesce(sum(pg_relation_size(p.oid)), 0)::bigint,
-       coalesce(sum(pg_total_relation_size(p.oid)), 0)::bigint,
+       coalesce(sum({heap}), 0)::bigint,
+       coalesce(sum({total}), 0)::bigint,
        current_setting('block_size')::bigint
   FROM target t LEFT JOIN parts p ON true
  GROUP BY t.oid, t.relkind";
 
+const EXACT_HEAP: &str = "pg_relation_size(p.oid)";
+const EXACT_TOTAL: &str = "pg_total_relation_size(p.oid)";
+const CATALOG_HEAP: &str = "p.relpages::bigint * current_setting('block_size')::bigint";
+const CATALOG_TOTAL: &str = "(p.relpages::bigint \
+    + coalesce((SELECT relpages FROM pg_class WHERE oid = p.reltoastrelid), 0) \
+    + coalesce((SELECT sum(i.relpages) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
+                 WHERE x.indrelid = p.oid), 0)) * current_setting('block_size')::bigint";
+
 /// The size of `schema.name`, or `None` when no such relation exists. For a partitioned table, the sums over
-/// its leaf partitions.
+/// its leaf partitions. When another session holds ACCESS EXCLUSIVE (so the exact sizes cannot be read within
+/// `lock_timeout`), the sizes come from `pg_class.relpages` and [`TableSize::from_catalog`] says so. Runs in a
+/// savepoint of the caller's transaction.
 pub async fn table_size(
     client: &Client,
     schema: &str,
     name: &str,
 ) -> Result<Option<TableSize>, tokio_postgres::Error> {
-    let Some(row) = client.query_opt(TABLE_SIZE, &[&schema, &name]).await? else {
+    let exact = TABLE_SIZE
+        .replace("{heap}", EXACT_HEAP)
+        .replace("{total}", EXACT_TOTAL);
+    client.batch_execute("SAVEPOINT tidegate_plan_size").await?;
+    let (row, from_catalog) = match client.query_opt(&exact, &[&schema, &name]).await {
+        Ok(row) => {
+            client
+                .batch_execute("RELEASE SAVEPOINT tidegate_plan_size")
+                .await?;
+            (row, false)
+        }
+        Err(error) if crate::connect::sqlstate(&error) == Some("55P03") => {
+            client
+                .batch_execute("ROLLBACK TO SAVEPOINT tidegate_plan_size")
+                .await?;
+            let catalog = TABLE_SIZE
+                .replace("{heap}", CATALOG_HEAP)
+                .replace("{total}", CATALOG_TOTAL);
+            (client.query_opt(&catalog, &[&schema, &name]).await?, true)
+        }
+        Err(error) => return Err(error),
+    };
+    let Some(row) = row else {
         return Ok(None);
     };
     let reltuples: f64 = row.get(2);
@@ -114,6 +150,7 @@ pub async fn table_size(
         heap_bytes: row.get::<_, i64>(3).max(0) as u64,
         total_bytes: row.get::<_, i64>(4).max(0) as u64,
         block_size: row.get::<_, i64>(5).max(1) as u64,
+        from_catalog,
     }))
 }
 

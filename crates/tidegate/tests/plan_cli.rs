@@ -334,6 +334,54 @@ async fn a_transaction_holding_the_table_is_reported_as_a_blocker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exclusive_lock_on_the_table_does_not_hang_the_plan() {
+    let (db, _client) = seeded().await;
+    let holder = db.connect().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE;")
+        .await
+        .expect("lock");
+    let project = Project::new(&[(
+        "001_add_note.sql",
+        "ALTER TABLE orders ADD COLUMN note text;\n",
+    )]);
+    // The plan's own reads of orders wait at most lock_timeout (1 s), then fall back to the catalog.
+    let run = project
+        .run(&[
+            "plan",
+            "--db",
+            db.url(),
+            "--sample",
+            "0s",
+            "--format",
+            "json",
+        ])
+        .await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let json = run.json();
+    let statement = &statements(&json)[0].2;
+    assert_eq!(statement["verdict"], "needs_window", "{statement}");
+    assert_eq!(
+        statement["effects"][0]["blockers"][0]["mode"],
+        "ACCESS_EXCLUSIVE"
+    );
+    assert!(json["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|note| note.as_str().unwrap().contains("public.orders: not read")));
+    assert_eq!(
+        json["tables"][0]["scan_bytes_per_second"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        json["tables"][0]["rows"], 50_000,
+        "reltuples, from the ANALYZE"
+    );
+    holder.batch_execute("ROLLBACK").await.expect("unlock");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_recorded_by_apply_are_skipped_and_their_absence_is_fine() {
     let (db, client) = seeded().await;
     let project = Project::new(&[

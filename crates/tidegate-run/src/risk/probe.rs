@@ -188,9 +188,14 @@ pub async fn probe_tables(
     for (key, size) in &sizes {
         let name = display_key(key);
         read_only(client, options).await?;
-        let read = table_stats::timed_bounded_read(client, size, options.read_pages, server_major)
-            .await
-            .map_err(database(format!("reading {name}")))?;
+        let read = if size.from_catalog {
+            // The size query already waited out lock_timeout on this table: the read would too.
+            Err(ScanSkipped::Locked)
+        } else {
+            table_stats::timed_bounded_read(client, size, options.read_pages, server_major)
+                .await
+                .map_err(database(format!("reading {name}")))?
+        };
         let (rows, rows_exact, rate) = match read {
             Ok(sample) => {
                 let rate = (sample.pages > 0)
@@ -207,7 +212,7 @@ pub async fn probe_tables(
             Err(skipped) => {
                 notes.push(match skipped {
                     ScanSkipped::Locked => format!(
-                        "{name}: not read (another session holds or waits for a conflicting lock); rows from reltuples, duration at the assumed read rate"
+                        "{name}: not read (another session holds or waits for a conflicting lock); sizes from pg_class.relpages, rows from reltuples, duration at the assumed read rate"
                     ),
                     ScanSkipped::TimedOut => format!(
                         "{name}: the timed read exceeded statement_timeout; rows from reltuples, duration at the assumed read rate"
