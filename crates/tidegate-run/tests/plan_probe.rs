@@ -30,6 +30,10 @@ async fn the_bounded_read_covers_the_first_pages_only() {
         .await
         .unwrap()
         .major_version;
+    // The table_stats functions run inside a read-only transaction (they use savepoints).
+    table_stats::begin_read_only(&client, Duration::from_secs(1), Duration::from_secs(10))
+        .await
+        .unwrap();
     let size = table_stats::table_size(&client, "public", "events")
         .await
         .unwrap()
@@ -37,10 +41,6 @@ async fn the_bounded_read_covers_the_first_pages_only() {
     assert!(size.heap_pages() > 20, "{size:?}");
     assert_eq!(size.reltuples, Some(20_000));
 
-    // The read belongs in a read-only transaction (it uses a savepoint).
-    table_stats::begin_read_only(&client, Duration::from_secs(1), Duration::from_secs(10))
-        .await
-        .unwrap();
     let partial = table_stats::timed_bounded_read(&client, &size, 10, major)
         .await
         .unwrap()
@@ -124,6 +124,9 @@ async fn partitioned_tables_sum_their_partitions_and_missing_tables_are_missing(
     assert!(notes[0].contains("partitioned"), "{notes:?}");
     assert!(!facts[&missing].exists);
 
+    table_stats::begin_read_only(&client, Duration::from_secs(1), Duration::from_secs(10))
+        .await
+        .unwrap();
     let size = table_stats::table_size(&client, "public", "measurements")
         .await
         .unwrap()
