@@ -224,7 +224,11 @@ async fn an_index_on_a_written_table_needs_a_window_and_the_write_rate_is_measur
         })
     };
     // Wait until the writer's inserts reach the statistics (backends flush them about once a second).
-    loop {
+    for attempt in 0.. {
+        assert!(
+            attempt < 300,
+            "the writer's inserts never reached pg_stat_user_tables"
+        );
         let row = client
             .query_one(
                 "SELECT coalesce((SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'orders'), 0) \
@@ -494,7 +498,13 @@ async fn plan_writes_nothing() {
 
     // plan ends every transaction with a rollback; once its backend is gone (a backend flushes its statistics
     // as it exits) and its rollbacks are counted, the row counters must not have moved.
+    let mut attempts = 0;
     let after = loop {
+        attempts += 1;
+        assert!(
+            attempts < 300,
+            "plan's backend never ended or its statistics never arrived"
+        );
         let others: i64 = client
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity \
