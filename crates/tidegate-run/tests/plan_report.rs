@@ -302,3 +302,45 @@ fn nothing_pending_is_safe() {
     assert!(render_text(&report).contains("nothing pending"));
     assert!(render_markdown(&report).ends_with("Nothing pending.\n"));
 }
+
+#[test]
+fn a_statement_on_two_tables_gets_a_row_per_table() {
+    let migrations = pending(
+        "CREATE TABLE customers (id bigint PRIMARY KEY);\n\
+         CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint);",
+        &[(
+            "002_fk",
+            "ALTER TABLE orders ADD CONSTRAINT orders_customer_fk \
+             FOREIGN KEY (customer_id) REFERENCES customers (id);\n\
+             SELECT 1;",
+            false,
+        )],
+    );
+    let tables = BTreeMap::from([(key("orders"), orders()), (key("customers"), flags())]);
+    let report = build_report(header(), &migrations, &tables, &Policy::default());
+    let fk = &report.migrations[0].statements[0];
+    let touched: Vec<&str> = fk.effects.iter().map(|e| e.table.as_str()).collect();
+    assert_eq!(touched, ["public.orders", "public.customers"]);
+    assert_eq!(fk.verdict, Verdict::NeedsWindow, "{:?}", fk.reasons);
+    assert!(fk
+        .actions
+        .contains(&tidegate_run::risk::model::Action::AddNotValidThenValidate));
+    let text = render_text(&report);
+    let lines: Vec<&str> = text.lines().collect();
+    let first = lines
+        .iter()
+        .position(|line| line.contains("ALTER TABLE orders ADD CONSTRAINT"))
+        .expect("statement row");
+    assert!(lines[first].contains("public.orders"), "{text}");
+    assert!(
+        lines[first + 1]
+            .trim_start()
+            .starts_with("public.customers"),
+        "{text}"
+    );
+    let select = lines
+        .iter()
+        .find(|line| line.contains("SELECT 1"))
+        .expect("a statement on no table still has a row");
+    assert!(select.ends_with("safe"), "{select}");
+}
