@@ -360,8 +360,9 @@ pub async fn long_transactions(
         .collect())
 }
 
-/// The versions recorded in `tidegate.migrations` (written by `tidegate apply`), or `None` when that table does
-/// not exist (nothing was ever applied by tidegate: everything is pending).
+/// The versions `tidegate apply` recorded as applied in `tidegate.migrations`, or `None` when that table does not
+/// exist (nothing was ever applied by tidegate: everything is pending). A migration that failed or was
+/// interrupted part-way is still pending.
 pub async fn applied_versions(
     client: &Client,
 ) -> Result<Option<Vec<String>>, tokio_postgres::Error> {
@@ -372,7 +373,10 @@ pub async fn applied_versions(
         return Ok(None);
     }
     let rows = client
-        .query("SELECT version::text FROM tidegate.migrations", &[])
+        .query(
+            "SELECT version::text FROM tidegate.migrations WHERE status = 'applied'",
+            &[],
+        )
         .await?;
     Ok(Some(rows.iter().map(|row| row.get(0)).collect()))
 }

@@ -422,9 +422,11 @@ async fn migrations_recorded_by_apply_are_skipped_and_their_absence_is_fine() {
         .batch_execute(
             "CREATE SCHEMA tidegate;
              CREATE TABLE tidegate.migrations (version text PRIMARY KEY, name text, checksum text,
-                                               applied_at timestamptz DEFAULT now());
-             INSERT INTO tidegate.migrations (version, name, checksum)
-                  VALUES ('001_widen_amount.sql', 'widen_amount', 'x');",
+                                               status text NOT NULL, applied_at timestamptz);
+             INSERT INTO tidegate.migrations (version, name, checksum, status, applied_at)
+                  VALUES ('001_widen_amount.sql', 'widen_amount', 'x', 'applied', now()),
+                         -- a migration that failed part-way is still pending
+                         ('002_add_note.sql', 'add_note', 'y', 'failed', NULL);",
         )
         .await
         .expect("history");
