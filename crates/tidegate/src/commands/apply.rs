@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use tidegate_db::connect::ConnectionConfig;
 use tidegate_run::apply::executor::ApplySink;
 use tidegate_run::apply::phases::PhaseKind;
@@ -16,6 +16,7 @@ use tidegate_run::engine::{BackfillOptions, StopHandle};
 use tidegate_run::pacing::Window;
 
 use super::backfill::{parse_duration, spawn_signal_handlers};
+use super::Format;
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -67,14 +68,8 @@ pub struct ApplyArgs {
     /// Configuration file for the lint gate [default: tidegate.toml, searched upward]
     #[arg(long)]
     pub config: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = ApplyFormat::Text)]
-    pub format: ApplyFormat,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ApplyFormat {
-    Text,
-    Json,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
@@ -143,12 +138,12 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         Ok(summary) => {
             if summary.dry_run {
                 match format {
-                    ApplyFormat::Json => {
+                    Format::Json => {
                         println!("{}", serde_json::to_string_pretty(&summary.plan)?)
                     }
-                    ApplyFormat::Text => print!("{}", render_plan(&summary.plan)),
+                    Format::Text => print!("{}", render_plan(&summary.plan)),
                 }
-            } else if format == ApplyFormat::Json {
+            } else if format == Format::Json {
                 println!(
                     "{}",
                     serde_json::json!({ "event": "done", "applied": summary.applied_now })
@@ -180,8 +175,8 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn render_event(format: ApplyFormat, event: &ApplyEvent) {
-    if format == ApplyFormat::Json {
+fn render_event(format: Format, event: &ApplyEvent) {
+    if format == Format::Json {
         if let Ok(line) = serde_json::to_string(event) {
             println!("{line}");
         }

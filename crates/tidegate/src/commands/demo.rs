@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use tidegate_db::scratch::{self, ScratchServer, StartOptions};
 use tidegate_rehearse::act::{run_act, ActConfig, ActProgress, ActReport};
 use tidegate_rehearse::demo::{self, TidegateActOptions};
@@ -17,6 +17,7 @@ use tidegate_rehearse::report;
 use tidegate_rehearse::workload::WorkloadConfig;
 
 use super::backfill::parse_duration;
+use super::Format;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -41,17 +42,11 @@ pub struct DemoArgs {
     /// Seed for the synthetic rows and the request stream
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    #[arg(long, value_enum, default_value_t = DemoFormat::Text)]
-    pub format: DemoFormat,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
     /// Also write a self-contained HTML report (charts, timeline, table) to this file
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DemoFormat {
-    Text,
-    Json,
 }
 
 /// Stops the scratch server when the demo ends, however it ends (error, Ctrl-C, panic).
@@ -172,7 +167,7 @@ async fn run_demo(url: &str, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         after: args.settle,
     };
     let source = Arc::new(OrdersWorkload::new(args.rows));
-    let live = LiveDisplay::new(args.format == DemoFormat::Text);
+    let live = LiveDisplay::new(args.format == Format::Text);
 
     live.line(&format!("act 1 — naive: loading {} orders …", args.rows));
     demo::rebuild_orders(url, args.rows, args.seed)
@@ -226,7 +221,7 @@ async fn run_demo(url: &str, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         eprintln!("report written to {}", path.display());
     }
     match args.format {
-        DemoFormat::Json => {
+        Format::Json => {
             let [naive, tidegate] = &acts;
             let json = serde_json::json!({
                 "rows": args.rows,
@@ -237,7 +232,7 @@ async fn run_demo(url: &str, args: &DemoArgs) -> anyhow::Result<ExitCode> {
             });
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
-        DemoFormat::Text => {
+        Format::Text => {
             println!();
             print!("{}", report::render_table(&acts));
             println!();
