@@ -45,7 +45,7 @@ pub mod rules;
 mod stats;
 mod suppression;
 
-pub use config::{Config, ConfigError, RuleSetting};
+pub use config::{check_version, Config, ConfigError, RuleSetting};
 pub use context::{Context, Violation};
 pub use linter::{FileReport, Finding, Session};
 pub use registry::{find_rule, registry, rules_index_markdown, suggest_rule, Rule, RuleDoc};

@@ -59,8 +59,8 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
         Err(message) => return usage_error(&message),
     };
     if let Some(version) = args.pg_version {
-        match tidegate_lint::Config::from_toml(&format!("pg_version = {version}")) {
-            Ok(parsed) => config.pg_version = parsed.pg_version,
+        match tidegate_lint::check_version(version) {
+            Ok(version) => config.pg_version = version,
             Err(error) => return usage_error(&format!("--pg-version: {error}")),
         }
     }
@@ -107,9 +107,21 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
     };
     let format = Format::from_name(&args.format).unwrap_or(Format::Text);
 
+    // Each path is an independent migration set: lint them in parallel, report them in the order given.
+    let outcomes: Vec<Outcome> = paths
+        .par_iter()
+        .map(|path| {
+            let mut outcome = Outcome::default();
+            lint_path(path, &config, stats.as_ref(), &mut outcome);
+            outcome
+        })
+        .collect();
     let mut outcome = Outcome::default();
-    for path in &paths {
-        lint_path(path, &config, stats.as_ref(), &mut outcome);
+    for part in outcomes {
+        outcome.findings.extend(part.findings);
+        outcome.files += part.files;
+        outcome.statements += part.statements;
+        outcome.input_errors += part.input_errors;
     }
     let summary = Summary {
         findings: &outcome.findings,
@@ -200,6 +212,11 @@ fn print_rules(config: &Config) {
 fn lint_path(path: &Path, config: &Config, stats: Option<&TableStats>, outcome: &mut Outcome) {
     if path.is_dir() {
         match discover(path, config.layout) {
+            Ok(set) if set.migrations.is_empty() => eprintln!(
+                "warning: {} holds no migration files (looked for the {} layout); pass the directory that holds them",
+                path.display(),
+                set.layout.name()
+            ),
             Ok(set) => lint_set(&set, 0, None, config, stats, outcome),
             Err(error) => {
                 eprintln!("error: {error}");
