@@ -56,6 +56,9 @@ pub struct Violation {
     pub severity: Option<Severity>,
     /// A 1-based line inside the file that pin-points the problem better than the statement start.
     pub line: Option<usize>,
+    /// A byte offset in the file that pin-points the problem (a column or constraint definition); the finding
+    /// then spans from there to the end of that line of the statement.
+    pub offset: Option<usize>,
 }
 
 impl Violation {
@@ -68,6 +71,7 @@ impl Violation {
             table: None,
             severity: None,
             line: None,
+            offset: None,
         }
     }
 
@@ -80,6 +84,7 @@ impl Violation {
     pub fn effect(mut self, effect: &TableEffect) -> Self {
         self.lock = Some(describe_lock(effect));
         self.table = Some(effect.table.clone());
+        self.offset = self.offset.or(effect.offset);
         self
     }
 
@@ -90,6 +95,17 @@ impl Violation {
 
     pub fn severity(mut self, severity: Severity) -> Self {
         self.severity = Some(severity);
+        self
+    }
+
+    pub fn at_offset(mut self, offset: Option<usize>) -> Self {
+        self.offset = offset.or(self.offset);
+        self
+    }
+
+    /// Reports on the whole statement even when the effect points at one of its parts.
+    pub fn whole_statement(mut self) -> Self {
+        self.offset = None;
         self
     }
 
@@ -289,7 +305,9 @@ pub fn setting_in_effect(statements: &[Statement], name: &str) -> Vec<bool> {
 }
 
 /// The column definitions a statement introduces: CREATE TABLE columns, ADD COLUMN and ALTER COLUMN TYPE.
-pub fn column_definitions(statement: &Statement) -> Vec<(String, tidegate_sql::ColumnType, bool)> {
+pub fn column_definitions(
+    statement: &Statement,
+) -> Vec<(String, tidegate_sql::ColumnType, bool, Option<usize>)> {
     let mut columns = Vec::new();
     let mut push = |name: &str, definition: &tidegate_sql::syntax::protobuf::ColumnDef| {
         if let Some(type_name) = &definition.type_name {
@@ -302,6 +320,7 @@ pub fn column_definitions(statement: &Statement) -> Vec<(String, tidegate_sql::C
                 name.to_string(),
                 tidegate_sql::ColumnType::from_type_name(type_name),
                 primary_key,
+                statement.file_offset(definition.location),
             ));
         }
     };

@@ -202,13 +202,30 @@ impl<'a> Session<'a> {
         let statement = &migration.statements()[violation.statement];
         let span = &statement.span;
         let line_index = &migration.parsed.line_index;
-        let (line, column, end_line, end_column) = match violation.line {
-            Some(line) => {
+        let pinpoint = violation
+            .offset
+            .filter(|offset| span.bytes.contains(offset) && sql.is_char_boundary(*offset));
+        let (line, column, end_line, end_column) = match (violation.line, pinpoint) {
+            (None, Some(offset)) => {
+                // From the column/constraint definition to the end of its line (or of the statement).
+                let line_end = sql[offset..]
+                    .find('\n')
+                    .map_or(sql.len(), |newline| offset + newline);
+                let end = sql[offset..line_end.min(span.bytes.end)].trim_end().len() + offset;
+                let located = line_index.span(sql, offset..end.max(offset + 1).min(sql.len()));
+                (
+                    located.start.line,
+                    located.start.column,
+                    located.end.line,
+                    located.end.column,
+                )
+            }
+            (Some(line), _) => {
                 let text = line_index.line_text(sql, line);
                 let indent = text.chars().take_while(|c| c.is_whitespace()).count();
                 (line, indent + 1, line, text.chars().count().max(1))
             }
-            None => (
+            (None, None) => (
                 span.start.line,
                 span.start.column,
                 span.end.line,

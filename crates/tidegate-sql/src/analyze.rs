@@ -88,6 +88,7 @@ pub fn analyze(
             let mut analyzer = Analyzer {
                 catalog,
                 version: settings.pg_version,
+                node_offset: statement.node_offset,
                 effects: Vec::new(),
             };
             statement.kind = analyzer.statement(&node);
@@ -175,6 +176,8 @@ impl TransactionTracker {
 struct Analyzer<'a> {
     catalog: &'a mut Catalog,
     version: PgVersion,
+    /// The byte offset node locations are relative to.
+    node_offset: usize,
     effects: Vec<crate::statement::TableEffect>,
 }
 
@@ -198,6 +201,7 @@ impl Analyzer<'_> {
             origin,
             column: column.map(str::to_string),
             object: object.map(str::to_string),
+            offset: None,
             constraint_kind: match operation {
                 Operation::AlterTable(AlterSubcommand::AddConstraint { kind, .. }) => Some(kind),
                 Operation::AlterTable(
@@ -211,6 +215,16 @@ impl Analyzer<'_> {
                 _ => None,
             },
         });
+    }
+
+    /// Points the last recorded effect at a node `location` (the column or constraint it comes from).
+    fn locate_last(&mut self, location: i32) {
+        let offset = usize::try_from(location)
+            .ok()
+            .map(|location| self.node_offset + location);
+        if let Some(effect) = self.effects.last_mut() {
+            effect.offset = offset;
+        }
     }
 
     fn statement(&mut self, node: &NodeEnum) -> StatementKind {
@@ -860,6 +874,7 @@ impl Analyzer<'_> {
             Some(&definition.colname),
             None,
         );
+        self.locate_last(definition.location);
         if let (Some(known), Some(column_type)) = (self.catalog.table_mut(table), column_type) {
             known.columns.push(Column {
                 name: definition.colname.clone(),
@@ -903,6 +918,7 @@ impl Analyzer<'_> {
             known.columns.first().map(String::as_str),
             Some(&known.name),
         );
+        self.locate_last(constraint.location);
         if let Some(referenced) = &known.references {
             self.effect(
                 referenced.clone(),

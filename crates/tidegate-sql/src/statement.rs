@@ -83,6 +83,9 @@ pub struct TableEffect {
     pub column: Option<String>,
     /// The constraint or index the operation targets, if any.
     pub object: Option<String>,
+    /// Byte offset in the file of the part of the statement this effect comes from (a column or constraint
+    /// definition), when the parser records one.
+    pub offset: Option<usize>,
     /// For constraint operations: the constraint's kind, when known (for drops: as the catalog knew it).
     pub constraint_kind: Option<ConstraintKind>,
 }
@@ -98,6 +101,9 @@ pub struct Statement {
     /// The parsed statement; `None` when it did not parse.
     #[serde(skip)]
     pub node: Option<NodeEnum>,
+    /// The byte offset in the file that `location` fields inside `node` are relative to (PostgreSQL node
+    /// locations count from the start of the parsed text). Use [`Statement::file_offset`].
+    pub node_offset: usize,
     /// The parser's message when the statement did not parse.
     pub syntax_error: Option<String>,
     /// The comments between the previous statement and this one.
@@ -134,6 +140,14 @@ impl Statement {
         locks
     }
 
+    /// The byte offset in the file of a node `location` (`-1`, PostgreSQL's "unknown", gives `None`).
+    pub fn file_offset(&self, location: i32) -> Option<usize> {
+        usize::try_from(location)
+            .ok()
+            .map(|location| self.node_offset + location)
+            .filter(|offset| self.span.bytes.contains(offset))
+    }
+
     /// Whether the statement rewrites any table.
     pub fn rewrites(&self) -> bool {
         self.effects.iter().any(|effect| effect.rewrite)
@@ -157,29 +171,29 @@ pub fn parse_source(source: &str) -> ParsedSource {
     let line_index = LineIndex::new(source);
     let mut statements = Vec::new();
     // The fast path: the whole file parses in one call.
-    let ranges: Vec<(std::ops::Range<usize>, Option<NodeEnum>, Option<String>)> =
-        match guarded_parse(source) {
-            Ok(result) => result
-                .protobuf
-                .stmts
-                .into_iter()
-                .map(|raw| {
-                    let start = usize::try_from(raw.stmt_location).unwrap_or(0);
-                    let end = match usize::try_from(raw.stmt_len) {
-                        Ok(0) | Err(_) => source.len(),
-                        Ok(len) => start + len,
-                    };
-                    (
-                        start.min(source.len())..end.min(source.len()),
-                        raw.stmt.and_then(|node| node.node),
-                        None,
-                    )
-                })
-                .collect(),
-            Err(_) => split_and_parse_each(source),
-        };
+    let ranges: Vec<RawStatement> = match guarded_parse(source) {
+        Ok(result) => result
+            .protobuf
+            .stmts
+            .into_iter()
+            .map(|raw| {
+                let start = usize::try_from(raw.stmt_location).unwrap_or(0);
+                let end = match usize::try_from(raw.stmt_len) {
+                    Ok(0) | Err(_) => source.len(),
+                    Ok(len) => start + len,
+                };
+                (
+                    start.min(source.len())..end.min(source.len()),
+                    raw.stmt.and_then(|node| node.node),
+                    None,
+                    0,
+                )
+            })
+            .collect(),
+        Err(_) => split_and_parse_each(source),
+    };
     let mut last_end = 0;
-    for (range, node, syntax_error) in ranges {
+    for (range, node, syntax_error, node_offset) in ranges {
         // Leading comments are collected from the end of the previous statement: the parser's statement
         // location may already point past them.
         let (start, comment_ranges) = skip_separators(source, last_end.min(range.start));
@@ -200,6 +214,7 @@ pub fn parse_source(source: &str) -> ParsedSource {
             text: source[start..end].to_string(),
             span: line_index.span(source, start..end),
             node,
+            node_offset,
             syntax_error,
             leading_comments,
             kind,
@@ -268,7 +283,13 @@ fn guarded_parse(text: &str) -> Result<pg_query::ParseResult, String> {
     }
 }
 
-type RawStatement = (std::ops::Range<usize>, Option<NodeEnum>, Option<String>);
+/// (byte range, parsed node, syntax error, the byte offset the node's `location` fields are relative to).
+type RawStatement = (
+    std::ops::Range<usize>,
+    Option<NodeEnum>,
+    Option<String>,
+    usize,
+);
 
 /// The slow path, when the file as a whole does not parse: split with the PostgreSQL scanner, then parse each
 /// statement on its own so one syntax error does not hide the rest. Text the splitter skips (it drops
@@ -323,9 +344,9 @@ fn split_and_parse_each(source: &str) -> Vec<RawStatement> {
                         .and_then(|raw| raw.stmt)
                         .and_then(|node| node.node);
                     let error = node.is_none().then(|| "empty statement".to_string());
-                    (range, node, error)
+                    (range, node, error, start)
                 }
-                Err(message) => (range, None, Some(message)),
+                Err(message) => (range, None, Some(message), start),
             }
         })
         .collect()

@@ -80,7 +80,8 @@ impl Rule for MultipleTablesLocked {
                                 ),
                             )
                             .help("change one table per transaction: split the migration, or commit between the tables")
-                            .effect(effect),
+                            .effect(effect)
+                    .whole_statement(),
                         );
                     }
                     Some(_) => {}
