@@ -352,3 +352,75 @@ pub fn column_definitions(
     }
     columns
 }
+
+/// Whether a join source bounds the statement to one batch: `WITH batch AS (SELECT … LIMIT n) UPDATE t … FROM
+/// batch WHERE t.key = batch.col` (the same for `DELETE … USING`). Every relation in `from` must be such a
+/// limited CTE, and the WHERE must tie the target's key to it.
+pub fn bounded_by_limited_cte(
+    with_clause: Option<&tidegate_sql::syntax::protobuf::WithClause>,
+    from: &[tidegate_sql::syntax::Node],
+    where_clause: Option<&Node>,
+    key_columns: &[String],
+    qualifier: &str,
+) -> bool {
+    let (Some(with_clause), Some(where_clause)) = (with_clause, where_clause) else {
+        return false;
+    };
+    let limited_ctes: Vec<&str> = with_clause
+        .ctes
+        .iter()
+        .filter_map(|cte| match cte.node.as_ref() {
+            Some(NodeEnum::CommonTableExpr(cte)) => {
+                let limited = matches!(
+                    cte.ctequery.as_deref().and_then(|query| query.node.as_ref()),
+                    Some(NodeEnum::SelectStmt(select)) if select.limit_count.is_some()
+                );
+                limited.then_some(cte.ctename.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    let mut sources = Vec::new();
+    tidegate_sql::syntax::from_tables(from, &mut sources);
+    if sources.is_empty() || sources.len() != from.len() {
+        return false;
+    }
+    let mut names = Vec::new();
+    for source in &sources {
+        if !source.schemaname.is_empty() || !limited_ctes.contains(&source.relname.as_str()) {
+            return false;
+        }
+        names.push(
+            source
+                .alias
+                .as_ref()
+                .map_or(source.relname.clone(), |alias| alias.aliasname.clone()),
+        );
+    }
+    let mut conjuncts = Vec::new();
+    collect_conjuncts(where_clause, &mut conjuncts);
+    let is_key = |node: &Node| {
+        column_reference(node).is_some_and(|(table, column)| {
+            key_columns.iter().any(|key| key == column)
+                && table.is_none_or(|table| table == qualifier)
+        })
+    };
+    let is_batch_column = |node: &Node| {
+        column_reference(node)
+            .is_some_and(|(table, _)| table.is_some_and(|table| names.iter().any(|n| n == table)))
+    };
+    conjuncts
+        .iter()
+        .any(|conjunct| match conjunct.node.as_ref() {
+            Some(NodeEnum::AExpr(expr)) if operator_name(expr) == Some("=") => {
+                match (expr.lexpr.as_deref(), expr.rexpr.as_deref()) {
+                    (Some(left), Some(right)) => {
+                        (is_key(left) && is_batch_column(right))
+                            || (is_key(right) && is_batch_column(left))
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        })
+}

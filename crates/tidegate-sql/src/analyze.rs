@@ -12,8 +12,8 @@ use crate::statement::{
     parse_source, Statement, StatementKind, TransactionEvent, TransactionState,
 };
 use crate::tree::{
-    calls_volatile_function, column_reference, from_tables, has_option, string_value, ColumnType,
-    TableName,
+    calls_volatile_function, column_reference, cte_names, from_tables, has_option, string_value,
+    ColumnType, TableName,
 };
 use crate::ParsedSource;
 
@@ -240,7 +240,7 @@ impl Analyzer<'_> {
                     self.effect(table, Operation::CreateTableAs, None, None);
                 }
                 if let Some(query) = create.query.as_deref() {
-                    self.reads(query);
+                    self.reads(query, &[]);
                 }
                 StatementKind::Ddl
             }
@@ -372,7 +372,7 @@ impl Analyzer<'_> {
                     );
                 }
                 if let Some(select) = insert.select_stmt.as_deref() {
-                    self.reads(select);
+                    self.reads(select, &cte_names(insert.with_clause.as_ref()));
                 }
                 StatementKind::Dml
             }
@@ -385,7 +385,7 @@ impl Analyzer<'_> {
                         None,
                     );
                 }
-                self.read_from(&update.from_clause);
+                self.read_from(&update.from_clause, &cte_names(update.with_clause.as_ref()));
                 StatementKind::Dml
             }
             NodeEnum::DeleteStmt(delete) => {
@@ -397,7 +397,10 @@ impl Analyzer<'_> {
                         None,
                     );
                 }
-                self.read_from(&delete.using_clause);
+                self.read_from(
+                    &delete.using_clause,
+                    &cte_names(delete.with_clause.as_ref()),
+                );
                 StatementKind::Dml
             }
             NodeEnum::MergeStmt(merge) => {
@@ -425,7 +428,7 @@ impl Analyzer<'_> {
                 }
             }
             NodeEnum::SelectStmt(select) => {
-                self.read_from(&select.from_clause);
+                self.reads_select(select);
                 StatementKind::Query
             }
             NodeEnum::LockStmt(lock) => {
@@ -462,22 +465,32 @@ impl Analyzer<'_> {
         }
     }
 
-    fn reads(&mut self, node: &Node) {
+    fn reads(&mut self, node: &Node, outer_ctes: &[String]) {
         if let Some(NodeEnum::SelectStmt(select)) = node.node.as_ref() {
-            self.read_from(&select.from_clause);
+            let mut ctes = outer_ctes.to_vec();
+            ctes.extend(cte_names(select.with_clause.as_ref()));
+            self.read_from(&select.from_clause, &ctes);
             if let Some(larg) = select.larg.as_deref() {
-                self.read_from(&larg.from_clause);
+                self.read_from(&larg.from_clause, &ctes);
             }
             if let Some(rarg) = select.rarg.as_deref() {
-                self.read_from(&rarg.from_clause);
+                self.read_from(&rarg.from_clause, &ctes);
             }
         }
     }
 
-    fn read_from(&mut self, from: &[Node]) {
+    fn reads_select(&mut self, select: &protobuf::SelectStmt) {
+        let ctes = cte_names(select.with_clause.as_ref());
+        self.read_from(&select.from_clause, &ctes);
+    }
+
+    fn read_from(&mut self, from: &[Node], ctes: &[String]) {
         let mut tables = Vec::new();
         from_tables(from, &mut tables);
         for range_var in tables {
+            if range_var.schemaname.is_empty() && ctes.contains(&range_var.relname) {
+                continue;
+            }
             self.effect(
                 TableName::from_range_var(&range_var),
                 Operation::Select,
