@@ -104,7 +104,6 @@ pub fn analyze(
 }
 
 struct TransactionTracker {
-    framework: bool,
     open: TransactionState,
     next_id: u32,
     unclosed_begin: Option<usize>,
@@ -113,7 +112,6 @@ struct TransactionTracker {
 impl TransactionTracker {
     fn new(framework: bool) -> Self {
         Self {
-            framework,
             open: if framework {
                 TransactionState::Framework(0)
             } else {
@@ -169,7 +167,6 @@ impl TransactionTracker {
         };
         statement.transaction_event = Some(event);
         statement.kind = StatementKind::TransactionControl;
-        let _ = self.framework;
     }
 }
 

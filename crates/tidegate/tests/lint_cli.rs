@@ -592,3 +592,16 @@ fn colour_only_on_a_terminal_and_no_color_honoured() {
         "NO_COLOR must disable colour: {plain}"
     );
 }
+
+#[test]
+fn flyway_script_configuration_turns_the_transaction_off() {
+    let project = Project::new();
+    project
+        .file("sql/V1__orders.sql", CREATE_ORDERS)
+        .file("sql/V2__index.sql", CONCURRENT_INDEX);
+    let run = project.run(&["lint", "sql", "--format", "json"]);
+    assert_eq!(run.rules(), vec!["concurrently-in-transaction"]);
+    project.file("sql/V2__index.sql.conf", "executeInTransaction=false\n");
+    let run = project.run(&["lint", "sql", "--format", "json"]);
+    assert!(run.rules().is_empty(), "{:?}", run.rules());
+}
