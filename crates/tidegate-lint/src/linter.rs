@@ -128,11 +128,11 @@ impl<'a> Session<'a> {
                     Some(RuleSetting::Severity(configured)) => *configured,
                     _ => violation.severity.unwrap_or(severity),
                 };
-                let severity =
+                let (severity, size_note) =
                     self.adjust_for_size(doc.size_sensitive, severity, violation.table.as_ref());
-                let (severity, message) = severity;
-                findings
-                    .push(self.finding(doc.id, severity, path, sql, migration, violation, message));
+                findings.push(
+                    self.finding(doc.id, severity, path, sql, migration, violation, size_note),
+                );
             }
         }
         if let Some(severity) = self.config.severity_of(
