@@ -137,21 +137,68 @@ proptest! {
     }
 }
 
+fn findings(sql: &str, streaming: bool) -> Vec<String> {
+    let config = Config::default();
+    let mut session = Session::new(&config, None);
+    let report = if streaming {
+        session.lint_streaming("same.sql", sql, false)
+    } else {
+        session.lint_parsed("same.sql", sql, tidegate_sql::parse_source(sql), false)
+    };
+    report
+        .findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} {}:{}-{}:{} {}",
+                f.rule, f.severity, f.line, f.column, f.end_line, f.end_column, f.message
+            )
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 150, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Parsing one statement at a time and dropping the trees no rule reads must not change any finding.
+    #[test]
+    fn streaming_and_whole_file_agree(
+        source in 0..CORPUS.len(),
+        mutations in proptest::collection::vec(mutation(), 0..3),
+    ) {
+        let sql = apply(CORPUS[source].to_string(), &mutations);
+        prop_assert_eq!(findings(&sql, true), findings(&sql, false));
+    }
+}
+
+#[test]
+fn streaming_and_whole_file_agree_on_every_fixture() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for entry in std::fs::read_dir(dir).expect("fixtures") {
+        let sql = std::fs::read_to_string(entry.expect("entry").path()).expect("fixture");
+        assert_eq!(findings(&sql, true), findings(&sql, false));
+    }
+}
+
 #[test]
 fn a_large_file_is_linted_statement_by_statement() {
     let statement =
         "UPDATE orders SET status = 'x' WHERE id = 1;\nALTER TABLE orders ADD COLUMN c int;\n";
-    let mut sql = statement.repeat(5_000);
+    let mut sql = statement.repeat(7_000);
     sql.push_str("ALTER TABLE orders ADD COLUMN;\n");
+    assert!(
+        sql.len() > tidegate_lint::STREAMING_THRESHOLD_BYTES,
+        "exercises the streaming path"
+    );
     let config = Config::default();
     let mut session = Session::new(&config, None);
     let report = session.lint("big.sql", &sql, false);
-    assert_eq!(report.statements, 10_001);
+    assert_eq!(report.statements, 14_001);
     let syntax_errors: Vec<_> = report
         .findings
         .iter()
         .filter(|finding| finding.rule == "syntax-error")
         .collect();
     assert_eq!(syntax_errors.len(), 1);
-    assert_eq!(syntax_errors[0].line, 10_001);
+    assert_eq!(syntax_errors[0].line, 14_001);
 }

@@ -9,7 +9,8 @@ use crate::facts::{
     lock_facts, AlterSubcommand, ColumnFill, ConstraintKind, LockLevel, Operation, PgVersion,
 };
 use crate::statement::{
-    parse_source, Statement, StatementKind, TransactionEvent, TransactionState,
+    parse_each, parse_source, ParseMode, Statement, StatementKind, TransactionEvent,
+    TransactionState,
 };
 use crate::tree::{
     calls_volatile_function, column_reference, cte_names, from_tables, has_option, string_value,
@@ -83,23 +84,69 @@ pub fn analyze(
     catalog.begin_migration();
     let mut tracker = TransactionTracker::new(settings.framework_transaction);
     for statement in &mut parsed.statements {
-        tracker.track(statement);
-        if let Some(node) = statement.node.take() {
-            let mut analyzer = Analyzer {
-                catalog,
-                version: settings.pg_version,
-                node_offset: statement.node_offset,
-                effects: Vec::new(),
-            };
-            statement.kind = analyzer.statement(&node);
-            statement.effects = analyzer.effects;
-            statement.node = Some(node);
-        }
+        analyze_statement(statement, &mut tracker, settings.pg_version, catalog);
     }
     AnalyzedMigration {
         unclosed_begin: tracker.unclosed_begin,
         parsed,
         settings,
+    }
+}
+
+/// Like [`analyze_sql`], for huge files: statements are parsed one at a time, and once a statement is
+/// analysed its parse tree is kept only if `keep_node` says a consumer still needs it. Memory then grows with
+/// the statements kept, not with the file (a data dump of `INSERT … VALUES` keeps almost nothing). A statement
+/// whose node was dropped keeps its kind, effects and transaction state; `node` is `None` and `kind` is not
+/// `Invalid`.
+pub fn analyze_sql_streaming(
+    source: &str,
+    settings: MigrationSettings,
+    catalog: &mut Catalog,
+    keep_node: &dyn Fn(&NodeEnum) -> bool,
+) -> AnalyzedMigration {
+    catalog.begin_migration();
+    let mut tracker = TransactionTracker::new(settings.framework_transaction);
+    let mut statements = Vec::new();
+    let (trailing_comments, line_index) =
+        parse_each(source, ParseMode::OneByOne, &mut |mut statement| {
+            analyze_statement(&mut statement, &mut tracker, settings.pg_version, catalog);
+            if statement.node.as_ref().is_some_and(|node| !keep_node(node)) {
+                statement.node = None;
+            }
+            statements.push(statement);
+        });
+    AnalyzedMigration {
+        unclosed_begin: tracker.unclosed_begin,
+        parsed: ParsedSource {
+            statements,
+            trailing_comments,
+            line_index,
+        },
+        settings,
+    }
+}
+
+fn analyze_statement(
+    statement: &mut Statement,
+    tracker: &mut TransactionTracker,
+    version: PgVersion,
+    catalog: &mut Catalog,
+) {
+    tracker.track(statement);
+    if let Some(node) = statement.node.take() {
+        let mut analyzer = Analyzer {
+            catalog,
+            version,
+            node_offset: statement.node_offset,
+            effects: Vec::new(),
+        };
+        let kind = analyzer.statement(&node);
+        // Transaction control was classified by the tracker.
+        if statement.kind != StatementKind::TransactionControl {
+            statement.kind = kind;
+        }
+        statement.effects = analyzer.effects;
+        statement.node = Some(node);
     }
 }
 

@@ -51,7 +51,9 @@ mod source;
 mod statement;
 mod tree;
 
-pub use analyze::{analyze, analyze_sql, AnalyzedMigration, MigrationSettings};
+pub use analyze::{
+    analyze, analyze_sql, analyze_sql_streaming, AnalyzedMigration, MigrationSettings,
+};
 pub use catalog::{Catalog, Column, Constraint, Table, TableOrigin};
 pub use discovery::{Layout, LoadedMigration, MigrationFile, MigrationSet};
 pub use facts::{

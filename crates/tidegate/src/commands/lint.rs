@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use rayon::prelude::*;
 use tidegate_lint::render::{self, Format, Summary};
-use tidegate_lint::{registry, Config, Finding, Session, Severity, TableStats};
+use tidegate_lint::{
+    registry, Config, Finding, Session, Severity, TableStats, STREAMING_THRESHOLD_BYTES,
+};
 use tidegate_sql::discovery::{discover, discover_for_file, load_migration};
 use tidegate_sql::{parse_source, Layout, MigrationSet};
 
@@ -274,7 +276,9 @@ fn lint_set(
             .par_iter()
             .map(|migration| {
                 load_migration(&migration.path, set.layout).map(|loaded| {
-                    let parsed = parse_source(&loaded.sql);
+                    // Huge files are parsed one statement at a time by the session instead.
+                    let parsed = (loaded.sql.len() <= STREAMING_THRESHOLD_BYTES)
+                        .then(|| parse_source(&loaded.sql));
                     (loaded, parsed)
                 })
             })
@@ -292,12 +296,19 @@ fn lint_set(
                 }
             };
             if index < first {
-                session.replay_parsed(parsed, loaded.framework_transaction);
+                match parsed {
+                    Some(parsed) => session.replay_parsed(parsed, loaded.framework_transaction),
+                    None => session.replay(&loaded.sql, loaded.framework_transaction),
+                }
                 continue;
             }
             let display = migration.path.display().to_string();
-            let report =
-                session.lint_parsed(&display, &loaded.sql, parsed, loaded.framework_transaction);
+            let report = match parsed {
+                Some(parsed) => {
+                    session.lint_parsed(&display, &loaded.sql, parsed, loaded.framework_transaction)
+                }
+                None => session.lint(&display, &loaded.sql, loaded.framework_transaction),
+            };
             outcome.files += 1;
             outcome.statements += report.statements;
             outcome.findings.extend(report.findings);
