@@ -241,7 +241,7 @@ pub fn added_column<'s>(
     statement: &'s Statement,
     column: &str,
 ) -> Option<&'s tidegate_sql::syntax::protobuf::ColumnDef> {
-    let Some(NodeEnum::AlterTableStmt(alter)) = &statement.node else {
+    let Some(NodeEnum::AlterTableStmt(alter)) = statement.node.as_deref() else {
         return None;
     };
     alter
@@ -273,7 +273,7 @@ pub fn setting_in_effect(statements: &[Statement], name: &str) -> Vec<bool> {
             }
         }
         in_effect.push(session || local.is_some());
-        let Some(NodeEnum::VariableSetStmt(set)) = &statement.node else {
+        let Some(NodeEnum::VariableSetStmt(set)) = statement.node.as_deref() else {
             continue;
         };
         let applies = set.name.eq_ignore_ascii_case(name)
@@ -324,7 +324,7 @@ pub fn column_definitions(
             ));
         }
     };
-    match &statement.node {
+    match statement.node.as_deref() {
         Some(NodeEnum::CreateStmt(create)) => {
             for element in &create.table_elts {
                 if let Some(NodeEnum::ColumnDef(definition)) = element.node.as_ref() {

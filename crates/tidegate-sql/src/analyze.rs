@@ -171,7 +171,7 @@ impl TransactionTracker {
 
     fn track(&mut self, statement: &mut Statement) {
         statement.transaction = self.open;
-        let Some(NodeEnum::TransactionStmt(transaction)) = &statement.node else {
+        let Some(NodeEnum::TransactionStmt(transaction)) = statement.node.as_deref() else {
             return;
         };
         let kind = TransactionStmtKind::try_from(transaction.kind).unwrap_or_default();

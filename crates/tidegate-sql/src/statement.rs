@@ -100,7 +100,7 @@ pub struct Statement {
     pub span: Span,
     /// The parsed statement; `None` when it did not parse.
     #[serde(skip)]
-    pub node: Option<NodeEnum>,
+    pub node: Option<Box<NodeEnum>>,
     /// The byte offset in the file that `location` fields inside `node` are relative to (PostgreSQL node
     /// locations count from the start of the parsed text). Use [`Statement::file_offset`].
     pub node_offset: usize,
@@ -252,7 +252,7 @@ pub(crate) fn parse_each(
             index,
             text: source[start..end].to_string(),
             span: line_index.span(source, start..end),
-            node,
+            node: node.map(Box::new),
             node_offset,
             syntax_error,
             leading_comments,

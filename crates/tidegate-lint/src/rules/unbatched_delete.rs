@@ -47,7 +47,7 @@ impl Rule for UnbatchedDelete {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            let Some(NodeEnum::DeleteStmt(delete)) = &statement.node else {
+            let Some(NodeEnum::DeleteStmt(delete)) = statement.node.as_deref() else {
                 continue;
             };
             let Some(target) = statement.effects.first() else {

@@ -47,7 +47,7 @@ impl Rule for UnbatchedInsertSelect {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            let Some(NodeEnum::InsertStmt(insert)) = &statement.node else {
+            let Some(NodeEnum::InsertStmt(insert)) = statement.node.as_deref() else {
                 continue;
             };
             let Some(NodeEnum::SelectStmt(select)) =

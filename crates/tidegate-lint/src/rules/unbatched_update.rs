@@ -54,7 +54,7 @@ impl Rule for UnbatchedUpdate {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            let Some(NodeEnum::UpdateStmt(update)) = &statement.node else {
+            let Some(NodeEnum::UpdateStmt(update)) = statement.node.as_deref() else {
                 continue;
             };
             let Some(target) = statement.effects.first() else {
