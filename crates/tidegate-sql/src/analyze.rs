@@ -500,6 +500,37 @@ impl Analyzer<'_> {
                 }
                 StatementKind::Ddl
             }
+            NodeEnum::ViewStmt(view) => {
+                if let Some(query) = view.query.as_deref() {
+                    self.reads(query, &[]);
+                }
+                StatementKind::Ddl
+            }
+            NodeEnum::CommentStmt(comment) => {
+                let object_type = ObjectType::try_from(comment.objtype).unwrap_or_default();
+                let names = match comment
+                    .object
+                    .as_deref()
+                    .and_then(|object| object.node.as_ref())
+                {
+                    Some(NodeEnum::List(list)) => list.items.as_slice(),
+                    _ => &[],
+                };
+                let table = match object_type {
+                    ObjectType::ObjectTable | ObjectType::ObjectMatview => {
+                        TableName::from_name_list(names)
+                    }
+                    // The last name is the column's.
+                    ObjectType::ObjectColumn if names.len() >= 2 => {
+                        TableName::from_name_list(&names[..names.len() - 1])
+                    }
+                    _ => None,
+                };
+                if let Some(table) = table {
+                    self.effect(table, Operation::Comment, None, None);
+                }
+                StatementKind::Ddl
+            }
             NodeEnum::TransactionStmt(_) => StatementKind::TransactionControl,
             NodeEnum::VariableSetStmt(_) | NodeEnum::VariableShowStmt(_) => StatementKind::Session,
             NodeEnum::DoStmt(_) | NodeEnum::CallStmt(_) | NodeEnum::ExplainStmt(_) => {

@@ -62,6 +62,7 @@ fn is_schema_change(effect: &TableEffect) -> bool {
             | Operation::Analyze
             | Operation::Vacuum { full: false }
             | Operation::ForeignKeyReferenced { .. }
+            | Operation::Comment
     )
 }
 
