@@ -288,10 +288,9 @@ fn lint_set(
             let (loaded, parsed) = match result {
                 Ok(ok) => ok,
                 Err(error) => {
+                    // An unreadable earlier migration also matters: the context it would give is missing.
                     eprintln!("error: {error}");
-                    if index >= first {
-                        outcome.input_errors += 1;
-                    }
+                    outcome.input_errors += 1;
                     continue;
                 }
             };
