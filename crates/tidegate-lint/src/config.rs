@@ -58,11 +58,11 @@ impl Default for Config {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
-    #[error("tidegate.toml does not parse: {0}")]
+    #[error("does not parse: {0}")]
     Syntax(String),
-    #[error("tidegate.toml: unknown rule `{id}` in [lint.rules]{suggestion}")]
+    #[error("unknown rule `{id}` in [lint.rules]{suggestion}")]
     UnknownRule { id: String, suggestion: String },
-    #[error("tidegate.toml: `{value}` is not a valid {key}; expected {expected}")]
+    #[error("`{value}` is not a valid {key}; expected {expected}")]
     InvalidValue {
         key: String,
         value: String,

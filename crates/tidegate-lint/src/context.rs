@@ -56,6 +56,9 @@ pub struct Violation {
     pub severity: Option<Severity>,
     /// A 1-based line inside the file that pin-points the problem better than the statement start.
     pub line: Option<usize>,
+    /// A byte offset in the file that pin-points the problem (a column or constraint definition); the finding
+    /// then spans from there to the end of that line of the statement.
+    pub offset: Option<usize>,
 }
 
 impl Violation {
@@ -68,6 +71,7 @@ impl Violation {
             table: None,
             severity: None,
             line: None,
+            offset: None,
         }
     }
 
@@ -80,6 +84,7 @@ impl Violation {
     pub fn effect(mut self, effect: &TableEffect) -> Self {
         self.lock = Some(describe_lock(effect));
         self.table = Some(effect.table.clone());
+        self.offset = self.offset.or(effect.offset);
         self
     }
 
@@ -90,6 +95,17 @@ impl Violation {
 
     pub fn severity(mut self, severity: Severity) -> Self {
         self.severity = Some(severity);
+        self
+    }
+
+    pub fn at_offset(mut self, offset: Option<usize>) -> Self {
+        self.offset = offset.or(self.offset);
+        self
+    }
+
+    /// Reports on the whole statement even when the effect points at one of its parts.
+    pub fn whole_statement(mut self) -> Self {
+        self.offset = None;
         self
     }
 
@@ -225,7 +241,7 @@ pub fn added_column<'s>(
     statement: &'s Statement,
     column: &str,
 ) -> Option<&'s tidegate_sql::syntax::protobuf::ColumnDef> {
-    let Some(NodeEnum::AlterTableStmt(alter)) = &statement.node else {
+    let Some(NodeEnum::AlterTableStmt(alter)) = statement.node.as_deref() else {
         return None;
     };
     alter
@@ -257,7 +273,7 @@ pub fn setting_in_effect(statements: &[Statement], name: &str) -> Vec<bool> {
             }
         }
         in_effect.push(session || local.is_some());
-        let Some(NodeEnum::VariableSetStmt(set)) = &statement.node else {
+        let Some(NodeEnum::VariableSetStmt(set)) = statement.node.as_deref() else {
             continue;
         };
         let applies = set.name.eq_ignore_ascii_case(name)
@@ -289,7 +305,9 @@ pub fn setting_in_effect(statements: &[Statement], name: &str) -> Vec<bool> {
 }
 
 /// The column definitions a statement introduces: CREATE TABLE columns, ADD COLUMN and ALTER COLUMN TYPE.
-pub fn column_definitions(statement: &Statement) -> Vec<(String, tidegate_sql::ColumnType, bool)> {
+pub fn column_definitions(
+    statement: &Statement,
+) -> Vec<(String, tidegate_sql::ColumnType, bool, Option<usize>)> {
     let mut columns = Vec::new();
     let mut push = |name: &str, definition: &tidegate_sql::syntax::protobuf::ColumnDef| {
         if let Some(type_name) = &definition.type_name {
@@ -302,10 +320,11 @@ pub fn column_definitions(statement: &Statement) -> Vec<(String, tidegate_sql::C
                 name.to_string(),
                 tidegate_sql::ColumnType::from_type_name(type_name),
                 primary_key,
+                statement.file_offset(definition.location),
             ));
         }
     };
-    match &statement.node {
+    match statement.node.as_deref() {
         Some(NodeEnum::CreateStmt(create)) => {
             for element in &create.table_elts {
                 if let Some(NodeEnum::ColumnDef(definition)) = element.node.as_ref() {
@@ -332,4 +351,76 @@ pub fn column_definitions(statement: &Statement) -> Vec<(String, tidegate_sql::C
         _ => {}
     }
     columns
+}
+
+/// Whether a join source bounds the statement to one batch: `WITH batch AS (SELECT … LIMIT n) UPDATE t … FROM
+/// batch WHERE t.key = batch.col` (the same for `DELETE … USING`). Every relation in `from` must be such a
+/// limited CTE, and the WHERE must tie the target's key to it.
+pub fn bounded_by_limited_cte(
+    with_clause: Option<&tidegate_sql::syntax::protobuf::WithClause>,
+    from: &[tidegate_sql::syntax::Node],
+    where_clause: Option<&Node>,
+    key_columns: &[String],
+    qualifier: &str,
+) -> bool {
+    let (Some(with_clause), Some(where_clause)) = (with_clause, where_clause) else {
+        return false;
+    };
+    let limited_ctes: Vec<&str> = with_clause
+        .ctes
+        .iter()
+        .filter_map(|cte| match cte.node.as_ref() {
+            Some(NodeEnum::CommonTableExpr(cte)) => {
+                let limited = matches!(
+                    cte.ctequery.as_deref().and_then(|query| query.node.as_ref()),
+                    Some(NodeEnum::SelectStmt(select)) if select.limit_count.is_some()
+                );
+                limited.then_some(cte.ctename.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    let mut sources = Vec::new();
+    tidegate_sql::syntax::from_tables(from, &mut sources);
+    if sources.is_empty() || sources.len() != from.len() {
+        return false;
+    }
+    let mut names = Vec::new();
+    for source in &sources {
+        if !source.schemaname.is_empty() || !limited_ctes.contains(&source.relname.as_str()) {
+            return false;
+        }
+        names.push(
+            source
+                .alias
+                .as_ref()
+                .map_or(source.relname.clone(), |alias| alias.aliasname.clone()),
+        );
+    }
+    let mut conjuncts = Vec::new();
+    collect_conjuncts(where_clause, &mut conjuncts);
+    let is_key = |node: &Node| {
+        column_reference(node).is_some_and(|(table, column)| {
+            key_columns.iter().any(|key| key == column)
+                && table.is_none_or(|table| table == qualifier)
+        })
+    };
+    let is_batch_column = |node: &Node| {
+        column_reference(node)
+            .is_some_and(|(table, _)| table.is_some_and(|table| names.iter().any(|n| n == table)))
+    };
+    conjuncts
+        .iter()
+        .any(|conjunct| match conjunct.node.as_ref() {
+            Some(NodeEnum::AExpr(expr)) if operator_name(expr) == Some("=") => {
+                match (expr.lexpr.as_deref(), expr.rexpr.as_deref()) {
+                    (Some(left), Some(right)) => {
+                        (is_key(left) && is_batch_column(right))
+                            || (is_key(right) && is_batch_column(left))
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        })
 }

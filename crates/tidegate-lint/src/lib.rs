@@ -45,9 +45,9 @@ pub mod rules;
 mod stats;
 mod suppression;
 
-pub use config::{Config, ConfigError, RuleSetting};
+pub use config::{check_version, Config, ConfigError, RuleSetting};
 pub use context::{Context, Violation};
-pub use linter::{FileReport, Finding, Session};
+pub use linter::{rules_read_node, FileReport, Finding, Session, STREAMING_THRESHOLD_BYTES};
 pub use registry::{find_rule, registry, rules_index_markdown, suggest_rule, Rule, RuleDoc};
 pub use stats::{StatsError, TableStat, TableStats};
 

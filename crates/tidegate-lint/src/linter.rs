@@ -1,8 +1,10 @@
 //! Running the rules: a [`Session`] lints the migrations of one directory in order, carrying the catalog.
 
 use serde::Serialize;
+use tidegate_sql::syntax::NodeEnum;
 use tidegate_sql::{
-    analyze, parse_source, AnalyzedMigration, Catalog, MigrationSettings, ParsedSource, TableName,
+    analyze, analyze_sql_streaming, parse_source, AnalyzedMigration, Catalog, MigrationSettings,
+    ParsedSource, TableName,
 };
 
 use crate::config::{Config, RuleSetting};
@@ -12,6 +14,35 @@ use crate::rules::invalid_suppression::InvalidSuppression;
 use crate::stats::TableStats;
 use crate::suppression::Suppressions;
 use crate::Severity;
+
+/// Files larger than this are parsed one statement at a time, keeping only the parse trees rules read, so
+/// memory follows what the rules need rather than the file size.
+pub const STREAMING_THRESHOLD_BYTES: usize = 512 * 1024;
+
+/// Whether any rule reads this kind of parse tree (everything else about a statement, its effects, kind and
+/// transaction state, survives without it). **A rule that starts matching on another node kind must add it
+/// here**; the `streaming_and_whole_file_agree` property test catches a forgotten one.
+pub fn rules_read_node(node: &NodeEnum) -> bool {
+    match node {
+        NodeEnum::UpdateStmt(_)
+        | NodeEnum::DeleteStmt(_)
+        | NodeEnum::ReindexStmt(_)
+        | NodeEnum::IndexStmt(_)
+        | NodeEnum::DropStmt(_)
+        | NodeEnum::AlterEnumStmt(_)
+        | NodeEnum::TruncateStmt(_)
+        | NodeEnum::AlterTableStmt(_)
+        | NodeEnum::CreateStmt(_)
+        | NodeEnum::ViewStmt(_)
+        | NodeEnum::VariableSetStmt(_)
+        | NodeEnum::TransactionStmt(_) => true,
+        // INSERT … VALUES (seed data, dumps) is only read for its effects; INSERT … SELECT FROM is a rule's.
+        NodeEnum::InsertStmt(insert) => insert.select_stmt.as_deref().is_some_and(|select| {
+            matches!(select.node.as_ref(), Some(NodeEnum::SelectStmt(select)) if !select.from_clause.is_empty())
+        }),
+        _ => false,
+    }
+}
 
 /// One finding, with everything every output format needs. Positions are 1-based; `end_*` is inclusive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,7 +102,12 @@ impl<'a> Session<'a> {
 
     /// Replays an earlier migration into the catalog without linting it.
     pub fn replay(&mut self, sql: &str, framework_transaction: bool) {
-        self.replay_parsed(parse_source(sql), framework_transaction);
+        if sql.len() > STREAMING_THRESHOLD_BYTES {
+            let settings = self.settings(framework_transaction);
+            analyze_sql_streaming(sql, settings, &mut self.catalog, &|_| false);
+        } else {
+            self.replay_parsed(parse_source(sql), framework_transaction);
+        }
     }
 
     pub fn replay_parsed(&mut self, parsed: ParsedSource, framework_transaction: bool) {
@@ -79,9 +115,31 @@ impl<'a> Session<'a> {
         analyze(parsed, settings, &mut self.catalog);
     }
 
-    /// Lints one migration's SQL (then keeps its schema changes in the catalog).
+    /// Lints one migration's SQL (then keeps its schema changes in the catalog). Files above
+    /// [`STREAMING_THRESHOLD_BYTES`] are parsed one statement at a time.
     pub fn lint(&mut self, path: &str, sql: &str, framework_transaction: bool) -> FileReport {
-        self.lint_parsed(path, sql, parse_source(sql), framework_transaction)
+        if sql.len() > STREAMING_THRESHOLD_BYTES {
+            self.lint_streaming(path, sql, framework_transaction)
+        } else {
+            self.lint_parsed(path, sql, parse_source(sql), framework_transaction)
+        }
+    }
+
+    /// Lints one migration parsing it one statement at a time and keeping only the parse trees rules read.
+    pub fn lint_streaming(
+        &mut self,
+        path: &str,
+        sql: &str,
+        framework_transaction: bool,
+    ) -> FileReport {
+        let settings = self.settings(framework_transaction);
+        let migration = analyze_sql_streaming(sql, settings, &mut self.catalog, &rules_read_node);
+        let findings = self.check(path, sql, &migration);
+        FileReport {
+            path: path.to_string(),
+            statements: migration.statements().len(),
+            findings,
+        }
     }
 
     /// Lints an already parsed migration (parse files in parallel, lint them in order). `sql` is the text
@@ -128,11 +186,11 @@ impl<'a> Session<'a> {
                     Some(RuleSetting::Severity(configured)) => *configured,
                     _ => violation.severity.unwrap_or(severity),
                 };
-                let severity =
+                let (severity, size_note) =
                     self.adjust_for_size(doc.size_sensitive, severity, violation.table.as_ref());
-                let (severity, message) = severity;
-                findings
-                    .push(self.finding(doc.id, severity, path, sql, migration, violation, message));
+                findings.push(
+                    self.finding(doc.id, severity, path, sql, migration, violation, size_note),
+                );
             }
         }
         if let Some(severity) = self.config.severity_of(
@@ -202,13 +260,30 @@ impl<'a> Session<'a> {
         let statement = &migration.statements()[violation.statement];
         let span = &statement.span;
         let line_index = &migration.parsed.line_index;
-        let (line, column, end_line, end_column) = match violation.line {
-            Some(line) => {
+        let pinpoint = violation
+            .offset
+            .filter(|offset| span.bytes.contains(offset) && sql.is_char_boundary(*offset));
+        let (line, column, end_line, end_column) = match (violation.line, pinpoint) {
+            (None, Some(offset)) => {
+                // From the column/constraint definition to the end of its line (or of the statement).
+                let line_end = sql[offset..]
+                    .find('\n')
+                    .map_or(sql.len(), |newline| offset + newline);
+                let end = sql[offset..line_end.min(span.bytes.end)].trim_end().len() + offset;
+                let located = line_index.span(sql, offset..end.max(offset + 1).min(sql.len()));
+                (
+                    located.start.line,
+                    located.start.column,
+                    located.end.line,
+                    located.end.column,
+                )
+            }
+            (Some(line), _) => {
                 let text = line_index.line_text(sql, line);
                 let indent = text.chars().take_while(|c| c.is_whitespace()).count();
                 (line, indent + 1, line, text.chars().count().max(1))
             }
-            None => (
+            (None, None) => (
                 span.start.line,
                 span.start.column,
                 span.end.line,

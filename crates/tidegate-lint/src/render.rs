@@ -298,6 +298,8 @@ pub fn sarif(summary: Summary<'_>) -> String {
                 }
             },
             "results": results,
+            // Our columns count Unicode scalar values, not SARIF's default UTF-16 code units.
+            "columnKind": "unicodeCodePoints",
         }]
     });
     let mut out = serde_json::to_string_pretty(&document).unwrap_or_default();

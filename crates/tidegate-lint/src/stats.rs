@@ -50,6 +50,15 @@ struct StatsFile {
 }
 
 impl TableStats {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records one table's size (how `--db` support will fill it from `pg_class`).
+    pub fn insert(&mut self, table: &TableName, stat: TableStat) {
+        self.tables.insert(table.key(), stat);
+    }
+
     pub fn from_json(text: &str) -> Result<TableStats, StatsError> {
         let file: StatsFile =
             serde_json::from_str(text).map_err(|error| StatsError::Invalid(error.to_string()))?;
@@ -72,6 +81,16 @@ impl TableStats {
 
     pub fn get(&self, table: &TableName) -> Option<TableStat> {
         self.tables.get(&table.key()).copied()
+    }
+}
+
+impl FromIterator<(TableName, TableStat)> for TableStats {
+    fn from_iter<I: IntoIterator<Item = (TableName, TableStat)>>(items: I) -> Self {
+        let mut stats = TableStats::new();
+        for (table, stat) in items {
+            stats.insert(&table, stat);
+        }
+        stats
     }
 }
 

@@ -9,11 +9,12 @@ use crate::facts::{
     lock_facts, AlterSubcommand, ColumnFill, ConstraintKind, LockLevel, Operation, PgVersion,
 };
 use crate::statement::{
-    parse_source, Statement, StatementKind, TransactionEvent, TransactionState,
+    parse_each, parse_source, ParseMode, Statement, StatementKind, TransactionEvent,
+    TransactionState,
 };
 use crate::tree::{
-    calls_volatile_function, column_reference, from_tables, has_option, string_value, ColumnType,
-    TableName,
+    calls_volatile_function, column_reference, cte_names, from_tables, has_option, string_value,
+    ColumnType, TableName,
 };
 use crate::ParsedSource;
 
@@ -83,17 +84,7 @@ pub fn analyze(
     catalog.begin_migration();
     let mut tracker = TransactionTracker::new(settings.framework_transaction);
     for statement in &mut parsed.statements {
-        tracker.track(statement);
-        if let Some(node) = statement.node.take() {
-            let mut analyzer = Analyzer {
-                catalog,
-                version: settings.pg_version,
-                effects: Vec::new(),
-            };
-            statement.kind = analyzer.statement(&node);
-            statement.effects = analyzer.effects;
-            statement.node = Some(node);
-        }
+        analyze_statement(statement, &mut tracker, settings.pg_version, catalog);
     }
     AnalyzedMigration {
         unclosed_begin: tracker.unclosed_begin,
@@ -102,8 +93,64 @@ pub fn analyze(
     }
 }
 
+/// Like [`analyze_sql`], for huge files: statements are parsed one at a time, and once a statement is
+/// analysed its parse tree is kept only if `keep_node` says a consumer still needs it. Memory then grows with
+/// the statements kept, not with the file (a data dump of `INSERT … VALUES` keeps almost nothing). A statement
+/// whose node was dropped keeps its kind, effects and transaction state; `node` is `None` and `kind` is not
+/// `Invalid`.
+pub fn analyze_sql_streaming(
+    source: &str,
+    settings: MigrationSettings,
+    catalog: &mut Catalog,
+    keep_node: &dyn Fn(&NodeEnum) -> bool,
+) -> AnalyzedMigration {
+    catalog.begin_migration();
+    let mut tracker = TransactionTracker::new(settings.framework_transaction);
+    let mut statements = Vec::new();
+    let (trailing_comments, line_index) =
+        parse_each(source, ParseMode::OneByOne, &mut |mut statement| {
+            analyze_statement(&mut statement, &mut tracker, settings.pg_version, catalog);
+            if statement.node.as_ref().is_some_and(|node| !keep_node(node)) {
+                statement.node = None;
+            }
+            statements.push(statement);
+        });
+    AnalyzedMigration {
+        unclosed_begin: tracker.unclosed_begin,
+        parsed: ParsedSource {
+            statements,
+            trailing_comments,
+            line_index,
+        },
+        settings,
+    }
+}
+
+fn analyze_statement(
+    statement: &mut Statement,
+    tracker: &mut TransactionTracker,
+    version: PgVersion,
+    catalog: &mut Catalog,
+) {
+    tracker.track(statement);
+    if let Some(node) = statement.node.take() {
+        let mut analyzer = Analyzer {
+            catalog,
+            version,
+            node_offset: statement.node_offset,
+            effects: Vec::new(),
+        };
+        let kind = analyzer.statement(&node);
+        // Transaction control was classified by the tracker.
+        if statement.kind != StatementKind::TransactionControl {
+            statement.kind = kind;
+        }
+        statement.effects = analyzer.effects;
+        statement.node = Some(node);
+    }
+}
+
 struct TransactionTracker {
-    framework: bool,
     open: TransactionState,
     next_id: u32,
     unclosed_begin: Option<usize>,
@@ -112,7 +159,6 @@ struct TransactionTracker {
 impl TransactionTracker {
     fn new(framework: bool) -> Self {
         Self {
-            framework,
             open: if framework {
                 TransactionState::Framework(0)
             } else {
@@ -125,7 +171,7 @@ impl TransactionTracker {
 
     fn track(&mut self, statement: &mut Statement) {
         statement.transaction = self.open;
-        let Some(NodeEnum::TransactionStmt(transaction)) = &statement.node else {
+        let Some(NodeEnum::TransactionStmt(transaction)) = statement.node.as_deref() else {
             return;
         };
         let kind = TransactionStmtKind::try_from(transaction.kind).unwrap_or_default();
@@ -168,13 +214,14 @@ impl TransactionTracker {
         };
         statement.transaction_event = Some(event);
         statement.kind = StatementKind::TransactionControl;
-        let _ = self.framework;
     }
 }
 
 struct Analyzer<'a> {
     catalog: &'a mut Catalog,
     version: PgVersion,
+    /// The byte offset node locations are relative to.
+    node_offset: usize,
     effects: Vec<crate::statement::TableEffect>,
 }
 
@@ -198,6 +245,7 @@ impl Analyzer<'_> {
             origin,
             column: column.map(str::to_string),
             object: object.map(str::to_string),
+            offset: None,
             constraint_kind: match operation {
                 Operation::AlterTable(AlterSubcommand::AddConstraint { kind, .. }) => Some(kind),
                 Operation::AlterTable(
@@ -213,6 +261,16 @@ impl Analyzer<'_> {
         });
     }
 
+    /// Points the last recorded effect at a node `location` (the column or constraint it comes from).
+    fn locate_last(&mut self, location: i32) {
+        let offset = usize::try_from(location)
+            .ok()
+            .map(|location| self.node_offset + location);
+        if let Some(effect) = self.effects.last_mut() {
+            effect.offset = offset;
+        }
+    }
+
     fn statement(&mut self, node: &NodeEnum) -> StatementKind {
         match node {
             NodeEnum::CreateStmt(create) => {
@@ -226,7 +284,7 @@ impl Analyzer<'_> {
                     self.effect(table, Operation::CreateTableAs, None, None);
                 }
                 if let Some(query) = create.query.as_deref() {
-                    self.reads(query);
+                    self.reads(query, &[]);
                 }
                 StatementKind::Ddl
             }
@@ -358,7 +416,7 @@ impl Analyzer<'_> {
                     );
                 }
                 if let Some(select) = insert.select_stmt.as_deref() {
-                    self.reads(select);
+                    self.reads(select, &cte_names(insert.with_clause.as_ref()));
                 }
                 StatementKind::Dml
             }
@@ -371,7 +429,7 @@ impl Analyzer<'_> {
                         None,
                     );
                 }
-                self.read_from(&update.from_clause);
+                self.read_from(&update.from_clause, &cte_names(update.with_clause.as_ref()));
                 StatementKind::Dml
             }
             NodeEnum::DeleteStmt(delete) => {
@@ -383,7 +441,10 @@ impl Analyzer<'_> {
                         None,
                     );
                 }
-                self.read_from(&delete.using_clause);
+                self.read_from(
+                    &delete.using_clause,
+                    &cte_names(delete.with_clause.as_ref()),
+                );
                 StatementKind::Dml
             }
             NodeEnum::MergeStmt(merge) => {
@@ -411,7 +472,7 @@ impl Analyzer<'_> {
                 }
             }
             NodeEnum::SelectStmt(select) => {
-                self.read_from(&select.from_clause);
+                self.reads_select(select);
                 StatementKind::Query
             }
             NodeEnum::LockStmt(lock) => {
@@ -439,6 +500,37 @@ impl Analyzer<'_> {
                 }
                 StatementKind::Ddl
             }
+            NodeEnum::ViewStmt(view) => {
+                if let Some(query) = view.query.as_deref() {
+                    self.reads(query, &[]);
+                }
+                StatementKind::Ddl
+            }
+            NodeEnum::CommentStmt(comment) => {
+                let object_type = ObjectType::try_from(comment.objtype).unwrap_or_default();
+                let names = match comment
+                    .object
+                    .as_deref()
+                    .and_then(|object| object.node.as_ref())
+                {
+                    Some(NodeEnum::List(list)) => list.items.as_slice(),
+                    _ => &[],
+                };
+                let table = match object_type {
+                    ObjectType::ObjectTable | ObjectType::ObjectMatview => {
+                        TableName::from_name_list(names)
+                    }
+                    // The last name is the column's.
+                    ObjectType::ObjectColumn if names.len() >= 2 => {
+                        TableName::from_name_list(&names[..names.len() - 1])
+                    }
+                    _ => None,
+                };
+                if let Some(table) = table {
+                    self.effect(table, Operation::Comment, None, None);
+                }
+                StatementKind::Ddl
+            }
             NodeEnum::TransactionStmt(_) => StatementKind::TransactionControl,
             NodeEnum::VariableSetStmt(_) | NodeEnum::VariableShowStmt(_) => StatementKind::Session,
             NodeEnum::DoStmt(_) | NodeEnum::CallStmt(_) | NodeEnum::ExplainStmt(_) => {
@@ -448,22 +540,32 @@ impl Analyzer<'_> {
         }
     }
 
-    fn reads(&mut self, node: &Node) {
+    fn reads(&mut self, node: &Node, outer_ctes: &[String]) {
         if let Some(NodeEnum::SelectStmt(select)) = node.node.as_ref() {
-            self.read_from(&select.from_clause);
+            let mut ctes = outer_ctes.to_vec();
+            ctes.extend(cte_names(select.with_clause.as_ref()));
+            self.read_from(&select.from_clause, &ctes);
             if let Some(larg) = select.larg.as_deref() {
-                self.read_from(&larg.from_clause);
+                self.read_from(&larg.from_clause, &ctes);
             }
             if let Some(rarg) = select.rarg.as_deref() {
-                self.read_from(&rarg.from_clause);
+                self.read_from(&rarg.from_clause, &ctes);
             }
         }
     }
 
-    fn read_from(&mut self, from: &[Node]) {
+    fn reads_select(&mut self, select: &protobuf::SelectStmt) {
+        let ctes = cte_names(select.with_clause.as_ref());
+        self.read_from(&select.from_clause, &ctes);
+    }
+
+    fn read_from(&mut self, from: &[Node], ctes: &[String]) {
         let mut tables = Vec::new();
         from_tables(from, &mut tables);
         for range_var in tables {
+            if range_var.schemaname.is_empty() && ctes.contains(&range_var.relname) {
+                continue;
+            }
             self.effect(
                 TableName::from_range_var(&range_var),
                 Operation::Select,
@@ -860,6 +962,7 @@ impl Analyzer<'_> {
             Some(&definition.colname),
             None,
         );
+        self.locate_last(definition.location);
         if let (Some(known), Some(column_type)) = (self.catalog.table_mut(table), column_type) {
             known.columns.push(Column {
                 name: definition.colname.clone(),
@@ -903,6 +1006,7 @@ impl Analyzer<'_> {
             known.columns.first().map(String::as_str),
             Some(&known.name),
         );
+        self.locate_last(constraint.location);
         if let Some(referenced) = &known.references {
             self.effect(
                 referenced.clone(),

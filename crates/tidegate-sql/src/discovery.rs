@@ -10,7 +10,7 @@
 //! | diesel | `<version>_<name>/up.sql` | yes, unless `metadata.toml` says `run_in_transaction = false` |
 //! | golang-migrate | `<version>_<name>.up.sql` (no sqlx `Cargo.toml` above) | no |
 //! | dbmate | `<version>_<name>.sql` with `-- migrate:up` / `-- migrate:down` sections | yes, unless `-- migrate:up transaction:false` |
-//! | Flyway | `V<version>__<name>.sql` (then `R__<name>.sql`) | yes |
+//! | Flyway | `V<version>__<name>.sql` (then `R__<name>.sql`) | yes, unless `<script>.sql.conf` says `executeInTransaction=false` |
 //! | Prisma | `<timestamp>_<name>/migration.sql` | no (Prisma does not wrap PostgreSQL migrations) |
 //! | plain | any `*.sql`, in natural name order | no |
 
@@ -211,6 +211,26 @@ pub fn load_migration(path: &Path, layout: Layout) -> Result<LoadedMigration, Di
         path: path.to_path_buf(),
         valid_up_to: error.utf8_error().valid_up_to(),
     })?;
+    if layout == Layout::Flyway {
+        // Flyway's per-script configuration: `V1__x.sql.conf` with `executeInTransaction=false`.
+        let mut conf_name = path.as_os_str().to_owned();
+        conf_name.push(".conf");
+        let conf_path = PathBuf::from(conf_name);
+        let in_transaction = match std::fs::read_to_string(&conf_path) {
+            Ok(conf) => flyway_executes_in_transaction(&conf),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => true,
+            Err(source) => {
+                return Err(DiscoveryError::Io {
+                    path: conf_path,
+                    source,
+                })
+            }
+        };
+        return Ok(LoadedMigration {
+            sql: text,
+            framework_transaction: in_transaction,
+        });
+    }
     let diesel_metadata = if layout == Layout::Diesel {
         let metadata_path = path.with_file_name("metadata.toml");
         match std::fs::read_to_string(&metadata_path) {
@@ -274,6 +294,15 @@ pub fn prepare_migration(
             sql: text,
         }),
     }
+}
+
+/// Reads `executeInTransaction` from a Flyway script configuration (`key=value` lines, `#` comments).
+pub fn flyway_executes_in_transaction(conf: &str) -> bool {
+    !conf.lines().any(|line| {
+        line.split_once('=').is_some_and(|(key, value)| {
+            key.trim() == "executeInTransaction" && value.trim().eq_ignore_ascii_case("false")
+        })
+    })
 }
 
 /// dbmate's file format: `-- migrate:up [transaction:false]` then the up SQL, then `-- migrate:down`. The down
@@ -462,6 +491,14 @@ mod tests {
         )
         .unwrap();
         assert!(!bare.framework_transaction);
+    }
+
+    #[test]
+    fn flyway_script_configuration() {
+        assert!(flyway_executes_in_transaction("# nothing\n"));
+        assert!(!flyway_executes_in_transaction(
+            "executeInTransaction = false\n"
+        ));
     }
 
     #[test]

@@ -303,6 +303,8 @@ pub enum Operation {
     LockTable(LockLevel),
     CreateTrigger,
     DropTrigger,
+    /// `COMMENT ON TABLE` / `COMMENT ON COLUMN`.
+    Comment,
     /// The table a new foreign key references (the referencing side is an `AlterTable`/`CreateTable`).
     ForeignKeyReferenced {
         validating: bool,
@@ -374,6 +376,7 @@ pub fn lock_facts(operation: Operation, version: PgVersion) -> LockFacts {
         Operation::Select => facts(AccessShare, false, true),
         Operation::LockTable(level) => facts(level, false, false),
         Operation::CreateTrigger => facts(ShareRowExclusive, false, false),
+        Operation::Comment => facts(ShareUpdateExclusive, false, false),
         Operation::DropTrigger => facts(AccessExclusive, false, false),
         Operation::ForeignKeyReferenced { validating: false } => {
             facts(ShareRowExclusive, false, false)

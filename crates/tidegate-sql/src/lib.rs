@@ -51,7 +51,9 @@ mod source;
 mod statement;
 mod tree;
 
-pub use analyze::{analyze, analyze_sql, AnalyzedMigration, MigrationSettings};
+pub use analyze::{
+    analyze, analyze_sql, analyze_sql_streaming, AnalyzedMigration, MigrationSettings,
+};
 pub use catalog::{Catalog, Column, Constraint, Table, TableOrigin};
 pub use discovery::{Layout, LoadedMigration, MigrationFile, MigrationSet};
 pub use facts::{
@@ -69,9 +71,9 @@ pub use tree::{ColumnType, TableName};
 /// never re-implements them.
 pub mod syntax {
     pub use crate::tree::{
-        calls_volatile_function, column_reference, from_tables, function_name, has_option,
-        integer_value, is_constant, operator_name, string_constant, string_literals, string_value,
-        visit_expression, VOLATILE_FUNCTIONS,
+        calls_volatile_function, column_reference, cte_names, from_tables, function_name,
+        has_option, integer_value, is_constant, operator_name, string_constant, string_literals,
+        string_value, visit_expression, VOLATILE_FUNCTIONS,
     };
     pub use pg_query::protobuf;
     pub use pg_query::{Node, NodeEnum};

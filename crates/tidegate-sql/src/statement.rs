@@ -83,6 +83,9 @@ pub struct TableEffect {
     pub column: Option<String>,
     /// The constraint or index the operation targets, if any.
     pub object: Option<String>,
+    /// Byte offset in the file of the part of the statement this effect comes from (a column or constraint
+    /// definition), when the parser records one.
+    pub offset: Option<usize>,
     /// For constraint operations: the constraint's kind, when known (for drops: as the catalog knew it).
     pub constraint_kind: Option<ConstraintKind>,
 }
@@ -97,7 +100,10 @@ pub struct Statement {
     pub span: Span,
     /// The parsed statement; `None` when it did not parse.
     #[serde(skip)]
-    pub node: Option<NodeEnum>,
+    pub node: Option<Box<NodeEnum>>,
+    /// The byte offset in the file that `location` fields inside `node` are relative to (PostgreSQL node
+    /// locations count from the start of the parsed text). Use [`Statement::file_offset`].
+    pub node_offset: usize,
     /// The parser's message when the statement did not parse.
     pub syntax_error: Option<String>,
     /// The comments between the previous statement and this one.
@@ -134,6 +140,14 @@ impl Statement {
         locks
     }
 
+    /// The byte offset in the file of a node `location` (`-1`, PostgreSQL's "unknown", gives `None`).
+    pub fn file_offset(&self, location: i32) -> Option<usize> {
+        usize::try_from(location)
+            .ok()
+            .map(|location| self.node_offset + location)
+            .filter(|offset| self.span.bytes.contains(offset))
+    }
+
     /// Whether the statement rewrites any table.
     pub fn rewrites(&self) -> bool {
         self.effects.iter().any(|effect| effect.rewrite)
@@ -154,32 +168,71 @@ pub struct ParsedSource {
 /// A statement that does not parse becomes a [`Statement`] with `kind == Invalid` and its `syntax_error`
 /// set; the statements around it are still parsed. Never panics.
 pub fn parse_source(source: &str) -> ParsedSource {
-    let line_index = LineIndex::new(source);
     let mut statements = Vec::new();
-    // The fast path: the whole file parses in one call.
-    let ranges: Vec<(std::ops::Range<usize>, Option<NodeEnum>, Option<String>)> =
-        match guarded_parse(source) {
-            Ok(result) => result
-                .protobuf
-                .stmts
-                .into_iter()
-                .map(|raw| {
-                    let start = usize::try_from(raw.stmt_location).unwrap_or(0);
-                    let end = match usize::try_from(raw.stmt_len) {
-                        Ok(0) | Err(_) => source.len(),
-                        Ok(len) => start + len,
-                    };
-                    (
-                        start.min(source.len())..end.min(source.len()),
-                        raw.stmt.and_then(|node| node.node),
-                        None,
-                    )
-                })
-                .collect(),
-            Err(_) => split_and_parse_each(source),
-        };
+    let (trailing_comments, line_index) =
+        parse_each(source, ParseMode::WholeFile, &mut |statement| {
+            statements.push(statement)
+        });
+    ParsedSource {
+        statements,
+        trailing_comments,
+        line_index,
+    }
+}
+
+/// How [`parse_each`] feeds the parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ParseMode {
+    /// One parser call for the whole file when it parses (fastest; all parse trees exist at once).
+    WholeFile,
+    /// Split first, then parse one statement at a time, so only one statement's parse tree exists while it
+    /// is handed over (bounded memory for huge files).
+    OneByOne,
+}
+
+/// Splits and parses `source`, handing each statement to `visit` in order; returns the comments after the
+/// last statement and the line index.
+pub(crate) fn parse_each(
+    source: &str,
+    mode: ParseMode,
+    visit: &mut dyn FnMut(Statement),
+) -> (Vec<Comment>, LineIndex) {
+    let line_index = LineIndex::new(source);
+    let whole_file = match mode {
+        ParseMode::WholeFile => guarded_parse(source).ok(),
+        ParseMode::OneByOne => None,
+    };
+    let pieces: Vec<Piece> = match whole_file {
+        Some(result) => result
+            .protobuf
+            .stmts
+            .into_iter()
+            .map(|raw| {
+                let start = usize::try_from(raw.stmt_location).unwrap_or(0);
+                let end = match usize::try_from(raw.stmt_len) {
+                    Ok(0) | Err(_) => source.len(),
+                    Ok(len) => start + len,
+                };
+                Piece::Parsed(Box::new((
+                    start.min(source.len())..end.min(source.len()),
+                    raw.stmt.and_then(|node| node.node),
+                    None,
+                    0,
+                )))
+            })
+            .collect(),
+        None => split_ranges(source)
+            .into_iter()
+            .map(Piece::Unparsed)
+            .collect(),
+    };
     let mut last_end = 0;
-    for (range, node, syntax_error) in ranges {
+    let mut index = 0;
+    for piece in pieces {
+        let (range, node, syntax_error, node_offset) = match piece {
+            Piece::Parsed(raw) => *raw,
+            Piece::Unparsed(range) => parse_piece(source, range),
+        };
         // Leading comments are collected from the end of the previous statement: the parser's statement
         // location may already point past them.
         let (start, comment_ranges) = skip_separators(source, last_end.min(range.start));
@@ -195,11 +248,12 @@ pub fn parse_source(source: &str) -> ParsedSource {
         } else {
             StatementKind::Other
         };
-        statements.push(Statement {
-            index: statements.len(),
+        visit(Statement {
+            index,
             text: source[start..end].to_string(),
             span: line_index.span(source, start..end),
-            node,
+            node: node.map(Box::new),
+            node_offset,
             syntax_error,
             leading_comments,
             kind,
@@ -207,14 +261,15 @@ pub fn parse_source(source: &str) -> ParsedSource {
             transaction: TransactionState::None,
             transaction_event: None,
         });
+        index += 1;
     }
     let (_, trailing) = skip_separators(source, last_end.min(source.len()));
-    let trailing_comments = comments(source, &line_index, trailing);
-    ParsedSource {
-        statements,
-        trailing_comments,
-        line_index,
-    }
+    (comments(source, &line_index, trailing), line_index)
+}
+
+enum Piece {
+    Parsed(Box<RawStatement>),
+    Unparsed(std::ops::Range<usize>),
 }
 
 /// Skips whitespace, comments and statement-terminating semicolons.
@@ -268,12 +323,18 @@ fn guarded_parse(text: &str) -> Result<pg_query::ParseResult, String> {
     }
 }
 
-type RawStatement = (std::ops::Range<usize>, Option<NodeEnum>, Option<String>);
+/// (byte range, parsed node, syntax error, the byte offset the node's `location` fields are relative to).
+type RawStatement = (
+    std::ops::Range<usize>,
+    Option<NodeEnum>,
+    Option<String>,
+    usize,
+);
 
-/// The slow path, when the file as a whole does not parse: split with the PostgreSQL scanner, then parse each
-/// statement on its own so one syntax error does not hide the rest. Text the splitter skips (it drops
-/// statements made only of invalid tokens) becomes a statement of its own, so it is reported too.
-fn split_and_parse_each(source: &str) -> Vec<RawStatement> {
+/// The byte ranges of the statements of `source`, split with the PostgreSQL scanner (used when the file as a
+/// whole does not parse, or to parse one statement at a time). Text the splitter skips (it drops statements
+/// made only of invalid tokens) becomes a range of its own, so it is reported too.
+fn split_ranges(source: &str) -> Vec<std::ops::Range<usize>> {
     let pieces: Vec<std::ops::Range<usize>> = if source.contains('\0') {
         Vec::new()
     } else {
@@ -299,9 +360,7 @@ fn split_and_parse_each(source: &str) -> Vec<RawStatement> {
     {
         if piece.start > covered {
             // A gap the splitter skipped: keep any non-trivia text in it, split at semicolons.
-            for gap in non_trivia_pieces(source, covered..piece.start) {
-                ranges.push(gap);
-            }
+            ranges.extend(non_trivia_pieces(source, covered..piece.start));
         }
         if !piece.is_empty() {
             ranges.push(piece.clone());
@@ -309,26 +368,27 @@ fn split_and_parse_each(source: &str) -> Vec<RawStatement> {
         covered = covered.max(piece.end);
     }
     ranges
-        .into_iter()
-        .map(|range| {
-            let (start, _) = skip_trivia(source, range.start);
-            let text = &source[start.min(range.end)..range.end];
-            match guarded_parse(text) {
-                Ok(result) => {
-                    let node = result
-                        .protobuf
-                        .stmts
-                        .into_iter()
-                        .next()
-                        .and_then(|raw| raw.stmt)
-                        .and_then(|node| node.node);
-                    let error = node.is_none().then(|| "empty statement".to_string());
-                    (range, node, error)
-                }
-                Err(message) => (range, None, Some(message)),
-            }
-        })
-        .collect()
+}
+
+/// Parses one statement's range on its own; node locations are then relative to the statement's first token.
+fn parse_piece(source: &str, range: std::ops::Range<usize>) -> RawStatement {
+    let (start, _) = skip_trivia(source, range.start);
+    let start = start.min(range.end);
+    let text = &source[start..range.end];
+    match guarded_parse(text) {
+        Ok(result) => {
+            let node = result
+                .protobuf
+                .stmts
+                .into_iter()
+                .next()
+                .and_then(|raw| raw.stmt)
+                .and_then(|node| node.node);
+            let error = node.is_none().then(|| "empty statement".to_string());
+            (range, node, error, start)
+        }
+        Err(message) => (range, None, Some(message), start),
+    }
 }
 
 fn non_trivia_pieces(source: &str, range: std::ops::Range<usize>) -> Vec<std::ops::Range<usize>> {

@@ -345,3 +345,19 @@ pub fn string_literals(sql: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// The names a `WITH` clause defines: relations in FROM with these names are CTEs, not tables.
+pub fn cte_names(with_clause: Option<&protobuf::WithClause>) -> Vec<String> {
+    with_clause
+        .map(|with_clause| {
+            with_clause
+                .ctes
+                .iter()
+                .filter_map(|cte| match cte.node.as_ref() {
+                    Some(NodeEnum::CommonTableExpr(cte)) => Some(cte.ctename.clone()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -551,3 +551,57 @@ fn rules_list_and_explain() {
         unknown.stderr
     );
 }
+
+#[test]
+fn colour_only_on_a_terminal_and_no_color_honoured() {
+    // `script` runs the binary under a pseudo-terminal.
+    let root = workspace_root();
+    let binary = env!("CARGO_BIN_EXE_tidegate");
+    let on_terminal = |no_color: bool| {
+        let mut command = Command::new("script");
+        command
+            .args([
+                "-qec",
+                &format!("{binary} lint examples/migrations"),
+                "/dev/null",
+            ])
+            .current_dir(&root)
+            .env("TERM", "xterm");
+        if no_color {
+            command.env("NO_COLOR", "1");
+        } else {
+            command.env_remove("NO_COLOR");
+        }
+        match command.output() {
+            Ok(output) => Some(String::from_utf8_lossy(&output.stdout).into_owned()),
+            Err(_) => None,
+        }
+    };
+    let Some(coloured) = on_terminal(false) else {
+        eprintln!("`script` (util-linux) is not installed; skipping the terminal check");
+        return;
+    };
+    assert!(
+        coloured.contains("\x1b[1;31merror[unbatched-update]"),
+        "{coloured}"
+    );
+    let plain = on_terminal(true).expect("script ran once already");
+    assert!(plain.contains("error[unbatched-update]"), "{plain}");
+    assert!(
+        !plain.contains('\x1b'),
+        "NO_COLOR must disable colour: {plain}"
+    );
+}
+
+#[test]
+fn flyway_script_configuration_turns_the_transaction_off() {
+    let project = Project::new();
+    project
+        .file("sql/V1__orders.sql", CREATE_ORDERS)
+        .file("sql/V2__index.sql", CONCURRENT_INDEX);
+    let run = project.run(&["lint", "sql", "--format", "json"]);
+    assert_eq!(run.rules(), vec!["concurrently-in-transaction"]);
+    project.file("sql/V2__index.sql.conf", "executeInTransaction=false\n");
+    let run = project.run(&["lint", "sql", "--format", "json"]);
+    assert!(run.rules().is_empty(), "{:?}", run.rules());
+}

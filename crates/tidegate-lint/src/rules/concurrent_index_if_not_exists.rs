@@ -45,7 +45,7 @@ impl Rule for ConcurrentIndexIfNotExists {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            if let Some(NodeEnum::IndexStmt(index)) = &statement.node {
+            if let Some(NodeEnum::IndexStmt(index)) = statement.node.as_deref() {
                 if index.concurrent && index.if_not_exists {
                     violations.push(
                         Violation::new(

@@ -55,7 +55,7 @@ impl Rule for ConcurrentlyInTransaction {
             if !statement.transaction.in_transaction() {
                 continue;
             }
-            let what = match &statement.node {
+            let what = match statement.node.as_deref() {
                 Some(NodeEnum::IndexStmt(index)) if index.concurrent => "CREATE INDEX CONCURRENTLY",
                 Some(NodeEnum::DropStmt(drop)) if drop.concurrent => "DROP INDEX CONCURRENTLY",
                 Some(NodeEnum::ReindexStmt(reindex))

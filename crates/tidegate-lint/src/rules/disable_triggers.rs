@@ -45,7 +45,7 @@ impl Rule for DisableTriggers {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            let Some(NodeEnum::AlterTableStmt(alter)) = &statement.node else {
+            let Some(NodeEnum::AlterTableStmt(alter)) = statement.node.as_deref() else {
                 continue;
             };
             let Some(effect) = statement.effects.first() else {

@@ -50,7 +50,7 @@ impl Rule for EnumAddValueInTransaction {
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         let statements = context.statements();
         for statement in statements {
-            let Some(NodeEnum::AlterEnumStmt(alter)) = &statement.node else {
+            let Some(NodeEnum::AlterEnumStmt(alter)) = statement.node.as_deref() else {
                 continue;
             };
             if alter.new_val.is_empty()

@@ -64,7 +64,8 @@ impl Rule for MissingLockTimeout {
                         ),
                     )
                     .help("start the migration with `SET lock_timeout = '2s';` (and retry on timeout), or run it with `tidegate apply`, which does both")
-                    .effect(effect),
+                    .effect(effect)
+                    .whole_statement(),
                 );
                 // One finding per migration: the fix (one SET at the top) covers every statement.
                 return;

@@ -63,7 +63,8 @@ impl Rule for MissingStatementTimeout {
                         ),
                     )
                     .help("set a statement_timeout sized for the table (`SET statement_timeout = '5min';`), measured with `tidegate plan`")
-                    .effect(effect),
+                    .effect(effect)
+                    .whole_statement(),
                 );
                 return;
             }

@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use tidegate_sql::TableName;
+use tidegate_sql::{Operation, TableName};
 
 use crate::context::{Context, Violation};
 use crate::registry::{declare_rule, Rule, RuleDoc};
@@ -8,7 +8,8 @@ use crate::registry::{declare_rule, Rule, RuleDoc};
 declare_rule! {
     /// ## What it does
     /// Flags a transaction (explicit, or the framework's around the file) that takes locks blocking application
-    /// traffic (SHARE or stronger) on more than one pre-existing table.
+    /// traffic (SHARE or stronger) on more than one pre-existing table. The lock a foreign key takes on the
+    /// table it references is not counted: it cannot be split off.
     ///
     /// ## Why is this bad?
     /// Locks are held until the transaction ends, so the first table stays blocked while the second lock is
@@ -57,7 +58,9 @@ impl Rule for MultipleTablesLocked {
                 continue;
             };
             for effect in &statement.effects {
-                if !effect.origin.is_pre_existing() || !effect.lock.blocks_writes() {
+                // A foreign key locks the table it references by nature; it cannot be split off.
+                let inherent = matches!(effect.operation, Operation::ForeignKeyReferenced { .. });
+                if inherent || !effect.origin.is_pre_existing() || !effect.lock.blocks_writes() {
                     continue;
                 }
                 match first_locked.get_mut(&transaction) {
@@ -80,7 +83,8 @@ impl Rule for MultipleTablesLocked {
                                 ),
                             )
                             .help("change one table per transaction: split the migration, or commit between the tables")
-                            .effect(effect),
+                            .effect(effect)
+                    .whole_statement(),
                         );
                     }
                     Some(_) => {}

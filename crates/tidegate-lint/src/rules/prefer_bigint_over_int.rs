@@ -41,9 +41,13 @@ impl Rule for PreferBigintOverInt {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            for (column, column_type, key) in column_definitions(statement) {
+            for (column, column_type, key, offset) in column_definitions(statement) {
                 if let Some((message, help)) = (matches!(column_type.name.as_str(), "int4" | "int2" | "serial" | "serial4" | "smallserial" | "serial2") && (key || column == "id" || column.ends_with("_id") || column_type.is_serial())).then(|| (format!("{column} is a 32-bit {column_type}: identifiers outgrow it, and widening later rewrites the table"), "use bigint (bigint GENERATED ALWAYS AS IDENTITY for keys)")) {
-                    violations.push(Violation::new(statement, message).help(help));
+                    violations.push(
+                        Violation::new(statement, message)
+                            .help(help)
+                            .at_offset(offset),
+                    );
                 }
             }
         }

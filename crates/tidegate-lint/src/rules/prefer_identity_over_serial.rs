@@ -40,9 +40,13 @@ impl Rule for PreferIdentityOverSerial {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            for (column, column_type, _) in column_definitions(statement) {
+            for (column, column_type, _, offset) in column_definitions(statement) {
                 if let Some((message, help)) = column_type.is_serial().then(|| (format!("{column} uses {column_type}; identity columns avoid serial's separate sequence ownership and permission traps"), "use bigint GENERATED ALWAYS AS IDENTITY")) {
-                    violations.push(Violation::new(statement, message).help(help));
+                    violations.push(
+                        Violation::new(statement, message)
+                            .help(help)
+                            .at_offset(offset),
+                    );
                 }
             }
         }

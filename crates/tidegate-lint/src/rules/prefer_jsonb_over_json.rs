@@ -39,9 +39,13 @@ impl Rule for PreferJsonbOverJson {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            for (column, column_type, _) in column_definitions(statement) {
+            for (column, column_type, _, offset) in column_definitions(statement) {
                 if let Some((message, help)) = (column_type.name == "json").then(|| (format!("{column} is json: it is re-parsed on every access and cannot be indexed or compared"), "use jsonb")) {
-                    violations.push(Violation::new(statement, message).help(help));
+                    violations.push(
+                        Violation::new(statement, message)
+                            .help(help)
+                            .at_offset(offset),
+                    );
                 }
             }
         }

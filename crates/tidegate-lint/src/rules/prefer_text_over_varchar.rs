@@ -42,9 +42,13 @@ impl Rule for PreferTextOverVarchar {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            for (column, column_type, _) in column_definitions(statement) {
+            for (column, column_type, _, offset) in column_definitions(statement) {
                 if let Some((message, help)) = (column_type.name == "varchar" && !column_type.modifiers.is_empty()).then(|| (format!("{column} is {column_type}: the length limit is a check that is awkward to change"), "use text, with CHECK (char_length(col) <= n) if the limit matters")) {
-                    violations.push(Violation::new(statement, message).help(help));
+                    violations.push(
+                        Violation::new(statement, message)
+                            .help(help)
+                            .at_offset(offset),
+                    );
                 }
             }
         }

@@ -40,9 +40,13 @@ impl Rule for PreferTimestamptz {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            for (column, column_type, _) in column_definitions(statement) {
+            for (column, column_type, _, offset) in column_definitions(statement) {
                 if let Some((message, help)) = (column_type.name == "timestamp").then(|| (format!("{column} is timestamp without time zone: instants from different zones cannot be compared"), "use timestamptz")) {
-                    violations.push(Violation::new(statement, message).help(help));
+                    violations.push(
+                        Violation::new(statement, message)
+                            .help(help)
+                            .at_offset(offset),
+                    );
                 }
             }
         }

@@ -44,7 +44,7 @@ impl Rule for ReindexNonConcurrently {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            let Some(NodeEnum::ReindexStmt(reindex)) = &statement.node else {
+            let Some(NodeEnum::ReindexStmt(reindex)) = statement.node.as_deref() else {
                 continue;
             };
             if has_option(&reindex.params, "concurrently") {

@@ -53,7 +53,7 @@ impl Rule for RenameTable {
             let old_name = &effect.table.name;
             let bridged = statements[statement.index + 1..].iter().any(|later| {
                 crate::context::same_transaction(statement, later)
-                    && matches!(&later.node, Some(tidegate_sql::syntax::NodeEnum::ViewStmt(view))
+                    && matches!(later.node.as_deref(), Some(tidegate_sql::syntax::NodeEnum::ViewStmt(view))
                         if view.view.as_ref().is_some_and(|v| &v.relname == old_name))
             });
             if bridged {

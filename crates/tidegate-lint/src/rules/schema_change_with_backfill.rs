@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use tidegate_sql::{Operation, Statement, StatementKind, TableEffect};
 
 use crate::context::{describe_lock, same_transaction, Context, Violation, BATCH_HELP};
@@ -60,6 +62,7 @@ fn is_schema_change(effect: &TableEffect) -> bool {
             | Operation::Analyze
             | Operation::Vacuum { full: false }
             | Operation::ForeignKeyReferenced { .. }
+            | Operation::Comment
     )
 }
 
@@ -94,29 +97,49 @@ impl Rule for SchemaChangeWithBackfill {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         let statements = context.statements();
+        // Per table: the first schema change of the migration, and the first one in each transaction. Built
+        // once so the rule stays linear on files with thousands of statements.
+        let mut first_change: HashMap<(String, String), (usize, usize)> = HashMap::new();
+        let mut first_in_transaction: HashMap<((String, String), u32), (usize, usize)> =
+            HashMap::new();
+        for statement in statements {
+            for (position, effect) in statement.effects.iter().enumerate() {
+                if !effect.origin.is_pre_existing() || !is_schema_change(effect) {
+                    continue;
+                }
+                let key = effect.table.key();
+                if let Some(transaction) = statement.transaction.id() {
+                    first_in_transaction
+                        .entry((key.clone(), transaction))
+                        .or_insert((statement.index, position));
+                }
+                first_change
+                    .entry(key)
+                    .or_insert((statement.index, position));
+            }
+        }
         for statement in statements {
             let Some((target, verb)) = bulk_data_change(statement) else {
                 continue;
             };
-            let schema_changes: Vec<(&Statement, &TableEffect)> = statements
-                .iter()
-                .flat_map(|other| other.effects.iter().map(move |effect| (other, effect)))
-                .filter(|(other, effect)| {
-                    other.index != statement.index
-                        && effect.table.key() == target.table.key()
-                        && effect.origin.is_pre_existing()
-                        && is_schema_change(effect)
-                })
-                .collect();
-            let Some(&(ddl, ddl_effect)) = schema_changes
-                .iter()
-                .find(|(ddl, _)| ddl.index < statement.index && same_transaction(ddl, statement))
-                .or_else(|| schema_changes.first())
-            else {
+            let key = target.table.key();
+            let held = statement
+                .transaction
+                .id()
+                .and_then(|transaction| first_in_transaction.get(&(key.clone(), transaction)))
+                .filter(|(index, _)| *index < statement.index);
+            let Some(&(ddl_index, position)) = held.or_else(|| {
+                first_change
+                    .get(&key)
+                    .filter(|(index, _)| *index != statement.index)
+            }) else {
                 continue;
             };
+            let ddl = &statements[ddl_index];
+            let ddl_effect = &ddl.effects[position];
             let ddl_line = ddl.span.start.line;
-            let message = if ddl.index < statement.index && same_transaction(ddl, statement) {
+            let shared = held.is_some() && same_transaction(ddl, statement);
+            let message = if shared {
                 format!(
                     "{verb} on {table} runs in the same transaction as the schema change on line {ddl_line}: its {lock} lock is held until the {verb} has finished with every row it touches",
                     table = target.table,
@@ -131,19 +154,17 @@ impl Rule for SchemaChangeWithBackfill {
             let mut violation = Violation::new(statement, message)
                 .help(format!("move the data change out of the migration: ship the schema change alone, then {BATCH_HELP}"))
                 .table(&target.table);
-            violation.lock = Some(
-                if same_transaction(ddl, statement) && ddl.index < statement.index {
-                    describe_lock(ddl_effect).replace(
-                        ", briefly once granted (but queued behind running transactions)",
-                        ", held through the data change",
-                    )
-                } else {
-                    format!(
-                        "ROW EXCLUSIVE on {} plus a lock on every changed row until commit",
-                        target.table
-                    )
-                },
-            );
+            violation.lock = Some(if shared {
+                describe_lock(ddl_effect).replace(
+                    ", briefly once granted (but queued behind running transactions)",
+                    ", held through the data change",
+                )
+            } else {
+                format!(
+                    "ROW EXCLUSIVE on {} plus a lock on every changed row until commit",
+                    target.table
+                )
+            });
             violations.push(violation);
         }
     }

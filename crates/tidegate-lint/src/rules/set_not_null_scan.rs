@@ -1,12 +1,13 @@
-use tidegate_sql::{AlterSubcommand, Operation};
+use tidegate_sql::{AlterSubcommand, ConstraintKind, Operation};
 
 use crate::context::{Context, Violation};
 use crate::registry::{declare_rule, Rule, RuleDoc};
 
 declare_rule! {
     /// ## What it does
-    /// Flags `ALTER COLUMN … SET NOT NULL` on a pre-existing table when no validated constraint already proves
-    /// the column has no NULLs.
+    /// Flags `ALTER COLUMN … SET NOT NULL` (and PostgreSQL 18's `ADD CONSTRAINT … NOT NULL col` without
+    /// `NOT VALID`) on a pre-existing table when no validated constraint already proves the column has no
+    /// NULLs.
     ///
     /// ## Why is this bad?
     /// PostgreSQL scans the whole table to check for NULLs while holding ACCESS EXCLUSIVE: no reads or writes
@@ -49,11 +50,17 @@ impl Rule for SetNotNullScan {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for (statement, effect) in context.pre_existing_effects() {
-            let Operation::AlterTable(AlterSubcommand::SetNotNull {
-                proven_by_constraint,
-            }) = effect.operation
-            else {
-                continue;
+            let proven_by_constraint = match effect.operation {
+                Operation::AlterTable(AlterSubcommand::SetNotNull {
+                    proven_by_constraint,
+                }) => proven_by_constraint,
+                // PostgreSQL 18: `ADD CONSTRAINT … NOT NULL col` without NOT VALID scans just the same.
+                Operation::AlterTable(AlterSubcommand::AddConstraint {
+                    kind: ConstraintKind::NotNull,
+                    not_valid: false,
+                    ..
+                }) => false,
+                _ => continue,
             };
             if !effect.scan {
                 continue;
@@ -73,7 +80,7 @@ impl Rule for SetNotNullScan {
                 format!("{} cannot skip this scan; run it in a maintenance window sized with `tidegate plan`, or upgrade to 12+", context.pg_version)
             };
             violations.push(
-                Violation::new(statement, format!("SET NOT NULL on {table}.{column} scans the whole table while blocking reads and writes"))
+                Violation::new(statement, format!("making {table}.{column} NOT NULL scans the whole table while blocking reads and writes"))
                     .help(help)
                     .effect(effect),
             );

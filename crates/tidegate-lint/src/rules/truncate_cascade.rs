@@ -44,7 +44,7 @@ impl Rule for TruncateCascade {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            if let Some(NodeEnum::TruncateStmt(truncate)) = &statement.node {
+            if let Some(NodeEnum::TruncateStmt(truncate)) = statement.node.as_deref() {
                 if truncate.behavior == DropBehavior::DropCascade as i32 {
                     let mut violation = Violation::new(statement, "TRUNCATE … CASCADE also empties every table that references these, recursively")
                         .help("list every table to empty explicitly and drop CASCADE");

@@ -1,13 +1,14 @@
 use tidegate_sql::syntax::NodeEnum;
 
-use crate::context::{bounds_a_batch, Context, Violation, BATCH_HELP};
+use crate::context::{bounded_by_limited_cte, bounds_a_batch, Context, Violation, BATCH_HELP};
 use crate::registry::{declare_rule, Rule, RuleDoc};
 
 declare_rule! {
     /// ## What it does
     /// Flags a `DELETE` on a pre-existing table that is not bounded to one batch: no `WHERE`, a `WHERE` on
     /// non-key columns, or a `DELETE … USING` join. Key equality, a two-ended key range, `id IN (…)` and
-    /// `id IN (SELECT id … LIMIT n)` are bounded and not flagged.
+    /// `id IN (SELECT id … LIMIT n)` are bounded and not flagged, and so is a `USING` of a CTE with `LIMIT`
+    /// joined on the key.
     ///
     /// ## Why is this bad?
     /// One statement deletes every matching row in one transaction: it holds a row lock on each until commit,
@@ -46,7 +47,7 @@ impl Rule for UnbatchedDelete {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            let Some(NodeEnum::DeleteStmt(delete)) = &statement.node else {
+            let Some(NodeEnum::DeleteStmt(delete)) = statement.node.as_deref() else {
                 continue;
             };
             let Some(target) = statement.effects.first() else {
@@ -61,7 +62,15 @@ impl Rule for UnbatchedDelete {
                 .and_then(|r| r.alias.as_ref().map(|alias| alias.aliasname.clone()))
                 .unwrap_or_else(|| target.table.name.clone());
             let keys = context.key_columns(&target.table);
-            if bounds_a_batch(delete.where_clause.as_deref(), &keys, &qualifier) {
+            if bounds_a_batch(delete.where_clause.as_deref(), &keys, &qualifier)
+                || bounded_by_limited_cte(
+                    delete.with_clause.as_ref(),
+                    &delete.using_clause,
+                    delete.where_clause.as_deref(),
+                    &keys,
+                    &qualifier,
+                )
+            {
                 continue;
             }
             let table = &target.table;

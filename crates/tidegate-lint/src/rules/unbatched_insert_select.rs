@@ -1,4 +1,4 @@
-use tidegate_sql::syntax::{from_tables, NodeEnum};
+use tidegate_sql::syntax::{cte_names, from_tables, NodeEnum};
 use tidegate_sql::TableName;
 
 use crate::context::{bounds_a_batch, Context, Violation, BATCH_HELP};
@@ -47,7 +47,7 @@ impl Rule for UnbatchedInsertSelect {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            let Some(NodeEnum::InsertStmt(insert)) = &statement.node else {
+            let Some(NodeEnum::InsertStmt(insert)) = statement.node.as_deref() else {
                 continue;
             };
             let Some(NodeEnum::SelectStmt(select)) =
@@ -58,9 +58,14 @@ impl Rule for UnbatchedInsertSelect {
             if select.limit_count.is_some() {
                 continue;
             }
+            let mut ctes = cte_names(insert.with_clause.as_ref());
+            ctes.extend(cte_names(select.with_clause.as_ref()));
             let mut sources = Vec::new();
             from_tables(&select.from_clause, &mut sources);
             for source in sources {
+                if source.schemaname.is_empty() && ctes.contains(&source.relname) {
+                    continue;
+                }
                 let table = TableName::from_range_var(&source);
                 if !context.catalog.origin(&table).is_pre_existing()
                     || statement.effects.iter().any(|effect| {

@@ -1,6 +1,6 @@
 use tidegate_sql::syntax::NodeEnum;
 
-use crate::context::{bounds_a_batch, Context, Violation, BATCH_HELP};
+use crate::context::{bounded_by_limited_cte, bounds_a_batch, Context, Violation, BATCH_HELP};
 use crate::registry::{declare_rule, Rule, RuleDoc};
 
 declare_rule! {
@@ -8,7 +8,8 @@ declare_rule! {
     /// Flags an `UPDATE` on a pre-existing table that is not bounded to one batch: no `WHERE`, a `WHERE` on
     /// non-key columns, or an `UPDATE … FROM` join. A key equality (`WHERE id = $1`), a key range with both ends
     /// (`WHERE id >= 1000 AND id < 2000`, `BETWEEN`), `id IN (…)` or `WHERE id IN (SELECT id … LIMIT n)` is
-    /// a bounded batch and is not flagged.
+    /// a bounded batch and is not flagged, and so is `WITH batch AS (SELECT … LIMIT n) UPDATE t … FROM batch
+    /// WHERE t.id = batch.id`.
     ///
     /// ## Why is this bad?
     /// One statement updates every matching row in one transaction: it writes a new version of each row (the
@@ -53,7 +54,7 @@ impl Rule for UnbatchedUpdate {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            let Some(NodeEnum::UpdateStmt(update)) = &statement.node else {
+            let Some(NodeEnum::UpdateStmt(update)) = statement.node.as_deref() else {
                 continue;
             };
             let Some(target) = statement.effects.first() else {
@@ -67,7 +68,15 @@ impl Rule for UnbatchedUpdate {
                 .and_then(|r| r.alias.as_ref().map(|alias| alias.aliasname.clone()))
                 .unwrap_or_else(|| target.table.name.clone());
             let keys = context.key_columns(&target.table);
-            if bounds_a_batch(update.where_clause.as_deref(), &keys, &qualifier) {
+            if bounds_a_batch(update.where_clause.as_deref(), &keys, &qualifier)
+                || bounded_by_limited_cte(
+                    update.with_clause.as_ref(),
+                    &update.from_clause,
+                    update.where_clause.as_deref(),
+                    &keys,
+                    &qualifier,
+                )
+            {
                 continue;
             }
             let table = &target.table;

@@ -56,7 +56,7 @@ impl PlannedStatement {
                 .collect(),
             rewrites: statement.effects.iter().any(|effect| effect.rewrite),
             scans: statement.effects.iter().any(|effect| effect.scan),
-            concurrent_index: concurrent_index(statement.node.as_ref()),
+            concurrent_index: concurrent_index(statement.node.as_deref()),
         }
     }
 }
@@ -199,7 +199,7 @@ pub fn plan_migration(
 
         // An unbatched data change: a backfill phase when it converts, an obstacle when it does not.
         if has_unbatched_finding {
-            match (statement.node.as_ref(), allow_unbatched) {
+            match (statement.node.as_deref(), allow_unbatched) {
                 (Some(NodeEnum::UpdateStmt(update)), _) if update_converts(update).is_ok() => {
                     let spec = update_converts(update).expect("checked just above");
                     close(&mut open, &mut plan.phases);
@@ -240,7 +240,7 @@ pub fn plan_migration(
         let autocommit = statement
             .node
             .as_ref()
-            .is_some_and(cannot_run_in_transaction);
+            .is_some_and(|node| cannot_run_in_transaction(node));
         if autocommit {
             close(&mut open, &mut plan.phases);
             plan.phases.push(Phase {
@@ -296,7 +296,7 @@ pub fn plan_migration(
 
 /// `SET lock_timeout` / `SET statement_timeout` in a migration would override the bounds apply guarantees.
 fn overrides_apply_timeouts(statement: &Statement) -> Option<String> {
-    let Some(NodeEnum::VariableSetStmt(set)) = statement.node.as_ref() else {
+    let Some(NodeEnum::VariableSetStmt(set)) = statement.node.as_deref() else {
         return None;
     };
     matches!(set.name.as_str(), "lock_timeout" | "statement_timeout").then(|| {

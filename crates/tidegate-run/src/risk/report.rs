@@ -300,7 +300,7 @@ pub fn build_report(
 
 /// The model's inputs for each of a statement's effects.
 fn effect_facts(statement: &Statement, held_through_seconds: f64) -> Vec<EffectFacts> {
-    let filtered = match &statement.node {
+    let filtered = match statement.node.as_deref() {
         Some(NodeEnum::UpdateStmt(update)) => update.where_clause.is_some(),
         Some(NodeEnum::DeleteStmt(delete)) => delete.where_clause.is_some(),
         _ => false,

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use rayon::prelude::*;
 use tidegate_lint::render::{self, Format, Summary};
-use tidegate_lint::{registry, Config, Finding, Session, Severity, TableStats};
+use tidegate_lint::{
+    registry, Config, Finding, Session, Severity, TableStats, STREAMING_THRESHOLD_BYTES,
+};
 use tidegate_sql::discovery::{discover, discover_for_file, load_migration};
 use tidegate_sql::{parse_source, Layout, MigrationSet};
 
@@ -40,7 +42,8 @@ pub struct LintArgs {
     #[arg(long, value_name = "FILE")]
     pub stats: Option<PathBuf>,
 
-    /// Read table sizes from a live database (not built yet: use --stats)
+    /// Read table sizes from a live database (read-only): hazards on small tables become info; DATABASE_URL and
+    /// libpq's variables are not consulted unless this is given
     #[arg(long, value_name = "URL")]
     pub db: Option<String>,
 
@@ -59,8 +62,8 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
         Err(message) => return usage_error(&message),
     };
     if let Some(version) = args.pg_version {
-        match tidegate_lint::Config::from_toml(&format!("pg_version = {version}")) {
-            Ok(parsed) => config.pg_version = parsed.pg_version,
+        match tidegate_lint::check_version(version) {
+            Ok(version) => config.pg_version = version,
             Err(error) => return usage_error(&format!("--pg-version: {error}")),
         }
     }
@@ -77,12 +80,14 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
         print_rules(&config);
         return Ok(super::exit_clean());
     }
-    if args.db.is_some() {
-        return usage_error(
-            "--db is not built yet: export table sizes with --stats FILE instead (format: `tidegate explain --stats-format`)",
-        );
+    if args.db.is_some() && args.stats.is_some() {
+        return usage_error("--db and --stats both give table sizes; pass one of them");
     }
     let stats = match &args.stats {
+        None if args.db.is_some() => match stats_from_database(args.db.as_deref()) {
+            Ok(stats) => Some(stats),
+            Err(error) => return usage_error(&format!("--db: {error}")),
+        },
         None => None,
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => match TableStats::from_json(&text) {
@@ -107,9 +112,21 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
     };
     let format = Format::from_name(&args.format).unwrap_or(Format::Text);
 
+    // Each path is an independent migration set: lint them in parallel, report them in the order given.
+    let outcomes: Vec<Outcome> = paths
+        .par_iter()
+        .map(|path| {
+            let mut outcome = Outcome::default();
+            lint_path(path, &config, stats.as_ref(), &mut outcome);
+            outcome
+        })
+        .collect();
     let mut outcome = Outcome::default();
-    for path in &paths {
-        lint_path(path, &config, stats.as_ref(), &mut outcome);
+    for part in outcomes {
+        outcome.findings.extend(part.findings);
+        outcome.files += part.files;
+        outcome.statements += part.statements;
+        outcome.input_errors += part.input_errors;
     }
     let summary = Summary {
         findings: &outcome.findings,
@@ -164,6 +181,46 @@ fn colors_enabled() -> bool {
         && std::env::var("TERM").map_or(true, |term| term != "dumb")
 }
 
+/// Table sizes read from a live database in a READ ONLY transaction (`pg_class.reltuples`, total bytes).
+fn stats_from_database(db: Option<&str>) -> Result<TableStats, String> {
+    let config =
+        tidegate_db::connect::ConnectionConfig::resolve(db).map_err(|error| error.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("starting the runtime: {error}"))?;
+    runtime.block_on(async {
+        let client = config.connect().await.map_err(|error| error.to_string())?;
+        let read = async {
+            tidegate_db::table_stats::begin_read_only(
+                &client,
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(30),
+            )
+            .await?;
+            let sizes = tidegate_db::table_stats::all_table_sizes(&client).await;
+            tidegate_db::table_stats::end_read_only(&client).await?;
+            sizes
+        };
+        let sizes = read
+            .await
+            .map_err(|error| tidegate_db::connect::describe(&error))?;
+        Ok(sizes
+            .into_iter()
+            .map(|size| {
+                let table = tidegate_sql::TableName::new(Some(&size.schema), &size.name);
+                (
+                    table,
+                    tidegate_lint::TableStat {
+                        rows: size.rows,
+                        bytes: Some(size.bytes),
+                    },
+                )
+            })
+            .collect())
+    })
+}
+
 /// `tidegate.toml` from `--config`, else the first one found walking up from the working directory.
 pub(crate) fn load_config(explicit: Option<&Path>) -> Result<Config, String> {
     let path = match explicit {
@@ -200,6 +257,11 @@ fn print_rules(config: &Config) {
 fn lint_path(path: &Path, config: &Config, stats: Option<&TableStats>, outcome: &mut Outcome) {
     if path.is_dir() {
         match discover(path, config.layout) {
+            Ok(set) if set.migrations.is_empty() => eprintln!(
+                "warning: {} holds no migration files (looked for the {} layout); pass the directory that holds them",
+                path.display(),
+                set.layout.name()
+            ),
             Ok(set) => lint_set(&set, 0, None, config, stats, outcome),
             Err(error) => {
                 eprintln!("error: {error}");
@@ -257,7 +319,9 @@ fn lint_set(
             .par_iter()
             .map(|migration| {
                 load_migration(&migration.path, set.layout).map(|loaded| {
-                    let parsed = parse_source(&loaded.sql);
+                    // Huge files are parsed one statement at a time by the session instead.
+                    let parsed = (loaded.sql.len() <= STREAMING_THRESHOLD_BYTES)
+                        .then(|| parse_source(&loaded.sql));
                     (loaded, parsed)
                 })
             })
@@ -267,20 +331,26 @@ fn lint_set(
             let (loaded, parsed) = match result {
                 Ok(ok) => ok,
                 Err(error) => {
+                    // An unreadable earlier migration also matters: the context it would give is missing.
                     eprintln!("error: {error}");
-                    if index >= first {
-                        outcome.input_errors += 1;
-                    }
+                    outcome.input_errors += 1;
                     continue;
                 }
             };
             if index < first {
-                session.replay_parsed(parsed, loaded.framework_transaction);
+                match parsed {
+                    Some(parsed) => session.replay_parsed(parsed, loaded.framework_transaction),
+                    None => session.replay(&loaded.sql, loaded.framework_transaction),
+                }
                 continue;
             }
             let display = migration.path.display().to_string();
-            let report =
-                session.lint_parsed(&display, &loaded.sql, parsed, loaded.framework_transaction);
+            let report = match parsed {
+                Some(parsed) => {
+                    session.lint_parsed(&display, &loaded.sql, parsed, loaded.framework_transaction)
+                }
+                None => session.lint(&display, &loaded.sql, loaded.framework_transaction),
+            };
             outcome.files += 1;
             outcome.statements += report.statements;
             outcome.findings.extend(report.findings);
