@@ -79,9 +79,17 @@ async fn kill_dash_nine_at_random_instants_then_finish_exactly_once() {
         .unwrap_or_else(|| fastrand::u64(..));
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut kills = 0;
-    for _ in 0..12 {
+    for attempt in 0..12 {
+        // Every other attempt runs three workers over small claimed ranges: the claim and frontier paths get
+        // killed too, and processes of both shapes resume the same run.
+        let workers: &[&str] = if attempt % 2 == 1 {
+            &["--workers", "3", "--chunk-rows", "2000"]
+        } else {
+            &[]
+        };
         let mut child = tidegate()
             .args(args)
+            .args(workers)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
