@@ -26,3 +26,4 @@
 pub mod blockers;
 pub mod connect;
 pub mod scratch;
+pub mod table_stats;

@@ -123,7 +123,8 @@ async fn with_progress<T>(
     progress: &mut impl FnMut(ActProgress),
 ) -> T {
     let mut work = std::pin::pin!(work);
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let second = Duration::from_secs(1);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + second, second);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {

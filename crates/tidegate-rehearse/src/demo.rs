@@ -153,6 +153,14 @@ fn describe_apply_event(event: &ApplyEvent) -> Option<String> {
         ApplyEvent::Backfill { detail, .. } => {
             match detail.get("event").and_then(|e| e.as_str())? {
                 "started" => format!("backfill run {} starts", detail["run_id"]),
+                // The engine re-reports a throttle while it recovers; the timeline marks only its onset.
+                "throttled"
+                    if detail["reason"]
+                        .as_str()
+                        .is_some_and(|reason| reason.contains("(recovering")) =>
+                {
+                    return None
+                }
                 "throttled" => format!(
                     "backfill throttled: {}",
                     detail["reason"].as_str().unwrap_or("")

@@ -22,6 +22,9 @@ pub enum ErrorClass {
     Deadlock,
     /// SQLSTATE 57014: statement_timeout (the application's own request timeout) fired.
     StatementTimeout,
+    /// The request waited so long for a free connection (all of them stuck behind the database) that its
+    /// timeout, counted from its scheduled start, passed before it could be sent: the application gave up.
+    QueueTimeout,
     /// The connection was refused, dropped or reset.
     Connection,
     /// Anything else, e.g. a unique violation from the workload's own inserts.

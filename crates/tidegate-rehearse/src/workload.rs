@@ -181,6 +181,16 @@ impl Workload {
                     let due = { receiver.lock().await.recv().await };
                     let Some(due) = due else { break };
                     let request = source.next_request(&mut rng);
+                    // A request is due at `due` and gives up `request_timeout` later, as an application's
+                    // client would: one that waited that long for a connection is not sent at all.
+                    if started.elapsed().saturating_sub(due) >= config.request_timeout {
+                        let latency = started.elapsed().saturating_sub(due);
+                        recorder
+                            .lock()
+                            .expect("the recorder lock is never poisoned")
+                            .record(due, latency, Outcome::Failed(ErrorClass::QueueTimeout));
+                        continue;
+                    }
                     let outcome = match &connection {
                         Some(live) if !live.client.is_closed() => run(live, &request).await,
                         _ => {

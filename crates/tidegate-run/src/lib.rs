@@ -34,6 +34,7 @@ pub mod engine;
 pub mod events;
 pub mod pacing;
 pub mod retry;
+pub mod risk;
 pub mod schema_phase;
 pub mod spec;
 pub mod state;

@@ -433,3 +433,145 @@ async fn an_update_that_cannot_be_batched_stops_the_apply_with_a_rewrite() {
         0
     );
 }
+
+#[tokio::test]
+async fn outside_its_window_apply_waits_and_says_why() {
+    let (db, dir) = orders_applied(10).await;
+    write(
+        dir.path(),
+        "0002_add_note.sql",
+        "ALTER TABLE orders ADD COLUMN note text;\n",
+    );
+    // A one-minute window twelve hours from now: certainly closed.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let opens = (now / 60 + 12 * 60) % (24 * 60);
+    let window = format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        opens / 60,
+        opens % 60,
+        (opens + 1) / 60 % 24,
+        (opens + 1) % 60
+    );
+    let mut child = Command::new(TIDEGATE)
+        .args([
+            "apply",
+            dir.path().to_str().unwrap(),
+            "--db",
+            db.url(),
+            "--window",
+            &window,
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "apply must wait for its window, not run or give up"
+    );
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let log = stderr(&output);
+    assert!(
+        log.contains("outside the --window") && log.contains("waiting"),
+        "{log}"
+    );
+    let client = db.connect().await;
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'"
+        )
+        .await,
+        0,
+        "nothing ran outside the window"
+    );
+}
+
+#[tokio::test]
+async fn the_health_gate_waits_for_the_throttle_query_then_applies() {
+    let (db, dir) = orders_applied(10).await;
+    write(
+        dir.path(),
+        "0002_add_note.sql",
+        "ALTER TABLE orders ADD COLUMN note text;\n",
+    );
+    let client = db.connect().await;
+    client
+        .batch_execute("CREATE TABLE ops_gate (busy boolean); INSERT INTO ops_gate VALUES (true)")
+        .await
+        .unwrap();
+    let clear = {
+        let client = db.connect().await;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            client
+                .batch_execute("UPDATE ops_gate SET busy = false")
+                .await
+                .unwrap();
+        })
+    };
+    let (url, path) = (db.url().to_string(), dir.path().to_path_buf());
+    let output = tokio::task::spawn_blocking(move || {
+        apply(
+            &path,
+            &url,
+            &[
+                "--throttle-query",
+                "SELECT busy FROM ops_gate",
+                "--health-wait",
+                "60s",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    clear.await.unwrap();
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("waiting before phase 1") && log.contains("not healthy"),
+        "{log}"
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_health_gate_refuses_after_health_wait_and_changes_nothing() {
+    let (db, dir) = orders_applied(10).await;
+    write(
+        dir.path(),
+        "0002_add_note.sql",
+        "ALTER TABLE orders ADD COLUMN note text;\n",
+    );
+    let output = apply(
+        dir.path(),
+        db.url(),
+        &["--throttle-query", "SELECT true", "--health-wait", "2s"],
+    );
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("was not healthy") && log.contains("--health-wait"),
+        "{log}"
+    );
+    let client = db.connect().await;
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'"
+        )
+        .await,
+        0
+    );
+}

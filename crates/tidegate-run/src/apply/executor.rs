@@ -13,11 +13,14 @@ use tokio_postgres::Client;
 
 use super::phases::{Phase, PhaseKind};
 use super::{load, plan, sql, AppliedRecord, ApplyError, ApplyPlan, PlannedMigration};
-use crate::engine::{self, BackfillOptions, EventSink, RunEnd, RunTarget, StopHandle};
+use crate::engine::{
+    self, check_health, BackfillOptions, EventSink, RunEnd, RunTarget, StopHandle,
+};
 use crate::pacing::{utc_second_of_day, Window};
 use crate::retry::RetryPolicy;
 use crate::schema_phase::{run_schema_phase, SchemaEvent, SchemaPhaseOptions, SchemaStatement};
 use crate::state;
+use crate::throttle::Level;
 
 /// Everything that shapes an apply besides the directory.
 #[derive(Debug, Clone)]
@@ -38,6 +41,9 @@ pub struct ApplyOptions {
     pub backfill: BackfillOptions,
     /// Ctrl-C: a running backfill phase stops after its batch and stays resumable.
     pub stop: StopHandle,
+    /// How long to wait for the backfill's health signals (`backfill.thresholds`, `backfill.throttle_query`,
+    /// `backfill.probe_sql`) to be healthy before a migration or a phase starts; then apply refuses.
+    pub health_wait: Duration,
 }
 
 impl Default for ApplyOptions {
@@ -54,6 +60,7 @@ impl Default for ApplyOptions {
             lint: Config::default(),
             backfill: BackfillOptions::default(),
             stop: StopHandle::default(),
+            health_wait: Duration::from_secs(300),
         }
     }
 }
@@ -68,6 +75,13 @@ pub enum ApplyEvent {
     },
     WaitingForWindow {
         opens_in_s: u64,
+    },
+    WaitingForHealth {
+        version: String,
+        before_phase: usize,
+        level: Level,
+        reason: String,
+        waited_s: u64,
     },
     MigrationStarted {
         version: String,
@@ -217,10 +231,31 @@ async fn apply_locked(
             .await
             .map_err(|error| ApplyError::Database(error.to_string()))?,
     );
+    let own_pids = backend_pids(&[client, &monitor]).await?;
     let mut applied_now = Vec::new();
     for migration in &plan.pending {
         wait_for_window(options.window.as_ref(), sink).await;
-        run_migration(config, client, monitor.clone(), migration, options, sink).await?;
+        let first_phase = migration.phases_done + 1;
+        wait_until_healthy(
+            client,
+            &own_pids,
+            &migration.version,
+            first_phase,
+            options,
+            sink,
+        )
+        .await
+        .map_err(ApplyError::Unhealthy)?;
+        run_migration(
+            config,
+            client,
+            monitor.clone(),
+            &own_pids,
+            migration,
+            options,
+            sink,
+        )
+        .await?;
         applied_now.push(migration.version.clone());
     }
     Ok(ApplySummary {
@@ -263,6 +298,61 @@ async fn take_apply_lock(client: &Client, wait: Duration) -> Result<(), ApplyErr
             });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn backend_pids(clients: &[&Client]) -> Result<Vec<i32>, ApplyError> {
+    let mut pids = Vec::with_capacity(clients.len());
+    for client in clients {
+        let row = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .map_err(database("reading the backend pid"))?;
+        pids.push(row.get(0));
+    }
+    Ok(pids)
+}
+
+/// The health gate: waits (saying why) until the backfill's signals are healthy, or refuses after
+/// `options.health_wait`. Unknown is not healthy.
+async fn wait_until_healthy(
+    client: &Client,
+    own_pids: &[i32],
+    version: &str,
+    before_phase: usize,
+    options: &ApplyOptions,
+    sink: &ApplySink,
+) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        let decision = check_health(
+            client,
+            own_pids,
+            &options.backfill.thresholds,
+            options.backfill.probe_sql.as_deref(),
+            options.backfill.throttle_query.as_deref(),
+        )
+        .await
+        .map_err(|error| format!("reading the health signals: {}", describe(&error)))?;
+        if decision.level == Level::Healthy {
+            return Ok(());
+        }
+        if started.elapsed() >= options.health_wait {
+            return Err(format!(
+                "the database was not healthy for {:.0} s before phase {before_phase} of {version} ({}); nothing \
+                 more was started. Run apply again when it has recovered, or raise --health-wait",
+                started.elapsed().as_secs_f64(),
+                decision.reason
+            ));
+        }
+        sink(&ApplyEvent::WaitingForHealth {
+            version: version.to_string(),
+            before_phase,
+            level: decision.level,
+            reason: decision.reason,
+            waited_s: started.elapsed().as_secs(),
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -332,6 +422,7 @@ async fn run_migration(
     config: &ConnectionConfig,
     client: &Client,
     monitor: Arc<Client>,
+    own_pids: &[i32],
     migration: &PlannedMigration,
     options: &ApplyOptions,
     sink: &ApplySink,
@@ -365,24 +456,29 @@ async fn run_migration(
             });
             continue;
         }
-        sink(&ApplyEvent::PhaseStarted {
-            version: version.clone(),
-            phase: number,
-            kind: phase_kind(phase),
-            statements: phase.statements.len(),
-        });
+        // Between phases the gate is checked again: the database may have become busy meanwhile.
+        let gate = if index > phases_done {
+            wait_until_healthy(client, own_pids, &version, number, options, sink).await
+        } else {
+            Ok(())
+        };
         let phase_started = Instant::now();
-        let outcome = run_phase(
-            config,
-            client,
-            monitor.clone(),
-            &version,
-            number,
-            phase,
-            options,
-            sink,
-        )
-        .await;
+        let outcome = match gate {
+            Err(message) => Err(message),
+            Ok(()) => {
+                sink(&ApplyEvent::PhaseStarted {
+                    version: version.clone(),
+                    phase: number,
+                    kind: phase_kind(phase),
+                    statements: phase.statements.len(),
+                });
+                let monitor = monitor.clone();
+                run_phase(
+                    config, client, monitor, &version, number, phase, options, sink,
+                )
+                .await
+            }
+        };
         if let Err(message) = outcome {
             let _ = client
                 .execute(sql::MIGRATION_FAILED, &[&version, &message])

@@ -98,6 +98,8 @@ pub enum ApplyError {
         phases: usize,
         message: String,
     },
+    #[error("{0}")]
+    Unhealthy(String),
     #[error("the connection is read-only (transaction_read_only is on): apply needs a primary that accepts writes")]
     ReadOnly,
 }

@@ -420,37 +420,51 @@ fn quote_if_needed(identifier: &str) -> String {
 
 /// Deparses an expression by placing it in `SELECT <expr>` and deparsing that.
 fn deparse_expression(expression: &protobuf::Node) -> Result<String, String> {
-    let mut select = pg_query::parse("SELECT 1", 0)
-        .map_err(|error| error.to_string())?
-        .protobuf;
-    let Some(NodeEnum::SelectStmt(statement)) =
-        select.stmts[0].stmt.as_mut().and_then(|s| s.node.as_mut())
-    else {
-        return Err("the deparser's template did not parse as expected".into());
-    };
-    let Some(NodeEnum::ResTarget(target)) = statement.target_list[0].node.as_mut() else {
-        return Err("the deparser's template did not parse as expected".into());
-    };
-    target.val = Some(Box::new(expression.clone()));
-    let text = pg_query::deparse(&select, Default::default()).map_err(|error| error.to_string())?;
-    text.strip_prefix("SELECT ")
-        .map(str::to_string)
-        .ok_or_else(|| format!("unexpected deparse output {text:?}"))
+    deparse_in_select("SELECT 1", "SELECT ", |select| {
+        let target = select
+            .target_list
+            .first_mut()
+            .and_then(|target| target.node.as_mut());
+        let Some(NodeEnum::ResTarget(target)) = target else {
+            return false;
+        };
+        target.val = Some(Box::new(expression.clone()));
+        true
+    })
 }
 
 /// Deparses a predicate by placing it in `SELECT WHERE <predicate>` and deparsing that.
 fn deparse_predicate(predicate: &protobuf::Node) -> Result<String, String> {
-    let mut select = pg_query::parse("SELECT WHERE true", 0)
+    deparse_in_select("SELECT WHERE true", "SELECT WHERE ", |select| {
+        select.where_clause = Some(Box::new(predicate.clone()));
+        true
+    })
+}
+
+/// Parses `template`, lets `place` put a node into its SELECT, deparses it and strips `prefix`: the real
+/// deparser for a fragment, which pg_query does not deparse on its own.
+fn deparse_in_select(
+    template: &str,
+    prefix: &str,
+    place: impl FnOnce(&mut protobuf::SelectStmt) -> bool,
+) -> Result<String, String> {
+    let mut parsed = pg_query::parse(template, 0)
         .map_err(|error| error.to_string())?
         .protobuf;
-    let Some(NodeEnum::SelectStmt(statement)) =
-        select.stmts[0].stmt.as_mut().and_then(|s| s.node.as_mut())
-    else {
-        return Err("the deparser's template did not parse as expected".into());
+    let select = parsed
+        .stmts
+        .first_mut()
+        .and_then(|s| s.stmt.as_mut())
+        .and_then(|s| s.node.as_mut());
+    let placed = match select {
+        Some(NodeEnum::SelectStmt(select)) => place(select),
+        _ => false,
     };
-    statement.where_clause = Some(Box::new(predicate.clone()));
-    let text = pg_query::deparse(&select, Default::default()).map_err(|error| error.to_string())?;
-    text.strip_prefix("SELECT WHERE ")
+    if !placed {
+        return Err("the deparser's template did not parse as expected".into());
+    }
+    let text = pg_query::deparse(&parsed, Default::default()).map_err(|error| error.to_string())?;
+    text.strip_prefix(prefix)
         .map(str::to_string)
         .ok_or_else(|| format!("unexpected deparse output {text:?}"))
 }

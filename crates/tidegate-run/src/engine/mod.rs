@@ -28,6 +28,7 @@ use crate::throttle::Thresholds;
 mod monitor;
 mod worker;
 
+pub use monitor::check_health;
 use monitor::monitor_loop;
 use worker::{worker_loop, WorkerEnd};
 

@@ -280,6 +280,21 @@ enum Probe {
     Custom(String),
 }
 
+/// One reading of the signals a backfill watches, judged by a fresh policy: the gate `apply` checks before each
+/// migration and between phases. `own_pids` are the caller's backends (not counted as active or as blocked by
+/// us); `probe_sql` is a custom probe query, `throttle_query` the user's (true means wait).
+pub async fn check_health(
+    client: &Client,
+    own_pids: &[i32],
+    thresholds: &Thresholds,
+    probe_sql: Option<&str>,
+    throttle_query: Option<&str>,
+) -> Result<crate::throttle::Decision, tokio_postgres::Error> {
+    let probe = probe_sql.map_or(Probe::None, |sql| Probe::Custom(sql.to_string()));
+    let observation = observe(client, own_pids, &probe, throttle_query, Duration::ZERO).await?;
+    Ok(ThrottlePolicy::new(thresholds.clone()).decide(&observation))
+}
+
 /// Reads every health signal once. A connection loss is an error; any other failure is an unknown reading.
 async fn observe(
     client: &Client,

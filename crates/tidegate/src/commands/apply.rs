@@ -52,6 +52,18 @@ pub struct ApplyArgs {
     /// Upper bound on rows a backfill changes per second
     #[arg(long)]
     pub max_rows_per_second: Option<u64>,
+    /// How long the health gate waits for the database to be healthy before a migration or phase, then refuses
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub health_wait: Duration,
+    /// Health gate and backfills: wait while a replica lags more than this
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub max_replica_lag: Duration,
+    /// Health gate and backfills: wait while more client backends than this are active
+    #[arg(long)]
+    pub max_active: Option<u32>,
+    /// Health gate and backfills: a query returning one boolean; true means wait (as gh-ost's)
+    #[arg(long)]
+    pub throttle_query: Option<String>,
     /// Configuration file for the lint gate [default: tidegate.toml, searched upward]
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -94,6 +106,9 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let mut backfill = BackfillOptions::default();
     backfill.controller.target = args.batch_time;
     backfill.max_rows_per_second = args.max_rows_per_second;
+    backfill.thresholds.max_replica_lag = args.max_replica_lag;
+    backfill.thresholds.max_active = args.max_active;
+    backfill.throttle_query = args.throttle_query.clone();
     let stop = StopHandle::default();
     let options = ApplyOptions {
         lock_timeout: args.lock_timeout,
@@ -107,6 +122,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         lint,
         backfill,
         stop: stop.clone(),
+        health_wait: args.health_wait,
     };
     let format = args.format;
     // A dry run prints one document, the plan; a real run streams its events (one JSON object per line).
@@ -181,6 +197,15 @@ fn render_event(format: ApplyFormat, event: &ApplyEvent) {
                 opens_in_s.div_ceil(60)
             )
         }
+        ApplyEvent::WaitingForHealth {
+            version,
+            before_phase,
+            reason,
+            waited_s,
+            ..
+        } => format!(
+            "waiting before phase {before_phase} of {version}: the database is not healthy ({reason}); {waited_s} s so far"
+        ),
         ApplyEvent::MigrationStarted {
             version,
             name,
