@@ -291,7 +291,15 @@ pub async fn check_health(
     throttle_query: Option<&str>,
 ) -> Result<crate::throttle::Decision, tokio_postgres::Error> {
     let probe = probe_sql.map_or(Probe::None, |sql| Probe::Custom(sql.to_string()));
-    let observation = observe(client, own_pids, &probe, throttle_query, Duration::ZERO).await?;
+    let observation = observe(
+        client,
+        &crate::dialect::Postgres,
+        own_pids,
+        &probe,
+        throttle_query,
+        Duration::ZERO,
+    )
+    .await?;
     Ok(ThrottlePolicy::new(thresholds.clone()).decide(&observation))
 }
 

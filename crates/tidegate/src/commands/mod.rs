@@ -34,11 +34,3 @@ pub fn exit_failure() -> ExitCode {
 pub fn exit_usage() -> ExitCode {
     ExitCode::from(2)
 }
-
-/// What a verb that is not built yet says: plainly that, and exit 2. No fake output.
-pub fn not_built_yet(verb: &str, issue: &str) -> anyhow::Result<ExitCode> {
-    eprintln!(
-        "tidegate {verb} is not built yet (planned: {issue}); see README.md for the verbs that work today"
-    );
-    Ok(exit_usage())
-}
