@@ -5,7 +5,12 @@
 //! form of every btree-orderable PostgreSQL type round-trips exactly, so a cursor stored as `text[]` in the state
 //! schema means the same row on every reconnect. Identifiers are always quoted.
 //!
-//! Architecture invariant: no other module of this crate contains SQL text.
+//! The engine reaches batch SQL, catalog queries and health probes only through `Arc<dyn Dialect>`; the state
+//! schema's statements ([`state`]) are PostgreSQL constants here too. The driver is tokio-postgres: a MySQL dialect
+//! would also need a driver seam, which does not exist yet.
+//!
+//! Architecture invariant: no other module of the backfill engine contains SQL text (apply keeps its own in
+//! `apply/sql.rs`).
 
 use std::time::Duration;
 
@@ -39,6 +44,20 @@ pub trait Dialect: Send + Sync {
     fn key_max(&self, shape: &BatchShape) -> String;
     /// The default probe: a key lookup. Parameters: a key, as text.
     fn default_probe(&self, shape: &BatchShape) -> String;
+    /// Settings every engine session starts with.
+    fn session_settings(&self, lock_timeout: Duration, statement_timeout: Duration) -> String;
+    /// Catalog queries; see [`catalog`] for their parameters and columns.
+    fn resolve_table(&self) -> &'static str;
+    fn columns(&self) -> &'static str;
+    fn unique_indexes(&self) -> &'static str;
+    fn writable(&self) -> &'static str;
+    fn backend_pid(&self) -> &'static str;
+    /// Health probes; see [`health`] for their parameters and columns.
+    fn blocked_by_us(&self) -> &'static str;
+    fn replica_lag(&self) -> &'static str;
+    fn active_backends(&self) -> &'static str;
+    fn oldest_transaction(&self) -> &'static str;
+    fn lock_holders(&self) -> &'static str;
 }
 
 /// PostgreSQL.
@@ -174,6 +193,50 @@ impl Dialect for Postgres {
             self.key_list(shape),
             self.params(shape, 1)
         )
+    }
+
+    fn session_settings(&self, lock_timeout: Duration, statement_timeout: Duration) -> String {
+        catalog::session_settings(lock_timeout.as_millis(), statement_timeout.as_millis())
+    }
+
+    fn resolve_table(&self) -> &'static str {
+        catalog::RESOLVE_TABLE
+    }
+
+    fn columns(&self) -> &'static str {
+        catalog::COLUMNS
+    }
+
+    fn unique_indexes(&self) -> &'static str {
+        catalog::UNIQUE_INDEXES
+    }
+
+    fn writable(&self) -> &'static str {
+        catalog::WRITABLE
+    }
+
+    fn backend_pid(&self) -> &'static str {
+        catalog::BACKEND_PID
+    }
+
+    fn blocked_by_us(&self) -> &'static str {
+        health::BLOCKED_BY_US
+    }
+
+    fn replica_lag(&self) -> &'static str {
+        health::REPLICA_LAG
+    }
+
+    fn active_backends(&self) -> &'static str {
+        health::ACTIVE_BACKENDS
+    }
+
+    fn oldest_transaction(&self) -> &'static str {
+        health::OLDEST_TRANSACTION
+    }
+
+    fn lock_holders(&self) -> &'static str {
+        health::LOCK_HOLDERS
     }
 }
 

@@ -17,7 +17,7 @@ use tidegate_db::connect::{describe, is_connection_lost, sqlstate, ConnectionCon
 use tokio_postgres::Client;
 
 use crate::controller::ControllerConfig;
-use crate::dialect::{catalog, state as state_sql, BatchShape, Dialect, Postgres};
+use crate::dialect::{state as state_sql, BatchShape, Dialect, Postgres};
 use crate::events::Event;
 use crate::pacing::{RateLimit, Window};
 use crate::retry::{RetryDecision, RetryPolicy, RetryState};
@@ -247,7 +247,15 @@ impl Prepared {
 
 /// Validates the spec against the live catalog and returns what a run would do. Changes nothing.
 pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, BackfillError> {
-    let d = Postgres;
+    prepare_with(&Postgres, client, spec).await
+}
+
+/// As [`prepare`], through the given dialect.
+pub async fn prepare_with(
+    d: &dyn Dialect,
+    client: &Client,
+    spec: &BackfillSpec,
+) -> Result<Prepared, BackfillError> {
     if spec.table.trim().is_empty() {
         return Err(BackfillError::Input(
             spec::SpecError::EmptyTable.to_string(),
@@ -257,14 +265,14 @@ pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, B
         spec::validate_set(&spec.set).map_err(|e| BackfillError::Input(e.to_string()))?;
     // Catalog reads and statement checks never wait long behind another session's lock.
     client
-        .batch_execute(&catalog::session_settings(5_000, 30_000))
+        .batch_execute(&d.session_settings(Duration::from_secs(5), Duration::from_secs(30)))
         .await
         .map_err(|e| db_error("configuring the session", &e))?;
     if let Some(p) = &spec.predicate {
         spec::validate_where(p).map_err(|e| BackfillError::Input(e.to_string()))?;
     }
     let writable = client
-        .query_one(catalog::WRITABLE, &[])
+        .query_one(d.writable(), &[])
         .await
         .map_err(|e| db_error("checking the connection is writable", &e))?;
     let (in_recovery, read_only_tx, default_read_only): (bool, bool, bool) =
@@ -275,10 +283,7 @@ pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, B
             if in_recovery { "the server is a standby in recovery" } else { "default_transaction_read_only is on" }
         )));
     }
-    let table = match client
-        .query_opt(catalog::RESOLVE_TABLE, &[&spec.table])
-        .await
-    {
+    let table = match client.query_opt(d.resolve_table(), &[&spec.table]).await {
         Ok(Some(row)) => row,
         Ok(None) => {
             return Err(BackfillError::Input(format!(
@@ -312,7 +317,7 @@ pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, B
         )));
     }
     let columns: Vec<(String, String, bool)> = client
-        .query(catalog::COLUMNS, &[&oid])
+        .query(d.columns(), &[&oid])
         .await
         .map_err(|e| db_error("reading the table's columns", &e))?
         .iter()
@@ -327,7 +332,7 @@ pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, B
         }
     }
     let indexes: Vec<(String, bool, Vec<String>, bool, bool)> = client
-        .query(catalog::UNIQUE_INDEXES, &[&oid])
+        .query(d.unique_indexes(), &[&oid])
         .await
         .map_err(|e| db_error("reading the table's indexes", &e))?
         .iter()
@@ -506,6 +511,8 @@ enum Gate {
 
 struct Ctx {
     config: ConnectionConfig,
+    /// Every statement the engine sends comes from here (batch SQL, catalog, health) or from the state module.
+    dialect: Arc<dyn Dialect>,
     options: BackfillOptions,
     shape: BatchShape,
     run_id: i64,
@@ -617,6 +624,7 @@ pub async fn run(
     let (journal_tx, journal_rx) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Arc::new(Ctx {
         config: config.clone(),
+        dialect: Arc::new(Postgres),
         limiter: options
             .max_rows_per_second
             .map(|r| Mutex::new(RateLimit::new(r))),

@@ -11,7 +11,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
 use super::{Ctx, Gate, StopHandle};
-use crate::dialect::{catalog, health, state as state_sql, Dialect, Postgres};
+use crate::dialect::{state as state_sql, Dialect};
 use crate::events::Event;
 use crate::pacing::utc_second_of_day;
 use crate::retry::{RetryDecision, RetryState};
@@ -25,7 +25,7 @@ pub(super) async fn monitor_loop(
     probe_key: Option<Vec<String>>,
     stop: StopHandle,
 ) -> Option<(Client, tokio::sync::mpsc::UnboundedReceiver<Event>)> {
-    let d = Postgres;
+    let d = ctx.dialect.clone();
     let mut client = Some(client);
     let mut attached = false;
     let mut policy = ThrottlePolicy::new(ctx.options.thresholds.clone());
@@ -85,9 +85,9 @@ pub(super) async fn monitor_loop(
         let Some(c) = client.as_ref() else { continue };
         let tick = async {
             if !attached {
-                let settings = catalog::session_settings(
-                    ctx.options.lock_timeout.as_millis(),
-                    probe_timeout(&ctx.options.thresholds).as_millis(),
+                let settings = d.session_settings(
+                    ctx.options.lock_timeout,
+                    probe_timeout(&ctx.options.thresholds),
                 );
                 c.batch_execute(&settings).await?;
                 c.execute(state_sql::ATTACH_LOCK, &[&ctx.run_id]).await?;
@@ -118,6 +118,7 @@ pub(super) async fn monitor_loop(
             let pids = ctx.pids.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let obs = observe(
                 c,
+                d.as_ref(),
                 &pids,
                 &probe,
                 ctx.options.throttle_query.as_deref(),
@@ -290,13 +291,22 @@ pub async fn check_health(
     throttle_query: Option<&str>,
 ) -> Result<crate::throttle::Decision, tokio_postgres::Error> {
     let probe = probe_sql.map_or(Probe::None, |sql| Probe::Custom(sql.to_string()));
-    let observation = observe(client, own_pids, &probe, throttle_query, Duration::ZERO).await?;
+    let observation = observe(
+        client,
+        &crate::dialect::Postgres,
+        own_pids,
+        &probe,
+        throttle_query,
+        Duration::ZERO,
+    )
+    .await?;
     Ok(ThrottlePolicy::new(thresholds.clone()).decide(&observation))
 }
 
 /// Reads every health signal once. A connection loss is an error; any other failure is an unknown reading.
 async fn observe(
     client: &Client,
+    d: &dyn Dialect,
     pids: &[i32],
     probe: &Probe,
     throttle_query: Option<&str>,
@@ -314,11 +324,11 @@ async fn observe(
     let pids = pids.to_vec();
     let blocked = reading(
         client
-            .query_one(health::BLOCKED_BY_US, &[&pids])
+            .query_one(d.blocked_by_us(), &[&pids])
             .await
             .map(|r| r.get::<_, i64>(0) as u32),
     )?;
-    let lag = match client.query_one(health::REPLICA_LAG, &[]).await {
+    let lag = match client.query_one(d.replica_lag(), &[]).await {
         Ok(r) => {
             let (replicas, hidden, lag): (i64, i64, f64) = (r.get(0), r.get(1), r.get(2));
             if replicas == 0 {
@@ -336,13 +346,13 @@ async fn observe(
     };
     let active = reading(
         client
-            .query_one(health::ACTIVE_BACKENDS, &[&pids])
+            .query_one(d.active_backends(), &[&pids])
             .await
             .map(|r| r.get::<_, i64>(0) as u32),
     )?;
     let oldest = reading(
         client
-            .query_opt(health::OLDEST_TRANSACTION, &[&pids])
+            .query_opt(d.oldest_transaction(), &[&pids])
             .await
             .map(|r| {
                 r.map(|r| {

@@ -14,7 +14,7 @@ use tokio_postgres::{Client, Statement};
 
 use super::{Ctx, Gate};
 use crate::controller::{BatchController, ControllerConfig};
-use crate::dialect::{catalog, health, state as state_sql, Dialect, Postgres};
+use crate::dialect::state as state_sql;
 use crate::events::Event;
 use crate::retry::{RetryDecision, RetryState};
 
@@ -300,7 +300,7 @@ pub(super) async fn worker_loop(ctx: Arc<Ctx>, worker: u32) -> WorkerEnd {
 /// connection and lock timeouts can; anything else the server reports (the table is gone, a privilege was
 /// revoked) cannot.
 async fn connect_worker_checked(ctx: &Ctx) -> Result<WorkerConn, (String, bool)> {
-    let d = Postgres;
+    let d = ctx.dialect.as_ref();
     let client = ctx
         .config
         .connect()
@@ -308,12 +308,12 @@ async fn connect_worker_checked(ctx: &Ctx) -> Result<WorkerConn, (String, bool)>
         .map_err(|e| (e.to_string(), false))?;
     let setup = async {
         client
-            .batch_execute(&catalog::session_settings(
-                ctx.options.lock_timeout.as_millis(),
-                ctx.options.effective_statement_timeout().as_millis(),
+            .batch_execute(&d.session_settings(
+                ctx.options.lock_timeout,
+                ctx.options.effective_statement_timeout(),
             ))
             .await?;
-        let pid: i32 = client.query_one(catalog::BACKEND_PID, &[]).await?.get(0);
+        let pid: i32 = client.query_one(d.backend_pid(), &[]).await?.get(0);
         let bound = [
             client
                 .prepare(&d.batch_upper_bound(&ctx.shape, false))
@@ -349,18 +349,14 @@ async fn connect_worker_checked(ctx: &Ctx) -> Result<WorkerConn, (String, bool)>
 
 /// Names the sessions holding locks on the table (the likely blockers), for the give-up message.
 async fn lock_holders(ctx: &Ctx, conn: &WorkerConn) -> String {
-    let d = Postgres;
+    let d = ctx.dialect.as_ref();
     let table = format!(
         "{}.{}",
         d.quote_ident(&ctx.shape.schema),
         d.quote_ident(&ctx.shape.table)
     );
     let pids = ctx.pids.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    match conn
-        .client
-        .query(health::LOCK_HOLDERS, &[&table, &pids])
-        .await
-    {
+    match conn.client.query(d.lock_holders(), &[&table, &pids]).await {
         Ok(rows) if !rows.is_empty() => {
             let named: Vec<String> =
                 rows.iter()
@@ -410,7 +406,7 @@ enum Claim {
 }
 
 async fn claim_chunk(ctx: &Ctx, conn: &WorkerConn) -> Result<Claim, tokio_postgres::Error> {
-    let d = Postgres;
+    let d = ctx.dialect.as_ref();
     let client = &conn.client;
     // 1. An unfinished chunk nobody holds (left by a dead or stopped worker).
     client.batch_execute(state_sql::BEGIN).await?;
@@ -542,7 +538,7 @@ async fn run_batch(
     chunk: &Chunk,
     size: u64,
 ) -> Result<BatchDone, Failure> {
-    let d = Postgres;
+    let d = ctx.dialect.as_ref();
     let client = &conn.client;
     let has_lower = chunk.cursor.is_some();
     let which = usize::from(has_lower);
