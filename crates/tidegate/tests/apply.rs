@@ -575,3 +575,32 @@ async fn the_health_gate_refuses_after_health_wait_and_changes_nothing() {
         0
     );
 }
+
+#[tokio::test]
+async fn an_enum_value_a_migration_adds_can_be_used_by_its_later_statements() {
+    let (db, dir) = orders_applied(10).await;
+    write(
+        dir.path(),
+        "0002_mood.sql",
+        "CREATE TYPE mood AS ENUM ('sad');\nALTER TABLE orders ADD COLUMN m mood;\n",
+    );
+    // In one transaction PostgreSQL refuses the new value until it commits (55P04 unsafe use of new value).
+    write(
+        dir.path(),
+        "0003_happy.sql",
+        "ALTER TYPE mood ADD VALUE 'happy';\nALTER TABLE orders ALTER COLUMN m SET DEFAULT 'happy';\n",
+    );
+    let output = apply(dir.path(), db.url(), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let default: String = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT column_default FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'm'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(default.contains("happy"), "{default}");
+}
