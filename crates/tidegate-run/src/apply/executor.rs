@@ -234,6 +234,13 @@ async fn apply_locked(
     let own_pids = backend_pids(&[client, &monitor]).await?;
     let mut applied_now = Vec::new();
     for migration in &plan.pending {
+        if let Some(reason) = options.stop.requested() {
+            return Err(ApplyError::Stopped {
+                reason,
+                before: migration.version.clone(),
+                applied_now,
+            });
+        }
         wait_for_window(options.window.as_ref(), sink).await;
         let first_phase = migration.phases_done + 1;
         wait_until_healthy(
@@ -463,6 +470,15 @@ async fn run_migration(
             Ok(())
         };
         let phase_started = Instant::now();
+        // Ctrl-C: no phase starts after a stop was requested; the committed ones stay and the next apply
+        // resumes here.
+        let gate = gate.and_then(|()| match options.stop.requested() {
+            Some(reason) => Err(format!(
+                "stopped ({reason}) before this phase started; phases 1 to {index} are committed and \
+                 `tidegate apply` resumes at phase {number}"
+            )),
+            None => Ok(()),
+        });
         let outcome = match gate {
             Err(message) => Err(message),
             Ok(()) => {
@@ -649,6 +665,7 @@ async fn run_statements(
         in_transaction,
         blocker_sample_every: Duration::from_millis(100),
         completion_sql: Some(sql::phase_done_literal(version, number)),
+        stop: Some(options.stop.clone()),
     };
     let mut lock_events = Vec::new();
     let result = run_schema_phase(

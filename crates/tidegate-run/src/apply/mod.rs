@@ -100,6 +100,15 @@ pub enum ApplyError {
     },
     #[error("{0}")]
     Unhealthy(String),
+    #[error(
+        "stopped ({reason}) before {before}{}; run `tidegate apply` again to continue",
+        if applied_now.is_empty() { String::new() } else { format!(" after applying {}", applied_now.join(", ")) }
+    )]
+    Stopped {
+        reason: String,
+        before: String,
+        applied_now: Vec<String>,
+    },
     #[error("the connection is read-only (transaction_read_only is on): apply needs a primary that accepts writes")]
     ReadOnly,
 }
