@@ -583,6 +583,44 @@ async fn the_health_gate_refuses_after_health_wait_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn an_interrupted_migration_whose_phases_changed_is_not_resumed_by_number() {
+    let (db, dir) = orders_applied(10).await;
+    write(dir.path(), "0002_order_status_v2.sql", POSTMORTEM);
+    // An earlier apply, run when tidegate.toml let the UPDATE run as written, committed phase 1 of a one-phase
+    // plan holding both statements, then was interrupted before recording the migration as applied.
+    let client = db.connect().await;
+    client
+        .execute(
+            "INSERT INTO tidegate.migrations (version, name, checksum, status, phases, phases_done) \
+             VALUES ('0002_order_status_v2.sql', '0002_order_status_v2.sql', \
+                     encode(sha256(convert_to($1, 'UTF8')), 'hex'), 'failed', \
+                     '[{\"kind\": \"schema\", \"in_transaction\": true, \"statements\": [{\"index\": 0}, {\"index\": 1}]}]', 1)",
+            &[&POSTMORTEM],
+        )
+        .await
+        .unwrap();
+
+    // Now the file plans as a schema phase and a backfill: "phase 1 done" means something else.
+    let output = apply(dir.path(), db.url(), &[]);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("interrupted after 1 committed phase")
+            && log.contains("Restore the configuration"),
+        "{log}"
+    );
+    let phases_done: i32 = client
+        .query_one(
+            "SELECT phases_done FROM tidegate.migrations WHERE version = '0002_order_status_v2.sql'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(phases_done, 1, "nothing ran");
+}
+
+#[tokio::test]
 async fn an_enum_value_a_migration_adds_can_be_used_by_its_later_statements() {
     let (db, dir) = orders_applied(10).await;
     write(

@@ -438,6 +438,9 @@ async fn run_migration(
     let version = migration.version.clone();
     let phases = &migration.plan.phases;
     let phases_json = serde_json::to_string(phases).unwrap_or_else(|_| "[]".into());
+    if migration.phases_done > 0 {
+        check_same_phases(client, migration, &phases_json).await?;
+    }
     let row = client
         .query_one(
             sql::BEGIN_MIGRATION,
@@ -545,6 +548,67 @@ async fn run_migration(
         duration_ms,
     });
     Ok(())
+}
+
+/// A migration interrupted after some phases resumes by phase number, so its phases must be the ones it started
+/// with: a changed tidegate.toml (a rule's severity) or another tidegate version may split the same file
+/// differently, and resuming by number would then skip or repeat statements.
+async fn check_same_phases(
+    client: &Client,
+    migration: &PlannedMigration,
+    phases_json: &str,
+) -> Result<(), ApplyError> {
+    let recorded: Option<String> = client
+        .query_opt(sql::RECORDED_PHASES, &[&migration.version])
+        .await
+        .map_err(database("reading the migration's recorded phases"))?
+        .map(|row| row.get(0));
+    let Some(recorded) = recorded else {
+        return Ok(());
+    };
+    let recorded: serde_json::Value = serde_json::from_str(&recorded).unwrap_or_default();
+    let current: serde_json::Value = serde_json::from_str(phases_json).unwrap_or_default();
+    let (recorded, current) = (phase_shape(&recorded), phase_shape(&current));
+    if recorded == current {
+        return Ok(());
+    }
+    let describe = |shape: &[(String, Vec<u64>)]| {
+        shape
+            .iter()
+            .map(|(kind, statements)| format!("{kind} {statements:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(ApplyError::PhasesChanged {
+        version: migration.version.clone(),
+        phases_done: migration.phases_done,
+        recorded: describe(&recorded),
+        current: describe(&current),
+    })
+}
+
+/// Each phase's kind and the indexes of its statements.
+fn phase_shape(phases: &serde_json::Value) -> Vec<(String, Vec<u64>)> {
+    phases
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|phase| {
+            let mut kind = phase["kind"].as_str().unwrap_or("?").to_string();
+            if phase["in_transaction"] == serde_json::Value::Bool(false) {
+                kind.push_str(" (no transaction)");
+            }
+            let statements = phase["statements"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|statement| statement["index"].as_u64())
+                .collect();
+            (kind, statements)
+        })
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]

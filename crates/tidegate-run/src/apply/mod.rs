@@ -98,6 +98,17 @@ pub enum ApplyError {
         phases: usize,
         message: String,
     },
+    #[error(
+        "{version} was interrupted after {phases_done} committed phase(s) of the plan [{recorded}], but is now \
+         planned as [{current}] (tidegate.toml or tidegate's version changed); resuming by phase number would skip or \
+         repeat statements. Restore the configuration it started with and run apply again to finish it"
+    )]
+    PhasesChanged {
+        version: String,
+        phases_done: usize,
+        recorded: String,
+        current: String,
+    },
     #[error("{0}")]
     Unhealthy(String),
     #[error(

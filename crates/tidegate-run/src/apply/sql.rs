@@ -32,6 +32,9 @@ ON CONFLICT (version) DO UPDATE SET status = 'running', last_error = NULL, phase
                                     name = EXCLUDED.name, checksum = EXCLUDED.checksum
 RETURNING phases_done, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
 
+/// The phases recorded when a migration (re)started.
+pub const RECORDED_PHASES: &str = "SELECT phases::text FROM tidegate.migrations WHERE version = $1";
+
 /// Marks phase `$2` (1-based count of phases done) of version `$1`; for phases outside a transaction.
 pub const PHASE_DONE: &str = "UPDATE tidegate.migrations SET phases_done = $2 WHERE version = $1";
 
