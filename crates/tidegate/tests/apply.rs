@@ -648,3 +648,21 @@ async fn an_enum_value_a_migration_adds_can_be_used_by_its_later_statements() {
         .get(0);
     assert!(default.contains("happy"), "{default}");
 }
+
+#[test]
+fn timeouts_apply_cannot_enforce_are_refused_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "0001_create_orders.sql", CREATE_ORDERS);
+    // Nothing listens there: a refusal must come before any connection.
+    let url = "postgresql://nobody@127.0.0.1:1/none";
+    for (flag, value, says) in [
+        ("--statement-timeout", "0", "more than zero"),
+        ("--statement-timeout", "1000h", "at most"),
+        ("--lock-timeout", "1000h", "at most"),
+    ] {
+        let output = apply(dir.path(), url, &[flag, value]);
+        let log = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}: {log}");
+        assert!(log.contains(flag) && log.contains(says), "{log}");
+    }
+}
