@@ -224,6 +224,23 @@ pub fn plan_migration(
             }
         }
 
+        // A failed or cancelled concurrent build leaves an INVALID index that every write still maintains; apply
+        // drops it before trying again, which it can do only for an index it can name. Unnamed, each retry would
+        // leave another (orders_a_idx, orders_a_idx1, …).
+        if matches!(statement.node.as_ref(), Some(NodeEnum::IndexStmt(index)) if index.concurrent && index.idxname.is_empty())
+        {
+            plan.obstacles.push(Obstacle {
+                line: planned.line,
+                column: planned.column,
+                rule: None,
+                message: "this CREATE INDEX CONCURRENTLY has no index name, so apply could not find and drop the \
+                          INVALID index a failed or timed-out build leaves behind before it retries"
+                    .into(),
+                help: Some("name the index: `CREATE INDEX CONCURRENTLY orders_status_idx ON orders (status)`".into()),
+            });
+            continue;
+        }
+
         // Everything else: error-level findings that apply does not handle stop it.
         for finding in &own_findings {
             if finding.severity == Severity::Error && !RULES_APPLY_HANDLES.contains(&finding.rule) {
@@ -811,6 +828,22 @@ mod tests {
             kinds(&plan),
             ["schema×2", "schema×1", "schema×1"],
             "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn an_unnamed_concurrent_index_is_an_obstacle() {
+        let plan = plan("CREATE INDEX CONCURRENTLY ON orders (customer_id);", false);
+        assert_eq!(plan.obstacles.len(), 1, "{plan:?}");
+        assert!(plan.obstacles[0].message.contains("no index name"));
+        let named = self::plan(
+            "CREATE INDEX CONCURRENTLY orders_customer ON orders (customer_id);",
+            false,
+        );
+        assert!(named.obstacles.is_empty(), "{named:?}");
+        assert_eq!(
+            named.phases[0].statements[0].concurrent_index.as_deref(),
+            Some("\"orders_customer\"")
         );
     }
 
