@@ -247,7 +247,7 @@ pub async fn run_schema_phase(
 }
 
 /// Sleeps `delay`, or less when a stop is requested meanwhile (checked every 100 ms).
-async fn sleep_unless_stopped(delay: Duration, stop: Option<&StopHandle>) {
+pub(crate) async fn sleep_unless_stopped(delay: Duration, stop: Option<&StopHandle>) {
     let Some(stop) = stop else {
         return tokio::time::sleep(delay).await;
     };

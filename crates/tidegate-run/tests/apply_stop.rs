@@ -81,3 +81,54 @@ async fn a_stop_requested_during_a_phase_starts_no_further_phase_or_migration() 
     .unwrap();
     assert_eq!(summary.applied_now, ["0002_b.sql"]);
 }
+
+#[tokio::test]
+async fn a_stop_ends_the_wait_for_the_window_and_starts_nothing() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_a.sql"),
+        "CREATE TABLE a (id bigint PRIMARY KEY);\n",
+    )
+    .unwrap();
+    let config = ConnectionConfig::from_url(db.url()).unwrap();
+    // A one-minute window that opens in about two hours.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let opens = (now / 60 + 120) % (24 * 60);
+    let window = format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        opens / 60,
+        opens % 60,
+        (opens + 1) % (24 * 60) / 60,
+        (opens + 1) % 60
+    );
+    let options = ApplyOptions {
+        window: Some(window.parse().unwrap()),
+        ..ApplyOptions::default()
+    };
+    let stop = options.stop.clone();
+    let sink = Arc::new(move |event: &ApplyEvent| {
+        if let ApplyEvent::WaitingForWindow { .. } = event {
+            stop.request("interrupted by SIGINT");
+        }
+    });
+    let started = std::time::Instant::now();
+    let error = apply(&config, dir.path(), options, sink).await.unwrap_err();
+    assert!(
+        matches!(&error, ApplyError::Stopped { before, applied_now, .. } if before == "0001_a.sql" && applied_now.is_empty()),
+        "{error}"
+    );
+    // Generous: without the stop it would wait until the window opens, two hours away.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let a: bool = db
+        .connect()
+        .await
+        .query_one("SELECT to_regclass('a') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!a);
+}

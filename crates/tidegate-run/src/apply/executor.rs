@@ -18,7 +18,9 @@ use crate::engine::{
 };
 use crate::pacing::{utc_second_of_day, Window};
 use crate::retry::RetryPolicy;
-use crate::schema_phase::{run_schema_phase, SchemaEvent, SchemaPhaseOptions, SchemaStatement};
+use crate::schema_phase::{
+    run_schema_phase, sleep_unless_stopped, SchemaEvent, SchemaPhaseOptions, SchemaStatement,
+};
 use crate::state;
 use crate::throttle::Level;
 
@@ -234,14 +236,21 @@ async fn apply_locked(
     let own_pids = backend_pids(&[client, &monitor]).await?;
     let mut applied_now = Vec::new();
     for migration in &plan.pending {
-        if let Some(reason) = options.stop.requested() {
-            return Err(ApplyError::Stopped {
+        // Ctrl-C: checked before each wait (they end early on a stop) and after them.
+        let stopped = |applied_now: &Vec<String>| {
+            options.stop.requested().map(|reason| ApplyError::Stopped {
                 reason,
                 before: migration.version.clone(),
-                applied_now,
-            });
+                applied_now: applied_now.clone(),
+            })
+        };
+        if let Some(error) = stopped(&applied_now) {
+            return Err(error);
         }
-        wait_for_window(options.window.as_ref(), sink).await;
+        wait_for_window(options.window.as_ref(), &options.stop, sink).await;
+        if let Some(error) = stopped(&applied_now) {
+            return Err(error);
+        }
         let first_phase = migration.phases_done + 1;
         wait_until_healthy(
             client,
@@ -253,6 +262,9 @@ async fn apply_locked(
         )
         .await
         .map_err(ApplyError::Unhealthy)?;
+        if let Some(error) = stopped(&applied_now) {
+            return Err(error);
+        }
         run_migration(
             config,
             client,
@@ -341,7 +353,8 @@ async fn wait_until_healthy(
         )
         .await
         .map_err(|error| format!("reading the health signals: {}", describe(&error)))?;
-        if decision.level == Level::Healthy {
+        // A stop ends the wait; the caller checks for it next and starts nothing.
+        if decision.level == Level::Healthy || options.stop.requested().is_some() {
             return Ok(());
         }
         if started.elapsed() >= options.health_wait {
@@ -359,7 +372,7 @@ async fn wait_until_healthy(
             reason: decision.reason,
             waited_s: started.elapsed().as_secs(),
         });
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        sleep_unless_stopped(Duration::from_secs(1), Some(&options.stop)).await;
     }
 }
 
@@ -387,9 +400,9 @@ async fn read_history(client: &Client) -> Result<Vec<AppliedRecord>, ApplyError>
         .collect())
 }
 
-async fn wait_for_window(window: Option<&Window>, sink: &ApplySink) {
+async fn wait_for_window(window: Option<&Window>, stop: &StopHandle, sink: &ApplySink) {
     let Some(window) = window else { return };
-    loop {
+    while stop.requested().is_none() {
         let now = utc_second_of_day();
         if window.contains(now) {
             return;
@@ -398,7 +411,7 @@ async fn wait_for_window(window: Option<&Window>, sink: &ApplySink) {
         sink(&ApplyEvent::WaitingForWindow {
             opens_in_s: wait.as_secs(),
         });
-        tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
+        sleep_unless_stopped(wait.min(Duration::from_secs(60)), Some(stop)).await;
     }
 }
 
