@@ -116,7 +116,11 @@ pub enum ScratchError {
         source: io::Error,
     },
 
-    #[error("the state file {path} is damaged ({reason}); run `tidegate scratch stop --dir {dir}` to clean up")]
+    #[error(
+        "{path} is not a tidegate scratch state file ({reason}), so tidegate leaves {dir} alone.\n\
+         If a scratch server ran there, stop it (`pg_ctl stop -D {dir}/data`) and remove the directory yourself; \
+         otherwise choose another --dir"
+    )]
     BadState {
         path: PathBuf,
         dir: PathBuf,
@@ -692,8 +696,9 @@ fn prepare_dir(dir: &Path, user: &ServerUser) -> Result<(), ScratchError> {
                 url: server.url(),
             })
         }
-        // A cluster whose server died: it was throwaway, start afresh.
-        Ok(Some(_)) | Err(ScratchError::BadState { .. }) => remove_cluster_files(dir),
+        // A cluster whose server died: it was throwaway, start afresh. A `scratch.json` that does not parse
+        // may be anybody's file: the directory is not provably ours, so it is not touched (BadState).
+        Ok(Some(_)) => remove_cluster_files(dir),
         Ok(None) => {}
         Err(error) => return Err(error),
     }
@@ -771,9 +776,16 @@ fn check_reachable(dir: &Path, user: &ServerUser) -> Result<(), ScratchError> {
     Ok(())
 }
 
-/// Removes what a scratch cluster put in `dir`, and `dir` itself.
+/// Removes what a scratch cluster put in `dir`, and `dir` itself if nothing else is left in it: files someone else
+/// put there are never deleted.
 fn remove_cluster_files(dir: &Path) {
-    let _ = fs::remove_dir_all(dir);
+    for file in [STATE_FILE, SERVER_LOG, INITDB_LOG] {
+        let _ = fs::remove_file(dir.join(file));
+    }
+    for subdir in [DATA_DIR, SOCKET_DIR] {
+        let _ = fs::remove_dir_all(dir.join(subdir));
+    }
+    let _ = fs::remove_dir(dir);
 }
 
 fn write_state(server: &ScratchServer) -> Result<(), ScratchError> {
@@ -942,6 +954,48 @@ mod tests {
         assert!(message.contains("pg_config --bindir"), "{message}");
         assert!(message.contains("apt-get install postgresql"), "{message}");
         assert!(message.contains(PG_BIN_ENV), "{message}");
+    }
+
+    #[test]
+    fn a_directory_with_a_foreign_scratch_json_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(STATE_FILE), "{\"not\": \"ours\"}").unwrap();
+        fs::create_dir(dir.path().join(DATA_DIR)).unwrap();
+        fs::write(dir.path().join(DATA_DIR).join("precious.csv"), "1,2").unwrap();
+        fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+        let user = ServerUser {
+            name: "nobody".into(),
+            uid: 65534,
+            gid: 65534,
+            switched_from_root: false,
+        };
+        let error = prepare_dir(dir.path(), &user).unwrap_err();
+        assert!(matches!(error, ScratchError::BadState { .. }), "{error:?}");
+        assert!(error.to_string().contains("leaves"), "{error}");
+        assert!(dir.path().join(DATA_DIR).join("precious.csv").exists());
+        assert!(dir.path().join(STATE_FILE).exists());
+        assert!(dir.path().join("notes.txt").exists());
+    }
+
+    #[test]
+    fn removing_a_cluster_keeps_files_it_did_not_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = dir.path().join("c");
+        fs::create_dir_all(cluster.join(DATA_DIR)).unwrap();
+        fs::create_dir_all(cluster.join(SOCKET_DIR)).unwrap();
+        fs::write(cluster.join(STATE_FILE), "{}").unwrap();
+        fs::write(cluster.join(SERVER_LOG), "log").unwrap();
+        remove_cluster_files(&cluster);
+        assert!(
+            !cluster.exists(),
+            "a directory holding only the cluster is removed"
+        );
+
+        fs::create_dir_all(cluster.join(DATA_DIR)).unwrap();
+        fs::write(cluster.join("notes.txt"), "mine").unwrap();
+        remove_cluster_files(&cluster);
+        assert!(cluster.join("notes.txt").exists());
+        assert!(!cluster.join(DATA_DIR).exists());
     }
 
     #[test]

@@ -16,6 +16,9 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::measure::{ErrorClass, LatencyRecorder, Outcome};
 
+/// The shortest gap between two scheduled requests: at most a million requests per second.
+const MIN_INTERVAL: Duration = Duration::from_micros(1);
+
 /// One parameter of a request.
 pub type Param = Box<dyn ToSql + Sync + Send>;
 
@@ -62,7 +65,7 @@ impl Default for WorkloadConfig {
 /// Why a workload could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
-    #[error("the workload needs a positive rate and at least one connection (got {rate}/s over {connections})")]
+    #[error("the workload needs a rate between 0 and 1,000,000 requests per second and at least one connection (got {rate}/s over {connections})")]
     BadConfig { rate: f64, connections: usize },
     #[error("the workload could not connect: {0}")]
     Connect(#[source] tokio_postgres::Error),
@@ -127,15 +130,22 @@ impl Workload {
         config: WorkloadConfig,
         source: Arc<dyn RequestSource>,
     ) -> Result<Self, WorkloadError> {
-        if !config.rate_per_second.is_finite()
-            || config.rate_per_second <= 0.0
-            || config.connections == 0
-        {
-            return Err(WorkloadError::BadConfig {
-                rate: config.rate_per_second,
-                connections: config.connections,
-            });
-        }
+        // The gap between two requests must be a duration the scheduler can sleep: a rate so low that it
+        // overflows Duration would panic, and one so high that it rounds to zero would spin and queue without end.
+        let interval = Duration::try_from_secs_f64(1.0 / config.rate_per_second)
+            .ok()
+            .filter(|interval| *interval >= MIN_INTERVAL);
+        let interval = match interval {
+            Some(interval) if config.rate_per_second.is_finite() && config.connections > 0 => {
+                interval
+            }
+            _ => {
+                return Err(WorkloadError::BadConfig {
+                    rate: config.rate_per_second,
+                    connections: config.connections,
+                })
+            }
+        };
         let sqls = source.statements();
         let mut connections = Vec::with_capacity(config.connections);
         for _ in 0..config.connections {
@@ -150,7 +160,6 @@ impl Workload {
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
         let mut tasks = JoinSet::new();
 
-        let interval = Duration::from_secs_f64(1.0 / config.rate_per_second);
         {
             let stopping = stopping.clone();
             let dispatched = dispatched.clone();

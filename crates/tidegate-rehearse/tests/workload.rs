@@ -192,3 +192,25 @@ async fn a_bad_configuration_is_refused() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn rates_the_scheduler_cannot_keep_are_refused_not_panicked_on() {
+    // Refused before connecting: nothing listens at this address.
+    for rate in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-300, 1e12] {
+        let config = WorkloadConfig {
+            rate_per_second: rate,
+            ..WorkloadConfig::default()
+        };
+        let result = Workload::start(
+            "postgresql://nobody@127.0.0.1:1/none",
+            config,
+            Arc::new(OrdersWorkload::new(10)),
+        )
+        .await;
+        assert!(
+            matches!(result, Err(WorkloadError::BadConfig { .. })),
+            "rate {rate}: {:?}",
+            result.err()
+        );
+    }
+}

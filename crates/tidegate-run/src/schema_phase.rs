@@ -12,6 +12,7 @@ use tidegate_db::blockers::{Blocker, BlockerWatch};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
+use crate::engine::StopHandle;
 use crate::retry::{RetryDecision, RetryPolicy, RetryState};
 
 /// How the schema phase runs its statements.
@@ -30,6 +31,8 @@ pub struct SchemaPhaseOptions {
     /// SQL run after the statements, inside their transaction (so progress is recorded exactly when they
     /// commit), or right after them when there is no transaction.
     pub completion_sql: Option<String>,
+    /// Ctrl-C: no new attempt starts once a stop is requested, and a wait between retries ends early.
+    pub stop: Option<StopHandle>,
 }
 
 impl Default for SchemaPhaseOptions {
@@ -41,6 +44,7 @@ impl Default for SchemaPhaseOptions {
             in_transaction: true,
             blocker_sample_every: Duration::from_millis(100),
             completion_sql: None,
+            stop: None,
         }
     }
 }
@@ -131,6 +135,8 @@ pub enum SchemaPhaseError {
         statement: String,
         statement_timeout_ms: u128,
     },
+    #[error("stopped ({reason}) before `{statement}` ran; nothing of this phase was changed")]
+    Stopped { statement: String, reason: String },
 }
 
 fn blockers_text(blockers: &[Blocker]) -> String {
@@ -181,6 +187,12 @@ pub async fn run_schema_phase(
         let unit_started = Instant::now();
         let mut retry = RetryState::default();
         loop {
+            if let Some(reason) = options.stop.as_ref().and_then(StopHandle::requested) {
+                return Err(SchemaPhaseError::Stopped {
+                    statement: unit.first().map(|s| s.sql.clone()).unwrap_or_default(),
+                    reason,
+                });
+            }
             attempts += 1;
             on_event(SchemaEvent::AttemptStarted { attempt: attempts });
             watch.clear();
@@ -213,7 +225,9 @@ pub async fn run_schema_phase(
                         retry_in,
                     });
                     match decision {
-                        RetryDecision::RetryAfter { delay, .. } => tokio::time::sleep(delay).await,
+                        RetryDecision::RetryAfter { delay, .. } => {
+                            sleep_unless_stopped(delay, options.stop.as_ref()).await
+                        }
                         RetryDecision::GiveUp { attempts } => {
                             return Err(SchemaPhaseError::LockNotAcquired {
                                 statement,
@@ -230,6 +244,21 @@ pub async fn run_schema_phase(
     let elapsed = started.elapsed();
     on_event(SchemaEvent::Committed { attempts, elapsed });
     Ok(SchemaPhaseOutcome { attempts, elapsed })
+}
+
+/// Sleeps `delay`, or less when a stop is requested meanwhile (checked every 100 ms).
+pub(crate) async fn sleep_unless_stopped(delay: Duration, stop: Option<&StopHandle>) {
+    let Some(stop) = stop else {
+        return tokio::time::sleep(delay).await;
+    };
+    let until = tokio::time::Instant::now() + delay;
+    while stop.requested().is_none() {
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            return;
+        }
+        tokio::time::sleep((until - now).min(Duration::from_millis(100))).await;
+    }
 }
 
 /// Drops `index` if it exists and is INVALID (what a failed or cancelled CONCURRENTLY build leaves behind).

@@ -306,3 +306,60 @@ async fn without_a_transaction_each_statement_commits_and_is_not_run_twice() {
         "session settings are reset after a statement outside a transaction"
     );
 }
+
+/// Ctrl-C while the phase waits out a blocker: the wait ends and no further attempt starts; nothing was changed.
+#[tokio::test]
+async fn a_stop_request_ends_the_retries_at_once() {
+    let db = TestDatabase::create().await;
+    table_with_rows(&db).await;
+    let blocker = db.connect().await;
+    blocker
+        .batch_execute("begin; select count(*) from accounts")
+        .await
+        .unwrap();
+
+    let stop = tidegate_run::engine::StopHandle::default();
+    let client = db.connect().await;
+    let mut attempts_started = 0;
+    let started = Instant::now();
+    let error = run_schema_phase(
+        &client,
+        Arc::new(db.connect().await),
+        &["alter table accounts add column note text".into()],
+        &SchemaPhaseOptions {
+            stop: Some(stop.clone()),
+            // Without the stop this would retry for a minute.
+            retry: RetryPolicy {
+                max_attempts: 1000,
+                max_elapsed: Duration::from_secs(60),
+                base: Duration::from_secs(5),
+                max_delay: Duration::from_secs(5),
+            },
+            ..options(100, 1000)
+        },
+        |event| match event {
+            SchemaEvent::AttemptStarted { .. } => attempts_started += 1,
+            SchemaEvent::LockTimedOut { .. } => stop.request("interrupted by SIGINT"),
+            _ => {}
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&error, SchemaPhaseError::Stopped { reason, .. } if reason.contains("SIGINT")),
+        "{error}"
+    );
+    assert_eq!(attempts_started, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the 5 s backoff was not cut short: {:?}",
+        started.elapsed()
+    );
+    blocker.batch_execute("rollback").await.unwrap();
+    let column: i64 = client
+        .query_one("select count(*) from information_schema.columns where table_name = 'accounts' and column_name = 'note'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(column, 0);
+}

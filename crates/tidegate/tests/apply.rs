@@ -280,6 +280,12 @@ async fn a_failing_migration_leaves_a_clean_state_and_a_clear_error() {
     );
     let output = apply(dir.path(), db.url(), &[]);
     assert!(output.status.success(), "{}", stderr(&output));
+
+    // The history describes the file that ran, so applying again does nothing instead of calling it changed.
+    let output = apply(dir.path(), db.url(), &[]);
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("nothing to apply"), "{log}");
 }
 
 #[tokio::test]
@@ -574,4 +580,89 @@ async fn the_health_gate_refuses_after_health_wait_and_changes_nothing() {
         .await,
         0
     );
+}
+
+#[tokio::test]
+async fn an_interrupted_migration_whose_phases_changed_is_not_resumed_by_number() {
+    let (db, dir) = orders_applied(10).await;
+    write(dir.path(), "0002_order_status_v2.sql", POSTMORTEM);
+    // An earlier apply, run when tidegate.toml let the UPDATE run as written, committed phase 1 of a one-phase
+    // plan holding both statements, then was interrupted before recording the migration as applied.
+    let client = db.connect().await;
+    client
+        .execute(
+            "INSERT INTO tidegate.migrations (version, name, checksum, status, phases, phases_done) \
+             VALUES ('0002_order_status_v2.sql', '0002_order_status_v2.sql', \
+                     encode(sha256(convert_to($1, 'UTF8')), 'hex'), 'failed', \
+                     '[{\"kind\": \"schema\", \"in_transaction\": true, \"statements\": [{\"index\": 0}, {\"index\": 1}]}]', 1)",
+            &[&POSTMORTEM],
+        )
+        .await
+        .unwrap();
+
+    // Now the file plans as a schema phase and a backfill: "phase 1 done" means something else.
+    let output = apply(dir.path(), db.url(), &[]);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("interrupted after 1 committed phase")
+            && log.contains("Restore the configuration"),
+        "{log}"
+    );
+    let phases_done: i32 = client
+        .query_one(
+            "SELECT phases_done FROM tidegate.migrations WHERE version = '0002_order_status_v2.sql'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(phases_done, 1, "nothing ran");
+}
+
+#[tokio::test]
+async fn an_enum_value_a_migration_adds_can_be_used_by_its_later_statements() {
+    let (db, dir) = orders_applied(10).await;
+    write(
+        dir.path(),
+        "0002_mood.sql",
+        "CREATE TYPE mood AS ENUM ('sad');\nALTER TABLE orders ADD COLUMN m mood;\n",
+    );
+    // In one transaction PostgreSQL refuses the new value until it commits (55P04 unsafe use of new value).
+    write(
+        dir.path(),
+        "0003_happy.sql",
+        "ALTER TYPE mood ADD VALUE 'happy';\nALTER TABLE orders ALTER COLUMN m SET DEFAULT 'happy';\n",
+    );
+    let output = apply(dir.path(), db.url(), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let default: String = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT column_default FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'm'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(default.contains("happy"), "{default}");
+}
+
+#[test]
+fn timeouts_apply_cannot_enforce_are_refused_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "0001_create_orders.sql", CREATE_ORDERS);
+    // Nothing listens there: a refusal must come before any connection.
+    let url = "postgresql://nobody@127.0.0.1:1/none";
+    for (flag, value, says) in [
+        ("--statement-timeout", "0", "more than zero"),
+        ("--statement-timeout", "1000h", "at most"),
+        ("--lock-timeout", "1000h", "at most"),
+    ] {
+        let output = apply(dir.path(), url, &[flag, value]);
+        let log = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}: {log}");
+        assert!(log.contains(flag) && log.contains(says), "{log}");
+    }
 }

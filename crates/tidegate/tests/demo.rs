@@ -135,3 +135,67 @@ fn ctrl_c_stops_the_demo_and_removes_its_server() {
         dir.display()
     );
 }
+
+/// On `--db` the database is the user's: the demo refuses their `orders`, and however it ends it drops its own.
+#[tokio::test]
+async fn on_a_users_database_the_demo_never_leaves_or_takes_an_orders_table() {
+    let db = tidegate_testkit::TestDatabase::create().await;
+    let client = db.connect().await;
+    client
+        .batch_execute("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (7)")
+        .await
+        .unwrap();
+    let output = Command::new(TIDEGATE)
+        .args(["demo", "--rows", "1000", "--db", db.url()])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{log}");
+    assert!(log.contains("already has a table orders"), "{log}");
+    let kept: i64 = client
+        .query_one("SELECT count(*) FROM orders WHERE id = 7", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 1, "the user's table is untouched");
+    client.batch_execute("DROP TABLE orders").await.unwrap();
+
+    // Interrupted in its first act, the demo drops the table it created.
+    let mut child = Command::new(TIDEGATE)
+        .args([
+            "demo", "--rows", "200000", "--rate", "50", "--settle", "10s", "--db",
+        ])
+        .arg(db.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("the demo ended before its first act:\n{seen}");
+        }
+        seen.push_str(&line);
+        if line.contains("ALTER TABLE + whole-table UPDATE") {
+            break;
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    seen.push_str(&rest);
+    assert_eq!(status.code(), Some(130), "{seen}");
+    let left: bool = client
+        .query_one("SELECT to_regclass('orders') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!left, "Ctrl-C left the demo's orders table behind:\n{seen}");
+}

@@ -18,7 +18,9 @@ use crate::engine::{
 };
 use crate::pacing::{utc_second_of_day, Window};
 use crate::retry::RetryPolicy;
-use crate::schema_phase::{run_schema_phase, SchemaEvent, SchemaPhaseOptions, SchemaStatement};
+use crate::schema_phase::{
+    run_schema_phase, sleep_unless_stopped, SchemaEvent, SchemaPhaseOptions, SchemaStatement,
+};
 use crate::state;
 use crate::throttle::Level;
 
@@ -234,7 +236,21 @@ async fn apply_locked(
     let own_pids = backend_pids(&[client, &monitor]).await?;
     let mut applied_now = Vec::new();
     for migration in &plan.pending {
-        wait_for_window(options.window.as_ref(), sink).await;
+        // Ctrl-C: checked before each wait (they end early on a stop) and after them.
+        let stopped = |applied_now: &Vec<String>| {
+            options.stop.requested().map(|reason| ApplyError::Stopped {
+                reason,
+                before: migration.version.clone(),
+                applied_now: applied_now.clone(),
+            })
+        };
+        if let Some(error) = stopped(&applied_now) {
+            return Err(error);
+        }
+        wait_for_window(options.window.as_ref(), &options.stop, sink).await;
+        if let Some(error) = stopped(&applied_now) {
+            return Err(error);
+        }
         let first_phase = migration.phases_done + 1;
         wait_until_healthy(
             client,
@@ -246,6 +262,9 @@ async fn apply_locked(
         )
         .await
         .map_err(ApplyError::Unhealthy)?;
+        if let Some(error) = stopped(&applied_now) {
+            return Err(error);
+        }
         run_migration(
             config,
             client,
@@ -334,7 +353,8 @@ async fn wait_until_healthy(
         )
         .await
         .map_err(|error| format!("reading the health signals: {}", describe(&error)))?;
-        if decision.level == Level::Healthy {
+        // A stop ends the wait; the caller checks for it next and starts nothing.
+        if decision.level == Level::Healthy || options.stop.requested().is_some() {
             return Ok(());
         }
         if started.elapsed() >= options.health_wait {
@@ -352,7 +372,7 @@ async fn wait_until_healthy(
             reason: decision.reason,
             waited_s: started.elapsed().as_secs(),
         });
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        sleep_unless_stopped(Duration::from_secs(1), Some(&options.stop)).await;
     }
 }
 
@@ -380,9 +400,9 @@ async fn read_history(client: &Client) -> Result<Vec<AppliedRecord>, ApplyError>
         .collect())
 }
 
-async fn wait_for_window(window: Option<&Window>, sink: &ApplySink) {
+async fn wait_for_window(window: Option<&Window>, stop: &StopHandle, sink: &ApplySink) {
     let Some(window) = window else { return };
-    loop {
+    while stop.requested().is_none() {
         let now = utc_second_of_day();
         if window.contains(now) {
             return;
@@ -391,7 +411,7 @@ async fn wait_for_window(window: Option<&Window>, sink: &ApplySink) {
         sink(&ApplyEvent::WaitingForWindow {
             opens_in_s: wait.as_secs(),
         });
-        tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
+        sleep_unless_stopped(wait.min(Duration::from_secs(60)), Some(stop)).await;
     }
 }
 
@@ -431,6 +451,9 @@ async fn run_migration(
     let version = migration.version.clone();
     let phases = &migration.plan.phases;
     let phases_json = serde_json::to_string(phases).unwrap_or_else(|_| "[]".into());
+    if migration.phases_done > 0 {
+        check_same_phases(client, migration, &phases_json).await?;
+    }
     let row = client
         .query_one(
             sql::BEGIN_MIGRATION,
@@ -463,6 +486,15 @@ async fn run_migration(
             Ok(())
         };
         let phase_started = Instant::now();
+        // Ctrl-C: no phase starts after a stop was requested; the committed ones stay and the next apply
+        // resumes here.
+        let gate = gate.and_then(|()| match options.stop.requested() {
+            Some(reason) => Err(format!(
+                "stopped ({reason}) before this phase started; phases 1 to {index} are committed and \
+                 `tidegate apply` resumes at phase {number}"
+            )),
+            None => Ok(()),
+        });
         let outcome = match gate {
             Err(message) => Err(message),
             Ok(()) => {
@@ -529,6 +561,67 @@ async fn run_migration(
         duration_ms,
     });
     Ok(())
+}
+
+/// A migration interrupted after some phases resumes by phase number, so its phases must be the ones it started
+/// with: a changed tidegate.toml (a rule's severity) or another tidegate version may split the same file
+/// differently, and resuming by number would then skip or repeat statements.
+async fn check_same_phases(
+    client: &Client,
+    migration: &PlannedMigration,
+    phases_json: &str,
+) -> Result<(), ApplyError> {
+    let recorded: Option<String> = client
+        .query_opt(sql::RECORDED_PHASES, &[&migration.version])
+        .await
+        .map_err(database("reading the migration's recorded phases"))?
+        .map(|row| row.get(0));
+    let Some(recorded) = recorded else {
+        return Ok(());
+    };
+    let recorded: serde_json::Value = serde_json::from_str(&recorded).unwrap_or_default();
+    let current: serde_json::Value = serde_json::from_str(phases_json).unwrap_or_default();
+    let (recorded, current) = (phase_shape(&recorded), phase_shape(&current));
+    if recorded == current {
+        return Ok(());
+    }
+    let describe = |shape: &[(String, Vec<u64>)]| {
+        shape
+            .iter()
+            .map(|(kind, statements)| format!("{kind} {statements:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(ApplyError::PhasesChanged {
+        version: migration.version.clone(),
+        phases_done: migration.phases_done,
+        recorded: describe(&recorded),
+        current: describe(&current),
+    })
+}
+
+/// Each phase's kind and the indexes of its statements.
+fn phase_shape(phases: &serde_json::Value) -> Vec<(String, Vec<u64>)> {
+    phases
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|phase| {
+            let mut kind = phase["kind"].as_str().unwrap_or("?").to_string();
+            if phase["in_transaction"] == serde_json::Value::Bool(false) {
+                kind.push_str(" (no transaction)");
+            }
+            let statements = phase["statements"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|statement| statement["index"].as_u64())
+                .collect();
+            (kind, statements)
+        })
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -649,6 +742,7 @@ async fn run_statements(
         in_transaction,
         blocker_sample_every: Duration::from_millis(100),
         completion_sql: Some(sql::phase_done_literal(version, number)),
+        stop: Some(options.stop.clone()),
     };
     let mut lock_events = Vec::new();
     let result = run_schema_phase(

@@ -98,8 +98,28 @@ pub enum ApplyError {
         phases: usize,
         message: String,
     },
+    #[error(
+        "{version} was interrupted after {phases_done} committed phase(s) of the plan [{recorded}], but is now \
+         planned as [{current}] (tidegate.toml or tidegate's version changed); resuming by phase number would skip or \
+         repeat statements. Restore the configuration it started with and run apply again to finish it"
+    )]
+    PhasesChanged {
+        version: String,
+        phases_done: usize,
+        recorded: String,
+        current: String,
+    },
     #[error("{0}")]
     Unhealthy(String),
+    #[error(
+        "stopped ({reason}) before {before}{}; run `tidegate apply` again to continue",
+        if applied_now.is_empty() { String::new() } else { format!(" after applying {}", applied_now.join(", ")) }
+    )]
+    Stopped {
+        reason: String,
+        before: String,
+        applied_now: Vec<String>,
+    },
     #[error("the connection is read-only (transaction_read_only is on): apply needs a primary that accepts writes")]
     ReadOnly,
 }

@@ -224,6 +224,23 @@ pub fn plan_migration(
             }
         }
 
+        // A failed or cancelled concurrent build leaves an INVALID index that every write still maintains; apply
+        // drops it before trying again, which it can do only for an index it can name. Unnamed, each retry would
+        // leave another (orders_a_idx, orders_a_idx1, …).
+        if matches!(statement.node.as_ref(), Some(NodeEnum::IndexStmt(index)) if index.concurrent && index.idxname.is_empty())
+        {
+            plan.obstacles.push(Obstacle {
+                line: planned.line,
+                column: planned.column,
+                rule: None,
+                message: "this CREATE INDEX CONCURRENTLY has no index name, so apply could not find and drop the \
+                          INVALID index a failed or timed-out build leaves behind before it retries"
+                    .into(),
+                help: Some("name the index: `CREATE INDEX CONCURRENTLY orders_status_idx ON orders (status)`".into()),
+            });
+            continue;
+        }
+
         // Everything else: error-level findings that apply does not handle stop it.
         for finding in &own_findings {
             if finding.severity == Severity::Error && !RULES_APPLY_HANDLES.contains(&finding.rule) {
@@ -237,6 +254,18 @@ pub fn plan_migration(
             }
         }
 
+        // A value added to an enum cannot be used before its transaction commits (SQLSTATE 55P04, "unsafe use
+        // of new value"): it commits in a phase of its own, so the statements after it may use it.
+        if statement.node.as_ref().is_some_and(adds_enum_value) {
+            close(&mut open, &mut plan.phases);
+            plan.phases.push(Phase {
+                kind: PhaseKind::Schema {
+                    in_transaction: true,
+                },
+                statements: vec![planned],
+            });
+            continue;
+        }
         let autocommit = statement
             .node
             .as_ref()
@@ -299,6 +328,13 @@ fn overrides_apply_timeouts(statement: &Statement) -> Option<String> {
     let Some(NodeEnum::VariableSetStmt(set)) = statement.node.as_deref() else {
         return None;
     };
+    if set.kind == protobuf::VariableSetKind::VarResetAll as i32 {
+        // RESET ALL would put lock_timeout and statement_timeout back to the server's defaults (0: unbounded)
+        // for the rest of the phase.
+        return Some(
+            "RESET ALL would undo the lock_timeout and statement_timeout apply runs every statement with".into(),
+        );
+    }
     matches!(set.name.as_str(), "lock_timeout" | "statement_timeout").then(|| {
         format!(
             "apply sets {} itself (--lock-timeout / --statement-timeout) and never runs without it",
@@ -361,12 +397,23 @@ pub fn update_converts(update: &protobuf::UpdateStmt) -> Result<BackfillSpec, St
     if relation.alias.is_some() {
         return Err("it gives the table an alias, which its expressions may use".into());
     }
+    if reads_table(
+        &update.target_list,
+        update.where_clause.as_deref(),
+        relation,
+    ) {
+        return Err(format!(
+            "a sub-select reads {} itself: one UPDATE sees the table as it was before, but each batch would \
+             see the rows earlier batches changed",
+            relation.relname
+        ));
+    }
     let table = match relation.schemaname.as_str() {
-        "" => quote_if_needed(&relation.relname),
+        "" => quote_identifier(&relation.relname)?,
         schema => format!(
             "{}.{}",
-            quote_if_needed(schema),
-            quote_if_needed(&relation.relname)
+            quote_identifier(schema)?,
+            quote_identifier(&relation.relname)?
         ),
     };
     let mut assignments = Vec::new();
@@ -386,7 +433,7 @@ pub fn update_converts(update: &protobuf::UpdateStmt) -> Result<BackfillSpec, St
         }
         assignments.push(format!(
             "{} = {}",
-            quote_if_needed(&target.name),
+            quote_identifier(&target.name)?,
             deparse_expression(value)?
         ));
     }
@@ -403,19 +450,41 @@ pub fn update_converts(update: &protobuf::UpdateStmt) -> Result<BackfillSpec, St
     })
 }
 
-fn quote_if_needed(identifier: &str) -> String {
-    let plain = identifier
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && identifier
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        identifier.to_string()
-    } else {
-        format!("\"{}\"", identifier.replace('"', "\"\""))
+/// Whether a sub-select in the assignments or the predicate names the updated table (conservatively: by name,
+/// in any schema).
+fn reads_table(
+    targets: &[protobuf::Node],
+    predicate: Option<&protobuf::Node>,
+    relation: &protobuf::RangeVar,
+) -> bool {
+    fn names(value: &serde_json::Value, relname: &str) -> bool {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.get("relname").and_then(|name| name.as_str()) == Some(relname)
+                    || map.values().any(|value| names(value, relname))
+            }
+            serde_json::Value::Array(values) => values.iter().any(|value| names(value, relname)),
+            _ => false,
+        }
     }
+    let tree = serde_json::to_value((targets, predicate)).unwrap_or_default();
+    names(&tree, &relation.relname)
+}
+
+/// An identifier as PostgreSQL's deparser writes it: quoted when it must be (upper case, symbols, keywords such as
+/// `order` or `user`).
+fn quote_identifier(identifier: &str) -> Result<String, String> {
+    let column = protobuf::Node {
+        node: Some(NodeEnum::ColumnRef(protobuf::ColumnRef {
+            fields: vec![protobuf::Node {
+                node: Some(NodeEnum::String(protobuf::String {
+                    sval: identifier.to_string(),
+                })),
+            }],
+            location: -1,
+        })),
+    };
+    deparse_expression(&column)
 }
 
 /// Deparses an expression by placing it in `SELECT <expr>` and deparsing that.
@@ -467,6 +536,11 @@ fn deparse_in_select(
     text.strip_prefix(prefix)
         .map(str::to_string)
         .ok_or_else(|| format!("unexpected deparse output {text:?}"))
+}
+
+/// `ALTER TYPE … ADD VALUE`.
+fn adds_enum_value(node: &NodeEnum) -> bool {
+    matches!(node, NodeEnum::AlterEnumStmt(alter) if alter.old_val.is_empty() && !alter.new_val.is_empty())
 }
 
 /// Statements PostgreSQL refuses inside a transaction block.
@@ -648,6 +722,13 @@ mod tests {
         );
         assert_eq!(kinds(&plan), ["schema×1"]);
         assert!(plan.skipped[0].reason.contains("--lock-timeout"));
+        let plan = self::plan(
+            "RESET ALL;\nRESET lock_timeout;\nSET LOCAL statement_timeout = 0;\nALTER TABLE orders ADD COLUMN c int;",
+            false,
+        );
+        assert_eq!(kinds(&plan), ["schema×1"]);
+        assert_eq!(plan.skipped.len(), 3, "{:?}", plan.skipped);
+        assert!(plan.skipped[0].reason.contains("RESET ALL"));
     }
 
     #[test]
@@ -683,6 +764,87 @@ mod tests {
         let spec = update_converts(&update).unwrap();
         assert_eq!(spec.table, "\"Shop\".\"Orders\"");
         assert_eq!(spec.set, "\"New\" = \"Status\"");
+    }
+
+    fn update_node(sql: &str) -> protobuf::UpdateStmt {
+        match pg_query::parse(sql, 0).unwrap().protobuf.stmts[0]
+            .stmt
+            .clone()
+            .unwrap()
+            .node
+            .unwrap()
+        {
+            NodeEnum::UpdateStmt(update) => *update,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn keyword_names_stay_quoted_in_the_backfill() {
+        // `order` and `user` are reserved: unquoted, the backfill's UPDATE would not parse.
+        let spec = update_converts(&update_node(
+            "UPDATE \"order\" SET \"user\" = \"select\" WHERE \"desc\" IS NULL",
+        ))
+        .unwrap();
+        assert_eq!(spec.table, "\"order\"");
+        assert_eq!(spec.set, "\"user\" = \"select\"");
+        assert_eq!(spec.predicate.as_deref(), Some("\"desc\" IS NULL"));
+        let spec = update_converts(&update_node("UPDATE app.orders SET a = b::int")).unwrap();
+        assert_eq!(spec.table, "app.orders");
+        assert_eq!(spec.set, "a = b::int");
+        let statement = format!("UPDATE {} SET {} WHERE true", spec.table, spec.set);
+        assert!(pg_query::parse(&statement, 0).is_ok(), "{statement}");
+    }
+
+    #[test]
+    fn an_update_whose_sub_select_reads_its_own_table_does_not_become_a_backfill() {
+        // In one statement the sub-select sees the table before the update; batch by batch it would see the
+        // rows that earlier batches changed, and the result would differ.
+        let why = update_converts(&update_node(
+            "UPDATE orders SET rank = (SELECT count(*) FROM orders o WHERE o.rank > orders.rank)",
+        ))
+        .unwrap_err();
+        assert!(why.contains("reads orders itself"), "{why}");
+        let why = update_converts(&update_node(
+            "UPDATE orders SET a = 1 WHERE id IN (SELECT id FROM shop.orders WHERE a IS NULL)",
+        ))
+        .unwrap_err();
+        assert!(why.contains("reads orders itself"), "{why}");
+        // Other tables are fine.
+        assert!(update_converts(&update_node(
+            "UPDATE orders SET tier = (SELECT tier FROM customers c WHERE c.id = orders.customer_id)"
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn an_added_enum_value_commits_before_the_statements_that_use_it() {
+        let plan = plan(
+            "CREATE TYPE mood AS ENUM ('sad');\nALTER TABLE orders ADD COLUMN m mood;\n\
+             ALTER TYPE mood ADD VALUE 'happy';\nALTER TABLE orders ALTER COLUMN m SET DEFAULT 'happy';",
+            false,
+        );
+        assert_eq!(
+            kinds(&plan),
+            ["schema×2", "schema×1", "schema×1"],
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn an_unnamed_concurrent_index_is_an_obstacle() {
+        let plan = plan("CREATE INDEX CONCURRENTLY ON orders (customer_id);", false);
+        assert_eq!(plan.obstacles.len(), 1, "{plan:?}");
+        assert!(plan.obstacles[0].message.contains("no index name"));
+        let named = self::plan(
+            "CREATE INDEX CONCURRENTLY orders_customer ON orders (customer_id);",
+            false,
+        );
+        assert!(named.obstacles.is_empty(), "{named:?}");
+        assert_eq!(
+            named.phases[0].statements[0].concurrent_index.as_deref(),
+            Some("\"orders_customer\"")
+        );
     }
 
     #[test]

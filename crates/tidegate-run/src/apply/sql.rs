@@ -22,12 +22,18 @@ pub const HISTORY_EXISTS: &str = "SELECT to_regclass('tidegate.migrations') IS N
 pub const READ_HISTORY: &str =
     "SELECT version, checksum, status, phases_done FROM tidegate.migrations ORDER BY version";
 
-/// Starts (or restarts, after an interruption) a migration's record.
+/// Starts (or restarts, after an interruption) a migration's record. A restart records the file's current
+/// checksum: the planner lets a failed migration whose phases all rolled back be fixed and run again, and the
+/// record must then describe the file that ran, or the next apply would call the file changed.
 pub const BEGIN_MIGRATION: &str = "
 INSERT INTO tidegate.migrations (version, name, checksum, status, phases)
 VALUES ($1, $2, $3, 'running', $4::text::jsonb)
-ON CONFLICT (version) DO UPDATE SET status = 'running', last_error = NULL, phases = EXCLUDED.phases
+ON CONFLICT (version) DO UPDATE SET status = 'running', last_error = NULL, phases = EXCLUDED.phases,
+                                    name = EXCLUDED.name, checksum = EXCLUDED.checksum
 RETURNING phases_done, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+
+/// The phases recorded when a migration (re)started.
+pub const RECORDED_PHASES: &str = "SELECT phases::text FROM tidegate.migrations WHERE version = $1";
 
 /// Marks phase `$2` (1-based count of phases done) of version `$1`; for phases outside a transaction.
 pub const PHASE_DONE: &str = "UPDATE tidegate.migrations SET phases_done = $2 WHERE version = $1";

@@ -98,6 +98,25 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: --lock-timeout must be more than zero: apply never waits for a lock without a bound");
         return Ok(super::exit_usage());
     }
+    if args.statement_timeout.is_zero() {
+        // PostgreSQL reads 0 as "no limit"; apply never runs a schema statement without one.
+        eprintln!("error: --statement-timeout must be more than zero: every schema statement runs with a bound");
+        return Ok(super::exit_usage());
+    }
+    // PostgreSQL's timeouts are int milliseconds: a larger value would fail every attempt at `SET`.
+    const LONGEST_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+    for (flag, value) in [
+        ("--lock-timeout", args.lock_timeout),
+        ("--statement-timeout", args.statement_timeout),
+    ] {
+        if value > LONGEST_TIMEOUT {
+            eprintln!(
+                "error: {flag} may be at most {}h (PostgreSQL's limit of 2147483647 ms)",
+                LONGEST_TIMEOUT.as_secs() / 3600
+            );
+            return Ok(super::exit_usage());
+        }
+    }
     let mut backfill = BackfillOptions::default();
     backfill.controller.target = args.batch_time;
     backfill.max_rows_per_second = args.max_rows_per_second;

@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,14 +88,27 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 url
             }
         };
-        tokio::select! {
-            outcome = run_demo(&url, &args) => outcome,
+        // Set once the demo has made sure `orders` is its own to create (on --db it refuses a user's table).
+        let owns_orders = AtomicBool::new(false);
+        let outcome = tokio::select! {
+            outcome = run_demo(&url, &args, &owns_orders) => outcome,
             signal = shutdown_signal() => {
-                eprintln!("\n{signal}: stopping; the scratch server is removed");
-                drop(guard);
+                eprintln!(
+                    "\n{signal}: stopping; {}",
+                    if args.db.is_some() { "the demo's orders table is dropped" } else { "the scratch server is removed" }
+                );
                 Ok(ExitCode::from(130))
             }
+        };
+        // On --db the database outlives the demo: however the demo ended (error, Ctrl-C), the table it created
+        // goes, so the next run does not find it and take it for the user's.
+        if args.db.is_some() && owns_orders.load(Ordering::SeqCst) {
+            if let Err(error) = demo::drop_demo_objects(&url).await {
+                eprintln!("warning: could not drop the demo's orders table: {error}");
+            }
         }
+        drop(guard);
+        outcome
     })
 }
 
@@ -151,10 +165,15 @@ async fn refuse_existing_orders(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_demo(url: &str, args: &DemoArgs) -> anyhow::Result<ExitCode> {
+async fn run_demo(
+    url: &str,
+    args: &DemoArgs,
+    owns_orders: &AtomicBool,
+) -> anyhow::Result<ExitCode> {
     if args.db.is_some() {
         refuse_existing_orders(url).await?;
     }
+    owns_orders.store(true, Ordering::SeqCst);
     let config = ActConfig {
         workload: WorkloadConfig {
             rate_per_second: args.rate,
