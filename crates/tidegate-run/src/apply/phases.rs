@@ -227,7 +227,7 @@ pub fn plan_migration(
         // A failed or cancelled concurrent build leaves an INVALID index that every write still maintains; apply
         // drops it before trying again, which it can do only for an index it can name. Unnamed, each retry would
         // leave another (orders_a_idx, orders_a_idx1, …).
-        if matches!(statement.node.as_ref(), Some(NodeEnum::IndexStmt(index)) if index.concurrent && index.idxname.is_empty())
+        if matches!(statement.node.as_deref(), Some(NodeEnum::IndexStmt(index)) if index.concurrent && index.idxname.is_empty())
         {
             plan.obstacles.push(Obstacle {
                 line: planned.line,
@@ -256,7 +256,7 @@ pub fn plan_migration(
 
         // A value added to an enum cannot be used before its transaction commits (SQLSTATE 55P04, "unsafe use
         // of new value"): it commits in a phase of its own, so the statements after it may use it.
-        if statement.node.as_ref().is_some_and(adds_enum_value) {
+        if statement.node.as_deref().is_some_and(adds_enum_value) {
             close(&mut open, &mut plan.phases);
             plan.phases.push(Phase {
                 kind: PhaseKind::Schema {

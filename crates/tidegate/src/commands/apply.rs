@@ -15,7 +15,8 @@ use tidegate_run::apply::{apply, ApplyError, ApplyEvent, ApplyOptions, ApplyPlan
 use tidegate_run::engine::{BackfillOptions, StopHandle};
 use tidegate_run::pacing::Window;
 
-use super::backfill::{parse_duration, spawn_signal_handlers};
+use super::backfill::spawn_signal_handlers;
+use super::parse_duration;
 use super::Format;
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! `tidegate backfill`: a batched, adaptive, throttled, exactly-once resumable data change.
 //! Parses flags into a spec and options, runs `tidegate_run::engine`, renders its events.
 
+use super::parse_duration;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -91,33 +92,6 @@ pub struct BackfillArgs {
     /// Keys per claimed range (the unit that workers and processes share out)
     #[arg(long, default_value_t = 20_000, hide = true)]
     pub chunk_rows: u64,
-}
-
-/// Parses `100ms`, `2s`, `1.5s`, `1m`, `250` (milliseconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 100ms, 2s or 1m"))?;
-    let seconds = match unit.trim() {
-        "ms" | "" => value / 1000.0,
-        "s" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}; use ms, s, m or h"
-            ))
-        }
-    };
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!("{text:?} is not a duration"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn options_from(args: &BackfillArgs) -> anyhow::Result<BackfillOptions> {
@@ -567,21 +541,5 @@ impl Renderer {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
-        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert_eq!(parse_duration("250").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("10 parsecs").is_err());
     }
 }

@@ -17,7 +17,7 @@ use tidegate_rehearse::orders::OrdersWorkload;
 use tidegate_rehearse::report;
 use tidegate_rehearse::workload::WorkloadConfig;
 
-use super::backfill::parse_duration;
+use super::parse_duration;
 use super::Format;
 
 #[derive(Debug, Args)]

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::parse_duration;
+
 use tidegate_db::connect::ConnectionConfig;
 use tidegate_run::risk::model::{Policy, Verdict};
 use tidegate_run::risk::probe::{self, ProbeOptions};
@@ -58,32 +60,6 @@ pub struct PlanArgs {
     /// Force a migration layout instead of detecting it
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(Layout::ALL.map(Layout::name)))]
     pub layout: Option<String>,
-}
-
-/// `3s`, `500ms`, `2m`, `0`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; write e.g. 3s, 500ms or 2m"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "s" | "" => value,
-        "m" | "min" => value * 60.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}`; use ms, s or m"
-            ))
-        }
-    };
-    if !seconds.is_finite() || !(0.0..=3600.0).contains(&seconds) {
-        return Err(format!("`{text}` is out of range (0 to 60m)"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn usage_error(message: &str) -> anyhow::Result<ExitCode> {
@@ -330,21 +306,4 @@ fn display_path(path: &Path) -> String {
         .unwrap_or_else(|| path.to_path_buf())
         .display()
         .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("3h").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
 }
