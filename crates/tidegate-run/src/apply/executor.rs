@@ -479,8 +479,10 @@ async fn run_migration(
             });
             continue;
         }
-        // Between phases the gate is checked again: the database may have become busy meanwhile.
+        // Between phases the window and the gate are checked again: a long backfill may have run past the window's
+        // end, and the database may have become busy meanwhile.
         let gate = if index > phases_done {
+            wait_for_window(options.window.as_ref(), &options.stop, sink).await;
             wait_until_healthy(client, own_pids, &version, number, options, sink).await
         } else {
             Ok(())
