@@ -122,7 +122,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     backfill.controller.target = args.batch_time;
     backfill.max_rows_per_second = args.max_rows_per_second;
     // A backfill phase keeps to the same window: its batches pause when the window closes.
-    backfill.window = window.clone();
+    backfill.window = window;
     backfill.thresholds.max_replica_lag = args.max_replica_lag;
     backfill.thresholds.max_active = args.max_active;
     backfill.throttle_query = args.throttle_query.clone();
