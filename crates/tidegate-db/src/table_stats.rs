@@ -418,3 +418,126 @@ pub async fn all_table_sizes(
         })
         .collect())
 }
+
+/// What `apply` reads of a table before planning a migration that touches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LiveTable {
+    /// Rows: exact when `exact`, else at least `limit` (the catalog's estimate, or `limit` itself when the table
+    /// could not be counted within the lock and statement timeouts — unknown counts as large).
+    pub rows: u64,
+    pub exact: bool,
+    /// `relkind = 'p'`: CREATE INDEX CONCURRENTLY does not work on it.
+    pub partitioned: bool,
+}
+
+const LIVE_TABLE: &str = "
+SELECT c.relkind = 'p',
+       CASE WHEN c.relkind = 'p'
+            THEN (SELECT CASE WHEN bool_or(p.reltuples < 0) THEN -1 ELSE coalesce(sum(p.reltuples), 0) END
+                    FROM pg_partition_tree(c.oid) t JOIN pg_class p ON p.oid = t.relid WHERE t.isleaf)
+            ELSE c.reltuples END::float8,
+       format('%I.%I', n.nspname, c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid = to_regclass($1::text) AND c.relkind IN ('r', 'p', 'm')";
+
+/// Whether `table` (a qualified, quoted name as SQL spells it; unqualified follows `search_path`) exists and how
+/// many rows it has, counted exactly up to `limit`: the catalog's estimate (`reltuples`) can be stale or missing
+/// on a table nobody has analysed, so when it is below `limit` the rows are counted with `LIMIT limit`, which
+/// reads at most that many. Runs in a savepoint of the caller's read-only transaction; a lock or statement
+/// timeout makes the size unknown, reported as `limit` rows (not exact): unknown is not small.
+pub async fn live_table(
+    client: &Client,
+    table: &str,
+    limit: u64,
+) -> Result<Option<LiveTable>, tokio_postgres::Error> {
+    let Some(row) = client.query_opt(LIVE_TABLE, &[&table]).await? else {
+        return Ok(None);
+    };
+    let partitioned: bool = row.get(0);
+    let reltuples: f64 = row.get(1);
+    let qualified: String = row.get(2);
+    if reltuples >= limit as f64 {
+        return Ok(Some(LiveTable {
+            rows: reltuples as u64,
+            exact: false,
+            partitioned,
+        }));
+    }
+    client.batch_execute("SAVEPOINT tidegate_live_rows").await?;
+    let counted = client
+        .query_one(
+            &format!("SELECT count(*) FROM (SELECT FROM {qualified} LIMIT $1) bounded"),
+            &[&(limit.min(i64::MAX as u64) as i64)],
+        )
+        .await;
+    match counted {
+        Ok(row) => {
+            client
+                .batch_execute("RELEASE SAVEPOINT tidegate_live_rows")
+                .await?;
+            let rows = row.get::<_, i64>(0).max(0) as u64;
+            Ok(Some(LiveTable {
+                rows,
+                exact: rows < limit,
+                partitioned,
+            }))
+        }
+        Err(error)
+            if matches!(
+                crate::connect::sqlstate(&error),
+                Some("55P03") | Some("57014")
+            ) =>
+        {
+            client
+                .batch_execute("ROLLBACK TO SAVEPOINT tidegate_live_rows")
+                .await?;
+            Ok(Some(LiveTable {
+                rows: limit,
+                exact: false,
+                partitioned,
+            }))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Names in use outside the system schemas: relations (tables, indexes, sequences, views) and constraints, each
+/// as (schema, name). PostgreSQL picks a name for an unnamed index or constraint that none of these has, and
+/// apply must pick the same one when it runs the statement in another form.
+pub async fn names_in_use(client: &Client) -> Result<NamesInUse, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT true, n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
+             UNION ALL \
+             SELECT false, n.nspname::text, o.conname::text FROM pg_constraint o JOIN pg_namespace n ON n.oid = o.connamespace \
+              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')",
+            &[],
+        )
+        .await?;
+    let mut names = NamesInUse::default();
+    for row in &rows {
+        let name = (row.get::<_, String>(1), row.get::<_, String>(2));
+        if row.get::<_, bool>(0) {
+            names.relations.push(name);
+        } else {
+            names.constraints.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Relation and constraint names, each as (schema, name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamesInUse {
+    pub relations: Vec<(String, String)>,
+    pub constraints: Vec<(String, String)>,
+}
+
+/// The first schema of `search_path` that exists: where an unqualified CREATE puts its object.
+pub async fn creation_schema(client: &Client) -> Result<String, tokio_postgres::Error> {
+    let row = client
+        .query_one("SELECT coalesce(current_schema(), 'public')::text", &[])
+        .await?;
+    Ok(row.get(0))
+}

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use tidegate_sql::{Layout, PgVersion};
 
-use crate::registry::{find_rule, suggest_rule};
+use crate::registry::{suggest_rule, RuleId};
 use crate::Severity;
 
 /// What the configuration says about one rule.
@@ -40,7 +40,7 @@ pub struct Config {
     pub assume_in_transaction: Option<bool>,
     pub small_table_rows: u64,
     pub layout: Option<Layout>,
-    pub rules: BTreeMap<String, RuleSetting>,
+    pub rules: BTreeMap<RuleId, RuleSetting>,
 }
 
 impl Default for Config {
@@ -122,7 +122,7 @@ impl Config {
                 );
         }
         for (id, value) in file.lint.rules {
-            if find_rule(&id).is_none() {
+            let Some(rule) = RuleId::from_id(&id) else {
                 let suggestions = suggest_rule(&id);
                 return Err(ConfigError::UnknownRule {
                     suggestion: if suggestions.is_empty() {
@@ -132,7 +132,7 @@ impl Config {
                     },
                     id,
                 });
-            }
+            };
             let setting = match value.to_ascii_lowercase().as_str() {
                 "off" | "false" => RuleSetting::Off,
                 "on" | "true" => RuleSetting::On,
@@ -144,14 +144,14 @@ impl Config {
                     }
                 })?),
             };
-            config.rules.insert(id, setting);
+            config.rules.insert(rule, setting);
         }
         Ok(config)
     }
 
     /// The severity a rule reports at, or `None` when it is turned off.
-    pub fn severity_of(&self, id: &str, default: Severity) -> Option<Severity> {
-        match self.rules.get(id) {
+    pub fn severity_of(&self, id: RuleId, default: Severity) -> Option<Severity> {
+        match self.rules.get(&id) {
             Some(RuleSetting::Off) => None,
             Some(RuleSetting::Severity(severity)) => Some(*severity),
             Some(RuleSetting::On) | None => Some(default),
@@ -189,9 +189,9 @@ mod tests {
         assert_eq!(config.pg_version, PgVersion(14));
         assert_eq!(config.fail_on, Severity::Warning);
         assert_eq!(config.small_table_rows, 500);
-        assert_eq!(config.severity_of("drop-column", Severity::Warning), None);
+        assert_eq!(config.severity_of(RuleId::DropColumn, Severity::Warning), None);
         assert_eq!(
-            config.severity_of("prefer-text-over-varchar", Severity::Info),
+            config.severity_of(RuleId::PreferTextOverVarchar, Severity::Info),
             Some(Severity::Warning)
         );
     }

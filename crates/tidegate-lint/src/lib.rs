@@ -18,7 +18,7 @@
 //! ## Example
 //!
 //! ```
-//! use tidegate_lint::{Config, Session, Severity};
+//! use tidegate_lint::{Config, RuleId, Session, Severity};
 //!
 //! let config = Config::default();
 //! let mut session = Session::new(&config, None);
@@ -29,9 +29,11 @@
 //!      UPDATE orders SET order_status_v2 = order_status;\n",
 //!     false,
 //! );
-//! let rules: Vec<&str> = report.findings.iter().map(|finding| finding.rule).collect();
-//! assert!(rules.contains(&"schema-change-with-backfill"));
-//! assert!(rules.contains(&"unbatched-update"));
+//! let rules: Vec<RuleId> = report.findings.iter().map(|finding| finding.rule).collect();
+//! assert!(rules.contains(&RuleId::SchemaChangeWithBackfill));
+//! assert!(rules.contains(&RuleId::UnbatchedUpdate));
+//! // Each finding names its statement by index: the UPDATE is the second statement.
+//! assert!(report.findings.iter().any(|f| f.rule == RuleId::UnbatchedUpdate && f.statement == Some(1)));
 //! assert!(report.findings.iter().all(|finding| finding.line >= 1));
 //! assert_eq!(report.findings.iter().filter(|f| f.severity == Severity::Error).count(), 2);
 //! ```
@@ -48,7 +50,9 @@ mod suppression;
 pub use config::{check_version, Config, ConfigError, RuleSetting};
 pub use context::{Context, Violation};
 pub use linter::{rules_read_node, FileReport, Finding, Session, STREAMING_THRESHOLD_BYTES};
-pub use registry::{find_rule, registry, rules_index_markdown, suggest_rule, Rule, RuleDoc};
+pub use registry::{
+    find_rule, registry, rule, rules_index_markdown, suggest_rule, Rule, RuleDoc, RuleId,
+};
 pub use stats::{StatsError, TableStat, TableStats};
 
 use serde::Serialize;

@@ -9,9 +9,10 @@ use tidegate_sql::{
 
 use crate::config::{Config, RuleSetting};
 use crate::context::{Context, Violation};
-use crate::registry::registry;
+use crate::registry::{registry, RuleId};
 use crate::rules::invalid_suppression::InvalidSuppression;
-use crate::stats::TableStats;
+use crate::stats::{TableStat, TableStats};
+use std::borrow::Cow;
 use crate::suppression::Suppressions;
 use crate::Severity;
 
@@ -47,7 +48,19 @@ pub fn rules_read_node(node: &NodeEnum) -> bool {
 /// One finding, with everything every output format needs. Positions are 1-based; `end_*` is inclusive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    pub rule: &'static str,
+    pub rule: RuleId,
+    /// The 0-based index of the statement the finding is about, in the file's statements; `None` for findings
+    /// about a comment line (an invalid `tidegate:ignore`). Callers match findings to statements by this index,
+    /// never by position: a finding points at the column or constraint inside its statement.
+    #[serde(skip)]
+    pub statement: Option<usize>,
+    /// The table the hazard is on, when there is one.
+    #[serde(skip)]
+    pub table: Option<TableName>,
+    /// The severity was lowered to info because the table is below `small_table_rows` (per `--stats`, `--db` or
+    /// apply's live reading).
+    #[serde(skip)]
+    pub small_table: bool,
     pub severity: Severity,
     pub path: String,
     pub line: usize,
@@ -73,7 +86,7 @@ pub struct FileReport {
 /// Lints migrations in order, replaying each into a catalog so later ones are judged with context.
 pub struct Session<'a> {
     config: &'a Config,
-    stats: Option<&'a TableStats>,
+    stats: Option<Cow<'a, TableStats>>,
     catalog: Catalog,
 }
 
@@ -81,9 +94,23 @@ impl<'a> Session<'a> {
     pub fn new(config: &'a Config, stats: Option<&'a TableStats>) -> Self {
         Self {
             config,
-            stats,
+            stats: stats.map(Cow::Borrowed),
             catalog: Catalog::new(),
         }
+    }
+
+    /// Records a table's size for the migrations linted from now on (apply: a table created earlier in the same
+    /// run counts by its size at that moment).
+    pub fn set_table_stat(&mut self, table: &TableName, stat: TableStat) {
+        self.stats
+            .get_or_insert_with(|| Cow::Owned(TableStats::new()))
+            .to_mut()
+            .insert(table, stat);
+    }
+
+    /// Whether sizes are known at all (`--stats`, `--db`, apply's live reading).
+    pub fn has_stats(&self) -> bool {
+        self.stats.is_some()
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -182,7 +209,7 @@ impl<'a> Session<'a> {
                     continue;
                 }
                 // An explicit severity in the configuration wins; otherwise a rule may raise or lower its own.
-                let severity = match self.config.rules.get(doc.id) {
+                let severity = match self.config.rules.get(&doc.id) {
                     Some(RuleSetting::Severity(configured)) => *configured,
                     _ => violation.severity.unwrap_or(severity),
                 };
@@ -202,6 +229,9 @@ impl<'a> Session<'a> {
                 let text = line_index.line_text(sql, *line);
                 findings.push(Finding {
                     rule: InvalidSuppression::DOC.id,
+                    statement: None,
+                    table: None,
+                    small_table: false,
                     severity,
                     path: path.to_string(),
                     line: *line,
@@ -231,7 +261,7 @@ impl<'a> Session<'a> {
         severity: Severity,
         table: Option<&TableName>,
     ) -> (Severity, Option<String>) {
-        let (Some(stats), Some(table), true) = (self.stats, table, size_sensitive) else {
+        let (Some(stats), Some(table), true) = (self.stats.as_deref(), table, size_sensitive) else {
             return (severity, None);
         };
         match stats.get(table) {
@@ -249,7 +279,7 @@ impl<'a> Session<'a> {
     #[allow(clippy::too_many_arguments)]
     fn finding(
         &self,
-        rule: &'static str,
+        rule: RuleId,
         severity: Severity,
         path: &str,
         sql: &str,
@@ -294,11 +324,15 @@ impl<'a> Session<'a> {
             .map(|line| line_index.line_text(sql, line).to_string())
             .collect();
         let mut message = violation.message;
+        let small_table = size_note.is_some();
         if let Some(note) = size_note {
             message.push_str(&note);
         }
         Finding {
             rule,
+            statement: Some(violation.statement),
+            table: violation.table,
+            small_table,
             severity,
             path: path.to_string(),
             line,

@@ -3,12 +3,104 @@
 use crate::context::{Context, Violation};
 use crate::Severity;
 
+/// Declares [`RuleId`]: one variant per rule, named as the rule's struct, with its stable string id.
+macro_rules! rule_ids {
+    ($($variant:ident => $id:literal,)*) => {
+        /// A rule's identity. The string form (`create-index-non-concurrently`) is part of the interface: output
+        /// formats, `tidegate.toml`, `-- tidegate:ignore`. Code compares `RuleId`s, never strings, so a renamed
+        /// rule is a compile error wherever it is named.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum RuleId {
+            $($variant,)*
+        }
+
+        impl RuleId {
+            /// Every rule id, in declaration order.
+            pub const ALL: &'static [RuleId] = &[$(RuleId::$variant,)*];
+
+            /// The stable string id.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(RuleId::$variant => $id,)*
+                }
+            }
+
+            /// The rule id spelled `id`, if there is one.
+            pub fn from_id(id: &str) -> Option<RuleId> {
+                match id {
+                    $($id => Some(RuleId::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+rule_ids! {
+    AddColumnDefaultRewrite => "add-column-default-rewrite",
+    AddColumnSerial => "add-column-serial",
+    AddColumnStoredGenerated => "add-column-stored-generated",
+    AddRequiredColumn => "add-required-column",
+    AlterColumnTypeRewrite => "alter-column-type-rewrite",
+    AttachPartitionWithoutCheck => "attach-partition-without-check",
+    CheckConstraintWithoutNotValid => "check-constraint-without-not-valid",
+    ConcurrentIndexIfNotExists => "concurrent-index-if-not-exists",
+    ConcurrentlyInTransaction => "concurrently-in-transaction",
+    CreateIndexNonConcurrently => "create-index-non-concurrently",
+    DetachPartitionNonConcurrently => "detach-partition-non-concurrently",
+    DisableTriggers => "disable-triggers",
+    DropColumn => "drop-column",
+    DropIndexNonConcurrently => "drop-index-non-concurrently",
+    DropPrimaryKey => "drop-primary-key",
+    DropTable => "drop-table",
+    EnumAddValueInTransaction => "enum-add-value-in-transaction",
+    ExclusionConstraint => "exclusion-constraint",
+    ForeignKeyWithoutNotValid => "foreign-key-without-not-valid",
+    InvalidSuppression => "invalid-suppression",
+    MissingLockTimeout => "missing-lock-timeout",
+    MissingStatementTimeout => "missing-statement-timeout",
+    MultipleTablesLocked => "multiple-tables-locked",
+    PreferBigintOverInt => "prefer-bigint-over-int",
+    PreferIdentityOverSerial => "prefer-identity-over-serial",
+    PreferJsonbOverJson => "prefer-jsonb-over-json",
+    PreferTextOverVarchar => "prefer-text-over-varchar",
+    PreferTimestamptz => "prefer-timestamptz",
+    PrimaryKeyWithoutIndex => "primary-key-without-index",
+    RefreshMatviewNonConcurrently => "refresh-matview-non-concurrently",
+    ReindexNonConcurrently => "reindex-non-concurrently",
+    RenameColumn => "rename-column",
+    RenameTable => "rename-table",
+    SchemaChangeWithBackfill => "schema-change-with-backfill",
+    SetNotNullScan => "set-not-null-scan",
+    SyntaxError => "syntax-error",
+    TableRewriteCommand => "table-rewrite-command",
+    TransactionNesting => "transaction-nesting",
+    TruncateCascade => "truncate-cascade",
+    UnbatchedDelete => "unbatched-delete",
+    UnbatchedInsertSelect => "unbatched-insert-select",
+    UnbatchedUpdate => "unbatched-update",
+    UniqueConstraintWithoutIndex => "unique-constraint-without-index",
+    ValidateInSameTransaction => "validate-in-same-transaction",
+}
+
+impl std::fmt::Display for RuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for RuleId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// A rule's identity and documentation. `doc` is the rule's own doc comment, collected at compile time, so the
 /// code, `tidegate explain` and `docs/rules/` can never disagree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuleDoc {
-    /// The stable id (`create-index-non-concurrently`); part of the interface.
-    pub id: &'static str,
+    /// The rule's identity; `id.as_str()` is the stable string id.
+    pub id: RuleId,
     pub default_severity: Severity,
     /// One line: what the rule flags.
     pub summary: &'static str,
@@ -20,7 +112,7 @@ pub struct RuleDoc {
 impl RuleDoc {
     #[doc(hidden)]
     pub const fn new(
-        id: &'static str,
+        id: RuleId,
         default_severity: Severity,
         summary: &'static str,
         size_sensitive: bool,
@@ -49,7 +141,7 @@ impl RuleDoc {
     pub fn markdown_page(&self) -> String {
         format!(
             "<!-- generated by `tidegate explain --all --markdown docs/rules`; edit crates/tidegate-lint/src/rules/{}.rs instead -->\n# {}\n\n{}\n\nDefault severity: **{}**{}\n\n{}",
-            self.id.replace('-', "_"),
+            self.id.as_str().replace('-', "_"),
             self.id,
             self.summary,
             self.default_severity,
@@ -74,7 +166,6 @@ macro_rules! declare_rule {
     (
         $(#[doc = $doc:literal])*
         pub struct $name:ident {
-            id: $id:literal,
             severity: $severity:ident,
             summary: $summary:literal,
             size_sensitive: $size_sensitive:literal $(,)?
@@ -85,7 +176,7 @@ macro_rules! declare_rule {
 
         impl $name {
             pub const DOC: $crate::RuleDoc = $crate::RuleDoc::new(
-                $id,
+                $crate::RuleId::$name,
                 $crate::Severity::$severity,
                 $summary,
                 $size_sensitive,
@@ -101,16 +192,25 @@ pub fn registry() -> &'static [&'static dyn Rule] {
     crate::rules::ALL
 }
 
-/// The rule with this id.
+/// The rule with this string id.
 pub fn find_rule(id: &str) -> Option<&'static dyn Rule> {
-    registry().iter().copied().find(|rule| rule.doc().id == id)
+    RuleId::from_id(id).map(rule)
+}
+
+/// The rule of this id.
+pub fn rule(id: RuleId) -> &'static dyn Rule {
+    registry()
+        .iter()
+        .copied()
+        .find(|rule| rule.doc().id == id)
+        .expect("every RuleId has a rule in the registry (tested)")
 }
 
 /// Up to three known ids close to `id`, for "did you mean" messages.
 pub fn suggest_rule(id: &str) -> Vec<&'static str> {
     let mut scored: Vec<(f64, &'static str)> = registry()
         .iter()
-        .map(|rule| rule.doc().id)
+        .map(|rule| rule.doc().id.as_str())
         .map(|known| {
             let mut score = strsim::jaro_winkler(id, known);
             if known.contains(id) || id.contains(known) {

@@ -369,7 +369,7 @@ pub fn gitlab(summary: Summary<'_>) -> String {
             serde_json::json!({
                 "description": finding.message,
                 "check_name": finding.rule,
-                "fingerprint": fingerprint(&[finding.rule, &finding.path, &line, &finding.message]),
+                "fingerprint": fingerprint(&[finding.rule.as_str(), &finding.path, &line, &finding.message]),
                 "severity": match finding.severity {
                     Severity::Error => "major",
                     Severity::Warning => "minor",

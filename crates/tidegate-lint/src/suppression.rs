@@ -6,12 +6,12 @@ use std::collections::{HashMap, HashSet};
 
 use tidegate_sql::{Comment, ParsedSource};
 
-use crate::registry::{find_rule, suggest_rule};
+use crate::registry::{suggest_rule, RuleId};
 
 #[derive(Debug, Default)]
 pub struct Suppressions {
-    file: HashSet<String>,
-    statements: HashMap<usize, HashSet<String>>,
+    file: HashSet<RuleId>,
+    statements: HashMap<usize, HashSet<RuleId>>,
     /// (line, message) of malformed directives.
     pub problems: Vec<(usize, String)>,
 }
@@ -30,12 +30,12 @@ impl Suppressions {
         suppressions
     }
 
-    pub fn is_suppressed(&self, rule: &str, statement: usize) -> bool {
-        self.file.contains(rule)
+    pub fn is_suppressed(&self, rule: RuleId, statement: usize) -> bool {
+        self.file.contains(&rule)
             || self
                 .statements
                 .get(&statement)
-                .is_some_and(|rules| rules.contains(rule))
+                .is_some_and(|rules| rules.contains(&rule))
     }
 
     fn read(&mut self, comment: &Comment, next_statement: Option<usize>) {
@@ -76,8 +76,8 @@ impl Suppressions {
             .map(str::trim)
             .filter(|r| !r.is_empty())
         {
-            if find_rule(rule).is_some() {
-                rules.push(rule.to_string());
+            if let Some(id) = RuleId::from_id(rule) {
+                rules.push(id);
             } else {
                 let suggestions = suggest_rule(rule);
                 let hint = if suggestions.is_empty() {

@@ -197,7 +197,7 @@ fn a_large_file_is_linted_statement_by_statement() {
     let syntax_errors: Vec<_> = report
         .findings
         .iter()
-        .filter(|finding| finding.rule == "syntax-error")
+        .filter(|finding| finding.rule == tidegate_lint::RuleId::SyntaxError)
         .collect();
     assert_eq!(syntax_errors.len(), 1);
     assert_eq!(syntax_errors[0].line, 14_001);

@@ -9,7 +9,7 @@ fn position(sql: &str, rule: &str) -> (usize, usize, usize, usize) {
     let finding = report
         .findings
         .iter()
-        .find(|finding| finding.rule == rule)
+        .find(|finding| finding.rule.as_str() == rule)
         .unwrap_or_else(|| panic!("no {rule} finding in {:#?}", report.findings));
     (
         finding.line,

@@ -87,7 +87,7 @@ fn run_fixture(rule: &str, fixture: &str) -> String {
         let findings: Vec<_> = report
             .findings
             .iter()
-            .filter(|finding| finding.rule == rule)
+            .filter(|finding| finding.rule.as_str() == rule)
             .collect();
         match case.kind.as_str() {
             "flagged" => assert!(
@@ -165,7 +165,7 @@ fn every_rule_has_a_fixture_and_a_snapshot() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut missing = Vec::new();
     for rule in registry() {
-        let id = rule.doc().id;
+        let id = rule.doc().id.as_str();
         let path = fixtures.join(format!("{id}.sql"));
         let Ok(fixture) = std::fs::read_to_string(&path) else {
             missing.push(id);
@@ -210,11 +210,23 @@ fn every_rule_doc_has_the_fixed_shape() {
 fn rule_ids_are_unique_and_kebab_case() {
     let mut seen = std::collections::HashSet::new();
     for rule in registry() {
-        let id = rule.doc().id;
+        let id = rule.doc().id.as_str();
         assert!(seen.insert(id), "duplicate rule id {id}");
         assert!(
             id.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
             "{id}"
         );
     }
+}
+
+#[test]
+fn every_rule_id_has_exactly_one_rule_and_round_trips() {
+    use tidegate_lint::RuleId;
+    for &id in RuleId::ALL {
+        let rules: Vec<_> = registry().iter().filter(|rule| rule.doc().id == id).collect();
+        assert_eq!(rules.len(), 1, "{id}: {} rules in the registry", rules.len());
+        assert_eq!(RuleId::from_id(id.as_str()), Some(id));
+        assert_eq!(tidegate_lint::rule(id).doc().id, id);
+    }
+    assert_eq!(registry().len(), RuleId::ALL.len());
 }

@@ -33,7 +33,6 @@ declare_rule! {
     /// ```
     /// then fill existing rows with `tidegate backfill --table orders --set 'token = gen_random_uuid()' --where 'token IS NULL'`.
     pub struct AddColumnDefaultRewrite {
-        id: "add-column-default-rewrite",
         severity: Error,
         summary: "ADD COLUMN with a volatile default (any default before PostgreSQL 11) rewrites the table",
         size_sensitive: true,

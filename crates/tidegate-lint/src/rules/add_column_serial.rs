@@ -31,7 +31,6 @@ declare_rule! {
     /// ```
     /// then backfill existing rows in batches with `tidegate backfill`.
     pub struct AddColumnSerial {
-        id: "add-column-serial",
         severity: Error,
         summary: "ADD COLUMN serial/identity rewrites the table to number existing rows",
         size_sensitive: true,

@@ -30,7 +30,6 @@ declare_rule! {
     /// ```
     /// otherwise a plain column kept up to date by a trigger and backfilled in batches.
     pub struct AddColumnStoredGenerated {
-        id: "add-column-stored-generated",
         severity: Error,
         summary: "ADD COLUMN … GENERATED … STORED rewrites the table",
         size_sensitive: true,

@@ -30,7 +30,6 @@ declare_rule! {
     /// ```
     /// or add it nullable, backfill in batches, then make it NOT NULL (see `set-not-null-scan`).
     pub struct AddRequiredColumn {
-        id: "add-required-column",
         severity: Error,
         summary: "ADD COLUMN NOT NULL without DEFAULT fails on a table with rows",
         size_sensitive: false,

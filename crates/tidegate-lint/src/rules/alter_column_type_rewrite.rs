@@ -38,7 +38,6 @@ declare_rule! {
     ///   FOR EACH ROW EXECUTE FUNCTION orders_sync_id();
     /// ```
     pub struct AlterColumnTypeRewrite {
-        id: "alter-column-type-rewrite",
         severity: Error,
         summary: "ALTER COLUMN TYPE that is not binary-coercible rewrites the table and its indexes",
         size_sensitive: true,

@@ -35,7 +35,6 @@ declare_rule! {
     /// ALTER TABLE events_2026 DROP CONSTRAINT events_2026_bound;
     /// ```
     pub struct AttachPartitionWithoutCheck {
-        id: "attach-partition-without-check",
         severity: Warning,
         summary: "ATTACH PARTITION without a matching validated CHECK scans the table under ACCESS EXCLUSIVE",
         size_sensitive: true,

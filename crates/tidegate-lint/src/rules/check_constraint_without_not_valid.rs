@@ -30,7 +30,6 @@ declare_rule! {
     /// ALTER TABLE orders VALIDATE CONSTRAINT orders_total_positive;
     /// ```
     pub struct CheckConstraintWithoutNotValid {
-        id: "check-constraint-without-not-valid",
         severity: Error,
         summary: "ADD CONSTRAINT CHECK without NOT VALID scans the table under ACCESS EXCLUSIVE",
         size_sensitive: true,

@@ -31,7 +31,6 @@ declare_rule! {
     /// ```
     /// or check `pg_index.indisvalid` before skipping.
     pub struct ConcurrentIndexIfNotExists {
-        id: "concurrent-index-if-not-exists",
         severity: Warning,
         summary: "CREATE INDEX CONCURRENTLY IF NOT EXISTS silently keeps an INVALID index from a failed build",
         size_sensitive: false,

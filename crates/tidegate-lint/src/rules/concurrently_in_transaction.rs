@@ -38,7 +38,6 @@ declare_rule! {
     /// CREATE INDEX CONCURRENTLY orders_customer_id ON orders (customer_id);
     /// ```
     pub struct ConcurrentlyInTransaction {
-        id: "concurrently-in-transaction",
         severity: Error,
         summary: "A CONCURRENTLY operation inside a transaction block fails",
         size_sensitive: false,

@@ -31,7 +31,6 @@ declare_rule! {
     /// in a migration that runs outside a transaction. An index on a table created in the same migration is
     /// not flagged: the table is empty and unseen.
     pub struct CreateIndexNonConcurrently {
-        id: "create-index-non-concurrently",
         severity: Error,
         summary: "CREATE INDEX without CONCURRENTLY on a pre-existing table blocks writes for the whole build",
         size_sensitive: true,

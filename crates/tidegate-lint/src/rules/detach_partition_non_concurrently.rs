@@ -27,7 +27,6 @@ declare_rule! {
     /// ALTER TABLE events DETACH PARTITION events_2019 CONCURRENTLY;
     /// ```
     pub struct DetachPartitionNonConcurrently {
-        id: "detach-partition-non-concurrently",
         severity: Warning,
         summary: "DETACH PARTITION without CONCURRENTLY takes ACCESS EXCLUSIVE on the parent",
         size_sensitive: false,

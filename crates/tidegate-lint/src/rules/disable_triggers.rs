@@ -31,7 +31,6 @@ declare_rule! {
     /// Keep triggers on and batch the data change (`tidegate backfill`); to skip a trigger for the
     /// migration's own session only, `SET session_replication_role = replica` in that session.
     pub struct DisableTriggers {
-        id: "disable-triggers",
         severity: Warning,
         summary: "DISABLE TRIGGER turns triggers (and with ALL, foreign keys) off for every session",
         size_sensitive: false,

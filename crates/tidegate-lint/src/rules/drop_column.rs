@@ -28,7 +28,6 @@ declare_rule! {
     /// ignore it), then drop it in a later migration, with a lock_timeout. Suppress this rule on that
     /// migration with a reason: `-- tidegate:ignore drop-column code stopped using it in release 41`.
     pub struct DropColumn {
-        id: "drop-column",
         severity: Warning,
         summary: "DROP COLUMN breaks application code that still uses the column",
         size_sensitive: false,

@@ -30,7 +30,6 @@ declare_rule! {
     /// DROP INDEX CONCURRENTLY orders_legacy_status;
     /// ```
     pub struct DropIndexNonConcurrently {
-        id: "drop-index-non-concurrently",
         severity: Warning,
         summary: "DROP INDEX without CONCURRENTLY takes ACCESS EXCLUSIVE on the table",
         size_sensitive: false,

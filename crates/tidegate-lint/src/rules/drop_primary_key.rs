@@ -34,7 +34,6 @@ declare_rule! {
     ///     ADD CONSTRAINT orders_new_pkey PRIMARY KEY USING INDEX orders_new_pkey;
     /// ```
     pub struct DropPrimaryKey {
-        id: "drop-primary-key",
         severity: Error,
         summary: "Dropping a primary key breaks replica identity, upserts and row identity",
         size_sensitive: false,

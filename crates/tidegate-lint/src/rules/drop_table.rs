@@ -27,7 +27,6 @@ declare_rule! {
     /// Stop using the table in a release first; rename it to `legacy_orders_to_drop` or revoke access for a
     /// while to catch stragglers; drop it later with a lock_timeout, suppressing this rule with a reason.
     pub struct DropTable {
-        id: "drop-table",
         severity: Warning,
         summary: "DROP TABLE deletes data and breaks code that still uses the table",
         size_sensitive: false,

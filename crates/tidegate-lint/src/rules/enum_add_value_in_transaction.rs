@@ -35,7 +35,6 @@ declare_rule! {
     /// UPDATE orders SET status = 'refunded' WHERE id = 42;
     /// ```
     pub struct EnumAddValueInTransaction {
-        id: "enum-add-value-in-transaction",
         severity: Error,
         summary: "ALTER TYPE … ADD VALUE in a transaction fails (before 12) or cannot be used until commit",
         size_sensitive: false,

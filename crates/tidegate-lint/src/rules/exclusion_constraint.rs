@@ -27,7 +27,6 @@ declare_rule! {
     /// Add exclusion constraints when the table is created, or on a new table that you fill in batches and swap
     /// in; if you must add one to a live table, schedule a maintenance window sized with `tidegate plan`.
     pub struct ExclusionConstraint {
-        id: "exclusion-constraint",
         severity: Error,
         summary: "ADD EXCLUDE builds and checks under ACCESS EXCLUSIVE with no online alternative",
         size_sensitive: true,

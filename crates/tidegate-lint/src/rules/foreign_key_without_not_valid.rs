@@ -33,7 +33,6 @@ declare_rule! {
     /// ALTER TABLE orders VALIDATE CONSTRAINT orders_customer_fk;
     /// ```
     pub struct ForeignKeyWithoutNotValid {
-        id: "foreign-key-without-not-valid",
         severity: Error,
         summary: "A foreign key added without NOT VALID blocks writes to both tables during validation",
         size_sensitive: true,

@@ -29,7 +29,6 @@ declare_rule! {
     /// CREATE INDEX orders_status ON orders (status);
     /// ```
     pub struct InvalidSuppression {
-        id: "invalid-suppression",
         severity: Warning,
         summary: "A tidegate:ignore comment with no reason, no rule, or an unknown rule",
         size_sensitive: false,

@@ -31,7 +31,6 @@ declare_rule! {
     /// ```
     /// `tidegate apply` sets a lock_timeout and retries with backoff for you.
     pub struct MissingLockTimeout {
-        id: "missing-lock-timeout",
         severity: Warning,
         summary: "A blocking lock on a pre-existing table requested with no lock_timeout set",
         size_sensitive: false,

@@ -27,7 +27,6 @@ declare_rule! {
     /// CREATE INDEX CONCURRENTLY orders_status ON orders (status);
     /// ```
     pub struct MissingStatementTimeout {
-        id: "missing-statement-timeout",
         severity: Warning,
         summary: "A long blocking operation on a pre-existing table with no statement_timeout set",
         size_sensitive: true,

@@ -38,7 +38,6 @@ declare_rule! {
     /// ALTER TABLE customers ADD COLUMN note text;
     /// ```
     pub struct MultipleTablesLocked {
-        id: "multiple-tables-locked",
         severity: Warning,
         summary: "One transaction takes blocking locks on several pre-existing tables",
         size_sensitive: false,

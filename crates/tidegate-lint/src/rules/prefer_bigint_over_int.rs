@@ -27,7 +27,6 @@ declare_rule! {
     /// CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer_id bigint);
     /// ```
     pub struct PreferBigintOverInt {
-        id: "prefer-bigint-over-int",
         severity: Info,
         summary: "Identifier columns should be bigint, not int",
         size_sensitive: false,

@@ -26,7 +26,6 @@ declare_rule! {
     /// CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
     /// ```
     pub struct PreferIdentityOverSerial {
-        id: "prefer-identity-over-serial",
         severity: Info,
         summary: "Use identity columns instead of serial types",
         size_sensitive: false,

@@ -25,7 +25,6 @@ declare_rule! {
     /// ALTER TABLE orders ADD COLUMN metadata jsonb;
     /// ```
     pub struct PreferJsonbOverJson {
-        id: "prefer-jsonb-over-json",
         severity: Info,
         summary: "Use jsonb instead of json",
         size_sensitive: false,

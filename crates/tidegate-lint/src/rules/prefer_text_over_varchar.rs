@@ -28,7 +28,6 @@ declare_rule! {
     /// ALTER TABLE orders ADD CONSTRAINT order_status_v2_length CHECK (char_length(order_status_v2) <= 20) NOT VALID;
     /// ```
     pub struct PreferTextOverVarchar {
-        id: "prefer-text-over-varchar",
         severity: Info,
         summary: "Use text (plus a CHECK if needed) instead of varchar(n)",
         size_sensitive: false,

@@ -26,7 +26,6 @@ declare_rule! {
     /// CREATE TABLE events (id bigint PRIMARY KEY, created_at timestamptz);
     /// ```
     pub struct PreferTimestamptz {
-        id: "prefer-timestamptz",
         severity: Info,
         summary: "Use timestamptz instead of timestamp without time zone",
         size_sensitive: false,

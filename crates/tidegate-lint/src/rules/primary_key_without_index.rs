@@ -30,7 +30,6 @@ declare_rule! {
     /// ALTER TABLE events ADD CONSTRAINT events_pkey PRIMARY KEY USING INDEX events_pkey;
     /// ```
     pub struct PrimaryKeyWithoutIndex {
-        id: "primary-key-without-index",
         severity: Error,
         summary: "ADD PRIMARY KEY builds its index under ACCESS EXCLUSIVE; build it concurrently and use USING INDEX",
         size_sensitive: true,

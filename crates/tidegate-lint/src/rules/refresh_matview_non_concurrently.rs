@@ -30,7 +30,6 @@ declare_rule! {
     /// REFRESH MATERIALIZED VIEW CONCURRENTLY daily_revenue;
     /// ```
     pub struct RefreshMatviewNonConcurrently {
-        id: "refresh-matview-non-concurrently",
         severity: Warning,
         summary: "REFRESH MATERIALIZED VIEW without CONCURRENTLY blocks reads of the view",
         size_sensitive: true,

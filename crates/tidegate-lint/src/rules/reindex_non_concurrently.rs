@@ -30,7 +30,6 @@ declare_rule! {
     /// REINDEX INDEX CONCURRENTLY orders_customer_id;
     /// ```
     pub struct ReindexNonConcurrently {
-        id: "reindex-non-concurrently",
         severity: Error,
         summary: "REINDEX without CONCURRENTLY blocks writes (and reads using the index) during the rebuild",
         size_sensitive: true,

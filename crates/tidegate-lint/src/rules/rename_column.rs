@@ -32,7 +32,6 @@ declare_rule! {
     ///     FOR EACH ROW EXECUTE FUNCTION orders_sync_status();
     /// ```
     pub struct RenameColumn {
-        id: "rename-column",
         severity: Error,
         summary: "RENAME COLUMN breaks whichever application version uses the other name",
         size_sensitive: false,

@@ -31,7 +31,6 @@ declare_rule! {
     /// COMMIT;
     /// ```
     pub struct RenameTable {
-        id: "rename-table",
         severity: Error,
         summary: "RENAME TABLE breaks running code that uses the old name",
         size_sensitive: false,

@@ -42,7 +42,6 @@ declare_rule! {
     /// ```
     /// `tidegate apply` splits such a migration into a schema phase and a batched data phase for you.
     pub struct SchemaChangeWithBackfill {
-        id: "schema-change-with-backfill",
         severity: Error,
         summary: "DDL and a data change on the same pre-existing table in one migration",
         size_sensitive: true,

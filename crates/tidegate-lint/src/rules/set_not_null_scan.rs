@@ -36,7 +36,6 @@ declare_rule! {
     /// ALTER TABLE orders DROP CONSTRAINT orders_customer_id_not_null;
     /// ```
     pub struct SetNotNullScan {
-        id: "set-not-null-scan",
         severity: Error,
         summary: "SET NOT NULL scans the table under ACCESS EXCLUSIVE unless a validated CHECK proves it",
         size_sensitive: true,

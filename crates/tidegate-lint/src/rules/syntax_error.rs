@@ -29,7 +29,6 @@ declare_rule! {
     /// ALTER TABLE orders ADD COLUMN shipped_at timestamptz;
     /// ```
     pub struct SyntaxError {
-        id: "syntax-error",
         severity: Error,
         summary: "A statement PostgreSQL's parser rejects",
         size_sensitive: false,

@@ -28,7 +28,6 @@ declare_rule! {
     /// Plain `VACUUM` (no exclusive lock), or an online rebuild tool such as `pg_repack` / `pg_squeeze`;
     /// for tablespace moves, `pg_repack --tablespace`.
     pub struct TableRewriteCommand {
-        id: "table-rewrite-command",
         severity: Error,
         summary: "VACUUM FULL, CLUSTER, SET TABLESPACE/LOGGED/UNLOGGED/ACCESS METHOD rewrite the table under ACCESS EXCLUSIVE",
         size_sensitive: true,

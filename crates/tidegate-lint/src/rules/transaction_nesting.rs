@@ -36,7 +36,6 @@ declare_rule! {
     /// ALTER TABLE orders ADD COLUMN note text;
     /// ```
     pub struct TransactionNesting {
-        id: "transaction-nesting",
         severity: Warning,
         summary: "BEGIN inside a transaction, COMMIT of the framework's transaction, or an unclosed BEGIN",
         size_sensitive: false,

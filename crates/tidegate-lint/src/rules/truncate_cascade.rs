@@ -30,7 +30,6 @@ declare_rule! {
     /// TRUNCATE order_items, orders, customers;
     /// ```
     pub struct TruncateCascade {
-        id: "truncate-cascade",
         severity: Error,
         summary: "TRUNCATE … CASCADE empties every referencing table too",
         size_sensitive: false,

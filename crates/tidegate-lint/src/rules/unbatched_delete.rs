@@ -33,7 +33,6 @@ declare_rule! {
     /// ```
     /// repeated, with a pause between batches, until it deletes nothing.
     pub struct UnbatchedDelete {
-        id: "unbatched-delete",
         severity: Error,
         summary: "DELETE on a pre-existing table not bounded to one batch",
         size_sensitive: true,

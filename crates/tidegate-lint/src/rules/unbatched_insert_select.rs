@@ -33,7 +33,6 @@ declare_rule! {
     /// ```
     /// one key range per statement, driven by `tidegate backfill`.
     pub struct UnbatchedInsertSelect {
-        id: "unbatched-insert-select",
         severity: Error,
         summary: "INSERT … SELECT copying a pre-existing table without bounds",
         size_sensitive: true,

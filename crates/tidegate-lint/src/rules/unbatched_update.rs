@@ -40,7 +40,6 @@ declare_rule! {
     /// UPDATE orders SET order_status_v2 = order_status WHERE id >= 1 AND id < 10001;
     /// ```
     pub struct UnbatchedUpdate {
-        id: "unbatched-update",
         severity: Error,
         summary: "UPDATE on a pre-existing table not bounded to one batch",
         size_sensitive: true,

@@ -31,7 +31,6 @@ declare_rule! {
     /// ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_key;
     /// ```
     pub struct UniqueConstraintWithoutIndex {
-        id: "unique-constraint-without-index",
         severity: Error,
         summary: "ADD UNIQUE builds its index under ACCESS EXCLUSIVE; build it concurrently and use USING INDEX",
         size_sensitive: true,

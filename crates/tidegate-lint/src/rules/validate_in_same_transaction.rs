@@ -34,7 +34,6 @@ declare_rule! {
     /// ALTER TABLE orders VALIDATE CONSTRAINT orders_total_positive;
     /// ```
     pub struct ValidateInSameTransaction {
-        id: "validate-in-same-transaction",
         severity: Error,
         summary: "VALIDATE CONSTRAINT in the same transaction as its ADD … NOT VALID holds the strong lock during the scan",
         size_sensitive: true,

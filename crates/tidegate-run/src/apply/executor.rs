@@ -11,8 +11,11 @@ use tidegate_lint::Config;
 use tidegate_sql::discovery::Layout;
 use tokio_postgres::Client;
 
-use super::phases::{Phase, PhaseKind};
-use super::{load, plan, sql, AppliedRecord, ApplyError, ApplyPlan, PlannedMigration};
+use super::phases::{Phase, PhaseKind, PlanOptions};
+use super::{
+    load, plan, sql, tables_to_read, AppliedRecord, ApplyError, ApplyPlan, PlannedMigration,
+    TargetSnapshot,
+};
 use crate::engine::{
     self, check_health, BackfillOptions, EventSink, RunEnd, RunTarget, StopHandle,
 };
@@ -37,6 +40,8 @@ pub struct ApplyOptions {
     /// Start migrations only inside this daily UTC window.
     pub window: Option<Window>,
     pub allow_unbatched: bool,
+    /// Run dangerous statements in their safe form (the default); `false` refuses them (`--no-rewrite`).
+    pub rewrite: bool,
     pub dry_run: bool,
     pub layout: Option<Layout>,
     pub lint: Config,
@@ -57,6 +62,7 @@ impl Default for ApplyOptions {
             lock_wait: Duration::from_secs(30),
             window: None,
             allow_unbatched: false,
+            rewrite: true,
             dry_run: false,
             layout: None,
             lint: Config::default(),
@@ -167,13 +173,15 @@ pub async fn apply(
     if options.dry_run {
         // Changes nothing: reads the history if there is one, plans, returns.
         let history = read_history(&client).await?;
+        let target = read_target(&client, &sources, &history, &options).await?;
         let plan = plan(
             dir,
             layout,
             &sources,
             &history,
             &options.lint,
-            options.allow_unbatched,
+            &plan_options(&options),
+            &target,
         )?;
         sink(&ApplyEvent::Planned {
             applied: plan.applied.len(),
@@ -215,13 +223,15 @@ async fn apply_locked(
 ) -> Result<ApplySummary, ApplyError> {
     // Read the history under the lock: another apply may have just finished.
     let history = read_history(client).await?;
+    let target = read_target(client, sources, &history, options).await?;
     let plan = plan(
         dir,
         layout,
         sources,
         &history,
         &options.lint,
-        options.allow_unbatched,
+        &plan_options(options),
+        &target,
     )?;
     sink(&ApplyEvent::Planned {
         applied: plan.applied.len(),
@@ -282,6 +292,54 @@ async fn apply_locked(
         applied_now,
         dry_run: false,
     })
+}
+
+fn plan_options(options: &ApplyOptions) -> PlanOptions {
+    PlanOptions {
+        allow_unbatched: options.allow_unbatched,
+        rewrite: options.rewrite,
+        pg_version: options.lint.pg_version,
+        small_table_rows: options.lint.small_table_rows,
+    }
+}
+
+/// Reads, in a READ ONLY transaction with bounded waits, what planning needs from the target: the size of every
+/// table the pending migrations touch (counted exactly up to `small_table_rows`), the names in use and the
+/// schema unqualified names are created in.
+async fn read_target(
+    client: &Client,
+    sources: &[super::MigrationSource],
+    history: &[AppliedRecord],
+    options: &ApplyOptions,
+) -> Result<TargetSnapshot, ApplyError> {
+    use tidegate_db::table_stats;
+    let tables = tables_to_read(sources, history, &options.lint);
+    let reading = database("reading the sizes of the tables the migrations touch");
+    table_stats::begin_read_only(client, options.lock_timeout, options.statement_timeout)
+        .await
+        .map_err(&reading)?;
+    let read = async {
+        let mut snapshot = TargetSnapshot {
+            default_schema: table_stats::creation_schema(client).await?,
+            names: table_stats::names_in_use(client).await?,
+            ..TargetSnapshot::default()
+        };
+        for table in &tables {
+            let name = match &table.schema {
+                Some(schema) => format!("{}.{}", sql::quote_ident(schema), sql::quote_ident(&table.name)),
+                None => sql::quote_ident(&table.name),
+            };
+            if let Some(live) =
+                table_stats::live_table(client, &name, options.lint.small_table_rows).await?
+            {
+                snapshot.tables.insert(table.key(), live);
+            }
+        }
+        Ok::<_, tokio_postgres::Error>(snapshot)
+    }
+    .await;
+    let _ = table_stats::end_read_only(client).await;
+    read.map_err(reading)
 }
 
 async fn take_apply_lock(client: &Client, wait: Duration) -> Result<(), ApplyError> {
@@ -449,11 +507,17 @@ async fn run_migration(
 ) -> Result<(), ApplyError> {
     let started = Instant::now();
     let version = migration.version.clone();
-    let phases = &migration.plan.phases;
+    // An interrupted migration resumes with the phases it started with, not a new plan: the sizes, the names in
+    // use (an index its first phase built) or tidegate.toml may have changed since, and a new plan could split
+    // the same file differently. The file itself is the same (its checksum was checked).
+    let recorded;
+    let phases: &[Phase] = if migration.phases_done > 0 {
+        recorded = recorded_phases(client, migration).await?;
+        &recorded
+    } else {
+        &migration.plan.phases
+    };
     let phases_json = serde_json::to_string(phases).unwrap_or_else(|_| "[]".into());
-    if migration.phases_done > 0 {
-        check_same_phases(client, migration, &phases_json).await?;
-    }
     let row = client
         .query_one(
             sql::BEGIN_MIGRATION,
@@ -504,7 +568,7 @@ async fn run_migration(
                     version: version.clone(),
                     phase: number,
                     kind: phase_kind(phase),
-                    statements: phase.statements.len(),
+                    statements: phase.steps.len(),
                 });
                 let monitor = monitor.clone();
                 run_phase(
@@ -565,65 +629,22 @@ async fn run_migration(
     Ok(())
 }
 
-/// A migration interrupted after some phases resumes by phase number, so its phases must be the ones it started
-/// with: a changed tidegate.toml (a rule's severity) or another tidegate version may split the same file
-/// differently, and resuming by number would then skip or repeat statements.
-async fn check_same_phases(
+/// The phases an interrupted migration was started with (recorded in `tidegate.migrations.phases`).
+async fn recorded_phases(
     client: &Client,
     migration: &PlannedMigration,
-    phases_json: &str,
-) -> Result<(), ApplyError> {
+) -> Result<Vec<Phase>, ApplyError> {
     let recorded: Option<String> = client
         .query_opt(sql::RECORDED_PHASES, &[&migration.version])
         .await
         .map_err(database("reading the migration's recorded phases"))?
         .map(|row| row.get(0));
-    let Some(recorded) = recorded else {
-        return Ok(());
-    };
-    let recorded: serde_json::Value = serde_json::from_str(&recorded).unwrap_or_default();
-    let current: serde_json::Value = serde_json::from_str(phases_json).unwrap_or_default();
-    let (recorded, current) = (phase_shape(&recorded), phase_shape(&current));
-    if recorded == current {
-        return Ok(());
-    }
-    let describe = |shape: &[(String, Vec<u64>)]| {
-        shape
-            .iter()
-            .map(|(kind, statements)| format!("{kind} {statements:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    Err(ApplyError::PhasesChanged {
+    let recorded = recorded.unwrap_or_default();
+    serde_json::from_str(&recorded).map_err(|error| ApplyError::PhasesUnreadable {
         version: migration.version.clone(),
         phases_done: migration.phases_done,
-        recorded: describe(&recorded),
-        current: describe(&current),
+        reason: error.to_string(),
     })
-}
-
-/// Each phase's kind and the indexes of its statements.
-fn phase_shape(phases: &serde_json::Value) -> Vec<(String, Vec<u64>)> {
-    phases
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(|phase| {
-            let mut kind = phase["kind"].as_str().unwrap_or("?").to_string();
-            if phase["in_transaction"] == serde_json::Value::Bool(false) {
-                kind.push_str(" (no transaction)");
-            }
-            let statements = phase["statements"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|statement| statement["index"].as_u64())
-                .collect();
-            (kind, statements)
-        })
-        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -727,11 +748,11 @@ async fn run_statements(
     sink: &ApplySink,
 ) -> Result<(), String> {
     let statements: Vec<SchemaStatement> = phase
-        .statements
+        .steps
         .iter()
-        .map(|statement| SchemaStatement {
-            sql: statement.text.clone(),
-            invalid_index_to_clear: statement.concurrent_index.clone(),
+        .map(|step| SchemaStatement {
+            sql: step.sql.clone(),
+            invalid_index_to_clear: step.concurrent_index.clone(),
         })
         .collect();
     let schema_options = SchemaPhaseOptions {

@@ -11,18 +11,22 @@
 //! never run twice.
 
 pub mod executor;
+pub mod naming;
 pub mod phases;
+pub mod rewrite;
 mod sql;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use tidegate_lint::{Config, Session};
+use tidegate_lint::{Config, Session, TableStat, TableStats};
 use tidegate_sql::discovery::{self, DiscoveryError, Layout};
-use tidegate_sql::{analyze, parse_source, Catalog, MigrationSettings};
+use tidegate_sql::{analyze, parse_source, Catalog, MigrationSettings, TableName};
 
 pub use executor::{apply, ApplyEvent, ApplyOptions, ApplySummary};
-use phases::{plan_migration, MigrationPlan, Obstacle};
+use naming::NamesInUse;
+use phases::{plan_migration, MigrationPlan, Obstacle, PlanOptions, TargetFacts};
 
 /// A migration file as read from disk.
 #[derive(Debug, Clone)]
@@ -90,7 +94,10 @@ pub enum ApplyError {
     Database(String),
     #[error("another tidegate apply holds the migration lock on this database ({holder}); waited {waited_s:.0} s. Let it finish, or raise --lock-wait")]
     Busy { holder: String, waited_s: f64 },
-    #[error("{version} ({name}) failed in phase {phase} of {phases}: {message}")]
+    #[error(
+        "{version} ({name}) failed in phase {phase} of {phases}: {message}{}",
+        if *phase > 1 { format!("\nPhases 1 to {} of {version} are committed and stay; fix the cause and run `tidegate apply` again to resume at phase {phase}", phase - 1) } else { String::new() }
+    )]
     MigrationFailed {
         version: String,
         name: String,
@@ -99,15 +106,14 @@ pub enum ApplyError {
         message: String,
     },
     #[error(
-        "{version} was interrupted after {phases_done} committed phase(s) of the plan [{recorded}], but is now \
-         planned as [{current}] (tidegate.toml or tidegate's version changed); resuming by phase number would skip or \
-         repeat statements. Restore the configuration it started with and run apply again to finish it"
+        "{version} was interrupted after {phases_done} committed phase(s), but the phases it was started with \
+         cannot be read ({reason}): it was started by another tidegate version. Finish it with that version, or \
+         check what its remaining statements did and record it by hand"
     )]
-    PhasesChanged {
+    PhasesUnreadable {
         version: String,
         phases_done: usize,
-        recorded: String,
-        current: String,
+        reason: String,
     },
     #[error("{0}")]
     Unhealthy(String),
@@ -132,7 +138,6 @@ fn obstacles_text(obstacles: &[(PathBuf, Obstacle)]) -> String {
     for (path, obstacle) in obstacles {
         let rule = obstacle
             .rule
-            .as_deref()
             .map(|rule| format!(" [{rule}]"))
             .unwrap_or_default();
         text.push_str(&format!(
@@ -203,21 +208,83 @@ fn migration_name(path: &Path) -> String {
     file
 }
 
-/// Plans every pending migration. Pure: the sources, the history and the lint configuration in; the plan, or
-/// every reason it cannot run, out.
+/// What apply read of the target before planning (read-only): the tables the pending migrations touch, the
+/// names in use, and where unqualified names are created.
+#[derive(Debug, Clone, Default)]
+pub struct TargetSnapshot {
+    /// Tables that exist, keyed by `TableName::key()` of the name as the migrations write it.
+    pub tables: HashMap<(String, String), tidegate_db::table_stats::LiveTable>,
+    pub names: tidegate_db::table_stats::NamesInUse,
+    pub default_schema: String,
+}
+
+/// The tables the pending migrations touch (and so whose sizes apply reads before planning). Pure.
+pub fn tables_to_read(
+    sources: &[MigrationSource],
+    history: &[AppliedRecord],
+    lint_config: &Config,
+) -> Vec<TableName> {
+    let mut tables: Vec<TableName> = Vec::new();
+    for source in sources {
+        if history
+            .iter()
+            .any(|record| record.version == source.version && record.status == "applied")
+        {
+            continue;
+        }
+        let settings = MigrationSettings {
+            pg_version: lint_config.pg_version,
+            framework_transaction: source.framework_transaction,
+        };
+        let mut catalog = Catalog::new();
+        let analyzed = analyze(parse_source(&source.sql), settings, &mut catalog);
+        for statement in analyzed.statements() {
+            for effect in &statement.effects {
+                if !tables.iter().any(|known| known.key() == effect.table.key()) {
+                    tables.push(effect.table.clone());
+                }
+            }
+        }
+    }
+    tables
+}
+
+/// Plans every pending migration. Pure: the sources, the history, the lint configuration and what apply read of
+/// the target in; the plan, or every reason it cannot run, out.
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     root: &Path,
     layout: Layout,
     sources: &[MigrationSource],
     history: &[AppliedRecord],
     lint_config: &Config,
-    allow_unbatched: bool,
+    options: &PlanOptions,
+    target: &TargetSnapshot,
 ) -> Result<ApplyPlan, ApplyError> {
-    let mut session = Session::new(lint_config, None);
+    // Live sizes decide: a hazard that scales with the table is no hazard on a table below small_table_rows.
+    let live_stats: TableStats = target
+        .tables
+        .iter()
+        .map(|((schema, name), table)| {
+            (
+                TableName::new(Some(schema), name),
+                TableStat {
+                    rows: table.rows,
+                    bytes: None,
+                },
+            )
+        })
+        .collect();
+    let mut session = Session::new(lint_config, Some(&live_stats));
     let mut catalog = Catalog::new();
     let mut applied = Vec::new();
     let mut pending = Vec::new();
     let mut obstacles = Vec::new();
+    let options = PlanOptions {
+        small_table_rows: lint_config.small_table_rows,
+        pg_version: lint_config.pg_version,
+        ..options.clone()
+    };
     for source in sources {
         let settings = MigrationSettings {
             pg_version: lint_config.pg_version,
@@ -252,14 +319,60 @@ pub fn plan(
                 });
             }
         }
+        // A table an earlier migration of this run creates is empty when this one runs (seed rows aside).
+        let created_in_run: Vec<TableName> = session
+            .catalog()
+            .tables()
+            .map(|table| table.name.clone())
+            .filter(|table| !target.tables.contains_key(&table.key()))
+            .collect();
+        for table in &created_in_run {
+            session.set_table_stat(table, TableStat { rows: 0, bytes: None });
+        }
+        let mut names = names_in_use(target, &catalog);
+        let before = catalog.clone();
         let report = session.lint(
             &source.path.display().to_string(),
             &source.sql,
             source.framework_transaction,
         );
         let analyzed = analyze(parse_source(&source.sql), settings, &mut catalog);
-        let migration_plan =
-            plan_migration(analyzed.statements(), &report.findings, allow_unbatched);
+        let rows = |table: &TableName| -> Option<u64> {
+            match target.tables.get(&table.key()) {
+                Some(live) => Some(live.rows),
+                None if before.table(table).is_some() => Some(0),
+                None => None,
+            }
+        };
+        let is_partitioned = |table: &TableName| {
+            target
+                .tables
+                .get(&table.key())
+                .is_some_and(|live| live.partitioned)
+        };
+        let column_not_null = |table: &TableName, column: &str| {
+            before
+                .table(table)
+                .and_then(|known| known.column(column))
+                .is_some_and(|known| known.not_null)
+        };
+        let facts = TargetFacts {
+            rows: &rows,
+            is_partitioned: &is_partitioned,
+            column_not_null: &column_not_null,
+            default_schema: if target.default_schema.is_empty() {
+                "public"
+            } else {
+                &target.default_schema
+            },
+        };
+        let migration_plan = plan_migration(
+            analyzed.statements(),
+            &report.findings,
+            &options,
+            &facts,
+            &mut names,
+        );
         obstacles.extend(
             migration_plan
                 .obstacles
@@ -285,4 +398,27 @@ pub fn plan(
         applied,
         pending,
     })
+}
+
+/// The names a new index or constraint must not take: the target's, and those the migrations before this one
+/// created (in this run they do not exist yet).
+fn names_in_use(target: &TargetSnapshot, catalog: &Catalog) -> NamesInUse {
+    let mut names = NamesInUse::new();
+    for (schema, name) in &target.names.relations {
+        names.add_relation(schema, name);
+    }
+    for (schema, name) in &target.names.constraints {
+        names.add_constraint(schema, name);
+    }
+    for table in catalog.tables() {
+        let (schema, relation) = table.name.key();
+        names.add_relation(&schema, &relation);
+        for index in &table.indexes {
+            names.add_relation(&schema, index);
+        }
+        for constraint in &table.constraints {
+            names.add_constraint(&schema, &constraint.name);
+        }
+    }
+    names
 }

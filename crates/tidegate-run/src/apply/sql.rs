@@ -70,3 +70,8 @@ pub const JOURNAL: &str =
 pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
+
+/// An identifier quoted for SQL (always quoted: correct for every name, keyword or not).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

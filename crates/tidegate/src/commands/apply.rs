@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use tidegate_db::connect::ConnectionConfig;
 use tidegate_run::apply::executor::ApplySink;
-use tidegate_run::apply::phases::PhaseKind;
+use tidegate_run::apply::phases::{Disposition, PhaseKind};
 use tidegate_run::apply::{apply, ApplyError, ApplyEvent, ApplyOptions, ApplyPlan};
 use tidegate_run::engine::{BackfillOptions, StopHandle};
 use tidegate_run::pacing::Window;
@@ -48,6 +48,10 @@ pub struct ApplyArgs {
     /// Run data changes that cannot become backfills as written, in one transaction each
     #[arg(long)]
     pub allow_unbatched: bool,
+    /// Refuse dangerous statements instead of running their safe equivalents (CONCURRENTLY, NOT VALID +
+    /// VALIDATE, UNIQUE USING INDEX, CHECK-assisted SET NOT NULL, default-then-backfill)
+    #[arg(long)]
+    pub no_rewrite: bool,
     /// Target execution time of one backfill batch
     #[arg(long, value_parser = parse_duration, default_value = "100ms")]
     pub batch_time: Duration,
@@ -134,6 +138,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         lock_wait: args.lock_wait,
         window,
         allow_unbatched: args.allow_unbatched,
+        rewrite: !args.no_rewrite,
         dry_run: args.dry_run,
         layout: None,
         lint,
@@ -355,8 +360,18 @@ fn render_plan(plan: &ApplyPlan) -> String {
                 }
             };
             out.push_str(&format!("  phase {number}: {header}{done}\n"));
-            for statement in &phase.statements {
-                let first_line = statement.text.lines().next().unwrap_or_default();
+            for step in &phase.steps {
+                let Some(statement) = migration.plan.statements.get(step.statement) else {
+                    continue;
+                };
+                if step.rewritten {
+                    out.push_str(&format!(
+                        "    line {:>3} (safe form): {}\n",
+                        statement.line, step.sql
+                    ));
+                    continue;
+                }
+                let first_line = step.sql.lines().next().unwrap_or_default();
                 let mut facts = statement.locks.join(", ");
                 if statement.rewrites {
                     facts.push_str(", rewrites the table");
@@ -369,10 +384,35 @@ fn render_plan(plan: &ApplyPlan) -> String {
                 ));
             }
         }
-        for skipped in &migration.plan.skipped {
+        for statement in &migration.plan.statements {
+            let note = match &statement.disposition {
+                Disposition::AsWrittenSmallTable {
+                    table,
+                    rows,
+                    small_table_rows,
+                    rules,
+                } => format!(
+                    "runs as written: {table} has {rows} row(s), below small_table_rows = {small_table_rows} \
+                     ({})",
+                    rules.join(", ")
+                ),
+                Disposition::Rewritten { rules } => {
+                    format!("runs in its safe form ({})", rules.join(", "))
+                }
+                Disposition::Skipped { reason } => format!("skipped: {reason}"),
+                _ => continue,
+            };
+            let first_line = statement.text.lines().next().unwrap_or_default();
             out.push_str(&format!(
-                "  skipped line {}: {} ({})\n",
-                skipped.statement.line, skipped.statement.text, skipped.reason
+                "  line {}: {first_line}\n      {note}\n",
+                statement.line
+            ));
+        }
+        if !migration.plan.is_atomic() {
+            out.push_str(&format!(
+                "  not atomic: its {} phases commit one by one; if one fails, the phases before it stay committed \
+                 and `tidegate apply` resumes at the one that failed\n",
+                migration.plan.phases.len()
             ));
         }
     }

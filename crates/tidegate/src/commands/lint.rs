@@ -242,7 +242,7 @@ pub(crate) fn load_config(explicit: Option<&Path>) -> Result<Config, String> {
 fn print_rules(config: &Config) {
     let width = registry()
         .iter()
-        .map(|rule| rule.doc().id.len())
+        .map(|rule| rule.doc().id.as_str().len())
         .max()
         .unwrap_or(0);
     for rule in registry() {
