@@ -35,8 +35,8 @@ pub use end_state::{
     psql_ok, schema_dump, PsqlInput, TIDEGATE_SCHEMA,
 };
 pub use locks::{
-    intervals_by, LockInterval, LockObservation, LockReport, LockSample, LockSampler,
-    LockSummary, PgLockMode,
+    intervals_by, LockInterval, LockObservation, LockReport, LockSample, LockSampler, LockSummary,
+    PgLockMode,
 };
 pub use rewrite_check::{EndState, RewriteCheck, RewriteReport};
 pub use writes::{WriteLoad, WriteReport, WriteSpec, CLIENT_TIMEOUT, CONNECTION_ERROR};

@@ -46,7 +46,8 @@ async fn populated(rows: i64) -> TestDatabase {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_access_exclusive_lock_held_for_one_and_a_half_seconds_is_reported_at_least_one_second() {
+async fn an_access_exclusive_lock_held_for_one_and_a_half_seconds_is_reported_at_least_one_second()
+{
     let db = populated(1_000).await;
     let sampler = LockSampler::start(db.url(), &["t"]).await;
 
@@ -68,8 +69,12 @@ async fn an_access_exclusive_lock_held_for_one_and_a_half_seconds_is_reported_at
         .await
         .unwrap()
         .get(0);
-    let reading =
-        tokio::spawn(async move { reader.query_one("SELECT count(*) FROM t", &[]).await.unwrap() });
+    let reading = tokio::spawn(async move {
+        reader
+            .query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+    });
     holding.await.unwrap();
     reading.await.unwrap();
     let report = sampler.stop().await;
@@ -99,7 +104,8 @@ async fn an_access_exclusive_lock_held_for_one_and_a_half_seconds_is_reported_at
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_index_concurrently_shows_no_write_blocking_lock_and_plain_create_index_shows_share() {
+async fn create_index_concurrently_shows_no_write_blocking_lock_and_plain_create_index_shows_share()
+{
     let db = populated(300_000).await;
     let client = db.connect().await;
 
@@ -132,7 +138,10 @@ async fn create_index_concurrently_shows_no_write_blocking_lock_and_plain_create
         .longest_hold_interval_at_least(PgLockMode::Share, Some("t"))
         .unwrap_or_else(|| panic!("no SHARE hold seen during CREATE INDEX: {plain}"));
     assert_eq!(held.mode, PgLockMode::Share, "{plain}");
-    eprintln!("plain CREATE INDEX on 300k rows held SHARE for {:?}", held.observed());
+    eprintln!(
+        "plain CREATE INDEX on 300k rows held SHARE for {:?}",
+        held.observed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +151,10 @@ async fn the_writer_feels_a_lock_and_its_rows_can_be_deleted_again() {
     let before = data_digest(&client, "t", "id").await;
 
     let spec = WriteSpec::new("t", "id")
-        .inserting("INSERT INTO t (id, a, b) VALUES ($1, 1, 'writer')", 1_000_001)
+        .inserting(
+            "INSERT INTO t (id, a, b) VALUES ($1, 1, 'writer')",
+            1_000_001,
+        )
         .updating("UPDATE t SET a = a WHERE id = $1", 1..=1_000);
     let writer = WriteLoad::start(db.url(), spec).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -209,7 +221,10 @@ async fn schema_dumps_of_databases_built_by_the_same_sql_are_equal_until_one_is_
 
     let left_dump = schema_dump(left.url()).await;
     let right_dump = schema_dump(right.url()).await;
-    assert!(left_dump.contains("CREATE TABLE public.users"), "{left_dump}");
+    assert!(
+        left_dump.contains("CREATE TABLE public.users"),
+        "{left_dump}"
+    );
     assert!(!right_dump.contains(TIDEGATE_SCHEMA), "{right_dump}");
     assert_eq!(
         dump_difference("left", &left_dump, "right", &right_dump),
@@ -317,7 +332,10 @@ async fn psql_stops_at_the_first_error_and_keeps_what_ran_before_it() {
     assert!(output.status.success());
     assert_eq!(
         client
-            .query_one("SELECT count(*) FROM pg_tables WHERE tablename = 'from_file'", &[])
+            .query_one(
+                "SELECT count(*) FROM pg_tables WHERE tablename = 'from_file'",
+                &[]
+            )
             .await
             .unwrap()
             .get::<_, i64>(0),
@@ -326,7 +344,8 @@ async fn psql_stops_at_the_first_error_and_keeps_what_ran_before_it() {
 }
 
 const SETUP: &str = "CREATE TABLE t (id bigint NOT NULL, a int NOT NULL, b int)";
-const POPULATE: &str = "INSERT INTO t SELECT g, g % 1000 + 1, g % 7 FROM generate_series(1, 3000000) g;
+const POPULATE: &str =
+    "INSERT INTO t SELECT g, g % 1000 + 1, g % 7 FROM generate_series(1, 3000000) g;
                         ALTER TABLE t ADD PRIMARY KEY (id);";
 
 /// The check the rewrite tests use, with the rewrite done by hand: `CREATE INDEX` on A, `CREATE INDEX
@@ -337,7 +356,10 @@ async fn a_rewrite_check_tells_a_plain_index_build_from_a_concurrent_one() {
     let major: i32 = probe
         .connect()
         .await
-        .query_one("SELECT current_setting('server_version_num')::int / 10000", &[])
+        .query_one(
+            "SELECT current_setting('server_version_num')::int / 10000",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -368,7 +390,11 @@ async fn a_rewrite_check_tells_a_plain_index_build_from_a_concurrent_one() {
     let writes = report.writes.as_ref().unwrap();
     assert_eq!(writes.error_count(), 0, "{report}");
     assert!(report.writer_rows_deleted > 0, "{report}");
-    assert_eq!(report.tidegate_longest_write_block(), Duration::ZERO, "{report}");
+    assert_eq!(
+        report.tidegate_longest_write_block(),
+        Duration::ZERO,
+        "{report}"
+    );
     let plain = report
         .psql
         .locks

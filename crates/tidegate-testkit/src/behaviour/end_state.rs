@@ -35,9 +35,12 @@ async fn server_major(url: &str) -> u32 {
         .await
         .unwrap_or_else(|error| panic!("could not read the server version at {url}: {error}"))
         .get(0);
-    version.parse::<u32>().map(|num| num / 10_000).unwrap_or_else(|_| {
-        panic!("the server at {url} reports server_version_num {version:?}, not a number")
-    })
+    version
+        .parse::<u32>()
+        .map(|num| num / 10_000)
+        .unwrap_or_else(|_| {
+            panic!("the server at {url} reports server_version_num {version:?}, not a number")
+        })
 }
 
 fn run(mut command: Command, what: &str) -> Output {
@@ -74,7 +77,10 @@ pub async fn schema_dump(url: &str) -> String {
         .ok()
         .map(|parsed| parsed.path().trim_start_matches('/').to_string())
         .filter(|name| !name.is_empty());
-    normalise_dump(&String::from_utf8_lossy(&output.stdout), database.as_deref())
+    normalise_dump(
+        &String::from_utf8_lossy(&output.stdout),
+        database.as_deref(),
+    )
 }
 
 /// The normalisation of [`schema_dump`], pure.

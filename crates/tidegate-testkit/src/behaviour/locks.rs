@@ -166,7 +166,11 @@ impl fmt::Display for LockInterval {
 /// The runs of consecutive samples in which `key` returned the same `Some` value for at least one lock.
 ///
 /// Pure: this is the interval arithmetic of the sampler, tested without a server.
-pub fn intervals_by<K, F>(samples: &[LockSample], period: Duration, key: F) -> Vec<(K, LockInterval)>
+pub fn intervals_by<K, F>(
+    samples: &[LockSample],
+    period: Duration,
+    key: F,
+) -> Vec<(K, LockInterval)>
 where
     K: Clone + Eq + std::hash::Hash + Ord,
     F: Fn(&LockObservation) -> Option<K>,
@@ -351,7 +355,7 @@ impl LockReport {
         intervals_by(&self.samples, self.period, |lock| {
             (lock.granted
                 && lock.mode >= mode
-                && relation.map_or(true, |name| lock.relation == name))
+                && relation.is_none_or(|name| lock.relation == name))
             .then_some(lock.relation_oid)
         })
         .into_iter()
@@ -509,9 +513,9 @@ async fn sample_until_stopped(
                 .await
                 .map_err(|error| format!("the lock sampler could not look up {table}: {error}"))?
                 .get(0);
-            oids.push(oid.ok_or_else(|| {
-                format!("the lock sampler cannot watch {table}: no such table")
-            })?);
+            oids.push(
+                oid.ok_or_else(|| format!("the lock sampler cannot watch {table}: no such table"))?,
+            );
         }
         let statement = client
             .prepare(SAMPLE_LOCKS)

@@ -96,7 +96,11 @@ impl RewriteCheck {
             !self.tables.is_empty(),
             "a RewriteCheck needs at least one table to watch and compare"
         );
-        let names: Vec<&str> = self.tables.iter().map(|table| table.name.as_str()).collect();
+        let names: Vec<&str> = self
+            .tables
+            .iter()
+            .map(|table| table.name.as_str())
+            .collect();
 
         let psql_database = TestDatabase::create().await;
         {
@@ -216,12 +220,7 @@ impl<T> RewriteReport<T> {
 
     /// The lines only one schema dump holds; empty when they are equal.
     pub fn schema_difference(&self) -> String {
-        dump_difference(
-            "psql",
-            &self.psql.schema,
-            "tidegate",
-            &self.tidegate.schema,
-        )
+        dump_difference("psql", &self.psql.schema, "tidegate", &self.tidegate.schema)
     }
 
     /// Panics, saying how they differ, unless both databases ended with the same schema and the same data.

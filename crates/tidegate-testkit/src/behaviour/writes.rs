@@ -218,7 +218,8 @@ impl WriteLoad {
                         return;
                     }
                 };
-                if let Some(tally) = runtime.block_on(write_until_stopped(url, spec, ready_tx, stop_rx))
+                if let Some(tally) =
+                    runtime.block_on(write_until_stopped(url, spec, ready_tx, stop_rx))
                 {
                     let _ = done_tx.send(tally);
                 }
@@ -294,11 +295,9 @@ async fn open_worker(url: &str, spec: &WriteSpec) -> Result<Worker, String> {
         async move {
             match sql {
                 None => Ok(None),
-                Some(sql) => client
-                    .prepare(&sql)
-                    .await
-                    .map(Some)
-                    .map_err(|error| format!("the writer's statement `{sql}` failed to prepare: {error}")),
+                Some(sql) => client.prepare(&sql).await.map(Some).map_err(|error| {
+                    format!("the writer's statement `{sql}` failed to prepare: {error}")
+                }),
             }
         }
     };
