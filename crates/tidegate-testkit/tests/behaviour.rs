@@ -345,7 +345,7 @@ async fn psql_stops_at_the_first_error_and_keeps_what_ran_before_it() {
 
 const SETUP: &str = "CREATE TABLE t (id bigint NOT NULL, a int NOT NULL, b int)";
 const POPULATE: &str =
-    "INSERT INTO t SELECT g, g % 1000 + 1, g % 7 FROM generate_series(1, 3000000) g;
+    "INSERT INTO t SELECT g, g % 1000 + 1, g % 7 FROM generate_series(1, 2000000) g;
                         ALTER TABLE t ADD PRIMARY KEY (id);";
 
 /// The check the rewrite tests use, with the rewrite done by hand: `CREATE INDEX` on A, `CREATE INDEX
@@ -369,7 +369,7 @@ async fn a_rewrite_check_tells_a_plain_index_build_from_a_concurrent_one() {
         .writes(
             WriteSpec::new("t", "id")
                 .inserting("INSERT INTO t (id, a, b) VALUES ($1, 1, 1)", 10_000_000)
-                .updating("UPDATE t SET b = b WHERE id = $1", 1..=3_000_000),
+                .updating("UPDATE t SET b = b WHERE id = $1", 1..=2_000_000),
         )
         .run(|url| {
             Command::new(&psql)

@@ -353,10 +353,8 @@ impl LockReport {
         relation: Option<&str>,
     ) -> Option<LockInterval> {
         intervals_by(&self.samples, self.period, |lock| {
-            (lock.granted
-                && lock.mode >= mode
-                && relation.is_none_or(|name| lock.relation == name))
-            .then_some(lock.relation_oid)
+            (lock.granted && lock.mode >= mode && relation.is_none_or(|name| lock.relation == name))
+                .then_some(lock.relation_oid)
         })
         .into_iter()
         .map(|(_, mut interval)| {
