@@ -28,6 +28,12 @@ use std::sync::OnceLock;
 use tidegate_db::scratch::{self, ScratchServer, StartOptions};
 use tokio_postgres::{Client, NoTls};
 
+pub mod behaviour;
+pub use behaviour::{
+    data_digest, data_digest_columns, psql_file, psql_ok, schema_dump, LockReport, LockSampler,
+    PgLockMode, PsqlInput, RewriteCheck, RewriteReport, WriteLoad, WriteReport, WriteSpec,
+};
+
 /// Points the tests at an existing server instead of starting one.
 pub const TEST_DATABASE_URL_ENV: &str = "TIDEGATE_TEST_DATABASE_URL";
 
@@ -135,8 +141,10 @@ fn next_database_name() -> String {
 pub struct TestDatabase {
     name: String,
     url: String,
+    /// The `postgres` database of the same server, for CREATE DATABASE.
+    admin_url: String,
     /// Set when the database lives on a server the tests do not own: drop it afterwards.
-    admin_url: Option<String>,
+    drop_when_done: bool,
 }
 
 impl TestDatabase {
@@ -149,7 +157,8 @@ impl TestDatabase {
                 Self {
                     url: server.url_for_database(&name),
                     name,
-                    admin_url: None,
+                    admin_url: server.url(),
+                    drop_when_done: false,
                 }
             }
             Server::External(admin_url) => {
@@ -157,9 +166,68 @@ impl TestDatabase {
                 Self {
                     url: url_with_database(&admin_url, &name),
                     name,
-                    admin_url: Some(admin_url),
+                    admin_url,
+                    drop_when_done: true,
                 }
             }
+        }
+    }
+
+    /// A new database on the same server with the same contents: `CREATE DATABASE … TEMPLATE` this one (a file
+    /// copy, so a few hundred megabytes take well under a second). PostgreSQL refuses while anyone is connected to
+    /// the template, so drop every client of this database first; this waits a few seconds for their backends to
+    /// go, then panics saying who is still connected.
+    pub async fn copy(&self) -> TestDatabase {
+        let name = next_database_name();
+        let admin = connect(&self.admin_url).await;
+        let version: i32 = admin
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .expect("the server's version")
+            .get(0);
+        // FILE_COPY (15+) copies the files instead of writing every block to WAL: the fast path on a test server.
+        let strategy = if version >= 150_000 {
+            " STRATEGY = FILE_COPY"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE \"{}\"{strategy}",
+            self.name
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match admin.batch_execute(&sql).await {
+                Ok(()) => break,
+                Err(error)
+                    if error.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(error) => {
+                    let holders: Vec<String> = admin
+                        .query(
+                            "SELECT pid::text || ' ' || coalesce(application_name, '') || ': ' || coalesce(query, '') \
+                               FROM pg_stat_activity WHERE datname = $1",
+                            &[&self.name],
+                        )
+                        .await
+                        .map(|rows| rows.iter().map(|row| row.get(0)).collect())
+                        .unwrap_or_default();
+                    panic!(
+                        "could not copy the test database {}: {error}; still connected: {holders:?}. \
+                         Drop every client of it before copy()",
+                        self.name
+                    );
+                }
+            }
+        }
+        Self {
+            url: url_with_database(&self.url, &name),
+            name,
+            admin_url: self.admin_url.clone(),
+            drop_when_done: self.drop_when_done,
         }
     }
 
@@ -180,9 +248,10 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         // Databases on a test cluster vanish with it; on someone else's server, clean up after ourselves.
-        let Some(admin_url) = self.admin_url.clone() else {
+        if !self.drop_when_done {
             return;
-        };
+        }
+        let admin_url = self.admin_url.clone();
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
