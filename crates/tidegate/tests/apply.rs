@@ -375,48 +375,74 @@ async fn a_failed_concurrent_index_build_is_cleaned_up_and_rebuilt() {
 
 #[tokio::test]
 async fn a_dry_run_prints_the_plan_and_changes_nothing() {
-    let db = TestDatabase::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "0001_create_orders.sql", CREATE_ORDERS);
+    let (db, dir) = orders_applied(20_000).await;
     write(dir.path(), "0002_order_status_v2.sql", POSTMORTEM);
     let output = apply(dir.path(), db.url(), &["--dry-run", "--format", "json"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let phases = &plan["pending"][1]["phases"];
+    let phases = &plan["pending"][0]["phases"];
     assert_eq!(phases[0]["kind"], "schema");
     assert_eq!(phases[1]["kind"], "backfill");
     assert_eq!(phases[1]["spec"]["set"], "order_status_v2 = order_status");
+    assert_eq!(phases[0]["steps"][0]["statement"], 0);
     assert_eq!(
-        phases[0]["statements"][0]["locks"][0],
+        plan["pending"][0]["statements"][0]["locks"][0],
         "orders: ACCESS EXCLUSIVE"
     );
+    assert_eq!(plan["pending"][0]["statements"][1]["runs"], "backfill");
 
     let text = apply(dir.path(), db.url(), &["--dry-run"]);
-    assert!(String::from_utf8_lossy(&text.stdout)
-        .contains("backfill phase: batched, throttled UPDATE orders"));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("backfill phase: batched, throttled UPDATE orders"), "{text}");
+    assert!(text.contains("not atomic"), "{text}");
 
     let client = db.connect().await;
     assert_eq!(
         count(
             &client,
-            "SELECT count(*) FROM pg_namespace WHERE nspname = 'tidegate'"
+            "SELECT count(*) FROM information_schema.columns WHERE column_name = 'order_status_v2'"
         )
         .await,
         0
     );
+    assert_eq!(count(&client, "SELECT count(*) FROM tidegate.migrations").await, 1);
+}
+
+#[tokio::test]
+async fn a_dry_run_on_a_fresh_database_changes_nothing_and_says_small_tables_run_as_written() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "0001_create_orders.sql", CREATE_ORDERS);
+    write(dir.path(), "0002_order_status_v2.sql", POSTMORTEM);
+    write(
+        dir.path(),
+        "0003_index.sql",
+        "CREATE INDEX orders_status ON orders (order_status);\n",
+    );
+    let output = apply(dir.path(), db.url(), &["--dry-run"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", stderr(&output));
+    // orders is created by this run: it is empty when 0002 and 0003 run.
+    assert!(
+        text.contains("runs as written: orders has 0 row(s), below small_table_rows = 10000 (unbatched-update")
+            && text.contains("(create-index-non-concurrently)"),
+        "{text}"
+    );
+    let client = db.connect().await;
     assert_eq!(
-        count(
-            &client,
-            "SELECT count(*) FROM pg_class WHERE relname = 'orders'"
-        )
-        .await,
+        count(&client, "SELECT count(*) FROM pg_namespace WHERE nspname = 'tidegate'").await,
+        0
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM pg_class WHERE relname = 'orders'").await,
         0
     );
 }
 
 #[tokio::test]
 async fn an_update_that_cannot_be_batched_stops_the_apply_with_a_rewrite() {
-    let (db, dir) = orders_applied(10).await;
+    // Above small_table_rows (10,000): on a smaller table the UPDATE would run as written.
+    let (db, dir) = orders_applied(20_000).await;
     write(dir.path(), "0002_join.sql", "CREATE TABLE tiers (id bigint PRIMARY KEY, tier text);\nUPDATE orders o SET order_status = t.tier FROM tiers t WHERE t.id = o.id;\n");
     let output = apply(dir.path(), db.url(), &[]);
     let log = stderr(&output);
@@ -583,11 +609,49 @@ async fn the_health_gate_refuses_after_health_wait_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn an_interrupted_migration_whose_phases_changed_is_not_resumed_by_number() {
+async fn an_interrupted_migration_resumes_with_the_phases_it_started_with() {
+    let (db, dir) = orders_applied(20_000).await;
+    write(dir.path(), "0002_order_status_v2.sql", POSTMORTEM);
+    // An earlier apply, run with --allow-unbatched, planned the UPDATE as written in phase 2, committed phase 1
+    // and was interrupted. A new plan (without the flag) would make phase 2 a backfill; the resume keeps to the
+    // phases it started with, so nothing is skipped or repeated.
+    let client = db.connect().await;
+    client.execute("ALTER TABLE orders ADD COLUMN order_status_v2 VARCHAR(20)", &[]).await.unwrap();
+    let phases = serde_json::json!([
+        {"kind": "schema", "in_transaction": true,
+         "steps": [{"statement": 0, "sql": "ALTER TABLE orders ADD COLUMN order_status_v2 VARCHAR(20)"}]},
+        {"kind": "data_as_written",
+         "steps": [{"statement": 1, "sql": "UPDATE orders SET order_status_v2 = order_status"}]}
+    ]);
+    client
+        .execute(
+            "INSERT INTO tidegate.migrations (version, name, checksum, status, phases, phases_done) \
+             VALUES ('0002_order_status_v2.sql', '0002_order_status_v2.sql', \
+                     encode(sha256(convert_to($1, 'UTF8')), 'hex'), 'failed', $2::text::jsonb, 1)",
+            &[&POSTMORTEM, &phases.to_string()],
+        )
+        .await
+        .unwrap();
+    let output = apply(dir.path(), db.url(), &[]);
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("phase 1: skipped") && log.contains("phase 2: data as written"), "{log}");
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM orders WHERE order_status_v2 IS DISTINCT FROM order_status").await,
+        0
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM tidegate.runs").await,
+        0,
+        "the recorded phase ran, not a new plan's backfill"
+    );
+}
+
+#[tokio::test]
+async fn an_interrupted_migration_whose_recorded_phases_cannot_be_read_is_not_resumed() {
     let (db, dir) = orders_applied(10).await;
     write(dir.path(), "0002_order_status_v2.sql", POSTMORTEM);
-    // An earlier apply, run when tidegate.toml let the UPDATE run as written, committed phase 1 of a one-phase
-    // plan holding both statements, then was interrupted before recording the migration as applied.
+    // Phases recorded by an older tidegate, in a shape this one does not read.
     let client = db.connect().await;
     client
         .execute(
@@ -599,14 +663,11 @@ async fn an_interrupted_migration_whose_phases_changed_is_not_resumed_by_number(
         )
         .await
         .unwrap();
-
-    // Now the file plans as a schema phase and a backfill: "phase 1 done" means something else.
     let output = apply(dir.path(), db.url(), &[]);
     let log = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{log}");
     assert!(
-        log.contains("interrupted after 1 committed phase")
-            && log.contains("Restore the configuration"),
+        log.contains("interrupted after 1 committed phase") && log.contains("another tidegate version"),
         "{log}"
     );
     let phases_done: i32 = client

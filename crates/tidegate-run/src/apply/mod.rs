@@ -337,12 +337,25 @@ pub fn plan(
             source.framework_transaction,
         );
         let analyzed = analyze(parse_source(&source.sql), settings, &mut catalog);
-        let rows = |table: &TableName| -> Option<u64> {
+        // A table renamed in this migration keeps its rows under its new name.
+        let renamed = renamed_tables(analyzed.statements());
+        let rows_before = |table: &TableName| -> Option<u64> {
             match target.tables.get(&table.key()) {
                 Some(live) => Some(live.rows),
                 None if before.table(table).is_some() => Some(0),
                 None => None,
             }
+        };
+        let rows = |table: &TableName| -> Option<u64> {
+            let mut name = table.clone();
+            // Follow renames back to the name the table had before this migration (bounded: renames can cycle).
+            for _ in 0..renamed.len() {
+                match renamed.iter().find(|(_, new)| new.key() == name.key()) {
+                    Some((old, _)) => name = old.clone(),
+                    None => break,
+                }
+            }
+            rows_before(&name)
         };
         let is_partitioned = |table: &TableName| {
             target
@@ -398,6 +411,25 @@ pub fn plan(
         applied,
         pending,
     })
+}
+
+/// `(old, new)` for every `ALTER TABLE … RENAME TO` of the migration, in order.
+fn renamed_tables(statements: &[tidegate_sql::Statement]) -> Vec<(TableName, TableName)> {
+    use tidegate_sql::syntax::{protobuf, NodeEnum};
+    statements
+        .iter()
+        .filter_map(|statement| match statement.node.as_deref() {
+            Some(NodeEnum::RenameStmt(rename))
+                if rename.rename_type == protobuf::ObjectType::ObjectTable as i32 =>
+            {
+                let relation = rename.relation.as_ref()?;
+                let old = TableName::from_range_var(relation);
+                let new = TableName::new(old.schema.as_deref(), &rename.newname);
+                Some((old, new))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// The names a new index or constraint must not take: the target's, and those the migrations before this one

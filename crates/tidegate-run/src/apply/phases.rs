@@ -251,9 +251,9 @@ fn expand_contract(rule: RuleId) -> Option<&'static str> {
             "copy in key ranges from a job (INSERT … SELECT … WHERE id > $last ORDER BY id LIMIT n), or pass \
              --allow-unbatched to run it as written"
         }
-        RuleId::RenameColumn | RuleId::RenameTable => {
-            "expand and contract: add the new name (a new column kept in sync, or a view), move the application, \
-             then drop the old; or accept it inline with `-- tidegate:ignore RULE reason`"
+        RuleId::RenameColumn | RuleId::RenameTable | RuleId::DropColumn | RuleId::DropTable => {
+            "on a table this size (at least small_table_rows) apply runs it only when the migration accepts it \
+             inline: `-- tidegate:ignore RULE reason` on the line before"
         }
         RuleId::TruncateCascade => {
             "truncate each table by name, so the statement says what it empties"
