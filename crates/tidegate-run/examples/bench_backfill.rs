@@ -111,10 +111,8 @@ async fn postmortem_loop(client: &Client, limit: Duration) -> (Duration, u64, bo
 async fn tidegate(url: &str) -> (Duration, u64, u64) {
     let config = ConnectionConfig::from_url(url).unwrap();
     let spec = BackfillSpec {
-        table: "orders".into(),
-        set: "order_status_v2 = order_status".into(),
         predicate: Some("order_status_v2 IS NULL".into()),
-        key: None,
+        ..BackfillSpec::update("orders", "order_status_v2 = order_status")
     };
     let options = BackfillOptions {
         restart: true,

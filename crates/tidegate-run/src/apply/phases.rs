@@ -443,10 +443,8 @@ pub fn update_converts(update: &protobuf::UpdateStmt) -> Result<BackfillSpec, St
         .map(deparse_predicate)
         .transpose()?;
     Ok(BackfillSpec {
-        table,
-        set: assignments.join(", "),
         predicate,
-        key: None,
+        ..BackfillSpec::update(table, assignments.join(", "))
     })
 }
 
@@ -601,7 +599,7 @@ mod tests {
                 PhaseKind::Schema {
                     in_transaction: false,
                 } => "autocommit".to_string(),
-                PhaseKind::Backfill { spec } => format!("backfill {} SET {}", spec.table, spec.set),
+                PhaseKind::Backfill { spec } => format!("backfill {} SET {}", spec.table, spec.operation.set().unwrap_or_default()),
                 PhaseKind::DataAsWritten => "as-written".to_string(),
             })
             .collect()
@@ -633,7 +631,7 @@ mod tests {
         let PhaseKind::Backfill { spec } = &plan.phases[0].kind else {
             panic!("{plan:?}")
         };
-        assert_eq!(spec.set, "order_status = lower(order_status)");
+        assert_eq!(spec.operation.set().unwrap_or_default(), "order_status = lower(order_status)");
         assert_eq!(spec.predicate.as_deref(), Some("order_status <> 'done'"));
     }
 
@@ -763,7 +761,7 @@ mod tests {
         };
         let spec = update_converts(&update).unwrap();
         assert_eq!(spec.table, "\"Shop\".\"Orders\"");
-        assert_eq!(spec.set, "\"New\" = \"Status\"");
+        assert_eq!(spec.operation.set().unwrap_or_default(), "\"New\" = \"Status\"");
     }
 
     fn update_node(sql: &str) -> protobuf::UpdateStmt {
@@ -787,12 +785,12 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(spec.table, "\"order\"");
-        assert_eq!(spec.set, "\"user\" = \"select\"");
+        assert_eq!(spec.operation.set().unwrap_or_default(), "\"user\" = \"select\"");
         assert_eq!(spec.predicate.as_deref(), Some("\"desc\" IS NULL"));
         let spec = update_converts(&update_node("UPDATE app.orders SET a = b::int")).unwrap();
         assert_eq!(spec.table, "app.orders");
-        assert_eq!(spec.set, "a = b::int");
-        let statement = format!("UPDATE {} SET {} WHERE true", spec.table, spec.set);
+        assert_eq!(spec.operation.set().unwrap_or_default(), "a = b::int");
+        let statement = format!("UPDATE {} SET {} WHERE true", spec.table, spec.operation.set().unwrap_or_default());
         assert!(pg_query::parse(&statement, 0).is_ok(), "{statement}");
     }
 
