@@ -498,9 +498,10 @@ mod tests {
                 "{bad} was read"
             );
         }
-        let explicit: BackfillSpec =
-            serde_json::from_str(r#"{"table":"t","operation":"update","set":"a = 1","where":null,"key":null}"#)
-                .unwrap();
+        let explicit: BackfillSpec = serde_json::from_str(
+            r#"{"table":"t","operation":"update","set":"a = 1","where":null,"key":null}"#,
+        )
+        .unwrap();
         assert_eq!(explicit, BackfillSpec::update("t", "a = 1"));
     }
 

@@ -450,7 +450,7 @@ pub fn update_converts(update: &protobuf::UpdateStmt) -> Result<BackfillSpec, St
 
 /// Whether a sub-select in the assignments or the predicate names the updated table (conservatively: by name,
 /// in any schema).
-fn reads_table(
+pub(crate) fn reads_table(
     targets: &[protobuf::Node],
     predicate: Option<&protobuf::Node>,
     relation: &protobuf::RangeVar,
@@ -471,7 +471,7 @@ fn reads_table(
 
 /// An identifier as PostgreSQL's deparser writes it: quoted when it must be (upper case, symbols, keywords such as
 /// `order` or `user`).
-fn quote_identifier(identifier: &str) -> Result<String, String> {
+pub(crate) fn quote_identifier(identifier: &str) -> Result<String, String> {
     let column = protobuf::Node {
         node: Some(NodeEnum::ColumnRef(protobuf::ColumnRef {
             fields: vec![protobuf::Node {
@@ -501,7 +501,7 @@ fn deparse_expression(expression: &protobuf::Node) -> Result<String, String> {
 }
 
 /// Deparses a predicate by placing it in `SELECT WHERE <predicate>` and deparsing that.
-fn deparse_predicate(predicate: &protobuf::Node) -> Result<String, String> {
+pub(crate) fn deparse_predicate(predicate: &protobuf::Node) -> Result<String, String> {
     deparse_in_select("SELECT WHERE true", "SELECT WHERE ", |select| {
         select.where_clause = Some(Box::new(predicate.clone()));
         true
@@ -599,7 +599,11 @@ mod tests {
                 PhaseKind::Schema {
                     in_transaction: false,
                 } => "autocommit".to_string(),
-                PhaseKind::Backfill { spec } => format!("backfill {} SET {}", spec.table, spec.operation.set().unwrap_or_default()),
+                PhaseKind::Backfill { spec } => format!(
+                    "backfill {} SET {}",
+                    spec.table,
+                    spec.operation.set().unwrap_or_default()
+                ),
                 PhaseKind::DataAsWritten => "as-written".to_string(),
             })
             .collect()
@@ -631,7 +635,10 @@ mod tests {
         let PhaseKind::Backfill { spec } = &plan.phases[0].kind else {
             panic!("{plan:?}")
         };
-        assert_eq!(spec.operation.set().unwrap_or_default(), "order_status = lower(order_status)");
+        assert_eq!(
+            spec.operation.set().unwrap_or_default(),
+            "order_status = lower(order_status)"
+        );
         assert_eq!(spec.predicate.as_deref(), Some("order_status <> 'done'"));
     }
 
@@ -761,7 +768,10 @@ mod tests {
         };
         let spec = update_converts(&update).unwrap();
         assert_eq!(spec.table, "\"Shop\".\"Orders\"");
-        assert_eq!(spec.operation.set().unwrap_or_default(), "\"New\" = \"Status\"");
+        assert_eq!(
+            spec.operation.set().unwrap_or_default(),
+            "\"New\" = \"Status\""
+        );
     }
 
     fn update_node(sql: &str) -> protobuf::UpdateStmt {
@@ -785,12 +795,19 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(spec.table, "\"order\"");
-        assert_eq!(spec.operation.set().unwrap_or_default(), "\"user\" = \"select\"");
+        assert_eq!(
+            spec.operation.set().unwrap_or_default(),
+            "\"user\" = \"select\""
+        );
         assert_eq!(spec.predicate.as_deref(), Some("\"desc\" IS NULL"));
         let spec = update_converts(&update_node("UPDATE app.orders SET a = b::int")).unwrap();
         assert_eq!(spec.table, "app.orders");
         assert_eq!(spec.operation.set().unwrap_or_default(), "a = b::int");
-        let statement = format!("UPDATE {} SET {} WHERE true", spec.table, spec.operation.set().unwrap_or_default());
+        let statement = format!(
+            "UPDATE {} SET {} WHERE true",
+            spec.table,
+            spec.operation.set().unwrap_or_default()
+        );
         assert!(pg_query::parse(&statement, 0).is_ok(), "{statement}");
     }
 

@@ -267,7 +267,11 @@ async fn dry_run(
     writeln!(out, "dry run: nothing will be changed")?;
     writeln!(out, "target:  {}", config.redacted())?;
     writeln!(out, "table:   {}", plan.table)?;
-    writeln!(out, "runs:    {} ({}), in batches", plan.statement, plan.kind)?;
+    writeln!(
+        out,
+        "runs:    {} ({}), in batches",
+        plan.statement, plan.kind
+    )?;
     writeln!(
         out,
         "key:     ({}) from index {}",
