@@ -10,7 +10,6 @@
 //! the run's clock: a row that comes to match while the run walks towards it is deleted too.
 
 use pg_query::protobuf;
-use pg_query::NodeEnum;
 
 use super::phases::{deparse_predicate, quote_identifier, reads_table};
 use crate::spec::BackfillSpec;
@@ -127,6 +126,7 @@ fn unbatchable_node(node: &protobuf::Node) -> Option<String> {
 mod tests {
     use super::*;
     use crate::spec::Operation;
+    use pg_query::NodeEnum;
 
     fn parse_delete(sql: &str) -> protobuf::DeleteStmt {
         match pg_query::parse(sql, 0).unwrap().protobuf.stmts[0]
