@@ -33,7 +33,8 @@ pub struct BackfillArgs {
     #[arg(long, conflicts_with = "set")]
     pub delete: bool,
     /// With --delete and no --where: delete every row of the table (within its key range at start)
-    #[arg(long, requires = "delete", conflicts_with = "predicate")]
+    // Without --delete, --set is required and conflicts with --all, so clap refuses --all alone too.
+    #[arg(long, conflicts_with_all = ["predicate", "set"])]
     pub all: bool,
     /// Only rows matching this predicate on the table's own columns
     #[arg(long = "where")]
