@@ -1,9 +1,11 @@
 //! Benchmark: one UPDATE vs the postmortem's loop vs tidegate's backfill on a 1M-row table, then foreground latency
 //! (pgbench at a fixed rate doing primary-key reads and writes on the same table) during each.
+//! `--mode delete`: one DELETE of ~30% of the rows vs tidegate's batched delete with default settings, each
+//! with its time and the WAL it wrote (`pg_current_wal_lsn()` before and after).
 //!
 //! ```text
 //! cargo run --release -p tidegate-run --example bench_backfill -- [--rows 1000000] [--loop-limit 120] [--rate 200]
-//!     [--db postgresql://...]   # default: a private throwaway cluster from the machine's binaries
+//!     [--mode update|delete] [--db postgresql://...]   # default: a private throwaway cluster from the machine's binaries
 //! ```
 //! It prints figures; it asserts nothing. Results and the exact command go in docs/benchmarks.md.
 
@@ -21,6 +23,7 @@ struct Args {
     loop_limit: Duration,
     rate: u32,
     db: Option<String>,
+    delete: bool,
 }
 
 fn args() -> Args {
@@ -29,6 +32,7 @@ fn args() -> Args {
         loop_limit: Duration::from_secs(120),
         rate: 200,
         db: None,
+        delete: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -40,6 +44,13 @@ fn args() -> Args {
             }
             "--rate" => args.rate = value.parse().expect("--rate TPS"),
             "--db" => args.db = Some(value),
+            "--mode" => {
+                args.delete = match value.as_str() {
+                    "update" => false,
+                    "delete" => true,
+                    other => panic!("--mode update|delete, not {other}"),
+                }
+            }
             other => panic!("unknown flag {other}"),
         }
     }
@@ -111,10 +122,8 @@ async fn postmortem_loop(client: &Client, limit: Duration) -> (Duration, u64, bo
 async fn tidegate(url: &str) -> (Duration, u64, u64) {
     let config = ConnectionConfig::from_url(url).unwrap();
     let spec = BackfillSpec {
-        table: "orders".into(),
-        set: "order_status_v2 = order_status".into(),
         predicate: Some("order_status_v2 IS NULL".into()),
-        key: None,
+        ..BackfillSpec::update("orders", "order_status_v2 = order_status")
     };
     let options = BackfillOptions {
         restart: true,
@@ -132,6 +141,103 @@ async fn tidegate(url: &str) -> (Duration, u64, u64) {
     .expect("the backfill runs");
     assert_eq!(outcome.end, RunEnd::Completed);
     (started.elapsed(), outcome.rows_done, outcome.batches)
+}
+
+/// The delete benchmark's predicate: customers whose id ends in 0, 1 or 2, about 30% of the rows.
+const DELETE_PREDICATE: &str = "customer_id % 10 < 3";
+
+async fn wal_lsn(client: &Client) -> String {
+    client
+        .query_one("select pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Bytes of WAL written since `since`.
+async fn wal_since(client: &Client, since: &str) -> i64 {
+    client
+        .query_one(
+            "select pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::int8",
+            &[&since],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn rows_left(client: &Client) -> (i64, i64) {
+    let row = client
+        .query_one(
+            &format!("select count(*) filter (where {DELETE_PREDICATE}), count(*) from orders"),
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+fn mib(bytes: i64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+async fn delete_benchmark(client: &Client, url: &str, rows: i64) {
+    println!(
+        "
+delete WHERE {DELETE_PREDICATE}, no load:"
+    );
+    fresh_table(client, rows).await;
+    let (matching, total) = rows_left(client).await;
+    println!(
+        "  {matching} of {total} rows match ({:.1}%)",
+        100.0 * matching as f64 / total as f64
+    );
+    let before = wal_lsn(client).await;
+    let started = Instant::now();
+    let deleted = client
+        .execute(&format!("delete from orders where {DELETE_PREDICATE}"), &[])
+        .await
+        .unwrap();
+    let a = started.elapsed();
+    let a_wal = wal_since(client, &before).await;
+    assert_eq!(rows_left(client).await, (0, total - matching));
+    println!(
+        "  (a) one DELETE                {:>8.2} s  WAL {:>8.1} MiB  ({deleted} rows)",
+        a.as_secs_f64(),
+        mib(a_wal)
+    );
+
+    fresh_table(client, rows).await;
+    let config = ConnectionConfig::from_url(url).unwrap();
+    let spec = BackfillSpec::delete("orders", Some(DELETE_PREDICATE.into()));
+    let options = BackfillOptions {
+        restart: true,
+        ..BackfillOptions::default()
+    };
+    let before = wal_lsn(client).await;
+    let started = Instant::now();
+    let outcome = engine::run(
+        &config,
+        RunTarget::Spec(spec),
+        options,
+        Arc::new(|_| {}),
+        StopHandle::default(),
+    )
+    .await
+    .expect("the batched delete runs");
+    let c = started.elapsed();
+    let c_wal = wal_since(client, &before).await;
+    assert_eq!(outcome.end, RunEnd::Completed);
+    assert_eq!(rows_left(client).await, (0, total - matching));
+    println!(
+        "  (c) tidegate batched delete   {:>8.2} s  WAL {:>8.1} MiB  ({} rows, {} batches; {:.2}x the time, {:.2}x the WAL of (a))",
+        c.as_secs_f64(),
+        mib(c_wal),
+        outcome.rows_done,
+        outcome.batches,
+        c.as_secs_f64() / a.as_secs_f64(),
+        c_wal as f64 / a_wal.max(1) as f64
+    );
 }
 
 fn pgbench_path() -> String {
@@ -277,6 +383,11 @@ async fn main() {
             .map(|n| n.get())
             .unwrap_or(0)
     );
+    if args.delete {
+        delete_benchmark(&client, &url, args.rows).await;
+        drop(cluster);
+        return;
+    }
 
     println!("\nno load:");
     fresh_table(&client, args.rows).await;

@@ -14,7 +14,10 @@
 
 use std::time::Duration;
 
-/// The resolved shape of a batch: the table, its key and the user's SET/WHERE.
+use crate::spec::Operation;
+
+/// The resolved shape of a batch: the table, its key, the operation (an update's SET, or a delete) and the
+/// user's WHERE.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BatchShape {
     pub schema: String,
@@ -23,7 +26,7 @@ pub struct BatchShape {
     pub key_columns: Vec<String>,
     /// Their types as the catalog formats them (`bigint`, `character varying(20)`).
     pub key_types: Vec<String>,
-    pub set: String,
+    pub operation: Operation,
     pub predicate: Option<String>,
 }
 
@@ -36,9 +39,14 @@ pub trait Dialect: Send + Sync {
     /// The batch's upper key: the key `offset` positions after the lower bound, within the upper bound.
     /// Parameters: lower key (if `has_lower`), upper key, offset, all as text.
     fn batch_upper_bound(&self, shape: &BatchShape, has_lower: bool) -> String;
-    /// The batch UPDATE bounded by (lower, upper] on the key and the user's predicate on the table alone.
-    /// Parameters: lower key (if `has_lower`), upper key, as text.
-    fn batch_update(&self, shape: &BatchShape, has_lower: bool) -> String;
+    /// The number of keys in (lower, upper]: what the last batch of a chunk covers when fewer keys than its size
+    /// remain, so rows scanned stays exact beside rows changed. Parameters: lower key (if `has_lower`), upper
+    /// key, as text.
+    fn batch_key_count(&self, shape: &BatchShape, has_lower: bool) -> String;
+    /// The batch's data change — the UPDATE (an update's SET) or the DELETE — bounded by (lower, upper] on the
+    /// key and the user's predicate evaluated on the table alone, never on a joined relation that could capture
+    /// its column names. Parameters: lower key (if `has_lower`), upper key, as text.
+    fn batch_change(&self, shape: &BatchShape, has_lower: bool) -> String;
     /// The smallest and largest key (two queries' worth of index ends, as text).
     fn key_min(&self, shape: &BatchShape) -> String;
     fn key_max(&self, shape: &BatchShape) -> String;
@@ -154,18 +162,33 @@ impl Dialect for Postgres {
         )
     }
 
-    fn batch_update(&self, shape: &BatchShape, has_lower: bool) -> String {
+    fn batch_key_count(&self, shape: &BatchShape, has_lower: bool) -> String {
+        let (range, _) = self.range(shape, has_lower);
+        format!(
+            "SELECT count(*)::int8 FROM {} WHERE {range}",
+            self.qualified(shape)
+        )
+    }
+
+    fn batch_change(&self, shape: &BatchShape, has_lower: bool) -> String {
         let (range, _) = self.range(shape, has_lower);
         // The user's text sits on lines of its own so a trailing `--` comment cannot swallow the bound.
         let predicate = match &shape.predicate {
             Some(p) => format!(" AND (\n{p}\n)"),
             None => String::new(),
         };
-        format!(
-            "UPDATE {} SET\n{}\nWHERE {range}{predicate}",
-            self.qualified(shape),
-            shape.set
-        )
+        match &shape.operation {
+            Operation::Update { set } => format!(
+                "UPDATE {} SET\n{set}\nWHERE {range}{predicate}",
+                self.qualified(shape)
+            ),
+            // The same bound as the update's: rows earlier batches deleted are simply absent from the next
+            // range, and the upper bound query walks the key index from the cursor, so it never rescans them.
+            Operation::Delete => format!(
+                "DELETE FROM {}\nWHERE {range}{predicate}",
+                self.qualified(shape)
+            ),
+        }
     }
 
     fn key_min(&self, shape: &BatchShape) -> String {
@@ -243,9 +266,9 @@ impl Dialect for Postgres {
 /// Catalog queries (PostgreSQL).
 pub mod catalog {
     /// Resolves a table name the way SQL does (search_path, quoting). Parameter: the name.
-    /// Columns: oid, schema, name, relkind, reltuples, may update.
+    /// Columns: oid, schema, name, relkind, reltuples, may update, may delete.
     pub const RESOLVE_TABLE: &str = "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, \
-        c.reltuples::float8, has_table_privilege(c.oid, 'UPDATE') \
+        c.reltuples::float8, has_table_privilege(c.oid, 'UPDATE'), has_table_privilege(c.oid, 'DELETE') \
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)";
 
     /// Columns of a table. Parameter: oid. Columns: name, type, not null.
@@ -531,7 +554,9 @@ mod tests {
             table: "Orders".into(),
             key_columns: cols.iter().map(|s| s.to_string()).collect(),
             key_types: types.iter().map(|s| s.to_string()).collect(),
-            set: "n = n + 1".into(),
+            operation: Operation::Update {
+                set: "n = n + 1".into(),
+            },
             predicate: predicate.map(str::to_string),
         }
     }
@@ -549,16 +574,38 @@ mod tests {
             "SELECT \"id\"::text AS key_0 FROM \"public\".\"Orders\" WHERE (\"id\") > ($1::text::bigint) AND (\"id\") <= ($2::text::bigint) ORDER BY \"id\" LIMIT 1 OFFSET $3::text::int8"
         );
         assert_eq!(
-            Postgres.batch_update(&s, false),
+            Postgres.batch_change(&s, false),
             "UPDATE \"public\".\"Orders\" SET\nn = n + 1\nWHERE (\"id\") <= ($1::text::bigint) AND (\nn IS NOT NULL\n)"
         );
-        crate::spec::check_generated_update(&Postgres.batch_update(&s, true)).unwrap();
+        crate::spec::check_generated_update(&Postgres.batch_change(&s, true)).unwrap();
+    }
+
+    #[test]
+    fn delete_batch_sql_is_bounded_like_the_update() {
+        let s = BatchShape {
+            operation: Operation::Delete,
+            ..shape(&["id"], &["bigint"], Some("created_at < now() -- old"))
+        };
+        let sql = Postgres.batch_change(&s, true);
+        assert_eq!(
+            sql,
+            "DELETE FROM \"public\".\"Orders\"\nWHERE (\"id\") > ($1::text::bigint) AND (\"id\") <= ($2::text::bigint) AND (\ncreated_at < now() -- old\n)"
+        );
+        crate::spec::check_generated_delete(&sql).unwrap();
+        let everything = BatchShape {
+            predicate: None,
+            ..s
+        };
+        assert_eq!(
+            Postgres.batch_change(&everything, false),
+            "DELETE FROM \"public\".\"Orders\"\nWHERE (\"id\") <= ($1::text::bigint)"
+        );
     }
 
     #[test]
     fn composite_keys_compare_as_rows() {
         let s = shape(&["tenant", "id"], &["integer", "uuid"], None);
-        let sql = Postgres.batch_update(&s, true);
+        let sql = Postgres.batch_change(&s, true);
         assert!(
             sql.contains("(\"tenant\", \"id\") > ($1::text::integer, $2::text::uuid) AND (\"tenant\", \"id\") <= ($3::text::integer, $4::text::uuid)"),
             "{sql}"

@@ -9,6 +9,8 @@ use crate::throttle::Level;
 pub enum Event {
     Started {
         run_id: i64,
+        /// `backfill` (an update) or `delete`, as `tidegate runs` shows it.
+        kind: String,
         resumed: bool,
         table: String,
         key: Vec<String>,
@@ -19,7 +21,9 @@ pub enum Event {
     Batch {
         run_id: i64,
         worker: u32,
+        /// Rows the batch changed (updated or deleted): those matching the predicate.
         rows: u64,
+        /// Keys the batch's range covered, matching or not.
         scanned: u64,
         batch_size: u64,
         next_batch_size: u64,
@@ -74,6 +78,7 @@ pub enum Event {
     },
     Completed {
         run_id: i64,
+        kind: String,
         rows_done: u64,
         batches: u64,
         seconds: f64,
@@ -86,6 +91,14 @@ pub enum Event {
         run_id: i64,
         error: String,
     },
+}
+
+/// The past participle for a run's rows, by its kind: `deleted` for a delete, `updated` for a backfill.
+pub fn rows_verb(kind: &str) -> &'static str {
+    match kind {
+        "delete" => "deleted",
+        _ => "updated",
+    }
 }
 
 impl Event {

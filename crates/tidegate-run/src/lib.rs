@@ -16,11 +16,11 @@
 //! use tidegate_run::spec::BackfillSpec;
 //! let config = tidegate_db::connect::ConnectionConfig::resolve(None)?;
 //! let spec = BackfillSpec {
-//!     table: "orders".into(),
-//!     set: "order_status_v2 = order_status".into(),
 //!     predicate: Some("order_status_v2 IS NULL".into()),
-//!     key: None,
+//!     ..BackfillSpec::update("orders", "order_status_v2 = order_status")
 //! };
+//! // A batched delete runs on the same engine:
+//! // BackfillSpec::delete("orders", Some("created_at < now() - interval '2 years'".into()))
 //! let outcome = run(&config, RunTarget::Spec(spec), BackfillOptions::default(),
 //!                   Arc::new(|event| println!("{}", event.to_json())), StopHandle::default()).await?;
 //! println!("run {} ended: {:?}", outcome.run_id, outcome.end);

@@ -1,4 +1,4 @@
-//! The backfill spec (table, SET, WHERE, key) and its validation with the real PostgreSQL parser.
+//! The backfill spec (table, operation, WHERE, key) and its validation with the real PostgreSQL parser.
 //!
 //! SET must parse as exactly an assignment list (`UPDATE x SET <set>` is one UpdateStmt with no WHERE, FROM,
 //! RETURNING or WITH) and WHERE as exactly an expression (`SELECT 1 WHERE <pred>` is one plain SelectStmt), so
@@ -6,18 +6,154 @@
 
 use pg_query::NodeEnum;
 
-/// What the user asked for.
+/// What the user asked for: change (or delete) the rows of one table that match a predicate, in key order.
+///
+/// Stored as JSON in `tidegate.runs.spec`, and that text is the run's identity. An update keeps the form it had
+/// before deletes existed (`{"table", "set", "where", "key"}`), so runs recorded by older builds still resume; a
+/// delete has `"operation": "delete"` and no `"set"`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "StoredSpec", into = "StoredSpec")]
 pub struct BackfillSpec {
     /// The table, as the user wrote it (`orders`, `shop.orders`, `"Odd Name"`).
     pub table: String,
-    /// The assignment list, e.g. `order_status_v2 = order_status`.
-    pub set: String,
+    /// What each batch does to the rows it selects.
+    pub operation: Operation,
     /// A predicate on the table's own columns, e.g. `order_status_v2 IS NULL`.
-    #[serde(rename = "where")]
     pub predicate: Option<String>,
     /// Key columns naming a unique NOT NULL index (`--key a,b`); `None` uses the primary key.
     pub key: Option<Vec<String>>,
+}
+
+/// What a batch does to the rows of its key range that match the predicate.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "operation", rename_all = "snake_case")]
+pub enum Operation {
+    /// `UPDATE … SET <set>`: the assignment list, e.g. `order_status_v2 = order_status`.
+    Update { set: String },
+    /// `DELETE FROM …`.
+    Delete,
+}
+
+impl Operation {
+    /// The run's kind in `tidegate.runs` (and `tidegate runs`): `backfill` for updates, as recorded since the
+    /// first schema version, `delete` for deletes.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Operation::Update { .. } => "backfill",
+            Operation::Delete => "delete",
+        }
+    }
+
+    /// The past participle progress lines use: `updated`, `deleted`.
+    pub fn done_verb(&self) -> &'static str {
+        match self {
+            Operation::Update { .. } => "updated",
+            Operation::Delete => "deleted",
+        }
+    }
+
+    /// The assignment list of an update.
+    pub fn set(&self) -> Option<&str> {
+        match self {
+            Operation::Update { set } => Some(set),
+            Operation::Delete => None,
+        }
+    }
+}
+
+impl BackfillSpec {
+    /// An update of `table` by `set`.
+    pub fn update(table: impl Into<String>, set: impl Into<String>) -> Self {
+        Self {
+            table: table.into(),
+            operation: Operation::Update { set: set.into() },
+            predicate: None,
+            key: None,
+        }
+    }
+
+    /// A delete of the rows of `table` matching `predicate` (every row when `None`).
+    pub fn delete(table: impl Into<String>, predicate: Option<String>) -> Self {
+        Self {
+            table: table.into(),
+            operation: Operation::Delete,
+            predicate,
+            key: None,
+        }
+    }
+
+    /// The statement the run stands for, as one line (`UPDATE t SET … WHERE …`, `DELETE FROM t WHERE …`).
+    pub fn describe(&self) -> String {
+        let predicate = self
+            .predicate
+            .as_deref()
+            .map(|p| format!(" WHERE {p}"))
+            .unwrap_or_default();
+        match &self.operation {
+            Operation::Update { set } => format!("UPDATE {} SET {set}{predicate}", self.table),
+            Operation::Delete => format!("DELETE FROM {}{predicate}", self.table),
+        }
+    }
+}
+
+/// The stored JSON form of a spec (see [`BackfillSpec`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSpec {
+    table: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    operation: Option<StoredOperation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    set: Option<String>,
+    #[serde(rename = "where")]
+    predicate: Option<String>,
+    key: Option<Vec<String>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum StoredOperation {
+    Update,
+    Delete,
+}
+
+impl TryFrom<StoredSpec> for BackfillSpec {
+    type Error = String;
+
+    fn try_from(stored: StoredSpec) -> Result<Self, String> {
+        let operation = match (stored.operation, stored.set) {
+            (None | Some(StoredOperation::Update), Some(set)) => Operation::Update { set },
+            (None | Some(StoredOperation::Update), None) => {
+                return Err("an update spec without \"set\"".into())
+            }
+            (Some(StoredOperation::Delete), None) => Operation::Delete,
+            (Some(StoredOperation::Delete), Some(_)) => {
+                return Err("a delete spec with \"set\"".into())
+            }
+        };
+        Ok(Self {
+            table: stored.table,
+            operation,
+            predicate: stored.predicate,
+            key: stored.key,
+        })
+    }
+}
+
+impl From<BackfillSpec> for StoredSpec {
+    fn from(spec: BackfillSpec) -> Self {
+        let (operation, set) = match spec.operation {
+            // No "operation" field: the form every update run has been stored in.
+            Operation::Update { set } => (None, Some(set)),
+            Operation::Delete => (Some(StoredOperation::Delete), None),
+        };
+        Self {
+            table: spec.table,
+            operation,
+            set,
+            predicate: spec.predicate,
+            key: spec.key,
+        }
+    }
 }
 
 /// Bad input, found before any row changes.
@@ -199,6 +335,29 @@ pub fn check_generated_update(sql: &str) -> Result<(), String> {
     }
 }
 
+/// Checks that a generated batch statement is exactly one DELETE with a WHERE clause and nothing joined or
+/// returned: the same last line of defence for deletes.
+pub fn check_generated_delete(sql: &str) -> Result<(), String> {
+    let parsed = pg_query::parse(sql, 0).map_err(|e| parse_message(&e))?;
+    let stmts = &parsed.protobuf.stmts;
+    match stmts.as_slice() {
+        [one] => match one.stmt.as_ref().and_then(|s| s.node.as_ref()) {
+            Some(NodeEnum::DeleteStmt(delete))
+                if delete.where_clause.is_some()
+                    && delete.using_clause.is_empty()
+                    && delete.returning_clause.is_none() =>
+            {
+                Ok(())
+            }
+            _ => Err("the generated batch is not a single bounded DELETE".into()),
+        },
+        _ => Err(format!(
+            "the generated batch makes {} statements",
+            stmts.len()
+        )),
+    }
+}
+
 fn parse_message(error: &pg_query::Error) -> String {
     match error {
         pg_query::Error::Parse(message) => message.clone(),
@@ -292,6 +451,71 @@ mod tests {
         );
         for bad in ["", "id; drop", "lower(x)", "a.b", "1", "a AS b"] {
             assert!(parse_key(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn an_update_spec_is_stored_as_it_always_was() {
+        // The exact text older builds wrote into tidegate.runs.spec: a changed form would orphan their runs.
+        let stored = r#"{"table":"orders","set":"a = 1","where":"a IS NULL","key":null}"#;
+        let spec: BackfillSpec = serde_json::from_str(stored).unwrap();
+        assert_eq!(
+            spec,
+            BackfillSpec {
+                predicate: Some("a IS NULL".into()),
+                ..BackfillSpec::update("orders", "a = 1")
+            }
+        );
+        assert_eq!(serde_json::to_string(&spec).unwrap(), stored);
+        // jsonb reorders keys; the form read back from the database parses the same.
+        let reordered = r#"{"key": ["id"], "set": "a = 1", "table": "orders", "where": null}"#;
+        let spec: BackfillSpec = serde_json::from_str(reordered).unwrap();
+        assert_eq!(spec.operation.set(), Some("a = 1"));
+        assert_eq!(spec.key, Some(vec!["id".to_string()]));
+    }
+
+    #[test]
+    fn a_delete_spec_round_trips_and_differs_from_every_update() {
+        let spec = BackfillSpec::delete("orders", Some("created_at < '2020-01-01'".into()));
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(
+            json,
+            r#"{"table":"orders","operation":"delete","where":"created_at < '2020-01-01'","key":null}"#
+        );
+        assert_eq!(serde_json::from_str::<BackfillSpec>(&json).unwrap(), spec);
+        assert_eq!(spec.operation.kind(), "delete");
+        assert_eq!(
+            spec.describe(),
+            "DELETE FROM orders WHERE created_at < '2020-01-01'"
+        );
+        for bad in [
+            r#"{"table":"t","where":null,"key":null}"#,
+            r#"{"table":"t","operation":"delete","set":"a = 1","where":null,"key":null}"#,
+            r#"{"table":"t","operation":"truncate","where":null,"key":null}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<BackfillSpec>(bad).is_err(),
+                "{bad} was read"
+            );
+        }
+        let explicit: BackfillSpec = serde_json::from_str(
+            r#"{"table":"t","operation":"update","set":"a = 1","where":null,"key":null}"#,
+        )
+        .unwrap();
+        assert_eq!(explicit, BackfillSpec::update("t", "a = 1"));
+    }
+
+    #[test]
+    fn generated_delete_check_catches_a_cut_bound_and_joins() {
+        check_generated_delete("DELETE FROM t WHERE id > 1 AND (\na < 2 -- why\n)").unwrap();
+        for bad in [
+            "DELETE FROM t",
+            "DELETE FROM t WHERE true; SELECT 1",
+            "DELETE FROM t USING u WHERE t.a = u.a",
+            "DELETE FROM t WHERE true RETURNING *",
+            "UPDATE t SET a = 1 WHERE true",
+        ] {
+            assert!(check_generated_delete(bad).is_err(), "{bad:?} was accepted");
         }
     }
 

@@ -15,12 +15,7 @@ use tidegate_testkit::{PrivateCluster, TestDatabase};
 use tokio_postgres::Client;
 
 fn spec(set: &str) -> BackfillSpec {
-    BackfillSpec {
-        table: "items".into(),
-        set: set.into(),
-        predicate: None,
-        key: None,
-    }
+    BackfillSpec::update("items", set)
 }
 
 fn options(batch: u64) -> BackfillOptions {

@@ -10,6 +10,7 @@
 //! **Invariant:** a schema phase and the record of its completion commit in the same transaction, so a phase is
 //! never run twice.
 
+pub mod delete_conversion;
 pub mod executor;
 pub mod naming;
 pub mod phases;

@@ -366,8 +366,10 @@ pub fn plan_migration(
 
         if unbatched {
             match (statement.node.as_deref(), options.allow_unbatched) {
-                (Some(NodeEnum::UpdateStmt(update)), _) if update_converts(update).is_ok() => {
-                    let spec = update_converts(update).expect("checked just above");
+                (Some(node @ (NodeEnum::UpdateStmt(_) | NodeEnum::DeleteStmt(_))), _)
+                    if batch_converts(node).is_ok() =>
+                {
+                    let spec = batch_converts(node).expect("checked just above");
                     steps.push((
                         index,
                         RewrittenStep {
@@ -378,6 +380,7 @@ pub fn plan_migration(
                         false,
                     ));
                     resolved.extend_from_slice(RULES_A_BACKFILL_HANDLES);
+                    resolved.push(RuleId::UnbatchedDelete);
                     disposition = Disposition::Backfill;
                 }
                 (_, true) => {
@@ -615,6 +618,18 @@ fn group_into_phases(steps: Vec<(usize, RewrittenStep, bool)>) -> Vec<Phase> {
     phases
 }
 
+/// An unbatched UPDATE or DELETE as a run of the backfill engine.
+fn batch_converts(node: &NodeEnum) -> Result<BackfillSpec, String> {
+    match node {
+        NodeEnum::UpdateStmt(update) => update_converts(update),
+        NodeEnum::DeleteStmt(delete) if delete.where_clause.is_none() => Err(
+            "it deletes every row of the table; write TRUNCATE if that is meant, or add the WHERE clause".into(),
+        ),
+        NodeEnum::DeleteStmt(delete) => super::delete_conversion::delete_converts(delete),
+        _ => Err("only UPDATE and DELETE become backfills".into()),
+    }
+}
+
 /// `ROLLBACK` (not `ROLLBACK TO SAVEPOINT`, which a migration may use to recover inside its own transaction).
 fn rolls_back(node: &NodeEnum) -> bool {
     matches!(node, NodeEnum::TransactionStmt(transaction)
@@ -662,12 +677,15 @@ fn unconvertible(statement: &Statement, node: Option<&NodeEnum>) -> Obstacle {
                     .to_string(),
             )
         }
-        Some(NodeEnum::DeleteStmt(_)) => (
-            "this DELETE removes every matching row in one transaction; apply does not batch deletes yet".to_string(),
-            "delete in key ranges (`DELETE FROM t WHERE id >= $1 AND id < $2`) from a job, or pass --allow-unbatched \
-             to run it as written"
-                .to_string(),
-        ),
+        Some(node @ NodeEnum::DeleteStmt(_)) => {
+            let why = batch_converts(node).err().unwrap_or_default();
+            (
+                format!("this DELETE removes every matching row in one transaction and cannot become a batched delete: {why}"),
+                "write it as a single-table `DELETE FROM t WHERE …` on the table's own columns, which apply runs in \
+                 batches, or run it yourself with `tidegate backfill --delete`; --allow-unbatched runs it as written"
+                    .to_string(),
+            )
+        }
         _ => (
             "this data change copies or changes a whole existing table in one transaction".to_string(),
             "bound it to key ranges and run it in batches, or pass --allow-unbatched to run it as written".to_string(),
@@ -751,16 +769,14 @@ pub fn update_converts(update: &protobuf::UpdateStmt) -> Result<BackfillSpec, St
         .map(deparse_predicate)
         .transpose()?;
     Ok(BackfillSpec {
-        table,
-        set: assignments.join(", "),
         predicate,
-        key: None,
+        ..BackfillSpec::update(table, assignments.join(", "))
     })
 }
 
 /// Whether a sub-select in the assignments or the predicate names the updated table (conservatively: by name,
 /// in any schema).
-fn reads_table(
+pub(crate) fn reads_table(
     targets: &[protobuf::Node],
     predicate: Option<&protobuf::Node>,
     relation: &protobuf::RangeVar,
@@ -811,7 +827,7 @@ pub(crate) fn deparse_expression(expression: &protobuf::Node) -> Result<String, 
 }
 
 /// Deparses a predicate by placing it in `SELECT WHERE <predicate>` and deparsing that.
-fn deparse_predicate(predicate: &protobuf::Node) -> Result<String, String> {
+pub(crate) fn deparse_predicate(predicate: &protobuf::Node) -> Result<String, String> {
     deparse_in_select("SELECT WHERE true", "SELECT WHERE ", |select| {
         select.where_clause = Some(Box::new(predicate.clone()));
         true
@@ -943,7 +959,7 @@ mod tests {
                 PhaseKind::Schema {
                     in_transaction: false,
                 } => "autocommit".to_string(),
-                PhaseKind::Backfill { spec } => format!("backfill {} SET {}", spec.table, spec.set),
+                PhaseKind::Backfill { spec } => format!("backfill {}", spec.describe()),
                 PhaseKind::DataAsWritten => "as-written".to_string(),
             })
             .collect()
@@ -967,7 +983,7 @@ mod tests {
             kinds(&plan),
             [
                 "schema×1",
-                "backfill orders SET order_status_v2 = order_status"
+                "backfill UPDATE orders SET order_status_v2 = order_status"
             ]
         );
         assert_eq!(plan.phases[1].steps[0].statement, 1);
@@ -983,7 +999,10 @@ mod tests {
         let PhaseKind::Backfill { spec } = &plan.phases[0].kind else {
             panic!("{plan:?}")
         };
-        assert_eq!(spec.set, "order_status = lower(order_status)");
+        assert_eq!(
+            spec.operation.set(),
+            Some("order_status = lower(order_status)")
+        );
         assert_eq!(spec.predicate.as_deref(), Some("order_status <> 'done'"));
     }
 
@@ -998,7 +1017,7 @@ mod tests {
             kinds(&plan),
             [
                 "schema×1",
-                "backfill orders SET a = 1",
+                "backfill UPDATE orders SET a = 1",
                 "autocommit",
                 "schema×1"
             ]
@@ -1030,6 +1049,22 @@ mod tests {
         );
         assert_eq!(kinds(&allowed), ["as-written"]);
         assert!(allowed.obstacles.is_empty());
+    }
+
+    #[test]
+    fn an_unbatched_delete_becomes_a_batched_delete() {
+        let plan = plan(
+            "DELETE FROM orders WHERE order_status = 'cancelled';",
+            false,
+        );
+        assert!(plan.obstacles.is_empty(), "{plan:?}");
+        assert_eq!(
+            kinds(&plan),
+            ["backfill DELETE FROM orders WHERE order_status = 'cancelled'"]
+        );
+        let all = self::plan("DELETE FROM orders;", false);
+        assert_eq!(all.obstacles.len(), 1, "{all:?}");
+        assert!(all.obstacles[0].message.contains("every row"), "{all:?}");
     }
 
     #[test]
@@ -1133,7 +1168,7 @@ mod tests {
             kinds(&plan),
             [
                 "schema×2",
-                "backfill orders SET token = gen_random_uuid()",
+                "backfill UPDATE orders SET token = gen_random_uuid() WHERE token IS NULL",
                 "schema×1",
                 "schema×1",
                 "schema×2"
@@ -1342,7 +1377,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(spec.table, "\"order\"");
-        assert_eq!(spec.set, "\"user\" = \"select\"");
+        assert_eq!(spec.operation.set(), Some("\"user\" = \"select\""));
         assert_eq!(spec.predicate.as_deref(), Some("\"desc\" IS NULL"));
     }
 

@@ -665,13 +665,11 @@ fn add_column_then_fill(
         )),
     ];
     let spec = BackfillSpec {
-        table: backfill_table.to_string(),
-        set: format!("{name} = {expression}"),
         predicate: Some(format!("{name} IS NULL")),
-        key: None,
+        ..BackfillSpec::update(backfill_table, format!("{name} = {expression}"))
     };
     steps.push(RewrittenStep {
-        sql: format!("UPDATE {backfill_table} SET {} WHERE {name} IS NULL", spec.set),
+        sql: format!("UPDATE {backfill_table} SET {name} = {expression} WHERE {name} IS NULL"),
         class: StepClass::Backfill(spec),
         concurrent_index: None,
     });

@@ -3,8 +3,8 @@
 //! A run is split into chunks of the key space, created lazily from a frontier fixed by the key's upper bound
 //! taken at start. A worker claims a chunk (candidates read with `FOR UPDATE SKIP LOCKED`, ownership held as a
 //! session-level advisory lock that dies with the worker's connection), then walks it in batches: one short
-//! transaction each, with `SET LOCAL lock_timeout`/`statement_timeout`, the UPDATE bounded by the key range, and the
-//! chunk's checkpoint written in the same transaction (guarded by the cursor it started from). A crash at any
+//! transaction each, with `SET LOCAL lock_timeout`/`statement_timeout`, the UPDATE (or, for a delete run, the
+//! DELETE) bounded by the key range, and the chunk's checkpoint written in the same transaction (guarded by the cursor it started from). A crash at any
 //! instant therefore loses nothing and applies nothing twice. A monitor task, on its own connection, reads the
 //! control flags and health signals every `health_interval` and opens or closes the gate the workers pass
 //! before each batch.
@@ -21,7 +21,7 @@ use crate::dialect::{state as state_sql, BatchShape, Dialect, Postgres};
 use crate::events::Event;
 use crate::pacing::{RateLimit, Window};
 use crate::retry::{RetryDecision, RetryPolicy, RetryState};
-use crate::spec::{self, BackfillSpec};
+use crate::spec::{self, BackfillSpec, Operation};
 use crate::state::{self, RunRow};
 use crate::throttle::Thresholds;
 
@@ -153,6 +153,10 @@ pub struct Prepared {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Plan {
     pub table: String,
+    /// `backfill` (an update) or `delete`: the run's kind in `tidegate runs`.
+    pub kind: &'static str,
+    /// The statement the run stands for, as one line.
+    pub statement: String,
     pub key: Vec<String>,
     pub key_index: String,
     pub estimated_rows: Option<i64>,
@@ -217,6 +221,8 @@ impl Prepared {
         }
         Plan {
             table: format!("{}.{}", self.shape.schema, self.shape.table),
+            kind: self.spec.operation.kind(),
+            statement: self.spec.describe(),
             key: self.shape.key_columns.clone(),
             key_index: self.key_index.clone(),
             estimated_rows: self.estimated_rows,
@@ -231,7 +237,7 @@ impl Prepared {
                 "BEGIN".into(),
                 d.batch_settings(options.lock_timeout, options.effective_statement_timeout()),
                 d.batch_upper_bound(&self.shape, false),
-                d.batch_update(&self.shape, false),
+                d.batch_change(&self.shape, false),
                 format!(
                     "{} -- the checkpoint, same transaction",
                     state_sql::CHECKPOINT
@@ -261,8 +267,12 @@ pub async fn prepare_with(
             spec::SpecError::EmptyTable.to_string(),
         ));
     }
-    let set_columns =
-        spec::validate_set(&spec.set).map_err(|e| BackfillError::Input(e.to_string()))?;
+    let set_columns = match &spec.operation {
+        Operation::Update { set } => {
+            spec::validate_set(set).map_err(|e| BackfillError::Input(e.to_string()))?
+        }
+        Operation::Delete => Vec::new(),
+    };
     // Catalog reads and statement checks never wait long behind another session's lock.
     client
         .batch_execute(&d.session_settings(Duration::from_secs(5), Duration::from_secs(30)))
@@ -306,14 +316,19 @@ pub async fn prepare_with(
     let relkind: String = table.get(3);
     let reltuples: f64 = table.get(4);
     let may_update: bool = table.get(5);
+    let may_delete: bool = table.get(6);
     if relkind != "r" && relkind != "p" {
         return Err(BackfillError::Input(format!(
-            "{schema}.{name} is not a table (relkind {relkind}); backfill updates tables"
+            "{schema}.{name} is not a table (relkind {relkind}); a backfill changes the rows of a table"
         )));
     }
-    if !may_update {
+    let (privilege, allowed) = match spec.operation {
+        Operation::Update { .. } => ("UPDATE", may_update),
+        Operation::Delete => ("DELETE", may_delete),
+    };
+    if !allowed {
         return Err(BackfillError::Input(format!(
-            "the connected role may not UPDATE {schema}.{name}; grant it UPDATE or connect as the table's owner"
+            "the connected role may not {privilege} {schema}.{name}; grant it {privilege} or connect as the table's owner"
         )));
     }
     let columns: Vec<(String, String, bool)> = client
@@ -401,13 +416,20 @@ pub async fn prepare_with(
         table: name.clone(),
         key_columns,
         key_types,
-        set: spec.set.clone(),
+        operation: spec.operation.clone(),
         predicate: spec.predicate.clone(),
     };
+    let flags = match spec.operation {
+        Operation::Update { .. } => "--set/--where",
+        Operation::Delete => "--where",
+    };
     for has_lower in [false, true] {
-        let sql = d.batch_update(&shape, has_lower);
-        spec::check_generated_update(&sql)
-            .map_err(|why| BackfillError::Input(format!("--set/--where rejected: {why}")))?;
+        let sql = d.batch_change(&shape, has_lower);
+        match spec.operation {
+            Operation::Update { .. } => spec::check_generated_update(&sql),
+            Operation::Delete => spec::check_generated_delete(&sql),
+        }
+        .map_err(|why| BackfillError::Input(format!("{flags} rejected: {why}")))?;
         // The server analyses the statement without running it: unknown columns and type errors surface here.
         if let Err(e) = client.prepare(&sql).await {
             if is_connection_lost(&e)
@@ -420,7 +442,7 @@ pub async fn prepare_with(
                 ));
             }
             return Err(BackfillError::Input(format!(
-                "--set/--where do not fit {schema}.{name}: {}",
+                "{flags} do not fit {schema}.{name}: {}",
                 describe(&e)
             )));
         }
@@ -445,7 +467,7 @@ pub async fn prepare_with(
     })
 }
 
-/// The run identity: the spec as given (table, SET, WHERE, key), as JSON. Naming the table differently
+/// The run identity: the spec as given (table, operation, WHERE, key), as JSON. Naming the table differently
 /// (`orders` vs `public.orders`) makes a different run: apply's executor looks runs up by this same text.
 pub fn identity_json(prepared: &Prepared) -> String {
     serde_json::to_string(&prepared.spec).unwrap_or_default()
@@ -492,6 +514,8 @@ pub enum RunEnd {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub run_id: i64,
+    /// `backfill` (an update) or `delete`.
+    pub kind: &'static str,
     pub end: RunEnd,
     pub rows_done: u64,
     pub batches: u64,
@@ -649,6 +673,7 @@ pub async fn run(
     });
     ctx.emit(Event::Started {
         run_id,
+        kind: run.kind.clone(),
         resumed,
         table: run.table.clone(),
         key: run.key_columns.clone(),
@@ -713,6 +738,7 @@ pub async fn run(
     match end {
         Ok(end) => Ok(Outcome {
             run_id,
+            kind: ctx.shape.operation.kind(),
             end,
             rows_done,
             batches,
@@ -735,6 +761,7 @@ async fn finish(
     let event = match &final_state.end {
         Ok(RunEnd::Completed) => Event::Completed {
             run_id: ctx.run_id,
+            kind: ctx.shape.operation.kind().to_string(),
             rows_done: ctx.rows_done.load(Ordering::Relaxed),
             batches: ctx.batches.load(Ordering::Relaxed),
             seconds: elapsed,
@@ -895,7 +922,7 @@ async fn attach_or_create(
             .query_one(
                 state_sql::INSERT_RUN,
                 &[
-                    &"backfill",
+                    &prepared.spec.operation.kind(),
                     &spec_json,
                     &table,
                     &prepared.shape.key_columns,

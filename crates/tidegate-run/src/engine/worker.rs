@@ -28,7 +28,9 @@ struct WorkerConn {
     client: Client,
     pid: i32,
     bound: [Statement; 2],
-    update: [Statement; 2],
+    key_count: [Statement; 2],
+    /// The batch's UPDATE or DELETE, without and with a lower bound.
+    change: [Statement; 2],
     checkpoint: Statement,
 }
 
@@ -322,19 +324,26 @@ async fn connect_worker_checked(ctx: &Ctx) -> Result<WorkerConn, (String, bool)>
                 .prepare(&d.batch_upper_bound(&ctx.shape, true))
                 .await?,
         ];
-        let update = [
-            client.prepare(&d.batch_update(&ctx.shape, false)).await?,
-            client.prepare(&d.batch_update(&ctx.shape, true)).await?,
+        let key_count = [
+            client
+                .prepare(&d.batch_key_count(&ctx.shape, false))
+                .await?,
+            client.prepare(&d.batch_key_count(&ctx.shape, true)).await?,
+        ];
+        let change = [
+            client.prepare(&d.batch_change(&ctx.shape, false)).await?,
+            client.prepare(&d.batch_change(&ctx.shape, true)).await?,
         ];
         let checkpoint = client.prepare(state_sql::CHECKPOINT).await?;
-        Ok::<_, tokio_postgres::Error>((pid, bound, update, checkpoint))
+        Ok::<_, tokio_postgres::Error>((pid, bound, key_count, change, checkpoint))
     };
     match setup.await {
-        Ok((pid, bound, update, checkpoint)) => Ok(WorkerConn {
+        Ok((pid, bound, key_count, change, checkpoint)) => Ok(WorkerConn {
             client,
             pid,
             bound,
-            update,
+            key_count,
+            change,
             checkpoint,
         }),
         Err(e) => {
@@ -531,7 +540,7 @@ struct BatchDone {
     done: bool,
 }
 
-/// One batch: bound, UPDATE and checkpoint in one short transaction.
+/// One batch: bound, UPDATE or DELETE, and checkpoint in one short transaction.
 async fn run_batch(
     ctx: &Ctx,
     conn: &WorkerConn,
@@ -572,23 +581,34 @@ async fn run_batch(
                     .map(|i| r.get::<_, String>(i))
                     .collect::<Vec<String>>()
             });
-        let (upper, done, scanned) = match bound {
-            Some(b) if b != chunk.hi => (b, false, size),
-            Some(b) => (b, true, size),
-            None => (chunk.hi.clone(), true, 0),
+        let (upper, done, counted) = match bound {
+            Some(b) if b != chunk.hi => (b, false, Some(size)),
+            Some(b) => (b, true, Some(size)),
+            None => (chunk.hi.clone(), true, None),
         };
-        let mut update_params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        let mut change_params: Vec<&(dyn ToSql + Sync)> = Vec::new();
         if let Some(lo) = &chunk.cursor {
-            update_params.extend(lo.iter().map(|p| p as &(dyn ToSql + Sync)));
+            change_params.extend(lo.iter().map(|p| p as &(dyn ToSql + Sync)));
         }
-        update_params.extend(upper.iter().map(|p| p as &(dyn ToSql + Sync)));
+        change_params.extend(upper.iter().map(|p| p as &(dyn ToSql + Sync)));
+        // Counted before the change: after a DELETE the rows it removed are no longer there to count.
+        let scanned = match counted {
+            Some(n) => n,
+            None => {
+                let n: i64 = client
+                    .query_one(&conn.key_count[which], &change_params)
+                    .await
+                    .map_err(fail)?
+                    .get(0);
+                n.max(0) as u64
+            }
+        };
         let started = Instant::now();
         let changed = client
-            .execute(&conn.update[which], &update_params)
+            .execute(&conn.change[which], &change_params)
             .await
             .map_err(fail)?;
         let statement_time = started.elapsed();
-        let scanned = if scanned == 0 { changed } else { scanned };
         let moved = client
             .execute(
                 &conn.checkpoint,

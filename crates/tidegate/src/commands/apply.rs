@@ -346,15 +346,9 @@ fn render_plan(plan: &ApplyPlan) -> String {
                 PhaseKind::Schema {
                     in_transaction: false,
                 } => "schema phase, outside a transaction (CONCURRENTLY)".to_string(),
-                PhaseKind::Backfill { spec } => format!(
-                    "backfill phase: batched, throttled UPDATE {} SET {}{}",
-                    spec.table,
-                    spec.set,
-                    spec.predicate
-                        .as_deref()
-                        .map(|p| format!(" WHERE {p}"))
-                        .unwrap_or_default()
-                ),
+                PhaseKind::Backfill { spec } => {
+                    format!("backfill phase: batched, throttled {}", spec.describe())
+                }
                 PhaseKind::DataAsWritten => {
                     "data phase, as written (--allow-unbatched)".to_string()
                 }

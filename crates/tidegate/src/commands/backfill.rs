@@ -1,5 +1,5 @@
-//! `tidegate backfill`: a batched, adaptive, throttled, exactly-once resumable data change.
-//! Parses flags into a spec and options, runs `tidegate_run::engine`, renders its events.
+//! `tidegate backfill`: a batched, adaptive, throttled, exactly-once resumable data change: an UPDATE (`--set`)
+//! or a DELETE (`--delete`). Parses flags into a spec and options, runs `tidegate_run::engine`, renders its events.
 
 use super::parse_duration;
 use std::io::{IsTerminal, Write};
@@ -11,7 +11,7 @@ use anyhow::Context;
 use tidegate_db::connect::ConnectionConfig;
 use tidegate_run::controller::ControllerConfig;
 use tidegate_run::engine::{self, BackfillError, BackfillOptions, RunEnd, RunTarget, StopHandle};
-use tidegate_run::events::Event;
+use tidegate_run::events::{rows_verb, Event};
 use tidegate_run::pacing::Window;
 use tidegate_run::spec::{parse_key, BackfillSpec};
 use tidegate_run::throttle::Thresholds;
@@ -27,8 +27,15 @@ pub struct BackfillArgs {
     #[arg(long, required_unless_present = "resume")]
     pub table: Option<String>,
     /// The assignment list, e.g. "order_status_v2 = order_status"
-    #[arg(long, required_unless_present = "resume")]
+    #[arg(long, required_unless_present_any = ["resume", "delete"])]
     pub set: Option<String>,
+    /// Delete the rows matching --where instead of updating them (batched like an update)
+    #[arg(long, conflicts_with = "set")]
+    pub delete: bool,
+    /// With --delete and no --where: delete every row of the table (within its key range at start)
+    // Without --delete, --set is required and conflicts with --all, so clap refuses --all alone too.
+    #[arg(long, conflicts_with_all = ["predicate", "set"])]
+    pub all: bool,
     /// Only rows matching this predicate on the table's own columns
     #[arg(long = "where")]
     pub predicate: Option<String>,
@@ -54,7 +61,7 @@ pub struct BackfillArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Resume run ID (see `tidegate runs`)
-    #[arg(long, value_name = "ID", conflicts_with_all = ["table", "set", "predicate", "key", "restart"])]
+    #[arg(long, value_name = "ID", conflicts_with_all = ["table", "set", "delete", "all", "predicate", "key", "restart"])]
     pub resume: Option<i64>,
     /// Discard the unfinished run of this spec and start over
     #[arg(long)]
@@ -172,12 +179,24 @@ pub fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
                 },
                 None => None,
             };
-            RunTarget::Spec(BackfillSpec {
-                table: args.table.clone().unwrap_or_default(),
-                set: args.set.clone().unwrap_or_default(),
-                predicate: args.predicate.clone(),
-                key,
-            })
+            let table = args.table.clone().unwrap_or_default();
+            let spec = if args.delete {
+                // A DELETE without WHERE empties a table; on production that is more often a slip than a plan.
+                if args.predicate.is_none() && !args.all {
+                    eprintln!(
+                        "error: --delete without --where would delete every row of {table}; add --where to say which \
+                         rows, or --all if you mean every row"
+                    );
+                    return Ok(exit_usage());
+                }
+                BackfillSpec::delete(table, args.predicate.clone())
+            } else {
+                BackfillSpec {
+                    predicate: args.predicate.clone(),
+                    ..BackfillSpec::update(table, args.set.clone().unwrap_or_default())
+                }
+            };
+            RunTarget::Spec(BackfillSpec { key, ..spec })
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -249,6 +268,11 @@ async fn dry_run(
     writeln!(out, "dry run: nothing will be changed")?;
     writeln!(out, "target:  {}", config.redacted())?;
     writeln!(out, "table:   {}", plan.table)?;
+    writeln!(
+        out,
+        "runs:    {} ({}), in batches",
+        plan.statement, plan.kind
+    )?;
     writeln!(
         out,
         "key:     ({}) from index {}",
@@ -330,8 +354,11 @@ async fn execute(
             RunEnd::Completed => {
                 if format == Format::Text {
                     println!(
-                        "run {} completed: {} rows changed in {} batches",
-                        outcome.run_id, outcome.rows_done, outcome.batches
+                        "run {} completed: {} rows {} in {} batches",
+                        outcome.run_id,
+                        outcome.rows_done,
+                        rows_verb(outcome.kind),
+                        outcome.batches
                     );
                 }
                 Ok(exit_clean())
@@ -345,8 +372,9 @@ async fn execute(
                 Ok(exit_failure())
             }
             RunEnd::Aborted { reason } => {
+                let verb = rows_verb(outcome.kind);
                 eprintln!(
-                    "run {} aborted ({reason}); {} rows changed stay changed",
+                    "run {} aborted ({reason}); {} rows {verb} stay {verb}",
                     outcome.run_id, outcome.rows_done
                 );
                 Ok(exit_failure())
@@ -413,6 +441,8 @@ struct Renderer {
     bar: Option<indicatif::ProgressBar>,
     last_line: Option<Instant>,
     state: String,
+    /// `updated` or `deleted`, from the run's kind.
+    verb: &'static str,
 }
 
 impl Renderer {
@@ -433,6 +463,7 @@ impl Renderer {
             bar,
             last_line: None,
             state: "running".into(),
+            verb: "changed",
         }
     }
 
@@ -453,6 +484,7 @@ impl Renderer {
         match event {
             Event::Started {
                 run_id,
+                kind,
                 resumed,
                 table,
                 key,
@@ -460,11 +492,12 @@ impl Renderer {
                 rows_done,
                 workers,
             } => {
+                self.verb = rows_verb(kind);
                 if let (Some(bar), Some(est)) = (&self.bar, estimated_rows) {
                     bar.set_length((*est).max(0) as u64);
                 }
                 self.line(&format!(
-                    "run {run_id} {} on {table}, key ({}), about {} rows, {workers} worker(s){}",
+                    "run {run_id} ({kind}) {} on {table}, key ({}), about {} rows, {workers} worker(s){}",
                     if *resumed { "resumed" } else { "started" },
                     key.join(", "),
                     estimated_rows.map(|r| r.to_string()).unwrap_or_else(|| "?".into()),
@@ -482,8 +515,8 @@ impl Renderer {
             } => {
                 let eta = eta_seconds.map(|s| format!("ETA {}s", s.round())).unwrap_or_else(|| "ETA ?".into());
                 let message = format!(
-                    "{rows_done} changed · {:.0} rows/s · {eta} · batch {next_batch_size} · {}",
-                    rows_per_second, self.state
+                    "{rows_done} {} · {:.0} rows/s · {eta} · batch {next_batch_size} · {}",
+                    self.verb, rows_per_second, self.state
                 );
                 if let Some(bar) = &self.bar {
                     bar.set_position(*rows_scanned);
