@@ -424,7 +424,7 @@ async fn a_dry_run_on_a_fresh_database_changes_nothing_and_says_small_tables_run
     assert!(output.status.success(), "{}", stderr(&output));
     // orders is created by this run: it is empty when 0002 and 0003 run.
     assert!(
-        text.contains("runs as written: orders has 0 row(s), below small_table_rows = 10000 (unbatched-update")
+        text.contains("runs as written: orders has 0 row(s), below small_table_rows = 10000 (unbatched-update)")
             && text.contains("(create-index-non-concurrently)"),
         "{text}"
     );

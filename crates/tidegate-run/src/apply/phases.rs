@@ -468,7 +468,7 @@ pub fn plan_migration(
         // small tables.
         let mut accepted_small: Vec<(TableName, u64, RuleId)> = own
             .iter()
-            .filter(|finding| finding.small_table)
+            .filter(|finding| finding.small_table && !RULES_APPLY_HANDLES.contains(&finding.rule))
             .filter_map(|finding| {
                 let table = finding.table.clone()?;
                 Some((table.clone(), small(&table)?, finding.rule))
