@@ -700,11 +700,12 @@ pub struct FoundHistory {
 
 /// The framework history tables visible through the search_path, the way each framework finds its own.
 pub async fn find_histories(client: &impl GenericClient) -> Result<Vec<FoundHistory>, ApplyError> {
-    let names: Vec<&str> = {
-        let mut names: Vec<&str> = Framework::ALL.iter().map(|f| f.table()).collect();
-        names.dedup();
-        names
-    };
+    let names: Vec<&str> = Framework::ALL
+        .iter()
+        .map(|framework| framework.table())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let rows = client
         .query(sql::FRAMEWORK_TABLES, &[&names])
         .await
