@@ -232,6 +232,21 @@ impl FrameworkHistory {
         }
     }
 
+    /// What the history records, for messages: golang-migrate keeps only the version it is at.
+    pub fn describe(&self) -> String {
+        match self {
+            FrameworkHistory::GolangMigrate(rows) => match rows.iter().map(|row| row.version).max()
+            {
+                Some(version) if rows.iter().any(|row| row.dirty) => {
+                    format!("is at version {version}, dirty")
+                }
+                Some(version) => format!("is at version {version}"),
+                None => "is empty".into(),
+            },
+            other => format!("records {} migration(s)", other.entries()),
+        }
+    }
+
     /// How many migrations the history says something about (applied, failed or dirty). Flyway's schema
     /// marker and Prisma's rolled-back attempts are not migrations.
     pub fn entries(&self) -> usize {
@@ -964,25 +979,25 @@ pub async fn refuse_unadopted(
     if !history.is_empty() {
         return Ok(());
     }
-    if let Some((found, entries)) = unadopted_history(client).await? {
+    if let Some((found, history)) = unadopted_history(client).await? {
         return Err(ApplyError::NeedsBaseline {
             framework: found.framework.name(),
             table: found.table,
-            entries,
+            records: history.describe(),
             dir: dir.display().to_string(),
         });
     }
     Ok(())
 }
 
-/// The first framework history that records something, with how many migrations it records.
+/// The first framework history that records something.
 pub async fn unadopted_history(
     client: &impl GenericClient,
-) -> Result<Option<(FoundHistory, usize)>, ApplyError> {
+) -> Result<Option<(FoundHistory, FrameworkHistory)>, ApplyError> {
     for found in find_histories(client).await? {
-        let entries = read_framework_history(client, &found).await?.entries();
-        if entries > 0 {
-            return Ok(Some((found, entries)));
+        let history = read_framework_history(client, &found).await?;
+        if history.entries() > 0 {
+            return Ok(Some((found, history)));
         }
     }
     Ok(None)

@@ -168,14 +168,15 @@ pub enum ApplyError {
     #[error("the connection is read-only (transaction_read_only is on): apply needs a primary that accepts writes")]
     ReadOnly,
     #[error(
-        "this database has {framework}'s history table {table} recording {entries} migration(s), and tidegate.migrations \
-         records none: apply would run every migration again. Adopt the history first with `tidegate baseline {dir}` \
+        "this database has {framework}'s history table {table}, which {records}, and tidegate.migrations records \
+         nothing: apply would run every migration again. Adopt that history first with `tidegate baseline {dir}` \
          (or `tidegate baseline {dir} --to VERSION`); nothing was changed"
     )]
     NeedsBaseline {
         framework: &'static str,
         table: String,
-        entries: usize,
+        /// What the framework's history records (`is at version 12`, `records 40 migration(s)`).
+        records: String,
         dir: String,
     },
     #[error("{0}")]

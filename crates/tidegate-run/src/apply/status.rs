@@ -312,12 +312,13 @@ pub async fn status(
     let needs_baseline = if records.is_empty() {
         unadopted_history(&transaction)
             .await?
-            .map(|(found, entries)| {
+            .map(|(found, history)| {
                 format!(
-                    "{}'s {} records {entries} migration(s) that tidegate does not know about: run `tidegate \
-                     baseline {}` before `tidegate apply`",
+                    "{}'s {} {}, and tidegate records nothing: run `tidegate baseline {}` before `tidegate \
+                     apply`",
                     found.framework.name(),
                     found.table,
+                    history.describe(),
                     dir.display()
                 )
             })

@@ -96,12 +96,14 @@ fn render(report: &StatusReport, target: &str) -> String {
         .max()
         .unwrap_or(0);
     for line in &report.migrations {
-        out.push_str(&format!(
-            "  {:<11}  {:<width$}  {}\n",
+        let text = format!(
+            "  {:<11}  {:<width$}  {}",
             line.state.as_str(),
             line.name,
             detail(line)
-        ));
+        );
+        out.push_str(text.trim_end());
+        out.push('\n');
     }
     out
 }
@@ -142,8 +144,9 @@ fn detail(line: &MigrationLine) -> String {
         ""
     };
     let text = match line.state {
-        MigrationState::Applied => format!("applied {}", line.at.as_deref().unwrap_or("")),
-        MigrationState::Baselined => format!("baselined {}", line.at.as_deref().unwrap_or("")),
+        MigrationState::Applied | MigrationState::Baselined => {
+            line.at.clone().unwrap_or_default()
+        }
         MigrationState::Changed => format!(
             "the file changed since it was applied: recorded checksum {}…, file {}…; restore it and put the change in a new migration",
             short(&line.recorded_checksum),
