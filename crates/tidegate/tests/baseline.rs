@@ -435,15 +435,7 @@ async fn prisma_history_is_adopted() {
         client
             .execute(
                 insert,
-                &[
-                    &sql,
-                    &finished,
-                    &name,
-                    &logs,
-                    &rolled_back,
-                    &ago,
-                    &(steps as i32),
-                ],
+                &[&sql, &finished, &name, &logs, &rolled_back, &ago, &steps],
             )
             .await
             .unwrap();

@@ -1358,7 +1358,7 @@ mod tests {
             framework: Framework::Flyway,
             table: "public.flyway_schema_history".into(),
         };
-        let chosen = choose_history(&[golang.clone()], None, Layout::Plain).unwrap();
+        let chosen = choose_history(std::slice::from_ref(&golang), None, Layout::Plain).unwrap();
         assert_eq!(chosen.framework, Framework::GolangMigrate);
         let both = [golang, flyway];
         assert_eq!(
