@@ -145,6 +145,25 @@ async fn adopt(db: &TestDatabase, dir: &Path, framework: &str, baselined: &[&str
         "the checksum of today's file is recorded"
     );
 
+    // plan assesses only what apply will run.
+    let plan = tidegate(&[
+        "plan",
+        "--db",
+        db.url(),
+        "--sample",
+        "0s",
+        dir.to_str().unwrap(),
+    ]);
+    let out = stdout(&plan);
+    assert!(
+        out.contains(&format!(
+            "{} migration(s) already recorded",
+            baselined.len()
+        )),
+        "{out}{}",
+        stderr(&plan)
+    );
+
     let output = run("apply", dir, db.url(), &[]);
     let log = stderr(&output);
     assert!(output.status.success(), "{log}");
@@ -832,4 +851,38 @@ async fn a_migration_tidegate_left_unfinished_cannot_be_baselined_and_nothing_is
         ]),
         "0003 was not recorded either"
     );
+}
+
+#[tokio::test]
+async fn baseline_refuses_while_an_apply_holds_the_migration_lock() {
+    let db = TestDatabase::create().await;
+    let project = golang_migrate_project(&db, 2, false).await;
+    let holder = db.connect().await;
+    // The lock a running apply holds for its whole session.
+    holder
+        .query_one(
+            "SELECT pg_advisory_lock(hashtextextended('tidegate:apply', 0))",
+            &[],
+        )
+        .await
+        .unwrap();
+    let output = run("baseline", &project.migrations, db.url(), &[]);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("holds the migration lock") && log.contains("nothing was recorded"),
+        "{log}"
+    );
+    assert!(recorded(&holder).await.is_empty());
+
+    holder
+        .query_one(
+            "SELECT pg_advisory_unlock(hashtextextended('tidegate:apply', 0))",
+            &[],
+        )
+        .await
+        .unwrap();
+    let output = run("baseline", &project.migrations, db.url(), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(recorded(&holder).await.len(), 2);
 }

@@ -88,6 +88,8 @@ async fn status_reads_a_fresh_database_without_creating_anything() {
     let (code, report) = status_json(dir.path(), db.url());
     assert_eq!(code, Some(1), "pending migrations: exit 1");
     assert_eq!(report["state_schema"], false);
+    assert_eq!(report["all_applied"], false);
+    assert_eq!(report["counts"], serde_json::json!({"pending": 2}));
     assert_eq!(
         states(&report),
         pairs(&[("0001_a.sql", "pending"), ("0002_b.sql", "pending")])
@@ -119,6 +121,7 @@ async fn status_reads_a_fresh_database_without_creating_anything() {
         .unwrap();
     let (code, report) = status_json(dir.path(), db.url());
     assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["all_applied"], true);
     assert_eq!(
         states(&report),
         pairs(&[("0001_a.sql", "applied"), ("0002_b.sql", "applied")])

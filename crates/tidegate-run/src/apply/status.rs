@@ -226,6 +226,29 @@ impl StatusReport {
     pub fn all_applied(&self) -> bool {
         self.migrations.iter().all(|line| line.state.is_settled())
     }
+
+    /// The report as JSON, with the count of each state and `all_applied` beside the lines.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        let counts: serde_json::Map<String, serde_json::Value> = self
+            .migrations
+            .iter()
+            .fold(
+                std::collections::BTreeMap::<&str, usize>::new(),
+                |mut counts, line| {
+                    *counts.entry(line.state.as_str()).or_default() += 1;
+                    counts
+                },
+            )
+            .into_iter()
+            .map(|(state, count)| (state.to_string(), count.into()))
+            .collect();
+        if let Some(object) = value.as_object_mut() {
+            object.insert("all_applied".into(), self.all_applied().into());
+            object.insert("counts".into(), counts.into());
+        }
+        value
+    }
 }
 
 fn database(context: &str) -> impl Fn(tokio_postgres::Error) -> ApplyError + '_ {

@@ -38,7 +38,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     match runtime.block_on(status(&config, &args.dir, None)) {
         Ok(report) => {
             match args.format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report.to_json())?),
                 Format::Text => print!("{}", render(&report, &config.redacted().to_string())),
             }
             // 0 only when the database is where the directory says it should be.
