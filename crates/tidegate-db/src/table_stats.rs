@@ -360,9 +360,10 @@ pub async fn long_transactions(
         .collect())
 }
 
-/// The versions `tidegate apply` recorded as applied in `tidegate.migrations`, or `None` when that table does not
-/// exist (nothing was ever applied by tidegate: everything is pending). A migration that failed or was
-/// interrupted part-way is still pending.
+/// The versions `tidegate.migrations` records as in the schema — applied by `tidegate apply`, or baselined by
+/// `tidegate baseline` (another framework ran them) — or `None` when that table does not exist (nothing was ever
+/// applied by tidegate: everything is pending). A migration that failed or was interrupted part-way is still
+/// pending.
 pub async fn applied_versions(
     client: &Client,
 ) -> Result<Option<Vec<String>>, tokio_postgres::Error> {
@@ -374,7 +375,7 @@ pub async fn applied_versions(
     }
     let rows = client
         .query(
-            "SELECT version::text FROM tidegate.migrations WHERE status = 'applied'",
+            "SELECT version::text FROM tidegate.migrations WHERE status IN ('applied', 'baselined')",
             &[],
         )
         .await?;

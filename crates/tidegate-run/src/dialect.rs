@@ -342,7 +342,7 @@ pub mod state {
     pub const ROLLBACK: &str = "ROLLBACK";
 
     /// The schema version this build writes.
-    pub const SCHEMA_VERSION: i32 = 2;
+    pub const SCHEMA_VERSION: i32 = 3;
 
     /// Serialises concurrent first uses (an advisory lock on a fixed key, released at commit).
     pub const MIGRATION_LOCK: &str =
@@ -419,6 +419,11 @@ pub mod state {
             ADD COLUMN migration_version text;
         CREATE INDEX journal_by_migration ON tidegate.journal (migration_version, id)
             WHERE migration_version IS NOT NULL;
+        ", "
+        -- 'baselined': recorded by `tidegate baseline` for a migration another framework ran.
+        ALTER TABLE tidegate.migrations DROP CONSTRAINT migrations_status_check,
+            ADD CONSTRAINT migrations_status_check
+                CHECK (status IN ('running', 'applied', 'failed', 'baselined'));
         "];
 
     pub const RECORD_VERSION: &str = "INSERT INTO tidegate.schema_version (version) VALUES ($1)";

@@ -9,6 +9,9 @@
 //! Apply's schema phase: [`schema_phase`] runs schema statements with lock_timeout, bounded retries
 //! ([`retry::RetryPolicy::schema_locks`]) and a report of the sessions that held the lock.
 //!
+//! Adoption and overview: [`apply::baseline`] records the migrations another framework ran (from its history
+//! table) as baselined; [`apply::status`] reports every migration's state, read-only.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;

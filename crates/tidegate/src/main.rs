@@ -25,6 +25,10 @@ enum Command {
     Plan(commands::plan::PlanArgs),
     /// Apply pending migrations safely: schema and data split, lock timeouts, retries, health gate
     Apply(commands::apply::ApplyArgs),
+    /// Adopt a database another framework migrated: record its applied migrations as baselined
+    Baseline(commands::baseline::BaselineArgs),
+    /// Show every migration's state in the database: applied, baselined, pending, failed, running, changed
+    Status(commands::status::StatusArgs),
     /// Run a batched, throttled, resumable data change on a table
     Backfill(Box<commands::backfill::BackfillArgs>),
     /// List backfill and migration runs recorded in the database
@@ -48,6 +52,8 @@ fn main() -> ExitCode {
         Command::Explain(args) => commands::explain::run(args),
         Command::Plan(args) => commands::plan::run(args),
         Command::Apply(args) => commands::apply::run(args),
+        Command::Baseline(args) => commands::baseline::run(args),
+        Command::Status(args) => commands::status::run(args),
         Command::Backfill(args) => commands::backfill::run(*args),
         Command::Runs(args) => commands::runs::run(args),
         Command::Pause(args) => commands::control::run(commands::control::Action::Pause, args),

@@ -9,12 +9,12 @@ use tidegate_db::blockers::Blocker;
 use tidegate_db::connect::{describe, ConnectionConfig};
 use tidegate_lint::Config;
 use tidegate_sql::discovery::Layout;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 
 use super::phases::{Phase, PhaseKind, PlanOptions};
 use super::{
-    load, plan, sql, tables_to_read, AppliedRecord, ApplyError, ApplyPlan, PlannedMigration,
-    TargetSnapshot,
+    baseline, load, plan, sql, tables_to_read, AppliedRecord, ApplyError, ApplyPlan,
+    MigrationStatus, PlannedMigration, TargetSnapshot,
 };
 use crate::engine::{
     self, check_health, BackfillOptions, EventSink, RunEnd, RunTarget, StopHandle,
@@ -173,6 +173,7 @@ pub async fn apply(
     if options.dry_run {
         // Changes nothing: reads the history if there is one, plans, returns.
         let history = read_history(&client).await?;
+        baseline::refuse_unadopted(&client, &history, dir).await?;
         let target = read_target(&client, &sources, &history, &options).await?;
         let plan = plan(
             dir,
@@ -202,6 +203,9 @@ pub async fn apply(
     if read_only {
         return Err(ApplyError::ReadOnly);
     }
+    // Before the state schema exists: a refused apply changes nothing.
+    let history = read_history(&client).await?;
+    baseline::refuse_unadopted(&client, &history, dir).await?;
     state::ensure_schema(&mut client)
         .await
         .map_err(|error| ApplyError::Database(format!("preparing the tidegate schema: {error}")))?;
@@ -434,7 +438,10 @@ async fn wait_until_healthy(
     }
 }
 
-async fn read_history(client: &Client) -> Result<Vec<AppliedRecord>, ApplyError> {
+/// The rows of `tidegate.migrations`; none when the state schema does not exist yet.
+pub(crate) async fn read_history(
+    client: &impl GenericClient,
+) -> Result<Vec<AppliedRecord>, ApplyError> {
     let exists: bool = client
         .query_one(sql::HISTORY_EXISTS, &[])
         .await
@@ -447,15 +454,24 @@ async fn read_history(client: &Client) -> Result<Vec<AppliedRecord>, ApplyError>
         .query(sql::READ_HISTORY, &[])
         .await
         .map_err(database("reading tidegate.migrations"))?;
-    Ok(rows
-        .iter()
-        .map(|row| AppliedRecord {
-            version: row.get(0),
-            checksum: row.get(1),
-            status: row.get(2),
-            phases_done: row.get(3),
+    rows.iter()
+        .map(|row| {
+            let version: String = row.get(0);
+            let status: String = row.get(2);
+            let status = MigrationStatus::from_db(&status).ok_or_else(|| {
+                ApplyError::Database(format!(
+                    "tidegate.migrations records {version} with status '{status}', which this build does not \
+                     know: a newer tidegate wrote it; upgrade tidegate"
+                ))
+            })?;
+            Ok(AppliedRecord {
+                version,
+                checksum: row.get(1),
+                status,
+                phases_done: row.get(3),
+            })
         })
-        .collect())
+        .collect()
 }
 
 async fn wait_for_window(window: Option<&Window>, stop: &StopHandle, sink: &ApplySink) {

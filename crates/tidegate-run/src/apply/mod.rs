@@ -3,6 +3,8 @@
 //! - [`phases`] (pure) splits each migration into schema phases and backfill phases.
 //! - [`load`] reads a migration directory (the only file I/O here) and [`plan`] (pure) checks it against the
 //!   history in `tidegate.migrations`, lints it and plans every pending migration — all before anything changes.
+//! - [`baseline`] adopts a database another framework has been migrating: its history table becomes
+//!   `baselined` rows in `tidegate.migrations`; [`status`] reports every migration's state, read-only.
 //! - [`executor`] runs the plan: an advisory lock against concurrent applies, each schema phase through
 //!   [`crate::schema_phase`] (lock_timeout, retries, blockers named), each backfill phase through the backfill
 //!   engine, progress recorded so that a crash resumes at the phase it interrupted.
@@ -10,12 +12,14 @@
 //! **Invariant:** a schema phase and the record of its completion commit in the same transaction, so a phase is
 //! never run twice.
 
+pub mod baseline;
 pub mod delete_conversion;
 pub mod executor;
 pub mod naming;
 pub mod phases;
 pub mod rewrite;
 mod sql;
+pub mod status;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -42,13 +46,54 @@ pub struct MigrationSource {
     pub checksum: String,
 }
 
+/// The `status` column of `tidegate.migrations`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationStatus {
+    /// An apply started it and has not finished it (it may still be running, or have died).
+    Running,
+    /// A phase failed; the committed phases stay, and the next apply resumes at the failed one.
+    Failed,
+    Applied,
+    /// Recorded by `tidegate baseline`: another framework (or the user, with `--to`) ran it; tidegate never did.
+    Baselined,
+}
+
+impl MigrationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationStatus::Running => "running",
+            MigrationStatus::Failed => "failed",
+            MigrationStatus::Applied => "applied",
+            MigrationStatus::Baselined => "baselined",
+        }
+    }
+
+    /// The text stored in the database; `None` for a status this build does not know.
+    pub fn from_db(text: &str) -> Option<Self> {
+        [
+            MigrationStatus::Running,
+            MigrationStatus::Failed,
+            MigrationStatus::Applied,
+            MigrationStatus::Baselined,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+    }
+
+    /// Applied and baselined migrations are in the database's schema: apply checks their checksum and replays
+    /// them into the lint catalog, and never runs them.
+    pub fn is_in_schema(self) -> bool {
+        matches!(self, MigrationStatus::Applied | MigrationStatus::Baselined)
+    }
+}
+
 /// What `tidegate.migrations` says about a version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedRecord {
     pub version: String,
     pub checksum: String,
-    /// `running` or `failed` (interrupted part-way) or `applied`.
-    pub status: String,
+    pub status: MigrationStatus,
     pub phases_done: i32,
 }
 
@@ -129,6 +174,20 @@ pub enum ApplyError {
     },
     #[error("the connection is read-only (transaction_read_only is on): apply needs a primary that accepts writes")]
     ReadOnly,
+    #[error(
+        "this database has {framework}'s history table {table}, which {records}, and tidegate.migrations records \
+         nothing: apply would run every migration again. Adopt that history first with `tidegate baseline {dir}` \
+         (or `tidegate baseline {dir} --to VERSION`); nothing was changed"
+    )]
+    NeedsBaseline {
+        framework: &'static str,
+        table: String,
+        /// What the framework's history records (`is at version 12`, `records 40 migration(s)`).
+        records: String,
+        dir: String,
+    },
+    #[error("{0}")]
+    Baseline(#[from] baseline::BaselineError),
 }
 
 fn obstacles_text(obstacles: &[(PathBuf, Obstacle)]) -> String {
@@ -229,7 +288,7 @@ pub fn tables_to_read(
     for source in sources {
         if history
             .iter()
-            .any(|record| record.version == source.version && record.status == "applied")
+            .any(|record| record.version == source.version && record.status.is_in_schema())
         {
             continue;
         }
@@ -296,7 +355,7 @@ pub fn plan(
         let record = history
             .iter()
             .find(|record| record.version == source.version);
-        if let Some(record) = record.filter(|record| record.status == "applied") {
+        if let Some(record) = record.filter(|record| record.status.is_in_schema()) {
             if record.checksum != source.checksum {
                 return Err(ApplyError::ChecksumChanged {
                     path: source.path.clone(),

@@ -75,3 +75,69 @@ pub fn quote_literal(text: &str) -> String {
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
+
+/// The same lock as [`TRY_APPLY_LOCK`], held until the transaction ends (baseline writes in one transaction).
+/// Session and transaction advisory locks on one key exclude each other.
+pub const TRY_APPLY_LOCK_FOR_TRANSACTION: &str =
+    "SELECT pg_try_advisory_xact_lock(hashtextextended('tidegate:apply', 0))";
+
+/// The framework history tables (`$1`: their names) that resolve through the search_path, as each framework
+/// resolves its own: name, schema-qualified quoted name, columns.
+pub const FRAMEWORK_TABLES: &str = "
+SELECT c.relname::text, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+       array_agg(a.attname::text ORDER BY a.attnum)
+  FROM unnest($1::text[]) AS wanted(name)
+  JOIN pg_class c ON c.oid = to_regclass(quote_ident(wanted.name))
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE c.relkind IN ('r', 'p', 'v')
+ GROUP BY c.relname, n.nspname
+ ORDER BY c.relname";
+
+/// Reads a framework's history table; `table` is schema-qualified and quoted (from [`FRAMEWORK_TABLES`]).
+pub fn read_framework_history(framework: super::baseline::Framework, table: &str) -> String {
+    use super::baseline::Framework;
+    match framework {
+        Framework::GolangMigrate => format!("SELECT version::int8, dirty FROM {table}"),
+        Framework::Sqlx => format!(
+            "SELECT version::int8, description::text, success FROM {table} ORDER BY version"
+        ),
+        Framework::Diesel | Framework::Dbmate => {
+            format!("SELECT version::text FROM {table} ORDER BY version")
+        }
+        Framework::Prisma => format!(
+            "SELECT migration_name::text, finished_at IS NOT NULL, rolled_back_at IS NOT NULL FROM {table} \
+             ORDER BY started_at"
+        ),
+        Framework::Flyway => format!(
+            "SELECT installed_rank::int4, version::text, script::text, type::text, success FROM {table} \
+             ORDER BY installed_rank"
+        ),
+    }
+}
+
+/// A migration another framework ran, recorded with the checksum of today's file. Parameters: version, name,
+/// checksum.
+pub const RECORD_BASELINED: &str = "
+INSERT INTO tidegate.migrations (version, name, checksum, status, phases, phases_done)
+VALUES ($1, $2, $3, 'baselined', '[]', 0)";
+
+/// Every record, for `tidegate status`: the phase a running or failed migration is at (1-based), how many it
+/// has, and that phase's kind.
+pub const STATUS_HISTORY: &str = "
+SELECT version, name, checksum, status, phases_done, jsonb_array_length(phases),
+       phases -> phases_done ->> 'kind', last_error,
+       to_char(coalesce(applied_at, started_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+  FROM tidegate.migrations
+ ORDER BY version";
+
+/// The backfill run of the phase a running or failed migration is at: the latest run of that phase's spec
+/// since the migration first started.
+pub const BACKFILL_OF_CURRENT_PHASE: &str = "
+SELECT m.version, r.id
+  FROM tidegate.migrations m
+  CROSS JOIN LATERAL (
+        SELECT r.id FROM tidegate.runs r
+         WHERE r.spec = m.phases -> m.phases_done -> 'spec' AND r.started_at >= m.started_at
+         ORDER BY r.id DESC LIMIT 1) r
+ WHERE m.status IN ('running', 'failed') AND m.phases -> m.phases_done ->> 'kind' = 'backfill'";

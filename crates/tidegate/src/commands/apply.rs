@@ -195,7 +195,8 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
                 ApplyError::Discovery(_)
                 | ApplyError::NoMigrations { .. }
                 | ApplyError::ChecksumChanged { .. }
-                | ApplyError::Obstacles(_) => super::exit_usage(),
+                | ApplyError::Obstacles(_)
+                | ApplyError::NeedsBaseline { .. } => super::exit_usage(),
                 _ => super::exit_failure(),
             })
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 pub mod apply;
 pub mod backfill;
+pub mod baseline;
 pub mod control;
 pub mod demo;
 pub mod explain;
@@ -13,6 +14,7 @@ pub mod lint;
 pub mod plan;
 pub mod runs;
 pub mod scratch;
+pub mod status;
 
 /// Output formats shared by the verbs that talk to a database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
