@@ -189,7 +189,10 @@ mod tests {
         assert_eq!(config.pg_version, PgVersion(14));
         assert_eq!(config.fail_on, Severity::Warning);
         assert_eq!(config.small_table_rows, 500);
-        assert_eq!(config.severity_of(RuleId::DropColumn, Severity::Warning), None);
+        assert_eq!(
+            config.severity_of(RuleId::DropColumn, Severity::Warning),
+            None
+        );
         assert_eq!(
             config.severity_of(RuleId::PreferTextOverVarchar, Severity::Info),
             Some(Severity::Warning)

@@ -12,9 +12,9 @@ use crate::context::{Context, Violation};
 use crate::registry::{registry, RuleId};
 use crate::rules::invalid_suppression::InvalidSuppression;
 use crate::stats::{TableStat, TableStats};
-use std::borrow::Cow;
 use crate::suppression::Suppressions;
 use crate::Severity;
+use std::borrow::Cow;
 
 /// Files larger than this are parsed one statement at a time, keeping only the parse trees rules read, so
 /// memory follows what the rules need rather than the file size.
@@ -261,7 +261,8 @@ impl<'a> Session<'a> {
         severity: Severity,
         table: Option<&TableName>,
     ) -> (Severity, Option<String>) {
-        let (Some(stats), Some(table), true) = (self.stats.as_deref(), table, size_sensitive) else {
+        let (Some(stats), Some(table), true) = (self.stats.as_deref(), table, size_sensitive)
+        else {
             return (severity, None);
         };
         match stats.get(table) {

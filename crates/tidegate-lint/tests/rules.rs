@@ -223,8 +223,16 @@ fn rule_ids_are_unique_and_kebab_case() {
 fn every_rule_id_has_exactly_one_rule_and_round_trips() {
     use tidegate_lint::RuleId;
     for &id in RuleId::ALL {
-        let rules: Vec<_> = registry().iter().filter(|rule| rule.doc().id == id).collect();
-        assert_eq!(rules.len(), 1, "{id}: {} rules in the registry", rules.len());
+        let rules: Vec<_> = registry()
+            .iter()
+            .filter(|rule| rule.doc().id == id)
+            .collect();
+        assert_eq!(
+            rules.len(),
+            1,
+            "{id}: {} rules in the registry",
+            rules.len()
+        );
         assert_eq!(RuleId::from_id(id.as_str()), Some(id));
         assert_eq!(tidegate_lint::rule(id).doc().id, id);
     }

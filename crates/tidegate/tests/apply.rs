@@ -393,7 +393,10 @@ async fn a_dry_run_prints_the_plan_and_changes_nothing() {
 
     let text = apply(dir.path(), db.url(), &["--dry-run"]);
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains("backfill phase: batched, throttled UPDATE orders"), "{text}");
+    assert!(
+        text.contains("backfill phase: batched, throttled UPDATE orders"),
+        "{text}"
+    );
     assert!(text.contains("not atomic"), "{text}");
 
     let client = db.connect().await;
@@ -405,7 +408,10 @@ async fn a_dry_run_prints_the_plan_and_changes_nothing() {
         .await,
         0
     );
-    assert_eq!(count(&client, "SELECT count(*) FROM tidegate.migrations").await, 1);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM tidegate.migrations").await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -430,11 +436,19 @@ async fn a_dry_run_on_a_fresh_database_changes_nothing_and_says_small_tables_run
     );
     let client = db.connect().await;
     assert_eq!(
-        count(&client, "SELECT count(*) FROM pg_namespace WHERE nspname = 'tidegate'").await,
+        count(
+            &client,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'tidegate'"
+        )
+        .await,
         0
     );
     assert_eq!(
-        count(&client, "SELECT count(*) FROM pg_class WHERE relname = 'orders'").await,
+        count(
+            &client,
+            "SELECT count(*) FROM pg_class WHERE relname = 'orders'"
+        )
+        .await,
         0
     );
 }
@@ -616,7 +630,13 @@ async fn an_interrupted_migration_resumes_with_the_phases_it_started_with() {
     // and was interrupted. A new plan (without the flag) would make phase 2 a backfill; the resume keeps to the
     // phases it started with, so nothing is skipped or repeated.
     let client = db.connect().await;
-    client.execute("ALTER TABLE orders ADD COLUMN order_status_v2 VARCHAR(20)", &[]).await.unwrap();
+    client
+        .execute(
+            "ALTER TABLE orders ADD COLUMN order_status_v2 VARCHAR(20)",
+            &[],
+        )
+        .await
+        .unwrap();
     let phases = serde_json::json!([
         {"kind": "schema", "in_transaction": true,
          "steps": [{"statement": 0, "sql": "ALTER TABLE orders ADD COLUMN order_status_v2 VARCHAR(20)"}]},
@@ -635,9 +655,16 @@ async fn an_interrupted_migration_resumes_with_the_phases_it_started_with() {
     let output = apply(dir.path(), db.url(), &[]);
     let log = stderr(&output);
     assert!(output.status.success(), "{log}");
-    assert!(log.contains("phase 1: skipped") && log.contains("phase 2: data as written"), "{log}");
+    assert!(
+        log.contains("phase 1: skipped") && log.contains("phase 2: data as written"),
+        "{log}"
+    );
     assert_eq!(
-        count(&client, "SELECT count(*) FROM orders WHERE order_status_v2 IS DISTINCT FROM order_status").await,
+        count(
+            &client,
+            "SELECT count(*) FROM orders WHERE order_status_v2 IS DISTINCT FROM order_status"
+        )
+        .await,
         0
     );
     assert_eq!(
@@ -667,7 +694,8 @@ async fn an_interrupted_migration_whose_recorded_phases_cannot_be_read_is_not_re
     let log = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{log}");
     assert!(
-        log.contains("interrupted after 1 committed phase") && log.contains("another tidegate version"),
+        log.contains("interrupted after 1 committed phase")
+            && log.contains("another tidegate version"),
         "{log}"
     );
     let phases_done: i32 = client

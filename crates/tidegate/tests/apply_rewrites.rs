@@ -98,6 +98,23 @@ async fn create_index_runs_concurrently_under_the_name_postgres_gives_it() {
         .tidegate
         .schema
         .contains("CREATE INDEX t_customer_id_a_idx ON public.t USING btree (customer_id, a);"));
+    // The journal records what ran instead of the statement as written.
+    let client = report.tidegate_database.connect().await;
+    let runs_as: String = client
+        .query_one(
+            "SELECT (detail -> 'runs_as')::text FROM tidegate.journal WHERE event = 'statement_rewritten'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let runs_as: serde_json::Value = serde_json::from_str(&runs_as).unwrap();
+    assert_eq!(
+        runs_as,
+        serde_json::json!([
+            "CREATE INDEX CONCURRENTLY t_customer_id_a_idx ON t USING btree (customer_id, a)"
+        ])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,11 +127,20 @@ async fn unique_constraint_is_built_concurrently_then_attached() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_key_on_a_nullable_column_goes_through_a_check_and_an_index() {
     let writes = WriteSpec::new("events", "id")
-        .inserting("INSERT INTO events (id, payload) VALUES ($1, 'w')", 10_000_000)
-        .updating("UPDATE events SET payload = payload WHERE id = $1", 1..=ROWS);
+        .inserting(
+            "INSERT INTO events (id, payload) VALUES ($1, 'w')",
+            10_000_000,
+        )
+        .updating(
+            "UPDATE events SET payload = payload WHERE id = $1",
+            1..=ROWS,
+        );
     let report = check("ALTER TABLE events ADD PRIMARY KEY (id);\n", writes).await;
     assert_safe_and_equivalent(&report);
-    assert!(report.tidegate.schema.contains("events_pkey PRIMARY KEY (id)"));
+    assert!(report
+        .tidegate
+        .schema
+        .contains("events_pkey PRIMARY KEY (id)"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +166,11 @@ async fn foreign_key_is_added_not_valid_then_validated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_not_null_is_proved_by_a_validated_check() {
-    let report = check("ALTER TABLE t ALTER COLUMN b SET NOT NULL;\n", writer_on_t()).await;
+    let report = check(
+        "ALTER TABLE t ALTER COLUMN b SET NOT NULL;\n",
+        writer_on_t(),
+    )
+    .await;
     assert_safe_and_equivalent(&report);
     assert!(report.tidegate.schema.contains("b integer NOT NULL"));
     assert!(

@@ -11,7 +11,7 @@ use tidegate_lint::Config;
 use tidegate_sql::discovery::Layout;
 use tokio_postgres::{Client, GenericClient};
 
-use super::phases::{Phase, PhaseKind, PlanOptions};
+use super::phases::{Disposition, Phase, PhaseKind, PlanOptions};
 use super::{
     baseline, load, plan, sql, tables_to_read, AppliedRecord, ApplyError, ApplyPlan,
     MigrationStatus, PlannedMigration, TargetSnapshot,
@@ -330,7 +330,11 @@ async fn read_target(
         };
         for table in &tables {
             let name = match &table.schema {
-                Some(schema) => format!("{}.{}", sql::quote_ident(schema), sql::quote_ident(&table.name)),
+                Some(schema) => format!(
+                    "{}.{}",
+                    sql::quote_ident(schema),
+                    sql::quote_ident(&table.name)
+                ),
                 None => sql::quote_ident(&table.name),
             };
             if let Some(live) =
@@ -548,6 +552,39 @@ async fn run_migration(
         phases: phases.len(),
     });
     journal(client, &version, "migration_started", serde_json::json!({ "name": migration.name, "phases": phases.len(), "resuming_at_phase": phases_done + 1 })).await;
+    if phases_done == 0 {
+        // What apply runs instead of a statement as written, so the timeline shows the SQL that really ran.
+        for statement in &migration.plan.statements {
+            let (Disposition::Rewritten { rules } | Disposition::AsWrittenSmallTable { rules, .. }) =
+                &statement.disposition
+            else {
+                continue;
+            };
+            let steps: Vec<&str> = phases
+                .iter()
+                .flat_map(|phase| phase.steps.iter())
+                .filter(|step| step.statement == statement.index)
+                .map(|step| step.sql.as_str())
+                .collect();
+            let event = match statement.disposition {
+                Disposition::Rewritten { .. } => "statement_rewritten",
+                _ => "statement_as_written_small_table",
+            };
+            journal(
+                client,
+                &version,
+                event,
+                serde_json::json!({
+                    "line": statement.line,
+                    "statement": statement.text,
+                    "rules": rules,
+                    "runs_as": steps,
+                    "disposition": statement.disposition,
+                }),
+            )
+            .await;
+        }
+    }
 
     for (index, phase) in phases.iter().enumerate() {
         let number = index + 1;

@@ -387,7 +387,13 @@ pub fn plan(
             .filter(|table| !target.tables.contains_key(&table.key()))
             .collect();
         for table in &created_in_run {
-            session.set_table_stat(table, TableStat { rows: 0, bytes: None });
+            session.set_table_stat(
+                table,
+                TableStat {
+                    rows: 0,
+                    bytes: None,
+                },
+            );
         }
         let mut names = names_in_use(target, &catalog);
         let before = catalog.clone();

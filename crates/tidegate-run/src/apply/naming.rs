@@ -27,7 +27,8 @@ impl NamesInUse {
     }
 
     pub fn add_relation(&mut self, schema: &str, name: &str) {
-        self.relations.insert((schema.to_string(), name.to_string()));
+        self.relations
+            .insert((schema.to_string(), name.to_string()));
     }
 
     pub fn add_constraint(&mut self, schema: &str, name: &str) {
@@ -333,7 +334,14 @@ mod tests {
         );
         // Another schema is another namespace.
         assert_eq!(
-            choose_relation_name(&mut names, "shop", "orders", Some("customer_id"), "idx", false),
+            choose_relation_name(
+                &mut names,
+                "shop",
+                "orders",
+                Some("customer_id"),
+                "idx",
+                false
+            ),
             "orders_customer_id_idx"
         );
         names.add_constraint("public", "orders_total_check");
@@ -345,7 +353,14 @@ mod tests {
 
     fn index_elements(sql: &str) -> Vec<protobuf::Node> {
         let parsed = pg_query::parse(sql, 0).unwrap().protobuf;
-        match parsed.stmts[0].stmt.as_ref().unwrap().node.as_ref().unwrap() {
+        match parsed.stmts[0]
+            .stmt
+            .as_ref()
+            .unwrap()
+            .node
+            .as_ref()
+            .unwrap()
+        {
             NodeEnum::IndexStmt(index) => index.index_params.clone(),
             other => panic!("{other:?}"),
         }
@@ -374,8 +389,13 @@ mod tests {
         let parsed = pg_query::parse("SELECT 1 WHERE a > 0 AND (b < a OR t.c IS NULL)", 0)
             .unwrap()
             .protobuf;
-        let NodeEnum::SelectStmt(select) =
-            parsed.stmts[0].stmt.as_ref().unwrap().node.as_ref().unwrap()
+        let NodeEnum::SelectStmt(select) = parsed.stmts[0]
+            .stmt
+            .as_ref()
+            .unwrap()
+            .node
+            .as_ref()
+            .unwrap()
         else {
             panic!()
         };

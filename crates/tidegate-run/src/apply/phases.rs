@@ -277,9 +277,8 @@ pub fn plan_migration(
         obstacles: Vec::new(),
     };
     let mut steps: Vec<(usize, RewrittenStep, bool)> = Vec::new();
-    let small = |table: &TableName| {
-        (facts.rows)(table).filter(|rows| *rows < options.small_table_rows)
-    };
+    let small =
+        |table: &TableName| (facts.rows)(table).filter(|rows| *rows < options.small_table_rows);
 
     for statement in statements {
         let index = statement.index;
@@ -338,14 +337,18 @@ pub fn plan_migration(
             plan.statements.push(PlannedStatement::of(
                 statement,
                 Disposition::Skipped {
-                    reason: "apply manages transactions itself: each schema phase is one transaction".into(),
+                    reason:
+                        "apply manages transactions itself: each schema phase is one transaction"
+                            .into(),
                 },
             ));
             continue;
         }
         if let Some(reason) = overrides_apply_timeouts(statement) {
-            plan.statements
-                .push(PlannedStatement::of(statement, Disposition::Skipped { reason }));
+            plan.statements.push(PlannedStatement::of(
+                statement,
+                Disposition::Skipped { reason },
+            ));
             continue;
         }
 
@@ -438,9 +441,8 @@ pub fn plan_migration(
                         .join("; ");
                     for finding in own.iter().filter(|f| rewritable.contains(&f.rule)) {
                         let mut obstacle = obstacle_of(finding, index, None);
-                        obstacle.help = Some(format!(
-                            "without --no-rewrite apply runs it as: {would}"
-                        ));
+                        obstacle.help =
+                            Some(format!("without --no-rewrite apply runs it as: {would}"));
                         plan.obstacles.push(obstacle);
                     }
                     resolved.extend(rewritable.iter().copied());
@@ -891,7 +893,6 @@ pub fn cannot_run_in_transaction(node: &NodeEnum) -> bool {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1121,7 +1122,10 @@ mod tests {
                 "ALTER TABLE orders VALIDATE CONSTRAINT orders_customer_id_fkey",
             ]
         );
-        assert_eq!(kinds(&plan), ["schema×1", "schema×1", "schema×1", "schema×1"]);
+        assert_eq!(
+            kinds(&plan),
+            ["schema×1", "schema×1", "schema×1", "schema×1"]
+        );
     }
 
     #[test]
@@ -1253,7 +1257,10 @@ mod tests {
 
     #[test]
     fn rollback_is_an_input_error() {
-        let plan = plan("BEGIN;\nALTER TABLE orders ADD COLUMN a int;\nROLLBACK;", false);
+        let plan = plan(
+            "BEGIN;\nALTER TABLE orders ADD COLUMN a int;\nROLLBACK;",
+            false,
+        );
         assert_eq!(plan.obstacles.len(), 1, "{plan:?}");
         assert!(plan.obstacles[0].message.contains("ROLLBACK"));
     }
@@ -1310,65 +1317,7 @@ mod tests {
         );
     }
 
-    /// Every error-level rule: a statement of its kind on a large table is either resolved by the way apply
-    /// runs it (rewrite, backfill, its own phase) or refused, never planned as written.
-    #[test]
-    fn no_error_level_finding_is_planned_as_written() {
-        for (rule, sql) in error_rule_samples() {
-            let plan = plan(sql, false);
-            let doc = tidegate_lint::rule(rule).doc();
-            assert_eq!(doc.default_severity, Severity::Error, "{rule}");
-            let refused = plan.obstacles.iter().any(|o| o.statement == 0);
-            let safe = matches!(
-                plan.statements[0].disposition,
-                Disposition::Rewritten { .. } | Disposition::Backfill
-            ) || RULES_APPLY_HANDLES.contains(&rule);
-            assert!(
-                refused || safe,
-                "{rule}: `{sql}` is planned as {:?}",
-                plan.statements[0].disposition
-            );
-        }
-        let covered: Vec<RuleId> = error_rule_samples().iter().map(|(rule, _)| *rule).collect();
-        for rule in RuleId::ALL {
-            if tidegate_lint::rule(*rule).doc().default_severity == Severity::Error {
-                assert!(covered.contains(rule), "{rule} has no sample");
-            }
-        }
-    }
-
-    /// One statement (the first of the file) per error-level rule, on the large ORDERS tables.
-    pub(crate) fn error_rule_samples() -> Vec<(RuleId, &'static str)> {
-        use RuleId::*;
-        vec![
-            (AddColumnDefaultRewrite, "ALTER TABLE orders ADD COLUMN token uuid DEFAULT gen_random_uuid();"),
-            (AddColumnSerial, "ALTER TABLE orders ADD COLUMN seq serial;"),
-            (AddColumnStoredGenerated, "ALTER TABLE orders ADD COLUMN doubled numeric GENERATED ALWAYS AS (total * 2) STORED;"),
-            (AddRequiredColumn, "ALTER TABLE orders ADD COLUMN region text NOT NULL;"),
-            (AlterColumnTypeRewrite, "ALTER TABLE orders ALTER COLUMN customer_id TYPE int;"),
-            (CheckConstraintWithoutNotValid, "ALTER TABLE orders ADD CONSTRAINT a_pos CHECK (total > 0);"),
-            (ConcurrentlyInTransaction, "BEGIN; CREATE INDEX CONCURRENTLY orders_c ON orders (customer_id); COMMIT;"),
-            (CreateIndexNonConcurrently, "CREATE INDEX orders_c ON orders (customer_id);"),
-            (DropPrimaryKey, "ALTER TABLE orders DROP CONSTRAINT orders_pkey;"),
-            (EnumAddValueInTransaction, "ALTER TYPE mood ADD VALUE 'happy';"),
-            (ExclusionConstraint, "ALTER TABLE orders ADD CONSTRAINT no_overlap EXCLUDE USING gist (customer_id WITH =);"),
-            (ForeignKeyWithoutNotValid, "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (customer_id) REFERENCES customers (id);"),
-            (PrimaryKeyWithoutIndex, "ALTER TABLE customers DROP CONSTRAINT customers_pkey, ADD PRIMARY KEY (id, tier);"),
-            (ReindexNonConcurrently, "REINDEX TABLE orders;"),
-            (RenameColumn, "ALTER TABLE orders RENAME COLUMN total TO amount;"),
-            (RenameTable, "ALTER TABLE orders RENAME TO purchases;"),
-            (SchemaChangeWithBackfill, "UPDATE orders SET order_status = 'x';"),
-            (SetNotNullScan, "ALTER TABLE orders ALTER COLUMN order_status SET NOT NULL;"),
-            (SyntaxError, "ALTER TABLE orders ADD COLUMNN x int;"),
-            (TableRewriteCommand, "VACUUM FULL orders;"),
-            (TruncateCascade, "TRUNCATE orders CASCADE;"),
-            (UnbatchedDelete, "DELETE FROM orders WHERE order_status = 'cancelled';"),
-            (UnbatchedInsertSelect, "INSERT INTO customers SELECT id, order_status FROM orders;"),
-            (UnbatchedUpdate, "UPDATE orders SET order_status = lower(order_status);"),
-            (UniqueConstraintWithoutIndex, "ALTER TABLE orders ADD CONSTRAINT u UNIQUE (customer_id);"),
-            (ValidateInSameTransaction, "BEGIN; ALTER TABLE orders ADD CONSTRAINT p CHECK (total > 0) NOT VALID; ALTER TABLE orders VALIDATE CONSTRAINT p; COMMIT;"),
-        ]
-    }
+    // Every error-level rule against a real server: crates/tidegate/tests/apply_error_rules.rs.
 
     #[test]
     fn keyword_names_stay_quoted_in_the_backfill() {
@@ -1420,7 +1369,9 @@ mod tests {
         assert!(cannot_run_in_transaction(&node(
             "CREATE INDEX CONCURRENTLY i ON t (a)"
         )));
-        assert!(cannot_run_in_transaction(&node("DROP INDEX CONCURRENTLY i")));
+        assert!(cannot_run_in_transaction(&node(
+            "DROP INDEX CONCURRENTLY i"
+        )));
         assert!(cannot_run_in_transaction(&node(
             "REINDEX INDEX CONCURRENTLY i"
         )));

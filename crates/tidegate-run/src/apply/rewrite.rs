@@ -272,7 +272,10 @@ fn alter_table(
     rules: &BTreeSet<RuleId>,
     context: &mut RewriteContext<'_>,
 ) -> Result<Vec<RewrittenStep>, String> {
-    let relation = alter.relation.as_ref().ok_or("the statement names no table")?;
+    let relation = alter
+        .relation
+        .as_ref()
+        .ok_or("the statement names no table")?;
     let table = TableName::from_range_var(relation);
     let schema = schema_of(relation, context).to_string();
     let rel = relation_sql(relation)?;
