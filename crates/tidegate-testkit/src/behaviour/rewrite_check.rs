@@ -120,8 +120,21 @@ impl RewriteCheck {
         }
         let tidegate_database = psql_database.copy().await;
 
+        // The same writer runs beside psql, so the report shows what the application felt in both runs.
         let sampler = LockSampler::start(psql_database.url(), &names).await;
+        let psql_writer = match &self.writes {
+            Some(spec) => Some(WriteLoad::start(psql_database.url(), spec.clone()).await),
+            None => None,
+        };
+        tokio::time::sleep(self.settle).await;
+        let started = std::time::Instant::now();
         let psql_output = psql_ok(psql_database.url(), PsqlInput::Sql(&self.migration_sql)).await;
+        let psql_elapsed = started.elapsed();
+        tokio::time::sleep(self.settle).await;
+        let psql_writes = match psql_writer {
+            Some(writer) => Some(writer.stop().await),
+            None => None,
+        };
         let psql_locks = sampler.stop().await;
 
         let sampler = LockSampler::start(tidegate_database.url(), &names).await;
@@ -130,7 +143,9 @@ impl RewriteCheck {
             None => None,
         };
         tokio::time::sleep(self.settle).await;
+        let started = std::time::Instant::now();
         let apply_output = apply(tidegate_database.url());
+        let apply_elapsed = started.elapsed();
         tokio::time::sleep(self.settle).await;
         let writes = match writer {
             Some(writer) => Some(writer.stop().await),
@@ -144,6 +159,9 @@ impl RewriteCheck {
             None => 0,
         };
         let psql_client = psql_database.connect().await;
+        if let Some(report) = &psql_writes {
+            report.delete_inserted(&psql_client).await;
+        }
         let mut psql_digests = BTreeMap::new();
         let mut tidegate_digests = BTreeMap::new();
         for table in &self.tables {
@@ -173,7 +191,10 @@ impl RewriteCheck {
                 locks: tidegate_locks,
             },
             psql_output,
+            psql_elapsed,
+            psql_writes,
             apply_output,
+            apply_elapsed,
             writes,
             writer_rows_deleted,
             psql_database,
@@ -199,8 +220,15 @@ pub struct RewriteReport<T> {
     /// Database B, migrated by the closure.
     pub tidegate: EndState,
     pub psql_output: Output,
+    /// How long psql took to run the migration.
+    pub psql_elapsed: Duration,
+    /// The writer's figures while psql ran (the same writer as on B).
+    pub psql_writes: Option<WriteReport>,
     /// What the closure returned.
     pub apply_output: T,
+    /// How long the closure took.
+    pub apply_elapsed: Duration,
+    /// The writer's figures on B, around the closure.
     pub writes: Option<WriteReport>,
     pub writer_rows_deleted: u64,
     pub psql_database: TestDatabase,
@@ -248,11 +276,14 @@ impl<T> std::fmt::Display for RewriteReport<T> {
         )?;
         writeln!(f, "psql run, {}", self.psql.locks)?;
         writeln!(f, "tidegate run, {}", self.tidegate.locks)?;
+        if let Some(writes) = &self.psql_writes {
+            writeln!(f, "writer beside psql ({:?}): {writes}", self.psql_elapsed)?;
+        }
         if let Some(writes) = &self.writes {
             writeln!(
                 f,
-                "writer: {writes} ({} rows deleted)",
-                self.writer_rows_deleted
+                "writer beside tidegate ({:?}): {writes} ({} rows deleted)",
+                self.apply_elapsed, self.writer_rows_deleted
             )?;
         }
         Ok(())
