@@ -30,6 +30,9 @@ pub struct ApplyOptions {
     /// How long any schema statement may wait for its lock. Never unbounded.
     pub lock_timeout: Duration,
     pub statement_timeout: Duration,
+    /// How long a CONCURRENTLY statement may run, its waits for older transactions included; its request for
+    /// the table's lock is still bounded by `lock_timeout`.
+    pub concurrent_wait: Duration,
     /// Retries of a schema phase after a lock timeout.
     pub retries: u32,
     /// How long to wait for another apply's lock before failing.
@@ -53,6 +56,7 @@ impl Default for ApplyOptions {
         Self {
             lock_timeout: Duration::from_secs(2),
             statement_timeout: Duration::from_secs(600),
+            concurrent_wait: Duration::from_secs(3600),
             retries: 10,
             lock_wait: Duration::from_secs(30),
             window: None,
@@ -113,6 +117,13 @@ pub enum ApplyEvent {
         version: String,
         phase: usize,
         index: String,
+    },
+    /// Resuming: the statement had committed before an earlier apply recorded its phase; recorded, not run again.
+    StatementAlreadyDone {
+        version: String,
+        phase: usize,
+        statement: String,
+        reason: String,
     },
     Backfill {
         version: String,
@@ -454,6 +465,13 @@ async fn run_migration(
     if migration.phases_done > 0 {
         check_same_phases(client, migration, &phases_json).await?;
     }
+    // An unfinished record means an earlier apply ran this migration: its first unrecorded phase may have
+    // committed without being recorded (a crash between a statement outside a transaction and its record).
+    let recorded_before = client
+        .query_opt(sql::MIGRATION_RECORDED, &[&version])
+        .await
+        .map_err(database("reading the migration's record"))?
+        .is_some();
     let row = client
         .query_one(
             sql::BEGIN_MIGRATION,
@@ -507,8 +525,9 @@ async fn run_migration(
                     statements: phase.statements.len(),
                 });
                 let monitor = monitor.clone();
+                let resuming = recorded_before && index == phases_done;
                 run_phase(
-                    config, client, monitor, &version, number, phase, options, sink,
+                    config, client, monitor, &version, number, phase, resuming, options, sink,
                 )
                 .await
             }
@@ -634,6 +653,7 @@ async fn run_phase(
     version: &str,
     number: usize,
     phase: &Phase,
+    resuming: bool,
     options: &ApplyOptions,
     sink: &ApplySink,
 ) -> Result<(), String> {
@@ -646,13 +666,17 @@ async fn run_phase(
                 number,
                 phase,
                 *in_transaction,
+                resuming,
                 options,
                 sink,
             )
             .await
         }
         PhaseKind::DataAsWritten => {
-            run_statements(client, monitor, version, number, phase, true, options, sink).await
+            run_statements(
+                client, monitor, version, number, phase, true, resuming, options, sink,
+            )
+            .await
         }
         PhaseKind::Backfill { spec } => {
             let spec_json = serde_json::to_string(spec).map_err(|error| error.to_string())?;
@@ -723,6 +747,7 @@ async fn run_statements(
     number: usize,
     phase: &Phase,
     in_transaction: bool,
+    resuming: bool,
     options: &ApplyOptions,
     sink: &ApplySink,
 ) -> Result<(), String> {
@@ -745,6 +770,8 @@ async fn run_statements(
         blocker_sample_every: Duration::from_millis(100),
         completion_sql: Some(sql::phase_done_literal(version, number)),
         stop: Some(options.stop.clone()),
+        concurrent_wait: options.concurrent_wait,
+        resuming,
     };
     let mut lock_events = Vec::new();
     let result = run_schema_phase(
@@ -775,15 +802,29 @@ async fn run_statements(
                 phase: number,
                 index,
             }),
+            SchemaEvent::AlreadyDone { statement, reason } => {
+                let event = ApplyEvent::StatementAlreadyDone {
+                    version: version.into(),
+                    phase: number,
+                    statement,
+                    reason,
+                };
+                sink(&event);
+                lock_events.push(event);
+            }
             SchemaEvent::AttemptStarted { .. } | SchemaEvent::Committed { .. } => {}
         },
     )
     .await;
     for event in lock_events {
+        let name = match event {
+            ApplyEvent::StatementAlreadyDone { .. } => "statement_already_done",
+            _ => "lock_timed_out",
+        };
         journal(
             client,
             version,
-            "lock_timed_out",
+            name,
             serde_json::to_value(&event).unwrap_or_default(),
         )
         .await;

@@ -70,3 +70,6 @@ pub const JOURNAL: &str =
 pub fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
+
+/// Whether `tidegate.migrations` has a record of version `$1` (an earlier apply started it).
+pub const MIGRATION_RECORDED: &str = "SELECT status FROM tidegate.migrations WHERE version = $1";
