@@ -79,6 +79,14 @@ pub enum ApplyEvent {
         applied: usize,
         pending: usize,
     },
+    /// A backfill run of an unfinished migration is still attached to an engine (an apply that lost its lock):
+    /// nothing starts until it stops.
+    WaitingForBackfill {
+        run_id: i64,
+        version: String,
+        pids: Vec<i32>,
+        waited_s: u64,
+    },
     WaitingForWindow {
         opens_in_s: u64,
     },
@@ -208,11 +216,141 @@ pub async fn apply(
     state::ensure_schema(&mut client)
         .await
         .map_err(|error| ApplyError::Database(format!("preparing the tidegate schema: {error}")))?;
+    let lock_started = Instant::now();
     take_apply_lock(&client, options.lock_wait).await?;
-    let result = apply_locked(config, &client, dir, layout, &sources, &options, &sink).await;
+    let lock_pid = backend_pids(&[&client]).await?[0];
+    let guard = ApplyLockGuard::start(config.clone(), lock_pid, options.stop.clone());
+    let result = match wait_for_orphaned_backfills(&client, &options, lock_started, &sink).await {
+        Ok(()) => {
+            apply_locked(
+                config, &client, dir, layout, &sources, &options, &sink, &guard,
+            )
+            .await
+        }
+        Err(error) => Err(error),
+    };
+    guard.finish();
     // The lock is a session lock: released here, or by the server when the connection ends.
     let _ = client.query_one(sql::RELEASE_APPLY_LOCK, &[]).await;
     result
+}
+
+/// Watches, from a connection of its own, that the apply lock's session still holds the lock. The lock dies with
+/// its session (pg_terminate_backend, a network failure), and then a second apply could start while this one's
+/// backfill still runs on the engine's own connections; so once the lock is gone, or cannot be confirmed on
+/// [`ApplyLockGuard::UNCONFIRMED_CHECKS`] checks in a row, the guard requests a stop: no further phase starts and
+/// a running backfill stops after its batch, resumable.
+struct ApplyLockGuard {
+    lost: Arc<std::sync::Mutex<Option<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ApplyLockGuard {
+    const CHECK_EVERY: Duration = Duration::from_millis(250);
+    const UNCONFIRMED_CHECKS: u32 = 3;
+
+    fn start(config: ConnectionConfig, lock_pid: i32, stop: StopHandle) -> Self {
+        let lost = Arc::new(std::sync::Mutex::new(None));
+        let task = {
+            let lost = lost.clone();
+            tokio::spawn(async move {
+                let config = config.with_application_name("tidegate apply lock guard");
+                let mut watcher: Option<Client> = None;
+                let mut unconfirmed = 0;
+                loop {
+                    tokio::time::sleep(Self::CHECK_EVERY).await;
+                    if watcher.as_ref().is_none_or(Client::is_closed) {
+                        watcher = config.connect().await.ok();
+                    }
+                    let held = match &watcher {
+                        Some(client) => client
+                            .query_one(sql::APPLY_LOCK_HELD_BY, &[&lock_pid])
+                            .await
+                            .map(|row| row.get::<_, bool>(0))
+                            .map_err(|error| describe(&error)),
+                        None => Err("cannot connect".to_string()),
+                    };
+                    let reason = match held {
+                        Ok(true) => {
+                            unconfirmed = 0;
+                            continue;
+                        }
+                        Ok(false) => format!(
+                            "the session holding the apply lock (pid {lock_pid}) ended, so the lock is gone"
+                        ),
+                        Err(error) => {
+                            unconfirmed += 1;
+                            if unconfirmed < Self::UNCONFIRMED_CHECKS {
+                                continue;
+                            }
+                            format!(
+                                "could not confirm that this apply still holds its lock (session pid {lock_pid}): \
+                                 {error}"
+                            )
+                        }
+                    };
+                    *lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
+                    stop.request(&reason);
+                    return;
+                }
+            })
+        };
+        Self { lost, task }
+    }
+
+    /// Why the lock was lost, once it was.
+    fn lost(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn finish(self) {
+        self.task.abort();
+    }
+}
+
+/// A backfill run of an unfinished migration that an engine still works on belongs to an apply that lost its
+/// lock (or to a `tidegate resume`): running migrations now would interleave with it. Waits for it to stop, up to
+/// what is left of `--lock-wait`, then refuses.
+async fn wait_for_orphaned_backfills(
+    client: &Client,
+    options: &ApplyOptions,
+    started: Instant,
+    sink: &ApplySink,
+) -> Result<(), ApplyError> {
+    let exists: bool = client
+        .query_one(sql::HISTORY_EXISTS, &[])
+        .await
+        .map_err(database("reading the history"))?
+        .get(0);
+    if !exists {
+        return Ok(());
+    }
+    loop {
+        let live = client
+            .query_opt(sql::LIVE_BACKFILLS_OF_UNAPPLIED_MIGRATIONS, &[])
+            .await
+            .map_err(database("looking for backfills still running"))?;
+        let Some(row) = live else {
+            return Ok(());
+        };
+        let (run_id, version, pids): (i64, String, Vec<i32>) = (row.get(0), row.get(1), row.get(2));
+        let waited = started.elapsed();
+        if waited >= options.lock_wait || options.stop.requested().is_some() {
+            return Err(ApplyError::BackfillStillRunning {
+                run_id,
+                version,
+                pids,
+                waited_s: waited.as_secs_f64(),
+            });
+        }
+        sink(&ApplyEvent::WaitingForBackfill {
+            run_id,
+            version,
+            pids,
+            waited_s: waited.as_secs(),
+        });
+        sleep_unless_stopped(Duration::from_millis(250), Some(&options.stop)).await;
+    }
 }
 
 async fn apply_locked(
@@ -223,6 +361,7 @@ async fn apply_locked(
     sources: &[super::MigrationSource],
     options: &ApplyOptions,
     sink: &ApplySink,
+    guard: &ApplyLockGuard,
 ) -> Result<ApplySummary, ApplyError> {
     // Read the history under the lock: another apply may have just finished.
     let history = read_history(client).await?;
@@ -255,6 +394,13 @@ async fn apply_locked(
                 applied_now: applied_now.clone(),
             })
         };
+        if let Some(detail) = guard.lost() {
+            return Err(ApplyError::LockLost {
+                version: migration.version.clone(),
+                phase: migration.phases_done + 1,
+                detail,
+            });
+        }
         if let Some(error) = stopped(&applied_now) {
             return Err(error);
         }
@@ -284,6 +430,7 @@ async fn apply_locked(
             migration,
             options,
             sink,
+            guard,
         )
         .await?;
         applied_now.push(migration.version.clone());
@@ -449,6 +596,7 @@ fn phase_kind(phase: &Phase) -> &'static str {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_migration(
     config: &ConnectionConfig,
     client: &Client,
@@ -457,6 +605,7 @@ async fn run_migration(
     migration: &PlannedMigration,
     options: &ApplyOptions,
     sink: &ApplySink,
+    guard: &ApplyLockGuard,
 ) -> Result<(), ApplyError> {
     let started = Instant::now();
     let version = migration.version.clone();
@@ -532,6 +681,23 @@ async fn run_migration(
                 .await
             }
         };
+        // Checked before anything is recorded: without the lock another apply may already be running.
+        if let Some(detail) = guard.lost() {
+            let detail = match outcome {
+                Err(message) => format!("{detail} ({message})"),
+                Ok(()) => format!("{detail} (phase {number} had finished and is recorded)"),
+            };
+            sink(&ApplyEvent::MigrationFailed {
+                version: version.clone(),
+                phase: number,
+                error: detail.clone(),
+            });
+            return Err(ApplyError::LockLost {
+                version,
+                phase: number,
+                detail,
+            });
+        }
         if let Err(message) = outcome {
             let _ = client
                 .execute(sql::MIGRATION_FAILED, &[&version, &message])

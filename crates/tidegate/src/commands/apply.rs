@@ -219,6 +219,15 @@ fn render_event(format: Format, event: &ApplyEvent) {
         ApplyEvent::Planned { applied, pending } => {
             format!("{pending} pending, {applied} already applied")
         }
+        ApplyEvent::WaitingForBackfill {
+            run_id,
+            version,
+            pids,
+            waited_s,
+        } => format!(
+            "waiting: backfill run {run_id} of {version} is still worked on by session(s) {pids:?} (an apply that \
+             lost its lock?); {waited_s} s so far"
+        ),
         ApplyEvent::WaitingForWindow { opens_in_s } => {
             format!(
                 "outside the --window: waiting {} min for it to open",
