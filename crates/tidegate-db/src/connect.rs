@@ -94,7 +94,7 @@ impl ConnectionConfig {
             (Config::new(), ConfigSource::LibpqEnv)
         };
         fill_from_libpq_env(&mut pg, env)?;
-        pg.options(&bounded_startup_options(pg.get_options()));
+        pg.options(bounded_startup_options(pg.get_options()));
         if pg.get_application_name().is_none() {
             pg.application_name("tidegate");
         }

@@ -353,6 +353,7 @@ async fn wait_for_orphaned_backfills(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn apply_locked(
     config: &ConnectionConfig,
     client: &Client,
