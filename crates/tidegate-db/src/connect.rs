@@ -1,6 +1,10 @@
 //! Connection configuration and connecting, the way psql does it: `--db URL`, else `DATABASE_URL`, else libpq's
 //! variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`, `PGPASSFILE`/`~/.pgpass`, `PGSSLMODE`).
 //!
+//! Every session starts bounded: [`DEFAULT_LOCK_TIMEOUT`] and [`DEFAULT_STATEMENT_TIMEOUT`] go into the startup
+//! `options` of every connection, ahead of the user's own `options` (URL or `PGOPTIONS`), so no statement tidegate
+//! sends — its own bookkeeping on the `tidegate` schema included — can wait for a lock or run without a bound.
+//!
 //! Passwords never leave this module: [`ConnectionConfig`] has no `Display` of its own, only [`Redacted`], which
 //! prints the target without the password. Errors keep the SQLSTATE ([`sqlstate`]) so callers match
 //! `55P03`/`40P01` rather than message text.
@@ -11,6 +15,18 @@ use std::time::Duration;
 
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Client, Config, NoTls};
+
+/// The `lock_timeout` every session starts with. Work that waits for locks on purpose (schema phases, backfill
+/// batches) sets its own bound per statement; this one bounds everything else — reads of the catalog, the
+/// `tidegate` schema's own tables, advisory locks — and is long enough for a busy but healthy server to grant
+/// those locks (they conflict only with DDL on the same table) while a stuck one fails within seconds instead of
+/// queueing production behind tidegate.
+pub const DEFAULT_LOCK_TIMEOUT: &str = "5s";
+
+/// The `statement_timeout` every session starts with. Long work (a schema phase, a batch, a CONCURRENTLY build)
+/// sets its own; what is left is bookkeeping and catalog reads that take milliseconds, so five minutes never cuts a
+/// healthy one short and still ends one that would otherwise hang on a wedged server.
+pub const DEFAULT_STATEMENT_TIMEOUT: &str = "5min";
 
 /// What went wrong while building a connection configuration or connecting.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +94,7 @@ impl ConnectionConfig {
             (Config::new(), ConfigSource::LibpqEnv)
         };
         fill_from_libpq_env(&mut pg, env)?;
+        pg.options(bounded_startup_options(pg.get_options()));
         if pg.get_application_name().is_none() {
             pg.application_name("tidegate");
         }
@@ -107,6 +124,11 @@ impl ConnectionConfig {
     /// The target without its password, for every message, log line and journal entry.
     pub fn redacted(&self) -> Redacted<'_> {
         Redacted(&self.pg)
+    }
+
+    /// The startup `options` every session of this configuration sends: tidegate's bounds, then the user's.
+    pub fn startup_options(&self) -> &str {
+        self.pg.get_options().unwrap_or_default()
     }
 
     /// The database name this configuration connects to.
@@ -186,6 +208,19 @@ impl fmt::Display for Redacted<'_> {
     }
 }
 
+/// tidegate's bounds first, then the user's own `options`: PostgreSQL applies startup options in order, so a
+/// user's `-c lock_timeout=…` or `-c statement_timeout=…` (a deliberate choice, e.g. a stricter bound for this
+/// database) wins over the default, and everything else the user passes (search_path, role settings) is kept.
+fn bounded_startup_options(user: Option<&str>) -> String {
+    let ours = format!(
+        "-c lock_timeout={DEFAULT_LOCK_TIMEOUT} -c statement_timeout={DEFAULT_STATEMENT_TIMEOUT}"
+    );
+    match user.map(str::trim).filter(|user| !user.is_empty()) {
+        Some(user) => format!("{ours} {user}"),
+        None => ours,
+    }
+}
+
 fn parse_conn_str(text: &str, source_name: &'static str) -> Result<Config, ConnectError> {
     text.parse::<Config>()
         .map_err(|error| ConnectError::BadUrl {
@@ -236,6 +271,11 @@ fn fill_from_libpq_env(
         let db =
             env("PGDATABASE").unwrap_or_else(|| pg.get_user().unwrap_or("postgres").to_string());
         pg.dbname(db);
+    }
+    if pg.get_options().is_none() {
+        if let Some(options) = env("PGOPTIONS").filter(|options| !options.trim().is_empty()) {
+            pg.options(&options);
+        }
     }
     if let Some(mode) = env("PGSSLMODE") {
         let mode = match mode.as_str() {
@@ -426,6 +466,37 @@ mod tests {
         assert!(!error.contains("pw@"), "{error}");
         let error = ConnectionConfig::resolve_with(None, &env_of(&[("PGPORT", "x")])).unwrap_err();
         assert!(error.to_string().contains("PGPORT"));
+    }
+
+    #[test]
+    fn every_session_starts_bounded_and_keeps_the_users_options() {
+        let config =
+            ConnectionConfig::resolve_with(Some("postgresql://u@h/db"), &env_of(&[])).unwrap();
+        assert_eq!(
+            config.startup_options(),
+            "-c lock_timeout=5s -c statement_timeout=5min"
+        );
+        let config = ConnectionConfig::resolve_with(
+            Some("postgresql://u@h/db?options=-c%20search_path%3Dapp"),
+            &env_of(&[("PGOPTIONS", "-c work_mem=64MB")]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.startup_options(),
+            "-c lock_timeout=5s -c statement_timeout=5min -c search_path=app"
+        );
+        // libpq's PGOPTIONS counts when the URL has none; copies keep the options.
+        let config = ConnectionConfig::resolve_with(
+            Some("postgresql://u@h/db"),
+            &env_of(&[("PGOPTIONS", "-c lock_timeout=1s")]),
+        )
+        .unwrap()
+        .with_dbname("other")
+        .with_application_name("x");
+        assert_eq!(
+            config.startup_options(),
+            "-c lock_timeout=5s -c statement_timeout=5min -c lock_timeout=1s"
+        );
     }
 
     #[test]

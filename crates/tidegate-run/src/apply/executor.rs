@@ -33,6 +33,9 @@ pub struct ApplyOptions {
     /// How long any schema statement may wait for its lock. Never unbounded.
     pub lock_timeout: Duration,
     pub statement_timeout: Duration,
+    /// How long a CONCURRENTLY statement may run, its waits for older transactions included; its request for
+    /// the table's lock is still bounded by `lock_timeout`.
+    pub concurrent_wait: Duration,
     /// Retries of a schema phase after a lock timeout.
     pub retries: u32,
     /// How long to wait for another apply's lock before failing.
@@ -58,6 +61,7 @@ impl Default for ApplyOptions {
         Self {
             lock_timeout: Duration::from_secs(2),
             statement_timeout: Duration::from_secs(600),
+            concurrent_wait: Duration::from_secs(3600),
             retries: 10,
             lock_wait: Duration::from_secs(30),
             window: None,
@@ -80,6 +84,14 @@ pub enum ApplyEvent {
     Planned {
         applied: usize,
         pending: usize,
+    },
+    /// A backfill run of an unfinished migration is still attached to an engine (an apply that lost its lock):
+    /// nothing starts until it stops.
+    WaitingForBackfill {
+        run_id: i64,
+        version: String,
+        pids: Vec<i32>,
+        waited_s: u64,
     },
     WaitingForWindow {
         opens_in_s: u64,
@@ -119,6 +131,13 @@ pub enum ApplyEvent {
         version: String,
         phase: usize,
         index: String,
+    },
+    /// Resuming: the statement had committed before an earlier apply recorded its phase; recorded, not run again.
+    StatementAlreadyDone {
+        version: String,
+        phase: usize,
+        statement: String,
+        reason: String,
     },
     Backfill {
         version: String,
@@ -209,13 +228,144 @@ pub async fn apply(
     state::ensure_schema(&mut client)
         .await
         .map_err(|error| ApplyError::Database(format!("preparing the tidegate schema: {error}")))?;
+    let lock_started = Instant::now();
     take_apply_lock(&client, options.lock_wait).await?;
-    let result = apply_locked(config, &client, dir, layout, &sources, &options, &sink).await;
+    let lock_pid = backend_pids(&[&client]).await?[0];
+    let guard = ApplyLockGuard::start(config.clone(), lock_pid, options.stop.clone());
+    let result = match wait_for_orphaned_backfills(&client, &options, lock_started, &sink).await {
+        Ok(()) => {
+            apply_locked(
+                config, &client, dir, layout, &sources, &options, &sink, &guard,
+            )
+            .await
+        }
+        Err(error) => Err(error),
+    };
+    guard.finish();
     // The lock is a session lock: released here, or by the server when the connection ends.
     let _ = client.query_one(sql::RELEASE_APPLY_LOCK, &[]).await;
     result
 }
 
+/// Watches, from a connection of its own, that the apply lock's session still holds the lock. The lock dies with
+/// its session (pg_terminate_backend, a network failure), and then a second apply could start while this one's
+/// backfill still runs on the engine's own connections; so once the lock is gone, or cannot be confirmed on
+/// [`ApplyLockGuard::UNCONFIRMED_CHECKS`] checks in a row, the guard requests a stop: no further phase starts and
+/// a running backfill stops after its batch, resumable.
+struct ApplyLockGuard {
+    lost: Arc<std::sync::Mutex<Option<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ApplyLockGuard {
+    const CHECK_EVERY: Duration = Duration::from_millis(250);
+    const UNCONFIRMED_CHECKS: u32 = 3;
+
+    fn start(config: ConnectionConfig, lock_pid: i32, stop: StopHandle) -> Self {
+        let lost = Arc::new(std::sync::Mutex::new(None));
+        let task = {
+            let lost = lost.clone();
+            tokio::spawn(async move {
+                let config = config.with_application_name("tidegate apply lock guard");
+                let mut watcher: Option<Client> = None;
+                let mut unconfirmed = 0;
+                loop {
+                    tokio::time::sleep(Self::CHECK_EVERY).await;
+                    if watcher.as_ref().is_none_or(Client::is_closed) {
+                        watcher = config.connect().await.ok();
+                    }
+                    let held = match &watcher {
+                        Some(client) => client
+                            .query_one(sql::APPLY_LOCK_HELD_BY, &[&lock_pid])
+                            .await
+                            .map(|row| row.get::<_, bool>(0))
+                            .map_err(|error| describe(&error)),
+                        None => Err("cannot connect".to_string()),
+                    };
+                    let reason = match held {
+                        Ok(true) => {
+                            unconfirmed = 0;
+                            continue;
+                        }
+                        Ok(false) => format!(
+                            "the session holding the apply lock (pid {lock_pid}) ended, so the lock is gone"
+                        ),
+                        Err(error) => {
+                            unconfirmed += 1;
+                            if unconfirmed < Self::UNCONFIRMED_CHECKS {
+                                continue;
+                            }
+                            format!(
+                                "could not confirm that this apply still holds its lock (session pid {lock_pid}): \
+                                 {error}"
+                            )
+                        }
+                    };
+                    *lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
+                    stop.request(&reason);
+                    return;
+                }
+            })
+        };
+        Self { lost, task }
+    }
+
+    /// Why the lock was lost, once it was.
+    fn lost(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn finish(self) {
+        self.task.abort();
+    }
+}
+
+/// A backfill run of an unfinished migration that an engine still works on belongs to an apply that lost its
+/// lock (or to a `tidegate resume`): running migrations now would interleave with it. Waits for it to stop, up to
+/// what is left of `--lock-wait`, then refuses.
+async fn wait_for_orphaned_backfills(
+    client: &Client,
+    options: &ApplyOptions,
+    started: Instant,
+    sink: &ApplySink,
+) -> Result<(), ApplyError> {
+    let exists: bool = client
+        .query_one(sql::HISTORY_EXISTS, &[])
+        .await
+        .map_err(database("reading the history"))?
+        .get(0);
+    if !exists {
+        return Ok(());
+    }
+    loop {
+        let live = client
+            .query_opt(sql::LIVE_BACKFILLS_OF_UNAPPLIED_MIGRATIONS, &[])
+            .await
+            .map_err(database("looking for backfills still running"))?;
+        let Some(row) = live else {
+            return Ok(());
+        };
+        let (run_id, version, pids): (i64, String, Vec<i32>) = (row.get(0), row.get(1), row.get(2));
+        let waited = started.elapsed();
+        if waited >= options.lock_wait || options.stop.requested().is_some() {
+            return Err(ApplyError::BackfillStillRunning {
+                run_id,
+                version,
+                pids,
+                waited_s: waited.as_secs_f64(),
+            });
+        }
+        sink(&ApplyEvent::WaitingForBackfill {
+            run_id,
+            version,
+            pids,
+            waited_s: waited.as_secs(),
+        });
+        sleep_unless_stopped(Duration::from_millis(250), Some(&options.stop)).await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn apply_locked(
     config: &ConnectionConfig,
     client: &Client,
@@ -224,6 +374,7 @@ async fn apply_locked(
     sources: &[super::MigrationSource],
     options: &ApplyOptions,
     sink: &ApplySink,
+    guard: &ApplyLockGuard,
 ) -> Result<ApplySummary, ApplyError> {
     // Read the history under the lock: another apply may have just finished.
     let history = read_history(client).await?;
@@ -258,6 +409,13 @@ async fn apply_locked(
                 applied_now: applied_now.clone(),
             })
         };
+        if let Some(detail) = guard.lost() {
+            return Err(ApplyError::LockLost {
+                version: migration.version.clone(),
+                phase: migration.phases_done + 1,
+                detail,
+            });
+        }
         if let Some(error) = stopped(&applied_now) {
             return Err(error);
         }
@@ -287,6 +445,7 @@ async fn apply_locked(
             migration,
             options,
             sink,
+            guard,
         )
         .await?;
         applied_now.push(migration.version.clone());
@@ -516,6 +675,7 @@ fn phase_kind(phase: &Phase) -> &'static str {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_migration(
     config: &ConnectionConfig,
     client: &Client,
@@ -524,6 +684,7 @@ async fn run_migration(
     migration: &PlannedMigration,
     options: &ApplyOptions,
     sink: &ApplySink,
+    guard: &ApplyLockGuard,
 ) -> Result<(), ApplyError> {
     let started = Instant::now();
     let version = migration.version.clone();
@@ -538,6 +699,13 @@ async fn run_migration(
         &migration.plan.phases
     };
     let phases_json = serde_json::to_string(phases).unwrap_or_else(|_| "[]".into());
+    // An unfinished record means an earlier apply ran this migration: its first unrecorded phase may have
+    // committed without being recorded (a crash between a statement outside a transaction and its record).
+    let recorded_before = client
+        .query_opt(sql::MIGRATION_RECORDED, &[&version])
+        .await
+        .map_err(database("reading the migration's record"))?
+        .is_some();
     let row = client
         .query_one(
             sql::BEGIN_MIGRATION,
@@ -624,12 +792,30 @@ async fn run_migration(
                     statements: phase.steps.len(),
                 });
                 let monitor = monitor.clone();
+                let resuming = recorded_before && index == phases_done;
                 run_phase(
-                    config, client, monitor, &version, number, phase, options, sink,
+                    config, client, monitor, &version, number, phase, resuming, options, sink,
                 )
                 .await
             }
         };
+        // Checked before anything is recorded: without the lock another apply may already be running.
+        if let Some(detail) = guard.lost() {
+            let detail = match outcome {
+                Err(message) => format!("{detail} ({message})"),
+                Ok(()) => format!("{detail} (phase {number} had finished and is recorded)"),
+            };
+            sink(&ApplyEvent::MigrationFailed {
+                version: version.clone(),
+                phase: number,
+                error: detail.clone(),
+            });
+            return Err(ApplyError::LockLost {
+                version,
+                phase: number,
+                detail,
+            });
+        }
         if let Err(message) = outcome {
             let _ = client
                 .execute(sql::MIGRATION_FAILED, &[&version, &message])
@@ -708,6 +894,7 @@ async fn run_phase(
     version: &str,
     number: usize,
     phase: &Phase,
+    resuming: bool,
     options: &ApplyOptions,
     sink: &ApplySink,
 ) -> Result<(), String> {
@@ -720,13 +907,17 @@ async fn run_phase(
                 number,
                 phase,
                 *in_transaction,
+                resuming,
                 options,
                 sink,
             )
             .await
         }
         PhaseKind::DataAsWritten => {
-            run_statements(client, monitor, version, number, phase, true, options, sink).await
+            run_statements(
+                client, monitor, version, number, phase, true, resuming, options, sink,
+            )
+            .await
         }
         PhaseKind::Backfill { spec } => {
             let spec_json = serde_json::to_string(spec).map_err(|error| error.to_string())?;
@@ -797,6 +988,7 @@ async fn run_statements(
     number: usize,
     phase: &Phase,
     in_transaction: bool,
+    resuming: bool,
     options: &ApplyOptions,
     sink: &ApplySink,
 ) -> Result<(), String> {
@@ -819,6 +1011,8 @@ async fn run_statements(
         blocker_sample_every: Duration::from_millis(100),
         completion_sql: Some(sql::phase_done_literal(version, number)),
         stop: Some(options.stop.clone()),
+        concurrent_wait: options.concurrent_wait,
+        resuming,
     };
     let mut lock_events = Vec::new();
     let result = run_schema_phase(
@@ -849,15 +1043,29 @@ async fn run_statements(
                 phase: number,
                 index,
             }),
+            SchemaEvent::AlreadyDone { statement, reason } => {
+                let event = ApplyEvent::StatementAlreadyDone {
+                    version: version.into(),
+                    phase: number,
+                    statement,
+                    reason,
+                };
+                sink(&event);
+                lock_events.push(event);
+            }
             SchemaEvent::AttemptStarted { .. } | SchemaEvent::Committed { .. } => {}
         },
     )
     .await;
     for event in lock_events {
+        let name = match event {
+            ApplyEvent::StatementAlreadyDone { .. } => "statement_already_done",
+            _ => "lock_timed_out",
+        };
         journal(
             client,
             version,
-            "lock_timed_out",
+            name,
             serde_json::to_value(&event).unwrap_or_default(),
         )
         .await;

@@ -188,6 +188,26 @@ pub enum ApplyError {
     },
     #[error("{0}")]
     Baseline(#[from] baseline::BaselineError),
+    #[error(
+        "{version} stopped in phase {phase}: {detail}. Another apply may now take the lock; a backfill stopped at \
+         its last committed batch and stays resumable. Run `tidegate apply` again to finish"
+    )]
+    LockLost {
+        version: String,
+        phase: usize,
+        detail: String,
+    },
+    #[error(
+        "backfill run {run_id} of {version} is still being worked on by session(s) {pids:?} (an apply that lost \
+         its lock, or `tidegate resume`); waited {waited_s:.0} s. Running its migration now would interleave with \
+         it: let it stop (`tidegate pause {run_id}`), then run apply again"
+    )]
+    BackfillStillRunning {
+        run_id: i64,
+        version: String,
+        pids: Vec<i32>,
+        waited_s: f64,
+    },
 }
 
 fn obstacles_text(obstacles: &[(PathBuf, Obstacle)]) -> String {

@@ -141,3 +141,34 @@ SELECT m.version, r.id
          WHERE r.spec = m.phases -> m.phases_done -> 'spec' AND r.started_at >= m.started_at
          ORDER BY r.id DESC LIMIT 1) r
  WHERE m.status IN ('running', 'failed') AND m.phases -> m.phases_done ->> 'kind' = 'backfill'";
+
+/// Whether `tidegate.migrations` has a record of version `$1` (an earlier apply started it).
+pub const MIGRATION_RECORDED: &str = "SELECT status FROM tidegate.migrations WHERE version = $1";
+
+/// Whether backend `$1` still holds the apply lock (in this database: advisory keys are per database).
+pub const APPLY_LOCK_HELD_BY: &str = "
+SELECT EXISTS (
+  SELECT 1 FROM pg_locks l
+   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.pid = $1
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+     AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('tidegate:apply', 0))";
+
+/// Backfill runs of migrations not yet applied that an engine is still working on: a session holds the run's
+/// attach lock or a chunk's claim (the engine's keys, `dialect.rs` `ATTACH_LOCK` and `TRY_CLAIM`). A run belongs
+/// to a migration when its spec is the spec of one of the migration's recorded phases. Columns: run id, version,
+/// the sessions' pids.
+pub const LIVE_BACKFILLS_OF_UNAPPLIED_MIGRATIONS: &str = "
+SELECT r.id, m.version, array_agg(DISTINCT l.pid ORDER BY l.pid)
+  FROM tidegate.migrations m
+ CROSS JOIN LATERAL jsonb_array_elements(m.phases) AS p(phase)
+  JOIN tidegate.runs r ON r.spec = p.phase -> 'spec' AND r.status NOT IN ('completed', 'aborted')
+  JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND ((l.classid::bigint << 32) | l.objid::bigint) IN (
+         SELECT hashtextextended('tidegate:run:' || r.id::text, 0)
+         UNION ALL
+         SELECT hashtextextended('tidegate:chunk:' || r.id::text || ':' || c.chunk_no::text, 0)
+           FROM tidegate.chunks c WHERE c.run_id = r.id)
+ WHERE m.status <> 'applied' AND jsonb_typeof(m.phases) = 'array'
+ GROUP BY r.id, m.version
+ ORDER BY r.id";

@@ -36,6 +36,11 @@ pub struct ApplyArgs {
     /// statement_timeout of every schema statement
     #[arg(long, value_parser = parse_duration, default_value = "10m")]
     pub statement_timeout: Duration,
+    /// How long a CONCURRENTLY statement (CREATE/DROP INDEX, REINDEX, DETACH PARTITION) may run, its waits for older
+    /// transactions included; those waits queue no traffic, and its table lock request is still bounded by
+    /// --lock-timeout
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    pub concurrent_wait: Duration,
     /// Retries of a schema phase after a lock timeout (jittered exponential backoff)
     #[arg(long, default_value_t = 10)]
     pub retries: u32,
@@ -108,11 +113,16 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: --statement-timeout must be more than zero: every schema statement runs with a bound");
         return Ok(super::exit_usage());
     }
+    if args.concurrent_wait.is_zero() {
+        eprintln!("error: --concurrent-wait must be more than zero: a CONCURRENTLY statement runs with a bound");
+        return Ok(super::exit_usage());
+    }
     // PostgreSQL's timeouts are int milliseconds: a larger value would fail every attempt at `SET`.
     const LONGEST_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
     for (flag, value) in [
         ("--lock-timeout", args.lock_timeout),
         ("--statement-timeout", args.statement_timeout),
+        ("--concurrent-wait", args.concurrent_wait),
     ] {
         if value > LONGEST_TIMEOUT {
             eprintln!(
@@ -134,6 +144,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let options = ApplyOptions {
         lock_timeout: args.lock_timeout,
         statement_timeout: args.statement_timeout,
+        concurrent_wait: args.concurrent_wait,
         retries: args.retries,
         lock_wait: args.lock_wait,
         window,
@@ -214,6 +225,15 @@ fn render_event(format: Format, event: &ApplyEvent) {
         ApplyEvent::Planned { applied, pending } => {
             format!("{pending} pending, {applied} already applied")
         }
+        ApplyEvent::WaitingForBackfill {
+            run_id,
+            version,
+            pids,
+            waited_s,
+        } => format!(
+            "waiting: backfill run {run_id} of {version} is still worked on by session(s) {pids:?} (an apply that \
+             lost its lock?); {waited_s} s so far"
+        ),
         ApplyEvent::WaitingForWindow { opens_in_s } => {
             format!(
                 "outside the --window: waiting {} min for it to open",
@@ -272,6 +292,9 @@ fn render_event(format: Format, event: &ApplyEvent) {
         }
         ApplyEvent::DroppedInvalidIndex { index, .. } => {
             format!("    dropped the INVALID index {index} left by an earlier failed build")
+        }
+        ApplyEvent::StatementAlreadyDone { reason, .. } => {
+            format!("    already done by an interrupted earlier apply ({reason}); recorded, not run again")
         }
         ApplyEvent::Backfill { detail, .. } => match detail.get("event").and_then(|e| e.as_str()) {
             Some("started") => format!(
