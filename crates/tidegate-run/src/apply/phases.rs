@@ -653,8 +653,8 @@ fn overrides_apply_timeouts(statement: &Statement) -> Option<String> {
         return None;
     };
     if set.kind == protobuf::VariableSetKind::VarResetAll as i32 {
-        // RESET ALL would put lock_timeout and statement_timeout back to the server's defaults (0: unbounded)
-        // for the rest of the phase.
+        // RESET ALL would put lock_timeout and statement_timeout back to the session's startup values (5s and
+        // 5min) for the rest of the phase, not the phase's own --lock-timeout and --statement-timeout.
         return Some(
             "RESET ALL would undo the lock_timeout and statement_timeout apply runs every statement with".into(),
         );
