@@ -6,9 +6,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use tidegate_apply::executor::ApplySink;
+use tidegate_apply::{apply, ApplyEvent, ApplyOptions};
 use tidegate_db::connect::ConnectionConfig;
-use tidegate_run::apply::executor::ApplySink;
-use tidegate_run::apply::{apply, ApplyEvent, ApplyOptions};
 use tokio_postgres::NoTls;
 
 use crate::act::MigrationLog;

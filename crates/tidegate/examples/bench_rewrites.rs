@@ -78,7 +78,10 @@ async fn main() {
             "INSERT INTO events (id, payload) VALUES ($1, 'w')",
             10_000_000_000,
         )
-        .updating("UPDATE events SET payload = payload WHERE id = $1", 1..=rows);
+        .updating(
+            "UPDATE events SET payload = payload WHERE id = $1",
+            1..=rows,
+        );
     let cases: Vec<(&str, &str, &WriteSpec, Option<&[&str]>)> = vec![
         ("create-index", "CREATE INDEX ON t (customer_id, a);", &on_t, None),
         ("unique", "ALTER TABLE t ADD UNIQUE (a, id);", &on_t, None),
@@ -130,7 +133,12 @@ async fn main() {
                 std::fs::write(dir.path().join("0001_migration.sql"), &migration)
                     .expect("writing the migration");
                 Command::new(&binary)
-                    .args(["apply", dir.path().to_str().unwrap_or_default(), "--db", url])
+                    .args([
+                        "apply",
+                        dir.path().to_str().unwrap_or_default(),
+                        "--db",
+                        url,
+                    ])
                     .output()
                     .expect("running tidegate")
             })
@@ -141,8 +149,8 @@ async fn main() {
                 String::from_utf8_lossy(&report.apply_output.stderr)
             );
         }
-        let same = report.schema_difference().is_empty()
-            && report.psql.digests == report.tidegate.digests;
+        let same =
+            report.schema_difference().is_empty() && report.psql.digests == report.tidegate.digests;
         let errors = |report: Option<&tidegate_testkit::behaviour::WriteReport>| {
             report.map_or(0, |writes| writes.error_count())
         };

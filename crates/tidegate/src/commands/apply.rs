@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use tidegate_apply::executor::ApplySink;
+use tidegate_apply::phases::{Disposition, PhaseKind};
+use tidegate_apply::{apply, ApplyError, ApplyEvent, ApplyOptions, ApplyPlan};
+use tidegate_backfill::engine::{BackfillOptions, StopHandle};
+use tidegate_backfill::pacing::Window;
 use tidegate_db::connect::ConnectionConfig;
-use tidegate_run::apply::executor::ApplySink;
-use tidegate_run::apply::phases::{Disposition, PhaseKind};
-use tidegate_run::apply::{apply, ApplyError, ApplyEvent, ApplyOptions, ApplyPlan};
-use tidegate_run::engine::{BackfillOptions, StopHandle};
-use tidegate_run::pacing::Window;
 
 use super::backfill::spawn_signal_handlers;
 use super::parse_duration;

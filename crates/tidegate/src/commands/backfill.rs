@@ -1,5 +1,5 @@
 //! `tidegate backfill`: a batched, adaptive, throttled, exactly-once resumable data change: an UPDATE (`--set`)
-//! or a DELETE (`--delete`). Parses flags into a spec and options, runs `tidegate_run::engine`, renders its events.
+//! or a DELETE (`--delete`). Parses flags into a spec and options, runs `tidegate_backfill::engine`, renders its events.
 
 use super::parse_duration;
 use std::io::{IsTerminal, Write};
@@ -8,13 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use tidegate_backfill::controller::ControllerConfig;
+use tidegate_backfill::engine::{
+    self, BackfillError, BackfillOptions, RunEnd, RunTarget, StopHandle,
+};
+use tidegate_backfill::events::{rows_verb, Event};
+use tidegate_backfill::pacing::Window;
+use tidegate_backfill::spec::{parse_key, BackfillSpec};
+use tidegate_backfill::throttle::Thresholds;
 use tidegate_db::connect::ConnectionConfig;
-use tidegate_run::controller::ControllerConfig;
-use tidegate_run::engine::{self, BackfillError, BackfillOptions, RunEnd, RunTarget, StopHandle};
-use tidegate_run::events::{rows_verb, Event};
-use tidegate_run::pacing::Window;
-use tidegate_run::spec::{parse_key, BackfillSpec};
-use tidegate_run::throttle::Thresholds;
 
 use super::{exit_clean, exit_failure, exit_usage, Format};
 
@@ -228,8 +230,8 @@ async fn dry_run(
     let spec = match target {
         RunTarget::Spec(spec) => spec,
         RunTarget::Resume(id) => {
-            let row = if tidegate_run::state::schema_exists(&client).await? {
-                tidegate_run::state::find_run(&client, id).await?
+            let row = if tidegate_backfill::state::schema_exists(&client).await? {
+                tidegate_backfill::state::find_run(&client, id).await?
             } else {
                 None
             };
@@ -248,9 +250,9 @@ async fn dry_run(
         Ok(p) => p,
         Err(e) => return Ok(report_error(&e)),
     };
-    let existing = if tidegate_run::state::schema_exists(&client).await? {
+    let existing = if tidegate_backfill::state::schema_exists(&client).await? {
         let json = engine::identity_json(&prepared);
-        tidegate_run::state::find_unfinished(&client, &json)
+        tidegate_backfill::state::find_unfinished(&client, &json)
             .await?
             .map(|r| r.id)
     } else {

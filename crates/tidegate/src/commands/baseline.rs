@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use tidegate_db::connect::ConnectionConfig;
-use tidegate_run::apply::baseline::{
+use tidegate_apply::baseline::{
     baseline, BaselineError, BaselineOptions, BaselineSummary, Framework,
 };
-use tidegate_run::apply::ApplyError;
+use tidegate_apply::ApplyError;
+use tidegate_db::connect::ConnectionConfig;
 
 use super::Format;
 

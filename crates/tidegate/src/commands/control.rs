@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
+use tidegate_backfill::state::{set_control, ControlOutcome};
 use tidegate_db::connect::ConnectionConfig;
-use tidegate_run::state::{set_control, ControlOutcome};
 
 use super::{exit_clean, exit_failure, exit_usage};
 

@@ -14,9 +14,9 @@ use std::time::Duration;
 use super::parse_duration;
 
 use tidegate_db::connect::ConnectionConfig;
-use tidegate_run::risk::model::{Policy, Verdict};
-use tidegate_run::risk::probe::{self, ProbeOptions};
-use tidegate_run::risk::report::{self, PendingMigration, ReportHeader};
+use tidegate_plan::model::{Policy, Verdict};
+use tidegate_plan::probe::{self, ProbeOptions};
+use tidegate_plan::report::{self, PendingMigration, ReportHeader};
 use tidegate_sql::discovery::{discover, discover_for_file, load_migration};
 use tidegate_sql::{analyze_sql, Catalog, Layout, MigrationSet, MigrationSettings, PgVersion};
 

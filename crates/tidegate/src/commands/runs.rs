@@ -35,7 +35,7 @@ pub fn run(args: RunsArgs) -> anyhow::Result<ExitCode> {
                 return Ok(exit_failure());
             }
         };
-        let runs = match tidegate_run::state::list_runs(&client).await {
+        let runs = match tidegate_backfill::state::list_runs(&client).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!(

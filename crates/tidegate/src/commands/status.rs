@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use tidegate_apply::status::{status, MigrationLine, MigrationState, StatusReport};
+use tidegate_apply::ApplyError;
 use tidegate_db::connect::ConnectionConfig;
-use tidegate_run::apply::status::{status, MigrationLine, MigrationState, StatusReport};
-use tidegate_run::apply::ApplyError;
 
 use super::Format;
 
