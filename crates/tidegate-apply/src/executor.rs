@@ -549,7 +549,7 @@ async fn backend_pids(clients: &[&Client]) -> Result<Vec<i32>, ApplyError> {
     let mut pids = Vec::with_capacity(clients.len());
     for client in clients {
         let row = client
-            .query_one("SELECT pg_backend_pid()", &[])
+            .query_one(sql::BACKEND_PID, &[])
             .await
             .map_err(database("reading the backend pid"))?;
         pids.push(row.get(0));

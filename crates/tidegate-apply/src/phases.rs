@@ -815,7 +815,7 @@ pub(crate) fn quote_identifier(identifier: &str) -> Result<String, String> {
 
 /// Deparses an expression by placing it in `SELECT <expr>` and deparsing that.
 pub(crate) fn deparse_expression(expression: &protobuf::Node) -> Result<String, String> {
-    deparse_in_select("SELECT 1", "SELECT ", |select| {
+    deparse_in_select(crate::sql::EXPRESSION_TEMPLATE, "SELECT ", |select| {
         let target = select
             .target_list
             .first_mut()
@@ -830,7 +830,7 @@ pub(crate) fn deparse_expression(expression: &protobuf::Node) -> Result<String, 
 
 /// Deparses a predicate by placing it in `SELECT WHERE <predicate>` and deparsing that.
 pub(crate) fn deparse_predicate(predicate: &protobuf::Node) -> Result<String, String> {
-    deparse_in_select("SELECT WHERE true", "SELECT WHERE ", |select| {
+    deparse_in_select(crate::sql::PREDICATE_TEMPLATE, "SELECT WHERE ", |select| {
         select.where_clause = Some(Box::new(predicate.clone()));
         true
     })

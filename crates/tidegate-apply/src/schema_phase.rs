@@ -21,6 +21,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+use crate::sql;
 use std::time::{Duration, Instant};
 
 use pg_query::protobuf::{self, ObjectType};
@@ -230,10 +232,10 @@ pub async fn run_schema_phase(
 ) -> Result<SchemaPhaseOutcome, SchemaPhaseError> {
     let started = Instant::now();
     let backend_pid: i32 = client
-        .query_one("select pg_backend_pid()", &[])
+        .query_one(sql::BACKEND_PID, &[])
         .await
         .map_err(|source| SchemaPhaseError::Connection {
-            statement: "select pg_backend_pid()".into(),
+            statement: sql::BACKEND_PID.into(),
             source,
         })?
         .get(0);
@@ -362,13 +364,11 @@ async fn clear_invalid_index(
     index: &str,
     options: &SchemaPhaseOptions,
 ) -> Result<bool, SchemaPhaseError> {
-    const IS_INVALID: &str =
-        "select not i.indisvalid from pg_index i where i.indexrelid = to_regclass($1)";
     let invalid = client
-        .query_opt(IS_INVALID, &[&index])
+        .query_opt(sql::INDEX_IS_INVALID, &[&index])
         .await
         .map_err(|source| SchemaPhaseError::Connection {
-            statement: IS_INVALID.into(),
+            statement: sql::INDEX_IS_INVALID.into(),
             source,
         })?
         .is_some_and(|row| row.get::<_, bool>(0));
@@ -377,16 +377,13 @@ async fn clear_invalid_index(
     }
     // Three separate statements: several in one query string would run as one implicit transaction, which
     // DROP INDEX CONCURRENTLY refuses.
-    let set = format!(
-        "set lock_timeout = '{}ms'",
-        options.lock_timeout.as_millis().max(1)
-    );
-    let drop = format!("drop index concurrently if exists {index}");
+    let set = sql::set_lock_timeout(options.lock_timeout);
+    let drop = sql::drop_index_concurrently_if_exists(index);
     let result = match client.batch_execute(&set).await {
         Ok(()) => client.batch_execute(&drop).await,
         Err(error) => Err(error),
     };
-    let _ = client.batch_execute("reset lock_timeout").await;
+    let _ = client.batch_execute(sql::RESET_LOCK_TIMEOUT).await;
     if let Err(error) = result {
         return Err(match classify(&drop, error, options) {
             AttemptError::Fatal(error) => error,
@@ -426,26 +423,18 @@ impl Attempt<'_> {
             Some(_) => (options.concurrent_wait, options.concurrent_wait),
             None => (options.lock_timeout, options.statement_timeout),
         };
-        let timeouts = format!(
-            "lock_timeout = '{}ms', statement_timeout = '{}ms'",
-            lock_timeout.as_millis().max(1),
-            statement_timeout.as_millis().max(1)
-        );
         // `SET LOCAL` inside the transaction; plain `SET` (reset after) when CONCURRENTLY needs no transaction. The
         // reset comes before the completion record: that statement runs with the session's own bounds.
-        const RESET: &str = "reset lock_timeout; reset statement_timeout";
+        const RESET: &str = sql::RESET_TIMEOUTS;
         let (open, close, on_error) = if options.in_transaction {
             (
-                format!(
-                    "begin; set local {}",
-                    timeouts.replace(", ", "; set local ")
-                ),
-                "commit",
-                "rollback",
+                sql::begin_with_timeouts(lock_timeout, statement_timeout),
+                sql::COMMIT,
+                sql::ROLLBACK,
             )
         } else {
             (
-                format!("set {}", timeouts.replace(", ", "; set ")),
+                sql::set_timeouts(lock_timeout, statement_timeout),
                 "",
                 RESET,
             )
@@ -589,7 +578,7 @@ impl LockQueueWatch {
                 while !stop.load(Ordering::SeqCst) {
                     // An unreadable sample cancels nothing: the statement is still bounded by concurrent_wait.
                     let queued = monitor
-                        .query_one(WAITS_FOR_RELATION_LOCK, &[&backend_pid])
+                        .query_one(sql::WAITS_FOR_RELATION_LOCK, &[&backend_pid])
                         .await
                         .is_ok_and(|row| row.get::<_, bool>(0));
                     queued_since = if queued {
@@ -601,7 +590,9 @@ impl LockQueueWatch {
                         && !stop.load(Ordering::SeqCst)
                     {
                         cancelled.store(true, Ordering::SeqCst);
-                        let _ = monitor.query_one(CANCEL_BACKEND, &[&backend_pid]).await;
+                        let _ = monitor
+                            .query_one(sql::CANCEL_BACKEND, &[&backend_pid])
+                            .await;
                         return;
                     }
                     tokio::time::sleep(every).await;
@@ -656,30 +647,6 @@ fn classify(
         }),
     }
 }
-
-/// True while the backend waits for a lock on a relation (not for an older transaction to end).
-const WAITS_FOR_RELATION_LOCK: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks \
-     WHERE pid = $1 AND NOT granted AND locktype = 'relation')";
-
-const CANCEL_BACKEND: &str = "SELECT pg_cancel_backend($1)";
-
-/// The relation named `$2` in the schema of table `$1` (where CREATE INDEX puts its index): whether it is a valid
-/// index (NULL: not an index), whether it indexes that table, its definition and its qualified name.
-const FIND_INDEX: &str = "
-SELECT i.indisvalid, coalesce(i.indrelid = t.oid, false), coalesce(pg_get_indexdef(c.oid), ''),
-       format('%I.%I', n.nspname, c.relname)
-  FROM pg_class t
-  JOIN pg_class c ON c.relnamespace = t.relnamespace AND c.relname = $2
-  JOIN pg_namespace n ON n.oid = c.relnamespace
-  LEFT JOIN pg_index i ON i.indexrelid = c.oid
- WHERE t.oid = to_regclass($1)";
-
-/// The definition of the only index on a temporary probe table (parameter: the table, as a regclass literal).
-const PROBE_INDEX_DEFINITION: &str =
-    "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = to_regclass($1)";
-
-/// Whether an index literal (`$1`, resolved like DROP INDEX resolves it) names an existing relation.
-const RELATION_EXISTS: &str = "SELECT to_regclass($1) IS NOT NULL";
 
 /// A statement that runs outside a transaction and waits for older transactions (so gets `concurrent_wait`).
 #[derive(Debug, Clone)]
@@ -782,7 +749,7 @@ fn concurrent_statement(sql: &str) -> Option<ConcurrentStatement> {
     }
 }
 
-/// An index found by [`FIND_INDEX`].
+/// An index found by [`sql::FIND_INDEX`].
 struct FoundIndex {
     /// `None`: a relation of that name that is not an index.
     valid: Option<bool>,
@@ -797,10 +764,10 @@ async fn find_index(
     index: &str,
 ) -> Result<Option<FoundIndex>, SchemaPhaseError> {
     let row = client
-        .query_opt(FIND_INDEX, &[&table, &index])
+        .query_opt(sql::FIND_INDEX, &[&table, &index])
         .await
         .map_err(|source| SchemaPhaseError::Connection {
-            statement: FIND_INDEX.trim().into(),
+            statement: sql::FIND_INDEX.trim().into(),
             source,
         })?;
     Ok(row.map(|row| FoundIndex {
@@ -822,10 +789,10 @@ async fn already_done(
     match concurrent {
         ConcurrentStatement::DropIndex { index } => {
             let exists: bool = client
-                .query_one(RELATION_EXISTS, &[index])
+                .query_one(sql::RELATION_EXISTS, &[index])
                 .await
                 .map_err(|source| SchemaPhaseError::Connection {
-                    statement: RELATION_EXISTS.into(),
+                    statement: sql::RELATION_EXISTS.into(),
                     source,
                 })?
                 .get(0);
@@ -889,16 +856,8 @@ async fn expected_index_definition(
         .deparse(Default::default())
         .map_err(|error| failed("deparsing the index definition", error.to_string()))?;
     let steps = [
-        "begin".to_string(),
-        format!(
-            "set local lock_timeout = '{}ms'; set local statement_timeout = '{}ms'",
-            options.lock_timeout.as_millis().max(1),
-            options.statement_timeout.as_millis().max(1)
-        ),
-        format!(
-            "create temporary table {probe_table} (like {}) on commit drop",
-            range_var_literal(&relation)
-        ),
+        sql::begin_with_timeouts(options.lock_timeout, options.statement_timeout),
+        sql::create_probe_table(&probe_table, &range_var_literal(&relation)),
         create_index,
     ];
     let mut result = Ok(String::new());
@@ -919,15 +878,15 @@ async fn expected_index_definition(
     }
     if result.is_ok() {
         result = client
-            .query_one(PROBE_INDEX_DEFINITION, &[&probe_table])
+            .query_one(sql::PROBE_INDEX_DEFINITION, &[&probe_table])
             .await
             .map(|row| row.get(0))
             .map_err(|source| SchemaPhaseError::Connection {
-                statement: PROBE_INDEX_DEFINITION.into(),
+                statement: sql::PROBE_INDEX_DEFINITION.into(),
                 source,
             });
     }
-    let _ = client.batch_execute("rollback").await;
+    let _ = client.batch_execute(sql::ROLLBACK).await;
     result
 }
 

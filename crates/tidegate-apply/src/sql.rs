@@ -172,3 +172,90 @@ SELECT r.id, m.version, array_agg(DISTINCT l.pid ORDER BY l.pid)
  WHERE m.status <> 'applied' AND jsonb_typeof(m.phases) = 'array'
  GROUP BY r.id, m.version
  ORDER BY r.id";
+
+// --- the schema phase -------------------------------------------------------------------------------------------
+
+pub(crate) const BACKEND_PID: &str = "SELECT pg_backend_pid()";
+pub(crate) const BEGIN: &str = "BEGIN";
+pub(crate) const COMMIT: &str = "COMMIT";
+pub(crate) const ROLLBACK: &str = "ROLLBACK";
+pub(crate) const RESET_LOCK_TIMEOUT: &str = "RESET lock_timeout";
+pub(crate) const RESET_TIMEOUTS: &str = "RESET lock_timeout; RESET statement_timeout";
+
+/// Whether the index `$1` (a regclass literal) is INVALID (no row: no such index).
+pub(crate) const INDEX_IS_INVALID: &str =
+    "SELECT NOT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)";
+
+fn milliseconds(duration: std::time::Duration) -> u128 {
+    // 0 means "no limit" to PostgreSQL: never send it.
+    duration.as_millis().max(1)
+}
+
+pub(crate) fn set_lock_timeout(lock_timeout: std::time::Duration) -> String {
+    format!("SET lock_timeout = '{}ms'", milliseconds(lock_timeout))
+}
+
+/// A transaction whose lock and statement waits are bounded.
+pub(crate) fn begin_with_timeouts(
+    lock_timeout: std::time::Duration,
+    statement_timeout: std::time::Duration,
+) -> String {
+    format!(
+        "{BEGIN}; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+        milliseconds(lock_timeout),
+        milliseconds(statement_timeout)
+    )
+}
+
+/// The same bounds for the session (statements that cannot run in a transaction); undone by [`RESET_TIMEOUTS`].
+pub(crate) fn set_timeouts(
+    lock_timeout: std::time::Duration,
+    statement_timeout: std::time::Duration,
+) -> String {
+    format!(
+        "SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'",
+        milliseconds(lock_timeout),
+        milliseconds(statement_timeout)
+    )
+}
+
+/// `index` is a regclass literal the planner built (quoted identifiers).
+pub(crate) fn drop_index_concurrently_if_exists(index: &str) -> String {
+    format!("DROP INDEX CONCURRENTLY IF EXISTS {index}")
+}
+
+/// An empty copy of a table's columns, gone at commit: where apply asks PostgreSQL how it would define an index.
+pub(crate) fn create_probe_table(probe: &str, table: &str) -> String {
+    format!("CREATE TEMPORARY TABLE {probe} (LIKE {table}) ON COMMIT DROP")
+}
+
+/// True while the backend waits for a lock on a relation (not for an older transaction to end).
+pub(crate) const WAITS_FOR_RELATION_LOCK: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks \
+     WHERE pid = $1 AND NOT granted AND locktype = 'relation')";
+
+pub(crate) const CANCEL_BACKEND: &str = "SELECT pg_cancel_backend($1)";
+
+/// The relation named `$2` in the schema of table `$1` (where CREATE INDEX puts its index): whether it is a valid
+/// index (NULL: not an index), whether it indexes that table, its definition and its qualified name.
+pub(crate) const FIND_INDEX: &str = "
+SELECT i.indisvalid, coalesce(i.indrelid = t.oid, false), coalesce(pg_get_indexdef(c.oid), ''),
+       format('%I.%I', n.nspname, c.relname)
+  FROM pg_class t
+  JOIN pg_class c ON c.relnamespace = t.relnamespace AND c.relname = $2
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_index i ON i.indexrelid = c.oid
+ WHERE t.oid = to_regclass($1)";
+
+/// The definition of the only index on a temporary probe table (parameter: the table, as a regclass literal).
+pub(crate) const PROBE_INDEX_DEFINITION: &str =
+    "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = to_regclass($1)";
+
+/// Whether an index literal (`$1`, resolved like DROP INDEX resolves it) names an existing relation.
+pub(crate) const RELATION_EXISTS: &str = "SELECT to_regclass($1) IS NOT NULL";
+
+// --- templates for PostgreSQL's deparser (parsed, never sent) ---------------------------------------------------
+
+/// An expression is deparsed as the target of this SELECT.
+pub(crate) const EXPRESSION_TEMPLATE: &str = "SELECT 1";
+/// A predicate is deparsed as this SELECT's WHERE.
+pub(crate) const PREDICATE_TEMPLATE: &str = "SELECT WHERE true";

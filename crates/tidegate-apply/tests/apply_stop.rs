@@ -115,14 +115,13 @@ async fn a_stop_ends_the_wait_for_the_window_and_starts_nothing() {
             stop.request("interrupted by SIGINT");
         }
     });
-    let started = std::time::Instant::now();
+    // Without the stop it would wait for the window, two hours away: the test would hang until nextest's timeout
+    // fails it (no timed assertion needed).
     let error = apply(&config, dir.path(), options, sink).await.unwrap_err();
     assert!(
         matches!(&error, ApplyError::Stopped { before, applied_now, .. } if before == "0001_a.sql" && applied_now.is_empty()),
         "{error}"
     );
-    // Generous: without the stop it would wait until the window opens, two hours away.
-    assert!(started.elapsed() < std::time::Duration::from_secs(30));
     let a: bool = db
         .connect()
         .await

@@ -321,19 +321,19 @@ async fn a_stop_request_ends_the_retries_at_once() {
     let stop = tidegate_backfill::engine::StopHandle::default();
     let client = db.connect().await;
     let mut attempts_started = 0;
-    let started = Instant::now();
     let error = run_schema_phase(
         &client,
         Arc::new(db.connect().await),
         &["alter table accounts add column note text".into()],
         &SchemaPhaseOptions {
             stop: Some(stop.clone()),
-            // Without the stop this would retry for a minute.
+            // Without the stop cutting the backoff short this would sleep for an hour before the next attempt: the
+            // test would hang until nextest's timeout fails it (no timed assertion needed).
             retry: RetryPolicy {
                 max_attempts: 1000,
-                max_elapsed: Duration::from_secs(60),
-                base: Duration::from_secs(5),
-                max_delay: Duration::from_secs(5),
+                max_elapsed: Duration::from_secs(7200),
+                base: Duration::from_secs(3600),
+                max_delay: Duration::from_secs(3600),
             },
             ..options(100, 1000)
         },
@@ -350,11 +350,6 @@ async fn a_stop_request_ends_the_retries_at_once() {
         "{error}"
     );
     assert_eq!(attempts_started, 1);
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "the 5 s backoff was not cut short: {:?}",
-        started.elapsed()
-    );
     blocker.batch_execute("rollback").await.unwrap();
     let column: i64 = client
         .query_one("select count(*) from information_schema.columns where table_name = 'accounts' and column_name = 'note'", &[])

@@ -9,7 +9,6 @@ use std::time::Instant;
 use tidegate_apply::executor::ApplySink;
 use tidegate_apply::{apply, ApplyEvent, ApplyOptions};
 use tidegate_db::connect::ConnectionConfig;
-use tokio_postgres::NoTls;
 
 use crate::act::MigrationLog;
 use crate::orders;
@@ -20,14 +19,13 @@ ALTER TABLE orders ADD COLUMN order_status_v2 VARCHAR(20);
 UPDATE orders SET order_status_v2 = order_status;
 ";
 
+/// Through tidegate's one connect path, so the demo's own sessions start with lock and statement bounds too.
 async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
+    ConnectionConfig::resolve(Some(url))
+        .map_err(|error| error.to_string())?
+        .connect()
         .await
-        .map_err(|error| error.to_string())?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
+        .map_err(|error| error.to_string())
 }
 
 /// Drops and recreates `orders` with `rows` rows from `seed`: every act starts from the same state.
@@ -40,6 +38,23 @@ pub async fn rebuild_orders(url: &str, rows: u64, seed: u64) -> Result<(), Strin
     orders::create_orders(&client, rows, seed)
         .await
         .map_err(|error| format!("loading orders: {error}"))
+}
+
+/// Refuses a target that already has an `orders` table: the demo creates and drops its own.
+pub async fn refuse_existing_orders(url: &str) -> Result<(), String> {
+    let client = connect(url).await?;
+    let existing: Option<String> = client
+        .query_one("SELECT to_regclass('orders')::text", &[])
+        .await
+        .map_err(|error| error.to_string())?
+        .get(0);
+    match existing {
+        Some(table) => Err(format!(
+            "this database already has a table {table}; the demo creates and drops `orders`, so point --db at an \
+             empty database (or leave --db out to use a scratch server)"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Drops what the demo created in the target database (`orders`); the `tidegate` schema keeps the history of the

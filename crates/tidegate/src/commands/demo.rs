@@ -147,31 +147,15 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-async fn refuse_existing_orders(url: &str) -> anyhow::Result<()> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .with_context(|| "connecting to --db")?;
-    tokio::spawn(connection);
-    let existing: Option<String> = client
-        .query_one("select to_regclass('orders')::text", &[])
-        .await?
-        .get(0);
-    if let Some(table) = existing {
-        anyhow::bail!(
-            "this database already has a table {table}; the demo creates and drops `orders`, so point --db at an \
-             empty database (or leave --db out to use a scratch server)"
-        );
-    }
-    Ok(())
-}
-
 async fn run_demo(
     url: &str,
     args: &DemoArgs,
     owns_orders: &AtomicBool,
 ) -> anyhow::Result<ExitCode> {
     if args.db.is_some() {
-        refuse_existing_orders(url).await?;
+        tidegate_rehearse::demo::refuse_existing_orders(url)
+            .await
+            .map_err(anyhow::Error::msg)?;
     }
     owns_orders.store(true, Ordering::SeqCst);
     let config = ActConfig {
