@@ -139,10 +139,11 @@ pub enum ApplyEvent {
         statement: String,
         reason: String,
     },
+    /// What the backfill engine reported while it ran a backfill phase.
     Backfill {
         version: String,
         phase: usize,
-        detail: serde_json::Value,
+        backfill: tidegate_backfill::events::Event,
     },
     PhaseDone {
         version: String,
@@ -594,7 +595,7 @@ async fn wait_until_healthy(
             version: version.to_string(),
             before_phase,
             level: decision.level,
-            reason: decision.reason,
+            reason: decision.describe(),
             waited_s: started.elapsed().as_secs(),
         });
         sleep_unless_stopped(Duration::from_secs(1), Some(&options.stop)).await;
@@ -941,7 +942,7 @@ async fn run_phase(
                         sink(&ApplyEvent::Backfill {
                             version: version.clone(),
                             phase: number,
-                            detail: event.to_json(),
+                            backfill: event.clone(),
                         })
                     })
                 };

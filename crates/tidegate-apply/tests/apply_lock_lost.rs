@@ -86,8 +86,11 @@ async fn a_lost_apply_lock_stops_the_backfill_and_a_second_apply_does_not_interl
         let log = log.clone();
         Arc::new(move |event: &ApplyEvent| {
             let name = match event {
-                ApplyEvent::Backfill { detail, .. } => {
-                    format!("backfill {}", detail["event"].as_str().unwrap_or("?"))
+                ApplyEvent::Backfill { backfill, .. } => {
+                    format!(
+                        "backfill {}",
+                        backfill.to_json()["event"].as_str().unwrap_or("?")
+                    )
                 }
                 other => serde_json::to_value(other).unwrap()["event"]
                     .as_str()
@@ -186,7 +189,13 @@ async fn an_apply_refuses_to_run_a_migration_whose_backfill_is_still_attached_to
     let options = slow_backfill();
     let stop = options.stop.clone();
     let sink = Arc::new(move |event: &ApplyEvent| {
-        if matches!(event, ApplyEvent::Backfill { detail, .. } if detail["event"] == "batch") {
+        if matches!(
+            event,
+            ApplyEvent::Backfill {
+                backfill: tidegate_backfill::events::Event::Batch { .. },
+                ..
+            }
+        ) {
             stop.request("interrupted by SIGINT");
         }
     });

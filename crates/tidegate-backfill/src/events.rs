@@ -1,7 +1,7 @@
 //! Events the engine reports while it runs: the CLI renders them (progress bar, plain lines, JSON lines), and
 //! the engine writes the ones worth keeping to the journal.
 
-use crate::throttle::Level;
+use crate::throttle::{Level, Recovery};
 
 /// One thing that happened. Serialised as `{"event": "<name>", ...}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -38,7 +38,11 @@ pub enum Event {
     Throttled {
         run_id: i64,
         level: Level,
+        /// The signals over their thresholds.
         reason: String,
+        /// Set while the throttle is held although its signals have calmed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovering: Option<Recovery>,
     },
     ThrottleLifted {
         run_id: i64,

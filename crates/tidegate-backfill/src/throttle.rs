@@ -95,12 +95,33 @@ pub enum Level {
     Critical,
 }
 
+/// A level held after its signals calmed, until they have been calm for long enough (hysteresis).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Recovery {
+    /// How long the signals have been below the level's thresholds.
+    pub calm_for_s: f64,
+    /// How long they must stay there before the level drops.
+    pub needed_s: f64,
+}
+
+impl std::fmt::Display for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "recovering: calm for {:.1}s of {:.1}s",
+            self.calm_for_s, self.needed_s
+        )
+    }
+}
+
 /// What the engine should do now, and why.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Decision {
     pub level: Level,
-    /// Why (empty when healthy). Goes to the progress line and the journal.
+    /// The signals that set the level (empty when healthy). Goes to the progress line and the journal.
     pub reason: String,
+    /// Set while the level is held although its signals have calmed.
+    pub recovering: Option<Recovery>,
     /// True when the level differs from the previous decision's.
     pub changed: bool,
     /// Notes that never throttle (long transactions).
@@ -108,6 +129,14 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// The reason with the recovery, for people: `replica lag 30.0s (recovering: calm for 0.5s of 1.0s)`.
+    pub fn describe(&self) -> String {
+        match &self.recovering {
+            Some(recovery) => format!("{} ({recovery})", self.reason),
+            None => self.reason.clone(),
+        }
+    }
+
     /// Whether a new batch may start.
     pub fn may_start_batch(&self) -> bool {
         self.level == Level::Healthy
@@ -146,6 +175,7 @@ impl ThrottlePolicy {
         let (raw, reasons) = self.assess(obs);
         let notes = self.notes(obs);
         let before = self.level;
+        let mut recovering = None;
         if raw >= self.level {
             self.level = raw;
             self.calmer_since = None;
@@ -163,22 +193,17 @@ impl ThrottlePolicy {
                 self.calmer_since = None;
                 self.reason = reasons.join("; ");
             } else {
-                let was = self
-                    .reason
-                    .split(" (recovering")
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                self.reason = format!(
-                    "{was} (recovering: calm for {:.1}s of {:.1}s)",
-                    calm_for.as_secs_f64(),
-                    hold.as_secs_f64()
-                );
+                // The reason stays the one that set the level.
+                recovering = Some(Recovery {
+                    calm_for_s: calm_for.as_secs_f64(),
+                    needed_s: hold.as_secs_f64(),
+                });
             }
         }
         Decision {
             level: self.level,
             reason: self.reason.clone(),
+            recovering,
             changed: self.level != before,
             notes,
         }
@@ -345,19 +370,22 @@ mod tests {
         });
         let d = p.decide(&Observation::healthy(at(100)));
         assert_eq!(d.level, Level::Throttle);
-        assert!(d.reason.contains("recovering"), "{}", d.reason);
-        assert!(
-            d.reason.starts_with("throttle query returned true"),
-            "{}",
-            d.reason
+        // The reason stays the signal that set the level; the recovery is data beside it.
+        assert_eq!(d.reason, "throttle query returned true");
+        assert_eq!(
+            d.recovering,
+            Some(Recovery {
+                calm_for_s: 0.0,
+                needed_s: 1.0
+            })
         );
         let d = p.decide(&Observation::healthy(at(900)));
         assert_eq!(d.level, Level::Throttle);
-        assert!(
-            !d.reason
-                .contains("recovering: calm for 0.1s of 1.0s (recovering"),
-            "{}",
-            d.reason
+        assert_eq!(d.reason, "throttle query returned true");
+        assert_eq!(d.recovering.map(|r| r.calm_for_s), Some(0.8));
+        assert_eq!(
+            d.describe(),
+            "throttle query returned true (recovering: calm for 0.8s of 1.0s)"
         );
         let d = p.decide(&Observation::healthy(at(1_100)));
         assert_eq!(d.level, Level::Healthy);

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tidegate_apply::executor::ApplySink;
 use tidegate_apply::{apply, ApplyEvent, ApplyOptions};
+use tidegate_backfill::events::Event as BackfillEvent;
 use tidegate_db::connect::ConnectionConfig;
 
 use crate::act::MigrationLog;
@@ -165,29 +166,20 @@ fn describe_apply_event(event: &ApplyEvent) -> Option<String> {
                 blockers.len()
             )
         }
-        ApplyEvent::Backfill { detail, .. } => {
-            match detail.get("event").and_then(|e| e.as_str())? {
-                "started" => format!("backfill run {} starts", detail["run_id"]),
-                // The engine re-reports a throttle while it recovers; the timeline marks only its onset.
-                "throttled"
-                    if detail["reason"]
-                        .as_str()
-                        .is_some_and(|reason| reason.contains("(recovering")) =>
-                {
-                    return None
-                }
-                "throttled" => format!(
-                    "backfill throttled: {}",
-                    detail["reason"].as_str().unwrap_or("")
-                ),
-                "throttle_lifted" => "backfill throttle lifted".to_string(),
-                "completed" => format!(
-                    "{} rows backfilled in {} batches",
-                    detail["rows_done"], detail["batches"]
-                ),
-                _ => return None,
-            }
-        }
+        ApplyEvent::Backfill { backfill, .. } => match backfill {
+            BackfillEvent::Started { run_id, .. } => format!("backfill run {run_id} starts"),
+            // The engine re-reports a throttle while it recovers; the timeline marks only its onset.
+            BackfillEvent::Throttled {
+                recovering: Some(_),
+                ..
+            } => return None,
+            BackfillEvent::Throttled { reason, .. } => format!("backfill throttled: {reason}"),
+            BackfillEvent::ThrottleLifted { .. } => "backfill throttle lifted".to_string(),
+            BackfillEvent::Completed {
+                rows_done, batches, ..
+            } => format!("{rows_done} rows backfilled in {batches} batches"),
+            _ => return None,
+        },
         ApplyEvent::MigrationApplied { duration_ms, .. } => {
             format!("migration applied in {duration_ms} ms")
         }

@@ -527,10 +527,59 @@ pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
 #[derive(Debug, Clone, PartialEq)]
 enum Gate {
     Go,
-    Wait(String),
+    Wait(WaitReason),
     Paused(String),
     Stop(String),
     Abort(String),
+}
+
+/// Why no new batch starts for now (the run goes on by itself when it clears).
+#[derive(Debug, Clone, PartialEq)]
+enum WaitReason {
+    /// The monitor has not read the signals yet.
+    Starting,
+    /// The health signals are over their thresholds (or held there while they recover).
+    Throttled {
+        reason: String,
+        recovering: Option<crate::throttle::Recovery>,
+    },
+    OutsideWindow {
+        window: String,
+        opens_in_minutes: u64,
+    },
+    MonitorReconnecting,
+    MonitorQueryFailed {
+        error: String,
+    },
+}
+
+impl WaitReason {
+    /// The reason without the recovery countdown: a change of this is a new throttle worth journaling.
+    fn cause(&self) -> String {
+        match self {
+            WaitReason::Throttled { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitReason::Starting => f.write_str("starting"),
+            WaitReason::Throttled {
+                reason,
+                recovering: Some(recovery),
+            } => write!(f, "{reason} ({recovery})"),
+            WaitReason::Throttled { reason, .. } => f.write_str(reason),
+            WaitReason::OutsideWindow {
+                window,
+                opens_in_minutes,
+            } => write!(f, "outside window {window}; opens in {opens_in_minutes}m"),
+            WaitReason::MonitorReconnecting => f.write_str("monitor connection lost; reconnecting"),
+            WaitReason::MonitorQueryFailed { error } => write!(f, "monitor query failed: {error}"),
+        }
+    }
 }
 
 struct Ctx {
@@ -657,7 +706,7 @@ pub async fn run(
         run_id,
         estimated_rows: run.estimated_rows,
         origin: Instant::now(),
-        gate: Mutex::new(Gate::Wait("starting".into())),
+        gate: Mutex::new(Gate::Wait(WaitReason::Starting)),
         throttle_epoch: AtomicU64::new(0),
         finishing: AtomicBool::new(false),
         pids: Mutex::new(Vec::new()),

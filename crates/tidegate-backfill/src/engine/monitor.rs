@@ -10,7 +10,7 @@ use tidegate_db::connect::{describe, is_connection_lost, sqlstate};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
-use super::{Ctx, Gate, StopHandle};
+use super::{Ctx, Gate, StopHandle, WaitReason};
 use crate::dialect::{state as state_sql, Dialect};
 use crate::events::Event;
 use crate::pacing::utc_second_of_day;
@@ -31,7 +31,7 @@ pub(super) async fn monitor_loop(
     let mut policy = ThrottlePolicy::new(ctx.options.thresholds.clone());
     let mut reconnect = RetryState::default();
     let mut status = String::from("running");
-    let mut last_gate = Gate::Wait("starting".into());
+    let mut last_gate = Gate::Wait(WaitReason::Starting);
     let mut last_sample = Instant::now();
     let mut last_note = String::new();
     let probe = match &ctx.options.probe_sql {
@@ -58,7 +58,7 @@ pub(super) async fn monitor_loop(
                     });
                 }
                 Err(e) => {
-                    ctx.set_gate(Gate::Wait("monitor connection lost; reconnecting".into()));
+                    ctx.set_gate(Gate::Wait(WaitReason::MonitorReconnecting));
                     match reconnect.on_failure(&ctx.options.reconnect, ctx.now(), fastrand::f64()) {
                         RetryDecision::RetryAfter { delay, attempt } => {
                             if attempt == 1 || attempt % 10 == 0 {
@@ -134,7 +134,7 @@ pub(super) async fn monitor_loop(
             }
             Err(e) if is_connection_lost(&e) => {
                 client = None;
-                ctx.set_gate(Gate::Wait("monitor connection lost; reconnecting".into()));
+                ctx.set_gate(Gate::Wait(WaitReason::MonitorReconnecting));
                 ctx.emit(Event::Reconnecting {
                     run_id: ctx.run_id,
                     worker: None,
@@ -145,10 +145,9 @@ pub(super) async fn monitor_loop(
             }
             Err(e) => {
                 // A state query failed for another reason: fail closed and say so.
-                ctx.set_gate(Gate::Wait(format!(
-                    "monitor query failed: {}",
-                    describe(&e)
-                )));
+                ctx.set_gate(Gate::Wait(WaitReason::MonitorQueryFailed {
+                    error: describe(&e),
+                }));
                 tokio::time::sleep(ctx.options.health_interval).await;
                 continue;
             }
@@ -177,24 +176,27 @@ pub(super) async fn monitor_loop(
         } else if decision.level == Level::Critical {
             Gate::Paused(format!("critical: {}", decision.reason))
         } else if decision.level == Level::Throttle {
-            Gate::Wait(decision.reason.clone())
+            Gate::Wait(WaitReason::Throttled {
+                reason: decision.reason.clone(),
+                recovering: decision.recovering,
+            })
         } else if let Some(window) = ctx
             .options
             .window
             .filter(|w| !w.contains(utc_second_of_day()))
         {
             let wait = window.until_open(utc_second_of_day());
-            Gate::Wait(format!(
-                "outside window {window}; opens in {}m",
-                wait.as_secs().div_ceil(60)
-            ))
+            Gate::Wait(WaitReason::OutsideWindow {
+                window: window.to_string(),
+                opens_in_minutes: wait.as_secs().div_ceil(60),
+            })
         } else {
             Gate::Go
         };
         if gate != last_gate {
             let (new_status, reason) = match &gate {
                 Gate::Go => ("running", None),
-                Gate::Wait(r) => ("throttled", Some(r.clone())),
+                Gate::Wait(r) => ("throttled", Some(r.cause())),
                 Gate::Paused(r) => ("paused", Some(r.clone())),
                 Gate::Stop(_) | Gate::Abort(_) => (status.as_str(), None),
             };
@@ -203,31 +205,35 @@ pub(super) async fn monitor_loop(
                 Gate::Go if matches!(last_gate, Gate::Paused(_)) => {
                     ctx.emit(Event::Resumed { run_id: ctx.run_id })
                 }
-                Gate::Go if matches!(last_gate, Gate::Wait(ref r) if r != "starting") => {
+                Gate::Go if matches!(last_gate, Gate::Wait(ref r) if *r != WaitReason::Starting) => {
                     ctx.emit(Event::ThrottleLifted { run_id: ctx.run_id })
                 }
-                Gate::Wait(r) if r.starts_with("outside window") => ctx.emit(Event::Waiting {
+                Gate::Wait(r @ WaitReason::OutsideWindow { .. }) => ctx.emit(Event::Waiting {
                     run_id: ctx.run_id,
-                    reason: r.clone(),
+                    reason: r.to_string(),
                 }),
                 Gate::Wait(r) => {
+                    let (reason, recovering) = match r {
+                        WaitReason::Throttled { reason, recovering } => {
+                            (reason.clone(), *recovering)
+                        }
+                        other => (other.to_string(), None),
+                    };
+                    let event = Event::Throttled {
+                        run_id: ctx.run_id,
+                        level: Level::Throttle,
+                        reason,
+                        recovering,
+                    };
                     // The recovering countdown changes every tick; journal only real changes.
-                    let base = |g: &Gate| match g {
-                        Gate::Wait(r) => r.split(" (recovering").next().unwrap_or("").to_string(),
+                    let cause = |g: &Gate| match g {
+                        Gate::Wait(r) => r.cause(),
                         _ => String::new(),
                     };
-                    if base(&gate) != base(&last_gate) {
-                        ctx.emit(Event::Throttled {
-                            run_id: ctx.run_id,
-                            level: Level::Throttle,
-                            reason: r.clone(),
-                        });
+                    if cause(&gate) != cause(&last_gate) {
+                        ctx.emit(event);
                     } else {
-                        (ctx.sink)(&Event::Throttled {
-                            run_id: ctx.run_id,
-                            level: Level::Throttle,
-                            reason: r.clone(),
-                        });
+                        (ctx.sink)(&event);
                     }
                 }
                 Gate::Paused(r) if !matches!(last_gate, Gate::Paused(_)) => {
@@ -239,8 +245,7 @@ pub(super) async fn monitor_loop(
                 _ => {}
             }
             if new_status != status || matches!(gate, Gate::Wait(_) | Gate::Paused(_)) {
-                let base_reason =
-                    reason.map(|r| r.split(" (recovering").next().unwrap_or("").to_string());
+                let base_reason = reason;
                 if let Err(e) = c
                     .execute(
                         state_sql::SET_STATUS,

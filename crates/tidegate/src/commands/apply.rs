@@ -12,6 +12,7 @@ use tidegate_apply::executor::ApplySink;
 use tidegate_apply::phases::{Disposition, PhaseKind};
 use tidegate_apply::{apply, ApplyError, ApplyEvent, ApplyOptions, ApplyPlan};
 use tidegate_backfill::engine::{BackfillOptions, StopHandle};
+use tidegate_backfill::events::Event as BackfillEvent;
 use tidegate_backfill::pacing::Window;
 use tidegate_db::connect::ConnectionConfig;
 
@@ -296,23 +297,23 @@ fn render_event(format: Format, event: &ApplyEvent) {
         ApplyEvent::StatementAlreadyDone { reason, .. } => {
             format!("    already done by an interrupted earlier apply ({reason}); recorded, not run again")
         }
-        ApplyEvent::Backfill { detail, .. } => match detail.get("event").and_then(|e| e.as_str()) {
-            Some("started") => format!(
-                "    backfill run {} started ({} rows estimated)",
-                detail["run_id"],
-                detail
-                    .get("estimated_rows")
-                    .and_then(|v| v.as_i64())
-                    .unwrap_or(0)
+        ApplyEvent::Backfill { backfill, .. } => match backfill {
+            BackfillEvent::Started {
+                run_id,
+                estimated_rows,
+                ..
+            } => format!(
+                "    backfill run {run_id} started ({} rows estimated)",
+                estimated_rows.unwrap_or(0)
             ),
-            Some("throttled") => format!(
-                "    backfill throttled: {}",
-                detail["reason"].as_str().unwrap_or("")
-            ),
-            Some("completed") => format!(
-                "    backfill completed: {} rows in {} batches",
-                detail["rows_done"], detail["batches"]
-            ),
+            BackfillEvent::Throttled {
+                reason,
+                recovering: None,
+                ..
+            } => format!("    backfill throttled: {reason}"),
+            BackfillEvent::Completed {
+                rows_done, batches, ..
+            } => format!("    backfill completed: {rows_done} rows in {batches} batches"),
             _ => return,
         },
         ApplyEvent::PhaseDone {

@@ -529,12 +529,22 @@ impl Renderer {
                     eprintln!("progress: {rows_scanned}{of} rows scanned, {message}");
                 }
             }
-            Event::Throttled { level, reason, .. } => {
-                self.state = format!("{level:?} ({reason})").to_lowercase();
+            Event::Throttled {
+                level,
+                reason,
+                recovering,
+                ..
+            } => {
+                let described = match recovering {
+                    Some(recovery) => format!("{reason} ({recovery})"),
+                    None => reason.clone(),
+                };
+                self.state = format!("{} ({described})", format!("{level:?}").to_lowercase());
                 if let Some(bar) = &self.bar {
                     bar.set_message(self.state.clone());
                 }
-                if !reason.contains("(recovering") {
+                // The countdown changes every tick; a line only for the onset.
+                if recovering.is_none() {
                     self.line(&format!("throttled: {reason}"));
                 }
             }
