@@ -70,7 +70,7 @@ pub struct RecordedMigration {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BackfillProgress {
     pub run_id: i64,
-    pub status: String,
+    pub status: tidegate_backfill::state::RunStatus,
     pub status_reason: Option<String>,
     pub rows_done: i64,
     pub estimated_rows: Option<i64>,
@@ -81,7 +81,7 @@ impl BackfillProgress {
     pub fn of(run: &RunRow) -> Self {
         Self {
             run_id: run.id,
-            status: run.status.clone(),
+            status: run.status,
             status_reason: run.status_reason.clone(),
             rows_done: run.rows_done,
             estimated_rows: run.estimated_rows,
@@ -443,7 +443,7 @@ mod tests {
         let records = [record("1.sql", "a", MigrationStatus::Running)];
         let progress = BackfillProgress {
             run_id: 7,
-            status: "running".into(),
+            status: tidegate_backfill::state::RunStatus::Running,
             status_reason: None,
             rows_done: 250,
             estimated_rows: Some(1000),

@@ -5,6 +5,86 @@ use tokio_postgres::{Client, GenericClient};
 
 use crate::dialect::state as sql;
 
+/// Where a run is (`tidegate.runs.status`; the column's CHECK allows exactly these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Throttled,
+    Paused,
+    Completed,
+    Failed,
+    Aborted,
+}
+
+impl RunStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Throttled => "throttled",
+            RunStatus::Paused => "paused",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Aborted => "aborted",
+        }
+    }
+
+    /// The status stored in the state schema. An unknown value (a newer tidegate's) reads as failed: it is not
+    /// resumed blindly, and `tidegate runs` still lists the run.
+    pub fn from_db(text: &str) -> RunStatus {
+        match text {
+            "running" => RunStatus::Running,
+            "throttled" => RunStatus::Throttled,
+            "paused" => RunStatus::Paused,
+            "completed" => RunStatus::Completed,
+            "aborted" => RunStatus::Aborted,
+            _ => RunStatus::Failed,
+        }
+    }
+
+    /// Completed and aborted runs are finished; every other status can be resumed.
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunStatus::Completed | RunStatus::Aborted)
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What `tidegate pause` / `abort` ask of a run (`tidegate.runs.control`); resume clears it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    Pause,
+    Abort,
+}
+
+impl Control {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Control::Pause => "pause",
+            Control::Abort => "abort",
+        }
+    }
+
+    pub fn from_db(text: &str) -> Option<Control> {
+        match text {
+            "pause" => Some(Control::Pause),
+            "abort" => Some(Control::Abort),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A run as `tidegate runs` shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RunRow {
@@ -22,9 +102,9 @@ pub struct RunRow {
     #[serde(skip)]
     pub key_max: Option<Vec<String>>,
     pub estimated_rows: Option<i64>,
-    pub status: String,
+    pub status: RunStatus,
     pub status_reason: Option<String>,
-    pub control: Option<String>,
+    pub control: Option<Control>,
     pub started: String,
     pub finished: Option<String>,
     pub last_error: Option<String>,
@@ -49,9 +129,9 @@ impl RunRow {
             key_min: row.get(6),
             key_max: row.get(7),
             estimated_rows: row.get(8),
-            status: row.get(9),
+            status: RunStatus::from_db(row.get::<_, &str>(9)),
             status_reason: row.get(10),
-            control: row.get(11),
+            control: row.get::<_, Option<&str>>(11).and_then(Control::from_db),
             started: row.get(12),
             finished: row.get(13),
             last_error: row.get(14),
@@ -68,7 +148,7 @@ impl RunRow {
 
     /// Completed and aborted runs are finished; every other status can be resumed.
     pub fn is_finished(&self) -> bool {
-        matches!(self.status.as_str(), "completed" | "aborted")
+        self.status.is_finished()
     }
 }
 
@@ -182,34 +262,37 @@ pub async fn read_journal(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlOutcome {
     /// The flag is set; an engine is attached and will obey within one batch.
-    Signalled { status: String },
+    Signalled { status: RunStatus },
     /// The flag is set but no engine is attached: it takes effect when one attaches (pause/abort), or the
     /// user must start one (resume).
-    NoEngine { status: String },
+    NoEngine { status: RunStatus },
     /// No unfinished run with that id.
     NotFound,
 }
 
-/// Sets the control flag of a run: `Some("pause")`, `Some("abort")` or `None` (resume).
+/// Sets the control flag of a run: pause, abort, or `None` (resume).
 pub async fn set_control(
     client: &Client,
     id: i64,
-    control: Option<&str>,
+    control: Option<Control>,
 ) -> Result<ControlOutcome, tokio_postgres::Error> {
     if !schema_exists(client).await? {
         return Ok(ControlOutcome::NotFound);
     }
-    let Some(row) = client.query_opt(sql::SET_CONTROL, &[&id, &control]).await? else {
+    let Some(row) = client
+        .query_opt(sql::SET_CONTROL, &[&id, &control.map(Control::as_str)])
+        .await?
+    else {
         return Ok(ControlOutcome::NotFound);
     };
-    let status: String = row.get(0);
+    let status = RunStatus::from_db(row.get::<_, &str>(0));
     let no_engine: bool = client
         .query_one(sql::NO_ENGINE_ATTACHED, &[&id])
         .await?
         .get(0);
     if no_engine {
         match control {
-            Some("abort") => {
+            Some(Control::Abort) => {
                 client.execute(sql::SET_ABORTED, &[&id]).await?;
                 journal(
                     client,
@@ -219,10 +302,10 @@ pub async fn set_control(
                 )
                 .await?;
                 return Ok(ControlOutcome::NoEngine {
-                    status: "aborted".into(),
+                    status: RunStatus::Aborted,
                 });
             }
-            Some("pause") => {
+            Some(Control::Pause) => {
                 client.execute(sql::CLEAR_PAUSE_STATUS, &[&id]).await?;
             }
             _ => {}

@@ -113,7 +113,7 @@ async fn deletes_exactly_the_matching_rows_once_and_records_a_delete_run() {
     assert_eq!(tally(&client).await, (0, 7_000, 3_000, 3_000));
     let run = run_row(&client, outcome.run_id).await;
     assert_eq!(run.kind, "delete");
-    assert_eq!(run.status, "completed");
+    assert_eq!(run.status, state::RunStatus::Completed);
     assert_eq!(run.rows_done, 3_000, "rows deleted");
     assert_eq!(run.rows_scanned, 10_000, "keys walked, deleted or not");
     let stored: serde_json::Value = serde_json::from_str(&run.spec_json).unwrap();
@@ -248,7 +248,7 @@ async fn stopped_paused_and_aborted_runs_deleted_exactly_what_their_checkpoints_
     let first = task.await.unwrap().unwrap();
     assert!(matches!(first.end, RunEnd::Interrupted { .. }));
     let run = run_row(&client, first.run_id).await;
-    assert_eq!(run.status, "paused");
+    assert_eq!(run.status, state::RunStatus::Paused);
     let (doomed_left, spared, logged, distinct) = tally(&client).await;
     assert!(run.rows_done < 6_000, "stopped mid-run");
     assert_eq!(logged, run.rows_done, "the checkpoint counts every delete");
@@ -278,11 +278,11 @@ async fn stopped_paused_and_aborted_runs_deleted_exactly_what_their_checkpoints_
         async || run_row(&client, id).await.rows_done > before,
     )
     .await;
-    state::set_control(&client, id, Some("pause"))
+    state::set_control(&client, id, Some(state::Control::Pause))
         .await
         .unwrap();
     wait_for("status paused", Duration::from_secs(10), async || {
-        run_row(&client, id).await.status == "paused"
+        run_row(&client, id).await.status == state::RunStatus::Paused
     })
     .await;
     let frozen = run_row(&client, id).await.rows_done;
@@ -299,7 +299,7 @@ async fn stopped_paused_and_aborted_runs_deleted_exactly_what_their_checkpoints_
         async || run_row(&client, id).await.rows_done > frozen,
     )
     .await;
-    state::set_control(&client, id, Some("abort"))
+    state::set_control(&client, id, Some(state::Control::Abort))
         .await
         .unwrap();
     let outcome = task.await.unwrap().unwrap();
@@ -309,7 +309,7 @@ async fn stopped_paused_and_aborted_runs_deleted_exactly_what_their_checkpoints_
         outcome.end
     );
     let run = run_row(&client, id).await;
-    assert_eq!(run.status, "aborted");
+    assert_eq!(run.status, state::RunStatus::Aborted);
     let (doomed_left, spared, logged, distinct) = tally(&client).await;
     assert!(logged < 6_000);
     assert_eq!(logged, run.rows_done);
@@ -595,7 +595,7 @@ async fn a_batch_refused_by_a_foreign_key_deletes_nothing_and_the_run_resumes_on
         "{message}"
     );
     let run = state::list_runs(&client).await.unwrap().remove(0);
-    assert_eq!(run.status, "failed");
+    assert_eq!(run.status, state::RunStatus::Failed);
     let (_, _, logged, _) = tally(&client).await;
     assert_eq!(logged, run.rows_done, "the refused batch deleted nothing");
     assert!(logged < 1_500);

@@ -91,7 +91,7 @@ async fn rows_done(client: &Client, id: i64) -> i64 {
         .rows_done
 }
 
-async fn status(client: &Client, id: i64) -> String {
+async fn status(client: &Client, id: i64) -> state::RunStatus {
     state::find_run(client, id).await.unwrap().unwrap().status
 }
 
@@ -124,7 +124,7 @@ async fn updates_every_row_exactly_once_and_records_the_run() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(run.status, "completed");
+    assert_eq!(run.status, state::RunStatus::Completed);
     assert_eq!(run.rows_done, 5_000);
     assert!(run.finished.is_some());
     let journal = journal_events(&client, outcome.run_id).await;
@@ -374,7 +374,7 @@ async fn pause_resume_and_abort_from_another_connection() {
     })
     .await;
 
-    let outcome = state::set_control(&client, id, Some("pause"))
+    let outcome = state::set_control(&client, id, Some(state::Control::Pause))
         .await
         .unwrap();
     assert!(
@@ -382,7 +382,7 @@ async fn pause_resume_and_abort_from_another_connection() {
         "{outcome:?}"
     );
     wait_for("status paused", Duration::from_secs(10), async || {
-        status(&client, id).await == "paused"
+        status(&client, id).await == state::RunStatus::Paused
     })
     .await;
     let frozen = rows_done(&client, id).await;
@@ -401,7 +401,7 @@ async fn pause_resume_and_abort_from_another_connection() {
     )
     .await;
 
-    state::set_control(&client, id, Some("abort"))
+    state::set_control(&client, id, Some(state::Control::Abort))
         .await
         .unwrap();
     let outcome = task.await.unwrap().unwrap();
@@ -410,7 +410,7 @@ async fn pause_resume_and_abort_from_another_connection() {
         "{:?}",
         outcome.end
     );
-    assert_eq!(status(&client, id).await, "aborted");
+    assert_eq!(status(&client, id).await, state::RunStatus::Aborted);
     let done = rows_done(&client, id).await;
     assert!(done < 20_000);
     // Exactly the rows the checkpoints count were changed, once.
@@ -458,7 +458,10 @@ async fn interrupted_run_resumes_by_spec_and_by_id() {
     stop.request("interrupted by SIGINT");
     let first = task.await.unwrap().unwrap();
     assert!(matches!(first.end, RunEnd::Interrupted { .. }));
-    assert_eq!(status(&client, first.run_id).await, "paused");
+    assert_eq!(
+        status(&client, first.run_id).await,
+        state::RunStatus::Paused
+    );
 
     // By id.
     let (sink, _) = collect();
@@ -535,7 +538,10 @@ async fn restart_discards_the_unfinished_run() {
     .await
     .unwrap();
     assert_ne!(second.run_id, first.run_id);
-    assert_eq!(status(&client, first.run_id).await, "aborted");
+    assert_eq!(
+        status(&client, first.run_id).await,
+        state::RunStatus::Aborted
+    );
     assert_eq!(second.end, RunEnd::Completed);
 }
 
@@ -589,7 +595,7 @@ async fn throttle_query_stops_batches_then_they_resume() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let id = state::list_runs(&client).await.unwrap()[0].id;
     let frozen = rows_done(&client, id).await;
-    assert_eq!(status(&client, id).await, "throttled");
+    assert_eq!(status(&client, id).await, state::RunStatus::Throttled);
     let run = state::find_run(&client, id).await.unwrap().unwrap();
     assert!(
         run.status_reason
@@ -682,7 +688,7 @@ async fn a_probe_slowed_by_a_held_lock_pauses_the_run_until_it_recovers() {
         frozen,
         "no batch starts while critical"
     );
-    assert_eq!(status(&client, id).await, "paused");
+    assert_eq!(status(&client, id).await, state::RunStatus::Paused);
     locker.batch_execute("commit").await.unwrap();
     let outcome = task.await.unwrap().unwrap();
     assert_eq!(outcome.end, RunEnd::Completed);
@@ -847,7 +853,7 @@ async fn outside_the_window_nothing_runs_and_the_reason_is_recorded() {
     .await;
     let id = state::list_runs(&client).await.unwrap()[0].id;
     let run = state::find_run(&client, id).await.unwrap().unwrap();
-    assert_eq!(run.status, "throttled");
+    assert_eq!(run.status, state::RunStatus::Throttled);
     assert!(run
         .status_reason
         .unwrap_or_default()
@@ -896,7 +902,10 @@ async fn critical_abort_stops_the_run_for_good() {
         ),
         other => panic!("{other:?}"),
     }
-    assert_eq!(status(&client, outcome.run_id).await, "aborted");
+    assert_eq!(
+        status(&client, outcome.run_id).await,
+        state::RunStatus::Aborted
+    );
     assert_eq!(histogram(&client).await, vec![(0, 5_000)]);
     locker.batch_execute("commit").await.unwrap();
 }
@@ -934,7 +943,7 @@ async fn lock_retries_end_in_an_error_naming_the_blocker() {
         "{message}"
     );
     let run = state::list_runs(&client).await.unwrap().remove(0);
-    assert_eq!(run.status, "failed");
+    assert_eq!(run.status, state::RunStatus::Failed);
     assert!(run.last_error.unwrap_or_default().contains("the_blocker"));
     assert_eq!(histogram(&client).await, vec![(0, 2_000)]);
     // Resumable once the blocker is gone.

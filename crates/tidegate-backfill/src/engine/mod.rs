@@ -22,7 +22,7 @@ use crate::events::Event;
 use crate::pacing::{RateLimit, Window};
 use crate::retry::{RetryDecision, RetryPolicy, RetryState};
 use crate::spec::{self, BackfillSpec, Operation};
-use crate::state::{self, RunRow};
+use crate::state::{self, RunRow, RunStatus};
 use crate::throttle::Thresholds;
 
 mod monitor;
@@ -109,7 +109,7 @@ pub enum BackfillError {
     Database(String),
     /// The latest run of this spec already completed (or was aborted); `--restart` runs it again.
     #[error("run {run_id} of this spec is already {status}; nothing to do. Pass --restart to run it again (a non-idempotent SET would apply twice)")]
-    AlreadyFinished { run_id: i64, status: String },
+    AlreadyFinished { run_id: i64, status: RunStatus },
     /// The run started and then failed; its state is consistent and resumable. Exit 1.
     #[error("run {run_id} failed: {message}")]
     RunFailed { run_id: i64, message: String },
@@ -882,7 +882,7 @@ async fn write_final(
             client
                 .execute(
                     state_sql::SET_STATUS,
-                    &[&run_id, &"completed", &None::<String>],
+                    &[&run_id, &RunStatus::Completed.as_str(), &None::<String>],
                 )
                 .await?;
         }
@@ -890,7 +890,7 @@ async fn write_final(
             client
                 .execute(
                     state_sql::SET_STATUS,
-                    &[&run_id, &"paused", &Some(reason.as_str())],
+                    &[&run_id, &RunStatus::Paused.as_str(), &Some(reason.as_str())],
                 )
                 .await?;
         }
@@ -958,8 +958,9 @@ async fn attach_or_create(
                 .await
                 .map_err(|e| db_error("reading runs", &e))?;
             if let Some(latest) = latest {
-                let (id, status): (i64, String) = (latest.get(0), latest.get(1));
-                if !matches!(status.as_str(), "completed" | "aborted") {
+                let (id, status): (i64, RunStatus) =
+                    (latest.get(0), RunStatus::from_db(latest.get::<_, &str>(1)));
+                if !status.is_finished() {
                     // Another process created the run a moment ago: attach to it.
                     continue;
                 }

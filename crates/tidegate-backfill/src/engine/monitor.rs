@@ -15,7 +15,7 @@ use crate::dialect::{state as state_sql, Dialect};
 use crate::events::Event;
 use crate::pacing::utc_second_of_day;
 use crate::retry::{RetryDecision, RetryState};
-use crate::state;
+use crate::state::{self, Control, RunStatus};
 use crate::throttle::{Level, Observation, Reading, Thresholds, ThrottlePolicy};
 
 pub(super) async fn monitor_loop(
@@ -30,7 +30,7 @@ pub(super) async fn monitor_loop(
     let mut attached = false;
     let mut policy = ThrottlePolicy::new(ctx.options.thresholds.clone());
     let mut reconnect = RetryState::default();
-    let mut status = String::from("running");
+    let mut status = RunStatus::Running;
     let mut last_gate = Gate::Wait(WaitReason::Starting);
     let mut last_sample = Instant::now();
     let mut last_note = String::new();
@@ -111,9 +111,13 @@ pub(super) async fn monitor_loop(
                 c.execute(state_sql::TOUCH, &[&ctx.run_id]).await?;
             }
             let control_row = c.query_opt(state_sql::READ_CONTROL, &[&ctx.run_id]).await?;
-            let (control, db_status): (Option<String>, String) = match &control_row {
-                Some(r) => (r.get(0), r.get(1)),
-                None => (Some("abort".into()), "aborted".into()),
+            let (control, db_status) = match &control_row {
+                Some(r) => (
+                    r.get::<_, Option<&str>>(0).and_then(Control::from_db),
+                    RunStatus::from_db(r.get::<_, &str>(1)),
+                ),
+                // The run's row is gone: nothing is left to work for.
+                None => (Some(Control::Abort), RunStatus::Aborted),
             };
             let pids = ctx.pids.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let obs = observe(
@@ -167,9 +171,9 @@ pub(super) async fn monitor_loop(
         }
         let gate = if let Some(reason) = stop.requested() {
             Gate::Stop(reason)
-        } else if control.as_deref() == Some("abort") || db_status == "aborted" {
+        } else if control == Some(Control::Abort) || db_status == RunStatus::Aborted {
             Gate::Abort("aborted by tidegate abort".into())
-        } else if control.as_deref() == Some("pause") {
+        } else if control == Some(Control::Pause) {
             Gate::Paused("paused by tidegate pause".into())
         } else if decision.level == Level::Critical && ctx.options.critical_abort {
             Gate::Abort(format!("critical: {} (--critical-abort)", decision.reason))
@@ -195,12 +199,11 @@ pub(super) async fn monitor_loop(
         };
         if gate != last_gate {
             let (new_status, reason) = match &gate {
-                Gate::Go => ("running", None),
-                Gate::Wait(r) => ("throttled", Some(r.cause())),
-                Gate::Paused(r) => ("paused", Some(r.clone())),
-                Gate::Stop(_) | Gate::Abort(_) => (status.as_str(), None),
+                Gate::Go => (RunStatus::Running, None),
+                Gate::Wait(r) => (RunStatus::Throttled, Some(r.cause())),
+                Gate::Paused(r) => (RunStatus::Paused, Some(r.clone())),
+                Gate::Stop(_) | Gate::Abort(_) => (status, None),
             };
-            let new_status = new_status.to_string();
             match &gate {
                 Gate::Go if matches!(last_gate, Gate::Paused(_)) => {
                     ctx.emit(Event::Resumed { run_id: ctx.run_id })
@@ -249,7 +252,7 @@ pub(super) async fn monitor_loop(
                 if let Err(e) = c
                     .execute(
                         state_sql::SET_STATUS,
-                        &[&ctx.run_id, &new_status, &base_reason],
+                        &[&ctx.run_id, &new_status.as_str(), &base_reason],
                     )
                     .await
                 {

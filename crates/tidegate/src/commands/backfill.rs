@@ -399,7 +399,7 @@ async fn execute(
                 let event = serde_json::json!({"event": "nothing_to_do", "run_id": run_id, "status": status, "message": message});
                 println!("{event}");
             }
-            if status == "completed" {
+            if status == tidegate_backfill::state::RunStatus::Completed {
                 if format == Format::Text {
                     println!("{message}");
                 }

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use tidegate_backfill::state::{set_control, ControlOutcome};
+use tidegate_backfill::state::{set_control, Control, ControlOutcome};
 use tidegate_db::connect::ConnectionConfig;
 
 use super::{exit_clean, exit_failure, exit_usage};
@@ -33,9 +33,9 @@ pub fn run(action: Action, args: ControlArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let control = match action {
-        Action::Pause => Some("pause"),
+        Action::Pause => Some(Control::Pause),
         Action::Resume => None,
-        Action::Abort => Some("abort"),
+        Action::Abort => Some(Control::Abort),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

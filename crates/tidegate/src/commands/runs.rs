@@ -67,7 +67,9 @@ pub fn run(args: RunsArgs) -> anyhow::Result<ExitCode> {
         );
         for r in runs {
             let note = match (&r.last_error, &r.status_reason, &r.control) {
-                (Some(e), _, _) if r.status == "failed" => format!("error: {e}"),
+                (Some(e), _, _) if r.status == tidegate_backfill::state::RunStatus::Failed => {
+                    format!("error: {e}")
+                }
                 (_, Some(reason), _) => reason.clone(),
                 (_, _, Some(control)) => format!("{control} requested"),
                 _ => String::new(),
