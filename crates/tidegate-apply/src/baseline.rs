@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::Serialize;
-use tidegate_db::connect::{describe, ConnectionConfig};
+use tidegate_db::connect::{ConnectionConfig, DbError};
 use tidegate_sql::discovery::Layout;
 use tokio_postgres::GenericClient;
 
@@ -702,7 +702,7 @@ pub struct BaselineOptions {
 }
 
 fn database(context: &str) -> impl Fn(tokio_postgres::Error) -> ApplyError + '_ {
-    move |error| ApplyError::Database(format!("{context}: {}", describe(&error)))
+    move |error| ApplyError::Database(DbError::new(context, &error))
 }
 
 /// A framework history table found in the database.
@@ -746,11 +746,13 @@ pub async fn read_framework_history(
 ) -> Result<FrameworkHistory, ApplyError> {
     let query = sql::read_framework_history(found.framework, &found.table);
     let rows = client.query(&query, &[]).await.map_err(|error| {
-        ApplyError::Database(format!(
-            "reading {}'s history {}: {}",
-            found.framework.name(),
-            found.table,
-            describe(&error)
+        ApplyError::Database(DbError::new(
+            format!(
+                "reading {}'s history {}",
+                found.framework.name(),
+                found.table
+            ),
+            &error,
         ))
     })?;
     Ok(match found.framework {
@@ -860,7 +862,7 @@ pub async fn baseline(
     let mut client = config
         .connect()
         .await
-        .map_err(|error| ApplyError::Database(error.to_string()))?;
+        .map_err(|error| ApplyError::Database(error.into()))?;
 
     // Everything that can refuse is decided before anything is written.
     let (source, selected) = match &options.to {
@@ -931,7 +933,7 @@ pub async fn baseline(
     }
     state::ensure_schema(&mut client)
         .await
-        .map_err(|error| ApplyError::Database(format!("preparing the tidegate schema: {error}")))?;
+        .map_err(|error| crate::state_error("preparing the tidegate schema", error))?;
     let transaction = client
         .transaction()
         .await

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tidegate_db::blockers::Blocker;
-use tidegate_db::connect::{describe, ConnectionConfig};
+use tidegate_db::connect::{describe, ConnectionConfig, DbError};
 use tidegate_lint::Config;
 use tidegate_sql::discovery::Layout;
 use tokio_postgres::{Client, GenericClient};
@@ -174,7 +174,7 @@ pub struct ApplySummary {
 }
 
 fn database(context: &str) -> impl Fn(tokio_postgres::Error) -> ApplyError + '_ {
-    move |error| ApplyError::Database(format!("{context}: {}", describe(&error)))
+    move |error| ApplyError::Database(DbError::new(context, &error))
 }
 
 /// Plans, then (unless a dry run) applies every pending migration of `dir`.
@@ -188,7 +188,7 @@ pub async fn apply(
     let mut client = config
         .connect()
         .await
-        .map_err(|error| ApplyError::Database(error.to_string()))?;
+        .map_err(|error| ApplyError::Database(error.into()))?;
 
     if options.dry_run {
         // Changes nothing: reads the history if there is one, plans, returns.
@@ -228,7 +228,7 @@ pub async fn apply(
     baseline::refuse_unadopted(&client, &history, dir).await?;
     state::ensure_schema(&mut client)
         .await
-        .map_err(|error| ApplyError::Database(format!("preparing the tidegate schema: {error}")))?;
+        .map_err(|error| crate::state_error("preparing the tidegate schema", error))?;
     let lock_started = Instant::now();
     take_apply_lock(&client, options.lock_wait).await?;
     let lock_pid = backend_pids(&[&client]).await?[0];
@@ -397,7 +397,7 @@ async fn apply_locked(
         config
             .connect()
             .await
-            .map_err(|error| ApplyError::Database(error.to_string()))?,
+            .map_err(|error| ApplyError::Database(error.into()))?,
     );
     let own_pids = backend_pids(&[client, &monitor]).await?;
     let mut applied_now = Vec::new();
@@ -623,9 +623,12 @@ pub(crate) async fn read_history(
             let version: String = row.get(0);
             let status: String = row.get(2);
             let status = MigrationStatus::from_db(&status).ok_or_else(|| {
-                ApplyError::Database(format!(
-                    "tidegate.migrations records {version} with status '{status}', which this build does not \
-                     know: a newer tidegate wrote it; upgrade tidegate"
+                ApplyError::Database(DbError::other(
+                    "reading tidegate.migrations",
+                    format!(
+                        "it records {version} with status '{status}', which this build does not know: a newer \
+                         tidegate wrote it; upgrade tidegate"
+                    ),
                 ))
             })?;
             Ok(AppliedRecord {

@@ -151,7 +151,8 @@ pub enum ApplyError {
     #[error("{}", obstacles_text(.0))]
     Obstacles(Vec<(PathBuf, Obstacle)>),
     #[error("{0}")]
-    Database(String),
+    /// The database answered with an error (its SQLSTATE kept) or could not be reached.
+    Database(#[from] tidegate_db::connect::DbError),
     #[error("another tidegate apply holds the migration lock on this database ({holder}); waited {waited_s:.0} s. Let it finish, or raise --lock-wait")]
     Busy { holder: String, waited_s: f64 },
     #[error(
@@ -553,4 +554,20 @@ fn names_in_use(target: &TargetSnapshot, catalog: &Catalog) -> NamesInUse {
         }
     }
     names
+}
+
+/// A failure of the state schema's creation or migration, as an apply error (a database error keeps its SQLSTATE).
+pub(crate) fn state_error(
+    context: &str,
+    error: tidegate_backfill::state::StateError,
+) -> ApplyError {
+    match error {
+        tidegate_backfill::state::StateError::Db(error) => {
+            ApplyError::Database(tidegate_db::connect::DbError::new(context, &error))
+        }
+        other => ApplyError::Database(tidegate_db::connect::DbError::other(
+            context,
+            other.to_string(),
+        )),
+    }
 }

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use tidegate_db::connect::{describe, ConnectionConfig};
+use tidegate_db::connect::{ConnectionConfig, DbError};
 use tidegate_sql::discovery::Layout;
 
 use crate::baseline::unadopted_history;
@@ -252,7 +252,7 @@ impl StatusReport {
 }
 
 fn database(context: &str) -> impl Fn(tokio_postgres::Error) -> ApplyError + '_ {
-    move |error| ApplyError::Database(format!("{context}: {}", describe(&error)))
+    move |error| ApplyError::Database(DbError::new(context, &error))
 }
 
 /// Reads the state of every migration of `dir`, in a `READ ONLY` transaction.
@@ -265,7 +265,7 @@ pub async fn status(
     let mut client = config
         .connect()
         .await
-        .map_err(|error| ApplyError::Database(error.to_string()))?;
+        .map_err(|error| ApplyError::Database(error.into()))?;
     let transaction = client
         .build_transaction()
         .read_only(true)
@@ -288,9 +288,12 @@ pub async fn status(
             let version: String = row.get(0);
             let status: String = row.get(3);
             let status = MigrationStatus::from_db(&status).ok_or_else(|| {
-                ApplyError::Database(format!(
-                    "tidegate.migrations records {version} with status '{status}', which this build does not \
-                     know: a newer tidegate wrote it; upgrade tidegate"
+                ApplyError::Database(DbError::other(
+                    "reading tidegate.migrations",
+                    format!(
+                        "it records {version} with status '{status}', which this build does not know: a newer \
+                         tidegate wrote it; upgrade tidegate"
+                    ),
                 ))
             })?;
             records.push(RecordedMigration {

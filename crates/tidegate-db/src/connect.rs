@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
 /// The `lock_timeout` every session starts with. Work that waits for locks on purpose (schema phases, backfill
@@ -42,7 +43,77 @@ pub enum ConnectError {
     Unsupported(String),
     /// The server could not be reached or refused the connection.
     #[error("cannot connect to {target}: {reason}")]
-    Connect { target: String, reason: String },
+    Connect {
+        target: String,
+        reason: String,
+        /// The server's SQLSTATE when it answered (a refusal), `None` when it could not be reached.
+        sqlstate: Option<SqlState>,
+    },
+}
+
+impl ConnectError {
+    pub fn sqlstate(&self) -> Option<&SqlState> {
+        match self {
+            ConnectError::Connect { sqlstate, .. } => sqlstate.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying cannot help: the settings are wrong, or the server refused for a reason that does not pass
+    /// (bad credentials, SQLSTATE class 28; no such database, 3D000; no privilege to connect, 42501). A worker
+    /// stops at once on these instead of retrying them like a network blip.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ConnectError::Connect { sqlstate, .. } => sqlstate.as_ref().is_some_and(|state| {
+                let code = state.code();
+                code.starts_with("28") || code == "3D000" || code == "42501"
+            }),
+            ConnectError::BadUrl { .. } | ConnectError::Unsupported(_) => true,
+        }
+    }
+}
+
+/// A database error as libraries return it: what tidegate was doing, the server's message (never a password) and
+/// its SQLSTATE, so callers match codes, not text.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{context}: {message}")]
+pub struct DbError {
+    pub context: String,
+    pub message: String,
+    pub sqlstate: Option<SqlState>,
+}
+
+impl DbError {
+    pub fn new(context: impl Into<String>, error: &tokio_postgres::Error) -> Self {
+        Self {
+            context: context.into(),
+            message: describe(error),
+            sqlstate: error.code().cloned(),
+        }
+    }
+
+    /// An error tidegate found itself (no server code).
+    pub fn other(context: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            context: context.into(),
+            message: message.into(),
+            sqlstate: None,
+        }
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        self.sqlstate.as_ref().map(SqlState::code)
+    }
+}
+
+impl From<ConnectError> for DbError {
+    fn from(error: ConnectError) -> Self {
+        Self {
+            sqlstate: error.sqlstate().cloned(),
+            context: "connecting".into(),
+            message: error.to_string(),
+        }
+    }
 }
 
 /// Where the configuration came from, for messages.
@@ -170,6 +241,7 @@ impl ConnectionConfig {
             Err(error) => Err(ConnectError::Connect {
                 target: self.redacted().to_string(),
                 reason: describe(&error),
+                sqlstate: error.code().cloned(),
             }),
         }
     }

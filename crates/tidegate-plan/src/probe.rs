@@ -43,18 +43,16 @@ impl Default for ProbeOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("{what}: {reason}")]
-    Database { what: String, reason: String },
+    /// The database answered with an error; its SQLSTATE is kept.
+    #[error("{0}")]
+    Database(#[from] tidegate_db::connect::DbError),
     #[error("the server did not open a read-only transaction (transaction_read_only is off); refusing to continue")]
     NotReadOnly,
 }
 
 fn database(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> ProbeError {
     let what = what.into();
-    move |error| ProbeError::Database {
-        what,
-        reason: tidegate_db::connect::describe(&error),
-    }
+    move |error| ProbeError::Database(tidegate_db::connect::DbError::new(what, &error))
 }
 
 /// What the plan learns before analysing migrations.

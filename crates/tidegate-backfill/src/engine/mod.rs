@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tidegate_db::connect::{describe, is_connection_lost, sqlstate, ConnectionConfig};
+use tidegate_db::connect::{describe, is_connection_lost, sqlstate, ConnectionConfig, DbError};
 use tokio_postgres::Client;
 
 use crate::controller::ControllerConfig;
@@ -104,9 +104,10 @@ pub enum BackfillError {
     /// Bad input, found before any row changed. Exit 2.
     #[error("{0}")]
     Input(String),
-    /// The database could not be reached or answered with an error before the run started. Exit 1.
+    /// The database could not be reached or answered with an error before the run started (its SQLSTATE kept).
+    /// Exit 1.
     #[error("{0}")]
-    Database(String),
+    Database(#[from] DbError),
     /// The latest run of this spec already completed (or was aborted); `--restart` runs it again.
     #[error("run {run_id} of this spec is already {status}; nothing to do. Pass --restart to run it again (a non-idempotent SET would apply twice)")]
     AlreadyFinished { run_id: i64, status: RunStatus },
@@ -119,7 +120,7 @@ impl From<tidegate_db::connect::ConnectError> for BackfillError {
     fn from(error: tidegate_db::connect::ConnectError) -> Self {
         match error {
             tidegate_db::connect::ConnectError::Connect { .. } => {
-                BackfillError::Database(error.to_string())
+                BackfillError::Database(error.into())
             }
             other => BackfillError::Input(other.to_string()),
         }
@@ -127,7 +128,7 @@ impl From<tidegate_db::connect::ConnectError> for BackfillError {
 }
 
 fn db_error(context: &str, error: &tokio_postgres::Error) -> BackfillError {
-    BackfillError::Database(format!("{context}: {}", describe(error)))
+    BackfillError::Database(DbError::new(context, error))
 }
 
 /// What to run: a spec (resumes its unfinished run, if any) or a run by id.
@@ -667,7 +668,10 @@ pub async fn run(
                 )));
             }
             let spec: BackfillSpec = serde_json::from_str(&row.spec_json).map_err(|e| {
-                BackfillError::Database(format!("run {id} has a spec this build cannot read: {e}"))
+                BackfillError::Database(DbError::other(
+                    format!("reading run {id}"),
+                    format!("its spec is one this build cannot read: {e}"),
+                ))
             })?;
             (spec, Some(row))
         }
@@ -681,7 +685,13 @@ pub async fn run(
     }
     state::ensure_schema(&mut client)
         .await
-        .map_err(|e| BackfillError::Database(format!("creating the tidegate state schema: {e}")))?;
+        .map_err(|e| match e {
+            state::StateError::Db(error) => db_error("creating the tidegate state schema", &error),
+            other => BackfillError::Database(DbError::other(
+                "creating the tidegate state schema",
+                other.to_string(),
+            )),
+        })?;
     let spec_json = identity_json(&prepared);
     let (run, resumed) = attach_or_create(
         &client,
@@ -989,7 +999,12 @@ async fn attach_or_create(
                 let run = state::find_run(client, id)
                     .await
                     .map_err(|e| db_error("reading the new run", &e))?
-                    .ok_or_else(|| BackfillError::Database("the new run vanished".into()))?;
+                    .ok_or_else(|| {
+                        BackfillError::Database(DbError::other(
+                            "creating the run",
+                            "the new run vanished",
+                        ))
+                    })?;
                 return Ok((run, false));
             }
             // Another process created the same run a moment ago: attach to it.
@@ -997,7 +1012,8 @@ async fn attach_or_create(
             Err(e) => return Err(db_error("creating the run", &e)),
         }
     }
-    Err(BackfillError::Database(
-        "could not create or find the run (concurrent starts kept racing)".into(),
-    ))
+    Err(BackfillError::Database(DbError::other(
+        "creating the run",
+        "could not create or find the run (concurrent starts kept racing)",
+    )))
 }

@@ -57,6 +57,14 @@ pub(super) async fn monitor_loop(
                         worker: None,
                     });
                 }
+                Err(e) if e.is_permanent() => {
+                    // Retrying cannot fix a refusal like a wrong password: stop at the batch, resumable.
+                    ctx.set_gate(Gate::Stop(format!(
+                        "the database refused to reconnect: {e}"
+                    )));
+                    tokio::time::sleep(ctx.options.health_interval).await;
+                    continue;
+                }
                 Err(e) => {
                     ctx.set_gate(Gate::Wait(WaitReason::MonitorReconnecting));
                     match reconnect.on_failure(&ctx.options.reconnect, ctx.now(), fastrand::f64()) {

@@ -307,7 +307,8 @@ async fn connect_worker_checked(ctx: &Ctx) -> Result<WorkerConn, (String, bool)>
         .config
         .connect()
         .await
-        .map_err(|e| (e.to_string(), false))?;
+        // A refusal that retrying cannot fix (a wrong password, a missing database) is fatal at once.
+        .map_err(|e| (e.to_string(), e.is_permanent()))?;
     let setup = async {
         client
             .batch_execute(&d.session_settings(
