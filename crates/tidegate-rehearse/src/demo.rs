@@ -41,21 +41,15 @@ pub async fn rebuild_orders(url: &str, rows: u64, seed: u64) -> Result<(), Strin
         .map_err(|error| format!("loading orders: {error}"))
 }
 
-/// Refuses a target that already has an `orders` table: the demo creates and drops its own.
-pub async fn refuse_existing_orders(url: &str) -> Result<(), String> {
+/// The `orders` table the target already has, if any: the demo creates and drops its own, so it refuses such a
+/// target.
+pub async fn existing_orders(url: &str) -> Result<Option<String>, String> {
     let client = connect(url).await?;
-    let existing: Option<String> = client
+    Ok(client
         .query_one("SELECT to_regclass('orders')::text", &[])
         .await
         .map_err(|error| error.to_string())?
-        .get(0);
-    match existing {
-        Some(table) => Err(format!(
-            "this database already has a table {table}; the demo creates and drops `orders`, so point --db at an \
-             empty database (or leave --db out to use a scratch server)"
-        )),
-        None => Ok(()),
-    }
+        .get(0))
 }
 
 /// Drops what the demo created in the target database (`orders`); the `tidegate` schema keeps the history of the

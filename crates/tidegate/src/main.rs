@@ -66,7 +66,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            commands::exit_usage()
+            if error.downcast_ref::<commands::UsageError>().is_some() {
+                commands::exit_usage()
+            } else {
+                commands::exit_failure()
+            }
         }
     }
 }

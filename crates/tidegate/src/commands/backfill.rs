@@ -107,13 +107,13 @@ fn options_from(args: &BackfillArgs) -> anyhow::Result<BackfillOptions> {
     let mut controller = ControllerConfig::default();
     if let Some(t) = args.batch_time {
         if t.is_zero() {
-            anyhow::bail!("--batch-time must be more than zero");
+            return Err(super::usage("--batch-time must be more than zero"));
         }
         controller.target = t;
     }
     if let Some(n) = args.batch_size {
         if n == 0 {
-            anyhow::bail!("--batch-size must be at least 1");
+            return Err(super::usage("--batch-size must be at least 1"));
         }
         controller.initial = n;
         controller.max = controller.max.max(n);
@@ -121,10 +121,10 @@ fn options_from(args: &BackfillArgs) -> anyhow::Result<BackfillOptions> {
         controller.fixed = args.batch_time.is_none();
     }
     if args.workers == 0 {
-        anyhow::bail!("--workers must be at least 1");
+        return Err(super::usage("--workers must be at least 1"));
     }
     if args.max_rows_per_second == Some(0) {
-        anyhow::bail!("--max-rows-per-second must be at least 1");
+        return Err(super::usage("--max-rows-per-second must be at least 1"));
     }
     let window = match &args.window {
         Some(w) => Some(w.parse::<Window>()?),

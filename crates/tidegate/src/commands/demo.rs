@@ -68,10 +68,12 @@ impl Drop for ScratchGuard {
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if args.rows == 0 {
-        anyhow::bail!("--rows must be at least 1");
+        return Err(super::usage("--rows must be at least 1"));
     }
     if !args.rate.is_finite() || args.rate <= 0.0 || args.connections == 0 {
-        anyhow::bail!("--rate must be positive and --connections at least 1");
+        return Err(super::usage(
+            "--rate must be positive and --connections at least 1",
+        ));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -153,9 +155,15 @@ async fn run_demo(
     owns_orders: &AtomicBool,
 ) -> anyhow::Result<ExitCode> {
     if args.db.is_some() {
-        tidegate_rehearse::demo::refuse_existing_orders(url)
+        let existing = tidegate_rehearse::demo::existing_orders(url)
             .await
             .map_err(anyhow::Error::msg)?;
+        if let Some(table) = existing {
+            return Err(super::usage(format!(
+                "this database already has a table {table}; the demo creates and drops `orders`, so point --db at \
+                 an empty database (or leave --db out to use a scratch server)"
+            )));
+        }
     }
     owns_orders.store(true, Ordering::SeqCst);
     let config = ActConfig {

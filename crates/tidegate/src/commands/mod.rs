@@ -38,6 +38,24 @@ pub fn exit_usage() -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Bad input from the command line, found before anything ran: exit 2. Every other error a verb returns is a
+/// failure of what was asked (exit 1).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A [`UsageError`] as the `anyhow::Error` verbs return.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    UsageError(message.into()).into()
+}
+
 /// Parses every duration flag: `100ms`, `2s`, `1.5s`, `1m`, `1h`, or `0`. A bare number other than 0 is refused:
 /// PostgreSQL reads it as milliseconds and most tools as seconds, so the unit must be said.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
