@@ -186,7 +186,15 @@ fn create_index_concurrently(
     index.concurrent = true;
     let schema = schema_of(relation, context).to_string();
     if index.idxname.is_empty() {
-        let columns = index_column_names(&index.index_params);
+        // DefineIndex names the index after its key and INCLUDE columns alike.
+        let elements: Vec<protobuf::Node> = index
+            .index_params
+            .iter()
+            .chain(&index.index_including_params)
+            .cloned()
+            .collect();
+        let columns = index_column_names(&elements);
+        let addition = name_addition(columns.iter().map(String::as_str));
         let addition = name_addition(columns.iter().map(String::as_str));
         index.idxname = choose_relation_name(
             context.names,
@@ -535,7 +543,8 @@ fn unique_through_index(
     } else if primary {
         choose_relation_name(context.names, schema, &relation.relname, None, "pkey", true)
     } else {
-        let addition = name_addition(keys.iter().map(String::as_str));
+        // The constraint's index is named after its key and INCLUDE columns alike.
+        let addition = name_addition(keys.iter().chain(&including).map(String::as_str));
         choose_relation_name(
             context.names,
             schema,

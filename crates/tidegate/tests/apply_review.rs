@@ -1,0 +1,89 @@
+//! Defects a review of `tidegate apply` found by using it as a user would, each reproduced against a real
+//! PostgreSQL: the real binary, real migration directories, and plain psql on an identical copy where the end state
+//! is what matters.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use tidegate_testkit::behaviour::{dump_difference, psql_ok, schema_dump, PsqlInput};
+use tidegate_testkit::TestDatabase;
+
+const TIDEGATE: &str = env!("CARGO_BIN_EXE_tidegate");
+
+/// Above the default small_table_rows (10,000), so every size-sensitive hazard counts.
+const ROWS: i64 = 30_000;
+
+fn write(dir: &Path, name: &str, sql: &str) {
+    std::fs::write(dir.join(name), sql).unwrap();
+}
+
+fn apply(dir: &Path, url: &str, extra: &[&str]) -> Output {
+    Command::new(TIDEGATE)
+        .args(["apply", dir.to_str().unwrap(), "--db", url])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+async fn populated_users(db: &TestDatabase) {
+    db.connect()
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, name text, org_id int, score int);
+             INSERT INTO users SELECT g, 'u' || g, 'n' || g, g % 100, g % 1000 FROM generate_series(1, {ROWS}) g;
+             ANALYZE users;"
+        ))
+        .await
+        .unwrap();
+}
+
+/// Runs `migration` with plain psql on one database and through `tidegate apply` on another, both holding the
+/// populated `users` table, and returns both schemas (pg_dump --schema-only, without the tidegate schema).
+async fn psql_and_tidegate(migration: &str) -> (String, String, Output) {
+    let plain = TestDatabase::create().await;
+    let through_tidegate = TestDatabase::create().await;
+    populated_users(&plain).await;
+    populated_users(&through_tidegate).await;
+    psql_ok(plain.url(), PsqlInput::Sql(migration)).await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "0001_migration.sql", migration);
+    let output = apply(dir.path(), through_tidegate.url(), &[]);
+    (
+        schema_dump(plain.url()).await,
+        schema_dump(through_tidegate.url()).await,
+        output,
+    )
+}
+
+/// PostgreSQL names an unnamed index after its key columns and its INCLUDE columns (`DefineIndex` passes both to
+/// `ChooseIndexColumnNames`); the CONCURRENTLY rewrite named it after the key columns only, so the index, and the
+/// UNIQUE constraint built through one, ended under another name than plain psql gives them.
+#[tokio::test]
+async fn include_columns_are_part_of_the_name_postgres_chooses() {
+    let migration = "CREATE INDEX ON users (org_id) INCLUDE (score);\n\
+                     ALTER TABLE users ADD UNIQUE (email) INCLUDE (name);\n";
+    let (plain, tidegate, output) = psql_and_tidegate(migration).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        plain.contains("CREATE INDEX users_org_id_score_idx ON public.users USING btree (org_id) INCLUDE (score);"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("ADD CONSTRAINT users_email_name_key UNIQUE (email) INCLUDE (name);"),
+        "{plain}"
+    );
+    assert_eq!(
+        plain,
+        tidegate,
+        "{}",
+        dump_difference("psql", &plain, "tidegate", &tidegate)
+    );
+}
