@@ -87,3 +87,72 @@ async fn include_columns_are_part_of_the_name_postgres_chooses() {
         dump_difference("psql", &plain, "tidegate", &tidegate)
     );
 }
+
+/// A populated table renamed by an earlier migration of the same run kept its rows, but apply's plan counted the
+/// new name as a table created in the run, with 0 rows: the CREATE INDEX and the CHECK of the next migration ran
+/// as written, under SHARE and ACCESS EXCLUSIVE for a full build and scan.
+#[tokio::test]
+async fn a_table_renamed_by_an_earlier_migration_of_the_run_keeps_its_size() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "0001_accounts.sql",
+        "CREATE TABLE accounts (id bigint PRIMARY KEY, score int);\n",
+    );
+    let output = apply(dir.path(), db.url(), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    db.connect()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO accounts SELECT g, g FROM generate_series(1, {ROWS}) g; ANALYZE accounts;"
+        ))
+        .await
+        .unwrap();
+    write(
+        dir.path(),
+        "0002_rename.sql",
+        "-- tidegate:ignore rename-table the application reads customers from this release on\n\
+         ALTER TABLE accounts RENAME TO customers;\n",
+    );
+    write(
+        dir.path(),
+        "0003_index.sql",
+        "CREATE INDEX ON customers (score);\nALTER TABLE customers ADD CHECK (score > 0);\n",
+    );
+
+    let dry_run = apply(dir.path(), db.url(), &["--dry-run"]);
+    let plan = stdout(&dry_run);
+    assert!(dry_run.status.success(), "{}", stderr(&dry_run));
+    assert!(
+        plan.contains("CREATE INDEX CONCURRENTLY customers_score_idx ON customers"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("ADD CONSTRAINT customers_score_check CHECK (score > 0) NOT VALID"),
+        "{plan}"
+    );
+    assert!(!plan.contains("runs as written"), "{plan}");
+
+    let output = apply(dir.path(), db.url(), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let client = db.connect().await;
+    let as_written: i64 = client
+        .query_one(
+            "SELECT count(*) FROM tidegate.journal WHERE event = 'statement_as_written_small_table'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(as_written, 0);
+    let validated: bool = client
+        .query_one(
+            "SELECT convalidated FROM pg_constraint WHERE conname = 'customers_score_check'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(validated);
+}
