@@ -156,3 +156,39 @@ async fn a_table_renamed_by_an_earlier_migration_of_the_run_keeps_its_size() {
         .get(0);
     assert!(validated);
 }
+
+/// In an ALTER TABLE with several ADD COLUMN subcommands, the default-then-backfill rewrite was applied to every
+/// one of them because the finding belongs to the statement: a plain nullable column next to a volatile default
+/// stopped the apply ("column flags has no DEFAULT to fill the rows with"), and a constant default was turned into
+/// a full backfill. Only the column whose default rewrites the table is split.
+#[tokio::test]
+async fn only_the_added_column_with_a_volatile_default_is_filled_by_a_backfill() {
+    let migration = "ALTER TABLE users ADD COLUMN token uuid DEFAULT gen_random_uuid(), \
+                     ADD COLUMN flags int, ADD COLUMN tier int NOT NULL DEFAULT 0;\n";
+    let db = TestDatabase::create().await;
+    populated_users(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "0001_migration.sql", migration);
+
+    let dry_run = apply(dir.path(), db.url(), &["--dry-run"]);
+    let plan = stdout(&dry_run);
+    assert!(dry_run.status.success(), "{}", stderr(&dry_run));
+    assert!(
+        plan.contains("ALTER TABLE users ADD COLUMN flags int"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("ALTER TABLE users ADD COLUMN tier int NOT NULL DEFAULT 0"),
+        "{plan}"
+    );
+    assert_eq!(plan.matches("backfill phase").count(), 1, "{plan}");
+
+    let (plain, tidegate, output) = psql_and_tidegate(migration).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        plain,
+        tidegate,
+        "{}",
+        dump_difference("psql", &plain, "tidegate", &tidegate)
+    );
+}
