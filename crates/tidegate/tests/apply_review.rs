@@ -192,3 +192,113 @@ async fn only_the_added_column_with_a_volatile_default_is_filled_by_a_backfill()
         dump_difference("psql", &plain, "tidegate", &tidegate)
     );
 }
+
+/// Not fixed here (see the review report): every migration of a run is planned before the first one runs, with
+/// a table an earlier migration of the run creates counted as empty. A migration that creates and fills a table
+/// (seed data, `CREATE TABLE … AS SELECT`) leaves it above small_table_rows, and the next migration's CREATE INDEX
+/// and CHECK on it run as written. Issue 10: "tables created earlier in the same run count by their size at that
+/// moment".
+#[tokio::test]
+#[ignore = "defect: a table filled by an earlier migration of the same run is planned as empty"]
+async fn a_table_filled_by_an_earlier_migration_of_the_run_counts_by_its_size_when_the_next_runs() {
+    let db = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "0001_create.sql",
+        &format!(
+            "CREATE TABLE seeded (id bigint PRIMARY KEY, v int);\n\
+             INSERT INTO seeded SELECT g, g FROM generate_series(1, {ROWS}) g;\n"
+        ),
+    );
+    write(
+        dir.path(),
+        "0002_index.sql",
+        "CREATE INDEX ON seeded (v);\nALTER TABLE seeded ADD CHECK (v > 0);\n",
+    );
+    let output = apply(dir.path(), db.url(), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let as_written: i64 = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT count(*) FROM tidegate.journal WHERE event = 'statement_as_written_small_table' \
+             AND migration_version = '0002_index.sql'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(as_written, 0, "{}", stderr(&output));
+}
+
+/// Not fixed here (see the review report): issue 10 asks that an index a CONCURRENTLY phase built and committed
+/// just before a crash, before the phase was recorded, be recorded on resume and not built again. Nothing does
+/// that. After a kill -9 in that window the resumed build fails with 42P07 ("relation … already exists") and the
+/// migration stays failed; when the record itself failed (this test: a trigger refuses it, which makes the window
+/// deterministic) the migration is planned again, the name is now taken, and a second identical index is built
+/// as `users_score_idx1`.
+#[tokio::test]
+#[ignore = "defect: an index built just before its phase was recorded stops the resume with 42P07"]
+async fn an_index_built_before_its_phase_was_recorded_is_recorded_on_resume() {
+    let db = TestDatabase::create().await;
+    populated_users(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "0001_first.sql",
+        "CREATE TABLE notes (id int);\n",
+    );
+    let output = apply(dir.path(), db.url(), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE FUNCTION refuse_phase_record() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.version = '0002_index.sql' AND NEW.phases_done >= 1 THEN
+                 RAISE EXCEPTION 'the crash between the build and its record';
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_phase_record BEFORE UPDATE ON tidegate.migrations
+               FOR EACH ROW EXECUTE FUNCTION refuse_phase_record();",
+        )
+        .await
+        .unwrap();
+    write(
+        dir.path(),
+        "0002_index.sql",
+        "CREATE INDEX ON users (score);\nALTER TABLE users ADD CHECK (score >= 0);\n",
+    );
+    let crashed = apply(dir.path(), db.url(), &[]);
+    assert!(!crashed.status.success(), "{}", stderr(&crashed));
+    let built: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_index WHERE indexrelid = to_regclass('users_score_idx') AND indisvalid",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        built, 1,
+        "the index committed before its phase was recorded"
+    );
+    client
+        .batch_execute("DROP TRIGGER refuse_phase_record ON tidegate.migrations")
+        .await
+        .unwrap();
+
+    let resumed = apply(dir.path(), db.url(), &[]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let indexes: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'users' AND indexdef LIKE '%(score)'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(indexes, 1);
+}
