@@ -380,6 +380,9 @@ pub fn plan(
         pg_version: lint_config.pg_version,
         ..options.clone()
     };
+    // The live table each table an earlier migration of this run renamed was read under, by its new name:
+    // sizes are read before the run, under the names the target has then.
+    let mut renamed_in_run: HashMap<(String, String), (String, String)> = HashMap::new();
     for source in sources {
         let settings = MigrationSettings {
             pg_version: lint_config.pg_version,
@@ -414,7 +417,8 @@ pub fn plan(
                 });
             }
         }
-        // A table an earlier migration of this run creates is empty when this one runs (seed rows aside).
+        // A table an earlier migration of this run creates is empty when this one runs (seed rows aside); one
+        // an earlier migration renamed keeps the rows the target has under its old name.
         let created_in_run: Vec<TableName> = session
             .catalog()
             .tables()
@@ -422,13 +426,11 @@ pub fn plan(
             .filter(|table| !target.tables.contains_key(&table.key()))
             .collect();
         for table in &created_in_run {
-            session.set_table_stat(
-                table,
-                TableStat {
-                    rows: 0,
-                    bytes: None,
-                },
-            );
+            let rows = renamed_in_run
+                .get(&table.key())
+                .and_then(|origin| target.tables.get(origin))
+                .map_or(0, |live| live.rows);
+            session.set_table_stat(table, TableStat { rows, bytes: None });
         }
         let mut names = names_in_use(target, &catalog);
         let before = catalog.clone();
@@ -440,8 +442,15 @@ pub fn plan(
         let analyzed = analyze(parse_source(&source.sql), settings, &mut catalog);
         // A table renamed in this migration keeps its rows under its new name.
         let renamed = renamed_tables(analyzed.statements());
+        let live_table = |table: &TableName| {
+            target.tables.get(&table.key()).or_else(|| {
+                renamed_in_run
+                    .get(&table.key())
+                    .and_then(|origin| target.tables.get(origin))
+            })
+        };
         let rows_before = |table: &TableName| -> Option<u64> {
-            match target.tables.get(&table.key()) {
+            match live_table(table) {
                 Some(live) => Some(live.rows),
                 None if before.table(table).is_some() => Some(0),
                 None => None,
@@ -458,12 +467,8 @@ pub fn plan(
             }
             rows_before(&name)
         };
-        let is_partitioned = |table: &TableName| {
-            target
-                .tables
-                .get(&table.key())
-                .is_some_and(|live| live.partitioned)
-        };
+        let is_partitioned =
+            |table: &TableName| live_table(table).is_some_and(|live| live.partitioned);
         let column_not_null = |table: &TableName, column: &str| {
             before
                 .table(table)
@@ -487,6 +492,14 @@ pub fn plan(
             &facts,
             &mut names,
         );
+        for (old, new) in &renamed {
+            let origin = renamed_in_run
+                .remove(&old.key())
+                .unwrap_or_else(|| old.key());
+            if target.tables.contains_key(&origin) {
+                renamed_in_run.insert(new.key(), origin);
+            }
+        }
         obstacles.extend(
             migration_plan
                 .obstacles

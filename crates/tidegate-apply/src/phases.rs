@@ -415,12 +415,14 @@ pub fn plan_migration(
                 }
             }
         } else if let (false, Some(node)) = (rewritable.is_empty(), statement.node.as_deref()) {
+            let columns_added_with_rewrite = columns_added_with_rewrite(statement);
             let mut context = RewriteContext {
                 pg_version: options.pg_version,
                 default_schema: facts.default_schema,
                 names,
                 is_partitioned: facts.is_partitioned,
                 column_not_null: facts.column_not_null,
+                columns_added_with_rewrite: &columns_added_with_rewrite,
             };
             match rewrite::rewrite(node, &rewritable, &mut context) {
                 Ok(Some(safe)) if options.rewrite => {
@@ -540,6 +542,7 @@ fn as_written(
                 names,
                 is_partitioned: &|_| false,
                 column_not_null: facts.column_not_null,
+                columns_added_with_rewrite: &BTreeSet::new(),
             };
             if index.idxname.is_empty() {
                 if let Ok(step) = rewrite::name_concurrent_index(index, &mut context) {
@@ -559,6 +562,28 @@ fn as_written(
         Some(node) if cannot_run_in_transaction(node) => plain(StepClass::Autocommit),
         _ => plain(StepClass::InTransaction),
     }
+}
+
+/// The columns the statement adds whose default makes PostgreSQL rewrite the table (what
+/// add-column-default-rewrite reports): only those are split into ADD COLUMN, SET DEFAULT and a backfill; the
+/// statement's other ADD COLUMN subcommands run as written.
+fn columns_added_with_rewrite(statement: &Statement) -> BTreeSet<String> {
+    use tidegate_sql::{AlterSubcommand, ColumnFill, Operation};
+    statement
+        .effects
+        .iter()
+        .filter(|effect| {
+            effect.rewrite
+                && matches!(
+                    effect.operation,
+                    Operation::AlterTable(AlterSubcommand::AddColumn {
+                        fill: ColumnFill::VolatileDefault | ColumnFill::ConstantDefault,
+                        ..
+                    })
+                )
+        })
+        .filter_map(|effect| effect.column.clone())
+        .collect()
 }
 
 fn concurrent_index_literal(index: &protobuf::IndexStmt) -> Option<String> {

@@ -79,6 +79,9 @@ pub struct RewriteContext<'a> {
     pub is_partitioned: &'a dyn Fn(&TableName) -> bool,
     /// Whether the column is known to be NOT NULL already (from the migrations before this one).
     pub column_not_null: &'a dyn Fn(&TableName, &str) -> bool,
+    /// The columns the statement adds with a default that rewrites the table; its other ADD COLUMN subcommands
+    /// run as written.
+    pub columns_added_with_rewrite: &'a BTreeSet<String>,
 }
 
 /// The rules whose hazard a rewrite removes.
@@ -186,7 +189,14 @@ fn create_index_concurrently(
     index.concurrent = true;
     let schema = schema_of(relation, context).to_string();
     if index.idxname.is_empty() {
-        let columns = index_column_names(&index.index_params);
+        // DefineIndex names the index after its key and INCLUDE columns alike.
+        let elements: Vec<protobuf::Node> = index
+            .index_params
+            .iter()
+            .chain(&index.index_including_params)
+            .cloned()
+            .collect();
+        let columns = index_column_names(&elements);
         let addition = name_addition(columns.iter().map(String::as_str));
         index.idxname = choose_relation_name(
             context.names,
@@ -397,7 +407,14 @@ fn alter_table(
                     context,
                 )?);
             }
-            (At::AtAddColumn, _, _) if rules.contains(&RuleId::AddColumnDefaultRewrite) => {
+            (At::AtAddColumn, _, _)
+                if rules.contains(&RuleId::AddColumnDefaultRewrite)
+                    && matches!(
+                        cmd.def.as_deref().and_then(|def| def.node.as_ref()),
+                        Some(NodeEnum::ColumnDef(column))
+                            if context.columns_added_with_rewrite.contains(&column.colname)
+                    ) =>
+            {
                 let Some(NodeEnum::ColumnDef(column)) =
                     cmd.def.as_deref().and_then(|def| def.node.as_ref())
                 else {
@@ -535,7 +552,8 @@ fn unique_through_index(
     } else if primary {
         choose_relation_name(context.names, schema, &relation.relname, None, "pkey", true)
     } else {
-        let addition = name_addition(keys.iter().map(String::as_str));
+        // The constraint's index is named after its key and INCLUDE columns alike.
+        let addition = name_addition(keys.iter().chain(&including).map(String::as_str));
         choose_relation_name(
             context.names,
             schema,
