@@ -438,6 +438,27 @@ async fn apply_locked(
         if let Some(error) = stopped(&applied_now) {
             return Err(error);
         }
+        // A table an earlier migration of this run created was planned as empty; seed rows may have made it large
+        // since. Such a migration is planned again with the sizes of now.
+        let replanned;
+        let migration = if !applied_now.is_empty()
+            && !migration.resumes_recorded_phases
+            && runs_small_table_hazards(migration)
+        {
+            replanned = replan(
+                client,
+                dir,
+                layout,
+                sources,
+                options,
+                migration,
+                &applied_now,
+            )
+            .await?;
+            &replanned
+        } else {
+            migration
+        };
         run_migration(
             config,
             client,
@@ -456,6 +477,64 @@ async fn apply_locked(
         applied_now,
         dry_run: false,
     })
+}
+
+/// Whether the plan runs a statement as written because its table was small.
+fn runs_small_table_hazards(migration: &PlannedMigration) -> bool {
+    migration.plan.statements.iter().any(|statement| {
+        matches!(
+            statement.disposition,
+            Disposition::AsWrittenSmallTable { .. }
+        )
+    })
+}
+
+/// Plans `migration` again from the history and the sizes of now (the migrations before it in this run applied).
+#[allow(clippy::too_many_arguments)]
+async fn replan(
+    client: &Client,
+    dir: &Path,
+    layout: Layout,
+    sources: &[crate::MigrationSource],
+    options: &ApplyOptions,
+    migration: &PlannedMigration,
+    applied_now: &[String],
+) -> Result<PlannedMigration, ApplyError> {
+    let history = read_history(client).await?;
+    let target = read_target(client, sources, &history, options).await?;
+    let replanned = match plan(
+        dir,
+        layout,
+        sources,
+        &history,
+        &options.lint,
+        &plan_options(options),
+        &target,
+    ) {
+        Ok(plan) => plan,
+        Err(ApplyError::Obstacles(obstacles)) => {
+            let own: Vec<_> = obstacles
+                .into_iter()
+                .filter(|(path, _)| *path == migration.path)
+                .collect();
+            return Err(ApplyError::ObstaclesNow {
+                version: migration.version.clone(),
+                applied_now: applied_now.to_vec(),
+                obstacles: own,
+            });
+        }
+        Err(error) => return Err(error),
+    };
+    replanned
+        .pending
+        .into_iter()
+        .find(|pending| pending.version == migration.version)
+        .ok_or_else(|| {
+            ApplyError::Database(DbError::other(
+                format!("planning {} again", migration.version),
+                "another apply recorded it meanwhile",
+            ))
+        })
 }
 
 fn plan_options(options: &ApplyOptions) -> PlanOptions {
@@ -696,11 +775,19 @@ async fn run_migration(
     // use (an index its first phase built) or tidegate.toml may have changed since, and a new plan could split
     // the same file differently. The file itself is the same (its checksum was checked).
     let recorded;
-    let phases: &[Phase] = if migration.phases_done > 0 {
-        recorded = recorded_phases(client, migration).await?;
-        &recorded
-    } else {
-        &migration.plan.phases
+    let phases: &[Phase] = match migration.resumes_recorded_phases {
+        true => match recorded_phases(client, migration).await {
+            Ok(phases) => {
+                recorded = phases;
+                &recorded
+            }
+            // Nothing was recorded done, and the record is in a shape this build does not read: plan anew.
+            Err(ApplyError::PhasesUnreadable { .. }) if migration.phases_done == 0 => {
+                &migration.plan.phases
+            }
+            Err(error) => return Err(error),
+        },
+        false => &migration.plan.phases,
     };
     let phases_json = serde_json::to_string(phases).unwrap_or_else(|_| "[]".into());
     // An unfinished record means an earlier apply ran this migration: its first unrecorded phase may have

@@ -120,6 +120,10 @@ pub struct PlannedMigration {
     pub checksum: String,
     /// Phases already done by an interrupted earlier apply; they are skipped.
     pub phases_done: usize,
+    /// An earlier apply started this same file (same checksum) and did not finish it: it resumes with the phases
+    /// recorded then, even when none was recorded done — its first phase may have committed outside a transaction
+    /// just before the crash, and a new plan could name that phase's objects differently.
+    pub resumes_recorded_phases: bool,
     #[serde(flatten)]
     pub plan: MigrationPlan,
 }
@@ -150,6 +154,18 @@ pub enum ApplyError {
     },
     #[error("{}", obstacles_text(.0))]
     Obstacles(Vec<(PathBuf, Obstacle)>),
+    /// A migration planned again just before it ran (its tables grew in this run) has obstacles now.
+    #[error(
+        "{version} was planned again before it ran, with the table sizes the migrations before it left ({} applied \
+         by this run), and it cannot run as it stands: {}",
+        applied_now.join(", "),
+        obstacles_text(obstacles).replacen("; nothing was changed", "; nothing of it was changed", 1)
+    )]
+    ObstaclesNow {
+        version: String,
+        applied_now: Vec<String>,
+        obstacles: Vec<(PathBuf, Obstacle)>,
+    },
     #[error("{0}")]
     /// The database answered with an error (its SQLSTATE kept) or could not be reached.
     Database(#[from] tidegate_db::connect::DbError),
@@ -513,6 +529,8 @@ pub fn plan(
             path: source.path.clone(),
             checksum: source.checksum.clone(),
             phases_done: record.map_or(0, |record| record.phases_done.max(0) as usize),
+            resumes_recorded_phases: record
+                .is_some_and(|record| record.checksum == source.checksum),
             plan: migration_plan,
         });
     }

@@ -493,8 +493,16 @@ pub fn plan_migration(
                     }
                 }
             }
-            plan.obstacles
-                .push(obstacle_of(finding, index, expand_contract(finding.rule)));
+            // Apply's own note about small tables always; its expand/contract steps only where lint's help does
+            // not already give them.
+            let suffix = if RULES_ALLOWED_ON_SMALL_TABLES.contains(&finding.rule)
+                || finding.help.is_none()
+            {
+                expand_contract(finding.rule)
+            } else {
+                None
+            };
+            plan.obstacles.push(obstacle_of(finding, index, suffix));
             disposition = Disposition::Refused;
         }
         if disposition == Disposition::AsWritten {

@@ -199,7 +199,6 @@ async fn only_the_added_column_with_a_volatile_default_is_filled_by_a_backfill()
 /// and CHECK on it run as written. Issue 10: "tables created earlier in the same run count by their size at that
 /// moment".
 #[tokio::test]
-#[ignore = "defect: a table filled by an earlier migration of the same run is planned as empty"]
 async fn a_table_filled_by_an_earlier_migration_of_the_run_counts_by_its_size_when_the_next_runs() {
     let db = TestDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();
@@ -239,7 +238,6 @@ async fn a_table_filled_by_an_earlier_migration_of_the_run_counts_by_its_size_wh
 /// deterministic) the migration is planned again, the name is now taken, and a second identical index is built
 /// as `users_score_idx1`.
 #[tokio::test]
-#[ignore = "defect: an index built just before its phase was recorded stops the resume with 42P07"]
 async fn an_index_built_before_its_phase_was_recorded_is_recorded_on_resume() {
     let db = TestDatabase::create().await;
     populated_users(&db).await;
