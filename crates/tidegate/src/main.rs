@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Check migration files for statements that lock, rewrite or overload a busy database
     Lint(commands::lint::LintArgs),
+    /// Language server over stdio: lint findings as diagnostics while you edit (`.sql` files)
+    Lsp(commands::lsp::LspArgs),
     /// Print the documentation of a lint rule
     Explain(commands::explain::ExplainArgs),
     /// Assess the risk of pending migrations against the live database (read-only)
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Lint(args) => commands::lint::run(args),
+        Command::Lsp(args) => commands::lsp::run(args),
         Command::Explain(args) => commands::explain::run(args),
         Command::Plan(args) => commands::plan::run(args),
         Command::Apply(args) => commands::apply::run(args),
