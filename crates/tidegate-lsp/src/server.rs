@@ -94,6 +94,8 @@ impl Server {
     pub fn handle(&mut self, message: Message, outgoing: &mut Vec<Message>) -> Flow {
         match message {
             Message::Request(request) => {
+                // Diagnostics of edits made before a request go out before its answer, in the client's order.
+                self.publish(outgoing);
                 outgoing.push(self.answer(request).into());
                 Flow::Continue
             }
