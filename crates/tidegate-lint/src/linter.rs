@@ -99,6 +99,19 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// A session that starts from a catalog replayed before (the language server replays a file's earlier
+    /// migrations once and lints every edit from a copy of that catalog).
+    pub fn with_catalog(
+        config: &'a Config,
+        stats: Option<&'a TableStats>,
+        catalog: Catalog,
+    ) -> Self {
+        Self {
+            catalog,
+            ..Self::new(config, stats)
+        }
+    }
+
     /// Records a table's size for the migrations linted from now on (apply: a table created earlier in the same
     /// run counts by its size at that moment).
     pub fn set_table_stat(&mut self, table: &TableName, stat: TableStat) {

@@ -11,6 +11,7 @@ pub mod control;
 pub mod demo;
 pub mod explain;
 pub mod lint;
+pub mod lsp;
 pub mod plan;
 pub mod runs;
 pub mod scratch;
