@@ -1378,6 +1378,59 @@ mod tests {
     }
 
     #[test]
+    fn a_table_never_created_is_learned_from_the_statements_that_touch_it() {
+        let mut catalog = Catalog::new();
+        let migration = run(
+            &mut catalog,
+            "BEGIN;
+             ALTER TABLE customers ADD CONSTRAINT email_nn CHECK (email IS NOT NULL) NOT VALID;
+             COMMIT;
+             ALTER TABLE customers VALIDATE CONSTRAINT email_nn;
+             ALTER TABLE customers ALTER COLUMN email SET NOT NULL;
+             ALTER TABLE customers ADD COLUMN nickname varchar(20);
+             ALTER TABLE customers ALTER COLUMN nickname TYPE varchar(40);
+             CREATE INDEX CONCURRENTLY customers_nickname ON customers (nickname);
+             ALTER TABLE customers RENAME CONSTRAINT email_nn TO customers_email_nn;",
+            false,
+        );
+        let statements = migration.statements();
+        let set_not_null = &statements[4].effects[0];
+        assert_eq!(
+            set_not_null.operation,
+            Operation::AlterTable(AlterSubcommand::SetNotNull {
+                proven_by_constraint: true
+            })
+        );
+        assert!(!set_not_null.scan);
+        assert_eq!(set_not_null.origin, TableOrigin::Unknown);
+        assert!(!statements[6].rewrites(), "varchar(20) → varchar(40)");
+        assert_eq!(
+            statements[6].effects[0].previous_type.as_ref().map(ToString::to_string),
+            Some("varchar(20)".to_string())
+        );
+        let customers = TableName::new(None, "customers");
+        let known = catalog.table(&customers).unwrap();
+        assert!(!known.created_in_history);
+        assert_eq!(catalog.origin(&customers), TableOrigin::Unknown);
+        assert!(known.column("email").unwrap().not_null);
+        assert_eq!(known.column("email").unwrap().column_type, None);
+        assert!(known.constraint("customers_email_nn").is_some());
+        assert_eq!(known.indexes, vec!["customers_nickname".to_string()]);
+        assert_eq!(
+            catalog.index_table(&TableName::new(None, "customers_nickname")),
+            Some(customers.clone())
+        );
+        // The next migration sees the same facts; the table is still one lint has not seen created.
+        let later = run(
+            &mut catalog,
+            "ALTER TABLE customers ALTER COLUMN email DROP NOT NULL;",
+            false,
+        );
+        assert_eq!(later.statements()[0].effects[0].origin, TableOrigin::Unknown);
+        assert!(!catalog.table(&customers).unwrap().column("email").unwrap().not_null);
+    }
+
+    #[test]
     fn transactions_explicit_and_framework() {
         let mut catalog = Catalog::new();
         let plain = run(

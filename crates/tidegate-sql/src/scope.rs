@@ -234,3 +234,129 @@ fn bounded_by_limited_cte(
             _ => false,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{analyze_sql, Catalog, MigrationSettings};
+
+    /// The row scope of each statement of `sql`, analysed after `history`.
+    fn scopes(history: &str, sql: &str) -> Vec<Option<RowScope>> {
+        let mut catalog = Catalog::new();
+        analyze_sql(history, MigrationSettings::default(), &mut catalog);
+        analyze_sql(sql, MigrationSettings::default(), &mut catalog)
+            .statements()
+            .iter()
+            .map(|statement| statement.row_scope())
+            .collect()
+    }
+
+    fn scope(sql: &str) -> Option<RowScope> {
+        let all = scopes("", sql);
+        assert_eq!(all.len(), 1, "{sql}");
+        all[0]
+    }
+
+    #[test]
+    fn one_key_batch_is_recognised_in_every_spelling() {
+        for sql in [
+            "UPDATE orders SET a = 1 WHERE id = 42",
+            "UPDATE orders SET a = 1 WHERE 42 = id AND a IS NULL",
+            "UPDATE orders SET a = 1 WHERE id IN (SELECT id FROM orders WHERE a IS NULL ORDER BY id LIMIT 5000)",
+            "UPDATE orders SET a = 1 WHERE id IN (SELECT id FROM orders FETCH FIRST 100 ROWS ONLY)",
+            "DELETE FROM orders WHERE id BETWEEN $1 AND $2",
+            "UPDATE orders SET a = 1 WHERE id >= $1 AND id < $1 + 1000",
+            "UPDATE orders SET a = 1 WHERE id > 10 AND id <= 20 AND status = 'x'",
+            "DELETE FROM orders WHERE id IN (1, 2, 3)",
+            "DELETE FROM orders WHERE id = ANY($1)",
+            "UPDATE orders o SET a = 1 WHERE o.id = 7",
+            "WITH batch AS (SELECT id FROM orders WHERE a IS NULL LIMIT 100) \
+             UPDATE orders SET a = 1 FROM batch WHERE orders.id = batch.id",
+            "WITH batch AS (SELECT id FROM orders LIMIT 100) DELETE FROM orders USING batch b WHERE b.id = orders.id",
+            "INSERT INTO archive SELECT * FROM orders WHERE id >= 1 AND id < 10001",
+            "INSERT INTO archive SELECT * FROM orders WHERE status = 'closed' ORDER BY id LIMIT 1000",
+        ] {
+            assert_eq!(scope(sql), Some(RowScope::OneBatch), "{sql}");
+        }
+    }
+
+    #[test]
+    fn anything_else_is_filtered_joined_or_everything() {
+        for (sql, expected) in [
+            ("UPDATE orders SET a = 1", RowScope::All),
+            ("DELETE FROM orders", RowScope::All),
+            ("UPDATE orders SET a = 1 WHERE id > 10", RowScope::Filtered),
+            ("UPDATE orders SET a = 1 WHERE created_at < '2020-01-01'", RowScope::Filtered),
+            ("UPDATE orders SET a = 1 WHERE id = 1 OR status = 'x'", RowScope::Filtered),
+            ("UPDATE orders SET a = 1 WHERE id IN (SELECT id FROM orders LIMIT ALL)", RowScope::Filtered),
+            ("UPDATE orders SET a = 1 WHERE id IN (SELECT order_id FROM refunds)", RowScope::Filtered),
+            // Another relation's key does not bound the target.
+            ("UPDATE orders o SET a = 1 WHERE customers.id = 7", RowScope::Filtered),
+            ("UPDATE orders SET a = c.a FROM customers c WHERE orders.customer_id = c.id", RowScope::Joined),
+            ("DELETE FROM orders USING customers c WHERE orders.customer_id = c.id AND c.id = 1", RowScope::Joined),
+            ("MERGE INTO orders o USING staged s ON o.id = s.id WHEN MATCHED THEN UPDATE SET a = s.a", RowScope::Joined),
+            ("INSERT INTO archive SELECT * FROM orders", RowScope::All),
+            ("INSERT INTO archive SELECT * FROM orders WHERE status = 'closed'", RowScope::Filtered),
+            (
+                "INSERT INTO archive SELECT * FROM orders WHERE id = 1 UNION ALL SELECT * FROM refunds",
+                RowScope::All,
+            ),
+        ] {
+            assert_eq!(scope(sql), Some(expected), "{sql}");
+        }
+    }
+
+    #[test]
+    fn statements_that_are_not_bulk_data_changes_have_no_scope() {
+        for sql in [
+            "INSERT INTO orders (id) VALUES (1), (2)",
+            "COPY orders FROM STDIN",
+            "SELECT * FROM orders",
+            "ALTER TABLE orders ADD COLUMN a int",
+        ] {
+            assert_eq!(scope(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn the_key_is_the_primary_key_the_catalog_knows() {
+        let history = "CREATE TABLE codes (code text PRIMARY KEY, id int); \
+                       ALTER TABLE squashed ADD CONSTRAINT squashed_pkey PRIMARY KEY (uid);";
+        assert_eq!(
+            scopes(
+                history,
+                "UPDATE codes SET id = 1 WHERE code = 'a'; UPDATE codes SET id = 1 WHERE id = 1; \
+                 DELETE FROM squashed WHERE uid = 5; DELETE FROM squashed WHERE id = 5;"
+            ),
+            vec![
+                Some(RowScope::OneBatch),
+                Some(RowScope::Filtered),
+                Some(RowScope::OneBatch),
+                Some(RowScope::Filtered)
+            ]
+        );
+    }
+
+    #[test]
+    fn each_source_of_an_insert_select_has_its_own_scope() {
+        let mut catalog = Catalog::new();
+        let migration = analyze_sql(
+            "INSERT INTO archive SELECT o.* FROM orders o JOIN refunds r ON r.order_id = o.id WHERE o.id BETWEEN 1 AND 100",
+            MigrationSettings::default(),
+            &mut catalog,
+        );
+        let rows: Vec<(String, Option<RowScope>)> = migration.statements()[0]
+            .effects
+            .iter()
+            .map(|effect| (effect.table.name.clone(), effect.rows))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("archive".to_string(), Some(RowScope::Filtered)),
+                ("orders".to_string(), Some(RowScope::OneBatch)),
+                ("refunds".to_string(), Some(RowScope::Filtered)),
+            ]
+        );
+    }
+}
