@@ -438,6 +438,7 @@ pub fn plan(
         let created_in_run: Vec<TableName> = session
             .catalog()
             .tables()
+            .filter(|table| table.created_in_history)
             .map(|table| table.name.clone())
             .filter(|table| !target.tables.contains_key(&table.key()))
             .collect();
@@ -468,7 +469,12 @@ pub fn plan(
         let rows_before = |table: &TableName| -> Option<u64> {
             match live_table(table) {
                 Some(live) => Some(live.rows),
-                None if before.table(table).is_some() => Some(0),
+                None if before
+                    .table(table)
+                    .is_some_and(|known| known.created_in_history) =>
+                {
+                    Some(0)
+                }
                 None => None,
             }
         };

@@ -1,6 +1,6 @@
 //! What a rule sees (one analysed migration, the catalog, the target version) and what it reports.
 
-use tidegate_sql::syntax::{column_reference, is_constant, operator_name, Node, NodeEnum};
+use tidegate_sql::syntax::NodeEnum;
 use tidegate_sql::{
     AnalyzedMigration, Catalog, PgVersion, Statement, TableEffect, TableName, TransactionState,
 };
@@ -141,98 +141,6 @@ pub fn same_transaction(a: &Statement, b: &Statement) -> bool {
     }
 }
 
-/// Whether a WHERE clause bounds a statement to one batch of `key_columns`: a key equality, a key range with
-/// both ends, `key IN (list)` or `key IN (SELECT … LIMIT n)`, in any conjunct. `qualifier` is the target
-/// table's name or alias; a column qualified with another relation's name does not count.
-pub fn bounds_a_batch(
-    where_clause: Option<&Node>,
-    key_columns: &[String],
-    qualifier: &str,
-) -> bool {
-    let Some(where_clause) = where_clause else {
-        return false;
-    };
-    let mut conjuncts = Vec::new();
-    collect_conjuncts(where_clause, &mut conjuncts);
-    let is_key = |node: &Node| {
-        column_reference(node).is_some_and(|(table, column)| {
-            key_columns.iter().any(|key| key == column)
-                && table.is_none_or(|table| table == qualifier)
-        })
-    };
-    let mut lower = false;
-    let mut upper = false;
-    for conjunct in conjuncts {
-        match conjunct.node.as_ref() {
-            Some(NodeEnum::AExpr(expr)) => {
-                let (Some(left), right) = (expr.lexpr.as_deref(), expr.rexpr.as_deref()) else {
-                    continue;
-                };
-                let kind = expr.kind;
-                use tidegate_sql::syntax::protobuf::AExprKind;
-                if kind == AExprKind::AexprBetween as i32
-                    || kind == AExprKind::AexprBetweenSym as i32
-                {
-                    if is_key(left) {
-                        return true;
-                    }
-                    continue;
-                }
-                if kind == AExprKind::AexprIn as i32 {
-                    if is_key(left) {
-                        return true;
-                    }
-                    continue;
-                }
-                if kind == AExprKind::AexprOpAny as i32 && is_key(left) {
-                    return true;
-                }
-                if kind != AExprKind::AexprOp as i32 {
-                    continue;
-                }
-                let Some(right) = right else { continue };
-                let operator = operator_name(expr).unwrap_or_default();
-                let (operator, constant_on_right) = if is_key(left) && is_constant(right) {
-                    (operator, true)
-                } else if is_key(right) && is_constant(left) {
-                    (operator, false)
-                } else {
-                    continue;
-                };
-                match (operator, constant_on_right) {
-                    ("=", _) => return true,
-                    (">" | ">=", true) | ("<" | "<=", false) => lower = true,
-                    ("<" | "<=", true) | (">" | ">=", false) => upper = true,
-                    _ => {}
-                }
-            }
-            Some(NodeEnum::SubLink(link)) => {
-                // key IN (SELECT key FROM … LIMIT n)
-                let limited = link.subselect.as_deref().is_some_and(|select| {
-                    matches!(select.node.as_ref(), Some(NodeEnum::SelectStmt(s)) if s.limit_count.is_some())
-                });
-                if limited && link.testexpr.as_deref().is_some_and(is_key) {
-                    return true;
-                }
-            }
-            _ => {}
-        }
-    }
-    lower && upper
-}
-
-fn collect_conjuncts<'n>(node: &'n Node, out: &mut Vec<&'n Node>) {
-    if let Some(NodeEnum::BoolExpr(expr)) = node.node.as_ref() {
-        if expr.boolop == tidegate_sql::syntax::protobuf::BoolExprType::AndExpr as i32 {
-            for arg in &expr.args {
-                collect_conjuncts(arg, out);
-            }
-            return;
-        }
-    }
-    out.push(node);
-}
-
 /// The help text shared by the data-change rules.
 pub const BATCH_HELP: &str = "run the data change as a batched, throttled backfill instead: `tidegate backfill` (or let `tidegate apply` split it out of the migration), or bound each statement to one key range (`WHERE id >= $1 AND id < $2`)";
 
@@ -351,76 +259,4 @@ pub fn column_definitions(
         _ => {}
     }
     columns
-}
-
-/// Whether a join source bounds the statement to one batch: `WITH batch AS (SELECT … LIMIT n) UPDATE t … FROM
-/// batch WHERE t.key = batch.col` (the same for `DELETE … USING`). Every relation in `from` must be such a
-/// limited CTE, and the WHERE must tie the target's key to it.
-pub fn bounded_by_limited_cte(
-    with_clause: Option<&tidegate_sql::syntax::protobuf::WithClause>,
-    from: &[tidegate_sql::syntax::Node],
-    where_clause: Option<&Node>,
-    key_columns: &[String],
-    qualifier: &str,
-) -> bool {
-    let (Some(with_clause), Some(where_clause)) = (with_clause, where_clause) else {
-        return false;
-    };
-    let limited_ctes: Vec<&str> = with_clause
-        .ctes
-        .iter()
-        .filter_map(|cte| match cte.node.as_ref() {
-            Some(NodeEnum::CommonTableExpr(cte)) => {
-                let limited = matches!(
-                    cte.ctequery.as_deref().and_then(|query| query.node.as_ref()),
-                    Some(NodeEnum::SelectStmt(select)) if select.limit_count.is_some()
-                );
-                limited.then_some(cte.ctename.as_str())
-            }
-            _ => None,
-        })
-        .collect();
-    let mut sources = Vec::new();
-    tidegate_sql::syntax::from_tables(from, &mut sources);
-    if sources.is_empty() || sources.len() != from.len() {
-        return false;
-    }
-    let mut names = Vec::new();
-    for source in &sources {
-        if !source.schemaname.is_empty() || !limited_ctes.contains(&source.relname.as_str()) {
-            return false;
-        }
-        names.push(
-            source
-                .alias
-                .as_ref()
-                .map_or(source.relname.clone(), |alias| alias.aliasname.clone()),
-        );
-    }
-    let mut conjuncts = Vec::new();
-    collect_conjuncts(where_clause, &mut conjuncts);
-    let is_key = |node: &Node| {
-        column_reference(node).is_some_and(|(table, column)| {
-            key_columns.iter().any(|key| key == column)
-                && table.is_none_or(|table| table == qualifier)
-        })
-    };
-    let is_batch_column = |node: &Node| {
-        column_reference(node)
-            .is_some_and(|(table, _)| table.is_some_and(|table| names.iter().any(|n| n == table)))
-    };
-    conjuncts
-        .iter()
-        .any(|conjunct| match conjunct.node.as_ref() {
-            Some(NodeEnum::AExpr(expr)) if operator_name(expr) == Some("=") => {
-                match (expr.lexpr.as_deref(), expr.rexpr.as_deref()) {
-                    (Some(left), Some(right)) => {
-                        (is_key(left) && is_batch_column(right))
-                            || (is_key(right) && is_batch_column(left))
-                    }
-                    _ => false,
-                }
-            }
-            _ => false,
-        })
 }

@@ -93,3 +93,55 @@ fn safe_migrations_produce_no_findings() {
         );
     }
 }
+
+/// The same safe patterns on tables created before the linted history (a squashed baseline, the common case):
+/// the catalog learns their constraints, column types and NOT NULL from the statements that touch them.
+const AFTER_A_SQUASHED_BASELINE: &[(&str, &str)] = &[
+    (
+        "101_check_not_valid.sql",
+        "-- tidegate:ignore-file prefer-text-over-varchar invoice codes have a contractual maximum length
+         SET lock_timeout = '2s';
+         ALTER TABLE invoices ADD CONSTRAINT invoices_total_nn CHECK (total IS NOT NULL) NOT VALID;
+         ALTER TABLE invoices ADD COLUMN code varchar(20);",
+    ),
+    (
+        "102_validate_then_set_not_null.sql",
+        "BEGIN;
+         ALTER TABLE invoices VALIDATE CONSTRAINT invoices_total_nn;
+         COMMIT;
+         SET lock_timeout = '2s';
+         BEGIN;
+         ALTER TABLE invoices ALTER COLUMN total SET NOT NULL;
+         ALTER TABLE invoices DROP CONSTRAINT invoices_total_nn;
+         COMMIT;",
+    ),
+    (
+        "103_widen.sql",
+        "-- tidegate:ignore-file prefer-text-over-varchar invoice codes have a contractual maximum length
+         SET lock_timeout = '2s';
+         ALTER TABLE invoices ALTER COLUMN code TYPE varchar(40);",
+    ),
+    (
+        "104_attach.sql",
+        "SET lock_timeout = '2s';
+         ALTER TABLE invoices_2026 ADD CONSTRAINT invoices_2026_bound
+             CHECK (issued_at >= '2026-01-01' AND issued_at < '2027-01-01') NOT VALID;
+         ALTER TABLE invoices_2026 VALIDATE CONSTRAINT invoices_2026_bound;
+         ALTER TABLE invoices_by_year ATTACH PARTITION invoices_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+         ALTER TABLE invoices_2026 DROP CONSTRAINT invoices_2026_bound;",
+    ),
+];
+
+#[test]
+fn safe_migrations_after_a_squashed_baseline_produce_no_findings() {
+    let config = Config::default();
+    let mut session = Session::new(&config, None);
+    for (path, sql) in AFTER_A_SQUASHED_BASELINE {
+        let report = session.lint(path, sql, false);
+        assert!(
+            report.findings.is_empty(),
+            "{path} should be quiet, got {:#?}",
+            report.findings
+        );
+    }
+}

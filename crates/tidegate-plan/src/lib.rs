@@ -21,7 +21,7 @@
 //! let facts = lock_facts(operation, PgVersion(17));
 //! let effect = EffectFacts {
 //!     operation, lock: facts.lock, rewrite: facts.rewrite, scan: facts.scan,
-//!     created_in_migration: false, filtered: false, held_through_seconds: 0.0,
+//!     created_in_migration: false, rows: None, held_through_seconds: 0.0,
 //! };
 //! let orders = TableFacts {
 //!     exists: true, rows: 48_000_000, rows_exact: false, heap_bytes: 20 << 30, total_bytes: 30 << 30,

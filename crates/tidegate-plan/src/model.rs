@@ -10,7 +10,7 @@
 //! | scan (validate a constraint, `SET NOT NULL`, `ATTACH PARTITION`) | heap | 1 |
 //! | index build (`CREATE INDEX`, `REINDEX`): scan + sort + write the index | heap | [`Policy::index_build_factor`] (2) |
 //! | rewrite (`ALTER … TYPE`, volatile default, `VACUUM FULL`, `CLUSTER`): read, write a new heap and WAL, rebuild every index | heap + TOAST + indexes | [`Policy::rewrite_factor`] (3) |
-//! | `UPDATE`/`DELETE`/`MERGE` of the whole table (a `WHERE` makes it an upper bound): new row versions, WAL, index entries | heap + TOAST + indexes | [`Policy::dml_factor`] (3) |
+//! | `UPDATE`/`DELETE`/`MERGE` of the whole table (a `WHERE` makes it an upper bound; one key batch counts as `small_table_rows` rows): new row versions, WAL, index entries | heap + TOAST + indexes | [`Policy::dml_factor`] (3) |
 //! | catalog-only change | — | 0 |
 //!
 //! The factors are deliberately round: the read rate is measured on a warm sample, the writes are not measured
@@ -21,10 +21,13 @@
 //! ([`EffectFacts::held_through_seconds`]).
 //!
 //! **Verdict** (the worst over the statement's tables):
-//! - *safe*: the table was created in this migration; or the lock lets reads and writes continue; or the
+//! - *safe*: the table was created in this migration; or a data change is bounded to one batch of the key
+//!   ([`RowScope::OneBatch`], decided by tidegate-sql for lint and apply alike); or the lock lets reads and
+//!   writes continue; or the
 //!   table is small ([`Policy::small_table_rows`]) and the lock is held briefly ([`Policy::brief_lock_seconds`]);
 //!   or the change is catalog-only and held briefly.
-//! - *needs batching*: `UPDATE`/`DELETE`/`MERGE` over more than `small_table_rows` rows: run it as a backfill.
+//! - *needs batching*: `UPDATE`/`DELETE`/`MERGE` not bounded to one key batch over more than `small_table_rows`
+//!   rows: run it as a backfill.
 //! - *needs a window*: a scan or index build under a lock that blocks writes, on a table that is not small, or
 //!   any traffic-blocking lock held longer than `brief_lock_seconds`; or a session holding a conflicting lock
 //!   (idle in transaction, or open longer than [`Policy::long_transaction_seconds`]) that the statement would
@@ -34,7 +37,7 @@
 //!   [`Policy::window_limit_seconds`].
 
 use serde::Serialize;
-use tidegate_sql::{AlterSubcommand, ConstraintKind, LockLevel, Operation};
+use tidegate_sql::{AlterSubcommand, ConstraintKind, LockLevel, Operation, RowScope};
 
 /// How risky a statement is, least first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -151,8 +154,9 @@ pub struct EffectFacts {
     pub scan: bool,
     /// Created earlier in the same migration: empty, and no application uses it yet.
     pub created_in_migration: bool,
-    /// For UPDATE/DELETE: whether a WHERE clause limits the rows (then the table's rows are an upper bound).
-    pub filtered: bool,
+    /// For UPDATE/DELETE/MERGE: how many of the table's rows it reaches ([`tidegate_sql::Statement::row_scope`]);
+    /// `None` when not a data change.
+    pub rows: Option<RowScope>,
     /// Seconds of work by later statements of the same transaction, during which this lock stays held.
     pub held_through_seconds: f64,
 }
@@ -272,6 +276,12 @@ pub fn estimate_seconds(effect: &EffectFacts, table: &TableFacts, policy: &Polic
         Work::Scan => (table.heap_bytes, 1.0),
         Work::IndexBuild => (table.heap_bytes, policy.index_build_factor),
         Work::Rewrite => (table.total_bytes, policy.rewrite_factor),
+        // The size of one batch is rarely written as a number (`BETWEEN $1 AND $2`): count it as a small table.
+        Work::Dml if effect.rows.is_some_and(RowScope::is_one_batch) && table.rows > 0 => (
+            (table.total_bytes as f64 * (policy.small_table_rows.min(table.rows) as f64
+                / table.rows as f64)) as u64,
+            policy.dml_factor,
+        ),
         Work::Dml => (table.total_bytes, policy.dml_factor),
     };
     let (rate, assumed) = match table.scan_bytes_per_second {
@@ -325,9 +335,15 @@ pub fn assess(effect: &EffectFacts, table: &TableFacts, policy: &Policy) -> Asse
         .cloned()
         .collect();
 
-    if work == Work::Dml {
+    if work == Work::Dml && effect.rows.is_some_and(RowScope::is_one_batch) {
+        out.reasons.push(format!(
+            "{} changes one batch of the key of a table of {rows}: short (~{}), its row locks end with it",
+            operation_verb(effect.operation),
+            format_duration(estimate)
+        ));
+    } else if work == Work::Dml {
         let what = operation_verb(effect.operation);
-        let scope = if effect.filtered {
+        let scope = if effect.rows.is_some_and(RowScope::is_limited) {
             format!("up to {rows} (a WHERE clause limits it)")
         } else {
             rows.clone()
@@ -565,7 +581,7 @@ mod tests {
             rewrite: facts.rewrite,
             scan: facts.scan,
             created_in_migration: false,
-            filtered: false,
+            rows: None,
             held_through_seconds: 0.0,
         }
     }
@@ -775,7 +791,7 @@ mod tests {
         assert_eq!(out.actions, vec![Action::ConvertToBackfill]);
         assert!(out.reasons[0].starts_with("UPDATE changes ~48,000,000 rows"));
         let mut filtered = effect(Operation::Delete);
-        filtered.filtered = true;
+        filtered.rows = Some(RowScope::Filtered);
         let out = assess(&filtered, &table(48_000_000, 20 * GIB), &policy());
         assert_eq!(out.verdict, Verdict::NeedsBatching);
         assert!(
@@ -783,6 +799,26 @@ mod tests {
             "{}",
             out.reasons[0]
         );
+    }
+
+    #[test]
+    fn one_key_batch_of_a_big_table_is_safe() {
+        let mut batch = effect(Operation::Update);
+        batch.rows = Some(RowScope::OneBatch);
+        let out = assess(&batch, &table(48_000_000, 20 * GIB), &policy());
+        assert_eq!(out.verdict, Verdict::Safe, "{:?}", out.reasons);
+        assert!(out.actions.is_empty());
+        assert!(
+            out.reasons[0].starts_with("UPDATE changes one batch of the key"),
+            "{}",
+            out.reasons[0]
+        );
+        let whole = assess(
+            &effect(Operation::Update),
+            &table(48_000_000, 20 * GIB),
+            &policy(),
+        );
+        assert!(out.estimate_seconds * 1000.0 < whole.estimate_seconds);
     }
 
     #[test]

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use tidegate_sql::syntax::NodeEnum;
 use tidegate_sql::{
     AnalyzedMigration, LockLevel, Operation, Statement, StatementKind, TableName, TableOrigin,
 };
@@ -300,11 +299,6 @@ pub fn build_report(
 
 /// The model's inputs for each of a statement's effects.
 fn effect_facts(statement: &Statement, held_through_seconds: f64) -> Vec<EffectFacts> {
-    let filtered = match statement.node.as_deref() {
-        Some(NodeEnum::UpdateStmt(update)) => update.where_clause.is_some(),
-        Some(NodeEnum::DeleteStmt(delete)) => delete.where_clause.is_some(),
-        _ => false,
-    };
     statement
         .effects
         .iter()
@@ -314,7 +308,7 @@ fn effect_facts(statement: &Statement, held_through_seconds: f64) -> Vec<EffectF
             rewrite: effect.rewrite,
             scan: effect.scan,
             created_in_migration: effect.origin == TableOrigin::CreatedInThisMigration,
-            filtered,
+            rows: effect.rows,
             held_through_seconds,
         })
         .collect()

@@ -125,6 +125,49 @@ fn the_incident_migration_in_one_transaction_holds_access_exclusive_through_the_
 }
 
 #[test]
+fn one_key_batch_is_safe_where_a_filtered_update_needs_batching() {
+    // The same statements as lint's unbatched-update judges them: bounded is decided once, in tidegate-sql.
+    let migrations = pending(
+        HISTORY,
+        &[(
+            "003_batches",
+            "UPDATE orders SET amount = 0 WHERE id IN (SELECT id FROM orders WHERE amount IS NULL ORDER BY id LIMIT 5000);\n\
+             UPDATE orders SET amount = 0 WHERE id BETWEEN $1 AND $2;\n\
+             UPDATE orders SET amount = 0 WHERE amount IS NULL;\n\
+             DELETE FROM orders WHERE id > 100;",
+            false,
+        )],
+    );
+    let tables = BTreeMap::from([(key("orders"), orders())]);
+    let report = build_report(header(), &migrations, &tables, &Policy::default());
+    let verdicts: Vec<Verdict> = report.migrations[0]
+        .statements
+        .iter()
+        .map(|statement| statement.verdict)
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            Verdict::Safe,
+            Verdict::Safe,
+            Verdict::NeedsBatching,
+            Verdict::NeedsBatching
+        ]
+    );
+    let batch = &report.migrations[0].statements[0];
+    assert!(
+        batch.reasons[0].contains("changes one batch of the key"),
+        "{:?}",
+        batch.reasons
+    );
+    // One batch is counted as `small_table_rows` (10,000) of 48,000,000 rows: a fraction of the whole update.
+    let whole = &report.migrations[0].statements[2];
+    assert!(batch.estimate_seconds > 0.0);
+    assert!(batch.estimate_seconds * 1000.0 < whole.estimate_seconds);
+    assert!(whole.reasons[0].contains("a WHERE clause limits it"));
+}
+
+#[test]
 fn only_tables_that_exist_before_the_migration_are_probed() {
     let migrations = pending(
         HISTORY,

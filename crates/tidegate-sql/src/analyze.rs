@@ -12,6 +12,7 @@ use crate::statement::{
     parse_each, parse_source, ParseMode, Statement, StatementKind, TransactionEvent,
     TransactionState,
 };
+use crate::scope::{change_scope, limits_rows, read_scope, RowScope};
 use crate::tree::{
     calls_volatile_function, column_reference, cte_names, from_tables, has_option, string_value,
     ColumnType, TableName,
@@ -258,7 +259,26 @@ impl Analyzer<'_> {
                 }),
                 _ => None,
             },
+            rows: None,
+            previous_type: None,
         });
+    }
+
+    /// Records how many rows of its table the last recorded effect reaches.
+    fn scope_last(&mut self, rows: RowScope) {
+        if let Some(effect) = self.effects.last_mut() {
+            effect.rows = Some(rows);
+        }
+    }
+
+    /// The primary-key columns of `table` if the catalog knows them, else `["id"]` (the convention nearly every
+    /// framework uses).
+    fn key_columns(&self, table: &TableName) -> Vec<String> {
+        self.catalog
+            .table(table)
+            .and_then(|known| known.primary_key())
+            .map(<[String]>::to_vec)
+            .unwrap_or_else(|| vec!["id".to_string()])
     }
 
     /// Points the last recorded effect at a node `location` (the column or constraint it comes from).
@@ -415,31 +435,57 @@ impl Analyzer<'_> {
                         None,
                     );
                 }
+                let target = self.effects.len().checked_sub(1);
                 if let Some(select) = insert.select_stmt.as_deref() {
+                    let first_source = self.effects.len();
                     self.reads(select, &cte_names(insert.with_clause.as_ref()));
+                    let copies = matches!(select.node.as_ref(), Some(NodeEnum::SelectStmt(s)) if s.values_lists.is_empty());
+                    if let (Some(target), true) = (target, copies) {
+                        // An INSERT … SELECT reaches as many rows as it copies: bounded by a LIMIT on the
+                        // whole query, or else by the widest read of its sources.
+                        let whole_query_limited = matches!(select.node.as_ref(), Some(NodeEnum::SelectStmt(s)) if limits_rows(s));
+                        let widest = self.effects[first_source..]
+                            .iter()
+                            .filter_map(|effect| effect.rows)
+                            .max()
+                            .unwrap_or(RowScope::OneBatch);
+                        self.effects[target].rows = Some(if whole_query_limited {
+                            RowScope::OneBatch
+                        } else {
+                            widest
+                        });
+                    }
                 }
                 StatementKind::Dml
             }
             NodeEnum::UpdateStmt(update) => {
                 if let Some(relation) = &update.relation {
-                    self.effect(
-                        TableName::from_range_var(relation),
-                        Operation::Update,
-                        None,
-                        None,
-                    );
+                    let table = TableName::from_range_var(relation);
+                    let keys = self.key_columns(&table);
+                    self.effect(table.clone(), Operation::Update, None, None);
+                    self.scope_last(change_scope(
+                        update.with_clause.as_ref(),
+                        &update.from_clause,
+                        update.where_clause.as_deref(),
+                        &keys,
+                        qualifier(relation),
+                    ));
                 }
                 self.read_from(&update.from_clause, &cte_names(update.with_clause.as_ref()));
                 StatementKind::Dml
             }
             NodeEnum::DeleteStmt(delete) => {
                 if let Some(relation) = &delete.relation {
-                    self.effect(
-                        TableName::from_range_var(relation),
-                        Operation::Delete,
-                        None,
-                        None,
-                    );
+                    let table = TableName::from_range_var(relation);
+                    let keys = self.key_columns(&table);
+                    self.effect(table, Operation::Delete, None, None);
+                    self.scope_last(change_scope(
+                        delete.with_clause.as_ref(),
+                        &delete.using_clause,
+                        delete.where_clause.as_deref(),
+                        &keys,
+                        qualifier(relation),
+                    ));
                 }
                 self.read_from(
                     &delete.using_clause,
@@ -455,6 +501,7 @@ impl Analyzer<'_> {
                         None,
                         None,
                     );
+                    self.scope_last(RowScope::Joined);
                 }
                 StatementKind::Dml
             }
@@ -540,16 +587,26 @@ impl Analyzer<'_> {
         }
     }
 
+    /// Records the tables a query reads, each with how many of its rows the query (one arm of a UNION) reaches.
     fn reads(&mut self, node: &Node, outer_ctes: &[String]) {
         if let Some(NodeEnum::SelectStmt(select)) = node.node.as_ref() {
             let mut ctes = outer_ctes.to_vec();
             ctes.extend(cte_names(select.with_clause.as_ref()));
-            self.read_from(&select.from_clause, &ctes);
-            if let Some(larg) = select.larg.as_deref() {
-                self.read_from(&larg.from_clause, &ctes);
-            }
-            if let Some(rarg) = select.rarg.as_deref() {
-                self.read_from(&rarg.from_clause, &ctes);
+            for arm in [Some(&**select), select.larg.as_deref(), select.rarg.as_deref()]
+                .into_iter()
+                .flatten()
+            {
+                let mut tables = Vec::new();
+                from_tables(&arm.from_clause, &mut tables);
+                for range_var in tables {
+                    if range_var.schemaname.is_empty() && ctes.contains(&range_var.relname) {
+                        continue;
+                    }
+                    let table = TableName::from_range_var(&range_var);
+                    let keys = self.key_columns(&table);
+                    self.effect(table, Operation::Select, None, None);
+                    self.scope_last(read_scope(arm, &range_var, &keys));
+                }
             }
         }
     }
@@ -588,15 +645,7 @@ impl Analyzer<'_> {
         for element in &create.table_elts {
             match element.node.as_ref() {
                 Some(NodeEnum::ColumnDef(column)) => {
-                    let column_type = column
-                        .type_name
-                        .as_ref()
-                        .map(ColumnType::from_type_name)
-                        .unwrap_or_else(|| ColumnType {
-                            name: String::new(),
-                            modifiers: Vec::new(),
-                            array: false,
-                        });
+                    let column_type = column.type_name.as_ref().map(ColumnType::from_type_name);
                     let mut not_null = column.is_not_null;
                     for constraint in column_constraints(column) {
                         let kind = ConstrType::try_from(constraint.contype).unwrap_or_default();
@@ -684,11 +733,8 @@ impl Analyzer<'_> {
                     column,
                     None,
                 );
-                if let (Some(known), Some(column)) = (self.catalog.table_mut(table), column) {
-                    if let Some(known_column) = known.columns.iter_mut().find(|c| c.name == column)
-                    {
-                        known_column.not_null = true;
-                    }
+                if let Some(column) = column {
+                    self.catalog.learn_table(table).learn_column(column).not_null = true;
                 }
             }
             AlterTableType::AtDropNotNull => {
@@ -698,6 +744,12 @@ impl Analyzer<'_> {
                     column,
                     None,
                 );
+                if let (Some(known), Some(column)) = (self.catalog.table_mut(table), column) {
+                    if let Some(known_column) = known.columns.iter_mut().find(|c| c.name == column)
+                    {
+                        known_column.not_null = false;
+                    }
+                }
             }
             AlterTableType::AtDropColumn => {
                 self.effect(table.clone(), op(AlterSubcommand::DropColumn), column, None);
@@ -720,7 +772,7 @@ impl Analyzer<'_> {
                     self.catalog
                         .table(table)
                         .and_then(|known| known.column(column))
-                        .map(|known| known.column_type.clone())
+                        .and_then(|known| known.column_type.clone())
                 });
                 let binary_coercible = match (&old_type, &new_type) {
                     (Some(old), Some(new)) => old.converts_without_rewrite_to(new),
@@ -732,13 +784,14 @@ impl Analyzer<'_> {
                     column,
                     None,
                 );
-                if let (Some(known), Some(column), Some(new_type)) =
-                    (self.catalog.table_mut(table), column, new_type)
-                {
-                    if let Some(known_column) = known.columns.iter_mut().find(|c| c.name == column)
-                    {
-                        known_column.column_type = new_type;
-                    }
+                if let Some(effect) = self.effects.last_mut() {
+                    effect.previous_type = old_type;
+                }
+                if let (Some(column), Some(new_type)) = (column, new_type) {
+                    self.catalog
+                        .learn_table(table)
+                        .learn_column(column)
+                        .column_type = Some(new_type);
                 }
             }
             AlterTableType::AtAddConstraint => {
@@ -963,7 +1016,9 @@ impl Analyzer<'_> {
             None,
         );
         self.locate_last(definition.location);
-        if let (Some(known), Some(column_type)) = (self.catalog.table_mut(table), column_type) {
+        let known = self.catalog.learn_table(table);
+        // ADD COLUMN of a column that exists fails, or does nothing with IF NOT EXISTS: what is known stays.
+        if known.column(&definition.colname).is_none() {
             known.columns.push(Column {
                 name: definition.colname.clone(),
                 column_type,
@@ -1015,9 +1070,9 @@ impl Analyzer<'_> {
                 Some(&known.name),
             );
         }
-        if let Some(table_entry) = self.catalog.table_mut(table) {
-            table_entry.constraints.push(known.clone());
-        }
+        let table_entry = self.catalog.learn_table(table);
+        table_entry.constraints.retain(|c| c.name != known.name);
+        table_entry.constraints.push(known.clone());
         if matches!(
             known.kind,
             ConstraintKind::PrimaryKey | ConstraintKind::Unique | ConstraintKind::Exclusion
@@ -1065,11 +1120,20 @@ impl Analyzer<'_> {
             }
             ObjectType::ObjectTabconstraint => {
                 self.effect(
-                    table,
+                    table.clone(),
                     Operation::AlterTable(AlterSubcommand::RenameConstraint),
                     None,
                     Some(&rename.subname),
                 );
+                if let Some(known) = self.catalog.table_mut(&table) {
+                    if let Some(constraint) = known
+                        .constraints
+                        .iter_mut()
+                        .find(|c| c.name == rename.subname)
+                    {
+                        constraint.name = rename.newname.clone();
+                    }
+                }
             }
             _ => {}
         }
@@ -1107,6 +1171,14 @@ impl Analyzer<'_> {
             }
         }
     }
+}
+
+/// The name a statement's target is referred to by in its WHERE: its alias, else its own name.
+fn qualifier(relation: &protobuf::RangeVar) -> &str {
+    relation
+        .alias
+        .as_ref()
+        .map_or(relation.relname.as_str(), |alias| alias.aliasname.as_str())
 }
 
 fn column_constraints(column: &protobuf::ColumnDef) -> impl Iterator<Item = &protobuf::Constraint> {
@@ -1303,6 +1375,59 @@ mod tests {
             false,
         );
         assert!(!after.statements()[0].effects[0].scan);
+    }
+
+    #[test]
+    fn a_table_never_created_is_learned_from_the_statements_that_touch_it() {
+        let mut catalog = Catalog::new();
+        let migration = run(
+            &mut catalog,
+            "BEGIN;
+             ALTER TABLE customers ADD CONSTRAINT email_nn CHECK (email IS NOT NULL) NOT VALID;
+             COMMIT;
+             ALTER TABLE customers VALIDATE CONSTRAINT email_nn;
+             ALTER TABLE customers ALTER COLUMN email SET NOT NULL;
+             ALTER TABLE customers ADD COLUMN nickname varchar(20);
+             ALTER TABLE customers ALTER COLUMN nickname TYPE varchar(40);
+             CREATE INDEX CONCURRENTLY customers_nickname ON customers (nickname);
+             ALTER TABLE customers RENAME CONSTRAINT email_nn TO customers_email_nn;",
+            false,
+        );
+        let statements = migration.statements();
+        let set_not_null = &statements[4].effects[0];
+        assert_eq!(
+            set_not_null.operation,
+            Operation::AlterTable(AlterSubcommand::SetNotNull {
+                proven_by_constraint: true
+            })
+        );
+        assert!(!set_not_null.scan);
+        assert_eq!(set_not_null.origin, TableOrigin::Unknown);
+        assert!(!statements[6].rewrites(), "varchar(20) → varchar(40)");
+        assert_eq!(
+            statements[6].effects[0].previous_type.as_ref().map(ToString::to_string),
+            Some("varchar(20)".to_string())
+        );
+        let customers = TableName::new(None, "customers");
+        let known = catalog.table(&customers).unwrap();
+        assert!(!known.created_in_history);
+        assert_eq!(catalog.origin(&customers), TableOrigin::Unknown);
+        assert!(known.column("email").unwrap().not_null);
+        assert_eq!(known.column("email").unwrap().column_type, None);
+        assert!(known.constraint("customers_email_nn").is_some());
+        assert_eq!(known.indexes, vec!["customers_nickname".to_string()]);
+        assert_eq!(
+            catalog.index_table(&TableName::new(None, "customers_nickname")),
+            Some(customers.clone())
+        );
+        // The next migration sees the same facts; the table is still one lint has not seen created.
+        let later = run(
+            &mut catalog,
+            "ALTER TABLE customers ALTER COLUMN email DROP NOT NULL;",
+            false,
+        );
+        assert_eq!(later.statements()[0].effects[0].origin, TableOrigin::Unknown);
+        assert!(!catalog.table(&customers).unwrap().column("email").unwrap().not_null);
     }
 
     #[test]

@@ -3,6 +3,12 @@
 //! It knows what earlier migrations created (tables, columns and their types, indexes, constraints) and which
 //! tables the migration being analysed created itself. It is built only from statements, never from a
 //! database; a table it does not know is treated as pre-existing by callers (the directory may start mid-history).
+//!
+//! Most real histories start from a squashed baseline, so many tables are never created in the linted history.
+//! For those the catalog still records what the statements touching them say (a column added or retyped, `SET
+//! NOT NULL`, a constraint added, validated or dropped, an index, the primary key): such a table is
+//! `created_in_history: false` and its origin stays [`TableOrigin::Unknown`], but `ADD CONSTRAINT … CHECK (col
+//! IS NOT NULL) NOT VALID`, `VALIDATE CONSTRAINT` and `SET NOT NULL` on it are judged as on any other table.
 
 use std::collections::{HashMap, HashSet};
 
@@ -17,7 +23,9 @@ type Key = (String, String);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Column {
     pub name: String,
-    pub column_type: ColumnType,
+    /// `None` when the column is known only from a statement that does not give its type (`SET NOT NULL` on a
+    /// table created before the linted history).
+    pub column_type: Option<ColumnType>,
     pub not_null: bool,
 }
 
@@ -39,9 +47,14 @@ pub struct Constraint {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Table {
     pub name: TableName,
+    /// The columns, constraints and indexes known. For a table not created in the history these are only the
+    /// ones its statements named: a column or constraint missing here may still exist.
     pub columns: Vec<Column>,
     pub constraints: Vec<Constraint>,
     pub indexes: Vec<String>,
+    /// Whether a replayed statement created the table. `false`: it is known only from the statements that
+    /// touched it (it predates the linted history).
+    pub created_in_history: bool,
 }
 
 impl Table {
@@ -53,6 +66,22 @@ impl Table {
         self.constraints
             .iter()
             .find(|constraint| constraint.name == name)
+    }
+
+    /// The entry of column `name`, started with an unknown type and nullable when the catalog has not seen it.
+    pub(crate) fn learn_column(&mut self, name: &str) -> &mut Column {
+        let position = match self.columns.iter().position(|column| column.name == name) {
+            Some(position) => position,
+            None => {
+                self.columns.push(Column {
+                    name: name.to_string(),
+                    column_type: None,
+                    not_null: false,
+                });
+                self.columns.len() - 1
+            }
+        };
+        &mut self.columns[position]
     }
 
     /// The primary key's columns, if the catalog knows them.
@@ -128,7 +157,11 @@ impl Catalog {
         let key = name.key();
         if self.created_in_current.contains(&key) {
             TableOrigin::CreatedInThisMigration
-        } else if self.tables.contains_key(&key) {
+        } else if self
+            .tables
+            .get(&key)
+            .is_some_and(|table| table.created_in_history)
+        {
             TableOrigin::Existing
         } else {
             TableOrigin::Unknown
@@ -154,12 +187,25 @@ impl Catalog {
                 columns,
                 constraints: Vec::new(),
                 indexes: Vec::new(),
+                created_in_history: true,
             },
         );
     }
 
     pub(crate) fn table_mut(&mut self, name: &TableName) -> Option<&mut Table> {
         self.tables.get_mut(&name.key())
+    }
+
+    /// The entry of `name`, started empty (`created_in_history: false`) when no replayed statement created it:
+    /// what a statement says about a table is worth keeping even when its creation was never seen.
+    pub(crate) fn learn_table(&mut self, name: &TableName) -> &mut Table {
+        self.tables.entry(name.key()).or_insert_with(|| Table {
+            name: name.clone(),
+            columns: Vec::new(),
+            constraints: Vec::new(),
+            indexes: Vec::new(),
+            created_in_history: false,
+        })
     }
 
     pub(crate) fn drop_table(&mut self, name: &TableName) {
@@ -190,9 +236,7 @@ impl Catalog {
 
     pub(crate) fn add_index(&mut self, table: &TableName, index: &str) {
         let key = table.key();
-        if let Some(known) = self.tables.get_mut(&key) {
-            known.indexes.push(index.to_string());
-        }
+        self.learn_table(table).indexes.push(index.to_string());
         self.index_tables
             .insert((key.0.clone(), index.to_string()), key);
     }

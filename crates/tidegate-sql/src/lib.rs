@@ -11,9 +11,12 @@
 //! - **Analysis** ([`analyze`], [`analyze_sql`]): fills each statement's [`TableEffect`]s (table, operation,
 //!   lock, rewrite, scan, whether the table is new), its [`StatementKind`] (DDL, DML, …) and its
 //!   [`TransactionState`] (explicit `BEGIN`/`COMMIT` and the framework's implicit transaction).
-//! - **Catalog** ([`Catalog`]): tables, column types, indexes and constraints replayed from earlier
-//!   migrations. It is what makes `varchar(20) → varchar(50)` a no-rewrite change and an index on a table created
-//!   in the same migration harmless.
+//! - **Catalog** ([`Catalog`]): tables, column types, NOT NULL, indexes and constraints replayed from earlier
+//!   migrations, and learned from the statements that touch tables no replayed migration created (a squashed
+//!   baseline). It is what makes `varchar(20) → varchar(50)` a no-rewrite change, an index on a table created in
+//!   the same migration harmless, and `SET NOT NULL` after a validated `CHECK (col IS NOT NULL)` scan-free.
+//! - **Row scope** ([`RowScope`], [`Statement::row_scope`]): whether a data change is bounded to one batch of
+//!   its target's key, filtered, a join, or every row; lint, plan and apply all read this one answer.
 //! - **Discovery** ([`discovery`]): migration layouts (plain, sqlx, diesel, golang-migrate, dbmate, Flyway,
 //!   Prisma), ordering, up vs down, each framework's transaction mode. **Architecture invariant:** `discovery` is
 //!   the only module that touches the file system; everything else is pure.
@@ -47,6 +50,7 @@ mod analyze;
 mod catalog;
 pub mod discovery;
 mod facts;
+mod scope;
 mod source;
 mod statement;
 mod tree;
@@ -60,6 +64,7 @@ pub use facts::{
     lock_facts, AlterSubcommand, ColumnFill, ConstraintKind, LockFacts, LockLevel, Operation,
     PgVersion,
 };
+pub use scope::RowScope;
 pub use source::{Comment, LineIndex, Position, Span};
 pub use statement::{
     parse_source, ParsedSource, Statement, StatementKind, TableEffect, TransactionEvent,

@@ -5,8 +5,9 @@ use serde::Serialize;
 
 use crate::catalog::TableOrigin;
 use crate::facts::{ConstraintKind, LockLevel, Operation};
+use crate::scope::RowScope;
 use crate::source::{comment_text, skip_trivia, Comment, LineIndex, Span};
-use crate::tree::TableName;
+use crate::tree::{ColumnType, TableName};
 
 /// DDL, DML and the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -88,6 +89,12 @@ pub struct TableEffect {
     pub offset: Option<usize>,
     /// For constraint operations: the constraint's kind, when known (for drops: as the catalog knew it).
     pub constraint_kind: Option<ConstraintKind>,
+    /// For the target of an UPDATE, DELETE, MERGE or INSERT … SELECT, and for each table a query copies from
+    /// (INSERT … SELECT, CREATE TABLE AS): how many of the table's rows the statement reaches. `None` for every
+    /// other effect.
+    pub rows: Option<RowScope>,
+    /// For `ALTER COLUMN … TYPE`: the column's type before the statement, when the catalog knew it.
+    pub previous_type: Option<ColumnType>,
 }
 
 /// One SQL statement of a migration, with everything tidegate knows about it.
@@ -151,6 +158,20 @@ impl Statement {
     /// Whether the statement rewrites any table.
     pub fn rewrites(&self) -> bool {
         self.effects.iter().any(|effect| effect.rewrite)
+    }
+
+    /// For a data change (UPDATE, DELETE, MERGE, INSERT … SELECT): how many rows of its target it reaches.
+    /// `None` for anything else, INSERT … VALUES and COPY included (they change exactly the rows they carry).
+    pub fn row_scope(&self) -> Option<RowScope> {
+        if self.kind != StatementKind::Dml {
+            return None;
+        }
+        self.effects.first().and_then(|target| target.rows)
+    }
+
+    /// Whether this data change is bounded to one batch of its target's key (see [`RowScope::OneBatch`]).
+    pub fn is_one_batch(&self) -> bool {
+        self.row_scope().is_some_and(RowScope::is_one_batch)
     }
 }
 

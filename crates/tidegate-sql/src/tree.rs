@@ -257,13 +257,17 @@ pub fn column_reference(node: &Node) -> Option<(Option<&str>, &str)> {
     }
 }
 
-/// Whether an expression is a constant or a parameter (a literal, `$1`, a cast of one, or a negative number).
+/// Whether an expression is a constant or a parameter (a literal, `$1`, a cast of one, a negative number, or
+/// arithmetic on those).
 pub fn is_constant(node: &Node) -> bool {
     match node.node.as_ref() {
         Some(NodeEnum::AConst(_)) | Some(NodeEnum::ParamRef(_)) => true,
         Some(NodeEnum::TypeCast(cast)) => cast.arg.as_deref().is_some_and(is_constant),
+        // `-1`, and arithmetic on constants such as `$1 + 1000`.
         Some(NodeEnum::AExpr(expr)) => {
-            expr.lexpr.is_none() && expr.rexpr.as_deref().is_some_and(is_constant)
+            expr.kind == protobuf::AExprKind::AexprOp as i32
+                && expr.lexpr.as_deref().is_none_or(is_constant)
+                && expr.rexpr.as_deref().is_some_and(is_constant)
         }
         _ => false,
     }

@@ -25,7 +25,7 @@ declare_rule! {
     ///
     /// ## Use instead
     /// On PostgreSQL 18, a virtual column:
-    /// ```sql
+    /// ```sql pg=18
     /// ALTER TABLE orders ADD COLUMN total_cents bigint GENERATED ALWAYS AS (total * 100) VIRTUAL;
     /// ```
     /// otherwise a plain column kept up to date by a trigger and backfilled in batches.

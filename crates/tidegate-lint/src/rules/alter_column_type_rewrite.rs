@@ -59,15 +59,9 @@ impl Rule for AlterColumnTypeRewrite {
                 continue;
             }
             let column = effect.column.as_deref().unwrap_or("the column");
-            let known = context
-                .catalog
-                .table(&effect.table)
-                .and_then(|table| table.column(column))
-                .is_some();
-            let why = if known {
-                "the type change is not binary-coercible"
-            } else {
-                "the column's current type is unknown to tidegate (not created by a replayed migration), so it is assumed to rewrite"
+            let why = match &effect.previous_type {
+                Some(previous) => format!("the change from {previous} is not binary-coercible"),
+                None => "the column's current type is unknown to tidegate (no replayed statement gave it), so it is assumed to rewrite".to_string(),
             };
             violations.push(
                 Violation::new(statement, format!("changing the type of {}.{column} rewrites the table and rebuilds its indexes: {why}", effect.table))

@@ -6,7 +6,8 @@ use crate::registry::{declare_rule, Rule, RuleDoc};
 declare_rule! {
     /// ## What it does
     /// Flags `ALTER TABLE … ATTACH PARTITION` of a pre-existing table that has no validated CHECK constraint
-    /// (known from the replayed migrations) matching the partition bound.
+    /// matching the partition bound, as far as the statements before it (in this file or earlier migrations,
+    /// on any table, created in the linted history or not) show.
     ///
     /// ## Why is this bad?
     /// PostgreSQL scans the whole table being attached to prove every row fits the partition bound, holding

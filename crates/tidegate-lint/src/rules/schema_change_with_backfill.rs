@@ -4,11 +4,16 @@ use tidegate_sql::{Operation, Statement, StatementKind, TableEffect};
 
 use crate::context::{describe_lock, same_transaction, Context, Violation, BATCH_HELP};
 use crate::registry::{declare_rule, Rule, RuleDoc};
+use crate::Severity;
 
 declare_rule! {
     /// ## What it does
     /// Flags a migration that changes a pre-existing table's schema (ALTER TABLE, CREATE INDEX, constraints, …)
-    /// and also changes its data (UPDATE, DELETE, MERGE, INSERT … SELECT).
+    /// and also changes its data (UPDATE, DELETE, MERGE, INSERT … SELECT). It is an error when the data change
+    /// is not bounded to one batch of the table's key, or shares a transaction with the schema change (the
+    /// framework's transaction around the whole file counts); one bounded batch (`WHERE id IN (SELECT id …
+    /// ORDER BY id LIMIT 5000)`, `WHERE id BETWEEN $1 AND $2`) in a transaction of its own is reported as info:
+    /// it is short, but the rest of the rows still need a backfill.
     ///
     /// ## Why is this bad?
     /// This is the incident pattern: `ALTER TABLE orders ADD COLUMN …; UPDATE orders SET …;`. When both run in
@@ -122,12 +127,12 @@ impl Rule for SchemaChangeWithBackfill {
                 continue;
             };
             let key = target.table.key();
-            let held = statement
+            let in_same_transaction = statement
                 .transaction
                 .id()
                 .and_then(|transaction| first_in_transaction.get(&(key.clone(), transaction)))
-                .filter(|(index, _)| *index < statement.index);
-            let Some(&(ddl_index, position)) = held.or_else(|| {
+                .filter(|(index, _)| *index != statement.index);
+            let Some(&(ddl_index, position)) = in_same_transaction.or_else(|| {
                 first_change
                     .get(&key)
                     .filter(|(index, _)| *index != statement.index)
@@ -137,32 +142,46 @@ impl Rule for SchemaChangeWithBackfill {
             let ddl = &statements[ddl_index];
             let ddl_effect = &ddl.effects[position];
             let ddl_line = ddl.span.start.line;
-            let shared = held.is_some() && same_transaction(ddl, statement);
-            let message = if shared {
+            let table = &target.table;
+            let lock = ddl_effect.lock;
+            let shared = in_same_transaction.is_some() && same_transaction(ddl, statement);
+            let one_batch = statement.is_one_batch();
+            let message = if shared && ddl_index < statement.index {
                 format!(
-                    "{verb} on {table} runs in the same transaction as the schema change on line {ddl_line}: its {lock} lock is held until the {verb} has finished with every row it touches",
-                    table = target.table,
-                    lock = ddl_effect.lock,
+                    "{verb} on {table} runs in the same transaction as the schema change on line {ddl_line}: its {lock} lock is held until the {verb} has finished with every row it touches"
+                )
+            } else if shared {
+                format!(
+                    "{verb} on {table} runs in the same transaction as the later schema change on line {ddl_line}: the rows it changed stay locked while the schema change waits for its {lock} lock, and both commit or neither"
+                )
+            } else if one_batch {
+                format!(
+                    "{verb} on {table} changes one key batch, in its own transaction after the schema change on line {ddl_line}: short, but the rest of the rows still need a backfill"
                 )
             } else {
                 format!(
-                    "{verb} on {table} is in the same migration as a schema change to it (line {ddl_line}): the release waits on a full-table data change, and a failure leaves schema and data out of step",
-                    table = target.table,
+                    "{verb} on {table} is in the same migration as a schema change to it (line {ddl_line}): the release waits on a full-table data change, and a failure leaves schema and data out of step"
                 )
             };
-            let mut violation = Violation::new(statement, message)
-                .help(format!("move the data change out of the migration: ship the schema change alone, then {BATCH_HELP}"))
-                .table(&target.table);
-            violation.lock = Some(if shared {
+            let help = if one_batch && !shared {
+                "run the remaining batches with `tidegate backfill` (or a job), not as more statements in migrations"
+                    .to_string()
+            } else {
+                format!("move the data change out of the migration: ship the schema change alone, then {BATCH_HELP}")
+            };
+            let mut violation = Violation::new(statement, message).help(help).table(table);
+            if one_batch && !shared {
+                violation = violation.severity(Severity::Info);
+            }
+            violation.lock = Some(if shared && ddl_index < statement.index {
                 describe_lock(ddl_effect).replace(
                     ", briefly once granted (but queued behind running transactions)",
                     ", held through the data change",
                 )
+            } else if one_batch && !shared {
+                format!("ROW EXCLUSIVE on {table} plus a lock on each row of the batch until it commits")
             } else {
-                format!(
-                    "ROW EXCLUSIVE on {} plus a lock on every changed row until commit",
-                    target.table
-                )
+                format!("ROW EXCLUSIVE on {table} plus a lock on every changed row until commit")
             });
             violations.push(violation);
         }

@@ -18,7 +18,8 @@ declare_rule! {
     ///
     /// ## PostgreSQL versions
     /// From PostgreSQL 12, a validated `CHECK (col IS NOT NULL)` lets SET NOT NULL skip the scan (tidegate sees
-    /// it when the CHECK was added and validated in earlier migrations). PostgreSQL 18 can add the NOT NULL
+    /// it when the CHECK was added and validated earlier in the file or in earlier migrations, also on a table
+    /// created before the linted history, such as a squashed baseline). PostgreSQL 18 can add the NOT NULL
     /// constraint itself as `NOT VALID` and validate it without blocking. Before 12 there is no scan-free way.
     ///
     /// ## Example

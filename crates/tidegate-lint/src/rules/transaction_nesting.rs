@@ -22,7 +22,7 @@ declare_rule! {
     /// All.
     ///
     /// ## Example
-    /// ```sql
+    /// ```sql framework-transaction
     /// -- sqlx already runs this file in a transaction
     /// BEGIN;
     /// ALTER TABLE orders ADD COLUMN note text;
@@ -32,7 +32,7 @@ declare_rule! {
     /// ## Use instead
     /// Let the framework manage the transaction, or turn its transaction off for the file (sqlx:
     /// `-- no-transaction`) and manage it yourself:
-    /// ```sql
+    /// ```sql framework-transaction
     /// ALTER TABLE orders ADD COLUMN note text;
     /// ```
     pub struct TransactionNesting {

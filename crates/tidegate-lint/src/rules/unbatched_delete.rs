@@ -1,6 +1,6 @@
-use tidegate_sql::syntax::NodeEnum;
+use tidegate_sql::{Operation, RowScope};
 
-use crate::context::{bounded_by_limited_cte, bounds_a_batch, Context, Violation, BATCH_HELP};
+use crate::context::{Context, Violation, BATCH_HELP};
 use crate::registry::{declare_rule, Rule, RuleDoc};
 
 declare_rule! {
@@ -46,44 +46,28 @@ impl Rule for UnbatchedDelete {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            let Some(NodeEnum::DeleteStmt(delete)) = statement.node.as_deref() else {
-                continue;
-            };
             let Some(target) = statement.effects.first() else {
                 continue;
             };
-            if !target.origin.is_pre_existing() {
+            if target.operation != Operation::Delete || !target.origin.is_pre_existing() {
                 continue;
             }
-            let qualifier = delete
-                .relation
-                .as_ref()
-                .and_then(|r| r.alias.as_ref().map(|alias| alias.aliasname.clone()))
-                .unwrap_or_else(|| target.table.name.clone());
-            let keys = context.key_columns(&target.table);
-            if bounds_a_batch(delete.where_clause.as_deref(), &keys, &qualifier)
-                || bounded_by_limited_cte(
-                    delete.with_clause.as_ref(),
-                    &delete.using_clause,
-                    delete.where_clause.as_deref(),
-                    &keys,
-                    &qualifier,
-                )
-            {
+            let Some(rows) = statement.row_scope() else {
                 continue;
-            }
+            };
             let table = &target.table;
-            let message = if !delete.using_clause.is_empty() {
-                format!(
+            let message = match rows {
+                RowScope::OneBatch => continue,
+                RowScope::Joined => format!(
                     "DELETE … USING on {table} deletes every row the join matches in one statement"
-                )
-            } else if delete.where_clause.is_none() {
-                format!("DELETE without WHERE deletes every row of {table} in one statement")
-            } else {
-                format!(
+                ),
+                RowScope::All => {
+                    format!("DELETE without WHERE deletes every row of {table} in one statement")
+                }
+                RowScope::Filtered => format!(
                     "DELETE on {table} is not bounded to a batch of its key ({}): it may delete any number of rows in one transaction",
-                    keys.join(", ")
-                )
+                    context.key_columns(table).join(", ")
+                ),
             };
             let mut violation = Violation::new(statement, message)
                 .help(BATCH_HELP)

@@ -1,7 +1,6 @@
-use tidegate_sql::syntax::{cte_names, from_tables, NodeEnum};
-use tidegate_sql::TableName;
+use tidegate_sql::Operation;
 
-use crate::context::{bounds_a_batch, Context, Violation, BATCH_HELP};
+use crate::context::{Context, Violation, BATCH_HELP};
 use crate::registry::{declare_rule, Rule, RuleDoc};
 
 declare_rule! {
@@ -46,61 +45,33 @@ impl Rule for UnbatchedInsertSelect {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            let Some(NodeEnum::InsertStmt(insert)) = statement.node.as_deref() else {
+            let Some(target) = statement.effects.first() else {
                 continue;
             };
-            let Some(NodeEnum::SelectStmt(select)) =
-                insert.select_stmt.as_deref().and_then(|s| s.node.as_ref())
-            else {
+            if target.operation != Operation::Insert || statement.is_one_batch() {
+                continue;
+            }
+            // The first pre-existing table it copies from without bounds (a table created in this migration is
+            // empty, or holds only what the migration put there).
+            let Some(source) = statement.effects[1..].iter().find(|effect| {
+                effect.operation == Operation::Select
+                    && effect.origin.is_pre_existing()
+                    && effect.rows.is_some_and(|rows| !rows.is_one_batch())
+            }) else {
                 continue;
             };
-            if select.limit_count.is_some() {
-                continue;
-            }
-            let mut ctes = cte_names(insert.with_clause.as_ref());
-            ctes.extend(cte_names(select.with_clause.as_ref()));
-            let mut sources = Vec::new();
-            from_tables(&select.from_clause, &mut sources);
-            for source in sources {
-                if source.schemaname.is_empty() && ctes.contains(&source.relname) {
-                    continue;
-                }
-                let table = TableName::from_range_var(&source);
-                if !context.catalog.origin(&table).is_pre_existing()
-                    || statement.effects.iter().any(|effect| {
-                        effect.table.key() == table.key() && !effect.origin.is_pre_existing()
-                    })
-                {
-                    continue;
-                }
-                let qualifier = source
-                    .alias
-                    .as_ref()
-                    .map(|alias| alias.aliasname.clone())
-                    .unwrap_or_else(|| table.name.clone());
-                let keys = context.key_columns(&table);
-                if bounds_a_batch(select.where_clause.as_deref(), &keys, &qualifier) {
-                    continue;
-                }
-                let target = statement
-                    .effects
-                    .first()
-                    .map(|effect| effect.table.to_string())
-                    .unwrap_or_default();
-                let mut violation = Violation::new(
-                    statement,
-                    format!(
-                        "INSERT … SELECT copies {table} into {target} in one unbounded statement"
-                    ),
-                )
-                .help(BATCH_HELP)
-                .table(&table);
-                violation.lock = Some(format!(
-                    "ACCESS SHARE on {table} and ROW EXCLUSIVE on {target} for the whole copy, in one long transaction"
-                ));
-                violations.push(violation);
-                break;
-            }
+            let table = &source.table;
+            let target = &target.table;
+            let mut violation = Violation::new(
+                statement,
+                format!("INSERT … SELECT copies {table} into {target} in one unbounded statement"),
+            )
+            .help(BATCH_HELP)
+            .table(table);
+            violation.lock = Some(format!(
+                "ACCESS SHARE on {table} and ROW EXCLUSIVE on {target} for the whole copy, in one long transaction"
+            ));
+            violations.push(violation);
         }
     }
 }

@@ -1,6 +1,6 @@
-use tidegate_sql::syntax::NodeEnum;
+use tidegate_sql::{Operation, RowScope};
 
-use crate::context::{bounded_by_limited_cte, bounds_a_batch, Context, Violation, BATCH_HELP};
+use crate::context::{Context, Violation, BATCH_HELP};
 use crate::registry::{declare_rule, Rule, RuleDoc};
 
 declare_rule! {
@@ -53,43 +53,28 @@ impl Rule for UnbatchedUpdate {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         for statement in context.statements() {
-            let Some(NodeEnum::UpdateStmt(update)) = statement.node.as_deref() else {
-                continue;
-            };
             let Some(target) = statement.effects.first() else {
                 continue;
             };
-            if !target.origin.is_pre_existing() {
+            if target.operation != Operation::Update || !target.origin.is_pre_existing() {
                 continue;
             }
-            let relation = update.relation.as_ref();
-            let qualifier = relation
-                .and_then(|r| r.alias.as_ref().map(|alias| alias.aliasname.clone()))
-                .unwrap_or_else(|| target.table.name.clone());
-            let keys = context.key_columns(&target.table);
-            if bounds_a_batch(update.where_clause.as_deref(), &keys, &qualifier)
-                || bounded_by_limited_cte(
-                    update.with_clause.as_ref(),
-                    &update.from_clause,
-                    update.where_clause.as_deref(),
-                    &keys,
-                    &qualifier,
-                )
-            {
+            let Some(rows) = statement.row_scope() else {
                 continue;
-            }
+            };
             let table = &target.table;
-            let message = if !update.from_clause.is_empty() {
-                format!(
+            let message = match rows {
+                RowScope::OneBatch => continue,
+                RowScope::Joined => format!(
                     "UPDATE … FROM on {table} updates every row the join matches in one statement"
-                )
-            } else if update.where_clause.is_none() {
-                format!("UPDATE without WHERE rewrites every row of {table} in one statement")
-            } else {
-                format!(
+                ),
+                RowScope::All => {
+                    format!("UPDATE without WHERE rewrites every row of {table} in one statement")
+                }
+                RowScope::Filtered => format!(
                     "UPDATE on {table} is not bounded to a batch of its key ({}): it may update any number of rows in one transaction",
-                    keys.join(", ")
-                )
+                    context.key_columns(table).join(", ")
+                ),
             };
             let mut violation = Violation::new(statement, message)
                 .help(BATCH_HELP)

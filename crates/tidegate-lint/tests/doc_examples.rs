@@ -1,0 +1,158 @@
+//! Every rule's documentation tested as written: the SQL under `## Example` must fire the rule, the SQL under
+//! `## Use instead` must not. The SQL is read from the rule's doc comment ([`tidegate_lint::RuleDoc::documentation`],
+//! the text `tidegate explain` and docs/rules print), so changing a doc changes this test.
+//!
+//! Each section's ```` ```sql ```` blocks form one migration file, linted with no earlier migrations: the tables
+//! it names are ones tidegate has never seen created, as after a squashed baseline. A fence may carry options
+//! after the language, as the fixtures' cases do: `framework-transaction` (the framework wraps the file in a
+//! transaction) and `pg=N` (the target PostgreSQL version; 17 otherwise).
+
+use std::fmt::Write;
+
+use tidegate_lint::{registry, Config, RuleDoc, Session};
+use tidegate_sql::{parse_source, PgVersion};
+
+/// One section's SQL and how it runs.
+struct Section {
+    sql: String,
+    framework_transaction: bool,
+    pg_version: u32,
+}
+
+/// The ```sql blocks under `## <heading>`, up to the next `## ` heading; `None` when there are none.
+fn section(doc: &RuleDoc, heading: &str) -> Option<Section> {
+    let documentation = doc.documentation();
+    let mut in_section = false;
+    // Inside a fenced block: `Some(true)` for SQL, `Some(false)` for any other (a console session).
+    let mut in_block: Option<bool> = None;
+    let mut found = None::<Section>;
+    for line in documentation.lines() {
+        let fence = line.trim_start().strip_prefix("```");
+        if let Some(is_sql) = in_block {
+            if fence.is_some() {
+                in_block = None;
+            } else if let (true, true, Some(section)) = (is_sql, in_section, found.as_mut()) {
+                section.sql.push_str(line);
+                section.sql.push('\n');
+            }
+            continue;
+        }
+        if let Some(title) = line.strip_prefix("## ") {
+            in_section = title.trim() == heading;
+            continue;
+        }
+        let Some(info) = fence else {
+            continue;
+        };
+        let mut words = info.split_whitespace();
+        let is_sql = words.next() == Some("sql");
+        in_block = Some(is_sql);
+        if !in_section || !is_sql {
+            continue;
+        }
+        let section = found.get_or_insert_with(|| Section {
+            sql: String::new(),
+            framework_transaction: false,
+            pg_version: 17,
+        });
+        for option in words {
+            match option {
+                "framework-transaction" => section.framework_transaction = true,
+                other => {
+                    section.pg_version = other
+                        .strip_prefix("pg=")
+                        .and_then(|version| version.parse().ok())
+                        .unwrap_or_else(|| {
+                            panic!("{}: unknown sql fence option `{other}`", doc.id)
+                        })
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Lints a section and renders each statement with the rule's findings on it; returns the rendering and the
+/// number of the rule's findings.
+fn lint_section(doc: &RuleDoc, section: &Section) -> (String, usize) {
+    let config = Config {
+        pg_version: PgVersion(section.pg_version),
+        ..Config::default()
+    };
+    let mut session = Session::new(&config, None);
+    let report = session.lint(
+        "doc.sql",
+        &section.sql,
+        section.framework_transaction,
+    );
+    let findings: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|finding| finding.rule == doc.id)
+        .collect();
+    let mut out = String::new();
+    if section.framework_transaction {
+        out.push_str("(in the framework's transaction)\n");
+    }
+    if section.pg_version != 17 {
+        let _ = writeln!(out, "(PostgreSQL {})", section.pg_version);
+    }
+    let statements = parse_source(&section.sql).statements;
+    for statement in &statements {
+        let first_line = statement.text.lines().next().unwrap_or_default();
+        let _ = writeln!(out, "  {:>3} | {first_line}", statement.span.start.line);
+        for finding in findings
+            .iter()
+            .filter(|finding| finding.statement == Some(statement.index))
+        {
+            let _ = writeln!(
+                out,
+                "      > {} {}:{}: {}",
+                finding.severity, finding.line, finding.column, finding.message
+            );
+        }
+    }
+    for finding in findings.iter().filter(|finding| finding.statement.is_none()) {
+        let _ = writeln!(
+            out,
+            "      > {} {}:{}: {}",
+            finding.severity, finding.line, finding.column, finding.message
+        );
+    }
+    (out, findings.len())
+}
+
+#[test]
+fn every_rule_example_fires_and_its_use_instead_is_quiet() {
+    let mut failures = Vec::new();
+    for rule in registry() {
+        let doc = rule.doc();
+        let id = doc.id.as_str();
+        let mut rendered = String::from("## Example\n");
+        match section(doc, "Example") {
+            Some(example) => {
+                let (text, count) = lint_section(doc, &example);
+                rendered.push_str(&text);
+                if count == 0 {
+                    failures.push(format!("{id}: its `## Example` does not fire it"));
+                }
+            }
+            None => failures.push(format!("{id}: its `## Example` has no ```sql block")),
+        }
+        rendered.push_str("\n## Use instead\n");
+        match section(doc, "Use instead") {
+            Some(instead) => {
+                let (text, count) = lint_section(doc, &instead);
+                rendered.push_str(&text);
+                if count > 0 {
+                    failures.push(format!("{id}: its `## Use instead` fires it {count} time(s)"));
+                }
+            }
+            None => rendered.push_str("(no SQL: the advice is prose)\n"),
+        }
+        insta::with_settings!({ snapshot_path => "snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
+            insta::assert_snapshot!(format!("doc-example-{id}"), rendered);
+        });
+    }
+    assert!(failures.is_empty(), "rule docs that do not behave:\n{}", failures.join("\n"));
+}
