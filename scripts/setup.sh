@@ -71,6 +71,26 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 
+# --- pre-commit ------------------------------------------------------------------------------------------------
+# The hook test (crates/tidegate/tests/pre_commit.rs) runs the real pre-commit on .pre-commit-hooks.yaml.
+if ! command -v pre-commit >/dev/null; then
+    if python3 -m pip --version >/dev/null 2>&1; then
+        say "installing pre-commit (pip; the pre-commit hook test uses it)"
+        python3 -m pip install --quiet --disable-pip-version-check pre-commit \
+            || die "pip could not install pre-commit; install it yourself (pip install pre-commit) and run this again"
+        command -v pyenv >/dev/null && pyenv rehash
+    else
+        say "installing pre-commit (Debian's package: this machine's python3 has no pip)"
+        export DEBIAN_FRONTEND=noninteractive
+        as_root apt-get update -qq
+        as_root apt-get install -y -qq --no-install-recommends pre-commit >/dev/null
+    fi
+    command -v pre-commit >/dev/null \
+        || die "pre-commit was installed but is not on PATH; add pip's script directory to PATH and run this again"
+else
+    say "pre-commit already installed"
+fi
+
 [ "${TIDEGATE_SKIP_BUILD:-}" = 1 ] && { say "TIDEGATE_SKIP_BUILD=1: not building"; exit 0; }
 
 # --- build -----------------------------------------------------------------------------------------------------
