@@ -444,11 +444,22 @@ impl Analyzer<'_> {
                         // An INSERT … SELECT reaches as many rows as it copies: bounded by a LIMIT on the
                         // whole query, or else by the widest read of its sources.
                         let whole_query_limited = matches!(select.node.as_ref(), Some(NodeEnum::SelectStmt(s)) if limits_rows(s));
+                        // With no table read directly (only CTEs or subqueries in FROM) the reach is unknown:
+                        // every row; with no FROM at all it is the one row of constants.
+                        let reads_something = matches!(select.node.as_ref(), Some(NodeEnum::SelectStmt(s))
+                            if [Some(&**s), s.larg.as_deref(), s.rarg.as_deref()]
+                                .into_iter()
+                                .flatten()
+                                .any(|arm| !arm.from_clause.is_empty()));
                         let widest = self.effects[first_source..]
                             .iter()
                             .filter_map(|effect| effect.rows)
                             .max()
-                            .unwrap_or(RowScope::OneBatch);
+                            .unwrap_or(if reads_something {
+                                RowScope::All
+                            } else {
+                                RowScope::OneBatch
+                            });
                         self.effects[target].rows = Some(if whole_query_limited {
                             RowScope::OneBatch
                         } else {

@@ -307,6 +307,18 @@ mod tests {
     }
 
     #[test]
+    fn an_insert_select_through_a_cte_is_not_taken_for_one_batch() {
+        assert_eq!(
+            scope("WITH src AS (SELECT * FROM orders) INSERT INTO archive SELECT * FROM src"),
+            Some(RowScope::All)
+        );
+        assert_eq!(
+            scope("INSERT INTO flags SELECT 'dark-mode', true"),
+            Some(RowScope::OneBatch)
+        );
+    }
+
+    #[test]
     fn statements_that_are_not_bulk_data_changes_have_no_scope() {
         for sql in [
             "INSERT INTO orders (id) VALUES (1), (2)",
