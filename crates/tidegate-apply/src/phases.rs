@@ -1025,6 +1025,42 @@ mod tests {
     }
 
     #[test]
+    fn one_bounded_batch_runs_as_written_where_an_unbounded_update_becomes_a_backfill() {
+        // Lint decides "bounded" (tidegate-sql's row scope) and apply follows its findings: the batch draws no
+        // unbatched-update, and schema-change-with-backfill is info for it.
+        let batch = "UPDATE orders SET order_status = lower(order_status) \
+                     WHERE id IN (SELECT id FROM orders WHERE order_status <> lower(order_status) ORDER BY id LIMIT 5000)";
+        let bounded = plan(
+            &format!("ALTER TABLE orders ADD COLUMN note text;\n{batch};"),
+            false,
+        );
+        assert_eq!(bounded.obstacles, vec![]);
+        assert!(
+            bounded
+                .statements
+                .iter()
+                .all(|statement| statement.disposition == Disposition::AsWritten),
+            "{bounded:?}"
+        );
+        assert!(kinds(&bounded)
+            .iter()
+            .all(|kind| !kind.starts_with("backfill")));
+        assert!(sql_of(&bounded).contains(&batch.to_string()));
+        let unbounded = plan(
+            "ALTER TABLE orders ADD COLUMN note text;\n\
+             UPDATE orders SET order_status = lower(order_status) WHERE id > 100;",
+            false,
+        );
+        assert_eq!(
+            kinds(&unbounded),
+            [
+                "schema×1",
+                "backfill UPDATE orders SET order_status = lower(order_status) WHERE id > 100"
+            ]
+        );
+    }
+
+    #[test]
     fn a_where_clause_is_kept_as_the_backfill_predicate() {
         let plan = plan(
             "UPDATE orders SET order_status = lower(order_status) WHERE order_status <> 'done';",

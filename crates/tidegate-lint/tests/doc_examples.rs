@@ -62,9 +62,7 @@ fn section(doc: &RuleDoc, heading: &str) -> Option<Section> {
                     section.pg_version = other
                         .strip_prefix("pg=")
                         .and_then(|version| version.parse().ok())
-                        .unwrap_or_else(|| {
-                            panic!("{}: unknown sql fence option `{other}`", doc.id)
-                        })
+                        .unwrap_or_else(|| panic!("{}: unknown sql fence option `{other}`", doc.id))
                 }
             }
         }
@@ -80,11 +78,7 @@ fn lint_section(doc: &RuleDoc, section: &Section) -> (String, usize) {
         ..Config::default()
     };
     let mut session = Session::new(&config, None);
-    let report = session.lint(
-        "doc.sql",
-        &section.sql,
-        section.framework_transaction,
-    );
+    let report = session.lint("doc.sql", &section.sql, section.framework_transaction);
     let findings: Vec<_> = report
         .findings
         .iter()
@@ -112,7 +106,10 @@ fn lint_section(doc: &RuleDoc, section: &Section) -> (String, usize) {
             );
         }
     }
-    for finding in findings.iter().filter(|finding| finding.statement.is_none()) {
+    for finding in findings
+        .iter()
+        .filter(|finding| finding.statement.is_none())
+    {
         let _ = writeln!(
             out,
             "      > {} {}:{}: {}",
@@ -145,7 +142,9 @@ fn every_rule_example_fires_and_its_use_instead_is_quiet() {
                 let (text, count) = lint_section(doc, &instead);
                 rendered.push_str(&text);
                 if count > 0 {
-                    failures.push(format!("{id}: its `## Use instead` fires it {count} time(s)"));
+                    failures.push(format!(
+                        "{id}: its `## Use instead` fires it {count} time(s)"
+                    ));
                 }
             }
             None => rendered.push_str("(no SQL: the advice is prose)\n"),
@@ -154,5 +153,9 @@ fn every_rule_example_fires_and_its_use_instead_is_quiet() {
             insta::assert_snapshot!(format!("doc-example-{id}"), rendered);
         });
     }
-    assert!(failures.is_empty(), "rule docs that do not behave:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "rule docs that do not behave:\n{}",
+        failures.join("\n")
+    );
 }

@@ -278,8 +278,9 @@ pub fn estimate_seconds(effect: &EffectFacts, table: &TableFacts, policy: &Polic
         Work::Rewrite => (table.total_bytes, policy.rewrite_factor),
         // The size of one batch is rarely written as a number (`BETWEEN $1 AND $2`): count it as a small table.
         Work::Dml if effect.rows.is_some_and(RowScope::is_one_batch) && table.rows > 0 => (
-            (table.total_bytes as f64 * (policy.small_table_rows.min(table.rows) as f64
-                / table.rows as f64)) as u64,
+            (table.total_bytes as f64
+                * (policy.small_table_rows.min(table.rows) as f64 / table.rows as f64))
+                as u64,
             policy.dml_factor,
         ),
         Work::Dml => (table.total_bytes, policy.dml_factor),

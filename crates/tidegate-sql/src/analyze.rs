@@ -8,11 +8,11 @@ use crate::catalog::{Catalog, Column, Constraint};
 use crate::facts::{
     lock_facts, AlterSubcommand, ColumnFill, ConstraintKind, LockLevel, Operation, PgVersion,
 };
+use crate::scope::{change_scope, limits_rows, read_scope, RowScope};
 use crate::statement::{
     parse_each, parse_source, ParseMode, Statement, StatementKind, TransactionEvent,
     TransactionState,
 };
-use crate::scope::{change_scope, limits_rows, read_scope, RowScope};
 use crate::tree::{
     calls_volatile_function, column_reference, cte_names, from_tables, has_option, string_value,
     ColumnType, TableName,
@@ -444,11 +444,22 @@ impl Analyzer<'_> {
                         // An INSERT … SELECT reaches as many rows as it copies: bounded by a LIMIT on the
                         // whole query, or else by the widest read of its sources.
                         let whole_query_limited = matches!(select.node.as_ref(), Some(NodeEnum::SelectStmt(s)) if limits_rows(s));
+                        // With no table read directly (only CTEs or subqueries in FROM) the reach is unknown:
+                        // every row; with no FROM at all it is the one row of constants.
+                        let reads_something = matches!(select.node.as_ref(), Some(NodeEnum::SelectStmt(s))
+                            if [Some(&**s), s.larg.as_deref(), s.rarg.as_deref()]
+                                .into_iter()
+                                .flatten()
+                                .any(|arm| !arm.from_clause.is_empty()));
                         let widest = self.effects[first_source..]
                             .iter()
                             .filter_map(|effect| effect.rows)
                             .max()
-                            .unwrap_or(RowScope::OneBatch);
+                            .unwrap_or(if reads_something {
+                                RowScope::All
+                            } else {
+                                RowScope::OneBatch
+                            });
                         self.effects[target].rows = Some(if whole_query_limited {
                             RowScope::OneBatch
                         } else {
@@ -592,9 +603,13 @@ impl Analyzer<'_> {
         if let Some(NodeEnum::SelectStmt(select)) = node.node.as_ref() {
             let mut ctes = outer_ctes.to_vec();
             ctes.extend(cte_names(select.with_clause.as_ref()));
-            for arm in [Some(&**select), select.larg.as_deref(), select.rarg.as_deref()]
-                .into_iter()
-                .flatten()
+            for arm in [
+                Some(&**select),
+                select.larg.as_deref(),
+                select.rarg.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 let mut tables = Vec::new();
                 from_tables(&arm.from_clause, &mut tables);
@@ -734,7 +749,10 @@ impl Analyzer<'_> {
                     None,
                 );
                 if let Some(column) = column {
-                    self.catalog.learn_table(table).learn_column(column).not_null = true;
+                    self.catalog
+                        .learn_table(table)
+                        .learn_column(column)
+                        .not_null = true;
                 }
             }
             AlterTableType::AtDropNotNull => {
@@ -1405,7 +1423,10 @@ mod tests {
         assert_eq!(set_not_null.origin, TableOrigin::Unknown);
         assert!(!statements[6].rewrites(), "varchar(20) → varchar(40)");
         assert_eq!(
-            statements[6].effects[0].previous_type.as_ref().map(ToString::to_string),
+            statements[6].effects[0]
+                .previous_type
+                .as_ref()
+                .map(ToString::to_string),
             Some("varchar(20)".to_string())
         );
         let customers = TableName::new(None, "customers");
@@ -1426,8 +1447,18 @@ mod tests {
             "ALTER TABLE customers ALTER COLUMN email DROP NOT NULL;",
             false,
         );
-        assert_eq!(later.statements()[0].effects[0].origin, TableOrigin::Unknown);
-        assert!(!catalog.table(&customers).unwrap().column("email").unwrap().not_null);
+        assert_eq!(
+            later.statements()[0].effects[0].origin,
+            TableOrigin::Unknown
+        );
+        assert!(
+            !catalog
+                .table(&customers)
+                .unwrap()
+                .column("email")
+                .unwrap()
+                .not_null
+        );
     }
 
     #[test]

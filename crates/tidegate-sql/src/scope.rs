@@ -82,9 +82,9 @@ pub(crate) fn read_scope(
 
 /// Whether a SELECT has a row limit (`LIMIT n`, `FETCH FIRST n ROWS`); `LIMIT ALL` and `LIMIT NULL` are none.
 pub(crate) fn limits_rows(select: &protobuf::SelectStmt) -> bool {
-    select.limit_count.as_deref().is_some_and(|limit| {
-        !matches!(limit.node.as_ref(), Some(NodeEnum::AConst(constant)) if constant.isnull)
-    })
+    select.limit_count.as_deref().is_some_and(
+        |limit| !matches!(limit.node.as_ref(), Some(NodeEnum::AConst(constant)) if constant.isnull),
+    )
 }
 
 /// Whether a WHERE clause bounds a statement to one batch of `key_columns`: a key equality, a key range with both
@@ -304,6 +304,18 @@ mod tests {
         ] {
             assert_eq!(scope(sql), Some(expected), "{sql}");
         }
+    }
+
+    #[test]
+    fn an_insert_select_through_a_cte_is_not_taken_for_one_batch() {
+        assert_eq!(
+            scope("WITH src AS (SELECT * FROM orders) INSERT INTO archive SELECT * FROM src"),
+            Some(RowScope::All)
+        );
+        assert_eq!(
+            scope("INSERT INTO flags SELECT 'dark-mode', true"),
+            Some(RowScope::OneBatch)
+        );
     }
 
     #[test]

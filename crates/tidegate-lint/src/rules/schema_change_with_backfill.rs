@@ -156,7 +156,7 @@ impl Rule for SchemaChangeWithBackfill {
                 )
             } else if one_batch {
                 format!(
-                    "{verb} on {table} changes one key batch, in its own transaction after the schema change on line {ddl_line}: short, but the rest of the rows still need a backfill"
+                    "{verb} on {table} changes one bounded batch, in a transaction apart from the schema change on line {ddl_line}: short, but the rest of the rows still need a backfill"
                 )
             } else {
                 format!(
