@@ -162,7 +162,9 @@ impl MigrationContext {
                 conf_name.push(".conf");
                 let conf_path = PathBuf::from(conf_name);
                 match std::fs::read_to_string(&conf_path) {
-                    Ok(conf) => SideFile::FlywayInTransaction(flyway_executes_in_transaction(&conf)),
+                    Ok(conf) => {
+                        SideFile::FlywayInTransaction(flyway_executes_in_transaction(&conf))
+                    }
                     Err(error) if error.kind() == std::io::ErrorKind::NotFound => SideFile::None,
                     Err(error) => {
                         self.problems.push(format!(

@@ -28,7 +28,9 @@ use crate::LspError;
 pub enum Flow {
     Continue,
     /// The client sent `exit`; `clean` when it asked for `shutdown` first (the process then exits 0).
-    Exit { clean: bool },
+    Exit {
+        clean: bool,
+    },
 }
 
 struct OpenDocument {
@@ -85,9 +87,7 @@ impl Server {
 
     /// The text the server holds for an open document (what the editor's edits produced).
     pub fn document_text(&self, uri: &Uri) -> Option<&str> {
-        self.documents
-            .get(uri)
-            .map(|open| open.document.text())
+        self.documents.get(uri).map(|open| open.document.text())
     }
 
     /// Handles one message from the client, queueing responses in `outgoing`.
@@ -223,10 +223,10 @@ impl Server {
             let Some(open) = self.documents.get(&uri) else {
                 continue;
             };
-            let display = open
-                .path
-                .as_ref()
-                .map_or_else(|| uri.as_str().to_string(), |path| path.display().to_string());
+            let display = open.path.as_ref().map_or_else(
+                || uri.as_str().to_string(),
+                |path| path.display().to_string(),
+            );
             let (report, problem) = open.context.lint(&display, open.document.text());
             let positions = FindingPositions::new(&open.document);
             let mut items: Vec<_> = open

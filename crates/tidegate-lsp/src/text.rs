@@ -125,7 +125,12 @@ pub struct FindingPositions<'a> {
 impl<'a> FindingPositions<'a> {
     pub fn new(document: &'a Document) -> Self {
         let mut newline_starts = vec![0];
-        newline_starts.extend(document.text.match_indices('\n').map(|(offset, _)| offset + 1));
+        newline_starts.extend(
+            document
+                .text
+                .match_indices('\n')
+                .map(|(offset, _)| offset + 1),
+        );
         Self {
             document,
             newline_starts,

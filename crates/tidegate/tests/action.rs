@@ -62,10 +62,7 @@ fn the_action_has_the_shape_github_reads() {
     assert_eq!(string(&action["runs"]["using"], "runs.using"), "composite");
 
     let inputs = action["inputs"].as_hash().expect("inputs");
-    let names: Vec<&str> = inputs
-        .keys()
-        .map(|key| string(key, "input name"))
-        .collect();
+    let names: Vec<&str> = inputs.keys().map(|key| string(key, "input name")).collect();
     for expected in ["paths", "fail-on", "pg-version", "config", "sarif-file"] {
         assert!(
             names.contains(&expected),
@@ -101,10 +98,7 @@ fn the_action_has_the_shape_github_reads() {
         if let Some(env) = step["env"].as_hash() {
             for value in env.values() {
                 for name in input_references(string(value, "env value")) {
-                    assert!(
-                        names.contains(&name.as_str()),
-                        "undeclared input {name}"
-                    );
+                    assert!(names.contains(&name.as_str()), "undeclared input {name}");
                 }
             }
         }
@@ -171,11 +165,7 @@ fn run_lint_step(project: &Path, given: &[(&str, &str)]) -> StepRun {
     for (key, value) in lint["env"].as_hash().expect("env") {
         let value = string(value, "env value");
         let references = input_references(value);
-        assert_eq!(
-            references.len(),
-            1,
-            "one input per variable: {value}"
-        );
+        assert_eq!(references.len(), 1, "one input per variable: {value}");
         assert_eq!(value, format!("${{{{ inputs.{} }}}}", references[0]));
         command.env(string(key, "env name"), value_of(&references[0]));
     }
@@ -215,7 +205,11 @@ fn the_lint_step_annotates_fails_and_still_writes_the_sarif_report() {
         ),
     ]);
     let run = run_lint_step(project.path(), &[("paths", "db/migrations")]);
-    assert_eq!(run.code, 1, "an error finding fails the step: {}", run.stdout);
+    assert_eq!(
+        run.code, 1,
+        "an error finding fails the step: {}",
+        run.stdout
+    );
     assert!(
         run.stdout.lines().any(|line| line.starts_with("::error ")
             && line.contains("file=db/migrations/002_index.sql")),
@@ -223,9 +217,7 @@ fn the_lint_step_annotates_fails_and_still_writes_the_sarif_report() {
         run.stdout
     );
     assert_eq!(run.sarif["version"], "2.1.0");
-    let results = run.sarif["runs"][0]["results"]
-        .as_array()
-        .expect("results");
+    let results = run.sarif["runs"][0]["results"].as_array().expect("results");
     assert!(
         results
             .iter()

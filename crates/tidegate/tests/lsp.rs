@@ -125,7 +125,10 @@ impl Published {
     }
 
     fn items(&self) -> Vec<Value> {
-        self.0["diagnostics"].as_array().expect("diagnostics").clone()
+        self.0["diagnostics"]
+            .as_array()
+            .expect("diagnostics")
+            .clone()
     }
 
     fn find(&self, code: &str) -> Value {
@@ -201,7 +204,9 @@ fn diagnostics_follow_open_change_and_save_with_the_directory_as_context() {
     let opened = client.diagnostics(&uri);
     assert_eq!(opened.version(), 1);
     assert!(
-        !opened.codes().contains(&"alter-column-type-rewrite".to_string()),
+        !opened
+            .codes()
+            .contains(&"alter-column-type-rewrite".to_string()),
         "001 created status as varchar(20), so widening it is binary-coercible: {:#}",
         opened.0
     );
@@ -253,7 +258,10 @@ fn diagnostics_follow_open_change_and_save_with_the_directory_as_context() {
     );
     let retyped = client.diagnostics(&uri);
     assert_eq!(retyped.version(), 3);
-    assert_eq!(retyped.find("alter-column-type-rewrite")["range"]["start"]["line"], 1);
+    assert_eq!(
+        retyped.find("alter-column-type-rewrite")["range"]["start"]["line"],
+        1
+    );
 
     // Saving reads the context again: a rule switched off in tidegate.toml meanwhile is gone.
     let text = text.replace("varchar(50)", "integer");
@@ -310,7 +318,11 @@ fn diagnostics_follow_open_change_and_save_with_the_directory_as_context() {
     client.notify("exit", Value::Null);
     drop(client.stdin);
     let status = client.child.wait().expect("wait");
-    assert_eq!(status.code(), Some(0), "exit after shutdown is a clean exit");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit after shutdown is a clean exit"
+    );
 }
 
 #[test]

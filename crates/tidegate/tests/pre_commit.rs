@@ -99,7 +99,11 @@ fn the_hook_fails_a_commit_of_a_dangerous_migration_and_passes_a_safe_one() {
     let setup = with_env(Command::new("git").args(["add", "-A"]));
     assert!(setup.status.success(), "{}", text(&setup));
     let first = with_env(Command::new("git").args(["commit", "-q", "-m", "create orders"]));
-    assert!(first.status.success(), "a safe migration commits: {}", text(&first));
+    assert!(
+        first.status.success(),
+        "a safe migration commits: {}",
+        text(&first)
+    );
 
     std::fs::write(
         project.join("migrations/002_index_status.sql"),
@@ -109,7 +113,10 @@ fn the_hook_fails_a_commit_of_a_dangerous_migration_and_passes_a_safe_one() {
     with_env(Command::new("git").args(["add", "-A"]));
     let refused = with_env(Command::new("git").args(["commit", "-q", "-m", "index status"]));
     let output = text(&refused);
-    assert!(!refused.status.success(), "the commit went through: {output}");
+    assert!(
+        !refused.status.success(),
+        "the commit went through: {output}"
+    );
     assert!(output.contains("tidegate lint"), "{output}");
     assert!(output.contains("Failed"), "{output}");
     assert!(
