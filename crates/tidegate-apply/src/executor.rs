@@ -657,7 +657,7 @@ async fn wait_until_healthy(
             options.backfill.throttle_query.as_deref(),
         )
         .await
-        .map_err(|error| format!("reading the health signals: {}", describe(&error)))?;
+        .map_err(|error| format!("reading the health signals: {}", error.message))?;
         // A stop ends the wait; the caller checks for it next and starts nothing.
         if decision.level == Level::Healthy || options.stop.requested().is_some() {
             return Ok(());
