@@ -467,8 +467,17 @@ pub fn is_connection_lost(error: &tokio_postgres::Error) -> bool {
     match sqlstate(error) {
         // 08xxx connection exceptions; 57P01 admin_shutdown; 57P02 crash_shutdown; 57P03 cannot_connect_now.
         Some(code) => code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03"),
-        // No SQLSTATE: an I/O or protocol failure on the socket.
-        None => error.as_db_error().is_none(),
+        // No SQLSTATE: an I/O failure on the socket is a loss; a parameter the client could not encode is not.
+        None => {
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                if cause.is::<std::io::Error>() {
+                    return true;
+                }
+                source = cause.source();
+            }
+            false
+        }
     }
 }
 
