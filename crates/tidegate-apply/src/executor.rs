@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tidegate_db::blockers::Blocker;
+use tidegate_db::blockers::LockHolder;
 use tidegate_db::connect::{describe, ConnectionConfig, DbError};
 use tidegate_lint::Config;
 use tidegate_sql::discovery::Layout;
@@ -124,7 +124,7 @@ pub enum ApplyEvent {
         phase: usize,
         attempt: u32,
         statement: String,
-        blockers: Vec<Blocker>,
+        blockers: Vec<LockHolder>,
         retry_in_ms: Option<u64>,
     },
     DroppedInvalidIndex {
