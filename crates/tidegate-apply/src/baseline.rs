@@ -1021,6 +1021,7 @@ mod tests {
                 sql: String::new(),
                 framework_transaction: false,
                 checksum: format!("sum-of-{name}"),
+                parsed: Default::default(),
             })
             .collect()
     }

@@ -379,6 +379,7 @@ mod tests {
             sql: String::new(),
             framework_transaction: false,
             checksum: checksum.into(),
+            parsed: Default::default(),
         }
     }
 
