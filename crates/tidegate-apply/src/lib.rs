@@ -35,9 +35,9 @@ pub mod schema_phase;
 mod sql;
 pub mod status;
 
-use std::sync::OnceLock;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::Serialize;
 use tidegate_lint::{Config, Session, TableStat, TableStats};
