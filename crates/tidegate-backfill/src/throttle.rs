@@ -298,9 +298,11 @@ impl ThrottlePolicy {
                 ),
             ),
             Reading::Value(_) | Reading::NotWatched => {}
-            Reading::Unknown(why) => {
-                raise(Level::Throttle, Signal::ReplicaLag, format!("replica lag unreadable ({why})"))
-            }
+            Reading::Unknown(why) => raise(
+                Level::Throttle,
+                Signal::ReplicaLag,
+                format!("replica lag unreadable ({why})"),
+            ),
         }
         if let Some(max) = t.max_active {
             match &obs.active_backends {
@@ -309,9 +311,11 @@ impl ThrottlePolicy {
                     Signal::ActiveBackends,
                     format!("{n} active backends over {factor}x the limit of {max}"),
                 ),
-                Reading::Value(n) if *n > max => {
-                    raise(Level::Throttle, Signal::ActiveBackends, format!("{n} active backends over {max}"))
-                }
+                Reading::Value(n) if *n > max => raise(
+                    Level::Throttle,
+                    Signal::ActiveBackends,
+                    format!("{n} active backends over {max}"),
+                ),
                 Reading::Value(_) | Reading::NotWatched => {}
                 Reading::Unknown(why) => raise(
                     Level::Throttle,
@@ -340,14 +344,24 @@ impl ThrottlePolicy {
                 ),
             ),
             Reading::Value(_) | Reading::NotWatched => {}
-            Reading::Unknown(why) => raise(Level::Throttle, Signal::ProbeLatency, format!("probe failed ({why})")),
+            Reading::Unknown(why) => raise(
+                Level::Throttle,
+                Signal::ProbeLatency,
+                format!("probe failed ({why})"),
+            ),
         }
         match &obs.throttle_query {
-            Reading::Value(true) => raise(Level::Throttle, Signal::ThrottleQuery, "throttle query returned true".into()),
+            Reading::Value(true) => raise(
+                Level::Throttle,
+                Signal::ThrottleQuery,
+                "throttle query returned true".into(),
+            ),
             Reading::Value(false) | Reading::NotWatched => {}
-            Reading::Unknown(why) => {
-                raise(Level::Throttle, Signal::ThrottleQuery, format!("throttle query failed ({why})"))
-            }
+            Reading::Unknown(why) => raise(
+                Level::Throttle,
+                Signal::ThrottleQuery,
+                format!("throttle query failed ({why})"),
+            ),
         }
         (level, reasons, signals)
     }
@@ -411,12 +425,18 @@ mod tests {
             ..Observation::healthy(at(0))
         });
         assert_eq!(d.level, Level::Critical);
-        assert_eq!(d.signals, vec![Signal::BlockedSessions, Signal::ProbeLatency]);
+        assert_eq!(
+            d.signals,
+            vec![Signal::BlockedSessions, Signal::ProbeLatency]
+        );
         assert_eq!(d.signals.len(), d.reason.split("; ").count());
         // Calmer, but held: the signals stay the ones that set the level.
         let d = p.decide(&Observation::healthy(at(100)));
         assert_eq!(d.level, Level::Critical);
-        assert_eq!(d.signals, vec![Signal::BlockedSessions, Signal::ProbeLatency]);
+        assert_eq!(
+            d.signals,
+            vec![Signal::BlockedSessions, Signal::ProbeLatency]
+        );
         let d = p.decide(&Observation::healthy(at(10_200)));
         assert_eq!(d.level, Level::Healthy);
         assert!(d.signals.is_empty());

@@ -125,9 +125,15 @@ mod tests {
 
     #[test]
     fn an_explicit_host_is_taken_as_written() {
-        assert_eq!(parse("0.0.0.0:9187").unwrap(), "0.0.0.0:9187".parse().unwrap());
+        assert_eq!(
+            parse("0.0.0.0:9187").unwrap(),
+            "0.0.0.0:9187".parse().unwrap()
+        );
         assert!(!"0.0.0.0:9187".parse::<MetricsAddr>().unwrap().is_loopback());
-        assert_eq!(parse("10.1.2.3:80").unwrap(), "10.1.2.3:80".parse().unwrap());
+        assert_eq!(
+            parse("10.1.2.3:80").unwrap(),
+            "10.1.2.3:80".parse().unwrap()
+        );
         assert_eq!(parse("[::]:9187").unwrap(), "[::]:9187".parse().unwrap());
         assert!("[::1]:9187".parse::<MetricsAddr>().unwrap().is_loopback());
         assert_eq!(

@@ -502,7 +502,11 @@ impl Metrics {
                 phase,
                 elapsed_ms,
             } => {
-                let class = self.tracker().phases.get(&(version.clone(), *phase)).copied();
+                let class = self
+                    .tracker()
+                    .phases
+                    .get(&(version.clone(), *phase))
+                    .copied();
                 if let Some(class) = class {
                     self.set_phase(version, *phase, class, PhaseState::Done);
                     self.apply_phase_seconds
@@ -516,7 +520,11 @@ impl Metrics {
             }
             ApplyEvent::MigrationFailed { version, phase, .. } => {
                 // A phase that never started (the gate before it failed) has no series to mark.
-                let class = self.tracker().phases.get(&(version.clone(), *phase)).copied();
+                let class = self
+                    .tracker()
+                    .phases
+                    .get(&(version.clone(), *phase))
+                    .copied();
                 if let Some(class) = class {
                     self.set_phase(version, *phase, class, PhaseState::Failed);
                 }
@@ -738,23 +746,41 @@ mod tests {
         for _ in 0..3 {
             m.record_backfill(&throttled(&[Signal::ProbeLatency]));
         }
-        assert_eq!(throttles(&m, Signal::ProbeLatency, ThrottleLevel::Throttle), 1);
+        assert_eq!(
+            throttles(&m, Signal::ProbeLatency, ThrottleLevel::Throttle),
+            1
+        );
         assert_eq!(current(&m), "throttled");
         // A second signal joins: it counts, the first does not again.
         m.record_backfill(&throttled(&[Signal::ProbeLatency, Signal::BlockedSessions]));
-        assert_eq!(throttles(&m, Signal::ProbeLatency, ThrottleLevel::Throttle), 1);
-        assert_eq!(throttles(&m, Signal::BlockedSessions, ThrottleLevel::Throttle), 1);
+        assert_eq!(
+            throttles(&m, Signal::ProbeLatency, ThrottleLevel::Throttle),
+            1
+        );
+        assert_eq!(
+            throttles(&m, Signal::BlockedSessions, ThrottleLevel::Throttle),
+            1
+        );
         m.record_backfill(&Event::ThrottleLifted { run_id: RUN });
         assert_eq!(current(&m), "running");
         m.record_backfill(&throttled(&[Signal::ProbeLatency]));
-        assert_eq!(throttles(&m, Signal::ProbeLatency, ThrottleLevel::Throttle), 2);
+        assert_eq!(
+            throttles(&m, Signal::ProbeLatency, ThrottleLevel::Throttle),
+            2
+        );
         // It turns critical: the run pauses, and the onset counts at the critical level.
         m.record_backfill(&paused(&[Signal::ProbeLatency]));
         assert_eq!(current(&m), "critical");
-        assert_eq!(throttles(&m, Signal::ProbeLatency, ThrottleLevel::Critical), 1);
+        assert_eq!(
+            throttles(&m, Signal::ProbeLatency, ThrottleLevel::Critical),
+            1
+        );
         m.record_backfill(&Event::Resumed { run_id: RUN });
         assert_eq!(current(&m), "running");
-        assert_eq!(throttles(&m, Signal::ThrottleQuery, ThrottleLevel::Throttle), 0);
+        assert_eq!(
+            throttles(&m, Signal::ThrottleQuery, ThrottleLevel::Throttle),
+            0
+        );
     }
 
     #[test]
@@ -872,9 +898,18 @@ mod tests {
             class: PhaseClass::Backfill,
             statements: 1,
         });
-        assert_eq!(phase_state(&m, 1, PhaseClass::Schema, PhaseState::Skipped), 1);
-        assert_eq!(phase_state(&m, 2, PhaseClass::Backfill, PhaseState::Running), 1);
-        assert_eq!(phase_state(&m, 2, PhaseClass::Backfill, PhaseState::Done), 0);
+        assert_eq!(
+            phase_state(&m, 1, PhaseClass::Schema, PhaseState::Skipped),
+            1
+        );
+        assert_eq!(
+            phase_state(&m, 2, PhaseClass::Backfill, PhaseState::Running),
+            1
+        );
+        assert_eq!(
+            phase_state(&m, 2, PhaseClass::Backfill, PhaseState::Done),
+            0
+        );
         // The backfill phase's engine events feed the backfill metrics.
         m.record_apply(&ApplyEvent::Backfill {
             version: v(),
@@ -892,8 +927,14 @@ mod tests {
             phase: 2,
             elapsed_ms: 1_500,
         });
-        assert_eq!(phase_state(&m, 2, PhaseClass::Backfill, PhaseState::Running), 0);
-        assert_eq!(phase_state(&m, 2, PhaseClass::Backfill, PhaseState::Done), 1);
+        assert_eq!(
+            phase_state(&m, 2, PhaseClass::Backfill, PhaseState::Running),
+            0
+        );
+        assert_eq!(
+            phase_state(&m, 2, PhaseClass::Backfill, PhaseState::Done),
+            1
+        );
         let seconds = PhaseTimeLabels {
             migration: v(),
             phase: 2,

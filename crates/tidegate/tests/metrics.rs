@@ -109,7 +109,14 @@ impl Scrape {
             .collect();
         let names: Vec<&str> = samples.iter().map(|s| s.labels["state"].as_str()).collect();
         for state in [
-            "running", "throttled", "waiting", "paused", "critical", "completed", "aborted", "failed",
+            "running",
+            "throttled",
+            "waiting",
+            "paused",
+            "critical",
+            "completed",
+            "aborted",
+            "failed",
         ] {
             assert!(names.contains(&state), "no state={state} in {names:?}");
         }
@@ -155,7 +162,14 @@ fn check_shape(scrape: &Scrape, run: &[(&str, &str)]) {
             for key in sample.labels.keys() {
                 assert!(
                     [
-                        "run_id", "table", "state", "signal", "level", "le", "migration", "phase",
+                        "run_id",
+                        "table",
+                        "state",
+                        "signal",
+                        "level",
+                        "le",
+                        "migration",
+                        "phase",
                         "kind"
                     ]
                     .contains(&key.as_str()),
@@ -192,7 +206,9 @@ fn wait_event(lines: &Receiver<serde_json::Value>, name: &str) -> serde_json::Va
             Ok(value) if value["event"] == name => return value,
             Ok(_) => {}
             Err(RecvTimeoutError::Timeout) => panic!("no {name} event"),
-            Err(RecvTimeoutError::Disconnected) => panic!("the process ended before a {name} event"),
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("the process ended before a {name} event")
+            }
         }
     }
 }
@@ -283,7 +299,12 @@ async fn a_backfill_is_scraped_while_it_runs_through_a_throttle_to_its_end() {
         |s| s.rows_done(&run) > 0.0,
     );
     assert_eq!(first.state(&run), "running");
-    assert!(first.value("tidegate_backfill_rows_estimated", &run).unwrap() > 0.0);
+    assert!(
+        first
+            .value("tidegate_backfill_rows_estimated", &run)
+            .unwrap()
+            > 0.0
+    );
     let v1 = first.rows_done(&run);
     let mut last = v1;
     let second = scrape_until(
@@ -320,7 +341,10 @@ async fn a_backfill_is_scraped_while_it_runs_through_a_throttle_to_its_end() {
         throttled.value("tidegate_backfill_throttle_events_total", &throttle_events),
         Some(1.0)
     );
-    assert_eq!(throttled.family("tidegate_backfill_throttle_events").kind, "counter");
+    assert_eq!(
+        throttled.family("tidegate_backfill_throttle_events").kind,
+        "counter"
+    );
     // Held: later scrapes, while the throttle repeats its report, count it once.
     let held = scrape(&addr, "openmetrics");
     assert_eq!(held.state(&run), "throttled");
@@ -358,7 +382,10 @@ async fn a_backfill_is_scraped_while_it_runs_through_a_throttle_to_its_end() {
         "one observation per batch"
     );
     assert_eq!(
-        end.value("tidegate_backfill_batch_seconds_bucket", &[("run_id", run_id.as_str()), ("le", "+Inf")]),
+        end.value(
+            "tidegate_backfill_batch_seconds_bucket",
+            &[("run_id", run_id.as_str()), ("le", "+Inf")]
+        ),
         completed["batches"].as_f64()
     );
     assert_eq!(
@@ -368,9 +395,15 @@ async fn a_backfill_is_scraped_while_it_runs_through_a_throttle_to_its_end() {
 
     // The Prometheus text format, for scrapers that do not ask for OpenMetrics, parses too.
     let text = scrape(&addr, "text");
-    assert_eq!(text.content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert_eq!(
+        text.content_type,
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
     assert_eq!(text.family("tidegate_backfill_rows_done").kind, "counter");
-    assert_eq!(text.family("tidegate_backfill_batch_seconds").kind, "histogram");
+    assert_eq!(
+        text.family("tidegate_backfill_batch_seconds").kind,
+        "histogram"
+    );
     assert_eq!(text.rows_done(&run), updated as f64);
 
     // Lingering, a Ctrl-C ends it; the run had completed, so the exit is clean.
@@ -459,11 +492,18 @@ async fn an_apply_shows_its_phases_and_its_backfill_while_it_runs() {
         &addr,
         "saw the backfill phase's rows",
         |_| {},
-        |s| s.value("tidegate_backfill_rows_done_total", &run).unwrap_or(0.0) > 0.0,
+        |s| {
+            s.value("tidegate_backfill_rows_done_total", &run)
+                .unwrap_or(0.0)
+                > 0.0
+        },
     );
     check_shape(&running, &run);
     assert_eq!(running.family("tidegate_apply_phase").kind, "gauge");
-    assert_eq!(value(&running, &phase("1", "backfill", "running")), Some(1.0));
+    assert_eq!(
+        value(&running, &phase("1", "backfill", "running")),
+        Some(1.0)
+    );
     assert_eq!(value(&running, &phase("1", "backfill", "done")), Some(0.0));
     assert_eq!(
         running.value(
@@ -482,7 +522,10 @@ async fn an_apply_shows_its_phases_and_its_backfill_while_it_runs() {
     );
     check_shape(&waiting, &run);
     assert_eq!(value(&waiting, &phase("1", "backfill", "done")), Some(1.0));
-    assert_eq!(value(&waiting, &phase("1", "backfill", "running")), Some(0.0));
+    assert_eq!(
+        value(&waiting, &phase("1", "backfill", "running")),
+        Some(0.0)
+    );
     assert_eq!(waiting.state(&run), "completed");
     let updated: i64 = client
         .query_one("select count(*) from orders where status_v2 = status", &[])
@@ -495,7 +538,11 @@ async fn an_apply_shows_its_phases_and_its_backfill_while_it_runs() {
         waiting
             .value(
                 "tidegate_apply_phase_duration_seconds",
-                &[("migration", version.as_str()), ("phase", "1"), ("kind", "backfill")]
+                &[
+                    ("migration", version.as_str()),
+                    ("phase", "1"),
+                    ("kind", "backfill")
+                ]
             )
             .unwrap()
             > 0.0
@@ -543,5 +590,8 @@ fn a_bad_metrics_address_is_a_usage_error_that_says_what_to_give() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("could not serve metrics on 192.0.2.1:9187"), "{stderr}");
+    assert!(
+        stderr.contains("could not serve metrics on 192.0.2.1:9187"),
+        "{stderr}"
+    );
 }

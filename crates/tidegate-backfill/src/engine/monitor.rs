@@ -253,13 +253,12 @@ pub(super) async fn monitor_loop(
                 }
                 Gate::Paused(r) if !matches!(last_gate, Gate::Paused(_)) => {
                     // The same order as the gate's choice above: a pause someone asked for wins over critical.
-                    let critical = if control != Some(Control::Pause)
-                        && decision.level == Level::Critical
-                    {
-                        decision.signals.clone()
-                    } else {
-                        Vec::new()
-                    };
+                    let critical =
+                        if control != Some(Control::Pause) && decision.level == Level::Critical {
+                            decision.signals.clone()
+                        } else {
+                            Vec::new()
+                        };
                     ctx.emit(Event::Paused {
                         run_id: ctx.run_id,
                         reason: r.clone(),
