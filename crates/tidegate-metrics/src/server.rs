@@ -2,8 +2,8 @@
 //!
 //! Each scrape encodes the registry into a buffer (reading atomics; microseconds) and only then writes it, so the
 //! engine's sink never waits on a socket. Connections are few and short: at most [`MAX_CONNECTIONS`] at once (more
-//! are closed at accept), a request's head must arrive within [`HEADER_TIMEOUT`], and each connection serves one
-//! request. The format follows the scraper's `Accept`: OpenMetrics when it asks for it (Prometheus does), the
+//! wait in the listen backlog), a request's head must arrive within [`HEADER_TIMEOUT`], and each connection serves
+//! one request. The format follows the scraper's `Accept`: OpenMetrics when it asks for it (Prometheus does), the
 //! Prometheus text format 0.0.4 otherwise.
 
 use std::convert::Infallible;
@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::Metrics;
 
-/// Connections served at once; more are closed as they are accepted.
+/// Connections served at once; more wait to be accepted.
 pub const MAX_CONNECTIONS: usize = 16;
 /// How long a client may take to send a request's head.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,6 +111,10 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<MetricsSer
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
+            // At the limit, stop accepting: further scrapers wait in the listen backlog until one finishes.
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
             let (stream, _) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -119,10 +123,6 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<MetricsSer
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
-            };
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                drop(stream);
-                continue;
             };
             let metrics = metrics.clone();
             tokio::spawn(async move {
