@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tidegate_db::blockers::Blocker;
+use tidegate_db::blockers::LockHolder;
 use tidegate_db::connect::{describe, ConnectionConfig, DbError};
 use tidegate_lint::Config;
 use tidegate_sql::discovery::Layout;
@@ -128,7 +128,7 @@ pub enum ApplyEvent {
         phase: usize,
         attempt: u32,
         statement: String,
-        blockers: Vec<Blocker>,
+        blockers: Vec<LockHolder>,
         retry_in_ms: Option<u64>,
     },
     DroppedInvalidIndex {
@@ -661,7 +661,7 @@ async fn wait_until_healthy(
             options.backfill.throttle_query.as_deref(),
         )
         .await
-        .map_err(|error| format!("reading the health signals: {}", describe(&error)))?;
+        .map_err(|error| format!("reading the health signals: {}", error.message))?;
         // A stop ends the wait; the caller checks for it next and starts nothing.
         if decision.level == Level::Healthy || options.stop.requested().is_some() {
             return Ok(());

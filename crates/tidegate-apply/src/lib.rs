@@ -600,7 +600,7 @@ pub(crate) fn state_error(
 ) -> ApplyError {
     match error {
         tidegate_backfill::state::StateError::Db(error) => {
-            ApplyError::Database(tidegate_db::connect::DbError::new(context, &error))
+            ApplyError::Database(error.context(context))
         }
         other => ApplyError::Database(tidegate_db::connect::DbError::other(
             context,

@@ -40,7 +40,7 @@ pub fn run(args: RunsArgs) -> anyhow::Result<ExitCode> {
             Err(e) => {
                 eprintln!(
                     "error: reading runs: {}",
-                    tidegate_db::connect::describe(&e)
+                    e.message
                 );
                 return Ok(exit_failure());
             }
