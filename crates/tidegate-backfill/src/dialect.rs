@@ -137,7 +137,8 @@ pub trait Dialect: Send + Sync {
     fn state(&self) -> &StateSql;
 
     /// Resolves a table name the way the server's SQL does (search path, quoting); `None` when there is none.
-    async fn resolve_table(&self, s: &dyn Session, name: &str) -> Result<Option<TableRef>, DbError>;
+    async fn resolve_table(&self, s: &dyn Session, name: &str)
+        -> Result<Option<TableRef>, DbError>;
     async fn columns(&self, s: &dyn Session, table: &TableRef) -> Result<Vec<ColumnInfo>, DbError>;
     /// Primary key first.
     async fn unique_indexes(
@@ -338,7 +339,11 @@ impl Dialect for Postgres {
         &POSTGRES_STATE
     }
 
-    async fn resolve_table(&self, s: &dyn Session, name: &str) -> Result<Option<TableRef>, DbError> {
+    async fn resolve_table(
+        &self,
+        s: &dyn Session,
+        name: &str,
+    ) -> Result<Option<TableRef>, DbError> {
         let Some(row) = s.query_opt(catalog::RESOLVE_TABLE, &[name.into()]).await? else {
             return Ok(None);
         };
@@ -407,7 +412,9 @@ impl Dialect for Postgres {
     }
 
     async fn blocked_by_us(&self, s: &dyn Session, ours: &[i32]) -> Result<u32, DbError> {
-        let row = s.query_one(health::BLOCKED_BY_US, &[pid_list(ours)]).await?;
+        let row = s
+            .query_one(health::BLOCKED_BY_US, &[pid_list(ours)])
+            .await?;
         Ok(row.get::<i64>("blocked")?.max(0) as u32)
     }
 
@@ -421,7 +428,9 @@ impl Dialect for Postgres {
     }
 
     async fn active_backends(&self, s: &dyn Session, ours: &[i32]) -> Result<u32, DbError> {
-        let row = s.query_one(health::ACTIVE_BACKENDS, &[pid_list(ours)]).await?;
+        let row = s
+            .query_one(health::ACTIVE_BACKENDS, &[pid_list(ours)])
+            .await?;
         Ok(row.get::<i64>("active")?.max(0) as u32)
     }
 
@@ -430,7 +439,10 @@ impl Dialect for Postgres {
         s: &dyn Session,
         ours: &[i32],
     ) -> Result<Option<OldestTransaction>, DbError> {
-        let Some(row) = s.query_opt(health::OLDEST_TRANSACTION, &[pid_list(ours)]).await? else {
+        let Some(row) = s
+            .query_opt(health::OLDEST_TRANSACTION, &[pid_list(ours)])
+            .await?
+        else {
             return Ok(None);
         };
         Ok(Some(OldestTransaction {
@@ -534,7 +546,8 @@ pub mod health {
 
     /// Other sessions holding granted locks on a table, oldest transaction first: the likely blockers named when
     /// lock retries give up. Parameters: the quoted qualified table name, our pids.
-    pub const LOCK_HOLDERS: &str = "SELECT l.pid, coalesce(a.application_name, '') AS application_name, \
+    pub const LOCK_HOLDERS: &str =
+        "SELECT l.pid, coalesce(a.application_name, '') AS application_name, \
         coalesce(a.usename::text, '') AS user_name, coalesce(a.state, '') AS state, \
         extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS transaction_age_seconds, \
         left(coalesce(a.query, ''), 120) AS query, l.mode \
@@ -568,7 +581,8 @@ pub mod state {
     pub const CURRENT_VERSION: &str =
         "SELECT coalesce(max(version), 0) AS version FROM tidegate.schema_version";
 
-    pub const SCHEMA_EXISTS: &str = "SELECT to_regclass('tidegate.schema_version') IS NOT NULL AS present";
+    pub const SCHEMA_EXISTS: &str =
+        "SELECT to_regclass('tidegate.schema_version') IS NOT NULL AS present";
 
     /// Migrations by version: migration `i` brings the schema from version `i` to `i + 1`.
     pub const MIGRATIONS: &[&str] = &["
@@ -725,7 +739,8 @@ pub mod state {
         "INSERT INTO tidegate.journal (run_id, event, detail) VALUES ($1, $2, $3::text::jsonb)";
 
     /// Parameter: run id. Columns: at (text), event, detail (text).
-    pub const READ_JOURNAL: &str = "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS at, event, \
+    pub const READ_JOURNAL: &str =
+        "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS at, event, \
         detail::text AS detail \
         FROM tidegate.journal WHERE run_id = $1 ORDER BY id";
 

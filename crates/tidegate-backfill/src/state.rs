@@ -168,7 +168,10 @@ pub struct JournalEntry {
 /// Whether the state schema exists (without creating it: `runs` and `--dry-run` change nothing).
 pub async fn schema_exists(session: &dyn Session) -> Result<bool, DbError> {
     let sql = for_family(session.family()).state();
-    Ok(session.query_one(sql.schema_exists, &[]).await?.get("present")?)
+    Ok(session
+        .query_one(sql.schema_exists, &[])
+        .await?
+        .get("present")?)
 }
 
 /// Creates or migrates the state schema to this build's version. Safe to race: an advisory lock serialises it.
@@ -274,7 +277,10 @@ pub async fn journal(
 }
 
 /// The journal of a run, oldest first.
-pub async fn read_journal(session: &dyn Session, run_id: i64) -> Result<Vec<JournalEntry>, DbError> {
+pub async fn read_journal(
+    session: &dyn Session,
+    run_id: i64,
+) -> Result<Vec<JournalEntry>, DbError> {
     let sql = for_family(session.family()).state();
     session
         .rows(sql.read_journal, &[run_id.into()])

@@ -161,7 +161,11 @@ async fn the_dialect_reads_the_catalog_and_health_into_typed_rows() {
     assert_eq!(table.kind, TableKind::Table);
     assert_eq!(table.estimated_rows, Some(10));
     assert!(table.may_update && table.may_delete);
-    let view = d.resolve_table(session.as_ref(), "v").await.unwrap().unwrap();
+    let view = d
+        .resolve_table(session.as_ref(), "v")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(view.kind, TableKind::Other("v".into()));
     assert!(d
         .resolve_table(session.as_ref(), "nothing_here")
@@ -197,7 +201,9 @@ async fn the_dialect_reads_the_catalog_and_health_into_typed_rows() {
     // Another session holding a lock on the table is named, with its mode; our own pids are left out.
     let holder = db.connect().await;
     holder
-        .batch_execute("SET application_name = 'holder'; BEGIN; LOCK TABLE orders IN ROW EXCLUSIVE MODE")
+        .batch_execute(
+            "SET application_name = 'holder'; BEGIN; LOCK TABLE orders IN ROW EXCLUSIVE MODE",
+        )
         .await
         .unwrap();
     let shape = BatchShape {
@@ -208,7 +214,10 @@ async fn the_dialect_reads_the_catalog_and_health_into_typed_rows() {
         operation: Operation::Delete,
         predicate: None,
     };
-    let holders = d.lock_holders(session.as_ref(), &shape, &[pid]).await.unwrap();
+    let holders = d
+        .lock_holders(session.as_ref(), &shape, &[pid])
+        .await
+        .unwrap();
     assert_eq!(holders.len(), 1, "{holders:?}");
     assert_eq!(holders[0].application_name, "holder");
     assert_eq!(holders[0].mode.as_deref(), Some("RowExclusiveLock"));
@@ -228,6 +237,9 @@ async fn the_dialect_reads_the_catalog_and_health_into_typed_rows() {
     // Nobody is blocked by us; no replicas on a scratch server.
     assert_eq!(d.blocked_by_us(session.as_ref(), &[pid]).await.unwrap(), 0);
     let lag = d.replica_lag(session.as_ref()).await.unwrap();
-    assert_eq!((lag.replicas, lag.hidden, lag.max_lag), (0, 0, Duration::ZERO));
+    assert_eq!(
+        (lag.replicas, lag.hidden, lag.max_lag),
+        (0, 0, Duration::ZERO)
+    );
     holder.batch_execute("ROLLBACK").await.unwrap();
 }

@@ -583,7 +583,9 @@ macro_rules! pg_session {
             async fn execute(&self, query: Query<'_>, params: &[Value]) -> Result<u64, DbError> {
                 let params = params_ref(params);
                 let result = match query {
-                    Query::Text(sql) => tokio_postgres::GenericClient::execute(self, sql, &params).await,
+                    Query::Text(sql) => {
+                        tokio_postgres::GenericClient::execute(self, sql, &params).await
+                    }
                     Query::Prepared(p) => match p.handle::<tokio_postgres::Statement>() {
                         Some(statement) => {
                             tokio_postgres::GenericClient::execute(self, statement, &params).await
@@ -597,7 +599,9 @@ macro_rules! pg_session {
             async fn query(&self, query: Query<'_>, params: &[Value]) -> Result<Vec<Row>, DbError> {
                 let params = params_ref(params);
                 let result = match query {
-                    Query::Text(sql) => tokio_postgres::GenericClient::query(self, sql, &params).await,
+                    Query::Text(sql) => {
+                        tokio_postgres::GenericClient::query(self, sql, &params).await
+                    }
                     Query::Prepared(p) => match p.handle::<tokio_postgres::Statement>() {
                         Some(statement) => {
                             tokio_postgres::GenericClient::query(self, statement, &params).await
@@ -606,7 +610,10 @@ macro_rules! pg_session {
                     },
                 };
                 let context = context_of(&query);
-                pg_rows(result.map_err(|e| DbError::new(context.clone(), &e))?, &context)
+                pg_rows(
+                    result.map_err(|e| DbError::new(context.clone(), &e))?,
+                    &context,
+                )
             }
 
             async fn prepare(&self, sql: &str) -> Result<Prepared, DbError> {
@@ -625,7 +632,9 @@ macro_rules! pg_session {
                     .iter()
                     .filter_map(|m| match m {
                         tokio_postgres::SimpleQueryMessage::Row(row) => Some(
-                            (0..row.len()).map(|i| row.get(i).map(str::to_string)).collect(),
+                            (0..row.len())
+                                .map(|i| row.get(i).map(str::to_string))
+                                .collect(),
                         ),
                         _ => None,
                     })

@@ -627,7 +627,10 @@ mod tests {
         ] {
             assert_eq!(LockLevel::from_pg_mode(&level.pg_mode_name()), Some(level));
         }
-        assert_eq!(LockLevel::AccessExclusive.pg_mode_name(), "AccessExclusiveLock");
+        assert_eq!(
+            LockLevel::AccessExclusive.pg_mode_name(),
+            "AccessExclusiveLock"
+        );
         assert_eq!(LockLevel::from_pg_mode("SIReadLock"), None);
     }
 

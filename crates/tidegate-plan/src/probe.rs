@@ -152,7 +152,6 @@ pub async fn probe_tables(
             .await
             .map_err(database("reading pg_stat_activity"))?
             .into_iter()
-            
             .collect();
     finish(client).await?;
     // One short transaction per table: the ACCESS SHARE lock of the timed read is released before the next
@@ -201,7 +200,6 @@ pub async fn probe_tables(
             .await
             .map_err(database(format!("reading pg_locks for {name}")))?
             .into_iter()
-            
             .collect();
         finish(client).await?;
         facts.insert(

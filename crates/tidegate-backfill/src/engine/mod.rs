@@ -255,7 +255,10 @@ impl Prepared {
 }
 
 /// Validates the spec against the live catalog and returns what a run would do. Changes nothing.
-pub async fn prepare(session: &dyn Session, spec: &BackfillSpec) -> Result<Prepared, BackfillError> {
+pub async fn prepare(
+    session: &dyn Session,
+    spec: &BackfillSpec,
+) -> Result<Prepared, BackfillError> {
     prepare_with(for_family(session.family()), session, spec).await
 }
 
@@ -460,10 +463,7 @@ pub fn identity_json(prepared: &Prepared) -> String {
     serde_json::to_string(&prepared.spec).unwrap_or_default()
 }
 
-async fn first_key(
-    session: &dyn Session,
-    sql: &str,
-) -> Result<Option<Vec<String>>, BackfillError> {
+async fn first_key(session: &dyn Session, sql: &str) -> Result<Option<Vec<String>>, BackfillError> {
     let row = session
         .query_opt(sql, &[])
         .await
@@ -685,15 +685,13 @@ pub async fn run<D: Driver + Clone + 'static>(
     if let Some(q) = &options.throttle_query {
         spec::validate_select(q, "--throttle-query").map_err(BackfillError::Input)?;
     }
-    state::ensure_schema(client)
-        .await
-        .map_err(|e| match e {
-            state::StateError::Db(error) => db_error("creating the tidegate state schema", error),
-            other => BackfillError::Database(DbError::other(
-                "creating the tidegate state schema",
-                other.to_string(),
-            )),
-        })?;
+    state::ensure_schema(client).await.map_err(|e| match e {
+        state::StateError::Db(error) => db_error("creating the tidegate state schema", error),
+        other => BackfillError::Database(DbError::other(
+            "creating the tidegate state schema",
+            other.to_string(),
+        )),
+    })?;
     let spec_json = identity_json(&prepared);
     let (run, resumed) = attach_or_create(
         client,
@@ -815,7 +813,10 @@ struct FinalState {
 /// Writes the run's final status and journal entry, reconnecting if it must.
 async fn finish(
     ctx: &Ctx,
-    client: Option<(Box<dyn Session>, tokio::sync::mpsc::UnboundedReceiver<Event>)>,
+    client: Option<(
+        Box<dyn Session>,
+        tokio::sync::mpsc::UnboundedReceiver<Event>,
+    )>,
     final_state: &FinalState,
 ) {
     let elapsed = ctx.now().as_secs_f64();
@@ -896,7 +897,11 @@ async fn write_final(
             session
                 .run(
                     sql.set_status,
-                    &[run_id.into(), RunStatus::Completed.as_str().into(), Value::Null],
+                    &[
+                        run_id.into(),
+                        RunStatus::Completed.as_str().into(),
+                        Value::Null,
+                    ],
                 )
                 .await?;
         }

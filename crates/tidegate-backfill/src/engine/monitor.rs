@@ -23,7 +23,10 @@ pub(super) async fn monitor_loop(
     mut journal_rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
     probe_key: Option<Vec<String>>,
     stop: StopHandle,
-) -> Option<(Box<dyn Session>, tokio::sync::mpsc::UnboundedReceiver<Event>)> {
+) -> Option<(
+    Box<dyn Session>,
+    tokio::sync::mpsc::UnboundedReceiver<Event>,
+)> {
     let d = ctx.dialect;
     let sql = d.state();
     let mut client = Some(client);
@@ -159,7 +162,9 @@ pub(super) async fn monitor_loop(
             }
             Err(e) => {
                 // A state query failed for another reason: fail closed and say so.
-                ctx.set_gate(Gate::Wait(WaitReason::MonitorQueryFailed { error: e.message }));
+                ctx.set_gate(Gate::Wait(WaitReason::MonitorQueryFailed {
+                    error: e.message,
+                }));
                 tokio::time::sleep(ctx.options.health_interval).await;
                 continue;
             }
@@ -382,7 +387,12 @@ async fn observe(
         Some(Ok(())) => Reading::Value(started.elapsed()),
         Some(Err(e)) if e.is_connection_lost() => return Err(e),
         // A probe stopped by its timeout or by a lock timeout was at least that slow.
-        Some(Err(e)) if matches!(e.class, ErrorClass::StatementTimeout | ErrorClass::LockTimeout) => {
+        Some(Err(e))
+            if matches!(
+                e.class,
+                ErrorClass::StatementTimeout | ErrorClass::LockTimeout
+            ) =>
+        {
             Reading::Value(started.elapsed())
         }
         Some(Err(e)) => Reading::Unknown(e.message),

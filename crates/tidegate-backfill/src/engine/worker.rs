@@ -50,9 +50,9 @@ enum Failure {
 fn classify(error: &DbError) -> Failure {
     match error.class {
         ErrorClass::ConnectionLost => Failure::ConnectionLost(error.message.clone()),
-        class @ (ErrorClass::LockTimeout | ErrorClass::Deadlock | ErrorClass::SerializationFailure) => {
-            Failure::LockConflict(class.as_str())
-        }
+        class @ (ErrorClass::LockTimeout
+        | ErrorClass::Deadlock
+        | ErrorClass::SerializationFailure) => Failure::LockConflict(class.as_str()),
         ErrorClass::StatementTimeout => Failure::StatementTimeout,
         ErrorClass::UniqueViolation | ErrorClass::Other => Failure::Fatal(error.message.clone()),
     }
@@ -478,7 +478,10 @@ async fn claim_chunk(ctx: &Ctx, conn: &WorkerConn) -> Result<Claim, DbError> {
         params.extend(key_max.iter().cloned().map(Value::Text));
         params.push(Value::Text((ctx.options.chunk_rows.max(1) - 1).to_string()));
         let bound = session
-            .query_opt(&d.batch_upper_bound(&ctx.shape, frontier.is_some()), &params)
+            .query_opt(
+                &d.batch_upper_bound(&ctx.shape, frontier.is_some()),
+                &params,
+            )
             .await?
             .map(|r| r.texts())
             .transpose()?;
@@ -523,7 +526,8 @@ async fn claim_chunk(ctx: &Ctx, conn: &WorkerConn) -> Result<Claim, DbError> {
             let row = session
                 .query_one(sql.remaining, &[ctx.run_id.into()])
                 .await?;
-            let (exhausted, remaining): (bool, i64) = (row.get("exhausted")?, row.get("remaining")?);
+            let (exhausted, remaining): (bool, i64) =
+                (row.get("exhausted")?, row.get("remaining")?);
             if exhausted && remaining == 0 {
                 Ok(Claim::Finished)
             } else {
