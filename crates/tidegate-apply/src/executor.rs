@@ -189,7 +189,7 @@ pub async fn apply(
     sink: ApplySink,
 ) -> Result<ApplySummary, ApplyError> {
     let (layout, sources) = load(dir, options.layout)?;
-    let mut client = config
+    let client = config
         .connect()
         .await
         .map_err(|error| ApplyError::Database(error.into()))?;
@@ -230,7 +230,7 @@ pub async fn apply(
     // Before the state schema exists: a refused apply changes nothing.
     let history = read_history(&client).await?;
     baseline::refuse_unadopted(&client, &history, dir).await?;
-    state::ensure_schema(&mut client)
+    state::ensure_schema(&client)
         .await
         .map_err(|error| crate::state_error("preparing the tidegate schema", error))?;
     let lock_started = Instant::now();
