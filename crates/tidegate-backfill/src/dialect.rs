@@ -471,7 +471,10 @@ impl Dialect for Postgres {
                 state: r.get("state")?,
                 transaction_age_seconds: r.get("transaction_age_seconds")?,
                 query: r.get("query")?,
-                mode: r.get("mode")?,
+                mode: r
+                    .get::<Option<String>>("mode")?
+                    .as_deref()
+                    .and_then(tidegate_sql::LockLevel::from_pg_mode),
                 granted: true,
             })
         })

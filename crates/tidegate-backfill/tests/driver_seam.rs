@@ -220,7 +220,7 @@ async fn the_dialect_reads_the_catalog_and_health_into_typed_rows() {
         .unwrap();
     assert_eq!(holders.len(), 1, "{holders:?}");
     assert_eq!(holders[0].application_name, "holder");
-    assert_eq!(holders[0].mode.as_deref(), Some("RowExclusiveLock"));
+    assert_eq!(holders[0].mode, Some(tidegate_sql::LockLevel::RowExclusive));
     assert!(holders[0].transaction_age_seconds.is_some());
     let oldest = d
         .oldest_transaction(session.as_ref(), &[pid])

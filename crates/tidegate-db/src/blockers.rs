@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
+use tidegate_sql::LockLevel;
 use tokio_postgres::Client;
 
 /// A session holding (or waiting for) a lock on a table, blocking another, or with a long transaction open: the
@@ -24,9 +25,9 @@ pub struct LockHolder {
     pub transaction_age_seconds: Option<f64>,
     /// Its current or last query, shortened to 200 characters, whitespace collapsed.
     pub query: String,
-    /// The lock mode as PostgreSQL names it (`AccessShareLock`); `None` when the lock is not the point (a long
-    /// transaction, a session `pg_blocking_pids` names).
-    pub mode: Option<String>,
+    /// The table lock it holds or waits for (`pg_locks.mode`, read with [`LockLevel::from_pg_mode`]); `None` when
+    /// the lock is not the point (a long transaction, a session `pg_blocking_pids` names).
+    pub mode: Option<LockLevel>,
     /// Whether the lock is held (false: waiting for it).
     pub granted: bool,
 }
@@ -46,7 +47,7 @@ impl std::fmt::Display for LockHolder {
             self.state,
             self.transaction_age_seconds.unwrap_or(0.0),
         )?;
-        if let Some(mode) = &self.mode {
+        if let Some(mode) = self.mode {
             let verb = if self.granted { "holds" } else { "waits for" };
             write!(f, ", {verb} {mode}")?;
         }

@@ -301,7 +301,7 @@ pub async fn lock_holders(
             state: row.get(3),
             transaction_age_seconds: row.get(4),
             query: row.get(5),
-            mode: Some(row.get(6)),
+            mode: tidegate_sql::LockLevel::from_pg_mode(row.get(6)),
             granted: row.get(7),
         })
         .collect())

@@ -168,7 +168,7 @@ pub struct HolderSummary<'a>(pub &'a LockHolder);
 
 /// The table lock a holder holds or waits for, in lock-conflict terms.
 pub fn holder_lock(holder: &LockHolder) -> Option<LockLevel> {
-    holder.mode.as_deref().and_then(LockLevel::from_pg_mode)
+    holder.mode
 }
 
 impl std::fmt::Display for HolderSummary<'_> {
@@ -608,7 +608,7 @@ mod tests {
             state: state.into(),
             transaction_age_seconds: Some(age),
             query: "SELECT * FROM orders".into(),
-            mode: Some(mode.pg_mode_name()),
+            mode: Some(mode),
             granted: true,
         }
     }

@@ -231,7 +231,7 @@ fn mixed_report() -> tidegate_plan::report::PlanReport {
         state: "idle in transaction".into(),
         transaction_age_seconds: Some(754.0),
         query: "SELECT * FROM orders WHERE id = $1".into(),
-        mode: Some(LockLevel::AccessShare.pg_mode_name()),
+        mode: Some(LockLevel::AccessShare),
         granted: true,
     }];
     let tables = BTreeMap::from([
