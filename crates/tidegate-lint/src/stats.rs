@@ -126,9 +126,18 @@ mod tests {
         let mut stats = TableStats::new();
         stats.insert(
             &TableName::new(Some("app"), "Orders"),
-            TableStat { rows: 5, bytes: Some(8192) },
+            TableStat {
+                rows: 5,
+                bytes: Some(8192),
+            },
         );
-        stats.insert(&TableName::new(None, "flags"), TableStat { rows: 0, bytes: None });
+        stats.insert(
+            &TableName::new(None, "flags"),
+            TableStat {
+                rows: 0,
+                bytes: None,
+            },
+        );
         let text = stats.to_json();
         assert_eq!(TableStats::from_json(&text).unwrap(), stats);
         assert!(text.starts_with("{\n  \"tables\""), "{text}");

@@ -22,7 +22,9 @@ use tidegate_db::connect::ConnectionConfig;
 use tidegate_lint::{TableStat, TableStats};
 use tidegate_sql::discovery::{discover, discover_for_file, load_migration};
 use tidegate_sql::discovery::{LoadedMigration, MigrationFile};
-use tidegate_sql::{analyze_sql, Catalog, Layout, MigrationSet, MigrationSettings, PgVersion, TableName};
+use tidegate_sql::{
+    analyze_sql, Catalog, Layout, MigrationSet, MigrationSettings, PgVersion, TableName,
+};
 
 use crate::model::Policy;
 use crate::probe::{self, ProbeError, ProbeOptions};
