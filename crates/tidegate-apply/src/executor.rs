@@ -11,7 +11,7 @@ use tidegate_lint::Config;
 use tidegate_sql::discovery::Layout;
 use tokio_postgres::{Client, GenericClient};
 
-use crate::phases::{Disposition, Phase, PhaseKind, PlanOptions};
+use crate::phases::{Disposition, Phase, PhaseClass, PhaseKind, PlanOptions};
 use crate::schema_phase::{
     run_schema_phase, sleep_unless_stopped, SchemaEvent, SchemaPhaseOptions, SchemaStatement,
 };
@@ -111,12 +111,16 @@ pub enum ApplyEvent {
     PhaseStarted {
         version: String,
         phase: usize,
+        /// For people: `schema (no transaction)`.
         kind: &'static str,
+        /// The same as a type.
+        class: PhaseClass,
         statements: usize,
     },
     PhaseSkipped {
         version: String,
         phase: usize,
+        class: PhaseClass,
         reason: String,
     },
     LockTimedOut {
@@ -746,16 +750,7 @@ async fn journal(client: &Client, version: &str, event: &str, detail: serde_json
 }
 
 fn phase_kind(phase: &Phase) -> &'static str {
-    match phase.kind {
-        PhaseKind::Schema {
-            in_transaction: true,
-        } => "schema",
-        PhaseKind::Schema {
-            in_transaction: false,
-        } => "schema (no transaction)",
-        PhaseKind::Backfill { .. } => "backfill",
-        PhaseKind::DataAsWritten => "data as written",
-    }
+    phase.kind.class().describe()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -851,6 +846,7 @@ async fn run_migration(
             sink(&ApplyEvent::PhaseSkipped {
                 version: version.clone(),
                 phase: number,
+                class: phase.kind.class(),
                 reason: "done by an earlier apply".into(),
             });
             continue;
@@ -880,6 +876,7 @@ async fn run_migration(
                     version: version.clone(),
                     phase: number,
                     kind: phase_kind(phase),
+                    class: phase.kind.class(),
                     statements: phase.steps.len(),
                 });
                 let monitor = monitor.clone();
@@ -1022,6 +1019,7 @@ async fn run_phase(
                 sink(&ApplyEvent::PhaseSkipped {
                     version: version.into(),
                     phase: number,
+                    class: PhaseClass::Backfill,
                     reason: format!("backfill run {run_id} already completed"),
                 });
             } else {

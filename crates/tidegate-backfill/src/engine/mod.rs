@@ -533,6 +533,7 @@ enum WaitReason {
     /// The health signals are over their thresholds (or held there while they recover).
     Throttled {
         reason: String,
+        signals: Vec<crate::throttle::Signal>,
         recovering: Option<crate::throttle::Recovery>,
     },
     OutsideWindow {
@@ -562,6 +563,7 @@ impl std::fmt::Display for WaitReason {
             WaitReason::Throttled {
                 reason,
                 recovering: Some(recovery),
+                ..
             } => write!(f, "{reason} ({recovery})"),
             WaitReason::Throttled { reason, .. } => f.write_str(reason),
             WaitReason::OutsideWindow {
@@ -829,6 +831,7 @@ async fn finish(
         Ok(RunEnd::Interrupted { reason }) => Event::Paused {
             run_id: ctx.run_id,
             reason: reason.clone(),
+            critical: Vec::new(),
         },
         Ok(RunEnd::Aborted { reason }) => Event::Aborted {
             run_id: ctx.run_id,

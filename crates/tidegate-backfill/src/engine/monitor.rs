@@ -195,6 +195,7 @@ pub(super) async fn monitor_loop(
         } else if decision.level == Level::Throttle {
             Gate::Wait(WaitReason::Throttled {
                 reason: decision.reason.clone(),
+                signals: decision.signals.clone(),
                 recovering: decision.recovering,
             })
         } else if let Some(window) = ctx
@@ -229,16 +230,19 @@ pub(super) async fn monitor_loop(
                     reason: r.to_string(),
                 }),
                 Gate::Wait(r) => {
-                    let (reason, recovering) = match r {
-                        WaitReason::Throttled { reason, recovering } => {
-                            (reason.clone(), *recovering)
-                        }
-                        other => (other.to_string(), None),
+                    let (reason, signals, recovering) = match r {
+                        WaitReason::Throttled {
+                            reason,
+                            signals,
+                            recovering,
+                        } => (reason.clone(), signals.clone(), *recovering),
+                        other => (other.to_string(), Vec::new(), None),
                     };
                     let event = Event::Throttled {
                         run_id: ctx.run_id,
                         level: Level::Throttle,
                         reason,
+                        signals,
                         recovering,
                     };
                     // The recovering countdown changes every tick; journal only real changes.
@@ -253,9 +257,17 @@ pub(super) async fn monitor_loop(
                     }
                 }
                 Gate::Paused(r) if !matches!(last_gate, Gate::Paused(_)) => {
+                    // The same order as the gate's choice above: a pause someone asked for wins over critical.
+                    let critical =
+                        if control != Some(Control::Pause) && decision.level == Level::Critical {
+                            decision.signals.clone()
+                        } else {
+                            Vec::new()
+                        };
                     ctx.emit(Event::Paused {
                         run_id: ctx.run_id,
                         reason: r.clone(),
+                        critical,
                     })
                 }
                 _ => {}
