@@ -18,8 +18,8 @@ use std::path::Path;
 
 use serde::Serialize;
 use tidegate_db::connect::{ConnectionConfig, DbError};
+use tidegate_db::driver::{Driver, RowError, Session, SessionExt};
 use tidegate_sql::discovery::Layout;
-use tokio_postgres::GenericClient;
 
 use crate::executor::read_history;
 use crate::{load, sql, AppliedRecord, ApplyError, MigrationSource};
@@ -701,8 +701,8 @@ pub struct BaselineOptions {
     pub dry_run: bool,
 }
 
-fn database(context: &str) -> impl Fn(tokio_postgres::Error) -> ApplyError + '_ {
-    move |error| ApplyError::Database(DbError::new(context, &error))
+fn database(context: &str) -> impl Fn(DbError) -> ApplyError + '_ {
+    move |error| ApplyError::Database(error.context(context))
 }
 
 /// A framework history table found in the database.
@@ -714,86 +714,95 @@ pub struct FoundHistory {
 }
 
 /// The framework history tables visible through the search_path, the way each framework finds its own.
-pub async fn find_histories(client: &impl GenericClient) -> Result<Vec<FoundHistory>, ApplyError> {
-    let names: Vec<&str> = Framework::ALL
+pub async fn find_histories(client: &dyn Session) -> Result<Vec<FoundHistory>, ApplyError> {
+    let names: Vec<String> = Framework::ALL
         .iter()
-        .map(|framework| framework.table())
+        .map(|framework| framework.table().to_string())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     let rows = client
-        .query(sql::FRAMEWORK_TABLES, &[&names])
+        .rows(sql::FRAMEWORK_TABLES, &[names.into()])
         .await
         .map_err(database("looking for framework history tables"))?;
-    Ok(rows
-        .iter()
-        .filter_map(|row| {
-            let name: String = row.get(0);
-            let columns: Vec<String> = row.get(2);
-            let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
-            Framework::recognise(&name, &columns).map(|framework| FoundHistory {
+    let mut found = Vec::new();
+    for row in &rows {
+        let name: String = row.get("name")?;
+        let columns: Vec<String> = row.get("columns")?;
+        let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+        if let Some(framework) = Framework::recognise(&name, &columns) {
+            found.push(FoundHistory {
                 framework,
-                table: row.get(1),
-            })
-        })
-        .collect())
+                table: row.get("qualified")?,
+            });
+        }
+    }
+    Ok(found)
 }
 
 /// Reads a framework's history table.
 pub async fn read_framework_history(
-    client: &impl GenericClient,
+    client: &dyn Session,
     found: &FoundHistory,
 ) -> Result<FrameworkHistory, ApplyError> {
     let query = sql::read_framework_history(found.framework, &found.table);
-    let rows = client.query(&query, &[]).await.map_err(|error| {
-        ApplyError::Database(DbError::new(
-            format!(
-                "reading {}'s history {}",
-                found.framework.name(),
-                found.table
-            ),
-            &error,
-        ))
+    let rows = client.rows(&query, &[]).await.map_err(|error| {
+        ApplyError::Database(error.context(format!(
+            "reading {}'s history {}",
+            found.framework.name(),
+            found.table
+        )))
     })?;
+    let rows = rows.iter();
     Ok(match found.framework {
         Framework::GolangMigrate => FrameworkHistory::GolangMigrate(
-            rows.iter()
-                .map(|row| GolangMigrateRow {
-                    version: row.get(0),
-                    dirty: row.get(1),
+            rows.map(|row| {
+                Ok(GolangMigrateRow {
+                    version: row.get("version")?,
+                    dirty: row.get("dirty")?,
                 })
-                .collect(),
+            })
+            .collect::<Result<_, RowError>>()?,
         ),
         Framework::Sqlx => FrameworkHistory::Sqlx(
-            rows.iter()
-                .map(|row| SqlxRow {
-                    version: row.get(0),
-                    description: row.get(1),
-                    success: row.get(2),
+            rows.map(|row| {
+                Ok(SqlxRow {
+                    version: row.get("version")?,
+                    description: row.get("description")?,
+                    success: row.get("success")?,
                 })
-                .collect(),
+            })
+            .collect::<Result<_, RowError>>()?,
         ),
-        Framework::Diesel => FrameworkHistory::Diesel(rows.iter().map(|row| row.get(0)).collect()),
-        Framework::Dbmate => FrameworkHistory::Dbmate(rows.iter().map(|row| row.get(0)).collect()),
+        Framework::Diesel => FrameworkHistory::Diesel(
+            rows.map(|row| row.get("version"))
+                .collect::<Result<_, RowError>>()?,
+        ),
+        Framework::Dbmate => FrameworkHistory::Dbmate(
+            rows.map(|row| row.get("version"))
+                .collect::<Result<_, RowError>>()?,
+        ),
         Framework::Prisma => FrameworkHistory::Prisma(
-            rows.iter()
-                .map(|row| PrismaRow {
-                    migration_name: row.get(0),
-                    finished: row.get(1),
-                    rolled_back: row.get(2),
+            rows.map(|row| {
+                Ok(PrismaRow {
+                    migration_name: row.get("migration_name")?,
+                    finished: row.get("finished")?,
+                    rolled_back: row.get("rolled_back")?,
                 })
-                .collect(),
+            })
+            .collect::<Result<_, RowError>>()?,
         ),
         Framework::Flyway => FrameworkHistory::Flyway(
-            rows.iter()
-                .map(|row| FlywayRow {
-                    installed_rank: row.get(0),
-                    version: row.get(1),
-                    script: row.get(2),
-                    kind: row.get(3),
-                    success: row.get(4),
+            rows.map(|row| {
+                Ok(FlywayRow {
+                    installed_rank: row.get("installed_rank")?,
+                    version: row.get("version")?,
+                    script: row.get("script")?,
+                    kind: row.get("kind")?,
+                    success: row.get("success")?,
                 })
-                .collect(),
+            })
+            .collect::<Result<_, RowError>>()?,
         ),
     })
 }
@@ -859,10 +868,8 @@ pub async fn baseline(
     options: BaselineOptions,
 ) -> Result<BaselineSummary, ApplyError> {
     let (layout, sources) = load(dir, options.layout)?;
-    let mut client = config
-        .connect()
-        .await
-        .map_err(|error| ApplyError::Database(error.into()))?;
+    let session = config.open().await.map_err(ApplyError::Database)?;
+    let client = session.as_ref();
 
     // Everything that can refuse is decided before anything is written.
     let (source, selected) = match &options.to {
@@ -873,9 +880,9 @@ pub async fn baseline(
             up_to(layout, &sources, version, dir)?,
         ),
         None => {
-            let found = find_histories(&client).await?;
+            let found = find_histories(client).await?;
             let history = choose_history(&found, options.framework, layout)?;
-            let rows = read_framework_history(&client, &history).await?;
+            let rows = read_framework_history(client, &history).await?;
             let selected = match_history(&rows, &history.table, &sources, dir)?;
             (
                 BaselineSource::History {
@@ -886,7 +893,7 @@ pub async fn baseline(
             )
         }
     };
-    let history = read_history(&client).await?;
+    let history = read_history(client).await?;
     let (insert, already) = records_to_insert(&sources, &selected, &history)?;
     let summary = |recorded: &[usize], already: &[usize]| {
         let covered: BTreeSet<&String> = recorded
@@ -927,54 +934,82 @@ pub async fn baseline(
         .query_one(sql::READ_ONLY, &[])
         .await
         .map_err(database("checking the connection"))?
-        .get(0);
+        .get("read_only")?;
     if read_only {
         return Err(ApplyError::ReadOnly);
     }
-    state::ensure_schema(&client)
+    state::ensure_schema(client)
         .await
         .map_err(|error| crate::state_error("preparing the tidegate schema", error))?;
-    let transaction = client
-        .transaction()
+    client
+        .batch_execute(sql::BEGIN)
         .await
         .map_err(database("starting the baseline transaction"))?;
+    let recorded = record_baseline(client, &sources, &selected, &source).await;
+    if recorded.is_err() {
+        // A refusal or a failure records nothing (the connection ending would roll back as well).
+        let _ = client.batch_execute(sql::ROLLBACK).await;
+    }
+    let (insert, already) = recorded?;
+    Ok(summary(&insert, &already))
+}
+
+/// The baseline's writes, inside the transaction `baseline` opened: the lock, the history read again under it,
+/// the records and their journal entries. The caller commits on success and rolls back otherwise.
+async fn record_baseline(
+    transaction: &dyn Session,
+    sources: &[MigrationSource],
+    selected: &[usize],
+    source: &BaselineSource,
+) -> Result<(Vec<usize>, Vec<usize>), ApplyError> {
     let locked: bool = transaction
         .query_one(sql::TRY_APPLY_LOCK_FOR_TRANSACTION, &[])
         .await
         .map_err(database("taking the migration lock"))?
-        .get(0);
+        .get("locked")?;
     if !locked {
         return Err(BaselineError::Busy.into());
     }
     // Read again under the lock: an apply may have recorded some of them since.
-    let history = read_history(&transaction).await?;
-    let (insert, already) = records_to_insert(&sources, &selected, &history)?;
-    let detail = serde_json::to_string(&source).unwrap_or_else(|_| "{}".into());
+    let history = read_history(transaction).await?;
+    let (insert, already) = records_to_insert(sources, selected, &history)?;
+    let detail = serde_json::to_string(source).unwrap_or_else(|_| "{}".into());
     for &index in &insert {
         let migration = &sources[index];
         transaction
-            .execute(
+            .run(
                 sql::RECORD_BASELINED,
-                &[&migration.version, &migration.name, &migration.checksum],
+                &[
+                    migration.version.as_str().into(),
+                    migration.name.as_str().into(),
+                    migration.checksum.as_str().into(),
+                ],
             )
             .await
             .map_err(database("recording a baselined migration"))?;
         transaction
-            .execute(sql::JOURNAL, &[&migration.version, &"baselined", &detail])
+            .run(
+                sql::JOURNAL,
+                &[
+                    migration.version.as_str().into(),
+                    "baselined".into(),
+                    detail.as_str().into(),
+                ],
+            )
             .await
             .map_err(database("writing the journal"))?;
     }
     transaction
-        .commit()
+        .batch_execute(sql::COMMIT)
         .await
         .map_err(database("committing the baseline"))?;
-    Ok(summary(&insert, &already))
+    Ok((insert, already))
 }
 
 /// apply's guard: a database with a framework's history and no tidegate history has been migrated by that
 /// framework; running every migration again would fail at best. Read-only.
 pub async fn refuse_unadopted(
-    client: &impl GenericClient,
+    client: &dyn Session,
     history: &[AppliedRecord],
     dir: &Path,
 ) -> Result<(), ApplyError> {
@@ -994,7 +1029,7 @@ pub async fn refuse_unadopted(
 
 /// The first framework history that records something.
 pub async fn unadopted_history(
-    client: &impl GenericClient,
+    client: &dyn Session,
 ) -> Result<Option<(FoundHistory, FrameworkHistory)>, ApplyError> {
     for found in find_histories(client).await? {
         let history = read_framework_history(client, &found).await?;

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tidegate_db::blockers::LockHolder;
-use tidegate_db::connect::{describe, ConnectionConfig, DbError};
+use tidegate_db::connect::{ConnectionConfig, DbError};
+use tidegate_db::driver::{Driver, Session, SessionExt};
 use tidegate_lint::Config;
 use tidegate_sql::discovery::Layout;
-use tokio_postgres::{Client, GenericClient};
 
 use crate::phases::{Disposition, Phase, PhaseClass, PhaseKind, PlanOptions};
 use crate::schema_phase::{
@@ -177,8 +177,8 @@ pub struct ApplySummary {
     pub dry_run: bool,
 }
 
-fn database(context: &str) -> impl Fn(tokio_postgres::Error) -> ApplyError + '_ {
-    move |error| ApplyError::Database(DbError::new(context, &error))
+fn database(context: &str) -> impl Fn(DbError) -> ApplyError + '_ {
+    move |error| ApplyError::Database(error.context(context))
 }
 
 /// Plans, then (unless a dry run) applies every pending migration of `dir`.
@@ -189,16 +189,14 @@ pub async fn apply(
     sink: ApplySink,
 ) -> Result<ApplySummary, ApplyError> {
     let (layout, sources) = load(dir, options.layout)?;
-    let client = config
-        .connect()
-        .await
-        .map_err(|error| ApplyError::Database(error.into()))?;
+    let session = config.open().await.map_err(ApplyError::Database)?;
+    let client = session.as_ref();
 
     if options.dry_run {
         // Changes nothing: reads the history if there is one, plans, returns.
-        let history = read_history(&client).await?;
-        baseline::refuse_unadopted(&client, &history, dir).await?;
-        let target = read_target(&client, &sources, &history, &options).await?;
+        let history = read_history(client).await?;
+        baseline::refuse_unadopted(client, &history, dir).await?;
+        let target = read_target(client, &sources, &history, &options).await?;
         let plan = plan(
             dir,
             layout,
@@ -223,24 +221,24 @@ pub async fn apply(
         .query_one(sql::READ_ONLY, &[])
         .await
         .map_err(database("checking the connection"))?
-        .get(0);
+        .get("read_only")?;
     if read_only {
         return Err(ApplyError::ReadOnly);
     }
     // Before the state schema exists: a refused apply changes nothing.
-    let history = read_history(&client).await?;
-    baseline::refuse_unadopted(&client, &history, dir).await?;
-    state::ensure_schema(&client)
+    let history = read_history(client).await?;
+    baseline::refuse_unadopted(client, &history, dir).await?;
+    state::ensure_schema(client)
         .await
         .map_err(|error| crate::state_error("preparing the tidegate schema", error))?;
     let lock_started = Instant::now();
-    take_apply_lock(&client, options.lock_wait).await?;
-    let lock_pid = backend_pids(&[&client]).await?[0];
+    take_apply_lock(client, options.lock_wait).await?;
+    let lock_pid = backend_pids(&[client]).await?[0];
     let guard = ApplyLockGuard::start(config.clone(), lock_pid, options.stop.clone());
-    let result = match wait_for_orphaned_backfills(&client, &options, lock_started, &sink).await {
+    let result = match wait_for_orphaned_backfills(client, &options, lock_started, &sink).await {
         Ok(()) => {
             apply_locked(
-                config, &client, dir, layout, &sources, &options, &sink, &guard,
+                config, client, dir, layout, &sources, &options, &sink, &guard,
             )
             .await
         }
@@ -272,19 +270,19 @@ impl ApplyLockGuard {
             let lost = lost.clone();
             tokio::spawn(async move {
                 let config = config.with_application_name("tidegate apply lock guard");
-                let mut watcher: Option<Client> = None;
+                let mut watcher: Option<Box<dyn Session>> = None;
                 let mut unconfirmed = 0;
                 loop {
                     tokio::time::sleep(Self::CHECK_EVERY).await;
-                    if watcher.as_ref().is_none_or(Client::is_closed) {
-                        watcher = config.connect().await.ok();
+                    if watcher.as_ref().is_none_or(|session| session.is_closed()) {
+                        watcher = config.open().await.ok();
                     }
                     let held = match &watcher {
                         Some(client) => client
-                            .query_one(sql::APPLY_LOCK_HELD_BY, &[&lock_pid])
+                            .query_one(sql::APPLY_LOCK_HELD_BY, &[lock_pid.into()])
                             .await
-                            .map(|row| row.get::<_, bool>(0))
-                            .map_err(|error| describe(&error)),
+                            .and_then(|row| Ok(row.get::<bool>("held")?))
+                            .map_err(|error| error.message),
                         None => Err("cannot connect".to_string()),
                     };
                     let reason = match held {
@@ -329,7 +327,7 @@ impl ApplyLockGuard {
 /// lock (or to a `tidegate resume`): running migrations now would interleave with it. Waits for it to stop, up to
 /// what is left of `--lock-wait`, then refuses.
 async fn wait_for_orphaned_backfills(
-    client: &Client,
+    client: &dyn Session,
     options: &ApplyOptions,
     started: Instant,
     sink: &ApplySink,
@@ -338,7 +336,7 @@ async fn wait_for_orphaned_backfills(
         .query_one(sql::HISTORY_EXISTS, &[])
         .await
         .map_err(database("reading the history"))?
-        .get(0);
+        .get("present")?;
     if !exists {
         return Ok(());
     }
@@ -350,7 +348,12 @@ async fn wait_for_orphaned_backfills(
         let Some(row) = live else {
             return Ok(());
         };
-        let (run_id, version, pids): (i64, String, Vec<i32>) = (row.get(0), row.get(1), row.get(2));
+        let (run_id, version): (i64, String) = (row.get("run_id")?, row.get("version")?);
+        let pids = row
+            .get::<Vec<String>>("pids")?
+            .iter()
+            .filter_map(|pid| pid.parse::<i32>().ok())
+            .collect::<Vec<i32>>();
         let waited = started.elapsed();
         if waited >= options.lock_wait || options.stop.requested().is_some() {
             return Err(ApplyError::BackfillStillRunning {
@@ -373,7 +376,7 @@ async fn wait_for_orphaned_backfills(
 #[allow(clippy::too_many_arguments)]
 async fn apply_locked(
     config: &ConnectionConfig,
-    client: &Client,
+    client: &dyn Session,
     dir: &Path,
     layout: Layout,
     sources: &[crate::MigrationSource],
@@ -397,13 +400,8 @@ async fn apply_locked(
         applied: plan.applied.len(),
         pending: plan.pending.len(),
     });
-    let monitor = Arc::new(
-        config
-            .connect()
-            .await
-            .map_err(|error| ApplyError::Database(error.into()))?,
-    );
-    let own_pids = backend_pids(&[client, &monitor]).await?;
+    let monitor: Arc<dyn Session> = Arc::from(config.open().await.map_err(ApplyError::Database)?);
+    let own_pids = backend_pids(&[client, monitor.as_ref()]).await?;
     let mut applied_now = Vec::new();
     for migration in &plan.pending {
         // Ctrl-C: checked before each wait (they end early on a stop) and after them.
@@ -496,7 +494,7 @@ fn runs_small_table_hazards(migration: &PlannedMigration) -> bool {
 /// Plans `migration` again from the history and the sizes of now (the migrations before it in this run applied).
 #[allow(clippy::too_many_arguments)]
 async fn replan(
-    client: &Client,
+    client: &dyn Session,
     dir: &Path,
     layout: Layout,
     sources: &[crate::MigrationSource],
@@ -554,7 +552,7 @@ fn plan_options(options: &ApplyOptions) -> PlanOptions {
 /// table the pending migrations touch (counted exactly up to `small_table_rows`), the names in use and the
 /// schema unqualified names are created in.
 async fn read_target(
-    client: &Client,
+    client: &dyn Session,
     sources: &[crate::MigrationSource],
     history: &[AppliedRecord],
     options: &ApplyOptions,
@@ -586,21 +584,21 @@ async fn read_target(
                 snapshot.tables.insert(table.key(), live);
             }
         }
-        Ok::<_, tokio_postgres::Error>(snapshot)
+        Ok::<_, DbError>(snapshot)
     }
     .await;
     let _ = table_stats::end_read_only(client).await;
     read.map_err(reading)
 }
 
-async fn take_apply_lock(client: &Client, wait: Duration) -> Result<(), ApplyError> {
+async fn take_apply_lock(client: &dyn Session, wait: Duration) -> Result<(), ApplyError> {
     let started = Instant::now();
     loop {
         let locked: bool = client
             .query_one(sql::TRY_APPLY_LOCK, &[])
             .await
             .map_err(database("taking the apply lock"))?
-            .get(0);
+            .get("locked")?;
         if locked {
             return Ok(());
         }
@@ -609,16 +607,17 @@ async fn take_apply_lock(client: &Client, wait: Duration) -> Result<(), ApplyErr
                 .query_opt(sql::APPLY_LOCK_HOLDER, &[])
                 .await
                 .map_err(database("finding the apply lock's holder"))?
-                .map(|row| {
-                    let application: String = row.get(1);
-                    format!(
+                .map(|row| -> Result<String, ApplyError> {
+                    let application: String = row.get("application")?;
+                    Ok(format!(
                         "pid {}, application '{}', from {}, connected {:.0} s ago",
-                        row.get::<_, i32>(0),
+                        row.get::<i64>("pid")?,
                         application,
-                        row.get::<_, String>(2),
-                        row.get::<_, f64>(3)
-                    )
+                        row.get::<String>("client")?,
+                        row.get::<f64>("connected_seconds")?
+                    ))
                 })
+                .transpose()?
                 .unwrap_or_else(|| "a session that has just released it".into());
             return Err(ApplyError::Busy {
                 holder,
@@ -629,14 +628,14 @@ async fn take_apply_lock(client: &Client, wait: Duration) -> Result<(), ApplyErr
     }
 }
 
-async fn backend_pids(clients: &[&Client]) -> Result<Vec<i32>, ApplyError> {
+async fn backend_pids(clients: &[&dyn Session]) -> Result<Vec<i32>, ApplyError> {
     let mut pids = Vec::with_capacity(clients.len());
     for client in clients {
         let row = client
             .query_one(sql::BACKEND_PID, &[])
             .await
             .map_err(database("reading the backend pid"))?;
-        pids.push(row.get(0));
+        pids.push(row.get("pid")?);
     }
     Ok(pids)
 }
@@ -644,7 +643,7 @@ async fn backend_pids(clients: &[&Client]) -> Result<Vec<i32>, ApplyError> {
 /// The health gate: waits (saying why) until the backfill's signals are healthy, or refuses after
 /// `options.health_wait`. Unknown is not healthy.
 async fn wait_until_healthy(
-    client: &Client,
+    client: &dyn Session,
     own_pids: &[i32],
     version: &str,
     before_phase: usize,
@@ -686,25 +685,23 @@ async fn wait_until_healthy(
 }
 
 /// The rows of `tidegate.migrations`; none when the state schema does not exist yet.
-pub(crate) async fn read_history(
-    client: &impl GenericClient,
-) -> Result<Vec<AppliedRecord>, ApplyError> {
+pub(crate) async fn read_history(client: &dyn Session) -> Result<Vec<AppliedRecord>, ApplyError> {
     let exists: bool = client
         .query_one(sql::HISTORY_EXISTS, &[])
         .await
         .map_err(database("reading the history"))?
-        .get(0);
+        .get("present")?;
     if !exists {
         return Ok(Vec::new());
     }
     let rows = client
-        .query(sql::READ_HISTORY, &[])
+        .rows(sql::READ_HISTORY, &[])
         .await
         .map_err(database("reading tidegate.migrations"))?;
     rows.iter()
         .map(|row| {
-            let version: String = row.get(0);
-            let status: String = row.get(2);
+            let version: String = row.get("version")?;
+            let status: String = row.get("status")?;
             let status = MigrationStatus::from_db(&status).ok_or_else(|| {
                 ApplyError::Database(DbError::other(
                     "reading tidegate.migrations",
@@ -716,9 +713,9 @@ pub(crate) async fn read_history(
             })?;
             Ok(AppliedRecord {
                 version,
-                checksum: row.get(1),
+                checksum: row.get("checksum")?,
                 status,
-                phases_done: row.get(3),
+                phases_done: row.get("phases_done")?,
             })
         })
         .collect()
@@ -739,10 +736,13 @@ async fn wait_for_window(window: Option<&Window>, stop: &StopHandle, sink: &Appl
     }
 }
 
-async fn journal(client: &Client, version: &str, event: &str, detail: serde_json::Value) {
+async fn journal(client: &dyn Session, version: &str, event: &str, detail: serde_json::Value) {
     // The journal is a record, not a gate: a failure to write it must not fail the migration.
     if let Err(error) = client
-        .execute(sql::JOURNAL, &[&version, &event, &detail.to_string()])
+        .run(
+            sql::JOURNAL,
+            &[version.into(), event.into(), detail.to_string().into()],
+        )
         .await
     {
         tracing::warn!(%error, "could not write the journal");
@@ -756,8 +756,8 @@ fn phase_kind(phase: &Phase) -> &'static str {
 #[allow(clippy::too_many_arguments)]
 async fn run_migration(
     config: &ConnectionConfig,
-    client: &Client,
-    monitor: Arc<Client>,
+    client: &dyn Session,
+    monitor: Arc<dyn Session>,
     own_pids: &[i32],
     migration: &PlannedMigration,
     options: &ApplyOptions,
@@ -788,18 +788,23 @@ async fn run_migration(
     // An unfinished record means an earlier apply ran this migration: its first unrecorded phase may have
     // committed without being recorded (a crash between a statement outside a transaction and its record).
     let recorded_before = client
-        .query_opt(sql::MIGRATION_RECORDED, &[&version])
+        .query_opt(sql::MIGRATION_RECORDED, &[version.as_str().into()])
         .await
         .map_err(database("reading the migration's record"))?
         .is_some();
     let row = client
         .query_one(
             sql::BEGIN_MIGRATION,
-            &[&version, &migration.name, &migration.checksum, &phases_json],
+            &[
+                version.as_str().into(),
+                migration.name.as_str().into(),
+                migration.checksum.as_str().into(),
+                phases_json.into(),
+            ],
         )
         .await
         .map_err(database("recording the migration"))?;
-    let phases_done = row.get::<_, i32>(0).max(0) as usize;
+    let phases_done = row.get::<i64>("phases_done")?.max(0) as usize;
     sink(&ApplyEvent::MigrationStarted {
         version: version.clone(),
         name: migration.name.clone(),
@@ -906,7 +911,10 @@ async fn run_migration(
         }
         if let Err(message) = outcome {
             let _ = client
-                .execute(sql::MIGRATION_FAILED, &[&version, &message])
+                .run(
+                    sql::MIGRATION_FAILED,
+                    &[version.as_str().into(), message.as_str().into()],
+                )
                 .await;
             journal(
                 client,
@@ -937,7 +945,7 @@ async fn run_migration(
         });
     }
     client
-        .execute(sql::MIGRATION_APPLIED, &[&version])
+        .run(sql::MIGRATION_APPLIED, &[version.as_str().into()])
         .await
         .map_err(database("recording the migration as applied"))?;
     let duration_ms = started.elapsed().as_millis() as u64;
@@ -958,14 +966,15 @@ async fn run_migration(
 
 /// The phases an interrupted migration was started with (recorded in `tidegate.migrations.phases`).
 async fn recorded_phases(
-    client: &Client,
+    client: &dyn Session,
     migration: &PlannedMigration,
 ) -> Result<Vec<Phase>, ApplyError> {
     let recorded: Option<String> = client
-        .query_opt(sql::RECORDED_PHASES, &[&migration.version])
+        .query_opt(sql::RECORDED_PHASES, &[migration.version.as_str().into()])
         .await
         .map_err(database("reading the migration's recorded phases"))?
-        .map(|row| row.get(0));
+        .map(|row| row.get("phases"))
+        .transpose()?;
     let recorded = recorded.unwrap_or_default();
     serde_json::from_str(&recorded).map_err(|error| ApplyError::PhasesUnreadable {
         version: migration.version.clone(),
@@ -977,8 +986,8 @@ async fn recorded_phases(
 #[allow(clippy::too_many_arguments)]
 async fn run_phase(
     config: &ConnectionConfig,
-    client: &Client,
-    monitor: Arc<Client>,
+    client: &dyn Session,
+    monitor: Arc<dyn Session>,
     version: &str,
     number: usize,
     phase: &Phase,
@@ -1010,10 +1019,15 @@ async fn run_phase(
         PhaseKind::Backfill { spec } => {
             let spec_json = serde_json::to_string(spec).map_err(|error| error.to_string())?;
             let finished: Option<i64> = client
-                .query_opt(sql::COMPLETED_RUN_FOR_SPEC, &[&version, &spec_json])
+                .query_opt(
+                    sql::COMPLETED_RUN_FOR_SPEC,
+                    &[version.into(), spec_json.into()],
+                )
                 .await
-                .map_err(|error| describe(&error))?
-                .map(|row| row.get(0));
+                .map_err(|error| error.message.clone())?
+                .map(|row| row.get("run_id"))
+                .transpose()
+                .map_err(|error| error.to_string())?;
             if let Some(run_id) = finished {
                 // The run completed but the apply that ran it stopped before recording so.
                 sink(&ApplyEvent::PhaseSkipped {
@@ -1061,9 +1075,9 @@ async fn run_phase(
                 }
             }
             client
-                .execute(sql::PHASE_DONE, &[&version, &(number as i32)])
+                .run(sql::PHASE_DONE, &[version.into(), (number as i32).into()])
                 .await
-                .map_err(|error| describe(&error))?;
+                .map_err(|error| error.message.clone())?;
             Ok(())
         }
     }
@@ -1071,8 +1085,8 @@ async fn run_phase(
 
 #[allow(clippy::too_many_arguments)]
 async fn run_statements(
-    client: &Client,
-    monitor: Arc<Client>,
+    client: &dyn Session,
+    monitor: Arc<dyn Session>,
     version: &str,
     number: usize,
     phase: &Phase,

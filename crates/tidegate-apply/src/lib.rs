@@ -40,8 +40,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde::Serialize;
-use tidegate_lint::{Config, Session, TableStat, TableStats};
+use tidegate_lint::{Config, Session, TableStats};
 use tidegate_sql::discovery::{self, DiscoveryError, Layout};
+use tidegate_sql::TableSize;
 use tidegate_sql::{analyze, parse_source, Catalog, MigrationSettings, ParsedSource, TableName};
 
 pub use executor::{apply, ApplyEvent, ApplyOptions, ApplySummary};
@@ -388,15 +389,7 @@ pub fn plan(
     let live_stats: TableStats = target
         .tables
         .iter()
-        .map(|((schema, name), table)| {
-            (
-                TableName::new(Some(schema), name),
-                TableStat {
-                    rows: table.rows,
-                    bytes: None,
-                },
-            )
-        })
+        .map(|((schema, name), table)| (TableName::new(Some(schema), name), table.size))
         .collect();
     let mut session = Session::new(lint_config, Some(&live_stats));
     let mut catalog = Catalog::new();
@@ -455,11 +448,12 @@ pub fn plan(
             .filter(|table| !target.tables.contains_key(&table.key()))
             .collect();
         for table in &created_in_run {
-            let rows = renamed_in_run
+            // Created by an earlier migration of this run: empty, unless it is a renamed table of the target.
+            let size = renamed_in_run
                 .get(&table.key())
                 .and_then(|origin| target.tables.get(origin))
-                .map_or(0, |live| live.rows);
-            session.set_table_stat(table, TableStat { rows, bytes: None });
+                .map_or(TableSize::exact(0), |live| live.size);
+            session.set_table_stat(table, size);
         }
         let mut names = names_in_use(target, &catalog);
         let before = catalog.clone();
@@ -481,7 +475,7 @@ pub fn plan(
         };
         let rows_before = |table: &TableName| -> Option<u64> {
             match live_table(table) {
-                Some(live) => Some(live.rows),
+                Some(live) => Some(live.size.rows),
                 None if before
                     .table(table)
                     .is_some_and(|known| known.created_in_history) =>
@@ -619,5 +613,12 @@ pub(crate) fn state_error(
             context,
             other.to_string(),
         )),
+    }
+}
+
+/// A result row apply could not read as it expected: a disagreement between its SQL and its reader.
+impl From<tidegate_db::driver::RowError> for ApplyError {
+    fn from(error: tidegate_db::driver::RowError) -> Self {
+        ApplyError::Database(error.into())
     }
 }

@@ -978,7 +978,7 @@ pub fn cannot_run_in_transaction(node: &NodeEnum) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tidegate_lint::{Config, Session, TableStat, TableStats};
+    use tidegate_lint::{Config, Session, TableSize, TableStats};
     use tidegate_sql::{analyze_sql, Catalog, MigrationSettings};
 
     const ORDERS: &str = "CREATE TABLE orders (id bigint PRIMARY KEY, order_status text, customer_id bigint, \
@@ -989,7 +989,7 @@ mod tests {
         let config = Config::default();
         let stats: TableStats = ["orders", "customers"]
             .iter()
-            .map(|name| (TableName::new(None, name), TableStat { rows, bytes: None }))
+            .map(|name| (TableName::new(None, name), TableSize::estimated(rows)))
             .collect();
         let mut session = Session::new(&config, Some(&stats));
         session.replay(ORDERS, false);

@@ -28,9 +28,8 @@ use std::time::{Duration, Instant};
 use pg_query::protobuf::{self, ObjectType};
 use pg_query::NodeEnum;
 use tidegate_db::blockers::{BlockerWatch, LockHolder};
-use tidegate_db::connect::describe;
-use tokio_postgres::error::SqlState;
-use tokio_postgres::Client;
+use tidegate_db::connect::DbError;
+use tidegate_db::driver::{Session, SessionExt};
 
 use tidegate_backfill::engine::StopHandle;
 use tidegate_backfill::retry::{RetryDecision, RetryPolicy, RetryState};
@@ -159,10 +158,7 @@ pub enum SchemaPhaseError {
         message: String,
     },
     #[error("the connection failed while running `{statement}`: {source}")]
-    Connection {
-        statement: String,
-        source: tokio_postgres::Error,
-    },
+    Connection { statement: String, source: DbError },
     #[error("`{statement}` was not applied in {statement_timeout_ms} ms (statement_timeout) and was cancelled")]
     StatementTimedOut {
         statement: String,
@@ -224,8 +220,8 @@ enum AttemptError {
 
 /// Runs `statements` on `client`; `monitor` is a second connection used to see who blocks us.
 pub async fn run_schema_phase(
-    client: &Client,
-    monitor: Arc<Client>,
+    client: &dyn Session,
+    monitor: Arc<dyn Session>,
     statements: &[SchemaStatement],
     options: &SchemaPhaseOptions,
     mut on_event: impl FnMut(SchemaEvent),
@@ -238,7 +234,11 @@ pub async fn run_schema_phase(
             statement: sql::BACKEND_PID.into(),
             source,
         })?
-        .get(0);
+        .get("pid")
+        .map_err(|error| SchemaPhaseError::Connection {
+            statement: sql::BACKEND_PID.into(),
+            source: error.into(),
+        })?;
     let watch = BlockerWatch::start(monitor.clone(), backend_pid, options.blocker_sample_every);
     let mut rng = fastrand::Rng::new();
     // In a transaction the statements stand or fall together; without one (CONCURRENTLY) each commits on its own,
@@ -360,18 +360,19 @@ pub(crate) async fn sleep_unless_stopped(delay: Duration, stop: Option<&StopHand
 
 /// Drops `index` if it exists and is INVALID (what a failed or cancelled CONCURRENTLY build leaves behind).
 async fn clear_invalid_index(
-    client: &Client,
+    client: &dyn Session,
     index: &str,
     options: &SchemaPhaseOptions,
 ) -> Result<bool, SchemaPhaseError> {
     let invalid = client
-        .query_opt(sql::INDEX_IS_INVALID, &[&index])
+        .query_opt(sql::INDEX_IS_INVALID, &[index.into()])
         .await
+        .and_then(|row| Ok(row.map(|row| row.get::<bool>("invalid")).transpose()?))
         .map_err(|source| SchemaPhaseError::Connection {
             statement: sql::INDEX_IS_INVALID.into(),
             source,
         })?
-        .is_some_and(|row| row.get::<_, bool>(0));
+        .unwrap_or(false);
     if !invalid {
         return Ok(false);
     }
@@ -406,8 +407,8 @@ async fn clear_invalid_index(
 
 /// One try at a unit of statements, with what it needs to bound and watch them.
 struct Attempt<'a> {
-    client: &'a Client,
-    monitor: &'a Arc<Client>,
+    client: &'a dyn Session,
+    monitor: &'a Arc<dyn Session>,
     backend_pid: i32,
     /// The unit's statement, when it is a CONCURRENTLY one.
     concurrent: Option<&'a ConcurrentStatement>,
@@ -466,7 +467,7 @@ impl Attempt<'_> {
             if let Err(error) = result {
                 // Leave the session clean whatever happened; a failure here means the connection is gone anyway.
                 let _ = client.batch_execute(on_error).await;
-                let canceled = error.code() == Some(&SqlState::QUERY_CANCELED);
+                let canceled = error.code() == Some(QUERY_CANCELED);
                 return Err(match self.concurrent {
                     Some(_) if canceled && cancelled_for_lock => AttemptError::LockTimeout {
                         statement: statement.sql.clone(),
@@ -496,7 +497,7 @@ impl Attempt<'_> {
                         .first()
                         .map(|statement| statement.sql.clone())
                         .unwrap_or_default(),
-                    reason: describe(&error),
+                    reason: error.message,
                 }));
             }
         }
@@ -564,7 +565,7 @@ struct LockQueueWatch {
 
 impl LockQueueWatch {
     fn start(
-        monitor: Arc<Client>,
+        monitor: Arc<dyn Session>,
         backend_pid: i32,
         lock_timeout: Duration,
         every: Duration,
@@ -578,9 +579,9 @@ impl LockQueueWatch {
                 while !stop.load(Ordering::SeqCst) {
                     // An unreadable sample cancels nothing: the statement is still bounded by concurrent_wait.
                     let queued = monitor
-                        .query_one(sql::WAITS_FOR_RELATION_LOCK, &[&backend_pid])
+                        .query_one(sql::WAITS_FOR_RELATION_LOCK, &[backend_pid.into()])
                         .await
-                        .is_ok_and(|row| row.get::<_, bool>(0));
+                        .is_ok_and(|row| row.get::<bool>("waiting").unwrap_or(false));
                     queued_since = if queued {
                         queued_since.or_else(|| Some(Instant::now()))
                     } else {
@@ -591,7 +592,7 @@ impl LockQueueWatch {
                     {
                         cancelled.store(true, Ordering::SeqCst);
                         let _ = monitor
-                            .query_one(sql::CANCEL_BACKEND, &[&backend_pid])
+                            .query_one(sql::CANCEL_BACKEND, &[backend_pid.into()])
                             .await;
                         return;
                     }
@@ -615,32 +616,28 @@ impl LockQueueWatch {
     }
 }
 
-fn classify(
-    statement: &str,
-    error: tokio_postgres::Error,
-    options: &SchemaPhaseOptions,
-) -> AttemptError {
+/// SQLSTATE 57014: a statement_timeout or a cancel request (the server does not tell them apart).
+const QUERY_CANCELED: &str = "57014";
+/// SQLSTATE 55P03: lock_timeout.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+fn classify(statement: &str, error: DbError, options: &SchemaPhaseOptions) -> AttemptError {
     match error.code() {
-        Some(code) if *code == SqlState::LOCK_NOT_AVAILABLE => AttemptError::LockTimeout {
+        Some(LOCK_NOT_AVAILABLE) => AttemptError::LockTimeout {
             statement: statement.to_string(),
         },
-        Some(code) if *code == SqlState::QUERY_CANCELED => {
-            AttemptError::Fatal(SchemaPhaseError::StatementTimedOut {
-                statement: statement.to_string(),
-                statement_timeout_ms: options.statement_timeout.as_millis(),
-            })
-        }
-        Some(code) => {
-            let message = error
-                .as_db_error()
-                .map(|db| db.message().to_string())
-                .unwrap_or_else(|| error.to_string());
-            AttemptError::Fatal(SchemaPhaseError::StatementFailed {
-                statement: statement.to_string(),
-                code: code.code().to_string(),
-                message,
-            })
-        }
+        Some(QUERY_CANCELED) => AttemptError::Fatal(SchemaPhaseError::StatementTimedOut {
+            statement: statement.to_string(),
+            statement_timeout_ms: options.statement_timeout.as_millis(),
+        }),
+        Some(code) => AttemptError::Fatal(SchemaPhaseError::StatementFailed {
+            statement: statement.to_string(),
+            code: code.to_string(),
+            message: error
+                .primary
+                .clone()
+                .unwrap_or_else(|| error.message.clone()),
+        }),
         None => AttemptError::Fatal(SchemaPhaseError::Connection {
             statement: statement.to_string(),
             source: error,
@@ -759,29 +756,34 @@ struct FoundIndex {
 }
 
 async fn find_index(
-    client: &Client,
+    client: &dyn Session,
     table: &str,
     index: &str,
 ) -> Result<Option<FoundIndex>, SchemaPhaseError> {
-    let row = client
-        .query_opt(sql::FIND_INDEX, &[&table, &index])
-        .await
-        .map_err(|source| SchemaPhaseError::Connection {
-            statement: sql::FIND_INDEX.trim().into(),
-            source,
-        })?;
-    Ok(row.map(|row| FoundIndex {
-        valid: row.get(0),
-        on_table: row.get(1),
-        definition: row.get(2),
-        qualified: row.get(3),
-    }))
+    let found = async {
+        let Some(row) = client
+            .query_opt(sql::FIND_INDEX, &[table.into(), index.into()])
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok::<_, DbError>(Some(FoundIndex {
+            valid: row.get("valid")?,
+            on_table: row.get("on_table")?,
+            definition: row.get("definition")?,
+            qualified: row.get("qualified")?,
+        }))
+    };
+    found.await.map_err(|source| SchemaPhaseError::Connection {
+        statement: sql::FIND_INDEX.trim().into(),
+        source,
+    })
 }
 
 /// Resuming: `Some(reason)` when the statement's effect is already in the database, so that running it again
 /// would fail (the index exists, or is gone) although the phase only needs recording.
 async fn already_done(
-    client: &Client,
+    client: &dyn Session,
     sql: &str,
     concurrent: &ConcurrentStatement,
     options: &SchemaPhaseOptions,
@@ -789,13 +791,13 @@ async fn already_done(
     match concurrent {
         ConcurrentStatement::DropIndex { index } => {
             let exists: bool = client
-                .query_one(sql::RELATION_EXISTS, &[index])
+                .query_one(sql::RELATION_EXISTS, &[index.into()])
                 .await
+                .and_then(|row| Ok(row.get::<bool>("present")?))
                 .map_err(|source| SchemaPhaseError::Connection {
                     statement: sql::RELATION_EXISTS.into(),
                     source,
-                })?
-                .get(0);
+                })?;
             Ok((!exists).then(|| format!("the index {index} is already dropped")))
         }
         ConcurrentStatement::CreateIndex { tree, table, index } => {
@@ -829,7 +831,7 @@ async fn already_done(
 /// types, collations) inside a transaction that is rolled back. PostgreSQL itself then resolves the defaults the
 /// statement leaves out (access method, operator classes, sort order, casts in expressions and predicates).
 async fn expected_index_definition(
-    client: &Client,
+    client: &dyn Session,
     tree: &protobuf::IndexStmt,
     options: &SchemaPhaseOptions,
 ) -> Result<String, SchemaPhaseError> {
@@ -878,9 +880,9 @@ async fn expected_index_definition(
     }
     if result.is_ok() {
         result = client
-            .query_one(sql::PROBE_INDEX_DEFINITION, &[&probe_table])
+            .query_one(sql::PROBE_INDEX_DEFINITION, &[probe_table.as_str().into()])
             .await
-            .map(|row| row.get(0))
+            .and_then(|row| Ok(row.get::<String>("definition")?))
             .map_err(|source| SchemaPhaseError::Connection {
                 statement: sql::PROBE_INDEX_DEFINITION.into(),
                 source,

@@ -2,22 +2,23 @@
 
 /// One apply at a time per database: a session advisory lock on a fixed key.
 pub const TRY_APPLY_LOCK: &str =
-    "SELECT pg_try_advisory_lock(hashtextextended('tidegate:apply', 0))";
+    "SELECT pg_try_advisory_lock(hashtextextended('tidegate:apply', 0)) AS locked";
 pub const RELEASE_APPLY_LOCK: &str =
-    "SELECT pg_advisory_unlock(hashtextextended('tidegate:apply', 0))";
+    "SELECT pg_advisory_unlock(hashtextextended('tidegate:apply', 0)) AS unlocked";
 
 /// Who holds the apply lock (an advisory lock's 64-bit key is split into classid:objid).
 pub const APPLY_LOCK_HOLDER: &str = "
-SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.client_addr::text, 'local'),
-       coalesce(extract(epoch FROM now() - a.backend_start), 0)::float8
+SELECT a.pid AS pid, coalesce(a.application_name, '') AS application,
+       coalesce(a.client_addr::text, 'local') AS client,
+       coalesce(extract(epoch FROM now() - a.backend_start), 0)::float8 AS connected_seconds
   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
    AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('tidegate:apply', 0)
  LIMIT 1";
 
-pub const READ_ONLY: &str = "SELECT current_setting('transaction_read_only') = 'on'";
+pub const READ_ONLY: &str = "SELECT current_setting('transaction_read_only') = 'on' AS read_only";
 
-pub const HISTORY_EXISTS: &str = "SELECT to_regclass('tidegate.migrations') IS NOT NULL";
+pub const HISTORY_EXISTS: &str = "SELECT to_regclass('tidegate.migrations') IS NOT NULL AS present";
 
 pub const READ_HISTORY: &str =
     "SELECT version, checksum, status, phases_done FROM tidegate.migrations ORDER BY version";
@@ -30,10 +31,11 @@ INSERT INTO tidegate.migrations (version, name, checksum, status, phases)
 VALUES ($1, $2, $3, 'running', $4::text::jsonb)
 ON CONFLICT (version) DO UPDATE SET status = 'running', last_error = NULL, phases = EXCLUDED.phases,
                                     name = EXCLUDED.name, checksum = EXCLUDED.checksum
-RETURNING phases_done, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+RETURNING phases_done, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS started_at";
 
 /// The phases recorded when a migration (re)started.
-pub const RECORDED_PHASES: &str = "SELECT phases::text FROM tidegate.migrations WHERE version = $1";
+pub const RECORDED_PHASES: &str =
+    "SELECT phases::text AS phases FROM tidegate.migrations WHERE version = $1";
 
 /// Marks phase `$2` (1-based count of phases done) of version `$1`; for phases outside a transaction.
 pub const PHASE_DONE: &str = "UPDATE tidegate.migrations SET phases_done = $2 WHERE version = $1";
@@ -58,7 +60,7 @@ pub const MIGRATION_FAILED: &str =
 /// A backfill run of this spec that completed since the migration (re)started: its phase is done even if the
 /// apply that ran it crashed before recording so.
 pub const COMPLETED_RUN_FOR_SPEC: &str = "
-SELECT r.id FROM tidegate.runs r, tidegate.migrations m
+SELECT r.id AS run_id FROM tidegate.runs r, tidegate.migrations m
  WHERE m.version = $1 AND r.spec = $2::text::jsonb AND r.status = 'completed' AND r.started_at >= m.started_at
  ORDER BY r.id DESC LIMIT 1";
 
@@ -79,13 +81,13 @@ pub fn quote_ident(name: &str) -> String {
 /// The same lock as [`TRY_APPLY_LOCK`], held until the transaction ends (baseline writes in one transaction).
 /// Session and transaction advisory locks on one key exclude each other.
 pub const TRY_APPLY_LOCK_FOR_TRANSACTION: &str =
-    "SELECT pg_try_advisory_xact_lock(hashtextextended('tidegate:apply', 0))";
+    "SELECT pg_try_advisory_xact_lock(hashtextextended('tidegate:apply', 0)) AS locked";
 
 /// The framework history tables (`$1`: their names) that resolve through the search_path, as each framework
 /// resolves its own: name, schema-qualified quoted name, columns.
 pub const FRAMEWORK_TABLES: &str = "
-SELECT c.relname::text, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
-       array_agg(a.attname::text ORDER BY a.attnum)
+SELECT c.relname::text AS name, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
+       array_agg(a.attname::text ORDER BY a.attnum) AS columns
   FROM unnest($1::text[]) AS wanted(name)
   JOIN pg_class c ON c.oid = to_regclass(quote_ident(wanted.name))
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -98,19 +100,22 @@ SELECT c.relname::text, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
 pub fn read_framework_history(framework: crate::baseline::Framework, table: &str) -> String {
     use crate::baseline::Framework;
     match framework {
-        Framework::GolangMigrate => format!("SELECT version::int8, dirty FROM {table}"),
+        Framework::GolangMigrate => format!("SELECT version::int8 AS version, dirty FROM {table}"),
         Framework::Sqlx => format!(
-            "SELECT version::int8, description::text, success FROM {table} ORDER BY version"
+            "SELECT version::int8 AS version, description::text AS description, success FROM {table} \
+             ORDER BY version"
         ),
         Framework::Diesel | Framework::Dbmate => {
-            format!("SELECT version::text FROM {table} ORDER BY version")
+            format!("SELECT version::text AS version FROM {table} ORDER BY version")
         }
         Framework::Prisma => format!(
-            "SELECT migration_name::text, finished_at IS NOT NULL, rolled_back_at IS NOT NULL FROM {table} \
+            "SELECT migration_name::text AS migration_name, finished_at IS NOT NULL AS finished, \
+             rolled_back_at IS NOT NULL AS rolled_back FROM {table} \
              ORDER BY started_at"
         ),
         Framework::Flyway => format!(
-            "SELECT installed_rank::int4, version::text, script::text, type::text, success FROM {table} \
+            "SELECT installed_rank::int4 AS installed_rank, version::text AS version, script::text AS script, \
+             type::text AS kind, success FROM {table} \
              ORDER BY installed_rank"
         ),
     }
@@ -125,16 +130,16 @@ VALUES ($1, $2, $3, 'baselined', '[]', 0)";
 /// Every record, for `tidegate status`: the phase a running or failed migration is at (1-based), how many it
 /// has, and that phase's kind.
 pub const STATUS_HISTORY: &str = "
-SELECT version, name, checksum, status, phases_done, jsonb_array_length(phases),
-       phases -> phases_done ->> 'kind', last_error,
-       to_char(coalesce(applied_at, started_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+SELECT version, name, checksum, status, phases_done, jsonb_array_length(phases) AS phases,
+       phases -> phases_done ->> 'kind' AS next_phase_kind, last_error,
+       to_char(coalesce(applied_at, started_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS at
   FROM tidegate.migrations
  ORDER BY version";
 
 /// The backfill run of the phase a running or failed migration is at: the latest run of that phase's spec
 /// since the migration first started.
 pub const BACKFILL_OF_CURRENT_PHASE: &str = "
-SELECT m.version, r.id
+SELECT m.version AS version, r.id AS run_id
   FROM tidegate.migrations m
   CROSS JOIN LATERAL (
         SELECT r.id FROM tidegate.runs r
@@ -151,14 +156,14 @@ SELECT EXISTS (
   SELECT 1 FROM pg_locks l
    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.pid = $1
      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-     AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('tidegate:apply', 0))";
+     AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended('tidegate:apply', 0)) AS held";
 
 /// Backfill runs of migrations not yet applied that an engine is still working on: a session holds the run's
 /// attach lock or a chunk's claim (the engine's keys, `dialect.rs` `ATTACH_LOCK` and `TRY_CLAIM`). A run belongs
 /// to a migration when its spec is the spec of one of the migration's recorded phases. Columns: run id, version,
 /// the sessions' pids.
 pub const LIVE_BACKFILLS_OF_UNAPPLIED_MIGRATIONS: &str = "
-SELECT r.id, m.version, array_agg(DISTINCT l.pid ORDER BY l.pid)
+SELECT r.id AS run_id, m.version AS version, array_agg(DISTINCT l.pid ORDER BY l.pid)::text[] AS pids
   FROM tidegate.migrations m
  CROSS JOIN LATERAL jsonb_array_elements(m.phases) AS p(phase)
   JOIN tidegate.runs r ON r.spec = p.phase -> 'spec' AND r.status NOT IN ('completed', 'aborted')
@@ -175,8 +180,9 @@ SELECT r.id, m.version, array_agg(DISTINCT l.pid ORDER BY l.pid)
 
 // --- the schema phase -------------------------------------------------------------------------------------------
 
-pub(crate) const BACKEND_PID: &str = "SELECT pg_backend_pid()";
+pub(crate) const BACKEND_PID: &str = "SELECT pg_backend_pid() AS pid";
 pub(crate) const BEGIN: &str = "BEGIN";
+pub(crate) const BEGIN_READ_ONLY: &str = "BEGIN READ ONLY";
 pub(crate) const COMMIT: &str = "COMMIT";
 pub(crate) const ROLLBACK: &str = "ROLLBACK";
 pub(crate) const RESET_LOCK_TIMEOUT: &str = "RESET lock_timeout";
@@ -184,7 +190,7 @@ pub(crate) const RESET_TIMEOUTS: &str = "RESET lock_timeout; RESET statement_tim
 
 /// Whether the index `$1` (a regclass literal) is INVALID (no row: no such index).
 pub(crate) const INDEX_IS_INVALID: &str =
-    "SELECT NOT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)";
+    "SELECT NOT i.indisvalid AS invalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)";
 
 fn milliseconds(duration: std::time::Duration) -> u128 {
     // 0 means "no limit" to PostgreSQL: never send it.
@@ -231,15 +237,15 @@ pub(crate) fn create_probe_table(probe: &str, table: &str) -> String {
 
 /// True while the backend waits for a lock on a relation (not for an older transaction to end).
 pub(crate) const WAITS_FOR_RELATION_LOCK: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks \
-     WHERE pid = $1 AND NOT granted AND locktype = 'relation')";
+     WHERE pid = $1 AND NOT granted AND locktype = 'relation') AS waiting";
 
-pub(crate) const CANCEL_BACKEND: &str = "SELECT pg_cancel_backend($1)";
+pub(crate) const CANCEL_BACKEND: &str = "SELECT pg_cancel_backend($1) AS cancelled";
 
 /// The relation named `$2` in the schema of table `$1` (where CREATE INDEX puts its index): whether it is a valid
 /// index (NULL: not an index), whether it indexes that table, its definition and its qualified name.
 pub(crate) const FIND_INDEX: &str = "
-SELECT i.indisvalid, coalesce(i.indrelid = t.oid, false), coalesce(pg_get_indexdef(c.oid), ''),
-       format('%I.%I', n.nspname, c.relname)
+SELECT i.indisvalid AS valid, coalesce(i.indrelid = t.oid, false) AS on_table,
+       coalesce(pg_get_indexdef(c.oid), '') AS definition, format('%I.%I', n.nspname, c.relname) AS qualified
   FROM pg_class t
   JOIN pg_class c ON c.relnamespace = t.relnamespace AND c.relname = $2
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -248,10 +254,10 @@ SELECT i.indisvalid, coalesce(i.indrelid = t.oid, false), coalesce(pg_get_indexd
 
 /// The definition of the only index on a temporary probe table (parameter: the table, as a regclass literal).
 pub(crate) const PROBE_INDEX_DEFINITION: &str =
-    "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = to_regclass($1)";
+    "SELECT pg_get_indexdef(indexrelid) AS definition FROM pg_index WHERE indrelid = to_regclass($1)";
 
 /// Whether an index literal (`$1`, resolved like DROP INDEX resolves it) names an existing relation.
-pub(crate) const RELATION_EXISTS: &str = "SELECT to_regclass($1) IS NOT NULL";
+pub(crate) const RELATION_EXISTS: &str = "SELECT to_regclass($1) IS NOT NULL AS present";
 
 // --- templates for PostgreSQL's deparser (parsed, never sent) ---------------------------------------------------
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use tidegate_db::connect::{ConnectionConfig, DbError};
+use tidegate_db::driver::{Driver, SessionExt};
 use tidegate_sql::discovery::Layout;
 
 use crate::baseline::unadopted_history;
@@ -251,8 +252,8 @@ impl StatusReport {
     }
 }
 
-fn database(context: &str) -> impl Fn(tokio_postgres::Error) -> ApplyError + '_ {
-    move |error| ApplyError::Database(DbError::new(context, &error))
+fn database(context: &str) -> impl Fn(DbError) -> ApplyError + '_ {
+    move |error| ApplyError::Database(error.context(context))
 }
 
 /// Reads the state of every migration of `dir`, in a `READ ONLY` transaction.
@@ -262,31 +263,27 @@ pub async fn status(
     layout: Option<Layout>,
 ) -> Result<StatusReport, ApplyError> {
     let (layout, sources) = load(dir, layout)?;
-    let mut client = config
-        .connect()
-        .await
-        .map_err(|error| ApplyError::Database(error.into()))?;
-    let transaction = client
-        .build_transaction()
-        .read_only(true)
-        .start()
+    let session = config.open().await.map_err(ApplyError::Database)?;
+    session
+        .batch_execute(sql::BEGIN_READ_ONLY)
         .await
         .map_err(database("starting a read-only transaction"))?;
+    let transaction = session.as_ref();
     let state_schema: bool = transaction
         .query_one(sql::HISTORY_EXISTS, &[])
         .await
         .map_err(database("reading the history"))?
-        .get(0);
+        .get("present")?;
     let mut records = Vec::new();
     let mut backfills = Vec::new();
     if state_schema {
         for row in transaction
-            .query(sql::STATUS_HISTORY, &[])
+            .rows(sql::STATUS_HISTORY, &[])
             .await
             .map_err(database("reading tidegate.migrations"))?
         {
-            let version: String = row.get(0);
-            let status: String = row.get(3);
+            let version: String = row.get("version")?;
+            let status: String = row.get("status")?;
             let status = MigrationStatus::from_db(&status).ok_or_else(|| {
                 ApplyError::Database(DbError::other(
                     "reading tidegate.migrations",
@@ -298,24 +295,24 @@ pub async fn status(
             })?;
             records.push(RecordedMigration {
                 version,
-                name: row.get(1),
-                checksum: row.get(2),
+                name: row.get("name")?,
+                checksum: row.get("checksum")?,
                 status,
-                phases_done: row.get::<_, i32>(4).max(0) as usize,
-                phases: row.get::<_, Option<i32>>(5).unwrap_or(0).max(0) as usize,
-                next_phase_kind: row.get(6),
-                last_error: row.get(7),
-                at: row.get(8),
+                phases_done: row.get::<i64>("phases_done")?.max(0) as usize,
+                phases: row.get::<Option<i64>>("phases")?.unwrap_or(0).max(0) as usize,
+                next_phase_kind: row.get("next_phase_kind")?,
+                last_error: row.get("last_error")?,
+                at: row.get("at")?,
             });
         }
         for row in transaction
-            .query(sql::BACKFILL_OF_CURRENT_PHASE, &[])
+            .rows(sql::BACKFILL_OF_CURRENT_PHASE, &[])
             .await
             .map_err(database("reading the backfill runs of running migrations"))?
         {
-            let version: String = row.get(0);
-            let run_id: i64 = row.get(1);
-            if let Some(run) = state::find_run(&transaction, run_id)
+            let version: String = row.get("version")?;
+            let run_id: i64 = row.get("run_id")?;
+            if let Some(run) = state::find_run(transaction, run_id)
                 .await
                 .map_err(|e| ApplyError::Database(e.context("reading a backfill run")))?
             {
@@ -327,16 +324,17 @@ pub async fn status(
         .query_opt(sql::APPLY_LOCK_HOLDER, &[])
         .await
         .map_err(database("looking for a running apply"))?
-        .map(|row| {
-            let application: String = row.get(1);
-            format!(
+        .map(|row| -> Result<String, ApplyError> {
+            let application: String = row.get("application")?;
+            Ok(format!(
                 "pid {}, application '{application}', from {}",
-                row.get::<_, i32>(0),
-                row.get::<_, String>(2)
-            )
-        });
+                row.get::<i64>("pid")?,
+                row.get::<String>("client")?
+            ))
+        })
+        .transpose()?;
     let needs_baseline = if records.is_empty() {
-        unadopted_history(&transaction)
+        unadopted_history(transaction)
             .await?
             .map(|(found, history)| {
                 format!(
@@ -353,7 +351,7 @@ pub async fn status(
     };
     // Nothing was written; ending the transaction either way changes nothing.
     transaction
-        .rollback()
+        .batch_execute(sql::ROLLBACK)
         .await
         .map_err(database("ending the read-only transaction"))?;
     let migrations = migration_states(&sources, &records, &backfills, apply_running.is_some());

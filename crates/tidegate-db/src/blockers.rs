@@ -7,9 +7,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::connect::DbError;
+use crate::driver::{Row, RowError, Session, SessionExt};
 use serde::Serialize;
 use tidegate_sql::LockLevel;
-use tokio_postgres::Client;
 
 /// A session holding (or waiting for) a lock on a table, blocking another, or with a long transaction open: the
 /// one type for "who is in the way" that apply's blocker messages, plan's risk model and the backfill engine's
@@ -30,6 +31,23 @@ pub struct LockHolder {
     pub mode: Option<LockLevel>,
     /// Whether the lock is held (false: waiting for it).
     pub granted: bool,
+}
+
+impl LockHolder {
+    /// A session as a `pg_stat_activity` query reads it (columns `pid`, `application_name`, `user_name`, `state`,
+    /// `transaction_age_seconds`, `query`): holding, with no particular lock named.
+    pub fn from_activity_row(row: &Row) -> Result<Self, RowError> {
+        Ok(Self {
+            pid: row.get::<i32>("pid")?,
+            application_name: row.get("application_name")?,
+            user: row.get("user_name")?,
+            state: row.get("state")?,
+            transaction_age_seconds: row.get("transaction_age_seconds")?,
+            query: row.get("query")?,
+            mode: None,
+            granted: true,
+        })
+    }
 }
 
 impl std::fmt::Display for LockHolder {
@@ -56,35 +74,23 @@ impl std::fmt::Display for LockHolder {
 }
 
 const BLOCKERS_OF: &str = "
-select a.pid,
-       coalesce(a.application_name, ''),
-       coalesce(a.usename::text, ''),
-       coalesce(a.state, ''),
-       extract(epoch from (clock_timestamp() - a.xact_start))::float8,
-       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200)
+select a.pid as pid,
+       coalesce(a.application_name, '') as application_name,
+       coalesce(a.usename::text, '') as user_name,
+       coalesce(a.state, '') as state,
+       extract(epoch from (clock_timestamp() - a.xact_start))::float8 as transaction_age_seconds,
+       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200) as query
   from pg_stat_activity a
  where a.pid = any(pg_blocking_pids($1))
  order by a.xact_start nulls last, a.pid";
 
 /// The sessions blocking backend `pid` right now.
-pub async fn blockers_of(
-    client: &Client,
-    pid: i32,
-) -> Result<Vec<LockHolder>, tokio_postgres::Error> {
-    let rows = client.query(BLOCKERS_OF, &[&pid]).await?;
+pub async fn blockers_of(client: &dyn Session, pid: i32) -> Result<Vec<LockHolder>, DbError> {
+    let rows = client.rows(BLOCKERS_OF, &[pid.into()]).await?;
     Ok(rows
-        .into_iter()
-        .map(|row| LockHolder {
-            pid: row.get(0),
-            application_name: row.get(1),
-            user: row.get(2),
-            state: row.get(3),
-            transaction_age_seconds: row.get(4),
-            query: row.get(5),
-            mode: None,
-            granted: true,
-        })
-        .collect())
+        .iter()
+        .map(LockHolder::from_activity_row)
+        .collect::<Result<_, _>>()?)
 }
 
 /// Samples the blockers of one backend in the background until dropped or stopped.
@@ -95,7 +101,7 @@ pub struct BlockerWatch {
 
 impl BlockerWatch {
     /// Starts sampling `watched_pid`'s blockers every `every` on `monitor` (a connection other than the watched one).
-    pub fn start(monitor: Arc<Client>, watched_pid: i32, every: Duration) -> Self {
+    pub fn start(monitor: Arc<dyn Session>, watched_pid: i32, every: Duration) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
         let task = tokio::spawn(async move {
@@ -103,7 +109,7 @@ impl BlockerWatch {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                match blockers_of(&monitor, watched_pid).await {
+                match blockers_of(monitor.as_ref(), watched_pid).await {
                     Ok(blockers) if !blockers.is_empty() => {
                         *sink
                             .lock()

@@ -85,6 +85,9 @@ pub struct DbError {
     pub sqlstate: Option<SqlState>,
     /// What the error means for retrying, decided by the driver from its server's codes.
     pub class: ErrorClass,
+    /// The server's own primary message, without code, detail or hint (`message` has them all); `None` for an
+    /// error the server did not send.
+    pub primary: Option<String>,
 }
 
 impl DbError {
@@ -94,6 +97,7 @@ impl DbError {
             message: describe(error),
             sqlstate: error.code().cloned(),
             class: classify(error),
+            primary: error.as_db_error().map(|db| db.message().to_string()),
         }
     }
 
@@ -104,6 +108,7 @@ impl DbError {
             message: message.into(),
             sqlstate: None,
             class: ErrorClass::Other,
+            primary: None,
         }
     }
 
@@ -133,6 +138,7 @@ impl From<ConnectError> for DbError {
             sqlstate: error.sqlstate().cloned(),
             context: "connecting".into(),
             message: error.to_string(),
+            primary: None,
         }
     }
 }

@@ -134,6 +134,12 @@ impl From<&str> for Value {
         Value::Text(v.to_string())
     }
 }
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Value::Text(v.clone())
+    }
+}
+
 impl From<Vec<String>> for Value {
     fn from(v: Vec<String>) -> Self {
         Value::TextList(v)

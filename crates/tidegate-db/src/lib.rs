@@ -5,7 +5,11 @@
 //!   [`connect::Redacted`] is the only way a target is displayed, so passwords never reach output or logs.
 //! - [`driver`]: the database seam — [`driver::Session`] (execute, query rows read by column name, prepare,
 //!   cancel), [`driver::Driver`] (open sessions), [`driver::Value`] and [`driver::ErrorClass`] — implemented for
-//!   PostgreSQL on tokio-postgres; the backfill engine and the state schema use only this.
+//!   PostgreSQL on tokio-postgres. The backfill engine, its state schema, apply, baseline, status and plan talk
+//!   to a `&dyn Session` only; this crate is the only one of tidegate's libraries that names tokio-postgres.
+//! - [`table_stats`]: PostgreSQL's catalog and statistics reads (sizes as [`tidegate_sql::TableSize`], write
+//!   counters, a timed bounded read, lock holders, names in use), over a `&dyn Session` inside a read-only
+//!   transaction the caller opened.
 //! - [`scratch`]: throwaway clusters started from the machine's own PostgreSQL binaries — the embedded default
 //!   behind `tidegate scratch`, `tidegate demo` and the integration tests.
 //!
@@ -24,6 +28,17 @@
 //! println!("connecting to {}", config.redacted());
 //! let client = config.connect().await?;
 //! # drop(client); Ok(()) }
+//! ```
+//!
+//! The seam, as the engine and apply use it:
+//!
+//! ```no_run
+//! use tidegate_db::driver::{Driver, SessionExt};
+//! # async fn demo(config: tidegate_db::connect::ConnectionConfig) -> Result<(), tidegate_db::connect::DbError> {
+//! let session = config.open().await?; // Box<dyn Session>
+//! let row = session.query_one("SELECT 41 + $1::int AS answer", &[1i64.into()]).await?;
+//! assert_eq!(row.get::<i64>("answer")?, 42);
+//! # Ok(()) }
 //! ```
 
 pub mod blockers;

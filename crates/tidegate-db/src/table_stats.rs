@@ -9,15 +9,18 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio_postgres::Client;
+use tidegate_sql::TableSize;
+
+use crate::connect::DbError;
+use crate::driver::{Session, SessionExt};
 
 /// Opens a `READ ONLY` transaction with bounded waits: `lock_timeout` (a plan never queues behind, or in front
 /// of, an exclusive lock for long) and `statement_timeout`.
 pub async fn begin_read_only(
-    client: &Client,
+    client: &dyn Session,
     lock_timeout: Duration,
     statement_timeout: Duration,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<(), DbError> {
     client
         .batch_execute(&format!(
             "BEGIN TRANSACTION READ ONLY; \
@@ -30,49 +33,65 @@ pub async fn begin_read_only(
 }
 
 /// Ends the read-only transaction (a rollback: there is nothing to keep).
-pub async fn end_read_only(client: &Client) -> Result<(), tokio_postgres::Error> {
+pub async fn end_read_only(client: &dyn Session) -> Result<(), DbError> {
     client.batch_execute("ROLLBACK").await
 }
 
 /// Whether the current transaction is read-only, as the server sees it (`transaction_read_only`).
-pub async fn transaction_is_read_only(client: &Client) -> Result<bool, tokio_postgres::Error> {
+pub async fn transaction_is_read_only(client: &dyn Session) -> Result<bool, DbError> {
     let row = client
-        .query_one("SELECT current_setting('transaction_read_only')", &[])
+        .query_one(
+            "SELECT current_setting('transaction_read_only') AS read_only",
+            &[],
+        )
         .await?;
-    Ok(row.get::<_, String>(0) == "on")
+    Ok(row.get::<String>("read_only")? == "on")
 }
 
 /// The server's major version (`15` for 15.4), from `server_version_num`.
-pub async fn server_major_version(client: &Client) -> Result<u32, tokio_postgres::Error> {
+pub async fn server_major_version(client: &dyn Session) -> Result<u32, DbError> {
     let row = client
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .query_one(
+            "SELECT current_setting('server_version_num')::int AS version_num",
+            &[],
+        )
         .await?;
-    Ok((row.get::<_, i32>(0).max(0) as u32) / 10_000)
+    Ok((row.get::<i64>("version_num")?.max(0) as u32) / 10_000)
 }
 
-/// The size of one table as the catalog knows it.
+/// One table as plan's probe reads it from the catalog: its [`TableSize`] and what reading it further needs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TableSize {
+pub struct TableReading {
     /// `pg_class.oid`.
     pub oid: u32,
     /// `pg_class.relkind` (`r` table, `p` partitioned table, `m` materialized view, …).
     pub relkind: String,
-    /// `pg_class.reltuples`; `None` when the table was never vacuumed or analysed (-1 since PostgreSQL 14).
-    pub reltuples: Option<u64>,
-    /// Bytes of the main fork (`pg_relation_size`): what a sequential scan reads.
-    pub heap_bytes: u64,
-    /// Heap, TOAST and indexes (`pg_total_relation_size`): what a rewrite rebuilds.
-    pub total_bytes: u64,
+    /// Rows from `pg_class.reltuples` (an estimate; 0 when the table was never vacuumed or analysed, see
+    /// `analysed`); heap bytes from `pg_relation_size` (what a sequential scan reads); total bytes from
+    /// `pg_total_relation_size` (heap, TOAST and indexes: what a rewrite rebuilds).
+    pub size: TableSize,
+    /// Whether `pg_class.reltuples` is known (-1 since PostgreSQL 14 until the first VACUUM or ANALYZE).
+    pub analysed: bool,
     /// The server's block size (`block_size`, 8192 unless compiled otherwise).
     pub block_size: u64,
     /// The sizes are `pg_class.relpages` estimates: a conflicting lock kept the exact functions from running.
     pub from_catalog: bool,
 }
 
-impl TableSize {
+impl TableReading {
+    /// `pg_class.reltuples`, when the table was ever vacuumed or analysed.
+    pub fn reltuples(&self) -> Option<u64> {
+        self.analysed.then_some(self.size.rows)
+    }
+
+    /// Bytes of the main fork.
+    pub fn heap_bytes(&self) -> u64 {
+        self.size.heap_bytes.unwrap_or(0)
+    }
+
     /// Pages of the main fork.
     pub fn heap_pages(&self) -> u64 {
-        self.heap_bytes / self.block_size.max(1)
+        self.heap_bytes() / self.block_size.max(1)
     }
 }
 
@@ -91,12 +110,12 @@ WITH target AS (
         ON p.oid = t.oid AND t.relkind <> 'p'
         OR t.relkind = 'p' AND p.oid IN (SELECT relid FROM pg_partition_tree(t.oid) WHERE isleaf)
 )
-SELECT t.oid::oid,
-       t.relkind::text,
-       CASE WHEN bool_or(p.reltuples < 0) THEN -1 ELSE coalesce(sum(p.reltuples), 0) END::float8,
-       coalesce(sum({heap}), 0)::bigint,
-       coalesce(sum({total}), 0)::bigint,
-       current_setting('block_size')::bigint
+SELECT t.oid::oid AS oid,
+       t.relkind::text AS relkind,
+       CASE WHEN bool_or(p.reltuples < 0) THEN -1 ELSE coalesce(sum(p.reltuples), 0) END::float8 AS reltuples,
+       coalesce(sum({heap}), 0)::bigint AS heap_bytes,
+       coalesce(sum({total}), 0)::bigint AS total_bytes,
+       current_setting('block_size')::bigint AS block_size
   FROM target t LEFT JOIN parts p ON true
  GROUP BY t.oid, t.relkind";
 
@@ -110,46 +129,48 @@ const CATALOG_TOTAL: &str = "(p.relpages::bigint \
 
 /// The size of `schema.name`, or `None` when no such relation exists. For a partitioned table, the sums over
 /// its leaf partitions. When another session holds ACCESS EXCLUSIVE (so the exact sizes cannot be read within
-/// `lock_timeout`), the sizes come from `pg_class.relpages` and [`TableSize::from_catalog`] says so. Runs in a
+/// `lock_timeout`), the sizes come from `pg_class.relpages` and [`TableReading::from_catalog`] says so. Runs in a
 /// savepoint of the caller's transaction.
 pub async fn table_size(
-    client: &Client,
+    client: &dyn Session,
     schema: &str,
     name: &str,
-) -> Result<Option<TableSize>, tokio_postgres::Error> {
+) -> Result<Option<TableReading>, DbError> {
     let exact = TABLE_SIZE
         .replace("{heap}", EXACT_HEAP)
         .replace("{total}", EXACT_TOTAL);
     client.batch_execute("SAVEPOINT tidegate_plan_size").await?;
-    let (row, from_catalog) = match client.query_opt(&exact, &[&schema, &name]).await {
+    let params = [schema.into(), name.into()];
+    let (row, from_catalog) = match client.query_opt(&exact, &params).await {
         Ok(row) => {
             client
                 .batch_execute("RELEASE SAVEPOINT tidegate_plan_size")
                 .await?;
             (row, false)
         }
-        Err(error) if crate::connect::sqlstate(&error) == Some("55P03") => {
+        Err(error) if error.code() == Some("55P03") => {
             client
                 .batch_execute("ROLLBACK TO SAVEPOINT tidegate_plan_size")
                 .await?;
             let catalog = TABLE_SIZE
                 .replace("{heap}", CATALOG_HEAP)
                 .replace("{total}", CATALOG_TOTAL);
-            (client.query_opt(&catalog, &[&schema, &name]).await?, true)
+            (client.query_opt(&catalog, &params).await?, true)
         }
         Err(error) => return Err(error),
     };
     let Some(row) = row else {
         return Ok(None);
     };
-    let reltuples: f64 = row.get(2);
-    Ok(Some(TableSize {
-        oid: row.get(0),
-        relkind: row.get(1),
-        reltuples: (reltuples >= 0.0).then_some(reltuples as u64),
-        heap_bytes: row.get::<_, i64>(3).max(0) as u64,
-        total_bytes: row.get::<_, i64>(4).max(0) as u64,
-        block_size: row.get::<_, i64>(5).max(1) as u64,
+    let reltuples: f64 = row.get("reltuples")?;
+    Ok(Some(TableReading {
+        oid: row.get("oid")?,
+        relkind: row.get("relkind")?,
+        size: TableSize::estimated(reltuples.max(0.0) as u64)
+            .with_heap_bytes(row.get::<i64>("heap_bytes")?.max(0) as u64)
+            .with_total_bytes(Some(row.get::<i64>("total_bytes")?.max(0) as u64)),
+        analysed: reltuples >= 0.0,
+        block_size: row.get::<i64>("block_size")?.max(1) as u64,
         from_catalog,
     }))
 }
@@ -187,11 +208,11 @@ pub enum ScanSkipped {
 /// `SELECT 1` round trips, so the network is not counted as scan time. Runs in a savepoint: a lock or timeout
 /// error leaves the caller's transaction usable.
 pub async fn timed_bounded_read(
-    client: &Client,
-    size: &TableSize,
+    client: &dyn Session,
+    size: &TableReading,
     max_pages: u64,
     server_major: u32,
-) -> Result<Result<ScanSample, ScanSkipped>, tokio_postgres::Error> {
+) -> Result<Result<ScanSample, ScanSkipped>, DbError> {
     if !matches!(size.relkind.as_str(), "r" | "m") {
         return Ok(Err(ScanSkipped::NotATable));
     }
@@ -200,16 +221,16 @@ pub async fn timed_bounded_read(
     let whole_table = pages >= table_pages;
     // The server quotes the name from the oid: nothing user-written is interpolated into the read.
     let name: String = client
-        .query_one("SELECT $1::oid::regclass::text", &[&size.oid])
+        .query_one("SELECT $1::oid::regclass::text AS name", &[size.oid.into()])
         .await?
-        .get(0);
+        .get("name")?;
     let read = if whole_table {
-        format!("SELECT count(*) FROM {name}")
+        format!("SELECT count(*) AS rows FROM {name}")
     } else if server_major >= 14 {
-        format!("SELECT count(*) FROM {name} WHERE ctid < '({pages},0)'::tid")
+        format!("SELECT count(*) AS rows FROM {name} WHERE ctid < '({pages},0)'::tid")
     } else {
         let percent = (pages as f64 / table_pages.max(1) as f64 * 100.0).clamp(0.0001, 100.0);
-        format!("SELECT count(*) FROM {name} TABLESAMPLE SYSTEM ({percent:.6})")
+        format!("SELECT count(*) AS rows FROM {name} TABLESAMPLE SYSTEM ({percent:.6})")
     };
     let mut round_trip = Duration::MAX;
     for _ in 0..3 {
@@ -228,7 +249,7 @@ pub async fn timed_bounded_read(
                 .await?;
             Ok(ScanSample {
                 pages,
-                rows: row.get::<_, i64>(0).max(0) as u64,
+                rows: row.get::<i64>("rows")?.max(0) as u64,
                 seconds: elapsed.saturating_sub(round_trip).as_secs_f64().max(1e-6),
                 whole_table,
             })
@@ -237,10 +258,10 @@ pub async fn timed_bounded_read(
             client
                 .batch_execute("ROLLBACK TO SAVEPOINT tidegate_plan_read")
                 .await?;
-            Err(match crate::connect::sqlstate(&error) {
+            Err(match error.code() {
                 Some("55P03") => ScanSkipped::Locked,
                 Some("57014") => ScanSkipped::TimedOut,
-                _ => ScanSkipped::Failed(crate::connect::describe(&error)),
+                _ => ScanSkipped::Failed(error.message),
             })
         }
     };
@@ -251,33 +272,37 @@ pub async fn timed_bounded_read(
 /// there (no statistics yet) are absent. Call it in two separate transactions to get a rate: statistics are
 /// read once per transaction.
 pub async fn write_counters(
-    client: &Client,
+    client: &dyn Session,
     oids: &[u32],
-) -> Result<Vec<(u32, u64)>, tokio_postgres::Error> {
+) -> Result<Vec<(u32, u64)>, DbError> {
     let rows = client
-        .query(
-            "SELECT relid::oid, (n_tup_ins + n_tup_upd + n_tup_del)::bigint \
-               FROM pg_stat_user_tables WHERE relid = ANY($1::oid[])",
-            &[&oids],
+        .rows(
+            "SELECT relid::oid AS oid, (n_tup_ins + n_tup_upd + n_tup_del)::bigint AS writes \
+               FROM pg_stat_user_tables WHERE relid = ANY($1::text[]::oid[])",
+            &[oids.iter().map(u32::to_string).collect::<Vec<_>>().into()],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|row| (row.get::<_, u32>(0), row.get::<_, i64>(1).max(0) as u64))
-        .collect())
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.get::<u32>("oid")?,
+                row.get::<i64>("writes")?.max(0) as u64,
+            ))
+        })
+        .collect()
 }
 
 pub use crate::blockers::LockHolder;
 
 const LOCK_HOLDERS: &str = "
-SELECT a.pid,
-       coalesce(a.application_name, ''),
-       coalesce(a.usename::text, ''),
-       coalesce(a.state, ''),
-       extract(epoch FROM (now() - a.xact_start))::float8,
-       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200),
-       l.mode,
-       l.granted
+SELECT a.pid AS pid,
+       coalesce(a.application_name, '') AS application_name,
+       coalesce(a.usename::text, '') AS user_name,
+       coalesce(a.state, '') AS state,
+       extract(epoch FROM (now() - a.xact_start))::float8 AS transaction_age_seconds,
+       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200) AS query,
+       l.mode AS mode,
+       l.granted AS granted
   FROM pg_locks l
   JOIN pg_stat_activity a ON a.pid = l.pid
  WHERE l.locktype = 'relation'
@@ -287,33 +312,27 @@ SELECT a.pid,
  ORDER BY a.xact_start NULLS LAST, a.pid, l.mode";
 
 /// The sessions holding or waiting for a lock on the table with `oid` (other than this one).
-pub async fn lock_holders(
-    client: &Client,
-    oid: u32,
-) -> Result<Vec<LockHolder>, tokio_postgres::Error> {
-    let rows = client.query(LOCK_HOLDERS, &[&oid]).await?;
-    Ok(rows
-        .iter()
-        .map(|row| LockHolder {
-            pid: row.get(0),
-            application_name: row.get(1),
-            user: row.get(2),
-            state: row.get(3),
-            transaction_age_seconds: row.get(4),
-            query: row.get(5),
-            mode: tidegate_sql::LockLevel::from_pg_mode(row.get(6)),
-            granted: row.get(7),
+pub async fn lock_holders(client: &dyn Session, oid: u32) -> Result<Vec<LockHolder>, DbError> {
+    let rows = client.rows(LOCK_HOLDERS, &[oid.into()]).await?;
+    rows.iter()
+        .map(|row| {
+            let mode: String = row.get("mode")?;
+            Ok(LockHolder {
+                mode: tidegate_sql::LockLevel::from_pg_mode(&mode),
+                granted: row.get("granted")?,
+                ..LockHolder::from_activity_row(row)?
+            })
         })
-        .collect())
+        .collect()
 }
 
 const LONG_TRANSACTIONS: &str = "
-SELECT a.pid,
-       coalesce(a.application_name, ''),
-       coalesce(a.usename::text, ''),
-       coalesce(a.state, ''),
-       extract(epoch FROM (now() - a.xact_start))::float8,
-       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200)
+SELECT a.pid AS pid,
+       coalesce(a.application_name, '') AS application_name,
+       coalesce(a.usename::text, '') AS user_name,
+       coalesce(a.state, '') AS state,
+       extract(epoch FROM (now() - a.xact_start))::float8 AS transaction_age_seconds,
+       left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200) AS query
   FROM pg_stat_activity a
  WHERE a.xact_start < now() - make_interval(secs => $1::float8)
    AND a.pid <> pg_backend_pid()
@@ -322,67 +341,64 @@ SELECT a.pid,
 
 /// Sessions of this database whose transaction has been open longer than `older_than`.
 pub async fn long_transactions(
-    client: &Client,
+    client: &dyn Session,
     older_than: Duration,
-) -> Result<Vec<LockHolder>, tokio_postgres::Error> {
+) -> Result<Vec<LockHolder>, DbError> {
     let rows = client
-        .query(LONG_TRANSACTIONS, &[&older_than.as_secs_f64()])
+        .rows(LONG_TRANSACTIONS, &[older_than.as_secs_f64().into()])
         .await?;
-    Ok(rows
-        .iter()
-        .map(|row| LockHolder {
-            pid: row.get(0),
-            application_name: row.get(1),
-            user: row.get(2),
-            state: row.get(3),
-            transaction_age_seconds: row.get(4),
-            query: row.get(5),
-            mode: None,
-            granted: false,
+    rows.iter()
+        .map(|row| {
+            Ok(LockHolder {
+                granted: false,
+                ..LockHolder::from_activity_row(row)?
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// The versions `tidegate.migrations` records as in the schema — applied by `tidegate apply`, or baselined by
 /// `tidegate baseline` (another framework ran them) — or `None` when that table does not exist (nothing was ever
 /// applied by tidegate: everything is pending). A migration that failed or was interrupted part-way is still
 /// pending.
-pub async fn applied_versions(
-    client: &Client,
-) -> Result<Option<Vec<String>>, tokio_postgres::Error> {
+pub async fn applied_versions(client: &dyn Session) -> Result<Option<Vec<String>>, DbError> {
     let exists = client
-        .query_one("SELECT to_regclass('tidegate.migrations') IS NOT NULL", &[])
-        .await?;
-    if !exists.get::<_, bool>(0) {
-        return Ok(None);
-    }
-    let rows = client
-        .query(
-            "SELECT version::text FROM tidegate.migrations WHERE status IN ('applied', 'baselined')",
+        .query_one(
+            "SELECT to_regclass('tidegate.migrations') IS NOT NULL AS present",
             &[],
         )
         .await?;
-    Ok(Some(rows.iter().map(|row| row.get(0)).collect()))
+    if !exists.get::<bool>("present")? {
+        return Ok(None);
+    }
+    let rows = client
+        .rows(
+            "SELECT version::text AS version FROM tidegate.migrations WHERE status IN ('applied', 'baselined')",
+            &[],
+        )
+        .await?;
+    Ok(Some(
+        rows.iter()
+            .map(|row| row.get("version"))
+            .collect::<Result<_, _>>()?,
+    ))
 }
 
-/// One table's size for a statistics file: `reltuples` (tables never analysed are left out: their size is
-/// unknown, not zero) and `pg_total_relation_size`.
+/// One table's size for a statistics file: rows from `reltuples` (tables never analysed are left out: their
+/// size is unknown, not zero) and total bytes from `pg_total_relation_size`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CatalogTableSize {
     pub schema: String,
     pub name: String,
-    pub rows: u64,
-    pub bytes: u64,
+    pub size: TableSize,
 }
 
 /// The sizes of every ordinary, partitioned and materialized table outside the system schemas.
-pub async fn all_table_sizes(
-    client: &Client,
-) -> Result<Vec<CatalogTableSize>, tokio_postgres::Error> {
+pub async fn all_table_sizes(client: &dyn Session) -> Result<Vec<CatalogTableSize>, DbError> {
     let rows = client
-        .query(
-            "SELECT n.nspname::text, c.relname::text, c.reltuples::float8, \
-                    pg_total_relation_size(c.oid)::bigint \
+        .rows(
+            "SELECT n.nspname::text AS schema, c.relname::text AS name, c.reltuples::float8 AS reltuples, \
+                    pg_total_relation_size(c.oid)::bigint AS bytes \
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
               WHERE c.relkind IN ('r', 'p', 'm') \
                 AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
@@ -391,36 +407,38 @@ pub async fn all_table_sizes(
             &[],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .filter(|row| row.get::<_, f64>(2) >= 0.0)
-        .map(|row| CatalogTableSize {
-            schema: row.get(0),
-            name: row.get(1),
-            rows: row.get::<_, f64>(2) as u64,
-            bytes: row.get::<_, i64>(3).max(0) as u64,
-        })
-        .collect())
+    let mut sizes = Vec::new();
+    for row in &rows {
+        let reltuples: f64 = row.get("reltuples")?;
+        if reltuples >= 0.0 {
+            sizes.push(CatalogTableSize {
+                schema: row.get("schema")?,
+                name: row.get("name")?,
+                size: TableSize::estimated(reltuples as u64)
+                    .with_total_bytes(Some(row.get::<i64>("bytes")?.max(0) as u64)),
+            });
+        }
+    }
+    Ok(sizes)
 }
 
 /// What `apply` reads of a table before planning a migration that touches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LiveTable {
-    /// Rows: exact when `exact`, else at least `limit` (the catalog's estimate, or `limit` itself when the table
-    /// could not be counted within the lock and statement timeouts — unknown counts as large).
-    pub rows: u64,
-    pub exact: bool,
+    /// Rows: exact when `rows_exact`, else at least `limit` (the catalog's estimate, or `limit` itself when the
+    /// table could not be counted within the lock and statement timeouts — unknown counts as large).
+    pub size: TableSize,
     /// `relkind = 'p'`: CREATE INDEX CONCURRENTLY does not work on it.
     pub partitioned: bool,
 }
 
 const LIVE_TABLE: &str = "
-SELECT c.relkind = 'p',
+SELECT c.relkind = 'p' AS partitioned,
        CASE WHEN c.relkind = 'p'
             THEN (SELECT CASE WHEN bool_or(p.reltuples < 0) THEN -1 ELSE coalesce(sum(p.reltuples), 0) END
                     FROM pg_partition_tree(c.oid) t JOIN pg_class p ON p.oid = t.relid WHERE t.isleaf)
-            ELSE c.reltuples END::float8,
-       format('%I.%I', n.nspname, c.relname)
+            ELSE c.reltuples END::float8 AS reltuples,
+       format('%I.%I', n.nspname, c.relname) AS qualified
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid = to_regclass($1::text) AND c.relkind IN ('r', 'p', 'm')";
 
@@ -430,28 +448,27 @@ SELECT c.relkind = 'p',
 /// reads at most that many. Runs in a savepoint of the caller's read-only transaction; a lock or statement
 /// timeout makes the size unknown, reported as `limit` rows (not exact): unknown is not small.
 pub async fn live_table(
-    client: &Client,
+    client: &dyn Session,
     table: &str,
     limit: u64,
-) -> Result<Option<LiveTable>, tokio_postgres::Error> {
-    let Some(row) = client.query_opt(LIVE_TABLE, &[&table]).await? else {
+) -> Result<Option<LiveTable>, DbError> {
+    let Some(row) = client.query_opt(LIVE_TABLE, &[table.into()]).await? else {
         return Ok(None);
     };
-    let partitioned: bool = row.get(0);
-    let reltuples: f64 = row.get(1);
-    let qualified: String = row.get(2);
+    let partitioned: bool = row.get("partitioned")?;
+    let reltuples: f64 = row.get("reltuples")?;
+    let qualified: String = row.get("qualified")?;
     if reltuples >= limit as f64 {
         return Ok(Some(LiveTable {
-            rows: reltuples as u64,
-            exact: false,
+            size: TableSize::estimated(reltuples as u64),
             partitioned,
         }));
     }
     client.batch_execute("SAVEPOINT tidegate_live_rows").await?;
     let counted = client
         .query_one(
-            &format!("SELECT count(*) FROM (SELECT FROM {qualified} LIMIT $1) bounded"),
-            &[&(limit.min(i64::MAX as u64) as i64)],
+            &format!("SELECT count(*) AS rows FROM (SELECT FROM {qualified} LIMIT $1) bounded"),
+            &[(limit.min(i64::MAX as u64) as i64).into()],
         )
         .await;
     match counted {
@@ -459,25 +476,21 @@ pub async fn live_table(
             client
                 .batch_execute("RELEASE SAVEPOINT tidegate_live_rows")
                 .await?;
-            let rows = row.get::<_, i64>(0).max(0) as u64;
+            let rows = row.get::<i64>("rows")?.max(0) as u64;
             Ok(Some(LiveTable {
-                rows,
-                exact: rows < limit,
+                size: TableSize {
+                    rows_exact: rows < limit,
+                    ..TableSize::estimated(rows)
+                },
                 partitioned,
             }))
         }
-        Err(error)
-            if matches!(
-                crate::connect::sqlstate(&error),
-                Some("55P03") | Some("57014")
-            ) =>
-        {
+        Err(error) if matches!(error.code(), Some("55P03") | Some("57014")) => {
             client
                 .batch_execute("ROLLBACK TO SAVEPOINT tidegate_live_rows")
                 .await?;
             Ok(Some(LiveTable {
-                rows: limit,
-                exact: false,
+                size: TableSize::estimated(limit),
                 partitioned,
             }))
         }
@@ -488,10 +501,10 @@ pub async fn live_table(
 /// Names in use outside the system schemas: relations (tables, indexes, sequences, views) and constraints, each
 /// as (schema, name). PostgreSQL picks a name for an unnamed index or constraint that none of these has, and
 /// apply must pick the same one when it runs the statement in another form.
-pub async fn names_in_use(client: &Client) -> Result<NamesInUse, tokio_postgres::Error> {
+pub async fn names_in_use(client: &dyn Session) -> Result<NamesInUse, DbError> {
     let rows = client
-        .query(
-            "SELECT true, n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+        .rows(
+            "SELECT true AS relation, n.nspname::text AS schema, c.relname::text AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
               WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
              UNION ALL \
              SELECT false, n.nspname::text, o.conname::text FROM pg_constraint o JOIN pg_namespace n ON n.oid = o.connamespace \
@@ -501,8 +514,8 @@ pub async fn names_in_use(client: &Client) -> Result<NamesInUse, tokio_postgres:
         .await?;
     let mut names = NamesInUse::default();
     for row in &rows {
-        let name = (row.get::<_, String>(1), row.get::<_, String>(2));
-        if row.get::<_, bool>(0) {
+        let name = (row.get::<String>("schema")?, row.get::<String>("name")?);
+        if row.get::<bool>("relation")? {
             names.relations.push(name);
         } else {
             names.constraints.push(name);
@@ -519,9 +532,12 @@ pub struct NamesInUse {
 }
 
 /// The first schema of `search_path` that exists: where an unqualified CREATE puts its object.
-pub async fn creation_schema(client: &Client) -> Result<String, tokio_postgres::Error> {
+pub async fn creation_schema(client: &dyn Session) -> Result<String, DbError> {
     let row = client
-        .query_one("SELECT coalesce(current_schema(), 'public')::text", &[])
+        .query_one(
+            "SELECT coalesce(current_schema(), 'public')::text AS schema",
+            &[],
+        )
         .await?;
-    Ok(row.get(0))
+    Ok(row.get("schema")?)
 }

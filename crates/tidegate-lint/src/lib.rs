@@ -53,7 +53,8 @@ pub use linter::{rules_read_node, FileReport, Finding, Session, STREAMING_THRESH
 pub use registry::{
     find_rule, registry, rule, rules_index_markdown, suggest_rule, Rule, RuleDoc, RuleId,
 };
-pub use stats::{StatsError, TableStat, TableStats};
+pub use stats::{StatsError, TableStats};
+pub use tidegate_sql::TableSize;
 
 use serde::Serialize;
 

@@ -11,10 +11,11 @@ use crate::config::{Config, RuleSetting};
 use crate::context::{Context, Violation};
 use crate::registry::{registry, RuleId};
 use crate::rules::invalid_suppression::InvalidSuppression;
-use crate::stats::{TableStat, TableStats};
+use crate::stats::TableStats;
 use crate::suppression::Suppressions;
 use crate::Severity;
 use std::borrow::Cow;
+use tidegate_sql::TableSize;
 
 /// Files larger than this are parsed one statement at a time, keeping only the parse trees rules read, so
 /// memory follows what the rules need rather than the file size.
@@ -114,7 +115,7 @@ impl<'a> Session<'a> {
 
     /// Records a table's size for the migrations linted from now on (apply: a table created earlier in the same
     /// run counts by its size at that moment).
-    pub fn set_table_stat(&mut self, table: &TableName, stat: TableStat) {
+    pub fn set_table_stat(&mut self, table: &TableName, stat: TableSize) {
         self.stats
             .get_or_insert_with(|| Cow::Owned(TableStats::new()))
             .to_mut()

@@ -18,20 +18,35 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use tidegate_sql::TableName;
+use tidegate_sql::{TableName, TableSize};
 
-/// The size of one table.
+/// One table's entry in the file: its rows (an estimate) and, optionally, its total bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-pub struct TableStat {
-    pub rows: u64,
+struct FileEntry {
+    rows: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes: Option<u64>,
+    bytes: Option<u64>,
+}
+
+impl From<FileEntry> for TableSize {
+    fn from(entry: FileEntry) -> Self {
+        TableSize::estimated(entry.rows).with_total_bytes(entry.bytes)
+    }
+}
+
+impl From<TableSize> for FileEntry {
+    fn from(size: TableSize) -> Self {
+        FileEntry {
+            rows: size.rows,
+            bytes: size.total_bytes,
+        }
+    }
 }
 
 /// Table sizes by table.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TableStats {
-    tables: HashMap<(String, String), TableStat>,
+    tables: HashMap<(String, String), TableSize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +61,7 @@ pub enum StatsError {
 #[serde(deny_unknown_fields)]
 struct StatsFile {
     version: u32,
-    tables: HashMap<String, TableStat>,
+    tables: HashMap<String, FileEntry>,
 }
 
 impl TableStats {
@@ -55,7 +70,7 @@ impl TableStats {
     }
 
     /// Records one table's size (how `--db` support will fill it from `pg_class`).
-    pub fn insert(&mut self, table: &TableName, stat: TableStat) {
+    pub fn insert(&mut self, table: &TableName, stat: TableSize) {
         self.tables.insert(table.key(), stat);
     }
 
@@ -73,23 +88,23 @@ impl TableStats {
                     Some((schema, table)) => TableName::new(Some(schema), table),
                     None => TableName::new(None, &name),
                 };
-                (table.key(), stat)
+                (table.key(), TableSize::from(stat))
             })
             .collect();
         Ok(TableStats { tables })
     }
 
-    pub fn get(&self, table: &TableName) -> Option<TableStat> {
+    pub fn get(&self, table: &TableName) -> Option<TableSize> {
         self.tables.get(&table.key()).copied()
     }
 
     /// The file `from_json` reads (what `tidegate plan --write-stats` writes): tables keyed `schema.table`, in
     /// name order, so the file diffs cleanly between runs.
     pub fn to_json(&self) -> String {
-        let tables: std::collections::BTreeMap<String, TableStat> = self
+        let tables: std::collections::BTreeMap<String, FileEntry> = self
             .tables
             .iter()
-            .map(|((schema, table), stat)| (format!("{schema}.{table}"), *stat))
+            .map(|((schema, table), stat)| (format!("{schema}.{table}"), FileEntry::from(*stat)))
             .collect();
         let document = serde_json::json!({ "version": 1, "tables": tables });
         format!(
@@ -107,8 +122,8 @@ impl TableStats {
     }
 }
 
-impl FromIterator<(TableName, TableStat)> for TableStats {
-    fn from_iter<I: IntoIterator<Item = (TableName, TableStat)>>(items: I) -> Self {
+impl FromIterator<(TableName, TableSize)> for TableStats {
+    fn from_iter<I: IntoIterator<Item = (TableName, TableSize)>>(items: I) -> Self {
         let mut stats = TableStats::new();
         for (table, stat) in items {
             stats.insert(&table, stat);
@@ -126,18 +141,9 @@ mod tests {
         let mut stats = TableStats::new();
         stats.insert(
             &TableName::new(Some("app"), "Orders"),
-            TableStat {
-                rows: 5,
-                bytes: Some(8192),
-            },
+            TableSize::estimated(5).with_total_bytes(Some(8192)),
         );
-        stats.insert(
-            &TableName::new(None, "flags"),
-            TableStat {
-                rows: 0,
-                bytes: None,
-            },
-        );
+        stats.insert(&TableName::new(None, "flags"), TableSize::estimated(0));
         let text = stats.to_json();
         assert_eq!(TableStats::from_json(&text).unwrap(), stats);
         assert!(text.starts_with("{\n  \"tables\""), "{text}");

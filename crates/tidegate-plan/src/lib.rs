@@ -19,7 +19,7 @@
 //!
 //! ```
 //! use tidegate_plan::model::{assess, EffectFacts, Policy, TableFacts, Verdict};
-//! use tidegate_sql::{lock_facts, AlterSubcommand, Operation, PgVersion};
+//! use tidegate_sql::{lock_facts, AlterSubcommand, Operation, PgVersion, TableSize};
 //!
 //! let operation = Operation::AlterTable(AlterSubcommand::AlterColumnType { binary_coercible: false });
 //! let facts = lock_facts(operation, PgVersion(17));
@@ -28,7 +28,8 @@
 //!     created_in_migration: false, rows: None, held_through_seconds: 0.0,
 //! };
 //! let orders = TableFacts {
-//!     exists: true, rows: 48_000_000, rows_exact: false, heap_bytes: 20 << 30, total_bytes: 30 << 30,
+//!     exists: true,
+//!     size: TableSize::estimated(48_000_000).with_heap_bytes(20 << 30).with_total_bytes(Some(30 << 30)),
 //!     scan_bytes_per_second: Some(200.0 * 1024.0 * 1024.0), writes_per_second: Some(350.0),
 //!     ..TableFacts::missing()
 //! };

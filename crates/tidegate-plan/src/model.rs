@@ -37,7 +37,7 @@
 //!   [`Policy::window_limit_seconds`].
 
 use serde::Serialize;
-use tidegate_sql::{AlterSubcommand, ConstraintKind, LockLevel, Operation, RowScope};
+use tidegate_sql::{AlterSubcommand, ConstraintKind, LockLevel, Operation, RowScope, TableSize};
 
 /// How risky a statement is, least first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -196,11 +196,9 @@ impl std::fmt::Display for HolderSummary<'_> {
 pub struct TableFacts {
     /// Whether the table exists in the database (it may be created by an earlier pending migration).
     pub exists: bool,
-    pub rows: u64,
-    /// `rows` is an exact count rather than an estimate.
-    pub rows_exact: bool,
-    pub heap_bytes: u64,
-    pub total_bytes: u64,
+    /// Rows (exact or estimated) and bytes: heap (what a scan reads) and total (what a rewrite rebuilds).
+    #[serde(flatten)]
+    pub size: TableSize,
     /// Measured sequential read rate; `None` when it could not be measured.
     pub scan_bytes_per_second: Option<f64>,
     /// Rows inserted, updated or deleted per second during the sample; `None` when not sampled.
@@ -212,14 +210,27 @@ pub struct TableFacts {
 }
 
 impl TableFacts {
+    pub fn rows(&self) -> u64 {
+        self.size.rows
+    }
+
+    /// Bytes of the main fork (0 when unknown).
+    pub fn heap_bytes(&self) -> u64 {
+        self.size.heap_bytes.unwrap_or(0)
+    }
+
+    /// Heap, TOAST and indexes (0 when unknown).
+    pub fn total_bytes(&self) -> u64 {
+        self.size.total_bytes.unwrap_or(0)
+    }
+
     /// A table that is not in the database.
     pub fn missing() -> Self {
         Self {
             exists: false,
-            rows: 0,
-            rows_exact: true,
-            heap_bytes: 0,
-            total_bytes: 0,
+            size: TableSize::exact(0)
+                .with_heap_bytes(0)
+                .with_total_bytes(Some(0)),
             scan_bytes_per_second: None,
             writes_per_second: None,
             lock_holders: Vec::new(),
@@ -271,17 +282,17 @@ pub fn estimate_seconds(effect: &EffectFacts, table: &TableFacts, policy: &Polic
     }
     let (bytes, factor) = match work_of(effect) {
         Work::None => return (0.0, false),
-        Work::Scan => (table.heap_bytes, 1.0),
-        Work::IndexBuild => (table.heap_bytes, policy.index_build_factor),
-        Work::Rewrite => (table.total_bytes, policy.rewrite_factor),
+        Work::Scan => (table.heap_bytes(), 1.0),
+        Work::IndexBuild => (table.heap_bytes(), policy.index_build_factor),
+        Work::Rewrite => (table.total_bytes(), policy.rewrite_factor),
         // The size of one batch is rarely written as a number (`BETWEEN $1 AND $2`): count it as a small table.
-        Work::Dml if effect.rows.is_some_and(RowScope::is_one_batch) && table.rows > 0 => (
-            (table.total_bytes as f64
-                * (policy.small_table_rows.min(table.rows) as f64 / table.rows as f64))
+        Work::Dml if effect.rows.is_some_and(RowScope::is_one_batch) && table.rows() > 0 => (
+            (table.total_bytes() as f64
+                * (policy.small_table_rows.min(table.rows()) as f64 / table.rows() as f64))
                 as u64,
             policy.dml_factor,
         ),
-        Work::Dml => (table.total_bytes, policy.dml_factor),
+        Work::Dml => (table.total_bytes(), policy.dml_factor),
     };
     let (rate, assumed) = match table.scan_bytes_per_second {
         Some(rate) if rate.is_finite() && rate > 0.0 => (rate, false),
@@ -315,7 +326,7 @@ pub fn assess(effect: &EffectFacts, table: &TableFacts, policy: &Policy) -> Asse
         );
         return out;
     }
-    let small = table.rows <= policy.small_table_rows;
+    let small = table.rows() <= policy.small_table_rows;
     let rows = format_rows(table);
     let work = work_of(effect);
     let lock = effect.lock;
@@ -411,9 +422,9 @@ pub fn assess(effect: &EffectFacts, table: &TableFacts, policy: &Policy) -> Asse
     let what = format!(
         "{verb} {rows} ({}) under {lock}, which {}, for ~{}{held_through}{writes}",
         format_bytes(if work == Work::Rewrite {
-            table.total_bytes
+            table.total_bytes()
         } else {
-            table.heap_bytes
+            table.heap_bytes()
         }),
         lock.blocks(),
         format_duration(hold)
@@ -507,9 +518,9 @@ fn operation_verb(operation: Operation) -> &'static str {
 }
 
 fn format_rows(table: &TableFacts) -> String {
-    let approx = if table.rows_exact { "" } else { "~" };
-    let unit = if table.rows == 1 { "row" } else { "rows" };
-    format!("{approx}{} {unit}", group_thousands(table.rows))
+    let approx = if table.size.rows_exact { "" } else { "~" };
+    let unit = if table.rows() == 1 { "row" } else { "rows" };
+    format!("{approx}{} {unit}", group_thousands(table.rows()))
 }
 
 /// `48000000` → `48,000,000`.
@@ -589,10 +600,9 @@ mod tests {
     fn table(rows: u64, heap: u64) -> TableFacts {
         TableFacts {
             exists: true,
-            rows,
-            rows_exact: false,
-            heap_bytes: heap,
-            total_bytes: heap + heap / 2,
+            size: TableSize::estimated(rows)
+                .with_heap_bytes(heap)
+                .with_total_bytes(Some(heap + heap / 2)),
             scan_bytes_per_second: Some(100.0 * MIB as f64),
             writes_per_second: Some(0.0),
             lock_holders: Vec::new(),

@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use tidegate_db::connect::ConnectionConfig;
-use tidegate_lint::{TableStat, TableStats};
+use tidegate_lint::TableStats;
 use tidegate_sql::discovery::{discover, discover_for_file, load_migration};
 use tidegate_sql::discovery::{LoadedMigration, MigrationFile};
 use tidegate_sql::{
@@ -129,9 +129,10 @@ pub async fn assess(
     migrations: &LoadedMigrations,
     request: &PlanRequest,
 ) -> Result<PlanOutcome, PlanError> {
-    let client = config.connect().await?;
+    let connection = config.connect().await?;
+    let client: &dyn tidegate_db::driver::Session = &connection;
     let options = &request.probe;
-    let server = probe::server_facts(&client, options).await?;
+    let server = probe::server_facts(client, options).await?;
     let pg_version = request.pg_version.unwrap_or(PgVersion(
         server
             .major_version
@@ -170,8 +171,7 @@ pub async fn assess(
     }
 
     let keys = report::tables_to_probe(&pending);
-    let (tables, notes) =
-        probe::probe_tables(&client, &keys, server.major_version, options).await?;
+    let (tables, notes) = probe::probe_tables(client, &keys, server.major_version, options).await?;
     let header = ReportHeader {
         target: config.redacted().to_string(),
         server_version: server.major_version,
@@ -193,14 +193,8 @@ pub async fn assess(
 
     let stats = if request.collect_stats {
         let mut stats = TableStats::new();
-        for size in probe::catalog_sizes(&client, options).await? {
-            stats.insert(
-                &TableName::new(Some(&size.schema), &size.name),
-                TableStat {
-                    rows: size.rows,
-                    bytes: Some(size.bytes),
-                },
-            );
+        for size in probe::catalog_sizes(client, options).await? {
+            stats.insert(&TableName::new(Some(&size.schema), &size.name), size.size);
         }
         // The probed tables were counted more carefully than the catalog's estimate.
         for table in &plan.tables {
@@ -209,13 +203,7 @@ pub async fn assess(
                     Some((schema, name)) => TableName::new(Some(schema), name),
                     None => TableName::new(None, &table.table),
                 };
-                stats.insert(
-                    &name,
-                    TableStat {
-                        rows: table.facts.rows,
-                        bytes: Some(table.facts.total_bytes),
-                    },
-                );
+                stats.insert(&name, table.facts.size);
             }
         }
         Some(stats)

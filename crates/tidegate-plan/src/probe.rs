@@ -8,8 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use tidegate_db::connect::DbError;
+use tidegate_db::driver::Session;
 use tidegate_db::table_stats::{self, LockHolder, ScanSkipped};
-use tokio_postgres::Client;
+use tidegate_sql::TableSize;
 
 use crate::model::TableFacts;
 use crate::report::{display_key, TableKey};
@@ -49,9 +51,9 @@ pub enum ProbeError {
     NotReadOnly,
 }
 
-fn database(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> ProbeError {
+fn database(what: impl Into<String>) -> impl FnOnce(DbError) -> ProbeError {
     let what = what.into();
-    move |error| ProbeError::Database(tidegate_db::connect::DbError::new(what, &error))
+    move |error| ProbeError::Database(error.context(what))
 }
 
 /// What the plan learns before analysing migrations.
@@ -62,7 +64,7 @@ pub struct ServerFacts {
     pub applied: Option<Vec<String>>,
 }
 
-async fn read_only(client: &Client, options: &ProbeOptions) -> Result<(), ProbeError> {
+async fn read_only(client: &dyn Session, options: &ProbeOptions) -> Result<(), ProbeError> {
     table_stats::begin_read_only(client, options.lock_timeout, options.statement_timeout)
         .await
         .map_err(database("opening a read-only transaction"))?;
@@ -75,7 +77,7 @@ async fn read_only(client: &Client, options: &ProbeOptions) -> Result<(), ProbeE
     Ok(())
 }
 
-async fn finish(client: &Client) -> Result<(), ProbeError> {
+async fn finish(client: &dyn Session) -> Result<(), ProbeError> {
     table_stats::end_read_only(client)
         .await
         .map_err(database("ending the read-only transaction"))
@@ -83,7 +85,7 @@ async fn finish(client: &Client) -> Result<(), ProbeError> {
 
 /// The server version and the applied migrations.
 pub async fn server_facts(
-    client: &Client,
+    client: &dyn Session,
     options: &ProbeOptions,
 ) -> Result<ServerFacts, ProbeError> {
     read_only(client, options).await?;
@@ -102,7 +104,7 @@ pub async fn server_facts(
 
 /// The catalog's size of every table of the database (for `--write-stats`).
 pub async fn catalog_sizes(
-    client: &Client,
+    client: &dyn Session,
     options: &ProbeOptions,
 ) -> Result<Vec<table_stats::CatalogTableSize>, ProbeError> {
     read_only(client, options).await?;
@@ -115,7 +117,7 @@ pub async fn catalog_sizes(
 
 /// The facts of each table, and notes about what could not be measured.
 pub async fn probe_tables(
-    client: &Client,
+    client: &dyn Session,
     keys: &[TableKey],
     server_major: u32,
     options: &ProbeOptions,
@@ -177,7 +179,12 @@ pub async fn probe_tables(
                     // reltuples when the table was analysed, else the density of the pages read.
                     let extrapolated = (sample.rows as f64 * size.heap_pages() as f64
                         / sample.pages.max(1) as f64) as u64;
-                    (size.reltuples.unwrap_or(extrapolated), false, rate)
+                    let rows = if size.analysed {
+                        size.size.rows
+                    } else {
+                        extrapolated
+                    };
+                    (rows, false, rate)
                 }
             }
             Err(skipped) => {
@@ -193,7 +200,7 @@ pub async fn probe_tables(
                     ),
                     ScanSkipped::Failed(reason) => format!("{name}: not read ({reason})"),
                 });
-                (size.reltuples.unwrap_or(0), false, None)
+                (size.size.rows, false, None)
             }
         };
         let lock_holders = table_stats::lock_holders(client, size.oid)
@@ -206,10 +213,11 @@ pub async fn probe_tables(
             key.clone(),
             TableFacts {
                 exists: true,
-                rows,
-                rows_exact,
-                heap_bytes: size.heap_bytes,
-                total_bytes: size.total_bytes,
+                size: TableSize {
+                    rows,
+                    rows_exact,
+                    ..size.size
+                },
                 scan_bytes_per_second: rate,
                 writes_per_second: None,
                 lock_holders,

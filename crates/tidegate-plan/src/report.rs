@@ -364,11 +364,11 @@ fn table_summary(facts: &TableFacts) -> String {
     if !facts.exists {
         return "not in database".into();
     }
-    let approx = if facts.rows_exact { "" } else { "~" };
+    let approx = if facts.size.rows_exact { "" } else { "~" };
     let mut text = format!(
         "{approx}{} rows, {}",
-        group_thousands(facts.rows),
-        format_bytes(facts.total_bytes)
+        group_thousands(facts.rows()),
+        format_bytes(facts.total_bytes())
     );
     if let Some(writes) = facts.writes_per_second {
         text.push_str(&format!(", {writes:.0} writes/s"));

@@ -39,7 +39,7 @@ async fn the_bounded_read_covers_the_first_pages_only() {
         .unwrap()
         .expect("exists");
     assert!(size.heap_pages() > 20, "{size:?}");
-    assert_eq!(size.reltuples, Some(20_000));
+    assert_eq!(size.reltuples(), Some(20_000));
 
     let partial = table_stats::timed_bounded_read(&client, &size, 10, major)
         .await
@@ -78,8 +78,8 @@ async fn the_bounded_read_covers_the_first_pages_only() {
     assert!(notes.is_empty(), "{notes:?}");
     let events = &facts[&key];
     assert!(events.exists);
-    assert_eq!(events.rows, 20_000);
-    assert!(!events.rows_exact);
+    assert_eq!(events.rows(), 20_000);
+    assert!(!events.size.rows_exact);
     assert!(events.scan_bytes_per_second.unwrap() > 0.0);
     assert_eq!(
         events.writes_per_second, None,
@@ -118,8 +118,8 @@ async fn partitioned_tables_sum_their_partitions_and_missing_tables_are_missing(
     .await
     .unwrap();
     let measurements = &facts[&parent];
-    assert_eq!(measurements.rows, 4_000);
-    assert!(measurements.heap_bytes > 0);
+    assert_eq!(measurements.rows(), 4_000);
+    assert!(measurements.heap_bytes() > 0);
     assert_eq!(measurements.scan_bytes_per_second, None);
     assert!(notes[0].contains("partitioned"), "{notes:?}");
     assert!(!facts[&missing].exists);

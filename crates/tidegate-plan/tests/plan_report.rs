@@ -8,7 +8,7 @@ use tidegate_plan::report::{
     build_report, render_json, render_markdown, render_text, tables_to_probe, PendingMigration,
     ReportHeader, TableKey,
 };
-use tidegate_sql::{analyze_sql, Catalog, LockLevel, MigrationSettings, PgVersion};
+use tidegate_sql::{analyze_sql, Catalog, LockLevel, MigrationSettings, PgVersion, TableSize};
 
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;
@@ -31,10 +31,9 @@ fn key(name: &str) -> TableKey {
 fn orders() -> TableFacts {
     TableFacts {
         exists: true,
-        rows: 48_000_000,
-        rows_exact: false,
-        heap_bytes: 20 * GIB,
-        total_bytes: 30 * GIB,
+        size: TableSize::estimated(48_000_000)
+            .with_heap_bytes(20 * GIB)
+            .with_total_bytes(Some(30 * GIB)),
         scan_bytes_per_second: Some(200.0 * MIB as f64),
         writes_per_second: Some(350.0),
         lock_holders: Vec::new(),
@@ -45,10 +44,9 @@ fn orders() -> TableFacts {
 fn flags() -> TableFacts {
     TableFacts {
         exists: true,
-        rows: 12,
-        rows_exact: true,
-        heap_bytes: 8192,
-        total_bytes: 24576,
+        size: TableSize::exact(12)
+            .with_heap_bytes(8192)
+            .with_total_bytes(Some(24576)),
         scan_bytes_per_second: Some(50.0 * MIB as f64),
         writes_per_second: Some(0.0),
         lock_holders: Vec::new(),

@@ -17,6 +17,7 @@
 //!   the same migration harmless, and `SET NOT NULL` after a validated `CHECK (col IS NOT NULL)` scan-free.
 //! - **Row scope** ([`RowScope`], [`Statement::row_scope`]): whether a data change is bounded to one batch of
 //!   its target's key, filtered, a join, or every row; lint, plan and apply all read this one answer.
+//! - **Size** ([`TableSize`]): a table's rows (exact or estimated) and bytes, the one type every verb uses for it.
 //! - **Discovery** ([`discovery`]): migration layouts (plain, sqlx, diesel, golang-migrate, dbmate, Flyway,
 //!   Prisma), ordering, up vs down, each framework's transaction mode. **Architecture invariant:** `discovery` is
 //!   the only module that touches the file system; everything else is pure.
@@ -51,6 +52,7 @@ mod catalog;
 pub mod discovery;
 mod facts;
 mod scope;
+mod size;
 mod source;
 mod statement;
 mod tree;
@@ -65,6 +67,7 @@ pub use facts::{
     PgVersion,
 };
 pub use scope::RowScope;
+pub use size::TableSize;
 pub use source::{Comment, LineIndex, Position, Span};
 pub use statement::{
     parse_source, ParsedSource, Statement, StatementKind, TableEffect, TransactionEvent,

@@ -4,6 +4,14 @@
 //! It is a library with one function, [`run`], so that two binaries can be the same program: `tidegate` (this
 //! crate's `src/main.rs`) and `tidegate-hook`, the root package's binary, which is what `cargo install --path .`
 //! at the repository root builds (pre-commit's Rust hooks are built that way).
+//!
+//! ```no_run
+//! // What src/main.rs does: parse std::env::args, run the verb, exit with its code
+//! // (0 clean, 1 findings or failure, 2 usage or input error).
+//! fn main() -> std::process::ExitCode {
+//!     tidegate::run()
+//! }
+//! ```
 
 mod commands;
 

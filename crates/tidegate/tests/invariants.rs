@@ -178,6 +178,34 @@ fn crates_are_layered_and_lint_reaches_no_database_driver() {
     assert!(reaches(&graph, "tidegate-lint").contains("tidegate-sql"));
 }
 
+/// The driver sits behind the database seam: only tidegate-db (the PostgreSQL implementation of
+/// `tidegate_db::driver::Session`) depends on tokio-postgres, besides rehearse's workload (it plays the
+/// application, whose sessions are not tidegate's) and the test kit. The engine, apply, plan and the CLI talk
+/// to a `&dyn Session`, so a second family plugs in below them.
+#[test]
+fn only_the_database_layer_depends_on_the_driver() {
+    let graph = dependency_graph();
+    let allowed = ["tidegate-db", "tidegate-rehearse", "tidegate-testkit"];
+    let ours: Vec<&String> = graph
+        .keys()
+        .filter(|name| name.starts_with("tidegate"))
+        .collect();
+    assert!(
+        ours.len() >= 10,
+        "the workspace's crates were found: {ours:?}"
+    );
+    for package in ours {
+        let direct = &graph[package];
+        for driver in ["tokio-postgres", "postgres-types", "postgres-protocol"] {
+            assert!(
+                !direct.contains(driver) || allowed.contains(&package.as_str()),
+                "{package} depends on {driver} directly: go through tidegate_db::driver::Session"
+            );
+        }
+    }
+    assert!(graph["tidegate-db"].contains("tokio-postgres"));
+}
+
 /// String literals outside attributes (doc comments are attributes), with their line.
 struct Literals {
     found: Vec<(usize, String)>,
@@ -270,4 +298,242 @@ fn sql_lives_in_the_sql_modules() {
         "SQL outside the SQL modules:\n{}",
         violations.join("\n")
     );
+}
+
+/// Every connection tidegate opens goes through `tidegate_db::connect::ConnectionConfig::connect`, which starts
+/// each session with a `lock_timeout` and a `statement_timeout` (checked against a real server in
+/// `sessions_start_bounded_whatever_the_role_says`). A library opening its own tokio-postgres connection would
+/// bypass that bound: any call of tokio-postgres's connect outside connect.rs fails this test.
+#[test]
+fn connections_are_opened_only_by_the_bounded_connect() {
+    let root = workspace_root().join("crates");
+    // The demo's application workload simulates the application, whose sessions are not tidegate's.
+    let allowed = |path: &Path| {
+        let path = path.to_string_lossy();
+        path.ends_with("tidegate-db/src/connect.rs")
+            || path.ends_with("tidegate-rehearse/src/workload.rs")
+    };
+    struct Connects {
+        found: Vec<usize>,
+    }
+    impl<'ast> Visit<'ast> for Connects {
+        fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
+            if let syn::Expr::Path(path) = call.func.as_ref() {
+                let segments: Vec<String> = path
+                    .path
+                    .segments
+                    .iter()
+                    .map(|s| s.ident.to_string())
+                    .collect();
+                if segments.ends_with(&["tokio_postgres".into(), "connect".into()]) {
+                    self.found.push(call.paren_token.span.open().start().line);
+                }
+            }
+            syn::visit::visit_expr_call(self, call);
+        }
+        fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
+            // `Config::connect(NoTls)`: tokio-postgres's own connect on a configuration.
+            let tls = call.args.iter().any(|arg| {
+                matches!(arg, syn::Expr::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "NoTls"))
+            });
+            if call.method == "connect" && tls {
+                self.found.push(call.method.span().start().line);
+            }
+            syn::visit::visit_expr_method_call(self, call);
+        }
+    }
+    let mut violations = Vec::new();
+    let mut dirs = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|dir| !dir.ends_with("tidegate-testkit"))
+        .collect::<Vec<_>>();
+    dirs.sort();
+    assert!(dirs.len() >= 8, "the crates were found: {dirs:?}");
+    for dir in dirs {
+        let mut files = Vec::new();
+        rust_files(&dir.join("src"), &mut files);
+        for file in files {
+            if allowed(&file) {
+                continue;
+            }
+            let source = std::fs::read_to_string(&file).unwrap();
+            let syntax = syn::parse_file(&source).unwrap();
+            let mut connects = Connects { found: Vec::new() };
+            connects.visit_file(&syntax);
+            for line in connects.found {
+                violations.push(format!("{}:{line}", file.display()));
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "connections opened around ConnectionConfig::connect (unbounded sessions): {violations:#?}"
+    );
+}
+
+/// A role configured with no lock_timeout and no statement_timeout still gets tidegate's bounds: the startup
+/// options come after the role's settings. The user's own `options` in the URL still win.
+#[tokio::test]
+async fn sessions_start_bounded_whatever_the_role_says() {
+    use tidegate_db::connect::ConnectionConfig;
+    let db = tidegate_testkit::TestDatabase::create().await;
+    let admin = db.connect().await;
+    let role = format!("unbounded_{}", std::process::id());
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; \
+             ALTER ROLE {role} SET lock_timeout = 0; ALTER ROLE {role} SET statement_timeout = 0"
+        ))
+        .await
+        .unwrap();
+    let as_role = tidegate_testkit::url_with_database(db.url(), db.name()).replacen(
+        "postgres@",
+        &format!("{role}@"),
+        1,
+    );
+    let client = ConnectionConfig::from_url(&as_role)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let bounds = client
+        .query_one(
+            "SELECT current_user::text, current_setting('lock_timeout'), current_setting('statement_timeout')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(bounds.get::<_, String>(0), role);
+    assert_eq!(bounds.get::<_, String>(1), "5s");
+    assert_eq!(bounds.get::<_, String>(2), "5min");
+    // RESET goes back to the bound, not to the role's "no limit".
+    client.batch_execute("RESET lock_timeout").await.unwrap();
+    let reset: String = client
+        .query_one("SELECT current_setting('lock_timeout')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(reset, "5s");
+    drop(client);
+    let own = format!("{as_role}?options=-c%20lock_timeout%3D2s");
+    let client = ConnectionConfig::from_url(&own)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mine: String = client
+        .query_one("SELECT current_setting('lock_timeout')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mine, "2s");
+    drop(client);
+    admin
+        .batch_execute(&format!("DROP ROLE {role}"))
+        .await
+        .unwrap();
+}
+
+/// `tidegate plan` sends nothing outside a READ ONLY transaction: the server logs every statement of plan's
+/// session (log_statement = all), and each one is a BEGIN … READ ONLY, a statement inside such a transaction,
+/// or its end.
+#[tokio::test]
+async fn plan_runs_only_read_only_transactions() {
+    let cluster = tidegate_testkit::PrivateCluster::start();
+    let url = cluster.create_database("planned").await;
+    let admin = tidegate_testkit::connect(&url).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE orders (id bigint PRIMARY KEY, status text NOT NULL); \
+             INSERT INTO orders SELECT g, 'new' FROM generate_series(1, 5000) g; ANALYZE orders",
+        )
+        .await
+        .unwrap();
+    // ALTER SYSTEM refuses to run in a transaction block, which a multi-statement string is.
+    for setting in [
+        "ALTER SYSTEM SET log_statement = 'all'",
+        "ALTER SYSTEM SET log_line_prefix = '%m [%p] <%a> '",
+        "SELECT pg_reload_conf()",
+    ] {
+        admin.batch_execute(setting).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+    std::fs::write(
+        dir.path().join("migrations/001_index.sql"),
+        "CREATE INDEX orders_status ON orders (status);\nUPDATE orders SET status = 'old';\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("migrations/002_column.sql"),
+        "ALTER TABLE orders ADD COLUMN note text;\n",
+    )
+    .unwrap();
+    let plan_url = format!("{url}?application_name=plan-under-test");
+    let stats = dir.path().join("stats.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args([
+            "plan",
+            "--db",
+            &plan_url,
+            "--sample",
+            "200ms",
+            "--write-stats",
+        ])
+        .arg(&stats)
+        .arg(dir.path().join("migrations"))
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    // 0 or 1 (findings): it ran to the end; 2 would be a usage or input error.
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    admin
+        .batch_execute("ALTER SYSTEM RESET log_statement")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    let log = std::fs::read_to_string(cluster.dir().join("server.log")).unwrap();
+    let statements: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("<plan-under-test>"))
+        .filter_map(|line| {
+            line.split_once("LOG:  statement: ")
+                .or_else(|| line.split_once("LOG:  execute "))
+                .map(|(_, statement)| statement)
+        })
+        .collect();
+    assert!(
+        statements.len() >= 6,
+        "plan's statements were logged: {statements:#?}"
+    );
+    let mut in_read_only = false;
+    for statement in &statements {
+        let upper = statement.to_ascii_uppercase();
+        if upper.starts_with("BEGIN") || upper.starts_with("START TRANSACTION") {
+            assert!(
+                upper.contains("READ ONLY"),
+                "a transaction that is not read-only: {statement}"
+            );
+            in_read_only = true;
+            continue;
+        }
+        assert!(
+            in_read_only,
+            "sent outside a READ ONLY transaction: {statement}\n{statements:#?}"
+        );
+        if upper.starts_with("COMMIT") || upper.starts_with("ROLLBACK") || upper.starts_with("END")
+        {
+            in_read_only = false;
+        }
+    }
+    assert!(!in_read_only, "plan left a transaction open");
 }

@@ -599,7 +599,7 @@ async fn write_stats_is_what_lint_reads() {
         ))
         .expect("feature_flags");
     assert_eq!(flags.rows, 12);
-    assert!(flags.bytes.unwrap() > 0);
+    assert!(flags.total_bytes.unwrap() > 0);
     assert_eq!(
         parsed
             .get(&tidegate_sql::TableName::new(None, "orders"))

@@ -202,20 +202,12 @@ fn stats_from_database(db: Option<&str>) -> Result<TableStats, String> {
             tidegate_db::table_stats::end_read_only(&client).await?;
             sizes
         };
-        let sizes = read
-            .await
-            .map_err(|error| tidegate_db::connect::describe(&error))?;
+        let sizes = read.await.map_err(|error| error.message)?;
         Ok(sizes
             .into_iter()
             .map(|size| {
                 let table = tidegate_sql::TableName::new(Some(&size.schema), &size.name);
-                (
-                    table,
-                    tidegate_lint::TableStat {
-                        rows: size.rows,
-                        bytes: Some(size.bytes),
-                    },
-                )
+                (table, size.size)
             })
             .collect())
     })
