@@ -645,6 +645,57 @@ mod tests {
     }
 
     #[test]
+    fn each_signal_over_its_threshold_comes_with_its_value_and_limit() {
+        let mut p = ThrottlePolicy::new(Thresholds {
+            max_active: Some(10),
+            ..Thresholds::default()
+        });
+        let d = p.decide(&Observation {
+            probe_latency: Reading::Value(Duration::from_millis(400)),
+            active_backends: Reading::Value(11),
+            replica_lag: Reading::Unknown("permission denied".into()),
+            ..Observation::healthy(at(0))
+        });
+        let reading = |signal| {
+            d.readings
+                .iter()
+                .find(|r| r.signal == signal)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(
+            d.signals,
+            d.readings.iter().map(|r| r.signal).collect::<Vec<_>>()
+        );
+        let probe = reading(Signal::ProbeLatency);
+        assert_eq!(
+            (probe.level, probe.value, probe.threshold, probe.unit),
+            (Level::Throttle, Some(0.4), Some(0.25), ReadingUnit::Seconds)
+        );
+        let active = reading(Signal::ActiveBackends);
+        assert_eq!(
+            (active.value, active.threshold, active.unit),
+            (Some(11.0), Some(10.0), ReadingUnit::Sessions)
+        );
+        // Unreadable: no value, the limit it is judged against.
+        let lag = reading(Signal::ReplicaLag);
+        assert_eq!((lag.value, lag.threshold), (None, Some(5.0)));
+        // Critical: the threshold is the critical one (factor 4 times the limit).
+        let d = p.decide(&Observation {
+            probe_latency: Reading::Value(Duration::from_secs(2)),
+            ..Observation::healthy(at(10))
+        });
+        assert_eq!(d.level, Level::Critical);
+        assert_eq!(d.readings.len(), 1);
+        assert_eq!(d.readings[0].level, Level::Critical);
+        assert_eq!(d.readings[0].threshold, Some(1.0));
+        // Held while recovering: the readings stay those that set the level.
+        let d = p.decide(&Observation::healthy(at(11)));
+        assert!(d.recovering.is_some());
+        assert_eq!(d.readings[0].value, Some(2.0));
+    }
+
+    #[test]
     fn long_transactions_are_reported_not_throttled() {
         let mut p = policy();
         let d = p.decide(&Observation {

@@ -530,7 +530,7 @@ pub fn describe_requester(r: &Requester) -> String {
     match (&r.os_user, &r.host) {
         (Some(u), Some(h)) => who.push_str(&format!("{u}@{h}")),
         (Some(u), None) => who.push_str(u),
-        (None, Some(h)) => who.push_str(h),
+        (None, Some(h)) => who.push_str(&format!("host {h}")),
         (None, None) => {}
     }
     let mut session = Vec::new();

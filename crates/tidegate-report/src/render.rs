@@ -399,7 +399,7 @@ pub fn chart_svg(report: &Report) -> String {
             r##"<rect class="paused" x="{x0:.1}" y="{TOP}" width="{:.1}" height="{plot_h}" fill="#7a8191" fill-opacity="0.25"><title>paused {}: {}</title></rect>"##,
             x1 - x0,
             escape(&duration(p.duration_s)),
-            escape(&pause_cause(p))
+            escape(&pause_cause(p).replace('`', ""))
         );
     }
     // Axes and grid.
@@ -609,7 +609,7 @@ pub fn html(report: &Report) -> String {
                     until(&p.ended_at, p.open),
                     duration(p.duration_s),
                     format!("run {}", p.run_id),
-                    pause_cause(p),
+                    pause_cause(p).replace('`', ""),
                 ]
             })
             .collect();

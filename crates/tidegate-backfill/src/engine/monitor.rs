@@ -308,6 +308,17 @@ pub(super) async fn monitor_loop(
                 }
                 status = new_status;
             }
+            // Sample at the next tick when the run changed state (not when a throttle's recovery countdown
+            // ticked): a report's rows-over-time chart then bends where the state changed.
+            let waits_for = |g: &Gate| match g {
+                Gate::Wait(r) => Some(r.cause()),
+                _ => None,
+            };
+            if std::mem::discriminant(&gate) != std::mem::discriminant(&last_gate)
+                || waits_for(&gate) != waits_for(&last_gate)
+            {
+                last_sample = None;
+            }
             last_gate = gate.clone();
             // Never reopen the gate over a stop or an abort.
             if !matches!(ctx.gate(), Gate::Stop(_) | Gate::Abort(_))
