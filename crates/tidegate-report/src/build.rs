@@ -551,10 +551,19 @@ pub fn describe_requester(r: &Requester) -> String {
     }
 }
 
-fn figures(
+/// Rows changed, rows scanned and batches, as the run rows count them.
+struct Counts {
     rows: i64,
     rows_scanned: i64,
     batches: i64,
+}
+
+fn figures(
+    Counts {
+        rows,
+        rows_scanned,
+        batches,
+    }: Counts,
     duration_s: f64,
     timelines: &[&RunTimeline],
     throttles: &[Throttle],
@@ -628,9 +637,11 @@ fn build_backfill(run: &RunJournal) -> Report {
         RunStatus::Running | RunStatus::Throttled => Outcome::Running,
     };
     let figures = figures(
-        run.run.rows_done,
-        run.run.rows_scanned,
-        run.run.batches,
+        Counts {
+            rows: run.run.rows_done,
+            rows_scanned: run.run.rows_scanned,
+            batches: run.run.batches,
+        },
         duration_s,
         &[&t],
         &t.throttles,
@@ -880,9 +891,11 @@ fn build_migration(
     let refs: Vec<&RunTimeline> = timelines.iter().collect();
     let lock_retries = retries.iter().filter(|r| r.run_id.is_none()).count();
     let figures = figures(
-        runs.iter().map(|r| r.run.rows_done).sum(),
-        runs.iter().map(|r| r.run.rows_scanned).sum(),
-        runs.iter().map(|r| r.run.batches).sum(),
+        Counts {
+            rows: runs.iter().map(|r| r.run.rows_done).sum(),
+            rows_scanned: runs.iter().map(|r| r.run.rows_scanned).sum(),
+            batches: runs.iter().map(|r| r.run.batches).sum(),
+        },
         duration_s,
         &refs,
         &throttles,

@@ -270,10 +270,7 @@ async fn a_backfill_through_a_throttle_and_a_pause_reports_its_timeline() {
     );
     assert!(markdown.contains("| Rows changed | 20000 |"), "{markdown}");
     assert!(markdown.contains("| throttle_query | true |"), "{markdown}");
-    assert!(
-        markdown.contains(&format!("`tidegate pause` by ")),
-        "{markdown}"
-    );
+    assert!(markdown.contains("`tidegate pause` by "), "{markdown}");
     assert!(markdown.contains(&format!("role {role}")), "{markdown}");
 
     // HTML: one self-contained page; Chromium builds the chart without the network.
