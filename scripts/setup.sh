@@ -51,6 +51,9 @@ if ! /usr/bin/python3 -c 'import prometheus_client.openmetrics.parser' >/dev/nul
     missing+=(python3-prometheus-client)
 fi
 
+# chromium: the report test (crates/tidegate/tests/report.rs) renders `tidegate report --format html` headless.
+command -v chromium >/dev/null || missing+=(chromium)
+
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

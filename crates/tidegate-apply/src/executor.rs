@@ -884,6 +884,18 @@ async fn run_migration(
                     class: phase.kind.class(),
                     statements: phase.steps.len(),
                 });
+                journal(
+                    client,
+                    &version,
+                    "phase_started",
+                    serde_json::json!({
+                        "phase": number,
+                        "kind": phase_kind(phase),
+                        "class": phase.kind.class(),
+                        "statements": phase.steps.len(),
+                    }),
+                )
+                .await;
                 let monitor = monitor.clone();
                 let resuming = recorded_before && index == phases_done;
                 run_phase(
@@ -1059,8 +1071,24 @@ async fn run_phase(
                     events,
                     options.stop.clone(),
                 )
-                .await
-                .map_err(|error| error.to_string())?;
+                .await;
+                // Which run did this phase's work: `tidegate report` draws the run's timeline inside the
+                // migration's.
+                let run_id = match &outcome {
+                    Ok(outcome) => Some(outcome.run_id),
+                    Err(engine::BackfillError::RunFailed { run_id, .. }) => Some(*run_id),
+                    Err(_) => None,
+                };
+                if let Some(run_id) = run_id {
+                    journal(
+                        client,
+                        version,
+                        "backfill_run",
+                        serde_json::json!({ "phase": number, "run_id": run_id }),
+                    )
+                    .await;
+                }
+                let outcome = outcome.map_err(|error| error.to_string())?;
                 match outcome.end {
                     RunEnd::Completed => {}
                     RunEnd::Interrupted { reason } => {

@@ -191,7 +191,7 @@ impl PhaseKind {
 
 /// A phase's kind as a closed set (a [`PhaseKind`] without its spec): what apply's events, journal and metrics
 /// name a phase by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PhaseClass {
     Schema,

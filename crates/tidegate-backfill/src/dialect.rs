@@ -159,6 +159,10 @@ pub trait Dialect: Send + Sync {
         s: &dyn Session,
         ours: &[i32],
     ) -> Result<Option<OldestTransaction>, DbError>;
+    /// The server's current write-ahead-log position as text (PostgreSQL: an LSN, `16/B374D848`); `None` where
+    /// the server writes none of its own (a standby). The journal samples it so a report can say how much WAL
+    /// the server wrote while the run went.
+    async fn wal_position(&self, s: &dyn Session) -> Result<Option<String>, DbError>;
     /// Other sessions holding granted locks on the table, oldest transaction first (at most three): the likely
     /// blockers named when lock retries give up.
     async fn lock_holders(
@@ -451,6 +455,10 @@ impl Dialect for Postgres {
         }))
     }
 
+    async fn wal_position(&self, s: &dyn Session) -> Result<Option<String>, DbError> {
+        Ok(s.query_one(health::WAL_POSITION, &[]).await?.get("lsn")?)
+    }
+
     async fn lock_holders(
         &self,
         s: &dyn Session,
@@ -557,6 +565,10 @@ pub mod health {
         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
         WHERE l.relation = $1::text::regclass AND l.granted AND l.pid <> pg_backend_pid() \
         AND NOT (l.pid = ANY($2::text[]::int4[])) ORDER BY a.xact_start LIMIT 3";
+
+    /// The current WAL insert position; NULL on a standby (which writes none of its own).
+    pub const WAL_POSITION: &str = "SELECT CASE WHEN pg_is_in_recovery() THEN NULL \
+        ELSE pg_current_wal_lsn()::text END AS lsn";
 
     /// The oldest open transaction other than ours. Parameter: our pids.
     pub const OLDEST_TRANSACTION: &str =
@@ -741,11 +753,39 @@ pub mod state {
     pub const JOURNAL: &str =
         "INSERT INTO tidegate.journal (run_id, event, detail) VALUES ($1, $2, $3::text::jsonb)";
 
-    /// Parameter: run id. Columns: at (text), event, detail (text).
-    pub const READ_JOURNAL: &str =
-        "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS at, event, \
-        detail::text AS detail \
-        FROM tidegate.journal WHERE run_id = $1 ORDER BY id";
+    /// Columns every journal query returns, read by [`crate::state::JournalEntry`].
+    const JOURNAL_COLUMNS: &str =
+        "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS at, \
+        (extract(epoch FROM date_trunc('milliseconds', at)) * 1000)::int8 AS at_ms, run_id, migration_version, \
+        event, detail::text AS detail";
+
+    /// Parameter: run id.
+    pub fn read_journal() -> String {
+        format!("SELECT {JOURNAL_COLUMNS} FROM tidegate.journal WHERE run_id = $1 ORDER BY id")
+    }
+
+    /// A migration's own entries (apply's). Parameter: version.
+    pub fn read_migration_journal() -> String {
+        format!(
+            "SELECT {JOURNAL_COLUMNS} FROM tidegate.journal WHERE migration_version = $1 ORDER BY id"
+        )
+    }
+
+    /// A migration's record. Parameter: version.
+    pub const FIND_MIGRATION: &str = "SELECT version, name, status, \
+        to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS started, \
+        to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS applied, \
+        duration_ms, last_error, \
+        (CASE WHEN jsonb_typeof(phases) = 'array' THEN jsonb_array_length(phases) ELSE 0 END)::int8 AS phases, \
+        phases_done::int8 AS phases_done \
+        FROM tidegate.migrations WHERE version = $1";
+
+    /// Who this session is, for the journal of a control request.
+    pub const REQUESTER: &str = "SELECT session_user::text AS db_user, \
+        current_setting('application_name') AS application_name, \
+        coalesce(host(inet_client_addr()), 'local') AS client_addr";
+
+    pub const BEGIN_READ_ONLY: &str = "BEGIN READ ONLY";
 
     /// Unfinished chunks, skipping those another claimer is looking at. Parameter: run id.
     pub const CLAIM_CANDIDATES: &str = "SELECT chunk_no, lo, hi, cursor FROM tidegate.chunks \
@@ -813,7 +853,11 @@ pub struct StateSql {
     pub attach_lock: &'static str,
     pub no_engine_attached: &'static str,
     pub journal: &'static str,
-    pub read_journal: &'static str,
+    pub read_journal: String,
+    pub read_migration_journal: String,
+    pub find_migration: &'static str,
+    pub requester: &'static str,
+    pub begin_read_only: &'static str,
     pub claim_candidates: &'static str,
     pub try_claim: &'static str,
     pub release_claim: &'static str,
@@ -853,7 +897,11 @@ pub static POSTGRES_STATE: LazyLock<StateSql> = LazyLock::new(|| StateSql {
     attach_lock: state::ATTACH_LOCK,
     no_engine_attached: state::NO_ENGINE_ATTACHED,
     journal: state::JOURNAL,
-    read_journal: state::READ_JOURNAL,
+    read_journal: state::read_journal(),
+    read_migration_journal: state::read_migration_journal(),
+    find_migration: state::FIND_MIGRATION,
+    requester: state::REQUESTER,
+    begin_read_only: state::BEGIN_READ_ONLY,
     claim_candidates: state::CLAIM_CANDIDATES,
     try_claim: state::TRY_CLAIM,
     release_claim: state::RELEASE_CLAIM,

@@ -1,7 +1,7 @@
 //! Events the engine reports while it runs: the CLI renders them (progress bar, plain lines, JSON lines), and
 //! the engine writes the ones worth keeping to the journal.
 
-use crate::throttle::{Level, Recovery, Signal};
+use crate::throttle::{Level, Recovery, Signal, SignalReading};
 
 /// One thing that happened. Serialised as `{"event": "<name>", ...}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -42,6 +42,9 @@ pub enum Event {
         reason: String,
         /// The same signals as types, one per part of `reason`.
         signals: Vec<Signal>,
+        /// The same signals with the value read and the threshold crossed (what `tidegate report` shows).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        readings: Vec<SignalReading>,
         /// Set while the throttle is held although its signals have calmed.
         #[serde(skip_serializing_if = "Option::is_none")]
         recovering: Option<Recovery>,
@@ -82,6 +85,12 @@ pub enum Event {
         /// asked for (`tidegate pause`) and for a stop (a signal to the process, apply's lock lost).
         #[serde(skip_serializing_if = "Vec::is_empty")]
         critical: Vec<Signal>,
+        /// Why: someone asked (`tidegate pause`), a signal turned critical, or the engine was stopped (a signal to
+        /// the process, apply's lock lost) and the run waits for a new engine.
+        cause: PauseCause,
+        /// The critical signals' values and thresholds, one per entry of `critical`.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        readings: Vec<SignalReading>,
     },
     Resumed {
         run_id: i64,
@@ -101,6 +110,19 @@ pub enum Event {
         run_id: i64,
         error: String,
     },
+}
+
+/// Why a run paused (`Event::Paused::cause`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseCause {
+    /// `tidegate pause` set the run's control flag; the journal's `control_requested` entry says who.
+    Requested,
+    /// A signal turned critical; the run resumes by itself once it has been calm long enough.
+    Critical,
+    /// The engine stopped (a signal to the process, apply's lock lost, a lost connection it could not
+    /// restore); the run waits for `tidegate backfill --resume`.
+    Stopped,
 }
 
 /// The past participle for a run's rows, by its kind: `deleted` for a delete, `updated` for a backfill.

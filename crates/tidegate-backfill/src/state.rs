@@ -160,9 +160,84 @@ impl RunRow {
 /// One journal entry.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct JournalEntry {
+    /// When, in UTC to the millisecond (`2026-01-02T03:04:05.678Z`).
     pub at: String,
+    /// The same instant in milliseconds since the Unix epoch: what durations are computed from.
+    pub at_ms: i64,
+    /// The backfill run it belongs to; `None` for an apply's own entries.
+    pub run_id: Option<i64>,
+    /// The migration it belongs to (apply's entries); `None` for a backfill run's.
+    pub migration_version: Option<String>,
     pub event: String,
     pub detail: serde_json::Value,
+}
+
+impl JournalEntry {
+    fn from_row(row: &Row) -> Result<Self, RowError> {
+        Ok(JournalEntry {
+            at: row.get("at")?,
+            at_ms: row.get("at_ms")?,
+            run_id: row.get("run_id")?,
+            migration_version: row.get("migration_version")?,
+            event: row.get("event")?,
+            detail: serde_json::from_str(&row.get::<String>("detail")?)
+                .unwrap_or(serde_json::Value::Null),
+        })
+    }
+}
+
+/// A migration as `tidegate.migrations` records it (what `tidegate report` heads an apply's timeline with).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MigrationRecord {
+    pub version: String,
+    pub name: String,
+    /// `running`, `applied`, `failed` or `baselined`, as stored.
+    pub status: String,
+    pub started: String,
+    pub applied: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub phases: i64,
+    pub phases_done: i64,
+}
+
+/// Who asked for a pause, a resume or an abort: what `tidegate pause|resume|abort` journals beside its request.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Requester {
+    /// The database role of the session that asked.
+    #[serde(default)]
+    pub db_user: Option<String>,
+    /// Its `application_name`.
+    #[serde(default)]
+    pub application_name: Option<String>,
+    /// Its client address as the server saw it (`local` over a Unix socket).
+    #[serde(default)]
+    pub client_addr: Option<String>,
+    /// The operating-system user and host of the process that asked.
+    #[serde(default)]
+    pub os_user: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+impl Requester {
+    /// The operating-system side of this process: `$USER` (or `$LOGNAME`) and the kernel's host name.
+    pub fn of_this_process() -> Requester {
+        let os_user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .filter(|u| !u.is_empty());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty());
+        Requester {
+            os_user,
+            host,
+            ..Requester::default()
+        }
+    }
 }
 
 /// Whether the state schema exists (without creating it: `runs` and `--dry-run` change nothing).
@@ -283,18 +358,68 @@ pub async fn read_journal(
 ) -> Result<Vec<JournalEntry>, DbError> {
     let sql = for_family(session.family()).state();
     session
-        .rows(sql.read_journal, &[run_id.into()])
+        .rows(&sql.read_journal, &[run_id.into()])
         .await?
         .iter()
-        .map(|row| {
-            Ok(JournalEntry {
-                at: row.get("at")?,
-                event: row.get("event")?,
-                detail: serde_json::from_str(&row.get::<String>("detail")?)
-                    .unwrap_or(serde_json::Value::Null),
-            })
-        })
+        .map(|row| JournalEntry::from_row(row).map_err(DbError::from))
         .collect()
+}
+
+/// The journal of a migration's applies (apply's own entries, not its backfill runs'), oldest first.
+pub async fn read_migration_journal(
+    session: &dyn Session,
+    version: &str,
+) -> Result<Vec<JournalEntry>, DbError> {
+    let sql = for_family(session.family()).state();
+    session
+        .rows(&sql.read_migration_journal, &[version.into()])
+        .await?
+        .iter()
+        .map(|row| JournalEntry::from_row(row).map_err(DbError::from))
+        .collect()
+}
+
+/// A migration's record, or `None` when `tidegate.migrations` has none (or the schema does not exist).
+pub async fn find_migration(
+    session: &dyn Session,
+    version: &str,
+) -> Result<Option<MigrationRecord>, DbError> {
+    if !schema_exists(session).await? {
+        return Ok(None);
+    }
+    let sql = for_family(session.family()).state();
+    let Some(row) = session
+        .query_opt(sql.find_migration, &[version.into()])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let read = || -> Result<MigrationRecord, RowError> {
+        Ok(MigrationRecord {
+            version: row.get("version")?,
+            name: row.get("name")?,
+            status: row.get("status")?,
+            started: row.get("started")?,
+            applied: row.get("applied")?,
+            duration_ms: row.get("duration_ms")?,
+            last_error: row.get("last_error")?,
+            phases: row.get("phases")?,
+            phases_done: row.get("phases_done")?,
+        })
+    };
+    Ok(Some(read()?))
+}
+
+/// Opens a read-only transaction (what `tidegate report` reads in: one consistent view, no writes).
+pub async fn begin_read_only(session: &dyn Session) -> Result<(), DbError> {
+    let sql = for_family(session.family()).state();
+    session.batch_execute(sql.begin_read_only).await
+}
+
+/// Ends the transaction [`begin_read_only`] opened.
+pub async fn end_read_only(session: &dyn Session) -> Result<(), DbError> {
+    let sql = for_family(session.family()).state();
+    session.batch_execute(sql.rollback).await
 }
 
 /// What a control request found.
@@ -309,7 +434,8 @@ pub enum ControlOutcome {
     NotFound,
 }
 
-/// Sets the control flag of a run: pause, abort, or `None` (resume).
+/// Sets the control flag of a run: pause, abort, or `None` (resume), and journals who asked
+/// (`control_requested`: the session's role, application and address, this process's user and host).
 pub async fn set_control(
     session: &dyn Session,
     id: i64,
@@ -328,6 +454,23 @@ pub async fn set_control(
     else {
         return Ok(ControlOutcome::NotFound);
     };
+    let identity = session.query_one(sql.requester, &[]).await?;
+    let requester = Requester {
+        db_user: identity.get("db_user")?,
+        application_name: identity.get("application_name")?,
+        client_addr: identity.get("client_addr")?,
+        ..Requester::of_this_process()
+    };
+    journal(
+        session,
+        id,
+        "control_requested",
+        &serde_json::json!({
+            "control": control.map_or("resume", Control::as_str),
+            "requested_by": requester,
+        }),
+    )
+    .await?;
     let status = RunStatus::from_db(&row.get::<String>("status")?);
     let no_engine: bool = session
         .query_one(sql.no_engine_attached, &[id.into()])

@@ -87,7 +87,9 @@ impl Default for Thresholds {
 }
 
 /// A signal the throttle watches: what set a level, as a type (metrics label it; people read the reason).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Signal {
     /// Sessions waiting on a lock one of our backends holds (or that count unreadable).
@@ -124,8 +126,34 @@ impl Signal {
     }
 }
 
+/// What a signal's value and threshold are counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadingUnit {
+    Seconds,
+    Sessions,
+    /// The throttle query: 1 for true.
+    Flag,
+}
+
+/// One signal over its threshold, as the throttle read it: what the journal keeps of a throttle so a report can
+/// say which value crossed which limit.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SignalReading {
+    pub signal: Signal,
+    /// The level this signal alone calls for.
+    pub level: Level,
+    /// The value read, in `unit`; `None` when the signal could not be read (fail closed).
+    pub value: Option<f64>,
+    /// The limit it went over for `level` (critical: the critical factor times the limit), in `unit`.
+    pub threshold: Option<f64>,
+    pub unit: ReadingUnit,
+}
+
 /// The level of a decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     Healthy,
@@ -160,6 +188,8 @@ pub struct Decision {
     pub reason: String,
     /// The signals that set the level, as types (empty when healthy): one per part of `reason`.
     pub signals: Vec<Signal>,
+    /// The same signals with the value read and the threshold crossed, one per entry of `signals`.
+    pub readings: Vec<SignalReading>,
     /// Set while the level is held although its signals have calmed.
     pub recovering: Option<Recovery>,
     /// True when the level differs from the previous decision's.
@@ -190,6 +220,7 @@ pub struct ThrottlePolicy {
     level: Level,
     reason: String,
     signals: Vec<Signal>,
+    readings: Vec<SignalReading>,
     calmer_since: Option<Duration>,
 }
 
@@ -200,6 +231,7 @@ impl ThrottlePolicy {
             level: Level::Healthy,
             reason: String::new(),
             signals: Vec::new(),
+            readings: Vec::new(),
             calmer_since: None,
         }
     }
@@ -214,7 +246,8 @@ impl ThrottlePolicy {
 
     /// Decides from one observation.
     pub fn decide(&mut self, obs: &Observation) -> Decision {
-        let (raw, reasons, signals) = self.assess(obs);
+        let (raw, reasons, readings) = self.assess(obs);
+        let signals: Vec<Signal> = readings.iter().map(|r| r.signal).collect();
         let notes = self.notes(obs);
         let before = self.level;
         let mut recovering = None;
@@ -223,6 +256,7 @@ impl ThrottlePolicy {
             self.calmer_since = None;
             self.reason = reasons.join("; ");
             self.signals = signals;
+            self.readings = readings;
         } else {
             let since = *self.calmer_since.get_or_insert(obs.at);
             let hold = if self.level == Level::Critical {
@@ -236,6 +270,7 @@ impl ThrottlePolicy {
                 self.calmer_since = None;
                 self.reason = reasons.join("; ");
                 self.signals = signals;
+                self.readings = readings;
             } else {
                 // The reason stays the one that set the level.
                 recovering = Some(Recovery {
@@ -248,34 +283,49 @@ impl ThrottlePolicy {
             level: self.level,
             reason: self.reason.clone(),
             signals: self.signals.clone(),
+            readings: self.readings.clone(),
             recovering,
             changed: self.level != before,
             notes,
         }
     }
 
-    fn assess(&self, obs: &Observation) -> (Level, Vec<String>, Vec<Signal>) {
+    fn assess(&self, obs: &Observation) -> (Level, Vec<String>, Vec<SignalReading>) {
         let t = &self.thresholds;
         let factor = t.critical_factor.max(1);
         let mut level = Level::Healthy;
         let mut reasons = Vec::new();
-        let mut signals = Vec::new();
-        let mut raise = |l: Level, signal: Signal, reason: String| {
-            level = level.max(l);
-            reasons.push(reason);
-            signals.push(signal);
-        };
+        let mut readings = Vec::new();
+        // `measure`: (value read, limit crossed, unit); no value when the signal was unreadable.
+        let mut raise =
+            |l: Level,
+             signal: Signal,
+             reason: String,
+             (value, threshold, unit): (Option<f64>, Option<f64>, ReadingUnit)| {
+                level = level.max(l);
+                reasons.push(reason);
+                readings.push(SignalReading {
+                    signal,
+                    level: l,
+                    value,
+                    threshold,
+                    unit,
+                });
+            };
+        let seconds = |d: Duration| Some(d.as_secs_f64());
         match &obs.blocked_by_us {
             Reading::Value(0) | Reading::NotWatched => {}
             Reading::Value(n) => raise(
                 Level::Throttle,
                 Signal::BlockedSessions,
                 format!("{n} session(s) waiting on our locks"),
+                (Some(f64::from(*n)), Some(0.0), ReadingUnit::Sessions),
             ),
             Reading::Unknown(why) => raise(
                 Level::Throttle,
                 Signal::BlockedSessions,
                 format!("blocked sessions unreadable ({why})"),
+                (None, Some(0.0), ReadingUnit::Sessions),
             ),
         }
         match &obs.replica_lag {
@@ -287,6 +337,11 @@ impl ThrottlePolicy {
                     lag.as_secs_f64(),
                     t.max_replica_lag.as_secs_f64()
                 ),
+                (
+                    seconds(*lag),
+                    seconds(t.max_replica_lag * factor),
+                    ReadingUnit::Seconds,
+                ),
             ),
             Reading::Value(Some(lag)) if *lag > t.max_replica_lag => raise(
                 Level::Throttle,
@@ -296,12 +351,18 @@ impl ThrottlePolicy {
                     lag.as_secs_f64(),
                     t.max_replica_lag.as_secs_f64()
                 ),
+                (
+                    seconds(*lag),
+                    seconds(t.max_replica_lag),
+                    ReadingUnit::Seconds,
+                ),
             ),
             Reading::Value(_) | Reading::NotWatched => {}
             Reading::Unknown(why) => raise(
                 Level::Throttle,
                 Signal::ReplicaLag,
                 format!("replica lag unreadable ({why})"),
+                (None, seconds(t.max_replica_lag), ReadingUnit::Seconds),
             ),
         }
         if let Some(max) = t.max_active {
@@ -310,17 +371,28 @@ impl ThrottlePolicy {
                     Level::Critical,
                     Signal::ActiveBackends,
                     format!("{n} active backends over {factor}x the limit of {max}"),
+                    (
+                        Some(f64::from(*n)),
+                        Some(f64::from(max.saturating_mul(factor))),
+                        ReadingUnit::Sessions,
+                    ),
                 ),
                 Reading::Value(n) if *n > max => raise(
                     Level::Throttle,
                     Signal::ActiveBackends,
                     format!("{n} active backends over {max}"),
+                    (
+                        Some(f64::from(*n)),
+                        Some(f64::from(max)),
+                        ReadingUnit::Sessions,
+                    ),
                 ),
                 Reading::Value(_) | Reading::NotWatched => {}
                 Reading::Unknown(why) => raise(
                     Level::Throttle,
                     Signal::ActiveBackends,
                     format!("active backends unreadable ({why})"),
+                    (None, Some(f64::from(max)), ReadingUnit::Sessions),
                 ),
             }
         }
@@ -333,6 +405,11 @@ impl ThrottlePolicy {
                     latency.as_millis(),
                     t.max_probe_latency.as_millis()
                 ),
+                (
+                    seconds(*latency),
+                    seconds(t.max_probe_latency * factor),
+                    ReadingUnit::Seconds,
+                ),
             ),
             Reading::Value(latency) if *latency > t.max_probe_latency => raise(
                 Level::Throttle,
@@ -342,12 +419,18 @@ impl ThrottlePolicy {
                     latency.as_millis(),
                     t.max_probe_latency.as_millis()
                 ),
+                (
+                    seconds(*latency),
+                    seconds(t.max_probe_latency),
+                    ReadingUnit::Seconds,
+                ),
             ),
             Reading::Value(_) | Reading::NotWatched => {}
             Reading::Unknown(why) => raise(
                 Level::Throttle,
                 Signal::ProbeLatency,
                 format!("probe failed ({why})"),
+                (None, seconds(t.max_probe_latency), ReadingUnit::Seconds),
             ),
         }
         match &obs.throttle_query {
@@ -355,15 +438,17 @@ impl ThrottlePolicy {
                 Level::Throttle,
                 Signal::ThrottleQuery,
                 "throttle query returned true".into(),
+                (Some(1.0), None, ReadingUnit::Flag),
             ),
             Reading::Value(false) | Reading::NotWatched => {}
             Reading::Unknown(why) => raise(
                 Level::Throttle,
                 Signal::ThrottleQuery,
                 format!("throttle query failed ({why})"),
+                (None, None, ReadingUnit::Flag),
             ),
         }
-        (level, reasons, signals)
+        (level, reasons, readings)
     }
 
     fn notes(&self, obs: &Observation) -> Vec<String> {
@@ -557,6 +642,57 @@ mod tests {
             ..Observation::healthy(at(10))
         });
         assert_eq!(d.level, Level::Critical);
+    }
+
+    #[test]
+    fn each_signal_over_its_threshold_comes_with_its_value_and_limit() {
+        let mut p = ThrottlePolicy::new(Thresholds {
+            max_active: Some(10),
+            ..Thresholds::default()
+        });
+        let d = p.decide(&Observation {
+            probe_latency: Reading::Value(Duration::from_millis(400)),
+            active_backends: Reading::Value(11),
+            replica_lag: Reading::Unknown("permission denied".into()),
+            ..Observation::healthy(at(0))
+        });
+        let reading = |signal| {
+            d.readings
+                .iter()
+                .find(|r| r.signal == signal)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(
+            d.signals,
+            d.readings.iter().map(|r| r.signal).collect::<Vec<_>>()
+        );
+        let probe = reading(Signal::ProbeLatency);
+        assert_eq!(
+            (probe.level, probe.value, probe.threshold, probe.unit),
+            (Level::Throttle, Some(0.4), Some(0.25), ReadingUnit::Seconds)
+        );
+        let active = reading(Signal::ActiveBackends);
+        assert_eq!(
+            (active.value, active.threshold, active.unit),
+            (Some(11.0), Some(10.0), ReadingUnit::Sessions)
+        );
+        // Unreadable: no value, the limit it is judged against.
+        let lag = reading(Signal::ReplicaLag);
+        assert_eq!((lag.value, lag.threshold), (None, Some(5.0)));
+        // Critical: the threshold is the critical one (factor 4 times the limit).
+        let d = p.decide(&Observation {
+            probe_latency: Reading::Value(Duration::from_secs(2)),
+            ..Observation::healthy(at(10))
+        });
+        assert_eq!(d.level, Level::Critical);
+        assert_eq!(d.readings.len(), 1);
+        assert_eq!(d.readings[0].level, Level::Critical);
+        assert_eq!(d.readings[0].threshold, Some(1.0));
+        // Held while recovering: the readings stay those that set the level.
+        let d = p.decide(&Observation::healthy(at(11)));
+        assert!(d.recovering.is_some());
+        assert_eq!(d.readings[0].value, Some(2.0));
     }
 
     #[test]

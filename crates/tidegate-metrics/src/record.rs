@@ -605,6 +605,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tidegate_backfill::events::PauseCause;
     use tidegate_backfill::throttle::Level;
 
     const RUN: i64 = 7;
@@ -653,6 +654,7 @@ mod tests {
             level: Level::Throttle,
             reason: "anything: metrics never read it".into(),
             signals: signals.to_vec(),
+            readings: Vec::new(),
             recovering: None,
         }
     }
@@ -661,7 +663,13 @@ mod tests {
         Event::Paused {
             run_id: RUN,
             reason: "anything".into(),
+            cause: if critical.is_empty() {
+                PauseCause::Requested
+            } else {
+                PauseCause::Critical
+            },
             critical: critical.to_vec(),
+            readings: Vec::new(),
         }
     }
 

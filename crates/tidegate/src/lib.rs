@@ -47,6 +47,8 @@ enum Command {
     Backfill(Box<commands::backfill::BackfillArgs>),
     /// List backfill and migration runs recorded in the database
     Runs(commands::runs::RunsArgs),
+    /// The incident-style timeline of a backfill run or an apply, from the journal (markdown, html, json)
+    Report(commands::report::ReportArgs),
     /// Pause a running backfill from any terminal or machine
     Pause(commands::control::ControlArgs),
     /// Resume a paused backfill
@@ -72,6 +74,7 @@ pub fn run() -> ExitCode {
         Command::Status(args) => commands::status::run(args),
         Command::Backfill(args) => commands::backfill::run(*args),
         Command::Runs(args) => commands::runs::run(args),
+        Command::Report(args) => commands::report::run(args),
         Command::Pause(args) => commands::control::run(commands::control::Action::Pause, args),
         Command::Resume(args) => commands::control::run(commands::control::Action::Resume, args),
         Command::Abort(args) => commands::control::run(commands::control::Action::Abort, args),

@@ -1,5 +1,6 @@
 //! ARCHITECTURE.md's cross-crate invariants, each checked so that breaking it fails a test:
-//! - the layering (sql ← lint ← plan / apply ← rehearse ← cli; backfill ← apply ← metrics ← cli; db beside), and
+//! - the layering (sql ← lint ← plan / apply ← rehearse ← cli; backfill ← apply ← metrics / report ← cli; db
+//!   beside), and
 //!   tidegate-lint and tidegate-sql reach no database driver; the engine and apply reach neither tidegate-metrics
 //!   nor an HTTP server (metrics consume their events from outside);
 //! - the SQL a library sends lives in its SQL module (`dialect.rs` for the engine, `sql.rs` for apply) or in the
@@ -170,6 +171,29 @@ fn crates_are_layered_and_lint_reaches_no_database_driver() {
             assert!(!reached.contains(other), "{package} depends on {other}");
         }
     }
+    // The report sits beside the metrics: it reads the journal the engine and apply write, and nothing below
+    // it knows of it; it serves nothing.
+    for package in [
+        "tidegate-sql",
+        "tidegate-lint",
+        "tidegate-db",
+        "tidegate-backfill",
+        "tidegate-apply",
+        "tidegate-plan",
+        "tidegate-metrics",
+    ] {
+        assert!(
+            !reaches(&graph, package).contains("tidegate-report"),
+            "{package} depends on tidegate-report"
+        );
+    }
+    for other in ["tidegate-metrics", "hyper"] {
+        assert!(
+            !reaches(&graph, "tidegate-report").contains(other),
+            "tidegate-report depends on {other}"
+        );
+    }
+    assert!(reaches(&graph, "tidegate").contains("tidegate-report"));
     assert!(reaches(&graph, "tidegate-metrics").contains("tidegate-apply"));
     assert!(reaches(&graph, "tidegate").contains("tidegate-metrics"));
     // The layering exists at all (so the checks above are about real crates).
@@ -270,6 +294,7 @@ fn sql_lives_in_the_sql_modules() {
         "tidegate-apply",
         "tidegate-plan",
         "tidegate-metrics",
+        "tidegate-report",
         "tidegate",
     ] {
         let mut files = Vec::new();

@@ -600,6 +600,9 @@ struct Ctx {
     initial_scanned: u64,
     last_batch_size: AtomicU64,
     last_statement_us: AtomicU64,
+    /// Every batch statement's time (ms) since the last journal sample: the sample keeps them all, so a report
+    /// computes exact percentiles from the journal alone.
+    batch_ms: Mutex<Vec<f64>>,
     journal: tokio::sync::mpsc::UnboundedSender<Event>,
     sink: EventSink,
 }
@@ -615,6 +618,22 @@ impl Ctx {
 
     fn now(&self) -> Duration {
         self.origin.elapsed()
+    }
+
+    /// The journal's `batch_stats` sample: the counters now, the batch times since the last sample (taken out
+    /// of the buffer) and the server's WAL position when known.
+    fn take_sample(&self, wal_lsn: Option<String>) -> serde_json::Value {
+        let batch_ms =
+            std::mem::take(&mut *self.batch_ms.lock().unwrap_or_else(|e| e.into_inner()));
+        serde_json::json!({
+            "rows_done": self.rows_done.load(Ordering::Relaxed),
+            "rows_scanned": self.rows_scanned.load(Ordering::Relaxed),
+            "batches": self.batches.load(Ordering::Relaxed),
+            "batch_size": self.last_batch_size.load(Ordering::Relaxed),
+            "statement_ms": self.last_statement_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            "batch_ms": batch_ms,
+            "wal_lsn": wal_lsn,
+        })
     }
 
     /// Reports an event and, unless it is a batch, journals it.
@@ -727,6 +746,7 @@ pub async fn run<D: Driver + Clone + 'static>(
         initial_scanned: run.rows_scanned.max(0) as u64,
         last_batch_size: AtomicU64::new(0),
         last_statement_us: AtomicU64::new(0),
+        batch_ms: Mutex::new(Vec::new()),
         journal: journal_tx,
         sink,
     });
@@ -831,7 +851,9 @@ async fn finish(
         Ok(RunEnd::Interrupted { reason }) => Event::Paused {
             run_id: ctx.run_id,
             reason: reason.clone(),
+            cause: crate::events::PauseCause::Stopped,
             critical: Vec::new(),
+            readings: Vec::new(),
         },
         Ok(RunEnd::Aborted { reason }) => Event::Aborted {
             run_id: ctx.run_id,
@@ -843,6 +865,8 @@ async fn finish(
         },
     };
     (ctx.sink)(&event);
+    // The last sample, taken once: the batches since the monitor's last one, whatever reconnects follow.
+    let mut sample = ctx.take_sample(None);
     let (mut client, mut rx) = match client {
         Some((c, rx)) => (Some(c), Some(rx)),
         None => (None, None),
@@ -860,7 +884,14 @@ async fn finish(
                 }
             }
             pending.push(event.clone());
-            let result = write_final(c.as_ref(), ctx.run_id, &final_state.end, &pending).await;
+            let result = write_final(
+                c.as_ref(),
+                ctx.run_id,
+                &final_state.end,
+                &mut sample,
+                &pending,
+            )
+            .await;
             match result {
                 Ok(()) => return,
                 Err(e) if e.is_connection_lost() => client = None,
@@ -884,9 +915,18 @@ async fn write_final(
     session: &dyn Session,
     run_id: i64,
     end: &Result<RunEnd, String>,
+    sample: &mut serde_json::Value,
     events: &[Event],
 ) -> Result<(), DbError> {
-    let sql = for_family(session.family()).state();
+    let dialect = for_family(session.family());
+    let sql = dialect.state();
+    // Before the final event, so the report's series ends with the run's last counts.
+    match dialect.wal_position(session).await {
+        Ok(lsn) => sample["wal_lsn"] = lsn.into(),
+        Err(e) if e.is_connection_lost() => return Err(e),
+        Err(_) => {}
+    }
+    state::journal(session, run_id, "batch_stats", sample).await?;
     for event in events {
         if let Some(name) = event.journal_name() {
             state::journal(session, run_id, name, &event.to_json()).await?;

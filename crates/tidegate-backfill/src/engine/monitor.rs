@@ -11,7 +11,7 @@ use tidegate_db::driver::{ErrorClass, Session, SessionExt, Value};
 
 use super::{Ctx, Gate, StopHandle, WaitReason};
 use crate::dialect::{for_family, Dialect};
-use crate::events::Event;
+use crate::events::{Event, PauseCause};
 use crate::pacing::utc_second_of_day;
 use crate::retry::{RetryDecision, RetryState};
 use crate::state::{self, Control, RunStatus};
@@ -35,7 +35,8 @@ pub(super) async fn monitor_loop(
     let mut reconnect = RetryState::default();
     let mut status = RunStatus::Running;
     let mut last_gate = Gate::Wait(WaitReason::Starting);
-    let mut last_sample = Instant::now();
+    // The first tick samples at once: the report's series and WAL figure start at the run's start.
+    let mut last_sample: Option<Instant> = None;
     let mut last_note = String::new();
     let probe = match &ctx.options.probe_sql {
         Some(sql) => Probe::Custom(sql.clone()),
@@ -109,15 +110,18 @@ pub(super) async fn monitor_loop(
                     state::journal(c, ctx.run_id, name, &event.to_json()).await?;
                 }
             }
-            if last_sample.elapsed() >= ctx.options.journal_sample_every {
-                last_sample = Instant::now();
-                let detail = serde_json::json!({
-                    "rows_done": ctx.rows_done.load(Ordering::Relaxed),
-                    "rows_scanned": ctx.rows_scanned.load(Ordering::Relaxed),
-                    "batches": ctx.batches.load(Ordering::Relaxed),
-                    "batch_size": ctx.last_batch_size.load(Ordering::Relaxed),
-                    "statement_ms": ctx.last_statement_us.load(Ordering::Relaxed) as f64 / 1000.0,
-                });
+            let due = match last_sample {
+                None => true,
+                Some(at) => at.elapsed() >= ctx.options.journal_sample_every,
+            };
+            if due {
+                last_sample = Some(Instant::now());
+                let wal = match d.wal_position(c).await {
+                    Ok(lsn) => lsn,
+                    Err(e) if e.is_connection_lost() => return Err(e),
+                    Err(_) => None,
+                };
+                let detail = ctx.take_sample(wal);
                 state::journal(c, ctx.run_id, "batch_stats", &detail).await?;
                 c.run(sql.touch, &[ctx.run_id.into()]).await?;
             }
@@ -238,11 +242,17 @@ pub(super) async fn monitor_loop(
                         } => (reason.clone(), signals.clone(), *recovering),
                         other => (other.to_string(), Vec::new(), None),
                     };
+                    let readings = if signals.is_empty() {
+                        Vec::new()
+                    } else {
+                        decision.readings.clone()
+                    };
                     let event = Event::Throttled {
                         run_id: ctx.run_id,
                         level: Level::Throttle,
                         reason,
                         signals,
+                        readings,
                         recovering,
                     };
                     // The recovering countdown changes every tick; journal only real changes.
@@ -258,16 +268,22 @@ pub(super) async fn monitor_loop(
                 }
                 Gate::Paused(r) if !matches!(last_gate, Gate::Paused(_)) => {
                     // The same order as the gate's choice above: a pause someone asked for wins over critical.
-                    let critical =
+                    let (cause, critical, readings) =
                         if control != Some(Control::Pause) && decision.level == Level::Critical {
-                            decision.signals.clone()
+                            (
+                                PauseCause::Critical,
+                                decision.signals.clone(),
+                                decision.readings.clone(),
+                            )
                         } else {
-                            Vec::new()
+                            (PauseCause::Requested, Vec::new(), Vec::new())
                         };
                     ctx.emit(Event::Paused {
                         run_id: ctx.run_id,
                         reason: r.clone(),
+                        cause,
                         critical,
+                        readings,
                     })
                 }
                 _ => {}
@@ -291,6 +307,17 @@ pub(super) async fn monitor_loop(
                     }
                 }
                 status = new_status;
+            }
+            // Sample at the next tick when the run changed state (not when a throttle's recovery countdown
+            // ticked): a report's rows-over-time chart then bends where the state changed.
+            let waits_for = |g: &Gate| match g {
+                Gate::Wait(r) => Some(r.cause()),
+                _ => None,
+            };
+            if std::mem::discriminant(&gate) != std::mem::discriminant(&last_gate)
+                || waits_for(&gate) != waits_for(&last_gate)
+            {
+                last_sample = None;
             }
             last_gate = gate.clone();
             // Never reopen the gate over a stop or an abort.

@@ -189,6 +189,10 @@ pub(super) async fn worker_loop(ctx: Arc<Ctx>, worker: u32) -> WorkerEnd {
                 ctx.last_batch_size.store(size, Ordering::Relaxed);
                 ctx.last_statement_us
                     .store(batch.statement_time.as_micros() as u64, Ordering::Relaxed);
+                ctx.batch_ms
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((batch.statement_time.as_secs_f64() * 100_000.0).round() / 100.0);
                 let elapsed = ctx.now().as_secs_f64().max(0.001);
                 let scan_rate = rows_scanned.saturating_sub(ctx.initial_scanned) as f64 / elapsed;
                 let eta = ctx.estimated_rows.and_then(|est| {
