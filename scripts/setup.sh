@@ -45,6 +45,11 @@ if ! pg_server_found; then
     fi
 fi
 command -v psql >/dev/null || missing+=(postgresql-client)
+# python3-prometheus-client: the metrics tests (crates/tidegate/tests/metrics.rs) parse the endpoint with the
+# Prometheus project's Python parsers, run by the system interpreter (/usr/bin/python3).
+if ! /usr/bin/python3 -c 'import prometheus_client.openmetrics.parser' >/dev/null 2>&1; then
+    missing+=(python3-prometheus-client)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"

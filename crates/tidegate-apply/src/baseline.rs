@@ -931,7 +931,7 @@ pub async fn baseline(
     if read_only {
         return Err(ApplyError::ReadOnly);
     }
-    state::ensure_schema(&mut client)
+    state::ensure_schema(&client)
         .await
         .map_err(|error| crate::state_error("preparing the tidegate schema", error))?;
     let transaction = client
@@ -1021,6 +1021,7 @@ mod tests {
                 sql: String::new(),
                 framework_transaction: false,
                 checksum: format!("sum-of-{name}"),
+                parsed: Default::default(),
             })
             .collect()
     }

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tidegate_db::blockers::Blocker;
+use tidegate_db::blockers::LockHolder;
 use tidegate_db::connect::{describe, ConnectionConfig, DbError};
 use tidegate_lint::Config;
 use tidegate_sql::discovery::Layout;
 use tokio_postgres::{Client, GenericClient};
 
-use crate::phases::{Disposition, Phase, PhaseKind, PlanOptions};
+use crate::phases::{Disposition, Phase, PhaseClass, PhaseKind, PlanOptions};
 use crate::schema_phase::{
     run_schema_phase, sleep_unless_stopped, SchemaEvent, SchemaPhaseOptions, SchemaStatement,
 };
@@ -111,12 +111,16 @@ pub enum ApplyEvent {
     PhaseStarted {
         version: String,
         phase: usize,
+        /// For people: `schema (no transaction)`.
         kind: &'static str,
+        /// The same as a type.
+        class: PhaseClass,
         statements: usize,
     },
     PhaseSkipped {
         version: String,
         phase: usize,
+        class: PhaseClass,
         reason: String,
     },
     LockTimedOut {
@@ -124,7 +128,7 @@ pub enum ApplyEvent {
         phase: usize,
         attempt: u32,
         statement: String,
-        blockers: Vec<Blocker>,
+        blockers: Vec<LockHolder>,
         retry_in_ms: Option<u64>,
     },
     DroppedInvalidIndex {
@@ -185,7 +189,7 @@ pub async fn apply(
     sink: ApplySink,
 ) -> Result<ApplySummary, ApplyError> {
     let (layout, sources) = load(dir, options.layout)?;
-    let mut client = config
+    let client = config
         .connect()
         .await
         .map_err(|error| ApplyError::Database(error.into()))?;
@@ -226,7 +230,7 @@ pub async fn apply(
     // Before the state schema exists: a refused apply changes nothing.
     let history = read_history(&client).await?;
     baseline::refuse_unadopted(&client, &history, dir).await?;
-    state::ensure_schema(&mut client)
+    state::ensure_schema(&client)
         .await
         .map_err(|error| crate::state_error("preparing the tidegate schema", error))?;
     let lock_started = Instant::now();
@@ -657,7 +661,7 @@ async fn wait_until_healthy(
             options.backfill.throttle_query.as_deref(),
         )
         .await
-        .map_err(|error| format!("reading the health signals: {}", describe(&error)))?;
+        .map_err(|error| format!("reading the health signals: {}", error.message))?;
         // A stop ends the wait; the caller checks for it next and starts nothing.
         if decision.level == Level::Healthy || options.stop.requested().is_some() {
             return Ok(());
@@ -746,16 +750,7 @@ async fn journal(client: &Client, version: &str, event: &str, detail: serde_json
 }
 
 fn phase_kind(phase: &Phase) -> &'static str {
-    match phase.kind {
-        PhaseKind::Schema {
-            in_transaction: true,
-        } => "schema",
-        PhaseKind::Schema {
-            in_transaction: false,
-        } => "schema (no transaction)",
-        PhaseKind::Backfill { .. } => "backfill",
-        PhaseKind::DataAsWritten => "data as written",
-    }
+    phase.kind.class().describe()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -851,6 +846,7 @@ async fn run_migration(
             sink(&ApplyEvent::PhaseSkipped {
                 version: version.clone(),
                 phase: number,
+                class: phase.kind.class(),
                 reason: "done by an earlier apply".into(),
             });
             continue;
@@ -880,6 +876,7 @@ async fn run_migration(
                     version: version.clone(),
                     phase: number,
                     kind: phase_kind(phase),
+                    class: phase.kind.class(),
                     statements: phase.steps.len(),
                 });
                 let monitor = monitor.clone();
@@ -1022,6 +1019,7 @@ async fn run_phase(
                 sink(&ApplyEvent::PhaseSkipped {
                     version: version.into(),
                     phase: number,
+                    class: PhaseClass::Backfill,
                     reason: format!("backfill run {run_id} already completed"),
                 });
             } else {

@@ -37,11 +37,12 @@ pub mod status;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::Serialize;
 use tidegate_lint::{Config, Session, TableStat, TableStats};
 use tidegate_sql::discovery::{self, DiscoveryError, Layout};
-use tidegate_sql::{analyze, parse_source, Catalog, MigrationSettings, TableName};
+use tidegate_sql::{analyze, parse_source, Catalog, MigrationSettings, ParsedSource, TableName};
 
 pub use executor::{apply, ApplyEvent, ApplyOptions, ApplySummary};
 use naming::NamesInUse;
@@ -58,6 +59,16 @@ pub struct MigrationSource {
     pub framework_transaction: bool,
     /// SHA-256 of the file's bytes, hex.
     pub checksum: String,
+    /// `sql` split and parsed, on first use: apply reads a file's statements several times (which tables it
+    /// touches, lint, the plan, a re-plan before it runs) and parses it once.
+    pub parsed: OnceLock<ParsedSource>,
+}
+
+impl MigrationSource {
+    /// The file's statements, parsed once.
+    pub fn parsed(&self) -> &ParsedSource {
+        self.parsed.get_or_init(|| parse_source(&self.sql))
+    }
 }
 
 /// The `status` column of `tidegate.migrations`.
@@ -300,6 +311,7 @@ pub fn load(
             sql: loaded.sql,
             framework_transaction: loaded.framework_transaction,
             checksum: checksum(&bytes),
+            parsed: OnceLock::new(),
         });
     }
     Ok((set.layout, sources))
@@ -348,7 +360,7 @@ pub fn tables_to_read(
             framework_transaction: source.framework_transaction,
         };
         let mut catalog = Catalog::new();
-        let analyzed = analyze(parse_source(&source.sql), settings, &mut catalog);
+        let analyzed = analyze(source.parsed().clone(), settings, &mut catalog);
         for statement in analyzed.statements() {
             for effect in &statement.effects {
                 if !tables.iter().any(|known| known.key() == effect.table.key()) {
@@ -417,8 +429,8 @@ pub fn plan(
                     current: source.checksum.clone(),
                 });
             }
-            session.replay(&source.sql, source.framework_transaction);
-            analyze(parse_source(&source.sql), settings, &mut catalog);
+            session.replay_parsed(source.parsed().clone(), source.framework_transaction);
+            analyze(source.parsed().clone(), settings, &mut catalog);
             applied.push(source.version.clone());
             continue;
         }
@@ -451,12 +463,13 @@ pub fn plan(
         }
         let mut names = names_in_use(target, &catalog);
         let before = catalog.clone();
-        let report = session.lint(
+        let report = session.lint_parsed(
             &source.path.display().to_string(),
             &source.sql,
+            source.parsed().clone(),
             source.framework_transaction,
         );
-        let analyzed = analyze(parse_source(&source.sql), settings, &mut catalog);
+        let analyzed = analyze(source.parsed().clone(), settings, &mut catalog);
         // A table renamed in this migration keeps its rows under its new name.
         let renamed = renamed_tables(analyzed.statements());
         let live_table = |table: &TableName| {
@@ -600,7 +613,7 @@ pub(crate) fn state_error(
 ) -> ApplyError {
     match error {
         tidegate_backfill::state::StateError::Db(error) => {
-            ApplyError::Database(tidegate_db::connect::DbError::new(context, &error))
+            ApplyError::Database(error.context(context))
         }
         other => ApplyError::Database(tidegate_db::connect::DbError::other(
             context,

@@ -173,6 +173,55 @@ pub enum PhaseKind {
     DataAsWritten,
 }
 
+impl PhaseKind {
+    /// What kind of phase this is, without its contents.
+    pub fn class(&self) -> PhaseClass {
+        match self {
+            PhaseKind::Schema {
+                in_transaction: true,
+            } => PhaseClass::Schema,
+            PhaseKind::Schema {
+                in_transaction: false,
+            } => PhaseClass::SchemaNoTransaction,
+            PhaseKind::Backfill { .. } => PhaseClass::Backfill,
+            PhaseKind::DataAsWritten => PhaseClass::DataAsWritten,
+        }
+    }
+}
+
+/// A phase's kind as a closed set (a [`PhaseKind`] without its spec): what apply's events, journal and metrics
+/// name a phase by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseClass {
+    Schema,
+    SchemaNoTransaction,
+    Backfill,
+    DataAsWritten,
+}
+
+impl PhaseClass {
+    /// The stable snake_case name (JSON, metric labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseClass::Schema => "schema",
+            PhaseClass::SchemaNoTransaction => "schema_no_transaction",
+            PhaseClass::Backfill => "backfill",
+            PhaseClass::DataAsWritten => "data_as_written",
+        }
+    }
+
+    /// For people: `schema (no transaction)`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PhaseClass::Schema => "schema",
+            PhaseClass::SchemaNoTransaction => "schema (no transaction)",
+            PhaseClass::Backfill => "backfill",
+            PhaseClass::DataAsWritten => "data as written",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Phase {
     #[serde(flatten)]

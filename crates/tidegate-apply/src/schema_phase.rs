@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use pg_query::protobuf::{self, ObjectType};
 use pg_query::NodeEnum;
-use tidegate_db::blockers::{Blocker, BlockerWatch};
+use tidegate_db::blockers::{BlockerWatch, LockHolder};
 use tidegate_db::connect::describe;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
@@ -113,7 +113,7 @@ pub enum SchemaEvent {
     LockTimedOut {
         attempt: u32,
         statement: String,
-        blockers: Vec<Blocker>,
+        blockers: Vec<LockHolder>,
         retry_in: Option<Duration>,
     },
     /// A failed concurrent build had left this index INVALID; it was dropped before the build runs again.
@@ -150,7 +150,7 @@ pub enum SchemaPhaseError {
         statement: String,
         attempts: u32,
         elapsed: Duration,
-        blockers: Vec<Blocker>,
+        blockers: Vec<LockHolder>,
     },
     #[error("`{statement}` failed (SQLSTATE {code}): {message}; the transaction was rolled back")]
     StatementFailed {
@@ -199,7 +199,7 @@ pub enum SchemaPhaseError {
     Stopped { statement: String, reason: String },
 }
 
-fn blockers_text(blockers: &[Blocker]) -> String {
+fn blockers_text(blockers: &[LockHolder]) -> String {
     if blockers.is_empty() {
         return " No blocking session was caught in the act (it may have been brief).".into();
     }

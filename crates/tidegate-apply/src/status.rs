@@ -317,7 +317,7 @@ pub async fn status(
             let run_id: i64 = row.get(1);
             if let Some(run) = state::find_run(&transaction, run_id)
                 .await
-                .map_err(database("reading a backfill run"))?
+                .map_err(|e| ApplyError::Database(e.context("reading a backfill run")))?
             {
                 backfills.push((version, BackfillProgress::of(&run)));
             }
@@ -379,6 +379,7 @@ mod tests {
             sql: String::new(),
             framework_transaction: false,
             checksum: checksum.into(),
+            parsed: Default::default(),
         }
     }
 

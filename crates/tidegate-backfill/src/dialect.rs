@@ -5,14 +5,21 @@
 //! form of every btree-orderable PostgreSQL type round-trips exactly, so a cursor stored as `text[]` in the state
 //! schema means the same row on every reconnect. Identifiers are always quoted.
 //!
-//! The engine reaches batch SQL, catalog queries and health probes only through `Arc<dyn Dialect>`; the state
-//! schema's statements ([`state`]) are PostgreSQL constants here too. The driver is tokio-postgres: a MySQL dialect
-//! would also need a driver seam, which does not exist yet.
+//! The engine reaches batch SQL, catalog queries, health probes and the state schema's statements ([`StateSql`])
+//! only through `&dyn Dialect` ([`for_family`] picks it from the session's family), and the database only through
+//! `tidegate_db::driver::Session`; catalog and health queries return typed rows read by column name. A MySQL
+//! dialect implements the same trait beside [`Postgres`].
 //!
 //! Architecture invariant: no other module of the backfill engine contains SQL text (apply keeps its own in
 //! `apply/sql.rs`).
 
+use std::sync::LazyLock;
 use std::time::Duration;
+
+use async_trait::async_trait;
+use tidegate_db::connect::DbError;
+use tidegate_db::driver::{Family, Session, SessionExt, Value};
+use tidegate_db::table_stats::LockHolder;
 
 use crate::spec::Operation;
 
@@ -30,8 +37,80 @@ pub struct BatchShape {
     pub predicate: Option<String>,
 }
 
-/// SQL generation, catalog queries and health probes of one database family.
+/// A table as the catalog resolves a name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableRef {
+    /// The catalog's id for the table (PostgreSQL: its oid).
+    pub id: i64,
+    pub schema: String,
+    pub name: String,
+    pub kind: TableKind,
+    /// The planner's row estimate; `None` when the table was never analysed.
+    pub estimated_rows: Option<i64>,
+    pub may_update: bool,
+    pub may_delete: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableKind {
+    Table,
+    Partitioned,
+    /// A view, a sequence, a foreign table…: the catalog's own code for it.
+    Other(String),
+}
+
+/// A column of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// As the catalog formats it (`bigint`, `character varying(20)`).
+    pub type_name: String,
+    pub not_null: bool,
+}
+
+/// A unique index of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueIndex {
+    pub name: String,
+    pub primary: bool,
+    /// Column names in index order; an expression's entry is empty.
+    pub columns: Vec<String>,
+    pub all_not_null: bool,
+    /// Valid, btree, no predicate, no expressions: a key batches can walk.
+    pub usable: bool,
+}
+
+/// Whether a session may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Writability {
+    /// A standby in recovery.
+    pub in_recovery: bool,
+    /// The session's transactions are read-only by default.
+    pub read_only: bool,
+}
+
+/// Replicas as the primary sees them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReplicaLag {
+    pub replicas: u32,
+    /// Replicas this role may not see into (missing privilege).
+    pub hidden: u32,
+    /// The largest replay lag.
+    pub max_lag: Duration,
+}
+
+/// The oldest open transaction other than ours.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OldestTransaction {
+    pub pid: i32,
+    pub age: Duration,
+}
+
+/// SQL generation, catalog queries and health probes of one database family. Catalog and health queries run on
+/// the session given and return typed rows; batch SQL is text the engine prepares once per connection.
+#[async_trait]
 pub trait Dialect: Send + Sync {
+    fn family(&self) -> Family;
     /// Quotes an identifier.
     fn quote_ident(&self, ident: &str) -> String;
     /// `SET LOCAL` statements opening a batch transaction.
@@ -54,18 +133,47 @@ pub trait Dialect: Send + Sync {
     fn default_probe(&self, shape: &BatchShape) -> String;
     /// Settings every engine session starts with.
     fn session_settings(&self, lock_timeout: Duration, statement_timeout: Duration) -> String;
-    /// Catalog queries; see [`catalog`] for their parameters and columns.
-    fn resolve_table(&self) -> &'static str;
-    fn columns(&self) -> &'static str;
-    fn unique_indexes(&self) -> &'static str;
-    fn writable(&self) -> &'static str;
-    fn backend_pid(&self) -> &'static str;
-    /// Health probes; see [`health`] for their parameters and columns.
-    fn blocked_by_us(&self) -> &'static str;
-    fn replica_lag(&self) -> &'static str;
-    fn active_backends(&self) -> &'static str;
-    fn oldest_transaction(&self) -> &'static str;
-    fn lock_holders(&self) -> &'static str;
+    /// The state schema's statements in this family's SQL.
+    fn state(&self) -> &StateSql;
+
+    /// Resolves a table name the way the server's SQL does (search path, quoting); `None` when there is none.
+    async fn resolve_table(&self, s: &dyn Session, name: &str)
+        -> Result<Option<TableRef>, DbError>;
+    async fn columns(&self, s: &dyn Session, table: &TableRef) -> Result<Vec<ColumnInfo>, DbError>;
+    /// Primary key first.
+    async fn unique_indexes(
+        &self,
+        s: &dyn Session,
+        table: &TableRef,
+    ) -> Result<Vec<UniqueIndex>, DbError>;
+    async fn writable(&self, s: &dyn Session) -> Result<Writability, DbError>;
+    /// The session's id on the server (what other sessions' lock waits name).
+    async fn backend_pid(&self, s: &dyn Session) -> Result<i32, DbError>;
+    /// Other sessions waiting on a lock one of `ours` holds.
+    async fn blocked_by_us(&self, s: &dyn Session, ours: &[i32]) -> Result<u32, DbError>;
+    async fn replica_lag(&self, s: &dyn Session) -> Result<ReplicaLag, DbError>;
+    /// Active client sessions other than `ours` and this one.
+    async fn active_backends(&self, s: &dyn Session, ours: &[i32]) -> Result<u32, DbError>;
+    async fn oldest_transaction(
+        &self,
+        s: &dyn Session,
+        ours: &[i32],
+    ) -> Result<Option<OldestTransaction>, DbError>;
+    /// Other sessions holding granted locks on the table, oldest transaction first (at most three): the likely
+    /// blockers named when lock retries give up.
+    async fn lock_holders(
+        &self,
+        s: &dyn Session,
+        shape: &BatchShape,
+        ours: &[i32],
+    ) -> Result<Vec<LockHolder>, DbError>;
+}
+
+/// The dialect of a session's database family.
+pub fn for_family(family: Family) -> &'static dyn Dialect {
+    match family {
+        Family::Postgres => &Postgres,
+    }
 }
 
 /// PostgreSQL.
@@ -139,6 +247,7 @@ impl Postgres {
     }
 }
 
+#[async_trait]
 impl Dialect for Postgres {
     fn quote_ident(&self, ident: &str) -> String {
         format!("\"{}\"", ident.replace('"', "\"\""))
@@ -165,7 +274,7 @@ impl Dialect for Postgres {
     fn batch_key_count(&self, shape: &BatchShape, has_lower: bool) -> String {
         let (range, _) = self.range(shape, has_lower);
         format!(
-            "SELECT count(*)::int8 FROM {} WHERE {range}",
+            "SELECT count(*)::int8 AS keys FROM {} WHERE {range}",
             self.qualified(shape)
         )
     }
@@ -222,77 +331,194 @@ impl Dialect for Postgres {
         catalog::session_settings(lock_timeout.as_millis(), statement_timeout.as_millis())
     }
 
-    fn resolve_table(&self) -> &'static str {
-        catalog::RESOLVE_TABLE
+    fn family(&self) -> Family {
+        Family::Postgres
     }
 
-    fn columns(&self) -> &'static str {
-        catalog::COLUMNS
+    fn state(&self) -> &StateSql {
+        &POSTGRES_STATE
     }
 
-    fn unique_indexes(&self) -> &'static str {
-        catalog::UNIQUE_INDEXES
+    async fn resolve_table(
+        &self,
+        s: &dyn Session,
+        name: &str,
+    ) -> Result<Option<TableRef>, DbError> {
+        let Some(row) = s.query_opt(catalog::RESOLVE_TABLE, &[name.into()]).await? else {
+            return Ok(None);
+        };
+        let relkind: String = row.get("relkind")?;
+        let reltuples: f64 = row.get("reltuples")?;
+        Ok(Some(TableRef {
+            id: row.get("oid")?,
+            schema: row.get("schema")?,
+            name: row.get("name")?,
+            kind: match relkind.as_str() {
+                "r" => TableKind::Table,
+                "p" => TableKind::Partitioned,
+                _ => TableKind::Other(relkind),
+            },
+            // PostgreSQL 14+ says -1 for a table never analysed or vacuumed.
+            estimated_rows: (reltuples >= 0.0).then_some(reltuples as i64),
+            may_update: row.get("may_update")?,
+            may_delete: row.get("may_delete")?,
+        }))
     }
 
-    fn writable(&self) -> &'static str {
-        catalog::WRITABLE
+    async fn columns(&self, s: &dyn Session, table: &TableRef) -> Result<Vec<ColumnInfo>, DbError> {
+        s.rows(catalog::COLUMNS, &[Value::Int(table.id)])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(ColumnInfo {
+                    name: r.get("name")?,
+                    type_name: r.get("type")?,
+                    not_null: r.get("not_null")?,
+                })
+            })
+            .collect()
     }
 
-    fn backend_pid(&self) -> &'static str {
-        catalog::BACKEND_PID
+    async fn unique_indexes(
+        &self,
+        s: &dyn Session,
+        table: &TableRef,
+    ) -> Result<Vec<UniqueIndex>, DbError> {
+        s.rows(catalog::UNIQUE_INDEXES, &[Value::Int(table.id)])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(UniqueIndex {
+                    name: r.get("name")?,
+                    primary: r.get("is_primary")?,
+                    columns: r.get("columns")?,
+                    all_not_null: r.get("all_not_null")?,
+                    usable: r.get("usable")?,
+                })
+            })
+            .collect()
     }
 
-    fn blocked_by_us(&self) -> &'static str {
-        health::BLOCKED_BY_US
+    async fn writable(&self, s: &dyn Session) -> Result<Writability, DbError> {
+        let row = s.query_one(catalog::WRITABLE, &[]).await?;
+        Ok(Writability {
+            in_recovery: row.get("in_recovery")?,
+            read_only: row.get::<bool>("read_only")? || row.get::<bool>("default_read_only")?,
+        })
     }
 
-    fn replica_lag(&self) -> &'static str {
-        health::REPLICA_LAG
+    async fn backend_pid(&self, s: &dyn Session) -> Result<i32, DbError> {
+        Ok(s.query_one(catalog::BACKEND_PID, &[]).await?.get("pid")?)
     }
 
-    fn active_backends(&self) -> &'static str {
-        health::ACTIVE_BACKENDS
+    async fn blocked_by_us(&self, s: &dyn Session, ours: &[i32]) -> Result<u32, DbError> {
+        let row = s
+            .query_one(health::BLOCKED_BY_US, &[pid_list(ours)])
+            .await?;
+        Ok(row.get::<i64>("blocked")?.max(0) as u32)
     }
 
-    fn oldest_transaction(&self) -> &'static str {
-        health::OLDEST_TRANSACTION
+    async fn replica_lag(&self, s: &dyn Session) -> Result<ReplicaLag, DbError> {
+        let row = s.query_one(health::REPLICA_LAG, &[]).await?;
+        Ok(ReplicaLag {
+            replicas: row.get::<i64>("replicas")?.max(0) as u32,
+            hidden: row.get::<i64>("hidden")?.max(0) as u32,
+            max_lag: Duration::from_secs_f64(row.get::<f64>("max_lag_seconds")?.max(0.0)),
+        })
     }
 
-    fn lock_holders(&self) -> &'static str {
-        health::LOCK_HOLDERS
+    async fn active_backends(&self, s: &dyn Session, ours: &[i32]) -> Result<u32, DbError> {
+        let row = s
+            .query_one(health::ACTIVE_BACKENDS, &[pid_list(ours)])
+            .await?;
+        Ok(row.get::<i64>("active")?.max(0) as u32)
+    }
+
+    async fn oldest_transaction(
+        &self,
+        s: &dyn Session,
+        ours: &[i32],
+    ) -> Result<Option<OldestTransaction>, DbError> {
+        let Some(row) = s
+            .query_opt(health::OLDEST_TRANSACTION, &[pid_list(ours)])
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(OldestTransaction {
+            pid: row.get("pid")?,
+            age: Duration::from_secs_f64(row.get::<f64>("age_seconds")?.max(0.0)),
+        }))
+    }
+
+    async fn lock_holders(
+        &self,
+        s: &dyn Session,
+        shape: &BatchShape,
+        ours: &[i32],
+    ) -> Result<Vec<LockHolder>, DbError> {
+        s.rows(
+            health::LOCK_HOLDERS,
+            &[self.qualified(shape).into(), pid_list(ours)],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(LockHolder {
+                pid: r.get("pid")?,
+                application_name: r.get("application_name")?,
+                user: r.get("user_name")?,
+                state: r.get("state")?,
+                transaction_age_seconds: r.get("transaction_age_seconds")?,
+                query: r.get("query")?,
+                mode: r
+                    .get::<Option<String>>("mode")?
+                    .as_deref()
+                    .and_then(tidegate_sql::LockLevel::from_pg_mode),
+                granted: true,
+            })
+        })
+        .collect()
     }
 }
 
-/// Catalog queries (PostgreSQL).
+/// Backend pids as the `int4[]` the health queries take (as text: the seam carries arrays of text).
+fn pid_list(pids: &[i32]) -> Value {
+    Value::TextList(pids.iter().map(i32::to_string).collect())
+}
+
+/// Catalog queries (PostgreSQL). Each column is named: [`Postgres`] reads them by name.
 pub mod catalog {
     /// Resolves a table name the way SQL does (search_path, quoting). Parameter: the name.
-    /// Columns: oid, schema, name, relkind, reltuples, may update, may delete.
-    pub const RESOLVE_TABLE: &str = "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, \
-        c.reltuples::float8, has_table_privilege(c.oid, 'UPDATE'), has_table_privilege(c.oid, 'DELETE') \
+    pub const RESOLVE_TABLE: &str = "SELECT c.oid::int8 AS oid, n.nspname::text AS schema, c.relname::text AS name, \
+        c.relkind::text AS relkind, c.reltuples::float8 AS reltuples, \
+        has_table_privilege(c.oid, 'UPDATE') AS may_update, has_table_privilege(c.oid, 'DELETE') AS may_delete \
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)";
 
-    /// Columns of a table. Parameter: oid. Columns: name, type, not null.
-    pub const COLUMNS: &str = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull \
-        FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
+    /// Columns of a table. Parameter: oid.
+    pub const COLUMNS: &str = "SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type, \
+        a.attnotnull AS not_null \
+        FROM pg_attribute a WHERE a.attrelid = $1::int8::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
 
-    /// Unique indexes of a table. Parameter: oid. Columns: index name, is primary, column names (empty
-    /// entries for expressions), all columns NOT NULL, usable (valid, btree, no predicate, no expressions).
-    pub const UNIQUE_INDEXES: &str = "SELECT i.indexrelid::regclass::text, i.indisprimary, \
+    /// Unique indexes of a table. Parameter: oid. `columns` has an empty entry for an expression; `usable` means
+    /// valid, btree, no predicate, no expressions.
+    pub const UNIQUE_INDEXES: &str = "SELECT i.indexrelid::regclass::text AS name, i.indisprimary AS is_primary, \
         array(SELECT coalesce(a.attname::text, '') FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord) \
-              LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord), \
+              LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord) AS columns, \
         coalesce((SELECT bool_and(a.attnotnull) FROM unnest(i.indkey::int2[]) k(attnum) \
-              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum), false), \
+              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum), false) AS all_not_null, \
         i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL \
               AND (SELECT am.amname FROM pg_class ic JOIN pg_am am ON am.oid = ic.relam WHERE ic.oid = i.indexrelid) = 'btree' \
-        FROM pg_index i WHERE i.indrelid = $1 AND i.indisunique ORDER BY i.indisprimary DESC, i.indexrelid";
+              AS usable \
+        FROM pg_index i WHERE i.indrelid = $1::int8::oid AND i.indisunique ORDER BY i.indisprimary DESC, i.indexrelid";
 
     /// Whether this connection can write: in recovery, read-only transaction default.
-    pub const WRITABLE: &str =
-        "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on', \
-        current_setting('default_transaction_read_only') = 'on'";
+    pub const WRITABLE: &str = "SELECT pg_is_in_recovery() AS in_recovery, \
+        current_setting('transaction_read_only') = 'on' AS read_only, \
+        current_setting('default_transaction_read_only') = 'on' AS default_read_only";
 
     /// This backend's pid.
-    pub const BACKEND_PID: &str = "SELECT pg_backend_pid()";
+    pub const BACKEND_PID: &str = "SELECT pg_backend_pid() AS pid";
 
     /// Session settings for every engine connection. Parameters are inlined by [`session_settings`].
     pub fn session_settings(lock_timeout_ms: u128, statement_timeout_ms: u128) -> String {
@@ -304,35 +530,39 @@ pub mod catalog {
     }
 }
 
-/// Health probes (PostgreSQL).
+/// Health probes (PostgreSQL). Our own backends are a `text[]` of pids, cast in SQL.
 pub mod health {
     /// Other sessions waiting on a lock held by one of the given backends (our own workers waiting on each other
-    /// for a moment over the state tables do not count). Parameter: int4[] of our pids.
-    pub const BLOCKED_BY_US: &str = "SELECT count(*)::int8 FROM pg_stat_activity WHERE cardinality($1::int4[]) > 0 \
-        AND pg_blocking_pids(pid) && $1::int4[] AND NOT (pid = ANY($1::int4[])) AND pid <> pg_backend_pid()";
+    /// for a moment over the state tables do not count). Parameter: our pids.
+    pub const BLOCKED_BY_US: &str = "SELECT count(*)::int8 AS blocked FROM pg_stat_activity \
+        WHERE cardinality($1::text[]::int4[]) > 0 \
+        AND pg_blocking_pids(pid) && $1::text[]::int4[] AND NOT (pid = ANY($1::text[]::int4[])) AND pid <> pg_backend_pid()";
 
     /// Replicas, replicas we may not see into (NULL state: missing privilege), the largest replay lag in seconds.
-    pub const REPLICA_LAG: &str =
-        "SELECT count(*)::int8, count(*) FILTER (WHERE state IS NULL)::int8, \
-        coalesce(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_stat_replication";
+    pub const REPLICA_LAG: &str = "SELECT count(*)::int8 AS replicas, \
+        count(*) FILTER (WHERE state IS NULL)::int8 AS hidden, \
+        coalesce(max(extract(epoch FROM replay_lag)), 0)::float8 AS max_lag_seconds FROM pg_stat_replication";
 
-    /// Active client backends other than ours. Parameter: int4[] of our pids.
-    pub const ACTIVE_BACKENDS: &str = "SELECT count(*)::int8 FROM pg_stat_activity WHERE state = 'active' \
-        AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND NOT (pid = ANY($1::int4[]))";
+    /// Active client backends other than ours. Parameter: our pids.
+    pub const ACTIVE_BACKENDS: &str = "SELECT count(*)::int8 AS active FROM pg_stat_activity WHERE state = 'active' \
+        AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND NOT (pid = ANY($1::text[]::int4[]))";
 
     /// Other sessions holding granted locks on a table, oldest transaction first: the likely blockers named when
-    /// lock retries give up. Parameters: the quoted qualified table name, int4[] of our pids.
-    pub const LOCK_HOLDERS: &str = "SELECT l.pid, coalesce(a.application_name, ''), coalesce(a.state, ''), \
-        coalesce(extract(epoch FROM clock_timestamp() - a.xact_start), 0)::float8, left(coalesce(a.query, ''), 120) \
+    /// lock retries give up. Parameters: the quoted qualified table name, our pids.
+    pub const LOCK_HOLDERS: &str =
+        "SELECT l.pid, coalesce(a.application_name, '') AS application_name, \
+        coalesce(a.usename::text, '') AS user_name, coalesce(a.state, '') AS state, \
+        extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS transaction_age_seconds, \
+        left(coalesce(a.query, ''), 120) AS query, l.mode \
         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
         WHERE l.relation = $1::text::regclass AND l.granted AND l.pid <> pg_backend_pid() \
-        AND NOT (l.pid = ANY($2::int4[])) ORDER BY a.xact_start LIMIT 3";
+        AND NOT (l.pid = ANY($2::text[]::int4[])) ORDER BY a.xact_start LIMIT 3";
 
-    /// The oldest open transaction other than ours: pid, age in seconds. Parameter: int4[] of our pids.
+    /// The oldest open transaction other than ours. Parameter: our pids.
     pub const OLDEST_TRANSACTION: &str =
-        "SELECT pid, extract(epoch FROM clock_timestamp() - xact_start)::float8 \
+        "SELECT pid, extract(epoch FROM clock_timestamp() - xact_start)::float8 AS age_seconds \
         FROM pg_stat_activity WHERE xact_start IS NOT NULL AND backend_type = 'client backend' \
-        AND pid <> pg_backend_pid() AND NOT (pid = ANY($1::int4[])) ORDER BY xact_start LIMIT 1";
+        AND pid <> pg_backend_pid() AND NOT (pid = ANY($1::text[]::int4[])) ORDER BY xact_start LIMIT 1";
 }
 
 /// The `tidegate` state schema: versioned migrations and every statement on runs, chunks and the journal.
@@ -352,9 +582,10 @@ pub mod state {
         CREATE TABLE IF NOT EXISTS tidegate.schema_version (version int NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())";
 
     pub const CURRENT_VERSION: &str =
-        "SELECT coalesce(max(version), 0) FROM tidegate.schema_version";
+        "SELECT coalesce(max(version), 0) AS version FROM tidegate.schema_version";
 
-    pub const SCHEMA_EXISTS: &str = "SELECT to_regclass('tidegate.schema_version') IS NOT NULL";
+    pub const SCHEMA_EXISTS: &str =
+        "SELECT to_regclass('tidegate.schema_version') IS NOT NULL AS present";
 
     /// Migrations by version: migration `i` brings the schema from version `i` to `i + 1`.
     pub const MIGRATIONS: &[&str] = &["
@@ -429,14 +660,14 @@ pub mod state {
     pub const RECORD_VERSION: &str = "INSERT INTO tidegate.schema_version (version) VALUES ($1)";
 
     /// Columns every run query returns, in [`crate::state::RunRow`] order.
-    const RUN_COLUMNS: &str = "r.id, r.kind, r.spec::text, r.table_name, r.key_columns, r.key_types, r.key_min, \
-        r.key_max, r.estimated_rows, r.status, r.status_reason, r.control, \
-        to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-        to_char(r.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), r.last_error, \
-        coalesce((SELECT sum(c.rows_done) FROM tidegate.chunks c WHERE c.run_id = r.id), 0)::int8, \
-        coalesce((SELECT sum(c.rows_scanned) FROM tidegate.chunks c WHERE c.run_id = r.id), 0)::int8, \
-        coalesce((SELECT sum(c.batches) FROM tidegate.chunks c WHERE c.run_id = r.id), 0)::int8, \
-        extract(epoch FROM coalesce(r.finished_at, r.updated_at) - r.started_at)::float8";
+    const RUN_COLUMNS: &str = "r.id, r.kind, r.spec::text AS spec, r.table_name, r.key_columns, r.key_types, \
+        r.key_min, r.key_max, r.estimated_rows, r.status, r.status_reason, r.control, \
+        to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS started, \
+        to_char(r.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS finished, r.last_error, \
+        coalesce((SELECT sum(c.rows_done) FROM tidegate.chunks c WHERE c.run_id = r.id), 0)::int8 AS rows_done, \
+        coalesce((SELECT sum(c.rows_scanned) FROM tidegate.chunks c WHERE c.run_id = r.id), 0)::int8 AS rows_scanned, \
+        coalesce((SELECT sum(c.batches) FROM tidegate.chunks c WHERE c.run_id = r.id), 0)::int8 AS batches, \
+        extract(epoch FROM coalesce(r.finished_at, r.updated_at) - r.started_at)::float8 AS elapsed_seconds";
 
     pub fn find_unfinished_by_spec() -> String {
         format!(
@@ -504,14 +735,16 @@ pub mod state {
         "SELECT pg_advisory_lock_shared(hashtextextended('tidegate:run:' || $1::int8::text, 0))";
     /// True when no engine is attached (takes and releases the lock at once). Parameter: id.
     pub const NO_ENGINE_ATTACHED: &str = "SELECT CASE WHEN pg_try_advisory_lock(hashtextextended('tidegate:run:' || $1::int8::text, 0)) \
-        THEN pg_advisory_unlock(hashtextextended('tidegate:run:' || $1::int8::text, 0)) ELSE false END";
+        THEN pg_advisory_unlock(hashtextextended('tidegate:run:' || $1::int8::text, 0)) ELSE false END AS no_engine";
 
     /// Parameters: run id, event, detail (json text).
     pub const JOURNAL: &str =
         "INSERT INTO tidegate.journal (run_id, event, detail) VALUES ($1, $2, $3::text::jsonb)";
 
     /// Parameter: run id. Columns: at (text), event, detail (text).
-    pub const READ_JOURNAL: &str = "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), event, detail::text \
+    pub const READ_JOURNAL: &str =
+        "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS at, event, \
+        detail::text AS detail \
         FROM tidegate.journal WHERE run_id = $1 ORDER BY id";
 
     /// Unfinished chunks, skipping those another claimer is looking at. Parameter: run id.
@@ -521,7 +754,7 @@ pub mod state {
     /// Takes the session-level claim on a chunk: held by our connection, gone the instant it dies.
     /// Parameters: run id, chunk no.
     pub const TRY_CLAIM: &str =
-        "SELECT pg_try_advisory_lock(hashtextextended('tidegate:chunk:' || $1::int8::text || ':' || $2::int4::text, 0))";
+        "SELECT pg_try_advisory_lock(hashtextextended('tidegate:chunk:' || $1::int8::text || ':' || $2::int4::text, 0)) AS claimed";
     pub const RELEASE_CLAIM: &str =
         "SELECT pg_advisory_unlock(hashtextextended('tidegate:chunk:' || $1::int8::text || ':' || $2::int4::text, 0))";
 
@@ -545,9 +778,94 @@ pub mod state {
         WHERE run_id = $1 AND chunk_no = $2 AND cursor IS NOT DISTINCT FROM $7 AND NOT done";
 
     /// Unfinished chunks and whether the frontier is exhausted. Parameter: run id.
-    pub const REMAINING: &str = "SELECT r.exhausted, (SELECT count(*) FROM tidegate.chunks c WHERE c.run_id = r.id AND NOT c.done)::int8 \
+    pub const REMAINING: &str = "SELECT r.exhausted, \
+        (SELECT count(*) FROM tidegate.chunks c WHERE c.run_id = r.id AND NOT c.done)::int8 AS remaining \
         FROM tidegate.runs r WHERE r.id = $1";
 }
+
+/// The state schema's statements of one family: what [`crate::state`] and the engine send about runs, chunks
+/// and the journal. Parameters and columns are documented on PostgreSQL's constants in [`state`].
+#[derive(Debug)]
+pub struct StateSql {
+    /// The schema version this build writes.
+    pub schema_version: i32,
+    /// Migrations by version: migration `i` brings the schema from version `i` to `i + 1`.
+    pub migrations: &'static [&'static str],
+    pub begin: &'static str,
+    pub commit: &'static str,
+    pub rollback: &'static str,
+    pub migration_lock: &'static str,
+    pub create_schema: &'static str,
+    pub current_version: &'static str,
+    pub schema_exists: &'static str,
+    pub record_version: &'static str,
+    pub latest_by_spec: &'static str,
+    pub insert_run: &'static str,
+    pub discard_run: &'static str,
+    pub set_status: &'static str,
+    pub set_failed: &'static str,
+    pub set_aborted: &'static str,
+    pub attach: &'static str,
+    pub touch: &'static str,
+    pub read_control: &'static str,
+    pub set_control: &'static str,
+    pub clear_pause_status: &'static str,
+    pub attach_lock: &'static str,
+    pub no_engine_attached: &'static str,
+    pub journal: &'static str,
+    pub read_journal: &'static str,
+    pub claim_candidates: &'static str,
+    pub try_claim: &'static str,
+    pub release_claim: &'static str,
+    pub lock_frontier: &'static str,
+    pub insert_chunk: &'static str,
+    pub advance_frontier: &'static str,
+    pub checkpoint: &'static str,
+    pub remaining: &'static str,
+    pub find_unfinished_by_spec: String,
+    pub find_by_id: String,
+    pub list: String,
+}
+
+/// PostgreSQL's state statements.
+pub static POSTGRES_STATE: LazyLock<StateSql> = LazyLock::new(|| StateSql {
+    schema_version: state::SCHEMA_VERSION,
+    migrations: state::MIGRATIONS,
+    begin: state::BEGIN,
+    commit: state::COMMIT,
+    rollback: state::ROLLBACK,
+    migration_lock: state::MIGRATION_LOCK,
+    create_schema: state::CREATE_SCHEMA,
+    current_version: state::CURRENT_VERSION,
+    schema_exists: state::SCHEMA_EXISTS,
+    record_version: state::RECORD_VERSION,
+    latest_by_spec: state::LATEST_BY_SPEC,
+    insert_run: state::INSERT_RUN,
+    discard_run: state::DISCARD_RUN,
+    set_status: state::SET_STATUS,
+    set_failed: state::SET_FAILED,
+    set_aborted: state::SET_ABORTED,
+    attach: state::ATTACH,
+    touch: state::TOUCH,
+    read_control: state::READ_CONTROL,
+    set_control: state::SET_CONTROL,
+    clear_pause_status: state::CLEAR_PAUSE_STATUS,
+    attach_lock: state::ATTACH_LOCK,
+    no_engine_attached: state::NO_ENGINE_ATTACHED,
+    journal: state::JOURNAL,
+    read_journal: state::READ_JOURNAL,
+    claim_candidates: state::CLAIM_CANDIDATES,
+    try_claim: state::TRY_CLAIM,
+    release_claim: state::RELEASE_CLAIM,
+    lock_frontier: state::LOCK_FRONTIER,
+    insert_chunk: state::INSERT_CHUNK,
+    advance_frontier: state::ADVANCE_FRONTIER,
+    checkpoint: state::CHECKPOINT,
+    remaining: state::REMAINING,
+    find_unfinished_by_spec: state::find_unfinished_by_spec(),
+    find_by_id: state::find_by_id(),
+    list: state::list(),
+});
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! Events the engine reports while it runs: the CLI renders them (progress bar, plain lines, JSON lines), and
 //! the engine writes the ones worth keeping to the journal.
 
-use crate::throttle::{Level, Recovery};
+use crate::throttle::{Level, Recovery, Signal};
 
 /// One thing that happened. Serialised as `{"event": "<name>", ...}`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -40,6 +40,8 @@ pub enum Event {
         level: Level,
         /// The signals over their thresholds.
         reason: String,
+        /// The same signals as types, one per part of `reason`.
+        signals: Vec<Signal>,
         /// Set while the throttle is held although its signals have calmed.
         #[serde(skip_serializing_if = "Option::is_none")]
         recovering: Option<Recovery>,
@@ -76,6 +78,10 @@ pub enum Event {
     Paused {
         run_id: i64,
         reason: String,
+        /// When the throttle paused the run (a signal turned critical): those signals. Empty for a pause someone
+        /// asked for (`tidegate pause`) and for a stop (a signal to the process, apply's lock lost).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        critical: Vec<Signal>,
     },
     Resumed {
         run_id: i64,

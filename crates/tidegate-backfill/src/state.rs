@@ -1,9 +1,11 @@
 //! The `tidegate` state schema in the target database: versioned migrations, runs, the control flags that
-//! `tidegate pause|resume|abort` set, and the append-only journal. The SQL lives in [`crate::dialect::state`].
+//! `tidegate pause|resume|abort` set, and the append-only journal. Every function takes any
+//! [`Session`]; the SQL is the session's dialect's ([`crate::dialect::StateSql`]).
 
-use tokio_postgres::{Client, GenericClient};
+use tidegate_db::connect::DbError;
+use tidegate_db::driver::{Row, RowError, Session, SessionExt, Value};
 
-use crate::dialect::state as sql;
+use crate::dialect::for_family;
 
 /// Where a run is (`tidegate.runs.status`; the column's CHECK allows exactly these).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -115,35 +117,38 @@ pub struct RunRow {
 }
 
 impl RunRow {
-    fn from_row(row: &tokio_postgres::Row) -> Self {
-        let rows_done: i64 = row.get(15);
-        let elapsed: Option<f64> = row.get(18);
-        let elapsed = elapsed.unwrap_or(0.0);
-        Self {
-            id: row.get(0),
-            kind: row.get(1),
-            spec_json: row.get(2),
-            table: row.get(3),
-            key_columns: row.get(4),
-            key_types: row.get(5),
-            key_min: row.get(6),
-            key_max: row.get(7),
-            estimated_rows: row.get(8),
-            status: RunStatus::from_db(row.get::<_, &str>(9)),
-            status_reason: row.get(10),
-            control: row.get::<_, Option<&str>>(11).and_then(Control::from_db),
-            started: row.get(12),
-            finished: row.get(13),
-            last_error: row.get(14),
+    /// A row of the run queries, read by column name.
+    fn from_row(row: &Row) -> Result<Self, RowError> {
+        let rows_done: i64 = row.get("rows_done")?;
+        let elapsed = row.get::<Option<f64>>("elapsed_seconds")?.unwrap_or(0.0);
+        Ok(Self {
+            id: row.get("id")?,
+            kind: row.get("kind")?,
+            spec_json: row.get("spec")?,
+            table: row.get("table_name")?,
+            key_columns: row.get("key_columns")?,
+            key_types: row.get("key_types")?,
+            key_min: row.get("key_min")?,
+            key_max: row.get("key_max")?,
+            estimated_rows: row.get("estimated_rows")?,
+            status: RunStatus::from_db(&row.get::<String>("status")?),
+            status_reason: row.get("status_reason")?,
+            control: row
+                .get::<Option<String>>("control")?
+                .as_deref()
+                .and_then(Control::from_db),
+            started: row.get("started")?,
+            finished: row.get("finished")?,
+            last_error: row.get("last_error")?,
             rows_done,
-            rows_scanned: row.get(16),
-            batches: row.get(17),
+            rows_scanned: row.get("rows_scanned")?,
+            batches: row.get("batches")?,
             rows_per_second: if elapsed > 0.0 {
                 rows_done as f64 / elapsed
             } else {
                 0.0
             },
-        }
+        })
     }
 
     /// Completed and aborted runs are finished; every other status can be resumed.
@@ -161,101 +166,135 @@ pub struct JournalEntry {
 }
 
 /// Whether the state schema exists (without creating it: `runs` and `--dry-run` change nothing).
-pub async fn schema_exists(client: &Client) -> Result<bool, tokio_postgres::Error> {
-    Ok(client.query_one(sql::SCHEMA_EXISTS, &[]).await?.get(0))
+pub async fn schema_exists(session: &dyn Session) -> Result<bool, DbError> {
+    let sql = for_family(session.family()).state();
+    Ok(session
+        .query_one(sql.schema_exists, &[])
+        .await?
+        .get("present")?)
 }
 
 /// Creates or migrates the state schema to this build's version. Safe to race: an advisory lock serialises it.
 /// Returns an error message when the schema is newer than this build understands.
-pub async fn ensure_schema(client: &mut Client) -> Result<(), StateError> {
-    let tx = client.transaction().await?;
-    tx.execute(sql::MIGRATION_LOCK, &[]).await?;
-    tx.batch_execute(sql::CREATE_SCHEMA).await?;
-    let current: i32 = tx.query_one(sql::CURRENT_VERSION, &[]).await?.get(0);
-    if current > sql::SCHEMA_VERSION {
-        return Err(StateError::TooNew {
-            found: current,
-            supported: sql::SCHEMA_VERSION,
-        });
+pub async fn ensure_schema(session: &dyn Session) -> Result<(), StateError> {
+    let sql = for_family(session.family()).state();
+    session.batch_execute(sql.begin).await?;
+    let migrated = async {
+        session.run(sql.migration_lock, &[]).await?;
+        session.batch_execute(sql.create_schema).await?;
+        let current: i32 = session
+            .query_one(sql.current_version, &[])
+            .await?
+            .get("version")?;
+        if current > sql.schema_version {
+            return Err(StateError::TooNew {
+                found: current,
+                supported: sql.schema_version,
+            });
+        }
+        for (index, migration) in sql.migrations.iter().enumerate().skip(current as usize) {
+            session.batch_execute(migration).await?;
+            session
+                .run(sql.record_version, &[Value::Int(index as i64 + 1)])
+                .await?;
+        }
+        Ok(())
     }
-    for (index, migration) in sql::MIGRATIONS.iter().enumerate().skip(current as usize) {
-        tx.batch_execute(migration).await?;
-        tx.execute(sql::RECORD_VERSION, &[&(index as i32 + 1)])
-            .await?;
+    .await;
+    match migrated {
+        Ok(()) => {
+            session.batch_execute(sql.commit).await?;
+            Ok(())
+        }
+        Err(error) => {
+            let _ = session.batch_execute(sql.rollback).await;
+            Err(error)
+        }
     }
-    tx.commit().await?;
-    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("the tidegate state schema is version {found}, newer than this build understands ({supported}); upgrade tidegate")]
     TooNew { found: i32, supported: i32 },
-    #[error("{}", tidegate_db::connect::describe(.0))]
-    Db(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<RowError> for StateError {
+    fn from(error: RowError) -> Self {
+        StateError::Db(error.into())
+    }
+}
+
+fn runs(rows: &[Row]) -> Result<Vec<RunRow>, DbError> {
+    rows.iter()
+        .map(|r| RunRow::from_row(r).map_err(DbError::from))
+        .collect()
 }
 
 pub async fn find_unfinished(
-    client: &impl GenericClient,
+    session: &dyn Session,
     spec_json: &str,
-) -> Result<Option<RunRow>, tokio_postgres::Error> {
-    Ok(client
-        .query_opt(&sql::find_unfinished_by_spec(), &[&spec_json])
-        .await?
-        .map(|r| RunRow::from_row(&r)))
+) -> Result<Option<RunRow>, DbError> {
+    let sql = for_family(session.family()).state();
+    let rows = session
+        .rows(&sql.find_unfinished_by_spec, &[spec_json.into()])
+        .await?;
+    Ok(runs(&rows)?.into_iter().next())
 }
 
-pub async fn find_run(
-    client: &impl GenericClient,
-    id: i64,
-) -> Result<Option<RunRow>, tokio_postgres::Error> {
-    Ok(client
-        .query_opt(&sql::find_by_id(), &[&id])
-        .await?
-        .map(|r| RunRow::from_row(&r)))
+pub async fn find_run(session: &dyn Session, id: i64) -> Result<Option<RunRow>, DbError> {
+    let sql = for_family(session.family()).state();
+    let rows = session.rows(&sql.find_by_id, &[id.into()]).await?;
+    Ok(runs(&rows)?.into_iter().next())
 }
 
 /// Every run, oldest first. An absent schema means no runs.
-pub async fn list_runs(client: &Client) -> Result<Vec<RunRow>, tokio_postgres::Error> {
-    if !schema_exists(client).await? {
+pub async fn list_runs(session: &dyn Session) -> Result<Vec<RunRow>, DbError> {
+    if !schema_exists(session).await? {
         return Ok(Vec::new());
     }
-    Ok(client
-        .query(&sql::list(), &[])
-        .await?
-        .iter()
-        .map(RunRow::from_row)
-        .collect())
+    let sql = for_family(session.family()).state();
+    runs(&session.rows(&sql.list, &[]).await?)
 }
 
 /// Appends a journal entry.
 pub async fn journal(
-    client: &impl GenericClient,
+    session: &dyn Session,
     run_id: i64,
     event: &str,
     detail: &serde_json::Value,
-) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute(sql::JOURNAL, &[&run_id, &event, &detail.to_string()])
+) -> Result<(), DbError> {
+    let sql = for_family(session.family()).state();
+    session
+        .run(
+            sql.journal,
+            &[run_id.into(), event.into(), detail.to_string().into()],
+        )
         .await?;
     Ok(())
 }
 
 /// The journal of a run, oldest first.
 pub async fn read_journal(
-    client: &Client,
+    session: &dyn Session,
     run_id: i64,
-) -> Result<Vec<JournalEntry>, tokio_postgres::Error> {
-    Ok(client
-        .query(sql::READ_JOURNAL, &[&run_id])
+) -> Result<Vec<JournalEntry>, DbError> {
+    let sql = for_family(session.family()).state();
+    session
+        .rows(sql.read_journal, &[run_id.into()])
         .await?
         .iter()
-        .map(|row| JournalEntry {
-            at: row.get(0),
-            event: row.get(1),
-            detail: serde_json::from_str(row.get::<_, &str>(2)).unwrap_or(serde_json::Value::Null),
+        .map(|row| {
+            Ok(JournalEntry {
+                at: row.get("at")?,
+                event: row.get("event")?,
+                detail: serde_json::from_str(&row.get::<String>("detail")?)
+                    .unwrap_or(serde_json::Value::Null),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// What a control request found.
@@ -272,30 +311,34 @@ pub enum ControlOutcome {
 
 /// Sets the control flag of a run: pause, abort, or `None` (resume).
 pub async fn set_control(
-    client: &Client,
+    session: &dyn Session,
     id: i64,
     control: Option<Control>,
-) -> Result<ControlOutcome, tokio_postgres::Error> {
-    if !schema_exists(client).await? {
+) -> Result<ControlOutcome, DbError> {
+    if !schema_exists(session).await? {
         return Ok(ControlOutcome::NotFound);
     }
-    let Some(row) = client
-        .query_opt(sql::SET_CONTROL, &[&id, &control.map(Control::as_str)])
+    let sql = for_family(session.family()).state();
+    let Some(row) = session
+        .query_opt(
+            sql.set_control,
+            &[id.into(), control.map(Control::as_str).into()],
+        )
         .await?
     else {
         return Ok(ControlOutcome::NotFound);
     };
-    let status = RunStatus::from_db(row.get::<_, &str>(0));
-    let no_engine: bool = client
-        .query_one(sql::NO_ENGINE_ATTACHED, &[&id])
+    let status = RunStatus::from_db(&row.get::<String>("status")?);
+    let no_engine: bool = session
+        .query_one(sql.no_engine_attached, &[id.into()])
         .await?
-        .get(0);
+        .get("no_engine")?;
     if no_engine {
         match control {
             Some(Control::Abort) => {
-                client.execute(sql::SET_ABORTED, &[&id]).await?;
+                session.run(sql.set_aborted, &[id.into()]).await?;
                 journal(
-                    client,
+                    session,
                     id,
                     "aborted",
                     &serde_json::json!({"by": "tidegate abort", "engine_attached": false}),
@@ -306,7 +349,7 @@ pub async fn set_control(
                 });
             }
             Some(Control::Pause) => {
-                client.execute(sql::CLEAR_PAUSE_STATUS, &[&id]).await?;
+                session.run(sql.clear_pause_status, &[id.into()]).await?;
             }
             _ => {}
         }

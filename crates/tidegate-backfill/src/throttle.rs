@@ -86,6 +86,44 @@ impl Default for Thresholds {
     }
 }
 
+/// A signal the throttle watches: what set a level, as a type (metrics label it; people read the reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    /// Sessions waiting on a lock one of our backends holds (or that count unreadable).
+    BlockedSessions,
+    /// Replica replay lag (or unreadable).
+    ReplicaLag,
+    /// Active client backends over `max_active` (or unreadable).
+    ActiveBackends,
+    /// The probe query's latency (or the probe failed).
+    ProbeLatency,
+    /// The user's throttle query returned true (or failed).
+    ThrottleQuery,
+}
+
+impl Signal {
+    /// Every signal, in a fixed order.
+    pub const ALL: [Signal; 5] = [
+        Signal::BlockedSessions,
+        Signal::ReplicaLag,
+        Signal::ActiveBackends,
+        Signal::ProbeLatency,
+        Signal::ThrottleQuery,
+    ];
+
+    /// The stable snake_case name (the JSON form, a metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::BlockedSessions => "blocked_sessions",
+            Signal::ReplicaLag => "replica_lag",
+            Signal::ActiveBackends => "active_backends",
+            Signal::ProbeLatency => "probe_latency",
+            Signal::ThrottleQuery => "throttle_query",
+        }
+    }
+}
+
 /// The level of a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -120,6 +158,8 @@ pub struct Decision {
     pub level: Level,
     /// The signals that set the level (empty when healthy). Goes to the progress line and the journal.
     pub reason: String,
+    /// The signals that set the level, as types (empty when healthy): one per part of `reason`.
+    pub signals: Vec<Signal>,
     /// Set while the level is held although its signals have calmed.
     pub recovering: Option<Recovery>,
     /// True when the level differs from the previous decision's.
@@ -149,6 +189,7 @@ pub struct ThrottlePolicy {
     thresholds: Thresholds,
     level: Level,
     reason: String,
+    signals: Vec<Signal>,
     calmer_since: Option<Duration>,
 }
 
@@ -158,6 +199,7 @@ impl ThrottlePolicy {
             thresholds,
             level: Level::Healthy,
             reason: String::new(),
+            signals: Vec::new(),
             calmer_since: None,
         }
     }
@@ -172,7 +214,7 @@ impl ThrottlePolicy {
 
     /// Decides from one observation.
     pub fn decide(&mut self, obs: &Observation) -> Decision {
-        let (raw, reasons) = self.assess(obs);
+        let (raw, reasons, signals) = self.assess(obs);
         let notes = self.notes(obs);
         let before = self.level;
         let mut recovering = None;
@@ -180,6 +222,7 @@ impl ThrottlePolicy {
             self.level = raw;
             self.calmer_since = None;
             self.reason = reasons.join("; ");
+            self.signals = signals;
         } else {
             let since = *self.calmer_since.get_or_insert(obs.at);
             let hold = if self.level == Level::Critical {
@@ -192,6 +235,7 @@ impl ThrottlePolicy {
                 self.level = raw;
                 self.calmer_since = None;
                 self.reason = reasons.join("; ");
+                self.signals = signals;
             } else {
                 // The reason stays the one that set the level.
                 recovering = Some(Recovery {
@@ -203,35 +247,41 @@ impl ThrottlePolicy {
         Decision {
             level: self.level,
             reason: self.reason.clone(),
+            signals: self.signals.clone(),
             recovering,
             changed: self.level != before,
             notes,
         }
     }
 
-    fn assess(&self, obs: &Observation) -> (Level, Vec<String>) {
+    fn assess(&self, obs: &Observation) -> (Level, Vec<String>, Vec<Signal>) {
         let t = &self.thresholds;
         let factor = t.critical_factor.max(1);
         let mut level = Level::Healthy;
         let mut reasons = Vec::new();
-        let mut raise = |l: Level, reason: String| {
+        let mut signals = Vec::new();
+        let mut raise = |l: Level, signal: Signal, reason: String| {
             level = level.max(l);
             reasons.push(reason);
+            signals.push(signal);
         };
         match &obs.blocked_by_us {
             Reading::Value(0) | Reading::NotWatched => {}
             Reading::Value(n) => raise(
                 Level::Throttle,
+                Signal::BlockedSessions,
                 format!("{n} session(s) waiting on our locks"),
             ),
             Reading::Unknown(why) => raise(
                 Level::Throttle,
+                Signal::BlockedSessions,
                 format!("blocked sessions unreadable ({why})"),
             ),
         }
         match &obs.replica_lag {
             Reading::Value(Some(lag)) if *lag > t.max_replica_lag * factor => raise(
                 Level::Critical,
+                Signal::ReplicaLag,
                 format!(
                     "replica lag {:.1}s over {factor}x the {:.1}s limit",
                     lag.as_secs_f64(),
@@ -240,6 +290,7 @@ impl ThrottlePolicy {
             ),
             Reading::Value(Some(lag)) if *lag > t.max_replica_lag => raise(
                 Level::Throttle,
+                Signal::ReplicaLag,
                 format!(
                     "replica lag {:.1}s over {:.1}s",
                     lag.as_secs_f64(),
@@ -247,22 +298,28 @@ impl ThrottlePolicy {
                 ),
             ),
             Reading::Value(_) | Reading::NotWatched => {}
-            Reading::Unknown(why) => {
-                raise(Level::Throttle, format!("replica lag unreadable ({why})"))
-            }
+            Reading::Unknown(why) => raise(
+                Level::Throttle,
+                Signal::ReplicaLag,
+                format!("replica lag unreadable ({why})"),
+            ),
         }
         if let Some(max) = t.max_active {
             match &obs.active_backends {
                 Reading::Value(n) if *n > max.saturating_mul(factor) => raise(
                     Level::Critical,
+                    Signal::ActiveBackends,
                     format!("{n} active backends over {factor}x the limit of {max}"),
                 ),
-                Reading::Value(n) if *n > max => {
-                    raise(Level::Throttle, format!("{n} active backends over {max}"))
-                }
+                Reading::Value(n) if *n > max => raise(
+                    Level::Throttle,
+                    Signal::ActiveBackends,
+                    format!("{n} active backends over {max}"),
+                ),
                 Reading::Value(_) | Reading::NotWatched => {}
                 Reading::Unknown(why) => raise(
                     Level::Throttle,
+                    Signal::ActiveBackends,
                     format!("active backends unreadable ({why})"),
                 ),
             }
@@ -270,6 +327,7 @@ impl ThrottlePolicy {
         match &obs.probe_latency {
             Reading::Value(latency) if *latency > t.max_probe_latency * factor => raise(
                 Level::Critical,
+                Signal::ProbeLatency,
                 format!(
                     "probe took {} ms, over {factor}x the {} ms limit",
                     latency.as_millis(),
@@ -278,6 +336,7 @@ impl ThrottlePolicy {
             ),
             Reading::Value(latency) if *latency > t.max_probe_latency => raise(
                 Level::Throttle,
+                Signal::ProbeLatency,
                 format!(
                     "probe took {} ms, over {} ms",
                     latency.as_millis(),
@@ -285,16 +344,26 @@ impl ThrottlePolicy {
                 ),
             ),
             Reading::Value(_) | Reading::NotWatched => {}
-            Reading::Unknown(why) => raise(Level::Throttle, format!("probe failed ({why})")),
+            Reading::Unknown(why) => raise(
+                Level::Throttle,
+                Signal::ProbeLatency,
+                format!("probe failed ({why})"),
+            ),
         }
         match &obs.throttle_query {
-            Reading::Value(true) => raise(Level::Throttle, "throttle query returned true".into()),
+            Reading::Value(true) => raise(
+                Level::Throttle,
+                Signal::ThrottleQuery,
+                "throttle query returned true".into(),
+            ),
             Reading::Value(false) | Reading::NotWatched => {}
-            Reading::Unknown(why) => {
-                raise(Level::Throttle, format!("throttle query failed ({why})"))
-            }
+            Reading::Unknown(why) => raise(
+                Level::Throttle,
+                Signal::ThrottleQuery,
+                format!("throttle query failed ({why})"),
+            ),
         }
-        (level, reasons)
+        (level, reasons, signals)
     }
 
     fn notes(&self, obs: &Observation) -> Vec<String> {
@@ -345,6 +414,37 @@ mod tests {
             "{}",
             d.reason
         );
+    }
+
+    #[test]
+    fn the_signals_that_set_a_level_are_typed_and_held_while_it_recovers() {
+        let mut p = policy();
+        let d = p.decide(&Observation {
+            blocked_by_us: Reading::Value(1),
+            probe_latency: Reading::Value(Duration::from_secs(2)),
+            ..Observation::healthy(at(0))
+        });
+        assert_eq!(d.level, Level::Critical);
+        assert_eq!(
+            d.signals,
+            vec![Signal::BlockedSessions, Signal::ProbeLatency]
+        );
+        assert_eq!(d.signals.len(), d.reason.split("; ").count());
+        // Calmer, but held: the signals stay the ones that set the level.
+        let d = p.decide(&Observation::healthy(at(100)));
+        assert_eq!(d.level, Level::Critical);
+        assert_eq!(
+            d.signals,
+            vec![Signal::BlockedSessions, Signal::ProbeLatency]
+        );
+        let d = p.decide(&Observation::healthy(at(10_200)));
+        assert_eq!(d.level, Level::Healthy);
+        assert!(d.signals.is_empty());
+        let d = p.decide(&Observation {
+            throttle_query: Reading::Unknown("syntax error".into()),
+            ..Observation::healthy(at(10_300))
+        });
+        assert_eq!(d.signals, vec![Signal::ThrottleQuery]);
     }
 
     #[test]

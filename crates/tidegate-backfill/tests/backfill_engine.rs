@@ -10,6 +10,7 @@ use tidegate_backfill::engine::{self, BackfillOptions, EventSink, RunEnd, RunTar
 use tidegate_backfill::events::Event;
 use tidegate_backfill::spec::BackfillSpec;
 use tidegate_backfill::state;
+use tidegate_backfill::throttle::Signal;
 use tidegate_db::connect::ConnectionConfig;
 use tidegate_testkit::{PrivateCluster, TestDatabase};
 use tokio_postgres::Client;
@@ -588,7 +589,7 @@ async fn throttle_query_stops_batches_then_they_resume() {
         .unwrap();
     let seen = events.clone();
     wait_for("the throttle", Duration::from_secs(10), async || {
-        seen.lock().unwrap().iter().any(|e| matches!(e, Event::Throttled { reason, .. } if reason.contains("throttle query returned true")))
+        seen.lock().unwrap().iter().any(|e| matches!(e, Event::Throttled { reason, signals, .. } if reason.contains("throttle query returned true") && *signals == [Signal::ThrottleQuery]))
     })
     .await;
     // The batch in flight may finish; then nothing moves.
@@ -675,7 +676,7 @@ async fn a_probe_slowed_by_a_held_lock_pauses_the_run_until_it_recovers() {
             seen.lock()
                 .unwrap()
                 .iter()
-                .any(|e| matches!(e, Event::Paused { reason, .. } if reason.contains("probe")))
+                .any(|e| matches!(e, Event::Paused { reason, critical, .. } if reason.contains("probe") && *critical == [Signal::ProbeLatency]))
         },
     )
     .await;

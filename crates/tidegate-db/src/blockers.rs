@@ -8,23 +8,31 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
+use tidegate_sql::LockLevel;
 use tokio_postgres::Client;
 
-/// A session that blocks ours.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Blocker {
+/// A session holding (or waiting for) a lock on a table, blocking another, or with a long transaction open: the
+/// one type for "who is in the way" that apply's blocker messages, plan's risk model and the backfill engine's
+/// give-up message all use.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LockHolder {
     pub pid: i32,
     pub application_name: String,
     pub user: String,
     /// `active`, `idle in transaction`, …
     pub state: String,
-    /// How long its transaction has been open, in whole milliseconds (0 when it has none).
-    pub transaction_age_ms: i64,
-    /// Its current or last query, shortened to 200 characters.
+    /// Seconds since its transaction began; `None` outside a transaction.
+    pub transaction_age_seconds: Option<f64>,
+    /// Its current or last query, shortened to 200 characters, whitespace collapsed.
     pub query: String,
+    /// The table lock it holds or waits for (`pg_locks.mode`, read with [`LockLevel::from_pg_mode`]); `None` when
+    /// the lock is not the point (a long transaction, a session `pg_blocking_pids` names).
+    pub mode: Option<LockLevel>,
+    /// Whether the lock is held (false: waiting for it).
+    pub granted: bool,
 }
 
-impl std::fmt::Display for Blocker {
+impl std::fmt::Display for LockHolder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let application = if self.application_name.is_empty() {
             "no application_name"
@@ -33,13 +41,17 @@ impl std::fmt::Display for Blocker {
         };
         write!(
             f,
-            "pid {} ({application}, user {}, {}, transaction open {:.1} s): {}",
+            "pid {} ({application}, user {}, {}, transaction open {:.1} s",
             self.pid,
             self.user,
             self.state,
-            self.transaction_age_ms as f64 / 1000.0,
-            self.query
-        )
+            self.transaction_age_seconds.unwrap_or(0.0),
+        )?;
+        if let Some(mode) = self.mode {
+            let verb = if self.granted { "holds" } else { "waits for" };
+            write!(f, ", {verb} {mode}")?;
+        }
+        write!(f, "): {}", self.query)
     }
 }
 
@@ -48,31 +60,36 @@ select a.pid,
        coalesce(a.application_name, ''),
        coalesce(a.usename::text, ''),
        coalesce(a.state, ''),
-       coalesce((extract(epoch from (now() - a.xact_start)) * 1000)::bigint, 0),
+       extract(epoch from (clock_timestamp() - a.xact_start))::float8,
        left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200)
   from pg_stat_activity a
  where a.pid = any(pg_blocking_pids($1))
  order by a.xact_start nulls last, a.pid";
 
 /// The sessions blocking backend `pid` right now.
-pub async fn blockers_of(client: &Client, pid: i32) -> Result<Vec<Blocker>, tokio_postgres::Error> {
+pub async fn blockers_of(
+    client: &Client,
+    pid: i32,
+) -> Result<Vec<LockHolder>, tokio_postgres::Error> {
     let rows = client.query(BLOCKERS_OF, &[&pid]).await?;
     Ok(rows
         .into_iter()
-        .map(|row| Blocker {
+        .map(|row| LockHolder {
             pid: row.get(0),
             application_name: row.get(1),
             user: row.get(2),
             state: row.get(3),
-            transaction_age_ms: row.get(4),
+            transaction_age_seconds: row.get(4),
             query: row.get(5),
+            mode: None,
+            granted: true,
         })
         .collect())
 }
 
 /// Samples the blockers of one backend in the background until dropped or stopped.
 pub struct BlockerWatch {
-    seen: Arc<Mutex<Vec<Blocker>>>,
+    seen: Arc<Mutex<Vec<LockHolder>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -102,7 +119,7 @@ impl BlockerWatch {
     }
 
     /// The blockers seen most recently (empty when the statement never had to wait).
-    pub fn last_seen(&self) -> Vec<Blocker> {
+    pub fn last_seen(&self) -> Vec<LockHolder> {
         self.seen
             .lock()
             .expect("the blocker list lock is never poisoned")

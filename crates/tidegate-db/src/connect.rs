@@ -17,6 +17,8 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
+use crate::driver::ErrorClass;
+
 /// The `lock_timeout` every session starts with. Work that waits for locks on purpose (schema phases, backfill
 /// batches) sets its own bound per statement; this one bounds everything else — reads of the catalog, the
 /// `tidegate` schema's own tables, advisory locks — and is long enough for a busy but healthy server to grant
@@ -81,6 +83,8 @@ pub struct DbError {
     pub context: String,
     pub message: String,
     pub sqlstate: Option<SqlState>,
+    /// What the error means for retrying, decided by the driver from its server's codes.
+    pub class: ErrorClass,
 }
 
 impl DbError {
@@ -89,6 +93,7 @@ impl DbError {
             context: context.into(),
             message: describe(error),
             sqlstate: error.code().cloned(),
+            class: classify(error),
         }
     }
 
@@ -98,17 +103,33 @@ impl DbError {
             context: context.into(),
             message: message.into(),
             sqlstate: None,
+            class: ErrorClass::Other,
         }
     }
 
     pub fn code(&self) -> Option<&str> {
         self.sqlstate.as_ref().map(SqlState::code)
     }
+
+    /// The same error, with what tidegate was doing when it happened.
+    pub fn context(mut self, context: impl Into<String>) -> Self {
+        self.context = context.into();
+        self
+    }
+
+    pub fn is_connection_lost(&self) -> bool {
+        self.class == ErrorClass::ConnectionLost
+    }
 }
 
 impl From<ConnectError> for DbError {
     fn from(error: ConnectError) -> Self {
+        let class = match &error {
+            ConnectError::Connect { .. } if !error.is_permanent() => ErrorClass::ConnectionLost,
+            _ => ErrorClass::Other,
+        };
         Self {
+            class,
             sqlstate: error.sqlstate().cloned(),
             context: "connecting".into(),
             message: error.to_string(),
@@ -446,8 +467,32 @@ pub fn is_connection_lost(error: &tokio_postgres::Error) -> bool {
     match sqlstate(error) {
         // 08xxx connection exceptions; 57P01 admin_shutdown; 57P02 crash_shutdown; 57P03 cannot_connect_now.
         Some(code) => code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03"),
-        // No SQLSTATE: an I/O or protocol failure on the socket.
-        None => error.as_db_error().is_none(),
+        // No SQLSTATE: an I/O failure on the socket is a loss; a parameter the client could not encode is not.
+        None => {
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                if cause.is::<std::io::Error>() {
+                    return true;
+                }
+                source = cause.source();
+            }
+            false
+        }
+    }
+}
+
+/// What a PostgreSQL error means for retrying.
+pub fn classify(error: &tokio_postgres::Error) -> ErrorClass {
+    if is_connection_lost(error) {
+        return ErrorClass::ConnectionLost;
+    }
+    match sqlstate(error) {
+        Some("55P03") => ErrorClass::LockTimeout,
+        Some("40P01") => ErrorClass::Deadlock,
+        Some("40001") => ErrorClass::SerializationFailure,
+        Some("57014") => ErrorClass::StatementTimeout,
+        Some("23505") => ErrorClass::UniqueViolation,
+        _ => ErrorClass::Other,
     }
 }
 

@@ -3,6 +3,9 @@
 //! - [`blockers`]: who holds the lock a statement waits for (`pg_blocking_pids`, sampled while it waits).
 //! - [`connect`]: resolves `--db`, `DATABASE_URL` and libpq's variables like psql and connects;
 //!   [`connect::Redacted`] is the only way a target is displayed, so passwords never reach output or logs.
+//! - [`driver`]: the database seam — [`driver::Session`] (execute, query rows read by column name, prepare,
+//!   cancel), [`driver::Driver`] (open sessions), [`driver::Value`] and [`driver::ErrorClass`] — implemented for
+//!   PostgreSQL on tokio-postgres; the backfill engine and the state schema use only this.
 //! - [`scratch`]: throwaway clusters started from the machine's own PostgreSQL binaries — the embedded default
 //!   behind `tidegate scratch`, `tidegate demo` and the integration tests.
 //!
@@ -25,5 +28,6 @@
 
 pub mod blockers;
 pub mod connect;
+pub mod driver;
 pub mod scratch;
 pub mod table_stats;

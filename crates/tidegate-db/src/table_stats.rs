@@ -267,24 +267,7 @@ pub async fn write_counters(
         .collect())
 }
 
-/// A session holding (or waiting for) a lock on a table, or with a long transaction open.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LockHolder {
-    pub pid: i32,
-    pub application_name: String,
-    pub user: String,
-    /// `active`, `idle in transaction`, …
-    pub state: String,
-    /// Seconds since its transaction began; `None` outside a transaction.
-    pub transaction_age_seconds: Option<f64>,
-    /// Its current or last query, shortened to 200 characters, whitespace collapsed.
-    pub query: String,
-    /// The lock mode as PostgreSQL names it (`AccessShareLock`); `None` for a long transaction with no lock on
-    /// the table.
-    pub mode: Option<String>,
-    /// Whether the lock is held (false: waiting for it).
-    pub granted: bool,
-}
+pub use crate::blockers::LockHolder;
 
 const LOCK_HOLDERS: &str = "
 SELECT a.pid,
@@ -318,7 +301,7 @@ pub async fn lock_holders(
             state: row.get(3),
             transaction_age_seconds: row.get(4),
             query: row.get(5),
-            mode: Some(row.get(6)),
+            mode: tidegate_sql::LockLevel::from_pg_mode(row.get(6)),
             granted: row.get(7),
         })
         .collect())

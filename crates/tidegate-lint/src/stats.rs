@@ -17,14 +17,14 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tidegate_sql::TableName;
 
 /// The size of one table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub struct TableStat {
     pub rows: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
 }
 
@@ -82,6 +82,29 @@ impl TableStats {
     pub fn get(&self, table: &TableName) -> Option<TableStat> {
         self.tables.get(&table.key()).copied()
     }
+
+    /// The file `from_json` reads (what `tidegate plan --write-stats` writes): tables keyed `schema.table`, in
+    /// name order, so the file diffs cleanly between runs.
+    pub fn to_json(&self) -> String {
+        let tables: std::collections::BTreeMap<String, TableStat> = self
+            .tables
+            .iter()
+            .map(|((schema, table), stat)| (format!("{schema}.{table}"), *stat))
+            .collect();
+        let document = serde_json::json!({ "version": 1, "tables": tables });
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&document).expect("a map of numbers always serialises")
+        )
+    }
+
+    pub fn len(&self) -> usize {
+        self.tables.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
 }
 
 impl FromIterator<(TableName, TableStat)> for TableStats {
@@ -97,6 +120,28 @@ impl FromIterator<(TableName, TableStat)> for TableStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_it_writes_it_reads_back() {
+        let mut stats = TableStats::new();
+        stats.insert(
+            &TableName::new(Some("app"), "Orders"),
+            TableStat {
+                rows: 5,
+                bytes: Some(8192),
+            },
+        );
+        stats.insert(
+            &TableName::new(None, "flags"),
+            TableStat {
+                rows: 0,
+                bytes: None,
+            },
+        );
+        let text = stats.to_json();
+        assert_eq!(TableStats::from_json(&text).unwrap(), stats);
+        assert!(text.starts_with("{\n  \"tables\""), "{text}");
+    }
 
     #[test]
     fn reads_the_documented_format() {

@@ -7,6 +7,10 @@
 //!   actions. Documents the estimate and the verdict rules.
 //! - [`report`] — **pure**: joins analysed migrations with table facts through the model into a
 //!   [`report::PlanReport`], and renders it as text, JSON or markdown.
+//! - [`pipeline`] — what `tidegate plan` runs: [`pipeline::load`] reads the migration files (no database),
+//!   [`pipeline::assess`] reads what is applied, analyses the pending migrations, probes their tables and builds
+//!   the report, plus the table sizes `tidegate lint --stats` reads (the file format is tidegate-lint's
+//!   [`tidegate_lint::TableStats`], reader and writer, since lint sits below plan).
 //! - [`probe`] — the I/O edge: reads table sizes, a timed bounded read, write counters sampled twice, lock
 //!   holders and long transactions, inside `READ ONLY` transactions.
 //!
@@ -34,5 +38,6 @@
 //! ```
 
 pub mod model;
+pub mod pipeline;
 pub mod probe;
 pub mod report;

@@ -161,35 +161,33 @@ pub struct EffectFacts {
     pub held_through_seconds: f64,
 }
 
-/// A session holding or waiting for a lock on the table, or with a long transaction open.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Session {
-    pub pid: i32,
-    pub application_name: String,
-    pub state: String,
-    pub transaction_age_seconds: Option<f64>,
-    pub query: String,
-    /// The lock it holds or waits for on this table; `None` for a long transaction elsewhere.
-    pub mode: Option<LockLevel>,
-    pub granted: bool,
+pub use tidegate_db::blockers::LockHolder;
+
+/// A lock holder as plan's reasons name it: its lock in SQL's words.
+pub struct HolderSummary<'a>(pub &'a LockHolder);
+
+/// The table lock a holder holds or waits for, in lock-conflict terms.
+pub fn holder_lock(holder: &LockHolder) -> Option<LockLevel> {
+    holder.mode
 }
 
-impl std::fmt::Display for Session {
+impl std::fmt::Display for HolderSummary<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let application = if self.application_name.is_empty() {
+        let holder = self.0;
+        let application = if holder.application_name.is_empty() {
             "no application_name"
         } else {
-            &self.application_name
+            &holder.application_name
         };
-        write!(f, "pid {} ({application}, {}", self.pid, self.state)?;
-        if let Some(age) = self.transaction_age_seconds {
+        write!(f, "pid {} ({application}, {}", holder.pid, holder.state)?;
+        if let Some(age) = holder.transaction_age_seconds {
             write!(f, ", transaction open {}", format_duration(age))?;
         }
-        if let Some(mode) = self.mode {
-            let verb = if self.granted { "holds" } else { "waits for" };
+        if let Some(mode) = holder_lock(holder) {
+            let verb = if holder.granted { "holds" } else { "waits for" };
             write!(f, ", {verb} {mode}")?;
         }
-        write!(f, "): {}", self.query)
+        write!(f, "): {}", holder.query)
     }
 }
 
@@ -208,9 +206,9 @@ pub struct TableFacts {
     /// Rows inserted, updated or deleted per second during the sample; `None` when not sampled.
     pub writes_per_second: Option<f64>,
     /// Sessions holding or waiting for locks on the table.
-    pub lock_holders: Vec<Session>,
+    pub lock_holders: Vec<LockHolder>,
     /// Long transactions anywhere in the database (they delay `CONCURRENTLY` builds and hold back VACUUM).
-    pub long_transactions: Vec<Session>,
+    pub long_transactions: Vec<LockHolder>,
 }
 
 impl TableFacts {
@@ -243,7 +241,7 @@ pub struct Assessment {
     pub reasons: Vec<String>,
     pub actions: Vec<Action>,
     /// Sessions the statement would queue behind.
-    pub blockers: Vec<Session>,
+    pub blockers: Vec<LockHolder>,
 }
 
 /// The kind of work a statement does on a table, which decides its cost.
@@ -327,7 +325,7 @@ pub fn assess(effect: &EffectFacts, table: &TableFacts, policy: &Policy) -> Asse
         .lock_holders
         .iter()
         .filter(|session| {
-            session.mode.is_some_and(|mode| lock.conflicts_with(mode))
+            holder_lock(session).is_some_and(|mode| lock.conflicts_with(mode))
                 && (session.state.starts_with("idle in transaction")
                     || session
                         .transaction_age_seconds
@@ -376,13 +374,13 @@ pub fn assess(effect: &EffectFacts, table: &TableFacts, policy: &Policy) -> Asse
             out.reasons.push(format!(
                 "CONCURRENTLY waits for {} long transaction(s) to end first: {}",
                 table.long_transactions.len(),
-                table.long_transactions[0]
+                HolderSummary(&table.long_transactions[0])
             ));
         }
         if !out.blockers.is_empty() {
             out.reasons.push(format!(
                 "would wait behind {} (reads and writes continue meanwhile)",
-                out.blockers[0]
+                HolderSummary(&out.blockers[0])
             ));
         }
         return out;
@@ -457,7 +455,7 @@ pub fn assess(effect: &EffectFacts, table: &TableFacts, policy: &Policy) -> Asse
         };
         out.reasons.push(format!(
             "would queue behind {}{more}; while it waits, every query on the table queues behind it",
-            out.blockers[0]
+            HolderSummary(&out.blockers[0])
         ));
         out.actions.push(Action::EndBlockingTransactions);
     }
@@ -602,16 +600,38 @@ mod tests {
         }
     }
 
-    fn session(mode: LockLevel, state: &str, age: f64) -> Session {
-        Session {
+    fn session(mode: LockLevel, state: &str, age: f64) -> LockHolder {
+        LockHolder {
             pid: 4242,
             application_name: "billing-worker".into(),
+            user: "billing".into(),
             state: state.into(),
             transaction_age_seconds: Some(age),
             query: "SELECT * FROM orders".into(),
             mode: Some(mode),
             granted: true,
         }
+    }
+
+    #[test]
+    fn pg_lock_modes_round_trip() {
+        for level in [
+            LockLevel::AccessShare,
+            LockLevel::RowShare,
+            LockLevel::RowExclusive,
+            LockLevel::ShareUpdateExclusive,
+            LockLevel::Share,
+            LockLevel::ShareRowExclusive,
+            LockLevel::Exclusive,
+            LockLevel::AccessExclusive,
+        ] {
+            assert_eq!(LockLevel::from_pg_mode(&level.pg_mode_name()), Some(level));
+        }
+        assert_eq!(
+            LockLevel::AccessExclusive.pg_mode_name(),
+            "AccessExclusiveLock"
+        );
+        assert_eq!(LockLevel::from_pg_mode("SIReadLock"), None);
     }
 
     fn alter_type() -> Operation {

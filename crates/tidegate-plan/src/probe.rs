@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tidegate_db::table_stats::{self, LockHolder, ScanSkipped};
-use tidegate_sql::LockLevel;
 use tokio_postgres::Client;
 
-use crate::model::{Session, TableFacts};
+use crate::model::TableFacts;
 use crate::report::{display_key, TableKey};
 
 /// How much the probe may read and wait.
@@ -114,31 +113,6 @@ pub async fn catalog_sizes(
     Ok(sizes)
 }
 
-/// `AccessExclusiveLock` → ACCESS EXCLUSIVE.
-pub fn lock_level_of_mode(mode: &str) -> Option<LockLevel> {
-    let name = mode.strip_suffix("Lock").unwrap_or(mode);
-    let mut spaced = String::with_capacity(name.len() + 4);
-    for (i, c) in name.chars().enumerate() {
-        if i > 0 && c.is_ascii_uppercase() {
-            spaced.push(' ');
-        }
-        spaced.push(c);
-    }
-    LockLevel::from_sql_name(&spaced)
-}
-
-fn session_of(holder: LockHolder) -> Session {
-    Session {
-        pid: holder.pid,
-        application_name: holder.application_name,
-        state: holder.state,
-        transaction_age_seconds: holder.transaction_age_seconds,
-        query: holder.query,
-        mode: holder.mode.as_deref().and_then(lock_level_of_mode),
-        granted: holder.granted,
-    }
-}
-
 /// The facts of each table, and notes about what could not be measured.
 pub async fn probe_tables(
     client: &Client,
@@ -173,12 +147,11 @@ pub async fn probe_tables(
     finish(client).await?;
 
     read_only(client, options).await?;
-    let long_transactions: Vec<Session> =
+    let long_transactions: Vec<LockHolder> =
         table_stats::long_transactions(client, options.long_transaction)
             .await
             .map_err(database("reading pg_stat_activity"))?
             .into_iter()
-            .map(session_of)
             .collect();
     finish(client).await?;
     // One short transaction per table: the ACCESS SHARE lock of the timed read is released before the next
@@ -227,7 +200,6 @@ pub async fn probe_tables(
             .await
             .map_err(database(format!("reading pg_locks for {name}")))?
             .into_iter()
-            .map(session_of)
             .collect();
         finish(client).await?;
         facts.insert(
@@ -267,23 +239,4 @@ pub async fn probe_tables(
         }
     }
     Ok((facts, notes))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lock_modes_map_to_levels() {
-        assert_eq!(
-            lock_level_of_mode("AccessExclusiveLock"),
-            Some(LockLevel::AccessExclusive)
-        );
-        assert_eq!(
-            lock_level_of_mode("ShareUpdateExclusiveLock"),
-            Some(LockLevel::ShareUpdateExclusive)
-        );
-        assert_eq!(lock_level_of_mode("ShareLock"), Some(LockLevel::Share));
-        assert_eq!(lock_level_of_mode("SIReadLock"), None);
-    }
 }

@@ -481,7 +481,10 @@ pub fn render_text(report: &PlanReport) -> String {
             out.push_str(&line);
             out.push('\n');
             for session in &facts.lock_holders {
-                out.push_str(&format!("    lock: {session}\n"));
+                out.push_str(&format!(
+                    "    lock: {}\n",
+                    crate::model::HolderSummary(session)
+                ));
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use tidegate_plan::model::{Policy, Session, TableFacts, Verdict};
+use tidegate_plan::model::{LockHolder, Policy, TableFacts, Verdict};
 use tidegate_plan::report::{
     build_report, render_json, render_markdown, render_text, tables_to_probe, PendingMigration,
     ReportHeader, TableKey,
@@ -224,9 +224,10 @@ fn mixed_report() -> tidegate_plan::report::PlanReport {
         ],
     );
     let mut busy_orders = orders();
-    busy_orders.lock_holders = vec![Session {
+    busy_orders.lock_holders = vec![LockHolder {
         pid: 4242,
         application_name: "billing-worker".into(),
+        user: "billing".into(),
         state: "idle in transaction".into(),
         transaction_age_seconds: Some(754.0),
         query: "SELECT * FROM orders WHERE id = $1".into(),

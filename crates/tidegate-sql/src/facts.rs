@@ -66,6 +66,33 @@ impl LockLevel {
     }
 
     /// Parses `ACCESS EXCLUSIVE` / `access exclusive` / `AccessExclusiveLock`-less names.
+    /// The mode as `pg_locks.mode` names it (`AccessExclusiveLock`).
+    pub fn pg_mode_name(self) -> String {
+        let words: String = self
+            .sql_name()
+            .split(' ')
+            .map(|word| {
+                let (first, rest) = word.split_at(1);
+                format!("{first}{}", rest.to_ascii_lowercase())
+            })
+            .collect();
+        format!("{words}Lock")
+    }
+
+    /// `pg_locks.mode` (`AccessExclusiveLock`) → ACCESS EXCLUSIVE; `None` for a mode that is not a table lock
+    /// (`ExclusiveLock` on a transaction id reads as EXCLUSIVE, which is what it conflicts like).
+    pub fn from_pg_mode(mode: &str) -> Option<LockLevel> {
+        let name = mode.strip_suffix("Lock").unwrap_or(mode);
+        let mut spaced = String::with_capacity(name.len() + 4);
+        for (i, c) in name.chars().enumerate() {
+            if i > 0 && c.is_ascii_uppercase() {
+                spaced.push(' ');
+            }
+            spaced.push(c);
+        }
+        LockLevel::from_sql_name(&spaced)
+    }
+
     pub fn from_sql_name(name: &str) -> Option<LockLevel> {
         let normalized = name.trim().to_ascii_uppercase().replace('_', " ");
         [

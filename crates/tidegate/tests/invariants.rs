@@ -1,6 +1,7 @@
 //! ARCHITECTURE.md's cross-crate invariants, each checked so that breaking it fails a test:
-//! - the layering (sql ← lint ← plan / apply ← rehearse ← cli; backfill ← apply; db beside), and tidegate-lint and
-//!   tidegate-sql reach no database driver;
+//! - the layering (sql ← lint ← plan / apply ← rehearse ← cli; backfill ← apply ← metrics ← cli; db beside), and
+//!   tidegate-lint and tidegate-sql reach no database driver; the engine and apply reach neither tidegate-metrics
+//!   nor an HTTP server (metrics consume their events from outside);
 //! - the SQL a library sends lives in its SQL module (`dialect.rs` for the engine, `sql.rs` for apply) or in the
 //!   database layer (tidegate-db): a string literal anywhere else that PostgreSQL's parser reads as a statement is
 //!   a violation.
@@ -155,6 +156,22 @@ fn crates_are_layered_and_lint_reaches_no_database_driver() {
             assert!(!reached.contains(*other), "{package} depends on {other}");
         }
     }
+    // Metrics sit on top of the engine and apply: nothing below them serves HTTP or knows of them.
+    for package in [
+        "tidegate-sql",
+        "tidegate-lint",
+        "tidegate-db",
+        "tidegate-backfill",
+        "tidegate-apply",
+        "tidegate-plan",
+    ] {
+        let reached = reaches(&graph, package);
+        for other in ["tidegate-metrics", "hyper", "prometheus-client"] {
+            assert!(!reached.contains(other), "{package} depends on {other}");
+        }
+    }
+    assert!(reaches(&graph, "tidegate-metrics").contains("tidegate-apply"));
+    assert!(reaches(&graph, "tidegate").contains("tidegate-metrics"));
     // The layering exists at all (so the checks above are about real crates).
     assert!(reaches(&graph, "tidegate-apply").contains("tidegate-backfill"));
     assert!(reaches(&graph, "tidegate-plan").contains("tidegate-sql"));
@@ -224,6 +241,7 @@ fn sql_lives_in_the_sql_modules() {
         "tidegate-backfill",
         "tidegate-apply",
         "tidegate-plan",
+        "tidegate-metrics",
         "tidegate",
     ] {
         let mut files = Vec::new();

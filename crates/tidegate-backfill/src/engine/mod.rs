@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tidegate_db::connect::{describe, is_connection_lost, sqlstate, ConnectionConfig, DbError};
-use tokio_postgres::Client;
+use tidegate_db::connect::DbError;
+use tidegate_db::driver::{Driver, ErrorClass, Session, SessionExt, Value};
 
 use crate::controller::ControllerConfig;
-use crate::dialect::{state as state_sql, BatchShape, Dialect, Postgres};
+use crate::dialect::{for_family, BatchShape, Dialect, TableKind};
 use crate::events::Event;
 use crate::pacing::{RateLimit, Window};
 use crate::retry::{RetryDecision, RetryPolicy, RetryState};
@@ -127,8 +127,8 @@ impl From<tidegate_db::connect::ConnectError> for BackfillError {
     }
 }
 
-fn db_error(context: &str, error: &tokio_postgres::Error) -> BackfillError {
-    BackfillError::Database(DbError::new(context, error))
+fn db_error(context: &str, error: DbError) -> BackfillError {
+    BackfillError::Database(error.context(context))
 }
 
 /// What to run: a spec (resumes its unfinished run, if any) or a run by id.
@@ -141,6 +141,8 @@ pub enum RunTarget {
 /// The table, key and statements a spec resolves to against the live catalog. Read-only to obtain.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Prepared {
+    /// The database family the spec was resolved against.
+    pub family: tidegate_db::driver::Family,
     pub spec: BackfillSpec,
     pub shape: BatchShape,
     /// The index the key comes from.
@@ -176,7 +178,7 @@ pub struct Plan {
 impl Prepared {
     /// The plan `--dry-run` prints.
     pub fn plan(&self, options: &BackfillOptions, existing_run: Option<i64>) -> Plan {
-        let d = Postgres;
+        let d = for_family(self.family);
         let size = options.controller.initial.max(1);
         let mut parameters = Vec::new();
         if let Some(max) = &self.key_max {
@@ -241,7 +243,7 @@ impl Prepared {
                 d.batch_change(&self.shape, false),
                 format!(
                     "{} -- the checkpoint, same transaction",
-                    state_sql::CHECKPOINT
+                    d.state().checkpoint
                 ),
                 "COMMIT".into(),
             ],
@@ -253,14 +255,17 @@ impl Prepared {
 }
 
 /// Validates the spec against the live catalog and returns what a run would do. Changes nothing.
-pub async fn prepare(client: &Client, spec: &BackfillSpec) -> Result<Prepared, BackfillError> {
-    prepare_with(&Postgres, client, spec).await
+pub async fn prepare(
+    session: &dyn Session,
+    spec: &BackfillSpec,
+) -> Result<Prepared, BackfillError> {
+    prepare_with(for_family(session.family()), session, spec).await
 }
 
 /// As [`prepare`], through the given dialect.
 pub async fn prepare_with(
     d: &dyn Dialect,
-    client: &Client,
+    session: &dyn Session,
     spec: &BackfillSpec,
 ) -> Result<Prepared, BackfillError> {
     if spec.table.trim().is_empty() {
@@ -275,107 +280,93 @@ pub async fn prepare_with(
         Operation::Delete => Vec::new(),
     };
     // Catalog reads and statement checks never wait long behind another session's lock.
-    client
+    session
         .batch_execute(&d.session_settings(Duration::from_secs(5), Duration::from_secs(30)))
         .await
-        .map_err(|e| db_error("configuring the session", &e))?;
+        .map_err(|e| db_error("configuring the session", e))?;
     if let Some(p) = &spec.predicate {
         spec::validate_where(p).map_err(|e| BackfillError::Input(e.to_string()))?;
     }
-    let writable = client
-        .query_one(d.writable(), &[])
+    let writable = d
+        .writable(session)
         .await
-        .map_err(|e| db_error("checking the connection is writable", &e))?;
-    let (in_recovery, read_only_tx, default_read_only): (bool, bool, bool) =
-        (writable.get(0), writable.get(1), writable.get(2));
-    if in_recovery || read_only_tx || default_read_only {
+        .map_err(|e| db_error("checking the connection is writable", e))?;
+    if writable.in_recovery || writable.read_only {
         return Err(BackfillError::Input(format!(
             "the connection is read-only ({}); point --db at the primary with a role that may write",
-            if in_recovery { "the server is a standby in recovery" } else { "default_transaction_read_only is on" }
+            if writable.in_recovery { "the server is a standby in recovery" } else { "default_transaction_read_only is on" }
         )));
     }
-    let table = match client.query_opt(d.resolve_table(), &[&spec.table]).await {
-        Ok(Some(row)) => row,
+    let table = match d.resolve_table(session, &spec.table).await {
+        Ok(Some(table)) => table,
         Ok(None) => {
             return Err(BackfillError::Input(format!(
             "table {:?} does not exist (or is not on the search_path); name it as `schema.table`",
             spec.table
         )))
         }
-        Err(e) if e.code().is_some() && !is_connection_lost(&e) => {
+        Err(e) if e.sqlstate.is_some() && !e.is_connection_lost() => {
             return Err(BackfillError::Input(format!(
                 "--table {:?} is not a table name: {}",
-                spec.table,
-                describe(&e)
+                spec.table, e.message
             )))
         }
-        Err(e) => return Err(db_error("looking up the table", &e)),
+        Err(e) => return Err(db_error("looking up the table", e)),
     };
-    let oid: u32 = table.get(0);
-    let schema: String = table.get(1);
-    let name: String = table.get(2);
-    let relkind: String = table.get(3);
-    let reltuples: f64 = table.get(4);
-    let may_update: bool = table.get(5);
-    let may_delete: bool = table.get(6);
-    if relkind != "r" && relkind != "p" {
+    let (schema, name) = (table.schema.clone(), table.name.clone());
+    if let TableKind::Other(relkind) = &table.kind {
         return Err(BackfillError::Input(format!(
             "{schema}.{name} is not a table (relkind {relkind}); a backfill changes the rows of a table"
         )));
     }
     let (privilege, allowed) = match spec.operation {
-        Operation::Update { .. } => ("UPDATE", may_update),
-        Operation::Delete => ("DELETE", may_delete),
+        Operation::Update { .. } => ("UPDATE", table.may_update),
+        Operation::Delete => ("DELETE", table.may_delete),
     };
     if !allowed {
         return Err(BackfillError::Input(format!(
             "the connected role may not {privilege} {schema}.{name}; grant it {privilege} or connect as the table's owner"
         )));
     }
-    let columns: Vec<(String, String, bool)> = client
-        .query(d.columns(), &[&oid])
+    let columns = d
+        .columns(session, &table)
         .await
-        .map_err(|e| db_error("reading the table's columns", &e))?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+        .map_err(|e| db_error("reading the table's columns", e))?;
+    let has_column = |wanted: &str| columns.iter().any(|c| c.name == wanted);
     for column in &set_columns {
-        if !columns.iter().any(|(n, _, _)| n == column) {
+        if !has_column(column) {
             return Err(BackfillError::Input(format!(
                 "--set assigns column {column:?}, which {schema}.{name} does not have (columns: {})",
-                columns.iter().map(|c| c.0.as_str()).collect::<Vec<_>>().join(", ")
+                columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
             )));
         }
     }
-    let indexes: Vec<(String, bool, Vec<String>, bool, bool)> = client
-        .query(d.unique_indexes(), &[&oid])
+    let indexes = d
+        .unique_indexes(session, &table)
         .await
-        .map_err(|e| db_error("reading the table's indexes", &e))?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-        .collect();
-    let usable = |ix: &&(String, bool, Vec<String>, bool, bool)| ix.4 && (ix.1 || ix.3);
+        .map_err(|e| db_error("reading the table's indexes", e))?;
+    let usable = |ix: &&crate::dialect::UniqueIndex| ix.usable && (ix.primary || ix.all_not_null);
     let chosen = match &spec.key {
         None => indexes
             .iter()
-            .find(|ix| ix.1 && usable(ix))
+            .find(|ix| ix.primary && usable(ix))
             .or_else(|| indexes.iter().find(usable)),
         Some(wanted) => {
             for column in wanted {
-                if !columns.iter().any(|(n, _, _)| n == column) {
+                if !has_column(column) {
                     return Err(BackfillError::Input(format!(
                         "--key names column {column:?}, which {schema}.{name} does not have"
                     )));
                 }
             }
-            match indexes.iter().find(|ix| &ix.2 == wanted) {
+            match indexes.iter().find(|ix| &ix.columns == wanted) {
                 Some(ix) if usable(&ix) => Some(ix),
                 Some(ix) => {
                     return Err(BackfillError::Input(format!(
                         "--key {} matches index {}, which is not usable for batching: it must be a valid btree index \
                          without predicate or expressions on NOT NULL columns",
                         wanted.join(","),
-                        ix.0
+                        ix.name
                     )))
                 }
                 None => {
@@ -389,12 +380,13 @@ pub async fn prepare_with(
             }
         }
     };
-    let Some((index_name, _, key_columns, _, _)) = chosen.cloned() else {
+    let Some(chosen) = chosen.cloned() else {
         return Err(BackfillError::Input(format!(
             "{schema}.{name} has no primary key and no unique index on NOT NULL columns, so it cannot be walked in \
              batches safely; add a primary key (or a unique NOT NULL index and pass it with --key)"
         )));
     };
+    let (index_name, key_columns) = (chosen.name, chosen.columns);
     for column in &set_columns {
         if key_columns.contains(column) {
             return Err(BackfillError::Input(format!(
@@ -407,8 +399,8 @@ pub async fn prepare_with(
         .map(|k| {
             columns
                 .iter()
-                .find(|(n, _, _)| n == k)
-                .map(|c| c.1.clone())
+                .find(|c| &c.name == k)
+                .map(|c| c.type_name.clone())
                 .unwrap_or_default()
         })
         .collect();
@@ -432,37 +424,34 @@ pub async fn prepare_with(
         }
         .map_err(|why| BackfillError::Input(format!("{flags} rejected: {why}")))?;
         // The server analyses the statement without running it: unknown columns and type errors surface here.
-        if let Err(e) = client.prepare(&sql).await {
-            if is_connection_lost(&e)
-                || sqlstate(&e) == Some("55P03")
-                || sqlstate(&e) == Some("57014")
-            {
+        if let Err(e) = session.prepare(&sql).await {
+            if matches!(
+                e.class,
+                ErrorClass::ConnectionLost | ErrorClass::LockTimeout | ErrorClass::StatementTimeout
+            ) {
                 return Err(db_error(
                     "checking the batch statement (another session may hold a lock on the table)",
-                    &e,
+                    e,
                 ));
             }
             return Err(BackfillError::Input(format!(
                 "{flags} do not fit {schema}.{name}: {}",
-                describe(&e)
+                e.message
             )));
         }
-        client
+        session
             .prepare(&d.batch_upper_bound(&shape, has_lower))
             .await
-            .map_err(|e| db_error("checking the batch bound query", &e))?;
+            .map_err(|e| db_error("checking the batch bound query", e))?;
     }
-    let key_min = first_key(client, &d.key_min(&shape)).await?;
-    let key_max = first_key(client, &d.key_max(&shape)).await?;
+    let key_min = first_key(session, &d.key_min(&shape)).await?;
+    let key_max = first_key(session, &d.key_max(&shape)).await?;
     Ok(Prepared {
+        family: d.family(),
         spec: spec.clone(),
         shape,
         key_index: index_name,
-        estimated_rows: if reltuples >= 0.0 {
-            Some(reltuples as i64)
-        } else {
-            None
-        },
+        estimated_rows: table.estimated_rows,
         key_min,
         key_max,
     })
@@ -474,12 +463,14 @@ pub fn identity_json(prepared: &Prepared) -> String {
     serde_json::to_string(&prepared.spec).unwrap_or_default()
 }
 
-async fn first_key(client: &Client, sql: &str) -> Result<Option<Vec<String>>, BackfillError> {
-    let row = client
+async fn first_key(session: &dyn Session, sql: &str) -> Result<Option<Vec<String>>, BackfillError> {
+    let row = session
         .query_opt(sql, &[])
         .await
-        .map_err(|e| db_error("reading the key range", &e))?;
-    Ok(row.map(|r| (0..r.len()).map(|i| r.get::<_, String>(i)).collect()))
+        .map_err(|e| db_error("reading the key range", e))?;
+    row.map(|r| r.texts())
+        .transpose()
+        .map_err(|e| db_error("reading the key range", e.into()))
 }
 
 /// Asks a running engine to stop between batches (SIGINT/SIGTERM). Cloneable.
@@ -542,6 +533,7 @@ enum WaitReason {
     /// The health signals are over their thresholds (or held there while they recover).
     Throttled {
         reason: String,
+        signals: Vec<crate::throttle::Signal>,
         recovering: Option<crate::throttle::Recovery>,
     },
     OutsideWindow {
@@ -571,6 +563,7 @@ impl std::fmt::Display for WaitReason {
             WaitReason::Throttled {
                 reason,
                 recovering: Some(recovery),
+                ..
             } => write!(f, "{reason} ({recovery})"),
             WaitReason::Throttled { reason, .. } => f.write_str(reason),
             WaitReason::OutsideWindow {
@@ -584,9 +577,10 @@ impl std::fmt::Display for WaitReason {
 }
 
 struct Ctx {
-    config: ConnectionConfig,
-    /// Every statement the engine sends comes from here (batch SQL, catalog, health) or from the state module.
-    dialect: Arc<dyn Dialect>,
+    /// Opens the workers' and the monitor's sessions (and reopens them after a loss).
+    driver: Arc<dyn Driver>,
+    /// Every statement the engine sends comes from here (batch SQL, catalog, health, state).
+    dialect: &'static dyn Dialect,
     options: BackfillOptions,
     shape: BatchShape,
     run_id: i64,
@@ -634,28 +628,36 @@ impl Ctx {
 
 /// Runs (or resumes) a backfill to its end. Returns how it ended; a failure is an error whose run stays
 /// resumable.
-pub async fn run(
-    config: &ConnectionConfig,
+pub async fn run<D: Driver + Clone + 'static>(
+    driver: &D,
     target: RunTarget,
     options: BackfillOptions,
     sink: EventSink,
     stop: StopHandle,
 ) -> Result<Outcome, BackfillError> {
-    let mut client = config.connect().await?;
+    let session = driver.open().await.map_err(|e| {
+        if e.class == ErrorClass::Other && e.sqlstate.is_none() {
+            // The settings themselves are wrong (an unsupported option): the user's input.
+            BackfillError::Input(e.message)
+        } else {
+            BackfillError::Database(e)
+        }
+    })?;
+    let client = session.as_ref();
     let (spec, resume_row) = match &target {
         RunTarget::Spec(spec) => (spec.clone(), None),
         RunTarget::Resume(id) => {
-            if !state::schema_exists(&client)
+            if !state::schema_exists(client)
                 .await
-                .map_err(|e| db_error("reading runs", &e))?
+                .map_err(|e| db_error("reading runs", e))?
             {
                 return Err(BackfillError::Input(format!(
                     "there is no run {id} (no tidegate state in this database)"
                 )));
             }
-            let row = state::find_run(&client, *id)
+            let row = state::find_run(client, *id)
                 .await
-                .map_err(|e| db_error("reading the run", &e))?
+                .map_err(|e| db_error("reading the run", e))?
                 .ok_or_else(|| {
                     BackfillError::Input(format!(
                         "there is no run {id}; `tidegate runs` lists them"
@@ -676,25 +678,23 @@ pub async fn run(
             (spec, Some(row))
         }
     };
-    let prepared = prepare(&client, &spec).await?;
+    let prepared = prepare(client, &spec).await?;
     if let Some(q) = &options.probe_sql {
         spec::validate_select(q, "--probe-sql").map_err(BackfillError::Input)?;
     }
     if let Some(q) = &options.throttle_query {
         spec::validate_select(q, "--throttle-query").map_err(BackfillError::Input)?;
     }
-    state::ensure_schema(&mut client)
-        .await
-        .map_err(|e| match e {
-            state::StateError::Db(error) => db_error("creating the tidegate state schema", &error),
-            other => BackfillError::Database(DbError::other(
-                "creating the tidegate state schema",
-                other.to_string(),
-            )),
-        })?;
+    state::ensure_schema(client).await.map_err(|e| match e {
+        state::StateError::Db(error) => db_error("creating the tidegate state schema", error),
+        other => BackfillError::Database(DbError::other(
+            "creating the tidegate state schema",
+            other.to_string(),
+        )),
+    })?;
     let spec_json = identity_json(&prepared);
     let (run, resumed) = attach_or_create(
-        &client,
+        client,
         &prepared,
         &spec_json,
         resume_row,
@@ -706,8 +706,8 @@ pub async fn run(
 
     let (journal_tx, journal_rx) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Arc::new(Ctx {
-        config: config.clone(),
-        dialect: Arc::new(Postgres),
+        driver: Arc::new(driver.clone()),
+        dialect: for_family(session.family()),
         limiter: options
             .max_rows_per_second
             .map(|r| Mutex::new(RateLimit::new(r))),
@@ -749,7 +749,7 @@ pub async fn run(
     }
     let monitor = tokio::spawn(monitor_loop(
         ctx.clone(),
-        client,
+        session,
         journal_rx,
         probe_key,
         stop.clone(),
@@ -813,7 +813,10 @@ struct FinalState {
 /// Writes the run's final status and journal entry, reconnecting if it must.
 async fn finish(
     ctx: &Ctx,
-    client: Option<(Client, tokio::sync::mpsc::UnboundedReceiver<Event>)>,
+    client: Option<(
+        Box<dyn Session>,
+        tokio::sync::mpsc::UnboundedReceiver<Event>,
+    )>,
     final_state: &FinalState,
 ) {
     let elapsed = ctx.now().as_secs_f64();
@@ -828,6 +831,7 @@ async fn finish(
         Ok(RunEnd::Interrupted { reason }) => Event::Paused {
             run_id: ctx.run_id,
             reason: reason.clone(),
+            critical: Vec::new(),
         },
         Ok(RunEnd::Aborted { reason }) => Event::Aborted {
             run_id: ctx.run_id,
@@ -846,7 +850,7 @@ async fn finish(
     let mut retry = RetryState::default();
     loop {
         if client.is_none() {
-            client = ctx.config.connect().await.ok();
+            client = ctx.driver.open().await.ok();
         }
         if let Some(c) = &client {
             let mut pending = Vec::new();
@@ -856,12 +860,12 @@ async fn finish(
                 }
             }
             pending.push(event.clone());
-            let result = write_final(c, ctx.run_id, &final_state.end, &pending).await;
+            let result = write_final(c.as_ref(), ctx.run_id, &final_state.end, &pending).await;
             match result {
                 Ok(()) => return,
-                Err(e) if is_connection_lost(&e) => client = None,
+                Err(e) if e.is_connection_lost() => client = None,
                 Err(e) => {
-                    tracing::warn!(error = %describe(&e), "could not record the run's final status");
+                    tracing::warn!(error = %e, "could not record the run's final status");
                     return;
                 }
             }
@@ -877,39 +881,48 @@ async fn finish(
 }
 
 async fn write_final(
-    client: &Client,
+    session: &dyn Session,
     run_id: i64,
     end: &Result<RunEnd, String>,
     events: &[Event],
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<(), DbError> {
+    let sql = for_family(session.family()).state();
     for event in events {
         if let Some(name) = event.journal_name() {
-            state::journal(client, run_id, name, &event.to_json()).await?;
+            state::journal(session, run_id, name, &event.to_json()).await?;
         }
     }
     match end {
         Ok(RunEnd::Completed) => {
-            client
-                .execute(
-                    state_sql::SET_STATUS,
-                    &[&run_id, &RunStatus::Completed.as_str(), &None::<String>],
+            session
+                .run(
+                    sql.set_status,
+                    &[
+                        run_id.into(),
+                        RunStatus::Completed.as_str().into(),
+                        Value::Null,
+                    ],
                 )
                 .await?;
         }
         Ok(RunEnd::Interrupted { reason }) => {
-            client
-                .execute(
-                    state_sql::SET_STATUS,
-                    &[&run_id, &RunStatus::Paused.as_str(), &Some(reason.as_str())],
+            session
+                .run(
+                    sql.set_status,
+                    &[
+                        run_id.into(),
+                        RunStatus::Paused.as_str().into(),
+                        reason.as_str().into(),
+                    ],
                 )
                 .await?;
         }
         Ok(RunEnd::Aborted { .. }) => {
-            client.execute(state_sql::SET_ABORTED, &[&run_id]).await?;
+            session.run(sql.set_aborted, &[run_id.into()]).await?;
         }
         Err(message) => {
-            client
-                .execute(state_sql::SET_FAILED, &[&run_id, &message.as_str()])
+            session
+                .run(sql.set_failed, &[run_id.into(), message.as_str().into()])
                 .await?;
         }
     }
@@ -917,59 +930,65 @@ async fn write_final(
 }
 
 async fn attach_or_create(
-    client: &Client,
+    session: &dyn Session,
     prepared: &Prepared,
     spec_json: &str,
     resume_row: Option<RunRow>,
     restart: bool,
     rerun_finished: bool,
 ) -> Result<(RunRow, bool), BackfillError> {
+    let sql = for_family(session.family()).state();
     if let Some(row) = resume_row {
         if restart {
             return Err(BackfillError::Input(
                 "--resume and --restart contradict each other; pick one".into(),
             ));
         }
-        client
-            .execute(state_sql::ATTACH, &[&row.id])
+        session
+            .run(sql.attach, &[row.id.into()])
             .await
-            .map_err(|e| db_error("attaching to the run", &e))?;
+            .map_err(|e| db_error("attaching to the run", e))?;
         return Ok((row, true));
     }
     for _ in 0..3 {
-        let existing = state::find_unfinished(client, spec_json)
+        let existing = state::find_unfinished(session, spec_json)
             .await
-            .map_err(|e| db_error("reading runs", &e))?;
+            .map_err(|e| db_error("reading runs", e))?;
         if let Some(row) = existing {
             if restart {
-                client
-                    .execute(state_sql::DISCARD_RUN, &[&row.id])
+                session
+                    .run(sql.discard_run, &[row.id.into()])
                     .await
-                    .map_err(|e| db_error("discarding the old run", &e))?;
+                    .map_err(|e| db_error("discarding the old run", e))?;
                 state::journal(
-                    client,
+                    session,
                     row.id,
                     "aborted",
                     &serde_json::json!({"reason": "discarded by --restart"}),
                 )
                 .await
-                .map_err(|e| db_error("journaling", &e))?;
+                .map_err(|e| db_error("journaling", e))?;
             } else {
-                client
-                    .execute(state_sql::ATTACH, &[&row.id])
+                session
+                    .run(sql.attach, &[row.id.into()])
                     .await
-                    .map_err(|e| db_error("attaching to the run", &e))?;
+                    .map_err(|e| db_error("attaching to the run", e))?;
                 return Ok((row, true));
             }
         } else if !restart && !rerun_finished {
             // Running a finished spec again would apply a non-idempotent SET twice: refuse unless asked.
-            let latest = client
-                .query_opt(state_sql::LATEST_BY_SPEC, &[&spec_json])
+            let latest = session
+                .query_opt(sql.latest_by_spec, &[spec_json.into()])
                 .await
-                .map_err(|e| db_error("reading runs", &e))?;
+                .map_err(|e| db_error("reading runs", e))?;
             if let Some(latest) = latest {
-                let (id, status): (i64, RunStatus) =
-                    (latest.get(0), RunStatus::from_db(latest.get::<_, &str>(1)));
+                let read = || -> Result<(i64, RunStatus), tidegate_db::driver::RowError> {
+                    Ok((
+                        latest.get("id")?,
+                        RunStatus::from_db(&latest.get::<String>("status")?),
+                    ))
+                };
+                let (id, status) = read().map_err(|e| db_error("reading runs", e.into()))?;
                 if !status.is_finished() {
                     // Another process created the run a moment ago: attach to it.
                     continue;
@@ -978,27 +997,29 @@ async fn attach_or_create(
             }
         }
         let table = format!("{}.{}", prepared.shape.schema, prepared.shape.table);
-        let inserted = client
+        let inserted = session
             .query_one(
-                state_sql::INSERT_RUN,
+                sql.insert_run,
                 &[
-                    &prepared.spec.operation.kind(),
-                    &spec_json,
-                    &table,
-                    &prepared.shape.key_columns,
-                    &prepared.shape.key_types,
-                    &prepared.key_min,
-                    &prepared.key_max,
-                    &prepared.estimated_rows,
+                    prepared.spec.operation.kind().into(),
+                    spec_json.into(),
+                    table.into(),
+                    prepared.shape.key_columns.clone().into(),
+                    prepared.shape.key_types.clone().into(),
+                    prepared.key_min.clone().into(),
+                    prepared.key_max.clone().into(),
+                    prepared.estimated_rows.into(),
                 ],
             )
             .await;
         match inserted {
             Ok(row) => {
-                let id: i64 = row.get(0);
-                let run = state::find_run(client, id)
+                let id: i64 = row
+                    .get("id")
+                    .map_err(|e| db_error("creating the run", e.into()))?;
+                let run = state::find_run(session, id)
                     .await
-                    .map_err(|e| db_error("reading the new run", &e))?
+                    .map_err(|e| db_error("reading the new run", e))?
                     .ok_or_else(|| {
                         BackfillError::Database(DbError::other(
                             "creating the run",
@@ -1008,8 +1029,8 @@ async fn attach_or_create(
                 return Ok((run, false));
             }
             // Another process created the same run a moment ago: attach to it.
-            Err(e) if sqlstate(&e) == Some("23505") => continue,
-            Err(e) => return Err(db_error("creating the run", &e)),
+            Err(e) if e.class == ErrorClass::UniqueViolation => continue,
+            Err(e) => return Err(db_error("creating the run", e)),
         }
     }
     Err(BackfillError::Database(DbError::other(

@@ -6,12 +6,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tidegate_db::connect::{describe, is_connection_lost, sqlstate};
-use tokio_postgres::types::ToSql;
-use tokio_postgres::Client;
+use tidegate_db::connect::DbError;
+use tidegate_db::driver::{ErrorClass, Session, SessionExt, Value};
 
 use super::{Ctx, Gate, StopHandle, WaitReason};
-use crate::dialect::{state as state_sql, Dialect};
+use crate::dialect::{for_family, Dialect};
 use crate::events::Event;
 use crate::pacing::utc_second_of_day;
 use crate::retry::{RetryDecision, RetryState};
@@ -20,12 +19,16 @@ use crate::throttle::{Level, Observation, Reading, Thresholds, ThrottlePolicy};
 
 pub(super) async fn monitor_loop(
     ctx: Arc<Ctx>,
-    client: Client,
+    client: Box<dyn Session>,
     mut journal_rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
     probe_key: Option<Vec<String>>,
     stop: StopHandle,
-) -> Option<(Client, tokio::sync::mpsc::UnboundedReceiver<Event>)> {
-    let d = ctx.dialect.clone();
+) -> Option<(
+    Box<dyn Session>,
+    tokio::sync::mpsc::UnboundedReceiver<Event>,
+)> {
+    let d = ctx.dialect;
+    let sql = d.state();
     let mut client = Some(client);
     let mut attached = false;
     let mut policy = ThrottlePolicy::new(ctx.options.thresholds.clone());
@@ -47,7 +50,7 @@ pub(super) async fn monitor_loop(
             return client.map(|c| (c, journal_rx));
         }
         if client.is_none() {
-            match ctx.config.connect().await {
+            match ctx.driver.open().await {
                 Ok(c) => {
                     reconnect.on_success();
                     client = Some(c);
@@ -57,7 +60,7 @@ pub(super) async fn monitor_loop(
                         worker: None,
                     });
                 }
-                Err(e) if e.is_permanent() => {
+                Err(e) if e.class == ErrorClass::Other => {
                     // Retrying cannot fix a refusal like a wrong password: stop at the batch, resumable.
                     ctx.set_gate(Gate::Stop(format!(
                         "the database refused to reconnect: {e}"
@@ -90,7 +93,7 @@ pub(super) async fn monitor_loop(
                 }
             }
         }
-        let Some(c) = client.as_ref() else { continue };
+        let Some(c) = client.as_deref() else { continue };
         let tick = async {
             if !attached {
                 let settings = d.session_settings(
@@ -98,7 +101,7 @@ pub(super) async fn monitor_loop(
                     probe_timeout(&ctx.options.thresholds),
                 );
                 c.batch_execute(&settings).await?;
-                c.execute(state_sql::ATTACH_LOCK, &[&ctx.run_id]).await?;
+                c.run(sql.attach_lock, &[ctx.run_id.into()]).await?;
             }
             // Journal what the workers reported.
             while let Ok(event) = journal_rx.try_recv() {
@@ -116,13 +119,15 @@ pub(super) async fn monitor_loop(
                     "statement_ms": ctx.last_statement_us.load(Ordering::Relaxed) as f64 / 1000.0,
                 });
                 state::journal(c, ctx.run_id, "batch_stats", &detail).await?;
-                c.execute(state_sql::TOUCH, &[&ctx.run_id]).await?;
+                c.run(sql.touch, &[ctx.run_id.into()]).await?;
             }
-            let control_row = c.query_opt(state_sql::READ_CONTROL, &[&ctx.run_id]).await?;
+            let control_row = c.query_opt(sql.read_control, &[ctx.run_id.into()]).await?;
             let (control, db_status) = match &control_row {
                 Some(r) => (
-                    r.get::<_, Option<&str>>(0).and_then(Control::from_db),
-                    RunStatus::from_db(r.get::<_, &str>(1)),
+                    r.get::<Option<String>>("control")?
+                        .as_deref()
+                        .and_then(Control::from_db),
+                    RunStatus::from_db(&r.get::<String>("status")?),
                 ),
                 // The run's row is gone: nothing is left to work for.
                 None => (Some(Control::Abort), RunStatus::Aborted),
@@ -130,35 +135,35 @@ pub(super) async fn monitor_loop(
             let pids = ctx.pids.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let obs = observe(
                 c,
-                d.as_ref(),
+                d,
                 &pids,
                 &probe,
                 ctx.options.throttle_query.as_deref(),
                 ctx.now(),
             )
             .await?;
-            Ok::<_, tokio_postgres::Error>((control, db_status, obs))
+            Ok::<_, DbError>((control, db_status, obs))
         };
         let (control, db_status, obs) = match tick.await {
             Ok(v) => {
                 attached = true;
                 v
             }
-            Err(e) if is_connection_lost(&e) => {
+            Err(e) if e.is_connection_lost() => {
                 client = None;
                 ctx.set_gate(Gate::Wait(WaitReason::MonitorReconnecting));
                 ctx.emit(Event::Reconnecting {
                     run_id: ctx.run_id,
                     worker: None,
                     attempt: 0,
-                    reason: describe(&e),
+                    reason: e.message,
                 });
                 continue;
             }
             Err(e) => {
                 // A state query failed for another reason: fail closed and say so.
                 ctx.set_gate(Gate::Wait(WaitReason::MonitorQueryFailed {
-                    error: describe(&e),
+                    error: e.message,
                 }));
                 tokio::time::sleep(ctx.options.health_interval).await;
                 continue;
@@ -190,6 +195,7 @@ pub(super) async fn monitor_loop(
         } else if decision.level == Level::Throttle {
             Gate::Wait(WaitReason::Throttled {
                 reason: decision.reason.clone(),
+                signals: decision.signals.clone(),
                 recovering: decision.recovering,
             })
         } else if let Some(window) = ctx
@@ -224,16 +230,19 @@ pub(super) async fn monitor_loop(
                     reason: r.to_string(),
                 }),
                 Gate::Wait(r) => {
-                    let (reason, recovering) = match r {
-                        WaitReason::Throttled { reason, recovering } => {
-                            (reason.clone(), *recovering)
-                        }
-                        other => (other.to_string(), None),
+                    let (reason, signals, recovering) = match r {
+                        WaitReason::Throttled {
+                            reason,
+                            signals,
+                            recovering,
+                        } => (reason.clone(), signals.clone(), *recovering),
+                        other => (other.to_string(), Vec::new(), None),
                     };
                     let event = Event::Throttled {
                         run_id: ctx.run_id,
                         level: Level::Throttle,
                         reason,
+                        signals,
                         recovering,
                     };
                     // The recovering countdown changes every tick; journal only real changes.
@@ -248,9 +257,17 @@ pub(super) async fn monitor_loop(
                     }
                 }
                 Gate::Paused(r) if !matches!(last_gate, Gate::Paused(_)) => {
+                    // The same order as the gate's choice above: a pause someone asked for wins over critical.
+                    let critical =
+                        if control != Some(Control::Pause) && decision.level == Level::Critical {
+                            decision.signals.clone()
+                        } else {
+                            Vec::new()
+                        };
                     ctx.emit(Event::Paused {
                         run_id: ctx.run_id,
                         reason: r.clone(),
+                        critical,
                     })
                 }
                 _ => {}
@@ -258,13 +275,17 @@ pub(super) async fn monitor_loop(
             if new_status != status || matches!(gate, Gate::Wait(_) | Gate::Paused(_)) {
                 let base_reason = reason;
                 if let Err(e) = c
-                    .execute(
-                        state_sql::SET_STATUS,
-                        &[&ctx.run_id, &new_status.as_str(), &base_reason],
+                    .run(
+                        sql.set_status,
+                        &[
+                            ctx.run_id.into(),
+                            new_status.as_str().into(),
+                            base_reason.into(),
+                        ],
                     )
                     .await
                 {
-                    if is_connection_lost(&e) {
+                    if e.is_connection_lost() {
                         client = None;
                         continue;
                     }
@@ -300,16 +321,16 @@ enum Probe {
 /// migration and between phases. `own_pids` are the caller's backends (not counted as active or as blocked by
 /// us); `probe_sql` is a custom probe query, `throttle_query` the user's (true means wait).
 pub async fn check_health(
-    client: &Client,
+    session: &dyn Session,
     own_pids: &[i32],
     thresholds: &Thresholds,
     probe_sql: Option<&str>,
     throttle_query: Option<&str>,
-) -> Result<crate::throttle::Decision, tokio_postgres::Error> {
+) -> Result<crate::throttle::Decision, DbError> {
     let probe = probe_sql.map_or(Probe::None, |sql| Probe::Custom(sql.to_string()));
     let observation = observe(
-        client,
-        &crate::dialect::Postgres,
+        session,
+        for_family(session.family()),
         own_pids,
         &probe,
         throttle_query,
@@ -321,102 +342,73 @@ pub async fn check_health(
 
 /// Reads every health signal once. A connection loss is an error; any other failure is an unknown reading.
 async fn observe(
-    client: &Client,
+    session: &dyn Session,
     d: &dyn Dialect,
     pids: &[i32],
     probe: &Probe,
     throttle_query: Option<&str>,
     at: Duration,
-) -> Result<Observation, tokio_postgres::Error> {
-    fn reading<T>(
-        result: Result<T, tokio_postgres::Error>,
-    ) -> Result<Reading<T>, tokio_postgres::Error> {
+) -> Result<Observation, DbError> {
+    fn reading<T>(result: Result<T, DbError>) -> Result<Reading<T>, DbError> {
         match result {
             Ok(v) => Ok(Reading::Value(v)),
-            Err(e) if is_connection_lost(&e) => Err(e),
-            Err(e) => Ok(Reading::Unknown(describe(&e))),
+            Err(e) if e.is_connection_lost() => Err(e),
+            Err(e) => Ok(Reading::Unknown(e.message)),
         }
     }
-    let pids = pids.to_vec();
-    let blocked = reading(
-        client
-            .query_one(d.blocked_by_us(), &[&pids])
-            .await
-            .map(|r| r.get::<_, i64>(0) as u32),
-    )?;
-    let lag = match client.query_one(d.replica_lag(), &[]).await {
-        Ok(r) => {
-            let (replicas, hidden, lag): (i64, i64, f64) = (r.get(0), r.get(1), r.get(2));
-            if replicas == 0 {
-                Reading::Value(None)
-            } else if hidden > 0 {
-                Reading::Unknown(format!(
-                    "{hidden} replica(s) hidden from this role; grant pg_monitor or pass a higher --max-replica-lag"
-                ))
-            } else {
-                Reading::Value(Some(Duration::from_secs_f64(lag.max(0.0))))
-            }
-        }
-        Err(e) if is_connection_lost(&e) => return Err(e),
-        Err(e) => Reading::Unknown(describe(&e)),
+    let blocked = reading(d.blocked_by_us(session, pids).await)?;
+    let lag = match reading(d.replica_lag(session).await)? {
+        Reading::Value(lag) if lag.replicas == 0 => Reading::Value(None),
+        Reading::Value(lag) if lag.hidden > 0 => Reading::Unknown(format!(
+            "{} replica(s) hidden from this role; grant pg_monitor or pass a higher --max-replica-lag",
+            lag.hidden
+        )),
+        Reading::Value(lag) => Reading::Value(Some(lag.max_lag)),
+        Reading::Unknown(why) => Reading::Unknown(why),
+        Reading::NotWatched => Reading::NotWatched,
     };
-    let active = reading(
-        client
-            .query_one(d.active_backends(), &[&pids])
-            .await
-            .map(|r| r.get::<_, i64>(0) as u32),
-    )?;
+    let active = reading(d.active_backends(session, pids).await)?;
     let oldest = reading(
-        client
-            .query_opt(d.oldest_transaction(), &[&pids])
+        d.oldest_transaction(session, pids)
             .await
-            .map(|r| {
-                r.map(|r| {
-                    let age: f64 = r.get(1);
-                    (r.get::<_, i32>(0), Duration::from_secs_f64(age.max(0.0)))
-                })
-            }),
+            .map(|o| o.map(|o| (o.pid, o.age))),
     )?;
     let started = Instant::now();
     let probe_result = match probe {
         Probe::None => None,
         Probe::Key(sql, key) => {
-            let params: Vec<&(dyn ToSql + Sync)> =
-                key.iter().map(|k| k as &(dyn ToSql + Sync)).collect();
-            Some(client.query(sql.as_str(), &params).await.map(|_| ()))
+            let params: Vec<Value> = key.iter().cloned().map(Value::Text).collect();
+            Some(session.rows(sql.as_str(), &params).await.map(|_| ()))
         }
-        Probe::Custom(sql) => Some(client.simple_query(sql).await.map(|_| ())),
+        Probe::Custom(sql) => Some(session.query_text(sql).await.map(|_| ())),
     };
     let probe_latency = match probe_result {
         None => Reading::NotWatched,
         Some(Ok(())) => Reading::Value(started.elapsed()),
-        Some(Err(e)) if is_connection_lost(&e) => return Err(e),
+        Some(Err(e)) if e.is_connection_lost() => return Err(e),
         // A probe stopped by its timeout or by a lock timeout was at least that slow.
-        Some(Err(e)) if matches!(sqlstate(&e), Some("57014") | Some("55P03")) => {
+        Some(Err(e))
+            if matches!(
+                e.class,
+                ErrorClass::StatementTimeout | ErrorClass::LockTimeout
+            ) =>
+        {
             Reading::Value(started.elapsed())
         }
-        Some(Err(e)) => Reading::Unknown(describe(&e)),
+        Some(Err(e)) => Reading::Unknown(e.message),
     };
     let throttle = match throttle_query {
         None => Reading::NotWatched,
-        Some(sql) => match client.simple_query(sql).await {
-            Ok(messages) => {
-                let first = messages.iter().find_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(row) => {
-                        Some(row.get(0).map(str::to_string))
-                    }
-                    _ => None,
-                });
-                match first {
-                    Some(Some(v)) => {
-                        Reading::Value(matches!(v.as_str(), "t" | "true" | "1" | "on" | "yes"))
-                    }
-                    Some(None) => Reading::Value(false),
-                    None => Reading::Unknown("the throttle query returned no row".into()),
+        Some(sql) => match session.query_text(sql).await {
+            Ok(rows) => match rows.first().map(|row| row.first().cloned().flatten()) {
+                Some(Some(v)) => {
+                    Reading::Value(matches!(v.as_str(), "t" | "true" | "1" | "on" | "yes"))
                 }
-            }
-            Err(e) if is_connection_lost(&e) => return Err(e),
-            Err(e) => Reading::Unknown(describe(&e)),
+                Some(None) => Reading::Value(false),
+                None => Reading::Unknown("the throttle query returned no row".into()),
+            },
+            Err(e) if e.is_connection_lost() => return Err(e),
+            Err(e) => Reading::Unknown(e.message),
         },
     };
     Ok(Observation {

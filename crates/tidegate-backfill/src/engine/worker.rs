@@ -8,13 +8,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tidegate_db::connect::{describe, is_connection_lost, sqlstate};
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Statement};
+use tidegate_db::connect::DbError;
+use tidegate_db::driver::{ErrorClass, Prepared, Session, SessionExt, Value};
 
 use super::{Ctx, Gate};
 use crate::controller::{BatchController, ControllerConfig};
-use crate::dialect::state as state_sql;
 use crate::events::Event;
 use crate::retry::{RetryDecision, RetryState};
 
@@ -25,13 +23,13 @@ pub(super) enum WorkerEnd {
 }
 
 struct WorkerConn {
-    client: Client,
+    session: Box<dyn Session>,
     pid: i32,
-    bound: [Statement; 2],
-    key_count: [Statement; 2],
+    bound: [Prepared; 2],
+    key_count: [Prepared; 2],
     /// The batch's UPDATE or DELETE, without and with a lower bound.
-    change: [Statement; 2],
-    checkpoint: Statement,
+    change: [Prepared; 2],
+    checkpoint: Prepared,
 }
 
 #[derive(Debug, Clone)]
@@ -49,16 +47,14 @@ enum Failure {
     Fatal(String),
 }
 
-fn classify(error: &tokio_postgres::Error) -> Failure {
-    if is_connection_lost(error) {
-        return Failure::ConnectionLost(describe(error));
-    }
-    match sqlstate(error) {
-        Some("55P03") => Failure::LockConflict("lock_timeout"),
-        Some("40P01") => Failure::LockConflict("deadlock"),
-        Some("40001") => Failure::LockConflict("serialization_failure"),
-        Some("57014") => Failure::StatementTimeout,
-        _ => Failure::Fatal(describe(error)),
+fn classify(error: &DbError) -> Failure {
+    match error.class {
+        ErrorClass::ConnectionLost => Failure::ConnectionLost(error.message.clone()),
+        class @ (ErrorClass::LockTimeout
+        | ErrorClass::Deadlock
+        | ErrorClass::SerializationFailure) => Failure::LockConflict(class.as_str()),
+        ErrorClass::StatementTimeout => Failure::StatementTimeout,
+        ErrorClass::UniqueViolation | ErrorClass::Other => Failure::Fatal(error.message.clone()),
     }
 }
 
@@ -216,8 +212,11 @@ pub(super) async fn worker_loop(ctx: Arc<Ctx>, worker: u32) -> WorkerEnd {
                 });
                 if batch.done {
                     let _ = c
-                        .client
-                        .execute(state_sql::RELEASE_CLAIM, &[&ctx.run_id, &current.no])
+                        .session
+                        .run(
+                            ctx.dialect.state().release_claim,
+                            &[ctx.run_id.into(), current.no.into()],
+                        )
                         .await;
                     chunk = None;
                 } else {
@@ -274,8 +273,11 @@ pub(super) async fn worker_loop(ctx: Arc<Ctx>, worker: u32) -> WorkerEnd {
                 Failure::ClaimLost => {
                     // Someone else moved this chunk's cursor: let go of it and claim again from the database.
                     let _ = c
-                        .client
-                        .execute(state_sql::RELEASE_CLAIM, &[&ctx.run_id, &current.no])
+                        .session
+                        .run(
+                            ctx.dialect.state().release_claim,
+                            &[ctx.run_id.into(), current.no.into()],
+                        )
                         .await;
                     chunk = None;
                 }
@@ -302,45 +304,43 @@ pub(super) async fn worker_loop(ctx: Arc<Ctx>, worker: u32) -> WorkerEnd {
 /// connection and lock timeouts can; anything else the server reports (the table is gone, a privilege was
 /// revoked) cannot.
 async fn connect_worker_checked(ctx: &Ctx) -> Result<WorkerConn, (String, bool)> {
-    let d = ctx.dialect.as_ref();
-    let client = ctx
-        .config
-        .connect()
+    let d = ctx.dialect;
+    let session = ctx
+        .driver
+        .open()
         .await
         // A refusal that retrying cannot fix (a wrong password, a missing database) is fatal at once.
-        .map_err(|e| (e.to_string(), e.is_permanent()))?;
+        .map_err(|e| (e.to_string(), e.class == ErrorClass::Other))?;
     let setup = async {
-        client
+        session
             .batch_execute(&d.session_settings(
                 ctx.options.lock_timeout,
                 ctx.options.effective_statement_timeout(),
             ))
             .await?;
-        let pid: i32 = client.query_one(d.backend_pid(), &[]).await?.get(0);
+        let pid = d.backend_pid(session.as_ref()).await?;
+        let prepare = |sql: String| {
+            let session = session.as_ref();
+            async move { session.prepare(&sql).await }
+        };
         let bound = [
-            client
-                .prepare(&d.batch_upper_bound(&ctx.shape, false))
-                .await?,
-            client
-                .prepare(&d.batch_upper_bound(&ctx.shape, true))
-                .await?,
+            prepare(d.batch_upper_bound(&ctx.shape, false)).await?,
+            prepare(d.batch_upper_bound(&ctx.shape, true)).await?,
         ];
         let key_count = [
-            client
-                .prepare(&d.batch_key_count(&ctx.shape, false))
-                .await?,
-            client.prepare(&d.batch_key_count(&ctx.shape, true)).await?,
+            prepare(d.batch_key_count(&ctx.shape, false)).await?,
+            prepare(d.batch_key_count(&ctx.shape, true)).await?,
         ];
         let change = [
-            client.prepare(&d.batch_change(&ctx.shape, false)).await?,
-            client.prepare(&d.batch_change(&ctx.shape, true)).await?,
+            prepare(d.batch_change(&ctx.shape, false)).await?,
+            prepare(d.batch_change(&ctx.shape, true)).await?,
         ];
-        let checkpoint = client.prepare(state_sql::CHECKPOINT).await?;
-        Ok::<_, tokio_postgres::Error>((pid, bound, key_count, change, checkpoint))
+        let checkpoint = prepare(d.state().checkpoint.to_string()).await?;
+        Ok::<_, DbError>((pid, bound, key_count, change, checkpoint))
     };
     match setup.await {
         Ok((pid, bound, key_count, change, checkpoint)) => Ok(WorkerConn {
-            client,
+            session,
             pid,
             bound,
             key_count,
@@ -352,37 +352,41 @@ async fn connect_worker_checked(ctx: &Ctx) -> Result<WorkerConn, (String, bool)>
                 classify(&e),
                 Failure::ConnectionLost(_) | Failure::LockConflict(_) | Failure::StatementTimeout
             );
-            Err((describe(&e), fatal))
+            Err((e.message, fatal))
         }
     }
 }
 
 /// Names the sessions holding locks on the table (the likely blockers), for the give-up message.
 async fn lock_holders(ctx: &Ctx, conn: &WorkerConn) -> String {
-    let d = ctx.dialect.as_ref();
-    let table = format!(
-        "{}.{}",
-        d.quote_ident(&ctx.shape.schema),
-        d.quote_ident(&ctx.shape.table)
-    );
     let pids = ctx.pids.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    match conn.client.query(d.lock_holders(), &[&table, &pids]).await {
-        Ok(rows) if !rows.is_empty() => {
-            let named: Vec<String> =
-                rows.iter()
-                    .map(|r| {
-                        let (pid, app, state, age, query): (i32, String, String, f64, String) =
-                            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
-                        format!(
-                        "pid {pid} ({}{state}, transaction open {age:.0}s, last query: {query})",
-                        if app.is_empty() { String::new() } else { format!("{app}, ") }
+    match ctx
+        .dialect
+        .lock_holders(conn.session.as_ref(), &ctx.shape, &pids)
+        .await
+    {
+        Ok(holders) if !holders.is_empty() => {
+            let named: Vec<String> = holders
+                .iter()
+                .map(|h| {
+                    format!(
+                        "pid {} ({}{}, transaction open {:.0}s, last query: {})",
+                        h.pid,
+                        if h.application_name.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{}, ", h.application_name)
+                        },
+                        h.state,
+                        h.transaction_age_seconds.unwrap_or(0.0),
+                        h.query
                     )
-                    })
-                    .collect();
+                })
+                .collect();
             format!("sessions holding locks on the table: {}", named.join("; "))
         }
         Ok(_) => "no session holds a lock on the table any more".into(),
-        Err(e) => format!("could not list the lock holders ({})", describe(&e)),
+        Err(e) => format!("could not list the lock holders ({})", e.message),
     }
 }
 
@@ -415,26 +419,27 @@ enum Claim {
     OthersBusy,
 }
 
-async fn claim_chunk(ctx: &Ctx, conn: &WorkerConn) -> Result<Claim, tokio_postgres::Error> {
-    let d = ctx.dialect.as_ref();
-    let client = &conn.client;
+async fn claim_chunk(ctx: &Ctx, conn: &WorkerConn) -> Result<Claim, DbError> {
+    let d = ctx.dialect;
+    let sql = d.state();
+    let session = conn.session.as_ref();
     // 1. An unfinished chunk nobody holds (left by a dead or stopped worker).
-    client.batch_execute(state_sql::BEGIN).await?;
+    session.batch_execute(sql.begin).await?;
     let claimed = async {
-        let candidates = client
-            .query(state_sql::CLAIM_CANDIDATES, &[&ctx.run_id])
+        let candidates = session
+            .rows(sql.claim_candidates, &[ctx.run_id.into()])
             .await?;
         for row in candidates {
-            let no: i32 = row.get(0);
-            let ok: bool = client
-                .query_one(state_sql::TRY_CLAIM, &[&ctx.run_id, &no])
+            let no: i32 = row.get("chunk_no")?;
+            let ok: bool = session
+                .query_one(sql.try_claim, &[ctx.run_id.into(), no.into()])
                 .await?
-                .get(0);
+                .get("claimed")?;
             if ok {
-                return Ok::<_, tokio_postgres::Error>(Some(Chunk {
+                return Ok::<_, DbError>(Some(Chunk {
                     no,
-                    hi: row.get(2),
-                    cursor: row.get(3),
+                    hi: row.get("hi")?,
+                    cursor: row.get("cursor")?,
                 }));
             }
         }
@@ -443,63 +448,65 @@ async fn claim_chunk(ctx: &Ctx, conn: &WorkerConn) -> Result<Claim, tokio_postgr
     .await;
     match claimed {
         Ok(found) => {
-            client.batch_execute(state_sql::COMMIT).await?;
+            session.batch_execute(sql.commit).await?;
             if let Some(chunk) = found {
                 return Ok(Claim::Chunk(chunk));
             }
         }
         Err(e) => {
-            let _ = client.batch_execute(state_sql::ROLLBACK).await;
+            let _ = session.batch_execute(sql.rollback).await;
             return Err(e);
         }
     }
     // 2. Extend the frontier by one chunk.
-    client.batch_execute(state_sql::BEGIN).await?;
+    session.batch_execute(sql.begin).await?;
     let extended = async {
-        let row = client
-            .query_one(state_sql::LOCK_FRONTIER, &[&ctx.run_id])
+        let row = session
+            .query_one(sql.lock_frontier, &[ctx.run_id.into()])
             .await?;
-        let frontier: Option<Vec<String>> = row.get(0);
-        let key_max: Option<Vec<String>> = row.get(1);
-        let exhausted: bool = row.get(2);
-        let next_no: i32 = row.get(3);
+        let frontier: Option<Vec<String>> = row.get("frontier")?;
+        let key_max: Option<Vec<String>> = row.get("key_max")?;
+        let exhausted: bool = row.get("exhausted")?;
+        let next_no: i32 = row.get("next_chunk")?;
         let Some(key_max) = key_max.filter(|_| !exhausted) else {
-            return Ok::<_, tokio_postgres::Error>(None);
+            return Ok::<_, DbError>(None);
         };
-        let mut params: Vec<String> = Vec::new();
+        let mut params: Vec<Value> = Vec::new();
         if let Some(f) = &frontier {
-            params.extend(f.iter().cloned());
+            params.extend(f.iter().cloned().map(Value::Text));
         }
-        params.extend(key_max.iter().cloned());
-        params.push((ctx.options.chunk_rows.max(1) - 1).to_string());
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let bound = client
-            .query_opt(&d.batch_upper_bound(&ctx.shape, frontier.is_some()), &refs)
+        params.extend(key_max.iter().cloned().map(Value::Text));
+        params.push(Value::Text((ctx.options.chunk_rows.max(1) - 1).to_string()));
+        let bound = session
+            .query_opt(
+                &d.batch_upper_bound(&ctx.shape, frontier.is_some()),
+                &params,
+            )
             .await?
-            .map(|r| {
-                (0..r.len())
-                    .map(|i| r.get::<_, String>(i))
-                    .collect::<Vec<String>>()
-            });
+            .map(|r| r.texts())
+            .transpose()?;
         let (hi, exhausted) = match bound {
             Some(hi) if hi != key_max => (hi, false),
             _ => (key_max, true),
         };
-        client
-            .execute(
-                state_sql::INSERT_CHUNK,
-                &[&ctx.run_id, &next_no, &frontier, &hi],
+        session
+            .run(
+                sql.insert_chunk,
+                &[
+                    ctx.run_id.into(),
+                    next_no.into(),
+                    frontier.clone().into(),
+                    hi.clone().into(),
+                ],
             )
             .await?;
-        let _: bool = client
-            .query_one(state_sql::TRY_CLAIM, &[&ctx.run_id, &next_no])
-            .await?
-            .get(0);
-        client
-            .execute(
-                state_sql::ADVANCE_FRONTIER,
-                &[&ctx.run_id, &Some(hi.clone()), &exhausted],
+        session
+            .query_one(sql.try_claim, &[ctx.run_id.into(), next_no.into()])
+            .await?;
+        session
+            .run(
+                sql.advance_frontier,
+                &[ctx.run_id.into(), hi.clone().into(), exhausted.into()],
             )
             .await?;
         Ok(Some(Chunk {
@@ -511,15 +518,16 @@ async fn claim_chunk(ctx: &Ctx, conn: &WorkerConn) -> Result<Claim, tokio_postgr
     .await;
     match extended {
         Ok(Some(chunk)) => {
-            client.batch_execute(state_sql::COMMIT).await?;
+            session.batch_execute(sql.commit).await?;
             Ok(Claim::Chunk(chunk))
         }
         Ok(None) => {
-            client.batch_execute(state_sql::COMMIT).await?;
-            let row = client
-                .query_one(state_sql::REMAINING, &[&ctx.run_id])
+            session.batch_execute(sql.commit).await?;
+            let row = session
+                .query_one(sql.remaining, &[ctx.run_id.into()])
                 .await?;
-            let (exhausted, remaining): (bool, i64) = (row.get(0), row.get(1));
+            let (exhausted, remaining): (bool, i64) =
+                (row.get("exhausted")?, row.get("remaining")?);
             if exhausted && remaining == 0 {
                 Ok(Claim::Finished)
             } else {
@@ -527,7 +535,7 @@ async fn claim_chunk(ctx: &Ctx, conn: &WorkerConn) -> Result<Claim, tokio_postgr
             }
         }
         Err(e) => {
-            let _ = client.batch_execute(state_sql::ROLLBACK).await;
+            let _ = session.batch_execute(sql.rollback).await;
             Err(e)
         }
     }
@@ -548,15 +556,16 @@ async fn run_batch(
     chunk: &Chunk,
     size: u64,
 ) -> Result<BatchDone, Failure> {
-    let d = ctx.dialect.as_ref();
-    let client = &conn.client;
+    let d = ctx.dialect;
+    let sql = d.state();
+    let session = conn.session.as_ref();
     let has_lower = chunk.cursor.is_some();
     let which = usize::from(has_lower);
-    let fail = |e: tokio_postgres::Error| classify(&e);
-    client
+    let fail = |e: DbError| classify(&e);
+    session
         .batch_execute(&format!(
             "{}; {}",
-            state_sql::BEGIN,
+            sql.begin,
             d.batch_settings(
                 ctx.options.lock_timeout,
                 ctx.options.effective_statement_timeout()
@@ -565,62 +574,59 @@ async fn run_batch(
         .await
         .map_err(fail)?;
     let body = async {
-        let mut params: Vec<String> = Vec::new();
+        let mut params: Vec<Value> = Vec::new();
         if let Some(lo) = &chunk.cursor {
-            params.extend(lo.iter().cloned());
+            params.extend(lo.iter().cloned().map(Value::Text));
         }
-        params.extend(chunk.hi.iter().cloned());
-        params.push((size.max(1) - 1).to_string());
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let bound = client
-            .query_opt(&conn.bound[which], &refs)
+        params.extend(chunk.hi.iter().cloned().map(Value::Text));
+        params.push(Value::Text((size.max(1) - 1).to_string()));
+        let bound = session
+            .query_opt(&conn.bound[which], &params)
             .await
             .map_err(fail)?
-            .map(|r| {
-                (0..r.len())
-                    .map(|i| r.get::<_, String>(i))
-                    .collect::<Vec<String>>()
-            });
+            .map(|r| r.texts())
+            .transpose()
+            .map_err(|e| fail(e.into()))?;
         let (upper, done, counted) = match bound {
             Some(b) if b != chunk.hi => (b, false, Some(size)),
             Some(b) => (b, true, Some(size)),
             None => (chunk.hi.clone(), true, None),
         };
-        let mut change_params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        let mut change_params: Vec<Value> = Vec::new();
         if let Some(lo) = &chunk.cursor {
-            change_params.extend(lo.iter().map(|p| p as &(dyn ToSql + Sync)));
+            change_params.extend(lo.iter().cloned().map(Value::Text));
         }
-        change_params.extend(upper.iter().map(|p| p as &(dyn ToSql + Sync)));
+        change_params.extend(upper.iter().cloned().map(Value::Text));
         // Counted before the change: after a DELETE the rows it removed are no longer there to count.
         let scanned = match counted {
             Some(n) => n,
             None => {
-                let n: i64 = client
+                let n: i64 = session
                     .query_one(&conn.key_count[which], &change_params)
                     .await
                     .map_err(fail)?
-                    .get(0);
+                    .get("keys")
+                    .map_err(|e| fail(e.into()))?;
                 n.max(0) as u64
             }
         };
         let started = Instant::now();
-        let changed = client
-            .execute(&conn.change[which], &change_params)
+        let changed = session
+            .run(&conn.change[which], &change_params)
             .await
             .map_err(fail)?;
         let statement_time = started.elapsed();
-        let moved = client
-            .execute(
+        let moved = session
+            .run(
                 &conn.checkpoint,
                 &[
-                    &ctx.run_id,
-                    &chunk.no,
-                    &Some(upper.clone()),
-                    &(changed as i64),
-                    &(scanned as i64),
-                    &done,
-                    &chunk.cursor,
+                    ctx.run_id.into(),
+                    chunk.no.into(),
+                    upper.clone().into(),
+                    (changed as i64).into(),
+                    (scanned as i64).into(),
+                    done.into(),
+                    chunk.cursor.clone().into(),
                 ],
             )
             .await
@@ -639,14 +645,11 @@ async fn run_batch(
     .await;
     match body {
         Ok(batch) => {
-            client
-                .batch_execute(state_sql::COMMIT)
-                .await
-                .map_err(fail)?;
+            session.batch_execute(sql.commit).await.map_err(fail)?;
             Ok(batch)
         }
         Err(failure) => {
-            let _ = client.batch_execute(state_sql::ROLLBACK).await;
+            let _ = session.batch_execute(sql.rollback).await;
             Err(failure)
         }
     }

@@ -15,6 +15,7 @@ use tidegate_backfill::engine::{BackfillOptions, StopHandle};
 use tidegate_backfill::events::Event as BackfillEvent;
 use tidegate_backfill::pacing::Window;
 use tidegate_db::connect::ConnectionConfig;
+use tidegate_metrics::addr::MetricsAddr;
 
 use super::backfill::spawn_signal_handlers;
 use super::parse_duration;
@@ -79,6 +80,12 @@ pub struct ApplyArgs {
     /// Configuration file for the lint gate [default: tidegate.toml, searched upward]
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics while apply runs (a port alone: 127.0.0.1)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<MetricsAddr>,
+    /// With --metrics-addr: keep serving this long after apply ends, so a scrape sees how it ended (e.g. 30s)
+    #[arg(long, value_parser = parse_duration, default_value = "0s", requires = "metrics_addr")]
+    pub metrics_linger: Duration,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -159,20 +166,46 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         health_wait: args.health_wait,
     };
     let format = args.format;
-    // A dry run prints one document, the plan; a real run streams its events (one JSON object per line).
-    let sink: ApplySink = if args.dry_run {
-        Arc::new(|_: &ApplyEvent| {})
-    } else {
-        Arc::new(move |event: &ApplyEvent| render_event(format, event))
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    // A dry run runs nothing to watch: no endpoint.
+    let endpoint = if args.dry_run {
+        None
+    } else {
+        match runtime.block_on(super::metrics::start(args.metrics_addr, format)) {
+            Ok(endpoint) => endpoint,
+            Err(code) => return Ok(code),
+        }
+    };
+    let metrics = endpoint.as_ref().map(|e| e.metrics.clone());
+    // A dry run prints one document, the plan; a real run streams its events (one JSON object per line).
+    let sink: ApplySink = if args.dry_run {
+        Arc::new(|_: &ApplyEvent| {})
+    } else {
+        Arc::new(move |event: &ApplyEvent| {
+            if let Some(metrics) = &metrics {
+                metrics.record_apply(event);
+            }
+            render_event(format, event)
+        })
+    };
     let outcome = runtime.block_on(async {
-        spawn_signal_handlers(stop);
+        spawn_signal_handlers(stop.clone());
         apply(&config, &args.dir, options, sink).await
     });
+    let code = report(outcome, format);
+    if let Some(endpoint) = endpoint {
+        runtime.block_on(endpoint.linger(args.metrics_linger, &stop));
+    }
+    code
+}
+
+fn report(
+    outcome: Result<tidegate_apply::ApplySummary, ApplyError>,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
     match outcome {
         Ok(summary) => {
             if summary.dry_run {

@@ -17,6 +17,7 @@ use tidegate_backfill::pacing::Window;
 use tidegate_backfill::spec::{parse_key, BackfillSpec};
 use tidegate_backfill::throttle::Thresholds;
 use tidegate_db::connect::ConnectionConfig;
+use tidegate_metrics::addr::MetricsAddr;
 
 use super::{exit_clean, exit_failure, exit_usage, Format};
 
@@ -98,6 +99,12 @@ pub struct BackfillArgs {
     /// How long signals must be healthy before a critical pause lifts by itself
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub critical_recovery: Duration,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics while the run goes (a port alone: 127.0.0.1)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<MetricsAddr>,
+    /// With --metrics-addr: keep serving this long after the run ends, so a scrape sees how it ended (e.g. 30s)
+    #[arg(long, value_parser = parse_duration, default_value = "0s", requires = "metrics_addr")]
+    pub metrics_linger: Duration,
     /// Keys per claimed range (the unit that workers and processes share out)
     #[arg(long, default_value_t = 20_000, hide = true)]
     pub chunk_rows: u64,
@@ -210,7 +217,18 @@ pub fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         if args.dry_run {
             return dry_run(&config, target, &options, args.format).await;
         }
-        execute(&config, target, options, args.format).await
+        let endpoint = match super::metrics::start(args.metrics_addr, args.format).await {
+            Ok(endpoint) => endpoint,
+            Err(code) => return Ok(code),
+        };
+        let stop = StopHandle::default();
+        spawn_signal_handlers(stop.clone());
+        let metrics = endpoint.as_ref().map(|e| e.metrics.clone());
+        let code = execute(&config, target, options, args.format, metrics, stop.clone()).await;
+        if let Some(endpoint) = endpoint {
+            endpoint.linger(args.metrics_linger, &stop).await;
+        }
+        code
     })
 }
 
@@ -332,12 +350,15 @@ async fn execute(
     target: RunTarget,
     options: BackfillOptions,
     format: Format,
+    metrics: Option<Arc<tidegate_metrics::Metrics>>,
+    stop: StopHandle,
 ) -> anyhow::Result<ExitCode> {
-    let stop = StopHandle::default();
-    spawn_signal_handlers(stop.clone());
     let renderer = Arc::new(Mutex::new(Renderer::new(format)));
     let sink_renderer = renderer.clone();
     let sink: engine::EventSink = Arc::new(move |event: &Event| {
+        if let Some(metrics) = &metrics {
+            metrics.record_backfill(event);
+        }
         sink_renderer
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -52,7 +52,7 @@ pub fn run(action: Action, args: ControlArgs) -> anyhow::Result<ExitCode> {
         let outcome = match set_control(&client, id, control).await {
             Ok(o) => o,
             Err(e) => {
-                eprintln!("error: {}", tidegate_db::connect::describe(&e));
+                eprintln!("error: {}", e.message);
                 return Ok(exit_failure());
             }
         };

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod explain;
 pub mod lint;
 pub mod lsp;
+mod metrics;
 pub mod plan;
 pub mod runs;
 pub mod scratch;

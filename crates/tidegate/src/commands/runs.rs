@@ -38,10 +38,7 @@ pub fn run(args: RunsArgs) -> anyhow::Result<ExitCode> {
         let runs = match tidegate_backfill::state::list_runs(&client).await {
             Ok(r) => r,
             Err(e) => {
-                eprintln!(
-                    "error: reading runs: {}",
-                    tidegate_db::connect::describe(&e)
-                );
+                eprintln!("error: reading runs: {}", e.message);
                 return Ok(exit_failure());
             }
         };
