@@ -241,7 +241,8 @@ fn write_corpus(root: &Path, projects: usize, files: usize) -> (Vec<PathBuf>, Ve
 }
 
 /// The huge file of the memory measurement: CREATE TABLE, ADD COLUMN, CREATE INDEX, UPDATE … WHERE, ALTER
-/// COLUMN TYPE in turn.
+/// COLUMN TYPE in turn. The four after CREATE TABLE touch a table the file does not create (as after a
+/// squashed baseline), so they are findings: 160,002 on 200,000 statements.
 fn write_huge(path: &Path, statements: usize) {
     let mut sql = String::with_capacity(statements * 48);
     for index in 0..statements {
@@ -249,7 +250,7 @@ fn write_huge(path: &Path, statements: usize) {
         let _ = match index % 5 {
             0 => writeln!(
                 sql,
-                "CREATE TABLE {table} (id bigint PRIMARY KEY, name text);"
+                "CREATE TABLE new_{table} (id bigint PRIMARY KEY, name text);"
             ),
             1 => writeln!(sql, "ALTER TABLE {table} ADD COLUMN c{index} int;"),
             2 => writeln!(sql, "CREATE INDEX {table}_name ON {table} (name);"),
@@ -456,7 +457,8 @@ fn main() {
             );
         }
         if let Some(squawk) = squawk {
-            for reporter in ["tty", "json"] {
+            // Its tty reporter did not finish within ten minutes on this file: json only.
+            for reporter in ["json"] {
                 let args = vec![format!("--reporter={reporter}"), huge.display().to_string()];
                 let start = Instant::now();
                 let rss = peak_rss_mib(squawk, &args);
