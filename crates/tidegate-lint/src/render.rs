@@ -171,9 +171,9 @@ impl<W: std::io::Write> Writer<W> {
                         uri.push('/');
                     }
                     let bases = serde_json::json!({ "%SRCROOT%": { "uri": uri } });
-                    let _ = write!(
+                    let _ = writeln!(
                         head,
-                        "      \"originalUriBaseIds\": {},\n",
+                        "      \"originalUriBaseIds\": {},",
                         indent_json(&bases, 6)
                     );
                 }
