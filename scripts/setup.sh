@@ -99,6 +99,30 @@ else
     say "pre-commit already installed"
 fi
 
+# --- SARIF validator -------------------------------------------------------------------------------------------
+# crates/tidegate/tests/lint_formats.rs runs Microsoft's SARIF validator (what GitHub code scanning's checks are
+# built on) on `tidegate lint --format sarif`. It is an npm package holding a self-contained .NET program; it is
+# installed into a cache directory, not globally. TIDEGATE_SARIF_MULTITOOL overrides where the tests look.
+sarif_dir=${XDG_CACHE_HOME:-$HOME/.cache}/tidegate/sarif-multitool
+sarif_tool="$sarif_dir/node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool"
+if [ ! -x "$sarif_tool" ]; then
+    if ! command -v npm >/dev/null; then
+        say "installing npm (the SARIF validator the format tests run is an npm package)"
+        export DEBIAN_FRONTEND=noninteractive
+        as_root apt-get update -qq
+        as_root apt-get install -y -qq --no-install-recommends npm >/dev/null
+    fi
+    say "installing Microsoft's SARIF validator into $sarif_dir"
+    mkdir -p "$sarif_dir"
+    npm install --silent --no-audit --no-fund --prefix "$sarif_dir" @microsoft/sarif-multitool-linux@5 >/dev/null \
+        || die "npm could not install @microsoft/sarif-multitool-linux; check the network and run this again"
+    # The package's postinstall (chmod) may be skipped by npm's script policy.
+    chmod u+x "$sarif_tool"
+fi
+DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 "$sarif_tool" --version >/dev/null 2>&1 \
+    || die "the SARIF validator at $sarif_tool does not run"
+say "SARIF validator: $sarif_tool"
+
 [ "${TIDEGATE_SKIP_BUILD:-}" = 1 ] && { say "TIDEGATE_SKIP_BUILD=1: not building"; exit 0; }
 
 # --- build -----------------------------------------------------------------------------------------------------

@@ -37,6 +37,9 @@ pub fn rules_read_node(node: &NodeEnum) -> bool {
         | NodeEnum::CreateStmt(_)
         | NodeEnum::ViewStmt(_)
         | NodeEnum::VariableSetStmt(_)
+        | NodeEnum::RenameStmt(_)
+        | NodeEnum::AlterDomainStmt(_)
+        | NodeEnum::DropdbStmt(_)
         | NodeEnum::TransactionStmt(_) => true,
         // INSERT … VALUES (seed data, dumps) is only read for its effects; INSERT … SELECT FROM is a rule's.
         NodeEnum::InsertStmt(insert) => insert.select_stmt.as_deref().is_some_and(|select| {
@@ -203,6 +206,43 @@ impl<'a> Session<'a> {
     }
 
     fn check(&self, path: &str, sql: &str, migration: &AnalyzedMigration) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        self.check_each(path, sql, migration, &mut |finding| findings.push(finding));
+        findings
+    }
+
+    /// Lints one migration's SQL like [`Session::lint`], handing each finding to `sink` in file order instead
+    /// of collecting them (a report writer then holds one finding at a time). Returns the number of
+    /// statements.
+    pub fn lint_each(
+        &mut self,
+        path: &str,
+        sql: &str,
+        parsed: Option<ParsedSource>,
+        framework_transaction: bool,
+        sink: &mut dyn FnMut(Finding),
+    ) -> usize {
+        let settings = self.settings(framework_transaction);
+        let migration = match parsed {
+            Some(parsed) => analyze(parsed, settings, &mut self.catalog),
+            None if sql.len() > STREAMING_THRESHOLD_BYTES => {
+                analyze_sql_streaming(sql, settings, &mut self.catalog, &rules_read_node)
+            }
+            None => analyze(parse_source(sql), settings, &mut self.catalog),
+        };
+        self.check_each(path, sql, &migration, sink);
+        migration.statements().len()
+    }
+
+    /// The findings of `migration`, in file order. Until they are sorted they hold no path and no snippet:
+    /// those are filled in one finding at a time as each goes to `sink`.
+    fn check_each(
+        &self,
+        path: &str,
+        sql: &str,
+        migration: &AnalyzedMigration,
+        sink: &mut dyn FnMut(Finding),
+    ) {
         let context = Context {
             migration,
             catalog: &self.catalog,
@@ -229,9 +269,7 @@ impl<'a> Session<'a> {
                 };
                 let (severity, size_note) =
                     self.adjust_for_size(doc.size_sensitive, severity, violation.table.as_ref());
-                findings.push(
-                    self.finding(doc.id, severity, path, sql, migration, violation, size_note),
-                );
+                findings.push(self.finding(doc.id, severity, sql, migration, violation, size_note));
             }
         }
         if let Some(severity) = self.config.severity_of(
@@ -265,7 +303,16 @@ impl<'a> Session<'a> {
         findings.sort_by(|a, b| {
             (a.line, a.column, b.severity, a.rule).cmp(&(b.line, b.column, a.severity, b.rule))
         });
-        findings
+        let line_index = &migration.parsed.line_index;
+        for mut finding in findings {
+            finding.path = path.to_string();
+            if finding.snippet.is_empty() {
+                finding.snippet = (finding.line..=finding.end_line.min(finding.line + 4))
+                    .map(|line| line_index.line_text(sql, line).to_string())
+                    .collect();
+            }
+            sink(finding);
+        }
     }
 
     /// With stats, a size-sensitive hazard on a table below `small_table_rows` becomes info.
@@ -296,7 +343,6 @@ impl<'a> Session<'a> {
         &self,
         rule: RuleId,
         severity: Severity,
-        path: &str,
         sql: &str,
         migration: &AnalyzedMigration,
         violation: Violation,
@@ -335,9 +381,6 @@ impl<'a> Session<'a> {
                 span.end.column,
             ),
         };
-        let snippet = (line..=end_line.min(line + 4))
-            .map(|line| line_index.line_text(sql, line).to_string())
-            .collect();
         let mut message = violation.message;
         let small_table = size_note.is_some();
         if let Some(note) = size_note {
@@ -349,7 +392,7 @@ impl<'a> Session<'a> {
             table: violation.table,
             small_table,
             severity,
-            path: path.to_string(),
+            path: String::new(),
             line,
             column,
             end_line,
@@ -357,7 +400,7 @@ impl<'a> Session<'a> {
             message,
             help: violation.help,
             lock: violation.lock,
-            snippet,
+            snippet: Vec::new(),
         }
     }
 }

@@ -202,3 +202,121 @@ fn a_large_file_is_linted_statement_by_statement() {
     assert_eq!(syntax_errors.len(), 1);
     assert_eq!(syntax_errors[0].line, 14_001);
 }
+
+/// A file argument of the grouped-files path: a migration of the directory (by several spellings of its
+/// path), a down migration, or a file that does not exist.
+#[derive(Debug, Clone)]
+enum Argument {
+    Migration(usize),
+    DotSlash(usize),
+    Absolute(usize),
+    Down(usize),
+    Missing,
+}
+
+fn argument(files: usize) -> impl Strategy<Value = Argument> {
+    prop_oneof![
+        (0..files).prop_map(Argument::Migration),
+        (0..files).prop_map(Argument::DotSlash),
+        (0..files).prop_map(Argument::Absolute),
+        (0..files).prop_map(Argument::Down),
+        Just(Argument::Missing),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The grouped-files path of `tidegate lint FILE…`: mutated migrations written to a directory, named in any
+    /// order, repeated and spelled differently, grouped by set and linted in one pass (the others replayed).
+    /// Never panics; every named up migration is in exactly one group and linted once, with the findings it
+    /// has when linted alone after replaying the migrations before it.
+    #[test]
+    fn grouped_file_arguments_never_panic_and_match_one_by_one(
+        sources in proptest::collection::vec((0..CORPUS.len(), proptest::collection::vec(mutation(), 0..3)), 1..6),
+        arguments in proptest::collection::vec(argument(6), 1..10),
+        golang: bool,
+    ) {
+        use std::path::PathBuf;
+        use tidegate_sql::discovery::{discover_for_file, group_files, load_migration, FileGroup};
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let name = |index: usize, down: bool| {
+            if golang {
+                format!("{:03}_m.{}.sql", index + 1, if down { "down" } else { "up" })
+            } else if down {
+                format!("{:03}_m.down.sql", index + 1)
+            } else {
+                format!("{:03}_m.sql", index + 1)
+            }
+        };
+        for (index, (source, mutations)) in sources.iter().enumerate() {
+            let sql = apply(CORPUS[*source].to_string(), mutations);
+            std::fs::write(dir.path().join(name(index, false)), &sql).expect("write");
+            std::fs::write(dir.path().join(name(index, true)), "DROP TABLE orders;\n").expect("write");
+        }
+        let count = sources.len();
+        let files: Vec<PathBuf> = arguments
+            .iter()
+            .map(|argument| match *argument {
+                Argument::Migration(index) => dir.path().join(name(index % count, false)),
+                Argument::DotSlash(index) => dir.path().join(".").join(name(index % count, false)),
+                Argument::Absolute(index) => std::fs::canonicalize(dir.path())
+                    .expect("canonical")
+                    .join(name(index % count, false)),
+                Argument::Down(index) => dir.path().join(name(index % count, true)),
+                Argument::Missing => dir.path().join("999_missing.sql"),
+            })
+            .filter(|path| path.is_file())
+            .collect();
+        let (groups, errors) = group_files(&files, None);
+        prop_assert!(errors.is_empty(), "{:?}", errors);
+        let config = Config::default();
+        let mut linted = Vec::new();
+        for group in &groups {
+            match group {
+                FileGroup::Set { set, named } => {
+                    prop_assert!(named.windows(2).all(|pair| pair[0] < pair[1]));
+                    let mut session = Session::new(&config, None);
+                    for (index, migration) in set.migrations.iter().enumerate().take(named.last().map_or(0, |last| last + 1)) {
+                        let loaded = load_migration(&migration.path, set.layout).expect("load");
+                        if named.contains(&index) {
+                            let report = session.lint("f.sql", &loaded.sql, loaded.framework_transaction);
+                            linted.push((std::fs::canonicalize(&migration.path).expect("canonical"), report.findings));
+                        } else {
+                            session.replay(&loaded.sql, loaded.framework_transaction);
+                        }
+                    }
+                }
+                FileGroup::Alone(path) => {
+                    prop_assert!(discover_for_file(path, None).expect("discover").is_none());
+                    let sql = std::fs::read_to_string(path).expect("read");
+                    let mut session = Session::new(&config, None);
+                    session.lint("f.sql", &sql, false);
+                }
+            }
+        }
+        // Each named up migration once, with its one-by-one findings.
+        let mut expected: Vec<PathBuf> = files
+            .iter()
+            .filter(|path| discover_for_file(path, None).expect("discover").is_some())
+            .map(|path| std::fs::canonicalize(path).expect("canonical"))
+            .collect();
+        expected.sort();
+        expected.dedup();
+        let mut names: Vec<PathBuf> = linted.iter().map(|(path, _)| path.clone()).collect();
+        names.sort();
+        prop_assert_eq!(&names, &expected);
+        for (path, findings) in &linted {
+            let (set, position) = discover_for_file(path, None).expect("discover").expect("in a set");
+            let mut session = Session::new(&config, None);
+            for migration in &set.migrations[..position] {
+                let loaded = load_migration(&migration.path, set.layout).expect("load");
+                session.replay(&loaded.sql, loaded.framework_transaction);
+            }
+            let loaded = load_migration(path, set.layout).expect("load");
+            let alone = session.lint("f.sql", &loaded.sql, loaded.framework_transaction);
+            prop_assert_eq!(&alone.findings, findings);
+        }
+    }
+}

@@ -121,7 +121,14 @@ pub fn discover(dir: &Path, layout: Option<Layout>) -> Result<MigrationSet, Disc
     for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
         let entry = entry.map_err(io_error(dir))?;
         let path = entry.path();
-        if path.is_dir() {
+        // The entry's type comes with the directory listing on most filesystems: no stat per file. A
+        // symbolic link is followed to see what it points at.
+        let is_dir = match entry.file_type() {
+            Ok(file_type) if file_type.is_symlink() => path.is_dir(),
+            Ok(file_type) => file_type.is_dir(),
+            Err(_) => path.is_dir(),
+        };
+        if is_dir {
             subdirs.push(path);
         } else if path.extension().is_some_and(|ext| ext == "sql") {
             files.push(path);
@@ -161,7 +168,12 @@ pub fn discover(dir: &Path, layout: Option<Layout>) -> Result<MigrationSet, Disc
             })
             .collect(),
     };
-    migrations.sort_by(|a, b| compare_versions(layout, &a.version, &b.version));
+    if layout == Layout::Flyway {
+        migrations.sort_by(|a, b| compare_versions(layout, &a.version, &b.version));
+    } else {
+        // The same order as `compare_versions`, each name's key computed once.
+        migrations.sort_by_cached_key(|migration| natural_key(&migration.version));
+    }
     Ok(MigrationSet {
         root: dir.to_path_buf(),
         layout,
@@ -201,6 +213,149 @@ pub fn discover_for_file(
         }
     }
     Ok(None)
+}
+
+/// Migration files named one by one (pre-commit, a CI diff step), grouped by the migration set each belongs to,
+/// so that each set is discovered once and its earlier migrations replayed once however many of its files are
+/// named. Groups come in the order their first file was named; `named` holds positions in `set.migrations`,
+/// ascending and without repeats (a file named twice is linted once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileGroup {
+    /// Files of one recognised set.
+    Set {
+        set: MigrationSet,
+        named: Vec<usize>,
+    },
+    /// A file that is not an up migration of a recognised set (a down migration named explicitly): linted
+    /// alone.
+    Alone(PathBuf),
+}
+
+/// Groups `files` by migration set (see [`FileGroup`]): [`discover_for_file`] for many files at once, each
+/// candidate directory read once. Errors are per file, in the order the files were given, beside the groups
+/// of the files that could be placed.
+pub fn group_files(
+    files: &[PathBuf],
+    layout: Option<Layout>,
+) -> (Vec<FileGroup>, Vec<DiscoveryError>) {
+    struct Candidate {
+        set: MigrationSet,
+        /// A migration's path as discovered → its position; canonical paths filled on first need.
+        by_path: std::collections::HashMap<PathBuf, usize>,
+        by_canonical: Option<std::collections::HashMap<PathBuf, usize>>,
+        /// The index of this set's group in `groups`, once a file was placed in it.
+        group: Option<usize>,
+    }
+    let mut candidates: std::collections::HashMap<PathBuf, Result<Candidate, ()>> =
+        std::collections::HashMap::new();
+    // A directory as spelled → its canonical path: one canonicalisation per spelling, not per file.
+    let mut canonical_dirs: std::collections::HashMap<PathBuf, PathBuf> =
+        std::collections::HashMap::new();
+    let mut groups: Vec<FileGroup> = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        let mut placed = false;
+        for dir in candidate_dirs(file) {
+            let key = canonical_dirs
+                .entry(dir.clone())
+                .or_insert_with(|| std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone()))
+                .clone();
+            let candidate = match candidates.entry(key) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    entry.insert(match discover(&dir, layout) {
+                        Ok(set) => {
+                            let by_path = set
+                                .migrations
+                                .iter()
+                                .enumerate()
+                                .map(|(index, migration)| (migration.path.clone(), index))
+                                .collect();
+                            Ok(Candidate {
+                                set,
+                                by_path,
+                                by_canonical: None,
+                                group: None,
+                            })
+                        }
+                        Err(error) => {
+                            errors.push(error);
+                            Err(())
+                        }
+                    })
+                }
+            };
+            let Ok(candidate) = candidate else {
+                // The directory could not be read: reported once, and the file is not linted alone either.
+                placed = true;
+                break;
+            };
+            let position = match candidate.by_path.get(file) {
+                Some(position) => Some(*position),
+                None => std::fs::canonicalize(file).ok().and_then(|target| {
+                    let by_canonical = candidate.by_canonical.get_or_insert_with(|| {
+                        candidate
+                            .set
+                            .migrations
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(index, migration)| {
+                                std::fs::canonicalize(&migration.path)
+                                    .ok()
+                                    .map(|path| (path, index))
+                            })
+                            .collect()
+                    });
+                    by_canonical.get(&target).copied()
+                }),
+            };
+            let Some(position) = position else {
+                continue;
+            };
+            let group = *candidate.group.get_or_insert_with(|| {
+                groups.push(FileGroup::Set {
+                    set: candidate.set.clone(),
+                    named: Vec::new(),
+                });
+                groups.len() - 1
+            });
+            if let FileGroup::Set { named, .. } = &mut groups[group] {
+                named.push(position);
+            }
+            placed = true;
+            break;
+        }
+        if !placed {
+            groups.push(FileGroup::Alone(file.clone()));
+        }
+    }
+    for group in &mut groups {
+        if let FileGroup::Set { named, .. } = group {
+            named.sort_unstable();
+            named.dedup();
+        }
+    }
+    (groups, errors)
+}
+
+/// The directories a file's migration set may be rooted at: its own, or for `up.sql` / `migration.sql`
+/// (diesel, Prisma) its parent's.
+fn candidate_dirs(file: &Path) -> Vec<PathBuf> {
+    let Some(parent) = file.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    }) else {
+        return Vec::new();
+    };
+    let name = file_name(file);
+    if name == "up.sql" || name == "migration.sql" {
+        parent.parent().into_iter().map(Path::to_path_buf).collect()
+    } else {
+        vec![parent.to_path_buf()]
+    }
 }
 
 /// Reads one migration: checks it is UTF-8, keeps dbmate's up section only, and resolves the framework's

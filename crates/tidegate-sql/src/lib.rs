@@ -80,8 +80,8 @@ pub use tree::{ColumnType, TableName};
 pub mod syntax {
     pub use crate::tree::{
         calls_volatile_function, column_reference, cte_names, from_tables, function_name,
-        has_option, integer_value, is_constant, operator_name, string_constant, string_literals,
-        string_value, visit_expression, VOLATILE_FUNCTIONS,
+        has_option, integer_value, is_constant, long_identifiers, operator_name, string_constant,
+        string_literals, string_value, visit_expression, VOLATILE_FUNCTIONS,
     };
     pub use pg_query::protobuf;
     pub use pg_query::{Node, NodeEnum};

@@ -350,6 +350,32 @@ pub fn string_literals(sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// The identifiers of a statement's text longer than `max_bytes`, as written (PostgreSQL's scanner truncates
+/// them to 63 bytes before the parse tree exists, so only the text still has the full name): each with its
+/// byte offset in `sql` and its name (quotes removed, `""` unescaped).
+pub fn long_identifiers(sql: &str, max_bytes: usize) -> Vec<(usize, String)> {
+    if sql.contains('\0') {
+        return Vec::new();
+    }
+    let Ok(tokens) = pg_query::scan_tokens(sql) else {
+        return Vec::new();
+    };
+    tokens
+        .into_iter()
+        .filter(|token| token.token == protobuf::Token::Ident as i32)
+        .filter_map(|token| {
+            let start = usize::try_from(token.start).ok()?;
+            let end = usize::try_from(token.end).ok()?;
+            let written = sql.get(start..end)?;
+            let name = match written.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
+                Some(quoted) => quoted.replace("\"\"", "\""),
+                None => written.to_string(),
+            };
+            (name.len() > max_bytes).then_some((start, name))
+        })
+        .collect()
+}
+
 /// The names a `WITH` clause defines: relations in FROM with these names are CTEs, not tables.
 pub fn cte_names(with_clause: Option<&protobuf::WithClause>) -> Vec<String> {
     with_clause

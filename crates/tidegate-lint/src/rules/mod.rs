@@ -7,6 +7,7 @@ pub mod add_column_serial;
 pub mod add_column_stored_generated;
 pub mod add_required_column;
 pub mod alter_column_type_rewrite;
+pub mod alter_domain_add_constraint;
 pub mod attach_partition_without_check;
 pub mod check_constraint_without_not_valid;
 pub mod concurrent_index_if_not_exists;
@@ -15,12 +16,14 @@ pub mod create_index_non_concurrently;
 pub mod detach_partition_non_concurrently;
 pub mod disable_triggers;
 pub mod drop_column;
+pub mod drop_database;
 pub mod drop_index_non_concurrently;
 pub mod drop_primary_key;
 pub mod drop_table;
 pub mod enum_add_value_in_transaction;
 pub mod exclusion_constraint;
 pub mod foreign_key_without_not_valid;
+pub mod identifier_too_long;
 pub mod invalid_suppression;
 pub mod missing_lock_timeout;
 pub mod missing_statement_timeout;
@@ -28,6 +31,7 @@ pub mod multiple_tables_locked;
 pub mod prefer_bigint_over_int;
 pub mod prefer_identity_over_serial;
 pub mod prefer_jsonb_over_json;
+pub mod prefer_text_over_char;
 pub mod prefer_text_over_varchar;
 pub mod prefer_timestamptz;
 pub mod primary_key_without_index;
@@ -68,6 +72,7 @@ pub static ALL: &[&dyn Rule] = &[
     &unique_constraint_without_index::UniqueConstraintWithoutIndex,
     &primary_key_without_index::PrimaryKeyWithoutIndex,
     &exclusion_constraint::ExclusionConstraint,
+    &alter_domain_add_constraint::AlterDomainAddConstraint,
     &set_not_null_scan::SetNotNullScan,
     &add_required_column::AddRequiredColumn,
     &drop_primary_key::DropPrimaryKey,
@@ -88,12 +93,15 @@ pub static ALL: &[&dyn Rule] = &[
     &truncate_cascade::TruncateCascade,
     &drop_column::DropColumn,
     &drop_table::DropTable,
+    &drop_database::DropDatabase,
     &rename_column::RenameColumn,
     &rename_table::RenameTable,
     &prefer_bigint_over_int::PreferBigintOverInt,
     &prefer_identity_over_serial::PreferIdentityOverSerial,
     &prefer_text_over_varchar::PreferTextOverVarchar,
+    &prefer_text_over_char::PreferTextOverChar,
     &prefer_timestamptz::PreferTimestamptz,
     &prefer_jsonb_over_json::PreferJsonbOverJson,
+    &identifier_too_long::IdentifierTooLong,
     &invalid_suppression::InvalidSuppression,
 ];

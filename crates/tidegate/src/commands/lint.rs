@@ -1,17 +1,19 @@
 //! `tidegate lint`: reads migration files (the only I/O of linting), hands them to `tidegate-lint`, prints the
 //! findings in the chosen format and turns them into an exit code.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use rayon::prelude::*;
-use tidegate_lint::render::{self, Format, Summary};
+use tidegate_lint::render::{self, Format};
 use tidegate_lint::{
     registry, Config, Finding, Session, Severity, TableStats, STREAMING_THRESHOLD_BYTES,
 };
-use tidegate_sql::discovery::{discover, discover_for_file, load_migration};
-use tidegate_sql::{parse_source, Layout, MigrationSet};
+use tidegate_sql::discovery::{
+    discover, group_files, load_migration, DiscoveryError, FileGroup, LoadedMigration,
+};
+use tidegate_sql::{parse_source, Layout, MigrationFile, MigrationSet, ParsedSource};
 
 #[derive(Debug, clap::Args)]
 pub struct LintArgs {
@@ -111,34 +113,47 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
         args.paths.clone()
     };
     let format = Format::from_name(&args.format).unwrap_or(Format::Text);
-
-    // Each path is an independent migration set: lint them in parallel, report them in the order given.
-    let outcomes: Vec<Outcome> = paths
-        .par_iter()
-        .map(|path| {
-            let mut outcome = Outcome::default();
-            lint_path(path, &config, stats.as_ref(), &mut outcome);
-            outcome
-        })
-        .collect();
-    let mut outcome = Outcome::default();
-    for part in outcomes {
-        outcome.findings.extend(part.findings);
-        outcome.files += part.files;
-        outcome.statements += part.statements;
-        outcome.input_errors += part.input_errors;
-    }
-    let summary = Summary {
-        findings: &outcome.findings,
-        files: outcome.files,
-        statements: outcome.statements,
-    };
     let color = format == Format::Text && colors_enabled();
-    let rendered = render::render(format, summary, color);
-    let mut stdout = std::io::stdout().lock();
-    // A closed pipe (`tidegate lint | head`) is not an error worth a panic.
-    let _ = stdout.write_all(rendered.as_bytes());
-    let _ = stdout.flush();
+    let paths_context = path_context();
+
+    // Findings are written as they are produced, so memory does not grow with their number.
+    let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+    let writer = match render::Writer::start(format, stdout, color, paths_context) {
+        Ok(writer) => writer,
+        // A closed pipe (`tidegate lint | head`) is not an error worth a panic.
+        Err(_) => return Ok(super::exit_failure()),
+    };
+    let mut outcome = Outcome {
+        writer,
+        broken_pipe: false,
+        files: 0,
+        statements: 0,
+        input_errors: 0,
+    };
+    for unit in units(&paths, config.layout, &mut outcome) {
+        match unit {
+            Unit::Directory(path) => lint_directory(&path, &config, stats.as_ref(), &mut outcome),
+            Unit::Files(FileGroup::Set { set, named }) => {
+                lint_set(&set, &named, &config, stats.as_ref(), &mut outcome)
+            }
+            Unit::Files(FileGroup::Alone(path)) => {
+                // Not part of a recognised set (e.g. a down migration named explicitly): lint it alone.
+                let set = MigrationSet {
+                    root: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+                    layout: config.layout.unwrap_or(Layout::Plain),
+                    migrations: vec![tidegate_sql::MigrationFile {
+                        path,
+                        version: String::new(),
+                    }],
+                };
+                lint_set(&set, &[0], &config, stats.as_ref(), &mut outcome);
+            }
+        }
+    }
+    let failing = [Severity::Error, Severity::Warning, Severity::Info]
+        .into_iter()
+        .any(|severity| severity >= config.fail_on && outcome.writer.count(severity) > 0);
+    let _ = outcome.writer.finish(outcome.files, outcome.statements);
 
     if outcome.input_errors > 0 {
         eprintln!(
@@ -151,10 +166,6 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(super::exit_usage());
     }
-    let failing = outcome
-        .findings
-        .iter()
-        .any(|finding| finding.severity >= config.fail_on);
     Ok(if failing {
         super::exit_failure()
     } else {
@@ -162,12 +173,94 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-#[derive(Default)]
+/// What one pass lints: a directory given as such, or the named files of one migration set.
+enum Unit {
+    Directory(PathBuf),
+    Files(FileGroup),
+}
+
+/// The paths as passes, in the order given: each directory alone; the files grouped by the migration set they
+/// belong to (each set discovered and replayed once, however many of its files are named), at the place of
+/// the first file given.
+fn units(paths: &[PathBuf], layout: Option<Layout>, outcome: &mut Outcome) -> Vec<Unit> {
+    #[derive(PartialEq)]
+    enum Kind {
+        Directory,
+        File,
+        Missing,
+    }
+    let kinds: Vec<Kind> = paths
+        .iter()
+        .map(|path| match std::fs::metadata(path) {
+            Ok(metadata) if metadata.is_dir() => Kind::Directory,
+            Ok(metadata) if metadata.is_file() => Kind::File,
+            _ => Kind::Missing,
+        })
+        .collect();
+    let files: Vec<PathBuf> = paths
+        .iter()
+        .zip(&kinds)
+        .filter(|(_, kind)| **kind == Kind::File)
+        .map(|(path, _)| path.clone())
+        .collect();
+    let (groups, errors) = group_files(&files, layout);
+    for error in errors {
+        eprintln!("error: {error}");
+        outcome.input_errors += 1;
+    }
+    let mut groups = Some(groups);
+    let mut units = Vec::new();
+    for (path, kind) in paths.iter().zip(kinds) {
+        if kind == Kind::Directory {
+            units.push(Unit::Directory(path.clone()));
+        } else if kind == Kind::File {
+            if let Some(groups) = groups.take() {
+                units.extend(groups.into_iter().map(Unit::Files));
+            }
+        } else {
+            eprintln!(
+                "error: {} does not exist; pass migration files or directories",
+                path.display()
+            );
+            outcome.input_errors += 1;
+        }
+    }
+    units
+}
+
+/// The working directory and the repository root (the nearest ancestor with `.git`), for the formats whose
+/// paths are relative to them.
+fn path_context() -> render::PathContext {
+    let working_dir = std::env::current_dir().ok();
+    let repository_root = working_dir.as_ref().and_then(|dir| {
+        dir.ancestors()
+            .find(|ancestor| ancestor.join(".git").exists())
+            .map(Path::to_path_buf)
+    });
+    render::PathContext {
+        working_dir,
+        repository_root,
+    }
+}
+
 struct Outcome {
-    findings: Vec<Finding>,
+    writer: render::Writer<std::io::BufWriter<std::io::Stdout>>,
+    /// Stdout was closed (`tidegate lint | head`): linting goes on for the exit code, output stops.
+    broken_pipe: bool,
     files: usize,
     statements: usize,
     input_errors: usize,
+}
+
+impl Outcome {
+    fn report(&mut self, finding: &Finding) {
+        if self.broken_pipe {
+            // Still counted for the exit code.
+            self.writer.count_only(finding.severity);
+        } else if self.writer.finding(finding).is_err() {
+            self.broken_pipe = true;
+        }
+    }
 }
 
 fn usage_error(message: &str) -> anyhow::Result<ExitCode> {
@@ -246,68 +339,42 @@ fn print_rules(config: &Config) {
     }
 }
 
-fn lint_path(path: &Path, config: &Config, stats: Option<&TableStats>, outcome: &mut Outcome) {
-    if path.is_dir() {
-        match discover(path, config.layout) {
-            Ok(set) if set.migrations.is_empty() => eprintln!(
-                "warning: {} holds no migration files (looked for the {} layout); pass the directory that holds them",
-                path.display(),
-                set.layout.name()
-            ),
-            Ok(set) => lint_set(&set, 0, None, config, stats, outcome),
-            Err(error) => {
-                eprintln!("error: {error}");
-                outcome.input_errors += 1;
-            }
+fn lint_directory(path: &Path, config: &Config, stats: Option<&TableStats>, outcome: &mut Outcome) {
+    match discover(path, config.layout) {
+        Ok(set) if set.migrations.is_empty() => eprintln!(
+            "warning: {} holds no migration files (looked for the {} layout); pass the directory that holds them",
+            path.display(),
+            set.layout.name()
+        ),
+        Ok(set) => {
+            let all: Vec<usize> = (0..set.migrations.len()).collect();
+            lint_set(&set, &all, config, stats, outcome)
         }
-    } else if path.is_file() {
-        match discover_for_file(path, config.layout) {
-            Ok(Some((set, position))) => {
-                lint_set(&set, position, Some(position), config, stats, outcome)
-            }
-            Ok(None) => {
-                // Not part of a recognised set (e.g. a down migration named explicitly): lint it alone.
-                let set = MigrationSet {
-                    root: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
-                    layout: config.layout.unwrap_or(Layout::Plain),
-                    migrations: vec![tidegate_sql::MigrationFile {
-                        path: path.to_path_buf(),
-                        version: String::new(),
-                    }],
-                };
-                lint_set(&set, 0, Some(0), config, stats, outcome);
-            }
-            Err(error) => {
-                eprintln!("error: {error}");
-                outcome.input_errors += 1;
-            }
+        Err(error) => {
+            eprintln!("error: {error}");
+            outcome.input_errors += 1;
         }
-    } else {
-        eprintln!(
-            "error: {} does not exist; pass migration files or directories",
-            path.display()
-        );
-        outcome.input_errors += 1;
     }
 }
 
-/// Lints `set.migrations[first..]` (only `only` when given), replaying the earlier ones into the catalog.
-/// Files are read and parsed in parallel in chunks, then analysed in order; a chunk's parse trees are dropped
-/// once linted, so memory stays bounded on large directories.
+/// Lints the migrations of `set` at the positions `named` (ascending), replaying the others before the last
+/// of them into the catalog. Files are read and parsed in parallel in chunks, then analysed in order; a
+/// chunk's parse trees are dropped once linted, so memory stays bounded on large directories.
 fn lint_set(
     set: &MigrationSet,
-    first: usize,
-    only: Option<usize>,
+    named: &[usize],
     config: &Config,
     stats: Option<&TableStats>,
     outcome: &mut Outcome,
 ) {
+    let Some(&last) = named.last() else {
+        return;
+    };
     let mut session = Session::new(config, stats);
-    let end = only.map_or(set.migrations.len(), |index| index + 1);
     let chunk_size = rayon::current_num_threads().max(1) * 8;
-    let files = &set.migrations[..end];
-    for (chunk_index, chunk) in files.chunks(chunk_size).enumerate() {
-        let loaded: Vec<_> = chunk
+    let chunks: Vec<&[MigrationFile]> = set.migrations[..=last].chunks(chunk_size).collect();
+    let load = |chunk: &[MigrationFile]| -> Vec<Loaded> {
+        chunk
             .par_iter()
             .map(|migration| {
                 load_migration(&migration.path, set.layout).map(|loaded| {
@@ -317,35 +384,64 @@ fn lint_set(
                     (loaded, parsed)
                 })
             })
-            .collect();
-        for (offset, (migration, result)) in chunk.iter().zip(loaded).enumerate() {
-            let index = chunk_index * chunk_size + offset;
-            let (loaded, parsed) = match result {
-                Ok(ok) => ok,
-                Err(error) => {
-                    // An unreadable earlier migration also matters: the context it would give is missing.
-                    eprintln!("error: {error}");
-                    outcome.input_errors += 1;
-                    continue;
+            .collect()
+    };
+    let mut next_named = named.iter().copied().peekable();
+    let mut pending = chunks.first().map(|chunk| load(chunk));
+    for (chunk_index, chunk) in chunks.iter().enumerate() {
+        let loaded = pending.take().unwrap_or_default();
+        // The next chunk is read and parsed by the other threads while this one is analysed in order.
+        let ((), next) = rayon::join(
+            || {
+                for (offset, (migration, result)) in chunk.iter().zip(loaded).enumerate() {
+                    let index = chunk_index * chunk_size + offset;
+                    let is_named = next_named.peek() == Some(&index);
+                    if is_named {
+                        next_named.next();
+                    }
+                    lint_one(migration, result, is_named, &mut session, outcome);
                 }
-            };
-            if index < first {
-                match parsed {
-                    Some(parsed) => session.replay_parsed(parsed, loaded.framework_transaction),
-                    None => session.replay(&loaded.sql, loaded.framework_transaction),
-                }
-                continue;
-            }
-            let display = migration.path.display().to_string();
-            let report = match parsed {
-                Some(parsed) => {
-                    session.lint_parsed(&display, &loaded.sql, parsed, loaded.framework_transaction)
-                }
-                None => session.lint(&display, &loaded.sql, loaded.framework_transaction),
-            };
-            outcome.files += 1;
-            outcome.statements += report.statements;
-            outcome.findings.extend(report.findings);
-        }
+            },
+            || chunks.get(chunk_index + 1).map(|chunk| load(chunk)),
+        );
+        pending = next;
     }
+}
+
+type Loaded = Result<(LoadedMigration, Option<ParsedSource>), DiscoveryError>;
+
+/// Lints one migration if it was named, else replays it into the session's catalog.
+fn lint_one(
+    migration: &MigrationFile,
+    result: Loaded,
+    is_named: bool,
+    session: &mut Session<'_>,
+    outcome: &mut Outcome,
+) {
+    let (loaded, parsed) = match result {
+        Ok(ok) => ok,
+        Err(error) => {
+            // An unreadable earlier migration also matters: the context it would give is missing.
+            eprintln!("error: {error}");
+            outcome.input_errors += 1;
+            return;
+        }
+    };
+    if !is_named {
+        match parsed {
+            Some(parsed) => session.replay_parsed(parsed, loaded.framework_transaction),
+            None => session.replay(&loaded.sql, loaded.framework_transaction),
+        }
+        return;
+    }
+    let display = migration.path.display().to_string();
+    let statements = session.lint_each(
+        &display,
+        &loaded.sql,
+        parsed,
+        loaded.framework_transaction,
+        &mut |finding| outcome.report(&finding),
+    );
+    outcome.files += 1;
+    outcome.statements += statements;
 }
