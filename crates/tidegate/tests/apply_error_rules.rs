@@ -18,6 +18,9 @@ CREATE TABLE customers (id bigint PRIMARY KEY, tier text);
 CREATE TABLE orders (id bigint PRIMARY KEY, order_status text, customer_id bigint, total numeric, m mood);
 CREATE TABLE events (id bigint, payload text);
 CREATE INDEX orders_customer ON orders (customer_id);
+CREATE DOMAIN amount AS numeric;
+CREATE TABLE payments (id bigint PRIMARY KEY, paid amount);
+INSERT INTO payments SELECT g, g FROM generate_series(1, 20000) g;
 INSERT INTO customers SELECT g, 'gold' FROM generate_series(1, 20000) g;
 INSERT INTO orders SELECT g, 'new', g % 1000 + 1, g % 50 + 1, 'sad' FROM generate_series(1, 20000) g;
 INSERT INTO events SELECT g, 'p' FROM generate_series(1, 20000) g;
@@ -44,6 +47,8 @@ fn cases() -> Vec<(RuleId, &'static str, Expect)> {
         (AddColumnDefaultRewrite, "ALTER TABLE orders ADD COLUMN token uuid DEFAULT gen_random_uuid();", Rewritten),
         (AddColumnSerial, "ALTER TABLE orders ADD COLUMN seq serial;", Refused),
         (AddColumnStoredGenerated, "ALTER TABLE orders ADD COLUMN doubled numeric GENERATED ALWAYS AS (total * 2) STORED;", Refused),
+        (AlterDomainAddConstraint, "ALTER DOMAIN amount ADD CONSTRAINT amount_positive CHECK (VALUE > 0);", Refused),
+        (DropDatabase, "DROP DATABASE archive;", Refused),
         (AddRequiredColumn, "ALTER TABLE orders ADD COLUMN region text NOT NULL;", Refused),
         (AlterColumnTypeRewrite, "ALTER TABLE orders ALTER COLUMN customer_id TYPE int;", Refused),
         (CheckConstraintWithoutNotValid, "ALTER TABLE orders ADD CONSTRAINT a_pos CHECK (total > 0);", Rewritten),
