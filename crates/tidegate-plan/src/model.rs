@@ -623,27 +623,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pg_lock_modes_round_trip() {
-        for level in [
-            LockLevel::AccessShare,
-            LockLevel::RowShare,
-            LockLevel::RowExclusive,
-            LockLevel::ShareUpdateExclusive,
-            LockLevel::Share,
-            LockLevel::ShareRowExclusive,
-            LockLevel::Exclusive,
-            LockLevel::AccessExclusive,
-        ] {
-            assert_eq!(LockLevel::from_pg_mode(&level.pg_mode_name()), Some(level));
-        }
-        assert_eq!(
-            LockLevel::AccessExclusive.pg_mode_name(),
-            "AccessExclusiveLock"
-        );
-        assert_eq!(LockLevel::from_pg_mode("SIReadLock"), None);
-    }
-
     fn alter_type() -> Operation {
         Operation::AlterTable(AlterSubcommand::AlterColumnType {
             binary_coercible: false,

@@ -51,6 +51,18 @@ pub enum LockLevel {
 }
 
 impl LockLevel {
+    /// Every table lock mode, weakest first.
+    pub const ALL: [LockLevel; 8] = [
+        LockLevel::AccessShare,
+        LockLevel::RowShare,
+        LockLevel::RowExclusive,
+        LockLevel::ShareUpdateExclusive,
+        LockLevel::Share,
+        LockLevel::ShareRowExclusive,
+        LockLevel::Exclusive,
+        LockLevel::AccessExclusive,
+    ];
+
     /// The name PostgreSQL uses (`ACCESS EXCLUSIVE`).
     pub fn sql_name(self) -> &'static str {
         match self {
@@ -95,18 +107,9 @@ impl LockLevel {
 
     pub fn from_sql_name(name: &str) -> Option<LockLevel> {
         let normalized = name.trim().to_ascii_uppercase().replace('_', " ");
-        [
-            LockLevel::AccessShare,
-            LockLevel::RowShare,
-            LockLevel::RowExclusive,
-            LockLevel::ShareUpdateExclusive,
-            LockLevel::Share,
-            LockLevel::ShareRowExclusive,
-            LockLevel::Exclusive,
-            LockLevel::AccessExclusive,
-        ]
-        .into_iter()
-        .find(|level| level.sql_name() == normalized)
+        LockLevel::ALL
+            .into_iter()
+            .find(|level| level.sql_name() == normalized)
     }
 
     /// Whether this lock makes plain `SELECT`s on the table wait.
@@ -494,6 +497,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pg_lock_modes_round_trip() {
+        for level in LockLevel::ALL {
+            assert_eq!(LockLevel::from_pg_mode(&level.pg_mode_name()), Some(level));
+        }
+        assert_eq!(
+            LockLevel::AccessExclusive.pg_mode_name(),
+            "AccessExclusiveLock"
+        );
+        assert_eq!(LockLevel::from_pg_mode("SIReadLock"), None);
+    }
+
+    #[test]
     fn version_facts() {
         let set_not_null = Operation::AlterTable(AlterSubcommand::SetNotNull {
             proven_by_constraint: true,
@@ -521,16 +536,7 @@ mod tests {
 
     #[test]
     fn conflict_table_is_symmetric() {
-        let all = [
-            LockLevel::AccessShare,
-            LockLevel::RowShare,
-            LockLevel::RowExclusive,
-            LockLevel::ShareUpdateExclusive,
-            LockLevel::Share,
-            LockLevel::ShareRowExclusive,
-            LockLevel::Exclusive,
-            LockLevel::AccessExclusive,
-        ];
+        let all = LockLevel::ALL;
         for a in all {
             assert_eq!(LockLevel::from_sql_name(a.sql_name()), Some(a));
             for b in all {
