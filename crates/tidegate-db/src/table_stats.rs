@@ -168,7 +168,7 @@ pub async fn table_size(
         relkind: row.get("relkind")?,
         size: TableSize::estimated(reltuples.max(0.0) as u64)
             .with_heap_bytes(row.get::<i64>("heap_bytes")?.max(0) as u64)
-            .with_total_bytes(Some(row.get::<i64>("total_bytes")?.max(0) as u64)),
+            .with_total_bytes(row.get::<i64>("total_bytes")?.max(0) as u64),
         analysed: reltuples >= 0.0,
         block_size: row.get::<i64>("block_size")?.max(1) as u64,
         from_catalog,
@@ -415,7 +415,7 @@ pub async fn all_table_sizes(client: &dyn Session) -> Result<Vec<CatalogTableSiz
                 schema: row.get("schema")?,
                 name: row.get("name")?,
                 size: TableSize::estimated(reltuples as u64)
-                    .with_total_bytes(Some(row.get::<i64>("bytes")?.max(0) as u64)),
+                    .with_total_bytes(row.get::<i64>("bytes")?.max(0) as u64),
             });
         }
     }

@@ -30,7 +30,10 @@ struct FileEntry {
 
 impl From<FileEntry> for TableSize {
     fn from(entry: FileEntry) -> Self {
-        TableSize::estimated(entry.rows).with_total_bytes(entry.bytes)
+        TableSize {
+            total_bytes: entry.bytes,
+            ..TableSize::estimated(entry.rows)
+        }
     }
 }
 
@@ -141,7 +144,7 @@ mod tests {
         let mut stats = TableStats::new();
         stats.insert(
             &TableName::new(Some("app"), "Orders"),
-            TableSize::estimated(5).with_total_bytes(Some(8192)),
+            TableSize::estimated(5).with_total_bytes(8192),
         );
         stats.insert(&TableName::new(None, "flags"), TableSize::estimated(0));
         let text = stats.to_json();

@@ -29,7 +29,7 @@
 //! };
 //! let orders = TableFacts {
 //!     exists: true,
-//!     size: TableSize::estimated(48_000_000).with_heap_bytes(20 << 30).with_total_bytes(Some(30 << 30)),
+//!     size: TableSize::estimated(48_000_000).with_heap_bytes(20 << 30).with_total_bytes(30 << 30),
 //!     scan_bytes_per_second: Some(200.0 * 1024.0 * 1024.0), writes_per_second: Some(350.0),
 //!     ..TableFacts::missing()
 //! };

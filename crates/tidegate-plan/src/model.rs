@@ -228,9 +228,7 @@ impl TableFacts {
     pub fn missing() -> Self {
         Self {
             exists: false,
-            size: TableSize::exact(0)
-                .with_heap_bytes(0)
-                .with_total_bytes(Some(0)),
+            size: TableSize::exact(0).with_heap_bytes(0).with_total_bytes(0),
             scan_bytes_per_second: None,
             writes_per_second: None,
             lock_holders: Vec::new(),
@@ -602,7 +600,7 @@ mod tests {
             exists: true,
             size: TableSize::estimated(rows)
                 .with_heap_bytes(heap)
-                .with_total_bytes(Some(heap + heap / 2)),
+                .with_total_bytes(heap + heap / 2),
             scan_bytes_per_second: Some(100.0 * MIB as f64),
             writes_per_second: Some(0.0),
             lock_holders: Vec::new(),

@@ -33,7 +33,7 @@ fn orders() -> TableFacts {
         exists: true,
         size: TableSize::estimated(48_000_000)
             .with_heap_bytes(20 * GIB)
-            .with_total_bytes(Some(30 * GIB)),
+            .with_total_bytes(30 * GIB),
         scan_bytes_per_second: Some(200.0 * MIB as f64),
         writes_per_second: Some(350.0),
         lock_holders: Vec::new(),
@@ -46,7 +46,7 @@ fn flags() -> TableFacts {
         exists: true,
         size: TableSize::exact(12)
             .with_heap_bytes(8192)
-            .with_total_bytes(Some(24576)),
+            .with_total_bytes(24576),
         scan_bytes_per_second: Some(50.0 * MIB as f64),
         writes_per_second: Some(0.0),
         lock_holders: Vec::new(),

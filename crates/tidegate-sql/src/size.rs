@@ -42,9 +42,9 @@ impl TableSize {
         }
     }
 
-    pub fn with_total_bytes(self, bytes: Option<u64>) -> Self {
+    pub fn with_total_bytes(self, bytes: u64) -> Self {
         Self {
-            total_bytes: bytes,
+            total_bytes: Some(bytes),
             ..self
         }
     }
@@ -58,7 +58,7 @@ mod tests {
     fn builders_keep_what_they_do_not_set() {
         let size = TableSize::exact(12)
             .with_heap_bytes(8192)
-            .with_total_bytes(Some(16384));
+            .with_total_bytes(16384);
         assert_eq!(
             size,
             TableSize {
