@@ -6,18 +6,18 @@
 //! brought about itself — a throttle flag it set, a lock it holds.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tidegate_testkit::TestDatabase;
 
+mod common;
+use common::{json_lines, wait_event, HANG};
+
 const TIDEGATE: &str = env!("CARGO_BIN_EXE_tidegate");
 /// How long any one wait may take before the test calls it a hang.
-const HANG: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Deserialize)]
 struct Scrape {
@@ -179,38 +179,6 @@ fn check_shape(scrape: &Scrape, run: &[(&str, &str)]) {
         }
     }
     scrape.state(run);
-}
-
-/// The child's stdout lines (`--format json`: one JSON object each), read on a thread of their own.
-fn json_lines(child: &mut Child) -> Receiver<serde_json::Value> {
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Ok(value) = serde_json::from_str(&line) {
-                if tx.send(value).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    rx
-}
-
-/// Waits for the line whose `event` is `name` (lines before it are dropped).
-fn wait_event(lines: &Receiver<serde_json::Value>, name: &str) -> serde_json::Value {
-    let until = Instant::now() + HANG;
-    loop {
-        match lines.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            Ok(value) if value["event"] == name => return value,
-            Ok(_) => {}
-            Err(RecvTimeoutError::Timeout) => panic!("no {name} event"),
-            Err(RecvTimeoutError::Disconnected) => {
-                panic!("the process ended before a {name} event")
-            }
-        }
-    }
 }
 
 /// Scrapes until `done` holds for a scrape, checking `each` on every one.

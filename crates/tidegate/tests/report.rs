@@ -5,17 +5,16 @@
 //!
 //! Nothing is timed: each step waits (boundedly) for an event the test brought about itself.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use tidegate_testkit::TestDatabase;
 
+mod common;
+use common::{json_lines, wait_event};
+
 const TIDEGATE: &str = env!("CARGO_BIN_EXE_tidegate");
-const HANG: Duration = Duration::from_secs(120);
 
 fn tidegate(args: &[&str]) -> Output {
     Command::new(TIDEGATE)
@@ -31,36 +30,6 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn json_lines(child: &mut Child) -> Receiver<Value> {
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if let Ok(value) = serde_json::from_str(&line) {
-                if tx.send(value).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    rx
-}
-
-fn wait_event(lines: &Receiver<Value>, name: &str) -> Value {
-    let until = Instant::now() + HANG;
-    loop {
-        match lines.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            Ok(value) if value["event"] == name => return value,
-            Ok(_) => {}
-            Err(RecvTimeoutError::Timeout) => panic!("no {name} event"),
-            Err(RecvTimeoutError::Disconnected) => {
-                panic!("the process ended before a {name} event")
-            }
-        }
-    }
 }
 
 fn report(id: &str, url: &str, format: &str) -> String {
