@@ -4,8 +4,8 @@
 //! with its time and the WAL it wrote (`pg_current_wal_lsn()` before and after).
 //!
 //! ```text
-//! cargo run --release -p tidegate-run --example bench_backfill -- [--rows 1000000] [--loop-limit 120] [--rate 200]
-//!     [--mode update|delete] [--db postgresql://...]   # default: a private throwaway cluster from the machine's binaries
+//! cargo run --release -p tidegate-backfill --example bench_backfill -- [--rows 1000000] [--rate 200]
+//!     [--fg-seconds 15] [--with-loop [--loop-limit 120]] [--mode update|delete] [--db postgresql://...]   # default: a private throwaway cluster from the machine's binaries
 //! ```
 //! It prints figures; it asserts nothing. Results and the exact command go in docs/benchmarks.md.
 
@@ -24,6 +24,10 @@ struct Args {
     rate: u32,
     db: Option<String>,
     delete: bool,
+    /// Also run the postmortem's loop (slow; the figures are in docs/benchmarks.md).
+    with_loop: bool,
+    /// Seconds of foreground load for the baseline.
+    fg_seconds: u64,
 }
 
 fn args() -> Args {
@@ -33,9 +37,15 @@ fn args() -> Args {
         rate: 200,
         db: None,
         delete: false,
+        with_loop: false,
+        fg_seconds: 15,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--with-loop" {
+            args.with_loop = true;
+            continue;
+        }
         let value = it.next().unwrap_or_default();
         match flag.as_str() {
             "--rows" => args.rows = value.parse().expect("--rows N"),
@@ -44,6 +54,7 @@ fn args() -> Args {
             }
             "--rate" => args.rate = value.parse().expect("--rate TPS"),
             "--db" => args.db = Some(value),
+            "--fg-seconds" => args.fg_seconds = value.parse().expect("--fg-seconds N"),
             "--mode" => {
                 args.delete = match value.as_str() {
                     "update" => false,
@@ -57,18 +68,47 @@ fn args() -> Args {
     args
 }
 
+/// The benchmark's table: the issue's `orders` (bigint primary key, a secondary index on customer, a numeric
+/// amount, two text columns), or the same without the secondary index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shape {
+    Indexed,
+    Plain,
+}
+
+impl Shape {
+    fn describe(self) -> &'static str {
+        match self {
+            Shape::Indexed => "orders with a secondary index on customer_id",
+            Shape::Plain => "orders without secondary indexes",
+        }
+    }
+}
+
 async fn fresh_table(client: &Client, rows: i64) {
+    fresh_shape(client, rows, Shape::Plain).await
+}
+
+async fn fresh_shape(client: &Client, rows: i64, shape: Shape) {
     client
         .batch_execute(&format!(
             "drop table if exists orders;
-             create table orders (id bigint primary key, customer_id bigint not null, order_status text not null,
-                                  order_status_v2 varchar(20), n int not null default 0, note text);
-             insert into orders (id, customer_id, order_status, note)
-               select g, g % 9973, (array['new','paid','shipped','delivered','returned'])[1 + g % 5], md5(g::text)
+             create table orders (id bigint primary key, customer_id bigint not null, amount numeric(12,2) not null,
+                                  order_status text not null, order_status_v2 varchar(20), n int not null default 0,
+                                  note text);
+             insert into orders (id, customer_id, amount, order_status, note)
+               select g, g % 9973, (g % 100000) / 100.0,
+                      (array['new','paid','shipped','delivered','returned'])[1 + g % 5], md5(g::text)
                from generate_series(1, {rows}) g;"
         ))
         .await
         .expect("creating the benchmark table");
+    if shape == Shape::Indexed {
+        client
+            .batch_execute("create index orders_customer_id on orders (customer_id)")
+            .await
+            .expect("creating the secondary index");
+    }
     // One statement each: VACUUM refuses to run inside the implicit transaction of a multi-statement string.
     for sql in ["vacuum analyze orders", "checkpoint"] {
         client.batch_execute(sql).await.expect(sql);
@@ -119,7 +159,71 @@ async fn postmortem_loop(client: &Client, limit: Duration) -> (Duration, u64, bo
     }
 }
 
-async fn tidegate(url: &str) -> (Duration, u64, u64) {
+/// What one tidegate run did, from its events.
+struct TidegateRun {
+    elapsed: Duration,
+    rows: u64,
+    batches: u64,
+    /// Every batch's statement time, in order.
+    statement_ms: Vec<f64>,
+    /// (seconds since the start, rows scanned, estimated rows, ETA seconds) of every batch.
+    progress: Vec<(f64, u64, Option<i64>, Option<f64>)>,
+    notes: Vec<String>,
+    throttles: usize,
+}
+
+impl TidegateRun {
+    /// Batch statement time p90 after the first 15 batches, and the slowest batch, in ms.
+    fn batch_times(&self) -> (f64, f64) {
+        let mut settled: Vec<f64> = self.statement_ms.iter().skip(15).copied().collect();
+        if settled.is_empty() {
+            settled = self.statement_ms.clone();
+        }
+        settled.sort_by(|a, b| a.total_cmp(b));
+        let p90 = settled
+            .get(((settled.len() as f64 * 0.9).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(0.0);
+        let max = self.statement_ms.iter().copied().fold(0.0, f64::max);
+        (p90, max)
+    }
+
+    /// The ETA's error against the real finish at 10%, 25% and 50% of the estimated rows scanned (a positive
+    /// error: the ETA said longer than it took).
+    fn eta_errors(&self) -> Vec<(u32, f64)> {
+        let end = self.elapsed.as_secs_f64();
+        [10u32, 25, 50]
+            .into_iter()
+            .filter_map(|percent| {
+                let (at, _, _, eta) = self.progress.iter().find(|(_, scanned, est, eta)| {
+                    eta.is_some()
+                        && est.is_some_and(|e| {
+                            *scanned as f64 >= e as f64 * f64::from(percent) / 100.0
+                        })
+                })?;
+                let actual = (end - at).max(0.001);
+                Some((percent, (eta.unwrap() - actual) / actual * 100.0))
+            })
+            .collect()
+    }
+
+    fn workers(&self) -> String {
+        let changes: Vec<&str> = self
+            .notes
+            .iter()
+            .filter_map(|n| n.strip_prefix("workers: "))
+            .filter_map(|n| n.split_whitespace().next())
+            .collect();
+        if changes.is_empty() {
+            "1".into()
+        } else {
+            format!("1 -> {}", changes.join(" -> "))
+        }
+    }
+}
+
+async fn tidegate_with(url: &str, options: BackfillOptions) -> TidegateRun {
+    use tidegate_backfill::events::Event;
     let config = ConnectionConfig::from_url(url).unwrap();
     let spec = BackfillSpec {
         predicate: Some("order_status_v2 IS NULL".into()),
@@ -127,20 +231,70 @@ async fn tidegate(url: &str) -> (Duration, u64, u64) {
     };
     let options = BackfillOptions {
         restart: true,
-        ..BackfillOptions::default()
+        ..options
     };
     let started = Instant::now();
+    let seen: Arc<std::sync::Mutex<TidegateRun>> = Arc::new(std::sync::Mutex::new(TidegateRun {
+        elapsed: Duration::ZERO,
+        rows: 0,
+        batches: 0,
+        statement_ms: Vec::new(),
+        progress: Vec::new(),
+        notes: Vec::new(),
+        throttles: 0,
+    }));
+    let sink = {
+        let seen = seen.clone();
+        Arc::new(move |event: &Event| {
+            let mut seen = seen.lock().unwrap();
+            match event {
+                Event::Batch {
+                    statement_ms,
+                    rows_scanned,
+                    estimated_rows,
+                    eta_seconds,
+                    ..
+                } => {
+                    seen.statement_ms.push(*statement_ms);
+                    seen.progress.push((
+                        started.elapsed().as_secs_f64(),
+                        *rows_scanned,
+                        *estimated_rows,
+                        *eta_seconds,
+                    ));
+                }
+                Event::Note { message, .. } => seen.notes.push(message.clone()),
+                Event::Throttled { .. } | Event::Paused { .. } => seen.throttles += 1,
+                _ => {}
+            }
+        })
+    };
     let outcome = engine::run(
         &config,
         RunTarget::Spec(spec),
         options,
-        Arc::new(|_| {}),
+        sink,
         StopHandle::default(),
     )
     .await
     .expect("the backfill runs");
     assert_eq!(outcome.end, RunEnd::Completed);
-    (started.elapsed(), outcome.rows_done, outcome.batches)
+    let mut run = std::mem::replace(
+        &mut *seen.lock().unwrap(),
+        TidegateRun {
+            elapsed: Duration::ZERO,
+            rows: 0,
+            batches: 0,
+            statement_ms: Vec::new(),
+            progress: Vec::new(),
+            notes: Vec::new(),
+            throttles: 0,
+        },
+    );
+    run.elapsed = started.elapsed();
+    run.rows = outcome.rows_done;
+    run.batches = outcome.batches;
+    run
 }
 
 /// The delete benchmark's predicate: customers whose id ends in 0, 1 or 2, about 30% of the rows.
@@ -389,73 +543,126 @@ async fn main() {
         return;
     }
 
-    println!("\nno load:");
-    fresh_table(&client, args.rows).await;
-    let a = one_update(&client).await;
-    check_done(&client, args.rows).await;
-    println!("  (a) one UPDATE                {:>8.2} s", a.as_secs_f64());
+    // The CLI's defaults: --workers auto, --hold-horizon 1m, --max-fg-latency auto, --batch-time 100ms.
+    let defaults = || BackfillOptions {
+        scale_workers: Some(tidegate_backfill::scaling::ScalerConfig::default()),
+        ..BackfillOptions::default()
+    };
+    let target_ms = BackfillOptions::default().controller.target.as_secs_f64() * 1000.0;
+    let mut unloaded_update = Duration::ZERO;
+    for shape in [Shape::Indexed, Shape::Plain] {
+        println!("\nno load, {}:", shape.describe());
+        fresh_shape(&client, args.rows, shape).await;
+        let before = wal_lsn(&client).await;
+        let a = one_update(&client).await;
+        let a_wal = wal_since(&client, &before).await;
+        check_done(&client, args.rows).await;
+        if shape == Shape::Indexed {
+            unloaded_update = a;
+        }
+        println!(
+            "  (a) one UPDATE                      {:>7.2} s  WAL {:>7.1} MiB",
+            a.as_secs_f64(),
+            mib(a_wal)
+        );
 
-    fresh_table(&client, args.rows).await;
-    let (c, rows, batches) = tidegate(&url).await;
-    check_done(&client, args.rows).await;
+        fresh_shape(&client, args.rows, shape).await;
+        let before = wal_lsn(&client).await;
+        let c = tidegate_with(&url, defaults()).await;
+        let c_wal = wal_since(&client, &before).await;
+        check_done(&client, args.rows).await;
+        let (p90, max) = c.batch_times();
+        println!(
+            "  (c) tidegate backfill, defaults     {:>7.2} s  WAL {:>7.1} MiB  {:.2}x the time, {:.2}x the WAL of (a); \
+             {} rows, {} batches, workers {}, {} throttle(s)",
+            c.elapsed.as_secs_f64(),
+            mib(c_wal),
+            c.elapsed.as_secs_f64() / a.as_secs_f64(),
+            c_wal as f64 / a_wal.max(1) as f64,
+            c.rows,
+            c.batches,
+            c.workers(),
+            c.throttles
+        );
+        println!(
+            "      batch statement time after 15 batches: p90 {p90:.1} ms ({:+.0}% of the {target_ms:.0} ms target), \
+             slowest {max:.1} ms ({:.1}x the target)",
+            (p90 - target_ms) / target_ms * 100.0,
+            max / target_ms
+        );
+        let etas: Vec<String> = c
+            .eta_errors()
+            .iter()
+            .map(|(percent, error)| format!("at {percent}%: {error:+.0}%"))
+            .collect();
+        println!(
+            "      ETA error against the actual finish: {}",
+            etas.join(", ")
+        );
+
+        if shape == Shape::Indexed {
+            // The cause of the gap the hold-horizon closes: the same run with one worker and no snapshot held.
+            fresh_shape(&client, args.rows, shape).await;
+            let before = wal_lsn(&client).await;
+            let c0 = tidegate_with(
+                &url,
+                BackfillOptions {
+                    hold_horizon: None,
+                    ..BackfillOptions::default()
+                },
+            )
+            .await;
+            let c0_wal = wal_since(&client, &before).await;
+            check_done(&client, args.rows).await;
+            println!(
+                "  (c0) 1 worker, --hold-horizon 0     {:>7.2} s  WAL {:>7.1} MiB  {:.2}x the time of (a)",
+                c0.elapsed.as_secs_f64(),
+                mib(c0_wal),
+                c0.elapsed.as_secs_f64() / a.as_secs_f64()
+            );
+            let c1 = {
+                fresh_shape(&client, args.rows, shape).await;
+                tidegate_with(&url, BackfillOptions::default()).await
+            };
+            check_done(&client, args.rows).await;
+            println!(
+                "  (c1) 1 worker, --hold-horizon 1m    {:>7.2} s  {:.2}x the time of (a)",
+                c1.elapsed.as_secs_f64(),
+                c1.elapsed.as_secs_f64() / a.as_secs_f64()
+            );
+        }
+    }
+
+    if args.with_loop {
+        fresh_table(&client, args.rows).await;
+        let (b, done, finished) = postmortem_loop(&client, args.loop_limit).await;
+        if finished {
+            println!(
+                "  (b) postmortem loop           {:>8.2} s  ({:.1}x of (a))",
+                b.as_secs_f64(),
+                b.as_secs_f64() / unloaded_update.as_secs_f64()
+            );
+        } else {
+            println!(
+                "  (b) postmortem loop           stopped at the {:.0} s limit with {done} of {} rows done ({:.1}%)",
+                b.as_secs_f64(),
+                args.rows,
+                100.0 * done as f64 / args.rows as f64
+            );
+        }
+    }
+
     println!(
-        "  (c) tidegate backfill         {:>8.2} s  ({rows} rows, {batches} batches, {:.2}x of (a))",
-        c.as_secs_f64(),
-        c.as_secs_f64() / a.as_secs_f64()
+        "\nforeground load, {}: pgbench -R {} (4 clients; each transaction = PK read + PK write on orders):",
+        Shape::Indexed.describe(),
+        args.rate
     );
-
-    fresh_table(&client, args.rows).await;
-    let (b, done, finished) = postmortem_loop(&client, args.loop_limit).await;
-    if finished {
-        println!(
-            "  (b) postmortem loop           {:>8.2} s  ({:.1}x of (a))",
-            b.as_secs_f64(),
-            b.as_secs_f64() / a.as_secs_f64()
-        );
-    } else {
-        println!(
-            "  (b) postmortem loop           stopped at the {:.0} s limit with {done} of {} rows done ({:.1}%); each batch rescans from the start",
-            b.as_secs_f64(),
-            args.rows,
-            100.0 * done as f64 / args.rows as f64
-        );
-    }
-
-    // The loop above benefits from synchronized sequential scans (each scan starts where the last one stopped,
-    // on tables over a quarter of shared_buffers). Without them every batch rescans from the start: the
-    // quadratic form the postmortem's loop takes on smaller tables or when scans do not line up.
-    fresh_table(&client, args.rows).await;
-    client
-        .batch_execute("set synchronize_seqscans = off")
-        .await
-        .unwrap();
-    let (b2, done2, finished2) = postmortem_loop(&client, args.loop_limit).await;
-    client
-        .batch_execute("reset synchronize_seqscans")
-        .await
-        .unwrap();
-    if finished2 {
-        println!(
-            "  (b') loop, no syncscan        {:>8.2} s  ({:.1}x of (a))",
-            b2.as_secs_f64(),
-            b2.as_secs_f64() / a.as_secs_f64()
-        );
-    } else {
-        println!(
-            "  (b') loop, no syncscan        stopped at the {:.0} s limit with {done2} of {} rows done ({:.1}%)",
-            b2.as_secs_f64(),
-            args.rows,
-            100.0 * done2 as f64 / args.rows as f64
-        );
-    }
-
-    println!("\nforeground load: pgbench -R {} (4 clients; each transaction = PK read + PK write on orders):", args.rate);
-    fresh_table(&client, args.rows).await;
-    let baseline = start_load(&url, args.rate, 15, args.rows);
+    fresh_shape(&client, args.rows, Shape::Indexed).await;
+    let baseline = start_load(&url, args.rate, args.fg_seconds, args.rows);
     let baseline = finish_load(baseline);
     show("baseline (no backfill)", &baseline);
 
-    let seconds = (a.as_secs_f64() * 2.0).ceil() as u64 + 6;
+    let seconds = (unloaded_update.as_secs_f64() * 2.0).ceil() as u64 + 6;
     let load = start_load(&url, args.rate, seconds, args.rows);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let a_load = one_update(&client).await;
@@ -467,18 +674,27 @@ async fn main() {
         a_load.as_secs_f64()
     );
 
-    fresh_table(&client, args.rows).await;
-    let seconds = (c.as_secs_f64() * 3.0).ceil() as u64 + 6;
+    fresh_shape(&client, args.rows, Shape::Indexed).await;
+    // Long enough for the slowest run the budget allows; pgbench's own end cuts the window.
+    let seconds = (unloaded_update.as_secs_f64() * 4.0).ceil() as u64 + 8;
     let load = start_load(&url, args.rate, seconds, args.rows);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (c_load, _, c_batches) = tidegate(&url).await;
+    let c_load = tidegate_with(&url, defaults()).await;
     let during_c = finish_load(load);
     show("during (c) tidegate", &during_c);
     println!(
-        "  {:<26} (c) took {:.2} s under load ({c_batches} batches); p99 {:.2}x baseline",
+        "  {:<26} (c) took {:.2} s under load ({} batches, workers {}, {} throttle(s)): {:.2}x the unloaded UPDATE; \
+         p99 {:.2}x baseline",
         "",
-        c_load.as_secs_f64(),
+        c_load.elapsed.as_secs_f64(),
+        c_load.batches,
+        c_load.workers(),
+        c_load.throttles,
+        c_load.elapsed.as_secs_f64() / unloaded_update.as_secs_f64(),
         during_c.p99_ms / baseline.p99_ms.max(0.001)
     );
+    for note in &c_load.notes {
+        println!("  {:<26} note: {note}", "");
+    }
     drop(cluster);
 }

@@ -32,9 +32,11 @@
 pub mod controller;
 pub mod dialect;
 pub mod engine;
+pub mod eta;
 pub mod events;
 pub mod pacing;
 pub mod retry;
+pub mod scaling;
 pub mod spec;
 pub mod state;
 pub mod throttle;

@@ -36,6 +36,9 @@ pub struct Observation {
     pub probe_latency: Reading<Duration>,
     /// The user's throttle query: true means wait.
     pub throttle_query: Reading<bool>,
+    /// What an application write waits for now: the median of the write-path probe's recent samples
+    /// ([`LatencyWindow`]).
+    pub foreground_latency: Reading<Duration>,
     /// The oldest open transaction other than ours: (pid, age).
     pub oldest_transaction: Reading<Option<(i32, Duration)>>,
 }
@@ -50,6 +53,7 @@ impl Observation {
             active_backends: Reading::Value(0),
             probe_latency: Reading::Value(Duration::ZERO),
             throttle_query: Reading::NotWatched,
+            foreground_latency: Reading::NotWatched,
             oldest_transaction: Reading::Value(None),
         }
     }
@@ -62,6 +66,10 @@ pub struct Thresholds {
     /// `None`: active backends are reported but never throttle.
     pub max_active: Option<u32>,
     pub max_probe_latency: Duration,
+    /// The foreground budget: the write-path probe's median latency over which batches wait. `None`: not
+    /// watched (the engine resolves `--max-fg-latency auto` to [`foreground_limit`] of a reading taken before
+    /// the run).
+    pub max_fg_latency: Option<Duration>,
     /// A value this many times over its threshold is critical.
     pub critical_factor: u32,
     /// How long signals must stay healthy before a throttle lifts.
@@ -78,6 +86,7 @@ impl Default for Thresholds {
             max_replica_lag: Duration::from_secs(5),
             max_active: None,
             max_probe_latency: Duration::from_millis(250),
+            max_fg_latency: None,
             critical_factor: 4,
             throttle_clear: Duration::from_secs(1),
             critical_recovery: Duration::from_secs(10),
@@ -102,16 +111,20 @@ pub enum Signal {
     ProbeLatency,
     /// The user's throttle query returned true (or failed).
     ThrottleQuery,
+    /// The write-path probe's latency, the median over its recent samples, against the foreground budget
+    /// (`--max-fg-latency`; or the probe failed).
+    ForegroundLatency,
 }
 
 impl Signal {
     /// Every signal, in a fixed order.
-    pub const ALL: [Signal; 5] = [
+    pub const ALL: [Signal; 6] = [
         Signal::BlockedSessions,
         Signal::ReplicaLag,
         Signal::ActiveBackends,
         Signal::ProbeLatency,
         Signal::ThrottleQuery,
+        Signal::ForegroundLatency,
     ];
 
     /// The stable snake_case name (the JSON form, a metric label).
@@ -122,6 +135,7 @@ impl Signal {
             Signal::ActiveBackends => "active_backends",
             Signal::ProbeLatency => "probe_latency",
             Signal::ThrottleQuery => "throttle_query",
+            Signal::ForegroundLatency => "foreground_latency",
         }
     }
 }
@@ -433,6 +447,37 @@ impl ThrottlePolicy {
                 (None, seconds(t.max_probe_latency), ReadingUnit::Seconds),
             ),
         }
+        if let Some(max) = t.max_fg_latency {
+            match &obs.foreground_latency {
+                Reading::Value(latency) if *latency > max * factor => raise(
+                    Level::Critical,
+                    Signal::ForegroundLatency,
+                    format!(
+                        "application writes wait {:.1} ms (median), over {factor}x the {:.1} ms budget",
+                        latency.as_secs_f64() * 1000.0,
+                        max.as_secs_f64() * 1000.0
+                    ),
+                    (seconds(*latency), seconds(max * factor), ReadingUnit::Seconds),
+                ),
+                Reading::Value(latency) if *latency > max => raise(
+                    Level::Throttle,
+                    Signal::ForegroundLatency,
+                    format!(
+                        "application writes wait {:.1} ms (median), over the {:.1} ms budget",
+                        latency.as_secs_f64() * 1000.0,
+                        max.as_secs_f64() * 1000.0
+                    ),
+                    (seconds(*latency), seconds(max), ReadingUnit::Seconds),
+                ),
+                Reading::Value(_) | Reading::NotWatched => {}
+                Reading::Unknown(why) => raise(
+                    Level::Throttle,
+                    Signal::ForegroundLatency,
+                    format!("write-path probe failed ({why})"),
+                    (None, seconds(max), ReadingUnit::Seconds),
+                ),
+            }
+        }
         match &obs.throttle_query {
             Reading::Value(true) => raise(
                 Level::Throttle,
@@ -464,9 +509,136 @@ impl ThrottlePolicy {
     }
 }
 
+/// The smallest foreground budget `--max-fg-latency auto` picks, whatever the reading before the run: below it,
+/// scheduler noise on a busy machine alone crosses the budget.
+pub const FOREGROUND_FLOOR: Duration = Duration::from_millis(10);
+
+/// `--max-fg-latency auto`: three times the write-path probe's median latency measured before the run, at
+/// least [`FOREGROUND_FLOOR`]. `None` when nothing was measured.
+pub fn foreground_limit(before_run: &[Duration]) -> Option<Duration> {
+    let median = median(before_run)?;
+    Some((median * 3).max(FOREGROUND_FLOOR))
+}
+
+fn median(samples: &[Duration]) -> Option<Duration> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let mid = sorted.len() / 2;
+    Some(if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2
+    })
+}
+
+/// The write-path probe's recent samples. The throttle judges their median, not the latest sample: one probe
+/// that lands on a row the batch in flight holds waits up to a batch's time (bounded by `--batch-time`, which is
+/// the knob for that), and one the scheduler delays is noise; a median over the window rises only when most
+/// application writes are slower, which is what the foreground budget is about.
+#[derive(Debug, Clone)]
+pub struct LatencyWindow {
+    samples: std::collections::VecDeque<Duration>,
+    capacity: usize,
+}
+
+impl LatencyWindow {
+    /// Eight samples: two seconds at the default health interval of 250 ms.
+    pub const DEFAULT_CAPACITY: usize = 8;
+
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            samples: std::collections::VecDeque::with_capacity(capacity.max(1)),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn push(&mut self, sample: Duration) {
+        if self.samples.len() == self.capacity {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(sample);
+    }
+
+    /// The median of the samples held; `None` before the first.
+    pub fn median(&self) -> Option<Duration> {
+        median(&self.samples.iter().copied().collect::<Vec<_>>())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_foreground_budget_is_three_times_the_median_before_the_run_and_never_below_the_floor() {
+        let ms = Duration::from_millis;
+        assert_eq!(foreground_limit(&[]), None);
+        assert_eq!(
+            foreground_limit(&[ms(1), ms(2), ms(3)]),
+            Some(FOREGROUND_FLOOR)
+        );
+        // One slow outlier before the run does not raise the budget.
+        assert_eq!(
+            foreground_limit(&[ms(5), ms(6), ms(7), ms(900)]),
+            Some(Duration::from_micros(19_500))
+        );
+        assert_eq!(foreground_limit(&[ms(20)]), Some(ms(60)));
+    }
+
+    #[test]
+    fn the_latency_window_judges_the_median_of_its_latest_samples() {
+        let ms = Duration::from_millis;
+        let mut window = LatencyWindow::new(4);
+        assert_eq!(window.median(), None);
+        window.push(ms(1));
+        assert_eq!(window.median(), Some(ms(1)));
+        // Isolated slow samples (a probe that met the batch in flight) leave the median where it was.
+        for sample in [ms(2), ms(100), ms(1)] {
+            window.push(sample);
+        }
+        assert_eq!(window.median(), Some(Duration::from_micros(1_500)));
+        // Most samples slow: the median follows; the oldest fall out of the window.
+        for sample in [ms(40), ms(50), ms(60)] {
+            window.push(sample);
+        }
+        assert_eq!(window.median(), Some(ms(45)));
+    }
+
+    #[test]
+    fn the_foreground_budget_throttles_then_pauses_and_is_not_watched_without_one() {
+        let ms = Duration::from_millis;
+        let unwatched = policy().decide(&Observation {
+            foreground_latency: Reading::Value(Duration::from_secs(5)),
+            ..Observation::healthy(at(0))
+        });
+        assert_eq!(unwatched.level, Level::Healthy);
+        let thresholds = Thresholds {
+            max_fg_latency: Some(ms(10)),
+            ..Thresholds::default()
+        };
+        let decide = |latency: Reading<Duration>| {
+            ThrottlePolicy::new(thresholds.clone()).decide(&Observation {
+                foreground_latency: latency,
+                ..Observation::healthy(at(0))
+            })
+        };
+        assert_eq!(decide(Reading::Value(ms(10))).level, Level::Healthy);
+        let throttled = decide(Reading::Value(ms(11)));
+        assert_eq!(throttled.level, Level::Throttle);
+        assert_eq!(throttled.signals, vec![Signal::ForegroundLatency]);
+        assert_eq!(throttled.readings[0].value, Some(0.011));
+        assert_eq!(throttled.readings[0].threshold, Some(0.010));
+        assert!(throttled.reason.contains("11.0 ms"), "{}", throttled.reason);
+        let critical = decide(Reading::Value(ms(41)));
+        assert_eq!(critical.level, Level::Critical);
+        assert_eq!(critical.readings[0].threshold, Some(0.040));
+        let failed = decide(Reading::Unknown("lock timeout".into()));
+        assert_eq!(failed.level, Level::Throttle);
+        assert!(failed.reason.contains("write-path probe failed"));
+    }
 
     fn at(ms: u64) -> Duration {
         Duration::from_millis(ms)

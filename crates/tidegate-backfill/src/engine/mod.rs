@@ -25,6 +25,7 @@ use crate::spec::{self, BackfillSpec, Operation};
 use crate::state::{self, RunRow, RunStatus};
 use crate::throttle::Thresholds;
 
+mod horizon;
 mod monitor;
 mod worker;
 
@@ -47,8 +48,11 @@ pub struct BackfillOptions {
     pub throttle_query: Option<String>,
     pub max_rows_per_second: Option<u64>,
     pub window: Option<Window>,
-    /// Workers in this process.
+    /// Workers in this process (with `scale_workers`: the count to start with).
     pub workers: u32,
+    /// `--workers auto`: grow and shrink the worker count by measured throughput and the throttle; `None`: keep
+    /// `workers` throughout.
+    pub scale_workers: Option<crate::scaling::ScalerConfig>,
     /// Keys per chunk (the unit workers claim).
     pub chunk_rows: u64,
     /// Abort instead of pausing when a signal turns critical.
@@ -65,6 +69,23 @@ pub struct BackfillOptions {
     pub journal_sample_every: Duration,
     pub lock_retry: RetryPolicy,
     pub reconnect: RetryPolicy,
+    /// `--hold-horizon`: hold one read-only snapshot beside the workers for at most this long at a time (then a
+    /// fresh one), so batches run at one UPDATE's speed; `None` = never.
+    pub hold_horizon: Option<Duration>,
+    /// `--max-fg-latency`: the foreground budget the write-path probe is judged against.
+    pub foreground: ForegroundBudget,
+}
+
+/// `--max-fg-latency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForegroundBudget {
+    /// Three times the write-path probe's median latency measured before the run, at least 10 ms
+    /// ([`crate::throttle::foreground_limit`]).
+    Auto,
+    /// A fixed budget.
+    Limit(Duration),
+    /// No write-path probe.
+    Off,
 }
 
 impl Default for BackfillOptions {
@@ -79,6 +100,7 @@ impl Default for BackfillOptions {
             max_rows_per_second: None,
             window: None,
             workers: 1,
+            scale_workers: None,
             chunk_rows: 20_000,
             critical_abort: false,
             restart: false,
@@ -87,9 +109,18 @@ impl Default for BackfillOptions {
             journal_sample_every: Duration::from_secs(5),
             lock_retry: RetryPolicy::lock_conflicts(),
             reconnect: RetryPolicy::reconnect(),
+            hold_horizon: Some(DEFAULT_HOLD_HORIZON),
+            foreground: ForegroundBudget::Auto,
         }
     }
 }
+
+/// `--hold-horizon`'s default: long enough that a run's batches keep one UPDATE's speed, short enough that
+/// vacuum is never held back longer than a minute at a time.
+/// Write-path probes taken before the run to set `--max-fg-latency auto`.
+const FOREGROUND_BASELINE_SAMPLES: usize = 20;
+
+pub const DEFAULT_HOLD_HORIZON: Duration = Duration::from_secs(60);
 
 impl BackfillOptions {
     pub fn effective_statement_timeout(&self) -> Duration {
@@ -590,6 +621,8 @@ struct Ctx {
     throttle_epoch: AtomicU64,
     /// Set once every worker has returned: the monitor hands its connection back for the final write.
     finishing: AtomicBool,
+    /// How many workers should run: a worker whose number is not below it retires between chunks.
+    worker_target: std::sync::atomic::AtomicU32,
     limiter: Option<Mutex<RateLimit>>,
     pids: Mutex<Vec<i32>>,
     rows_done: AtomicU64,
@@ -597,12 +630,13 @@ struct Ctx {
     batches: AtomicU64,
     /// Rows done before this process attached: rates and ETAs count only this process's work.
     initial_done: u64,
-    initial_scanned: u64,
     last_batch_size: AtomicU64,
     last_statement_us: AtomicU64,
     /// Every batch statement's time (ms) since the last journal sample: the sample keeps them all, so a report
     /// computes exact percentiles from the journal alone.
     batch_ms: Mutex<Vec<f64>>,
+    /// Rows scanned over time, for the ETA.
+    rates: Mutex<crate::eta::RateHistory>,
     journal: tokio::sync::mpsc::UnboundedSender<Event>,
     sink: EventSink,
 }
@@ -723,6 +757,51 @@ pub async fn run<D: Driver + Clone + 'static>(
     .await?;
     let run_id = run.id;
 
+    // The foreground budget, resolved before the first batch so `auto` measures an undisturbed write path.
+    let mut options = options;
+    let dialect = for_family(session.family());
+    let write_probe =
+        monitor::ProbeKeys::from_range(&run.key_types, run.key_min.as_ref(), run.key_max.as_ref())
+            .map(|keys| {
+                monitor::WriteProbe::new(dialect, &prepared.shape, keys, &options.thresholds)
+            });
+    let mut notes = Vec::new();
+    options.thresholds.max_fg_latency = match (options.foreground, &write_probe) {
+        (ForegroundBudget::Off, _) | (_, None) => None,
+        (ForegroundBudget::Limit(limit), Some(_)) => Some(limit),
+        (ForegroundBudget::Auto, Some(probe)) => {
+            match monitor::measure_write_probe(client, dialect, probe, FOREGROUND_BASELINE_SAMPLES)
+                .await
+            {
+                Ok(samples) => {
+                    let limit = crate::throttle::foreground_limit(&samples);
+                    if let Some(limit) = limit {
+                        notes.push(format!(
+                            "foreground budget {:.1} ms: 3x the write-path probe's median of {:.2} ms over {} \
+                             probes before the run, at least {} ms (--max-fg-latency)",
+                            limit.as_secs_f64() * 1000.0,
+                            limit.as_secs_f64() * 1000.0 / 3.0,
+                            samples.len(),
+                            crate::throttle::FOREGROUND_FLOOR.as_millis()
+                        ));
+                    }
+                    limit
+                }
+                Err(e) if e.is_connection_lost() => {
+                    return Err(db_error("probing the write path", e))
+                }
+                Err(e) => {
+                    notes.push(format!(
+                        "the foreground budget is not watched: the write-path probe failed before the run ({})",
+                        e.message
+                    ));
+                    None
+                }
+            }
+        }
+    };
+
+    let initial_workers = options.workers.max(1);
     let (journal_tx, journal_rx) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Arc::new(Ctx {
         driver: Arc::new(driver.clone()),
@@ -738,15 +817,16 @@ pub async fn run<D: Driver + Clone + 'static>(
         gate: Mutex::new(Gate::Wait(WaitReason::Starting)),
         throttle_epoch: AtomicU64::new(0),
         finishing: AtomicBool::new(false),
+        worker_target: std::sync::atomic::AtomicU32::new(initial_workers),
         pids: Mutex::new(Vec::new()),
         rows_done: AtomicU64::new(run.rows_done.max(0) as u64),
         rows_scanned: AtomicU64::new(run.rows_scanned.max(0) as u64),
         batches: AtomicU64::new(run.batches.max(0) as u64),
         initial_done: run.rows_done.max(0) as u64,
-        initial_scanned: run.rows_scanned.max(0) as u64,
         last_batch_size: AtomicU64::new(0),
         last_statement_us: AtomicU64::new(0),
         batch_ms: Mutex::new(Vec::new()),
+        rates: Mutex::new(crate::eta::RateHistory::new()),
         journal: journal_tx,
         sink,
     });
@@ -761,26 +841,80 @@ pub async fn run<D: Driver + Clone + 'static>(
         workers: ctx.options.workers.max(1),
     });
 
+    for message in notes {
+        ctx.emit(Event::Note { run_id, message });
+    }
+
     let probe_key = run.key_min.clone();
     let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..ctx.options.workers.max(1) {
-        let ctx = ctx.clone();
-        workers.spawn(async move { worker_loop(ctx, worker).await });
-    }
+    let mut live = std::collections::BTreeSet::new();
+    let spawn_up_to = |workers: &mut tokio::task::JoinSet<(u32, WorkerEnd)>,
+                       live: &mut std::collections::BTreeSet<u32>,
+                       target: u32| {
+        for worker in 0..target.max(1) {
+            if live.insert(worker) {
+                let ctx = ctx.clone();
+                workers.spawn(async move { (worker, worker_loop(ctx, worker).await) });
+            }
+        }
+    };
+    spawn_up_to(&mut workers, &mut live, ctx.options.workers);
+    let mut scaler = ctx
+        .options
+        .scale_workers
+        .clone()
+        .map(crate::scaling::WorkerScaler::new);
     let monitor = tokio::spawn(monitor_loop(
         ctx.clone(),
         session,
         journal_rx,
         probe_key,
+        write_probe,
         stop.clone(),
     ));
+    let holder = ctx
+        .options
+        .hold_horizon
+        .filter(|hold| !hold.is_zero())
+        .map(|hold| tokio::spawn(horizon::horizon_loop(ctx.clone(), hold)));
 
     let mut failure: Option<String> = None;
     let mut all_done = true;
-    while let Some(joined) = workers.join_next().await {
-        let end = joined.unwrap_or_else(|e| WorkerEnd::Failed(format!("a worker panicked: {e}")));
+    let mut finished_seen = false;
+    loop {
+        let joined = tokio::select! {
+            joined = workers.join_next() => joined,
+            _ = tokio::time::sleep(ctx.options.health_interval), if scaler.is_some() => {
+                let healthy = matches!(ctx.gate(), Gate::Go);
+                let scanned = ctx.rows_scanned.load(Ordering::Relaxed);
+                if let Some(scale) = scaler
+                    .as_mut()
+                    .and_then(|s| s.observe(ctx.now(), scanned, healthy))
+                {
+                    ctx.worker_target.store(scale.workers, Ordering::Relaxed);
+                    ctx.rates.lock().unwrap_or_else(|e| e.into_inner()).restart();
+                    ctx.emit(Event::Note {
+                        run_id,
+                        message: format!("workers: {} ({})", scale.workers, scale.reason),
+                    });
+                    if !finished_seen && healthy {
+                        spawn_up_to(&mut workers, &mut live, scale.workers);
+                    }
+                }
+                continue;
+            }
+        };
+        let Some(joined) = joined else { break };
+        let end = match joined {
+            Ok((worker, end)) => {
+                live.remove(&worker);
+                end
+            }
+            Err(e) => WorkerEnd::Failed(format!("a worker panicked: {e}")),
+        };
         match end {
-            WorkerEnd::Done => {}
+            WorkerEnd::Done => finished_seen = true,
+            WorkerEnd::Retired => {}
             WorkerEnd::Stopped => all_done = false,
             WorkerEnd::Failed(message) => {
                 all_done = false;
@@ -811,6 +945,9 @@ pub async fn run<D: Driver + Clone + 'static>(
     ctx.set_gate(Gate::Stop("finishing".into()));
     let final_state = FinalState { end: end.clone() };
     let monitor_client = monitor.await.ok().flatten();
+    if let Some(holder) = holder {
+        let _ = holder.await;
+    }
     let rows_done = ctx.rows_done.load(Ordering::Relaxed);
     let batches = ctx.batches.load(Ordering::Relaxed);
     finish(&ctx, monitor_client, &final_state).await;

@@ -15,13 +15,14 @@ use crate::events::{Event, PauseCause};
 use crate::pacing::utc_second_of_day;
 use crate::retry::{RetryDecision, RetryState};
 use crate::state::{self, Control, RunStatus};
-use crate::throttle::{Level, Observation, Reading, Thresholds, ThrottlePolicy};
+use crate::throttle::{LatencyWindow, Level, Observation, Reading, Thresholds, ThrottlePolicy};
 
 pub(super) async fn monitor_loop(
     ctx: Arc<Ctx>,
     client: Box<dyn Session>,
     mut journal_rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
     probe_key: Option<Vec<String>>,
+    write_probe: Option<WriteProbe>,
     stop: StopHandle,
 ) -> Option<(
     Box<dyn Session>,
@@ -38,6 +39,9 @@ pub(super) async fn monitor_loop(
     // The first tick samples at once: the report's series and WAL figure start at the run's start.
     let mut last_sample: Option<Instant> = None;
     let mut last_note = String::new();
+    let mut foreground = LatencyWindow::new(LatencyWindow::DEFAULT_CAPACITY);
+    // The write-path probe runs only when a budget is set to judge it against.
+    let write_probe = write_probe.filter(|_| ctx.options.thresholds.max_fg_latency.is_some());
     let probe = match &ctx.options.probe_sql {
         Some(sql) => Probe::Custom(sql.clone()),
         None => match probe_key {
@@ -137,7 +141,7 @@ pub(super) async fn monitor_loop(
                 None => (Some(Control::Abort), RunStatus::Aborted),
             };
             let pids = ctx.pids.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let obs = observe(
+            let mut obs = observe(
                 c,
                 d,
                 &pids,
@@ -146,6 +150,17 @@ pub(super) async fn monitor_loop(
                 ctx.now(),
             )
             .await?;
+            if let Some(write_probe) = &write_probe {
+                obs.foreground_latency = match write_probe.sample(c, d, fastrand::u64(..)).await? {
+                    Reading::Value(latency) => {
+                        foreground.push(latency);
+                        foreground
+                            .median()
+                            .map_or(Reading::NotWatched, Reading::Value)
+                    }
+                    other => other,
+                };
+            }
             Ok::<_, DbError>((control, db_status, obs))
         };
         let (control, db_status, obs) = match tick.await {
@@ -333,6 +348,144 @@ pub(super) async fn monitor_loop(
     }
 }
 
+/// The write-path probe: the statement, and which keys it locks.
+#[derive(Debug, Clone)]
+pub(super) struct WriteProbe {
+    sql: String,
+    keys: ProbeKeys,
+    /// How long one probe may wait on a row lock (then it counts as that slow).
+    lock_timeout: Duration,
+}
+
+/// The keys the write-path probe locks: spread over the key range as an application's writes are, when the
+/// key is one integer column; otherwise the first key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ProbeKeys {
+    Uniform { low: i64, high: i64 },
+    Fixed(Vec<String>),
+}
+
+impl ProbeKeys {
+    pub(crate) fn from_range(
+        key_types: &[String],
+        min: Option<&Vec<String>>,
+        max: Option<&Vec<String>>,
+    ) -> Option<ProbeKeys> {
+        let min = min?;
+        let integer = |t: &str| {
+            matches!(
+                t.to_ascii_lowercase().as_str(),
+                "smallint" | "integer" | "bigint" | "int2" | "int4" | "int8"
+            )
+        };
+        if let ([ty], [low], Some([high])) = (key_types, min.as_slice(), max.map(Vec::as_slice)) {
+            if integer(ty) {
+                if let (Ok(low), Ok(high)) = (low.parse::<i64>(), high.parse::<i64>()) {
+                    if low <= high {
+                        return Some(ProbeKeys::Uniform { low, high });
+                    }
+                }
+            }
+        }
+        Some(ProbeKeys::Fixed(min.clone()))
+    }
+
+    /// The key for one probe, from a random number.
+    pub(crate) fn pick(&self, random: u64) -> Vec<String> {
+        match self {
+            ProbeKeys::Uniform { low, high } => {
+                let span = (*high as i128 - *low as i128 + 1) as u128;
+                let offset = (random as u128) % span;
+                vec![(*low as i128 + offset as i128).to_string()]
+            }
+            ProbeKeys::Fixed(key) => key.clone(),
+        }
+    }
+}
+
+impl WriteProbe {
+    pub(super) fn new(
+        d: &dyn Dialect,
+        shape: &crate::dialect::BatchShape,
+        keys: ProbeKeys,
+        thresholds: &Thresholds,
+    ) -> Self {
+        Self {
+            sql: d.write_probe(shape),
+            keys,
+            lock_timeout: probe_timeout(thresholds),
+        }
+    }
+
+    /// One probe: how long locking the row took. A probe stopped by its lock timeout was at least that slow;
+    /// a lost connection is an error; anything else is an unknown reading (fail closed).
+    pub(super) async fn sample(
+        &self,
+        session: &dyn Session,
+        d: &dyn Dialect,
+        random: u64,
+    ) -> Result<Reading<Duration>, DbError> {
+        let params: Vec<Value> = self
+            .keys
+            .pick(random)
+            .into_iter()
+            .map(Value::Text)
+            .collect();
+        let result = async {
+            session
+                .batch_execute(&d.write_probe_begin(self.lock_timeout))
+                .await
+                .map_err(|e| (e, Duration::ZERO))?;
+            let started = Instant::now();
+            let locked = session.rows(self.sql.as_str(), &params).await;
+            let elapsed = started.elapsed();
+            // Rolled back whatever happened: the probe never keeps a lock or changes a row.
+            let ended = session.batch_execute(d.write_probe_end()).await;
+            match (locked, ended) {
+                (Err(e), _) | (Ok(_), Err(e)) => Err((e, elapsed)),
+                (Ok(_), Ok(())) => Ok(elapsed),
+            }
+        }
+        .await;
+        match result {
+            Ok(elapsed) => Ok(Reading::Value(elapsed)),
+            Err((e, _)) if e.is_connection_lost() => Err(e),
+            Err((e, elapsed))
+                if matches!(
+                    e.class,
+                    ErrorClass::LockTimeout | ErrorClass::StatementTimeout
+                ) =>
+            {
+                let _ = session.batch_execute(d.write_probe_end()).await;
+                Ok(Reading::Value(elapsed))
+            }
+            Err((e, _)) => {
+                let _ = session.batch_execute(d.write_probe_end()).await;
+                Ok(Reading::Unknown(e.message))
+            }
+        }
+    }
+}
+
+/// The write-path probe's latency before the run: `samples` probes, a little apart.
+pub(super) async fn measure_write_probe(
+    session: &dyn Session,
+    d: &dyn Dialect,
+    probe: &WriteProbe,
+    samples: usize,
+) -> Result<Vec<Duration>, DbError> {
+    let mut measured = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        match probe.sample(session, d, fastrand::u64(..)).await? {
+            Reading::Value(latency) => measured.push(latency),
+            Reading::Unknown(why) => return Err(DbError::other("the write-path probe", why)),
+            Reading::NotWatched => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(measured)
+}
+
 fn probe_timeout(t: &Thresholds) -> Duration {
     (t.max_probe_latency * t.critical_factor.max(1) + Duration::from_millis(100))
         .max(Duration::from_millis(500))
@@ -445,6 +598,59 @@ async fn observe(
         active_backends: active,
         probe_latency,
         throttle_query: throttle,
+        foreground_latency: Reading::NotWatched,
         oldest_transaction: oldest,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| v.to_string()).collect()
+    }
+
+    #[test]
+    fn probe_keys_spread_over_an_integer_key_and_stay_inside_it() {
+        let keys = ProbeKeys::from_range(
+            &texts(&["bigint"]),
+            Some(&texts(&["10"])),
+            Some(&texts(&["19"])),
+        )
+        .unwrap();
+        assert_eq!(keys, ProbeKeys::Uniform { low: 10, high: 19 });
+        let picked: std::collections::BTreeSet<i64> = (0..200u64)
+            .map(|r| {
+                keys.pick(r.wrapping_mul(0x9e37_79b9_7f4a_7c15))[0]
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(picked, (10..=19).collect());
+        // The whole i64 range does not overflow.
+        let wide = ProbeKeys::Uniform {
+            low: i64::MIN,
+            high: i64::MAX,
+        };
+        assert_eq!(wide.pick(0), vec![i64::MIN.to_string()]);
+        assert_eq!(wide.pick(u64::MAX), vec![i64::MAX.to_string()]);
+    }
+
+    #[test]
+    fn other_keys_probe_the_first_key_and_an_empty_table_has_no_probe() {
+        let composite = ProbeKeys::from_range(
+            &texts(&["bigint", "bigint"]),
+            Some(&texts(&["1", "2"])),
+            Some(&texts(&["3", "4"])),
+        );
+        assert_eq!(composite, Some(ProbeKeys::Fixed(texts(&["1", "2"]))));
+        let text_key = ProbeKeys::from_range(
+            &texts(&["text"]),
+            Some(&texts(&["a"])),
+            Some(&texts(&["z"])),
+        );
+        assert_eq!(text_key, Some(ProbeKeys::Fixed(texts(&["a"]))));
+        assert_eq!(ProbeKeys::from_range(&texts(&["bigint"]), None, None), None);
+    }
 }

@@ -18,6 +18,8 @@ use crate::retry::{RetryDecision, RetryState};
 
 pub(super) enum WorkerEnd {
     Done,
+    /// Fewer workers are wanted (`--workers auto`): left between two chunks, nothing held.
+    Retired,
     Stopped,
     Failed(String),
 }
@@ -141,6 +143,10 @@ pub(super) async fn worker_loop(ctx: Arc<Ctx>, worker: u32) -> WorkerEnd {
         }
         let Some(c) = conn.as_ref() else { continue };
         if chunk.is_none() {
+            if worker >= ctx.worker_target.load(Ordering::Relaxed) {
+                drop_conn(&ctx, &mut conn, &mut chunk);
+                return WorkerEnd::Retired;
+            }
             match claim_chunk(&ctx, c).await {
                 Ok(Claim::Chunk(found)) => chunk = Some(found),
                 Ok(Claim::Finished) => return WorkerEnd::Done,
@@ -194,11 +200,12 @@ pub(super) async fn worker_loop(ctx: Arc<Ctx>, worker: u32) -> WorkerEnd {
                     .unwrap_or_else(|e| e.into_inner())
                     .push((batch.statement_time.as_secs_f64() * 100_000.0).round() / 100.0);
                 let elapsed = ctx.now().as_secs_f64().max(0.001);
-                let scan_rate = rows_scanned.saturating_sub(ctx.initial_scanned) as f64 / elapsed;
-                let eta = ctx.estimated_rows.and_then(|est| {
-                    (scan_rate > 0.0)
-                        .then(|| ((est as f64 - rows_scanned as f64).max(0.0)) / scan_rate)
-                });
+                let eta = {
+                    let mut rates = ctx.rates.lock().unwrap_or_else(|e| e.into_inner());
+                    rates.record(ctx.now(), rows_scanned);
+                    ctx.estimated_rows
+                        .and_then(|est| rates.eta_seconds(est.max(0) as u64))
+                };
                 (ctx.sink)(&Event::Batch {
                     run_id: ctx.run_id,
                     worker,

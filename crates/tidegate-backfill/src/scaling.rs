@@ -1,0 +1,197 @@
+//! `--workers auto`: how many workers the server can use without breaking the foreground budget.
+//!
+//! A hill climb over measured throughput, pure and clocked by its caller: start with one worker; after a
+//! window of healthy running, add one; keep it only if the rows scanned per second grew by at least
+//! [`ScalerConfig::min_gain`]; otherwise go back and stay there. Any throttle (the foreground budget, blocked
+//! sessions, replica lag, …) while more than one worker runs removes one and lowers the ceiling for the rest of
+//! the run: the throttle says the server cannot give more without the application feeling it.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalerConfig {
+    /// The most workers to try.
+    pub max: u32,
+    /// How long a worker count runs healthy before its throughput is judged.
+    pub window: Duration,
+    /// The relative gain in rows/s one more worker must bring to stay (0.15 = 15%).
+    pub min_gain: f64,
+}
+
+impl Default for ScalerConfig {
+    fn default() -> Self {
+        Self {
+            max: 4,
+            window: Duration::from_secs(5),
+            min_gain: 0.15,
+        }
+    }
+}
+
+/// A change of the worker count, and why (for the run's notes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scale {
+    pub workers: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerScaler {
+    config: ScalerConfig,
+    workers: u32,
+    /// No more workers than this for the rest of the run.
+    ceiling: u32,
+    window_start: Option<(Duration, u64)>,
+    /// The throughput measured with one worker fewer than now.
+    previous_rate: Option<f64>,
+}
+
+impl WorkerScaler {
+    pub fn new(config: ScalerConfig) -> Self {
+        let ceiling = config.max.max(1);
+        Self {
+            config,
+            workers: 1,
+            ceiling,
+            window_start: None,
+            previous_rate: None,
+        }
+    }
+
+    pub fn workers(&self) -> u32 {
+        self.workers
+    }
+
+    /// One observation: the time, rows scanned so far, and whether batches may run (no throttle, pause or
+    /// window). Returns a new worker count when it changes.
+    pub fn observe(&mut self, now: Duration, rows_scanned: u64, healthy: bool) -> Option<Scale> {
+        if !healthy {
+            self.window_start = None;
+            if self.workers > 1 {
+                let from = self.workers;
+                self.workers -= 1;
+                self.ceiling = self.workers;
+                self.previous_rate = None;
+                return Some(Scale {
+                    workers: self.workers,
+                    reason: format!(
+                        "throttled with {from} workers: back to {} and no more for this run",
+                        self.workers
+                    ),
+                });
+            }
+            return None;
+        }
+        let Some((start, rows_at_start)) = self.window_start else {
+            self.window_start = Some((now, rows_scanned));
+            return None;
+        };
+        let elapsed = now.saturating_sub(start);
+        if elapsed < self.config.window {
+            return None;
+        }
+        let rate = rows_scanned.saturating_sub(rows_at_start) as f64 / elapsed.as_secs_f64();
+        self.window_start = Some((now, rows_scanned));
+        if let Some(previous) = self.previous_rate {
+            if rate < previous * (1.0 + self.config.min_gain) {
+                let from = self.workers;
+                self.workers -= 1;
+                self.ceiling = self.workers;
+                self.previous_rate = None;
+                return Some(Scale {
+                    workers: self.workers,
+                    reason: format!(
+                        "{from} workers scanned {rate:.0} rows/s against {previous:.0} with {}: staying at {}",
+                        self.workers, self.workers
+                    ),
+                });
+            }
+        }
+        if self.workers < self.ceiling {
+            self.previous_rate = Some(rate);
+            self.workers += 1;
+            return Some(Scale {
+                workers: self.workers,
+                reason: format!(
+                    "{} worker(s) scanned {rate:.0} rows/s with the server healthy: trying {}",
+                    self.workers - 1,
+                    self.workers
+                ),
+            });
+        }
+        self.previous_rate = None;
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn scaler(max: u32) -> WorkerScaler {
+        WorkerScaler::new(ScalerConfig {
+            max,
+            ..ScalerConfig::default()
+        })
+    }
+
+    #[test]
+    fn adds_workers_while_each_brings_enough_and_stops_at_the_maximum() {
+        let mut s = scaler(3);
+        assert_eq!(s.observe(secs(0), 0, true), None);
+        assert_eq!(s.observe(secs(4), 40_000, true), None);
+        assert_eq!(s.observe(secs(5), 50_000, true).unwrap().workers, 2);
+        // Two workers: 20,000 rows/s against 10,000.
+        assert_eq!(s.observe(secs(10), 150_000, true).unwrap().workers, 3);
+        // Three: 30,000 against 20,000; the maximum is reached, nothing changes.
+        assert_eq!(s.observe(secs(15), 300_000, true), None);
+        assert_eq!(s.observe(secs(20), 450_000, true), None);
+        assert_eq!(s.workers(), 3);
+    }
+
+    #[test]
+    fn a_worker_that_brings_too_little_is_removed_for_good() {
+        let mut s = scaler(4);
+        s.observe(secs(0), 0, true);
+        assert_eq!(s.observe(secs(5), 50_000, true).unwrap().workers, 2);
+        // 11,000 rows/s against 10,000: under 15% more.
+        let back = s.observe(secs(10), 105_000, true).unwrap();
+        assert_eq!(back.workers, 1);
+        assert!(back.reason.contains("staying at 1"), "{}", back.reason);
+        for t in 3..10 {
+            assert_eq!(s.observe(secs(t * 5), t * 50_000, true), None);
+        }
+    }
+
+    #[test]
+    fn a_throttle_with_more_than_one_worker_removes_one_and_lowers_the_ceiling() {
+        let mut s = scaler(4);
+        s.observe(secs(0), 0, true);
+        s.observe(secs(5), 50_000, true);
+        s.observe(secs(10), 150_000, true);
+        assert_eq!(s.workers(), 3);
+        let down = s.observe(secs(11), 160_000, false).unwrap();
+        assert_eq!(down.workers, 2);
+        assert!(down.reason.contains("throttled"), "{}", down.reason);
+        // Healthy again and fast: still not above two.
+        s.observe(secs(12), 170_000, true);
+        assert_eq!(s.observe(secs(17), 400_000, true), None);
+        assert_eq!(s.workers(), 2);
+        // One worker throttled is left alone: the throttle itself slows it.
+        let mut one = scaler(4);
+        assert_eq!(one.observe(secs(0), 0, false), None);
+        assert_eq!(one.workers(), 1);
+    }
+
+    #[test]
+    fn a_maximum_of_one_never_scales() {
+        let mut s = scaler(1);
+        s.observe(secs(0), 0, true);
+        assert_eq!(s.observe(secs(5), 50_000, true), None);
+        assert_eq!(s.observe(secs(10), 500_000, true), None);
+    }
+}
