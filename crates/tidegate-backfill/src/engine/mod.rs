@@ -738,33 +738,16 @@ pub async fn run<D: Driver + Clone + 'static>(
     if let Some(q) = &options.throttle_query {
         spec::validate_select(q, "--throttle-query").map_err(BackfillError::Input)?;
     }
-    state::ensure_schema(client).await.map_err(|e| match e {
-        state::StateError::Db(error) => db_error("creating the tidegate state schema", error),
-        other => BackfillError::Database(DbError::other(
-            "creating the tidegate state schema",
-            other.to_string(),
-        )),
-    })?;
-    let spec_json = identity_json(&prepared);
-    let (run, resumed) = attach_or_create(
-        client,
-        &prepared,
-        &spec_json,
-        resume_row,
-        options.restart,
-        options.rerun_finished,
-    )
-    .await?;
-    let run_id = run.id;
-
-    // The foreground budget, resolved before the first batch so `auto` measures an undisturbed write path.
+    // The foreground budget, resolved before the run is created or attached (a `tidegate pause` meanwhile finds
+    // no engine it could not reach) and before the first batch, so `auto` measures an undisturbed write path.
     let mut options = options;
     let dialect = for_family(session.family());
-    let write_probe =
-        monitor::ProbeKeys::from_range(&run.key_types, run.key_min.as_ref(), run.key_max.as_ref())
-            .map(|keys| {
-                monitor::WriteProbe::new(dialect, &prepared.shape, keys, &options.thresholds)
-            });
+    let write_probe = monitor::ProbeKeys::from_range(
+        &prepared.shape.key_types,
+        prepared.key_min.as_ref(),
+        prepared.key_max.as_ref(),
+    )
+    .map(|keys| monitor::WriteProbe::new(dialect, &prepared.shape, keys, &options.thresholds));
     let mut notes = Vec::new();
     options.thresholds.max_fg_latency = match (options.foreground, &write_probe) {
         (ForegroundBudget::Off, _) | (_, None) => None,
@@ -800,6 +783,25 @@ pub async fn run<D: Driver + Clone + 'static>(
             }
         }
     };
+
+    state::ensure_schema(client).await.map_err(|e| match e {
+        state::StateError::Db(error) => db_error("creating the tidegate state schema", error),
+        other => BackfillError::Database(DbError::other(
+            "creating the tidegate state schema",
+            other.to_string(),
+        )),
+    })?;
+    let spec_json = identity_json(&prepared);
+    let (run, resumed) = attach_or_create(
+        client,
+        &prepared,
+        &spec_json,
+        resume_row,
+        options.restart,
+        options.rerun_finished,
+    )
+    .await?;
+    let run_id = run.id;
 
     let initial_workers = options.workers.max(1);
     let (journal_tx, journal_rx) = tokio::sync::mpsc::unbounded_channel();
