@@ -520,7 +520,8 @@ pub fn foreground_limit(before_run: &[Duration]) -> Option<Duration> {
     Some((median * 3).max(FOREGROUND_FLOOR))
 }
 
-fn median(samples: &[Duration]) -> Option<Duration> {
+/// The median of some latencies; `None` for none.
+pub fn median(samples: &[Duration]) -> Option<Duration> {
     if samples.is_empty() {
         return None;
     }

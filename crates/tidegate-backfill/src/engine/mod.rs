@@ -763,7 +763,10 @@ pub async fn run<D: Driver + Clone + 'static>(
                             "foreground budget {:.1} ms: 3x the write-path probe's median of {:.2} ms over {} \
                              probes before the run, at least {} ms (--max-fg-latency)",
                             limit.as_secs_f64() * 1000.0,
-                            limit.as_secs_f64() * 1000.0 / 3.0,
+                            crate::throttle::median(&samples)
+                                .unwrap_or_default()
+                                .as_secs_f64()
+                                * 1000.0,
                             samples.len(),
                             crate::throttle::FOREGROUND_FLOOR.as_millis()
                         ));
