@@ -625,10 +625,18 @@ async fn main() {
                 tidegate_with(&url, BackfillOptions::default()).await
             };
             check_done(&client, args.rows).await;
+            let (p90, max) = c1.batch_times();
+            let etas: Vec<String> = c1
+                .eta_errors()
+                .iter()
+                .map(|(percent, error)| format!("at {percent}%: {error:+.0}%"))
+                .collect();
             println!(
-                "  (c1) 1 worker, --hold-horizon 1m    {:>7.2} s  {:.2}x the time of (a)",
+                "  (c1) 1 worker, --hold-horizon 1m    {:>7.2} s  {:.2}x the time of (a); batch p90 {p90:.1} ms, \
+                 slowest {max:.1} ms; ETA error {}",
                 c1.elapsed.as_secs_f64(),
-                c1.elapsed.as_secs_f64() / a.as_secs_f64()
+                c1.elapsed.as_secs_f64() / a.as_secs_f64(),
+                etas.join(", ")
             );
         }
     }
