@@ -51,6 +51,15 @@ if ! /usr/bin/python3 -c 'import prometheus_client.openmetrics.parser' >/dev/nul
     missing+=(python3-prometheus-client)
 fi
 
+# mariadb-server (binaries only) and mariadb-client: `tidegate scratch start --engine mariadb` and the MariaDB tests
+# start their own throwaway servers from mariadb-install-db and mariadbd; the tests check them with the client.
+no_service_start=0
+if [ ! -x /usr/sbin/mariadbd ] && ! command -v mariadbd >/dev/null; then
+    missing+=(mariadb-server)
+    no_service_start=1
+fi
+command -v mariadb >/dev/null || missing+=(mariadb-client)
+
 # chromium: the report test (crates/tidegate/tests/report.rs) renders `tidegate report --format html` headless.
 command -v chromium >/dev/null || missing+=(chromium)
 
@@ -58,7 +67,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     as_root apt-get update -qq
+    policy_written=0
+    if [ "$no_service_start" = 1 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+        # The distribution's MariaDB service is not ours to start: refuse service starts while installing.
+        printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+        as_root chmod +x /usr/sbin/policy-rc.d
+        policy_written=1
+    fi
     as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ "$policy_written" = 1 ]; then
+        as_root rm -f /usr/sbin/policy-rc.d
+    fi
 else
     say "system packages already installed"
 fi

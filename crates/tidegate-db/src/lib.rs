@@ -45,4 +45,5 @@ pub mod blockers;
 pub mod connect;
 pub mod driver;
 pub mod scratch;
+pub mod scratch_mariadb;
 pub mod table_stats;

@@ -35,6 +35,8 @@ use serde::{Deserialize, Serialize};
 pub const PG_BIN_ENV: &str = "TIDEGATE_PG_BIN";
 /// Environment variable naming the system user that runs the server when tidegate runs as root.
 pub const SCRATCH_USER_ENV: &str = "TIDEGATE_SCRATCH_USER";
+/// Environment variable naming a directory that holds `mariadb-install-db` and `mariadbd`.
+pub const MARIADB_BIN_ENV: &str = "TIDEGATE_MARIADB_BIN";
 /// The database superuser initdb creates in every scratch cluster.
 pub const SUPERUSER: &str = "postgres";
 
@@ -92,6 +94,13 @@ pub enum ScratchError {
     NoServerUser { user: String },
 
     #[error(
+        "no MariaDB server binaries found (looked for mariadb-install-db and mariadbd in: {tried}).\n\
+         Install them (Debian/Ubuntu: `apt-get install mariadb-server`, or run scripts/setup.sh), \
+         or point {MARIADB_BIN_ENV} at the directory holding them"
+    )]
+    NoMariaDbBinaries { tried: String },
+
+    #[error(
         "the user '{user}' that runs the server cannot reach {dir}: {blocking} does not let it in.\n\
          Choose a --dir it can reach, e.g. under /tmp or /var/tmp"
     )]
@@ -128,7 +137,7 @@ pub enum ScratchError {
     },
 }
 
-fn io_error<'a>(
+pub(crate) fn io_error<'a>(
     action: &'static str,
     path: &'a Path,
 ) -> impl FnOnce(io::Error) -> ScratchError + 'a {
@@ -267,6 +276,11 @@ pub struct ServerUser {
 impl ServerUser {
     /// The current user, or — when that is root — `TIDEGATE_SCRATCH_USER` or `postgres`.
     pub fn for_current_process() -> Result<Self, ScratchError> {
+        Self::for_current_process_or("postgres")
+    }
+
+    /// The current user, or — when that is root — `TIDEGATE_SCRATCH_USER` or `default_user`.
+    pub fn for_current_process_or(default_user: &str) -> Result<Self, ScratchError> {
         let uid = Uid::effective();
         if !uid.is_root() {
             let name = User::from_uid(uid)
@@ -281,7 +295,7 @@ impl ServerUser {
                 switched_from_root: false,
             });
         }
-        let name = std::env::var(SCRATCH_USER_ENV).unwrap_or_else(|_| "postgres".to_string());
+        let name = std::env::var(SCRATCH_USER_ENV).unwrap_or_else(|_| default_user.to_string());
         match User::from_name(&name) {
             Ok(Some(user)) if !user.uid.is_root() => Ok(Self {
                 name,
@@ -294,7 +308,7 @@ impl ServerUser {
     }
 
     /// A command that runs as this user (and drops root's supplementary groups when switching).
-    fn command(&self, program: impl AsRef<OsStr>) -> Command {
+    pub(crate) fn command(&self, program: impl AsRef<OsStr>) -> Command {
         let mut command = Command::new(program);
         if self.switched_from_root {
             command.uid(self.uid).gid(self.gid);
@@ -728,7 +742,7 @@ fn prepare_dir(dir: &Path, user: &ServerUser) -> Result<(), ScratchError> {
     check_reachable(dir, user)
 }
 
-fn create_parent_dirs(parent: &Path) -> Result<(), ScratchError> {
+pub(crate) fn create_parent_dirs(parent: &Path) -> Result<(), ScratchError> {
     fs::create_dir_all(parent).map_err(io_error("create", parent))?;
     Ok(())
 }
@@ -738,7 +752,7 @@ fn create_owned_dir(dir: &Path, user: &ServerUser) -> Result<(), ScratchError> {
     give_to(dir, user)
 }
 
-fn give_to(dir: &Path, user: &ServerUser) -> Result<(), ScratchError> {
+pub(crate) fn give_to(dir: &Path, user: &ServerUser) -> Result<(), ScratchError> {
     if user.switched_from_root {
         std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid))
             .map_err(io_error("change the owner of", dir))?;
@@ -748,7 +762,7 @@ fn give_to(dir: &Path, user: &ServerUser) -> Result<(), ScratchError> {
 }
 
 /// When root hands the cluster to another user, every directory above it must let that user in.
-fn check_reachable(dir: &Path, user: &ServerUser) -> Result<(), ScratchError> {
+pub(crate) fn check_reachable(dir: &Path, user: &ServerUser) -> Result<(), ScratchError> {
     if !user.switched_from_root {
         return Ok(());
     }
@@ -816,15 +830,15 @@ fn read_state(dir: &Path) -> Result<Option<ScratchServer>, ScratchError> {
         })
 }
 
-fn absolute(dir: &Path) -> Result<PathBuf, ScratchError> {
+pub(crate) fn absolute(dir: &Path) -> Result<PathBuf, ScratchError> {
     std::path::absolute(dir).map_err(io_error("resolve", dir))
 }
 
-fn port_is_free(port: u16) -> bool {
+pub(crate) fn port_is_free(port: u16) -> bool {
     TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_ok()
 }
 
-fn free_port() -> io::Result<u16> {
+pub(crate) fn free_port() -> io::Result<u16> {
     Ok(
         TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?
             .local_addr()?
@@ -872,13 +886,13 @@ fn child_pids(parent: i32) -> Vec<i32> {
         .collect()
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn join_output(output: &Output, log: &str) -> String {
+pub(crate) fn join_output(output: &Output, log: &str) -> String {
     let mut text = String::new();
     for stream in [&output.stdout, &output.stderr] {
         let part = String::from_utf8_lossy(stream);
