@@ -365,3 +365,121 @@ impl Drop for PrivateCluster {
         let _ = std::fs::remove_dir_all(&self.server.dir);
     }
 }
+
+/// A throwaway MariaDB owned by one test (the MySQL-family counterpart of [`PrivateCluster`]): started from the
+/// machine's binaries in a temporary directory, watched by a watchdog that cleans up however the test process
+/// ends, with the same fault injection. Dropping it stops the server and removes its directory.
+pub struct PrivateMariaDb {
+    server: tidegate_db::scratch_mariadb::MariaDbServer,
+}
+
+impl PrivateMariaDb {
+    /// Starts a new server. Panics with the server's own explanation when it cannot.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tidegate-test-mariadb-")
+            .tempdir()
+            .unwrap_or_else(|error| {
+                panic!("could not create a directory for a test MariaDB: {error}")
+            })
+            .keep();
+        // World-traversable, so the `mysql` user reaches it when the tests run as root.
+        let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+        let mut options = tidegate_db::scratch_mariadb::StartOptions::new(dir.join("server"));
+        options.buffer_pool = "64M".into();
+        let server = tidegate_db::scratch_mariadb::start(&options)
+            .unwrap_or_else(|error| panic!("could not start a test MariaDB: {error}"));
+        spawn_mariadb_watchdog(&dir, &server.dir);
+        Self { server }
+    }
+
+    /// `mysql://root@127.0.0.1:PORT/scratch`.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    pub fn server(&self) -> &tidegate_db::scratch_mariadb::MariaDbServer {
+        &self.server
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.server.is_running()
+    }
+
+    /// Clean shutdown.
+    pub fn stop(&self) {
+        self.server
+            .stop_server()
+            .unwrap_or_else(|error| panic!("could not stop the test MariaDB: {error}"));
+    }
+
+    /// SIGKILL: a crash. InnoDB recovers at the next start.
+    pub fn kill9(&self) {
+        self.server.kill_server();
+    }
+
+    /// Starts the server again after [`PrivateMariaDb::stop`] or [`PrivateMariaDb::kill9`], on the same port.
+    pub fn start_again(&self) {
+        self.server
+            .start_server()
+            .unwrap_or_else(|error| panic!("could not restart the test MariaDB: {error}"));
+    }
+
+    pub fn restart(&self) {
+        self.stop();
+        self.start_again();
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.server.log_tail(lines)
+    }
+}
+
+impl Drop for PrivateMariaDb {
+    fn drop(&mut self) {
+        let _ = self.server.stop_server();
+        if self.server.is_running() {
+            self.server.kill_server();
+        }
+        if let Some(parent) = self.server.dir.parent() {
+            let _ = std::fs::remove_dir_all(parent);
+        }
+    }
+}
+
+/// As [`spawn_watchdog`], for a MariaDB: SIGTERM (a clean shutdown), then SIGKILL, then the directory goes.
+fn spawn_mariadb_watchdog(parent: &Path, dir: &Path) {
+    let script = r#"
+        while kill -0 "$1" 2>/dev/null; do sleep 0.2; done
+        pidfile="$3/mariadbd.pid"
+        if [ -f "$pidfile" ]; then
+            pid=$(cat "$pidfile")
+            kill -TERM "$pid" 2>/dev/null
+            for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -KILL "$pid" 2>/dev/null
+        fi
+        rm -rf "$2"
+    "#;
+    let spawned = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("tidegate-test-watchdog")
+        .arg(std::process::id().to_string())
+        .arg(parent)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+    if let Err(error) = spawned {
+        eprintln!(
+            "warning: no watchdog for the test MariaDB in {}: {error}",
+            dir.display()
+        );
+    }
+}

@@ -149,3 +149,97 @@ fn clusters_are_cleaned_up_after_a_panic() {
         shared_cluster_dir.display()
     );
 }
+
+/// `mariadb -h 127.0.0.1 -P PORT -u root scratch -e SQL` (no MySQL driver is needed to check the harness).
+fn mariadb(port: u16, sql: &str) -> String {
+    let output = Command::new("mariadb")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "-u",
+            "root",
+            "-N",
+            "-B",
+            "scratch",
+            "-e",
+            sql,
+        ])
+        .output()
+        .expect("the mariadb client is installed beside the server (scripts/setup.sh)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[test]
+fn a_private_mariadb_survives_kill_9_and_restart() {
+    let server = tidegate_testkit::PrivateMariaDb::start();
+    mariadb(
+        server.port(),
+        "create table t (id int primary key) engine=innodb; insert into t values (1), (2)",
+    );
+    server.kill9();
+    assert!(!server.is_running());
+    server.start_again();
+    assert_eq!(mariadb(server.port(), "select count(*) from t"), "2");
+    server.restart();
+    assert_eq!(mariadb(server.port(), "select sum(id) from t"), "3");
+    let dir = server.server().dir.clone();
+    drop(server);
+    assert!(!dir.exists(), "{} survived the drop", dir.display());
+}
+
+/// Not a test on its own: `a_mariadb_is_cleaned_up_when_its_test_process_dies` runs it in a child process.
+#[test]
+#[ignore = "run as a child process by a_mariadb_is_cleaned_up_when_its_test_process_dies"]
+fn child_starts_a_mariadb_then_aborts() {
+    let server = tidegate_testkit::PrivateMariaDb::start();
+    let pid = std::fs::read_to_string(server.server().dir.join("mariadbd.pid")).unwrap();
+    println!("MARIADB_DIR={}", server.server().dir.display());
+    println!("MARIADB_PID={}", pid.trim());
+    // No unwinding, no Drop: only the watchdog can clean up.
+    std::process::abort();
+}
+
+#[test]
+fn a_mariadb_is_cleaned_up_when_its_test_process_dies() {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_starts_a_mariadb_then_aborts",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !output.status.success(),
+        "the child was meant to abort:\n{stdout}"
+    );
+    let find = |key: &str| {
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .unwrap_or_else(|| panic!("the child did not print {key}:\n{stdout}"))
+            .to_string()
+    };
+    let dir = PathBuf::from(find("MARIADB_DIR="));
+    let pid: i32 = find("MARIADB_PID=").parse().unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while (dir.exists() || tidegate_db::scratch::process_alive(pid))
+        && std::time::Instant::now() < until
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!dir.exists(), "{} survived its test process", dir.display());
+    assert!(
+        !tidegate_db::scratch::process_alive(pid),
+        "mariadbd {pid} still runs"
+    );
+}
