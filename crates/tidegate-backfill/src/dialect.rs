@@ -6,7 +6,7 @@
 //! schema means the same row on every reconnect. Identifiers are always quoted.
 //!
 //! The engine reaches batch SQL, catalog queries, health probes and the state schema's statements ([`StateSql`])
-//! only through `&dyn Dialect` ([`for_family`] picks it from the session's family), and the database only through
+//! only through `&dyn Dialect` ([`dialect_for`] picks it from the session's family), and the database only through
 //! `tidegate_db::driver::Session`; catalog and health queries return typed rows read by column name. A MySQL
 //! dialect implements the same trait beside [`Postgres`].
 //!
@@ -184,10 +184,15 @@ pub trait Dialect: Send + Sync {
     ) -> Result<Vec<LockHolder>, DbError>;
 }
 
-/// The dialect of a session's database family.
-pub fn for_family(family: Family) -> &'static dyn Dialect {
+/// The dialect of a session's database family, or an error saying that family has none yet.
+pub fn dialect_for(family: Family) -> Result<&'static dyn Dialect, DbError> {
     match family {
-        Family::Postgres => &Postgres,
+        Family::Postgres => Ok(&Postgres),
+        Family::MySql => Err(DbError::other(
+            "choosing the SQL dialect",
+            "backfills on MySQL and MariaDB are not built yet: tidegate connects to them, but its batch SQL, \
+             state schema and health reads are PostgreSQL's only for now",
+        )),
     }
 }
 

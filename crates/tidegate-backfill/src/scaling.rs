@@ -4,7 +4,9 @@
 //! window of healthy running, add one; keep it only if the rows scanned per second grew by at least
 //! [`ScalerConfig::min_gain`]; otherwise go back and stay there. Any throttle (the foreground budget, blocked
 //! sessions, replica lag, …) while more than one worker runs removes one and lowers the ceiling for the rest of
-//! the run: the throttle says the server cannot give more without the application feeling it.
+//! the run: the throttle says the server cannot give more without the application feeling it. So does the
+//! write-path probe before any throttle: when one more worker leaves application writes waiting more than
+//! [`ScalerConfig::max_fg_slowdown`] times as long as before the run (and a millisecond more), it goes again.
 
 use std::time::Duration;
 
@@ -16,6 +18,9 @@ pub struct ScalerConfig {
     pub window: Duration,
     /// The relative gain in rows/s one more worker must bring to stay (0.15 = 15%).
     pub min_gain: f64,
+    /// How much slower the write-path probe (its median) may get than before the run before the last added
+    /// worker is removed.
+    pub max_fg_slowdown: f64,
 }
 
 impl Default for ScalerConfig {
@@ -24,6 +29,7 @@ impl Default for ScalerConfig {
             max: 4,
             window: Duration::from_secs(5),
             min_gain: 0.15,
+            max_fg_slowdown: 2.0,
         }
     }
 }
@@ -65,6 +71,17 @@ impl WorkerScaler {
     /// One observation: the time, rows scanned so far, and whether batches may run (no throttle, pause or
     /// window). Returns a new worker count when it changes.
     pub fn observe(&mut self, now: Duration, rows_scanned: u64, healthy: bool) -> Option<Scale> {
+        self.observe_with(now, rows_scanned, healthy, None)
+    }
+
+    /// [`WorkerScaler::observe`] with the write-path probe: (its median now, its median before the run).
+    pub fn observe_with(
+        &mut self,
+        now: Duration,
+        rows_scanned: u64,
+        healthy: bool,
+        foreground: Option<(Duration, Duration)>,
+    ) -> Option<Scale> {
         if !healthy {
             self.window_start = None;
             if self.workers > 1 {
@@ -92,6 +109,26 @@ impl WorkerScaler {
         }
         let rate = rows_scanned.saturating_sub(rows_at_start) as f64 / elapsed.as_secs_f64();
         self.window_start = Some((now, rows_scanned));
+        if let Some((current, before)) = foreground {
+            let slowed = current.as_secs_f64() > before.as_secs_f64() * self.config.max_fg_slowdown
+                && current > before + Duration::from_millis(1);
+            if slowed && self.workers > 1 {
+                let from = self.workers;
+                self.workers -= 1;
+                self.ceiling = self.workers;
+                self.previous_rate = None;
+                return Some(Scale {
+                    workers: self.workers,
+                    reason: format!(
+                        "with {from} workers application writes waited {:.2} ms (median) against {:.2} ms before \
+                         the run: back to {} and no more for this run",
+                        current.as_secs_f64() * 1000.0,
+                        before.as_secs_f64() * 1000.0,
+                        self.workers
+                    ),
+                });
+            }
+        }
         if let Some(previous) = self.previous_rate {
             if rate < previous * (1.0 + self.config.min_gain) {
                 let from = self.workers;
@@ -185,6 +222,57 @@ mod tests {
         let mut one = scaler(4);
         assert_eq!(one.observe(secs(0), 0, false), None);
         assert_eq!(one.workers(), 1);
+    }
+
+    #[test]
+    fn a_worker_that_slows_application_writes_is_removed_for_good() {
+        let ms = Duration::from_millis;
+        let mut s = scaler(4);
+        s.observe_with(secs(0), 0, true, Some((ms(1), ms(1))));
+        // One worker: writes as fast as before the run.
+        assert_eq!(
+            s.observe_with(secs(5), 50_000, true, Some((ms(1), ms(1))))
+                .unwrap()
+                .workers,
+            2
+        );
+        // Two: twice the rows, and writes 1.5x slower: allowed.
+        let third = s.observe_with(
+            secs(10),
+            150_000,
+            true,
+            Some((Duration::from_micros(1_500), ms(1))),
+        );
+        assert_eq!(third.unwrap().workers, 3);
+        // Three: writes 3 ms against 1 ms before the run.
+        let back = s
+            .observe_with(secs(15), 300_000, true, Some((ms(3), ms(1))))
+            .unwrap();
+        assert_eq!(back.workers, 2);
+        assert!(
+            back.reason.contains("application writes waited 3.00 ms"),
+            "{}",
+            back.reason
+        );
+        assert_eq!(
+            s.observe_with(secs(20), 450_000, true, Some((ms(1), ms(1)))),
+            None
+        );
+        assert_eq!(s.workers(), 2);
+        // Sub-millisecond noise is not a slowdown: 0.2 ms -> 0.6 ms is three times, but under a millisecond more.
+        let mut quiet = scaler(2);
+        quiet.observe_with(secs(0), 0, true, None);
+        quiet.observe_with(secs(5), 50_000, true, None);
+        assert_eq!(
+            quiet.observe_with(
+                secs(10),
+                150_000,
+                true,
+                Some((Duration::from_micros(600), Duration::from_micros(200)))
+            ),
+            None
+        );
+        assert_eq!(quiet.workers(), 2);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use tidegate_db::connect::DbError;
 use tidegate_db::driver::{Row, RowError, Session, SessionExt, Value};
 
-use crate::dialect::for_family;
+use crate::dialect::dialect_for;
 
 /// Where a run is (`tidegate.runs.status`; the column's CHECK allows exactly these).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -242,7 +242,7 @@ impl Requester {
 
 /// Whether the state schema exists (without creating it: `runs` and `--dry-run` change nothing).
 pub async fn schema_exists(session: &dyn Session) -> Result<bool, DbError> {
-    let sql = for_family(session.family()).state();
+    let sql = dialect_for(session.family())?.state();
     Ok(session
         .query_one(sql.schema_exists, &[])
         .await?
@@ -252,7 +252,7 @@ pub async fn schema_exists(session: &dyn Session) -> Result<bool, DbError> {
 /// Creates or migrates the state schema to this build's version. Safe to race: an advisory lock serialises it.
 /// Returns an error message when the schema is newer than this build understands.
 pub async fn ensure_schema(session: &dyn Session) -> Result<(), StateError> {
-    let sql = for_family(session.family()).state();
+    let sql = dialect_for(session.family())?.state();
     session.batch_execute(sql.begin).await?;
     let migrated = async {
         session.run(sql.migration_lock, &[]).await?;
@@ -312,7 +312,7 @@ pub async fn find_unfinished(
     session: &dyn Session,
     spec_json: &str,
 ) -> Result<Option<RunRow>, DbError> {
-    let sql = for_family(session.family()).state();
+    let sql = dialect_for(session.family())?.state();
     let rows = session
         .rows(&sql.find_unfinished_by_spec, &[spec_json.into()])
         .await?;
@@ -320,7 +320,7 @@ pub async fn find_unfinished(
 }
 
 pub async fn find_run(session: &dyn Session, id: i64) -> Result<Option<RunRow>, DbError> {
-    let sql = for_family(session.family()).state();
+    let sql = dialect_for(session.family())?.state();
     let rows = session.rows(&sql.find_by_id, &[id.into()]).await?;
     Ok(runs(&rows)?.into_iter().next())
 }
@@ -330,7 +330,7 @@ pub async fn list_runs(session: &dyn Session) -> Result<Vec<RunRow>, DbError> {
     if !schema_exists(session).await? {
         return Ok(Vec::new());
     }
-    let sql = for_family(session.family()).state();
+    let sql = dialect_for(session.family())?.state();
     runs(&session.rows(&sql.list, &[]).await?)
 }
 
@@ -341,7 +341,7 @@ pub async fn journal(
     event: &str,
     detail: &serde_json::Value,
 ) -> Result<(), DbError> {
-    let sql = for_family(session.family()).state();
+    let sql = dialect_for(session.family())?.state();
     session
         .run(
             sql.journal,
@@ -356,7 +356,7 @@ pub async fn read_journal(
     session: &dyn Session,
     run_id: i64,
 ) -> Result<Vec<JournalEntry>, DbError> {
-    let sql = for_family(session.family()).state();
+    let sql = dialect_for(session.family())?.state();
     session
         .rows(&sql.read_journal, &[run_id.into()])
         .await?
@@ -370,7 +370,7 @@ pub async fn read_migration_journal(
     session: &dyn Session,
     version: &str,
 ) -> Result<Vec<JournalEntry>, DbError> {
-    let sql = for_family(session.family()).state();
+    let sql = dialect_for(session.family())?.state();
     session
         .rows(&sql.read_migration_journal, &[version.into()])
         .await?
@@ -387,7 +387,7 @@ pub async fn find_migration(
     if !schema_exists(session).await? {
         return Ok(None);
     }
-    let sql = for_family(session.family()).state();
+    let sql = dialect_for(session.family())?.state();
     let Some(row) = session
         .query_opt(sql.find_migration, &[version.into()])
         .await?
@@ -412,13 +412,13 @@ pub async fn find_migration(
 
 /// Opens a read-only transaction (what `tidegate report` reads in: one consistent view, no writes).
 pub async fn begin_read_only(session: &dyn Session) -> Result<(), DbError> {
-    let sql = for_family(session.family()).state();
+    let sql = dialect_for(session.family())?.state();
     session.batch_execute(sql.begin_read_only).await
 }
 
 /// Ends the transaction [`begin_read_only`] opened.
 pub async fn end_read_only(session: &dyn Session) -> Result<(), DbError> {
-    let sql = for_family(session.family()).state();
+    let sql = dialect_for(session.family())?.state();
     session.batch_execute(sql.rollback).await
 }
 
@@ -444,7 +444,7 @@ pub async fn set_control(
     if !schema_exists(session).await? {
         return Ok(ControlOutcome::NotFound);
     }
-    let sql = for_family(session.family()).state();
+    let sql = dialect_for(session.family())?.state();
     let Some(row) = session
         .query_opt(
             sql.set_control,

@@ -290,6 +290,7 @@ async fn automatic_workers_grow_shrink_under_a_throttle_and_change_every_row_onc
                 max: 3,
                 window: Duration::from_millis(300),
                 min_gain: -1.0,
+                max_fg_slowdown: f64::INFINITY,
             }),
             ..options(200)
         },

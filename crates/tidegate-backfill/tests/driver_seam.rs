@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tidegate_backfill::dialect::{for_family, BatchShape, TableKind};
+use tidegate_backfill::dialect::{dialect_for, BatchShape, TableKind};
 use tidegate_backfill::spec::Operation;
 use tidegate_db::connect::ConnectionConfig;
 use tidegate_db::driver::{Driver, ErrorClass, Family, Session, SessionExt, Value};
@@ -148,7 +148,7 @@ async fn the_dialect_reads_the_catalog_and_health_into_typed_rows() {
         )
         .await
         .unwrap();
-    let d = for_family(session.family());
+    let d = dialect_for(session.family()).unwrap();
     let table = d
         .resolve_table(session.as_ref(), "orders")
         .await

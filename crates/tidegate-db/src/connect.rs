@@ -88,6 +88,9 @@ pub struct DbError {
     /// The server's own primary message, without code, detail or hint (`message` has them all); `None` for an
     /// error the server did not send.
     pub primary: Option<String>,
+    /// The server's own error number where its protocol has one (MySQL/MariaDB: 1205, 1213, …); `None` for
+    /// PostgreSQL, whose SQLSTATE is the code.
+    pub server_code: Option<u16>,
 }
 
 impl DbError {
@@ -98,6 +101,7 @@ impl DbError {
             sqlstate: error.code().cloned(),
             class: classify(error),
             primary: error.as_db_error().map(|db| db.message().to_string()),
+            server_code: None,
         }
     }
 
@@ -109,6 +113,7 @@ impl DbError {
             sqlstate: None,
             class: ErrorClass::Other,
             primary: None,
+            server_code: None,
         }
     }
 
@@ -139,6 +144,7 @@ impl From<ConnectError> for DbError {
             context: "connecting".into(),
             message: error.to_string(),
             primary: None,
+            server_code: None,
         }
     }
 }

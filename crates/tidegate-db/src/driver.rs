@@ -36,12 +36,15 @@ use crate::connect::{ConnectionConfig, DbError};
 #[serde(rename_all = "snake_case")]
 pub enum Family {
     Postgres,
+    /// MySQL and MariaDB (one wire protocol; their differences are the dialect's).
+    MySql,
 }
 
 impl Family {
     pub const fn name(self) -> &'static str {
         match self {
             Family::Postgres => "PostgreSQL",
+            Family::MySql => "MySQL/MariaDB",
         }
     }
 }

@@ -44,6 +44,7 @@
 pub mod blockers;
 pub mod connect;
 pub mod driver;
+pub mod mysql;
 pub mod scratch;
 pub mod scratch_mariadb;
 pub mod table_stats;

@@ -203,13 +203,20 @@ fn crates_are_layered_and_lint_reaches_no_database_driver() {
 }
 
 /// The driver sits behind the database seam: only tidegate-db (the PostgreSQL implementation of
-/// `tidegate_db::driver::Session`) depends on tokio-postgres, besides rehearse's workload (it plays the
+/// `tidegate_db::driver::Session`, and of its MySQL one, on mysql_async) depends on tokio-postgres, besides rehearse's workload (it plays the
 /// application, whose sessions are not tidegate's) and the test kit. The engine, apply, plan and the CLI talk
 /// to a `&dyn Session`, so a second family plugs in below them.
 #[test]
 fn only_the_database_layer_depends_on_the_driver() {
     let graph = dependency_graph();
     let allowed = ["tidegate-db", "tidegate-rehearse", "tidegate-testkit"];
+    // MySQL's driver is tidegate-db's alone: not even the workload or the test kit reach around the seam.
+    for package in graph.keys().filter(|name| name.starts_with("tidegate")) {
+        assert!(
+            !graph[package].contains("mysql_async") || package == "tidegate-db",
+            "{package} depends on mysql_async directly: go through tidegate_db::driver::Session"
+        );
+    }
     let ours: Vec<&String> = graph
         .keys()
         .filter(|name| name.starts_with("tidegate"))
@@ -228,6 +235,7 @@ fn only_the_database_layer_depends_on_the_driver() {
         }
     }
     assert!(graph["tidegate-db"].contains("tokio-postgres"));
+    assert!(graph["tidegate-db"].contains("mysql_async"));
 }
 
 /// String literals outside attributes (doc comments are attributes), with their line.

@@ -68,7 +68,11 @@ pub(super) async fn horizon_loop(ctx: Arc<Ctx>, hold: Duration) {
     loop {
         let stopping = ctx.finishing.load(Ordering::Relaxed)
             || matches!(ctx.gate(), Gate::Stop(_) | Gate::Abort(_));
-        let gate_open = matches!(ctx.gate(), Gate::Go);
+        // Starting counts as open: the snapshot is in place before the first batch, not after a few.
+        let gate_open = matches!(
+            ctx.gate(),
+            Gate::Go | Gate::Wait(super::WaitReason::Starting)
+        );
         let mut waiters = 0;
         if let (Some((s, _)), Some(_)) = (&session, held_since) {
             match s.query_one(sql.waiters, &[]).await {

@@ -17,7 +17,7 @@ use tidegate_db::connect::DbError;
 use tidegate_db::driver::{Driver, ErrorClass, Session, SessionExt, Value};
 
 use crate::controller::ControllerConfig;
-use crate::dialect::{for_family, BatchShape, Dialect, TableKind};
+use crate::dialect::{dialect_for, BatchShape, Dialect, TableKind};
 use crate::events::Event;
 use crate::pacing::{RateLimit, Window};
 use crate::retry::{RetryDecision, RetryPolicy, RetryState};
@@ -209,7 +209,8 @@ pub struct Plan {
 impl Prepared {
     /// The plan `--dry-run` prints.
     pub fn plan(&self, options: &BackfillOptions, existing_run: Option<i64>) -> Plan {
-        let d = for_family(self.family);
+        // A Prepared exists only for a family that has a dialect (prepare chose it).
+        let d = dialect_for(self.family).expect("prepare resolved this family's dialect");
         let size = options.controller.initial.max(1);
         let mut parameters = Vec::new();
         if let Some(max) = &self.key_max {
@@ -290,7 +291,7 @@ pub async fn prepare(
     session: &dyn Session,
     spec: &BackfillSpec,
 ) -> Result<Prepared, BackfillError> {
-    prepare_with(for_family(session.family()), session, spec).await
+    prepare_with(dialect_for(session.family())?, session, spec).await
 }
 
 /// As [`prepare`], through the given dialect.
@@ -621,6 +622,10 @@ struct Ctx {
     throttle_epoch: AtomicU64,
     /// Set once every worker has returned: the monitor hands its connection back for the final write.
     finishing: AtomicBool,
+    /// The write-path probe's median now and before the run, in microseconds (0: not measured), for the
+    /// worker scaler.
+    fg_now_us: AtomicU64,
+    fg_before_us: AtomicU64,
     /// How many workers should run: a worker whose number is not below it retires between chunks.
     worker_target: std::sync::atomic::AtomicU32,
     limiter: Option<Mutex<RateLimit>>,
@@ -741,7 +746,7 @@ pub async fn run<D: Driver + Clone + 'static>(
     // The foreground budget, resolved before the run is created or attached (a `tidegate pause` meanwhile finds
     // no engine it could not reach) and before the first batch, so `auto` measures an undisturbed write path.
     let mut options = options;
-    let dialect = for_family(session.family());
+    let dialect = dialect_for(session.family())?;
     let write_probe = monitor::ProbeKeys::from_range(
         &prepared.shape.key_types,
         prepared.key_min.as_ref(),
@@ -749,6 +754,7 @@ pub async fn run<D: Driver + Clone + 'static>(
     )
     .map(|keys| monitor::WriteProbe::new(dialect, &prepared.shape, keys, &options.thresholds));
     let mut notes = Vec::new();
+    let mut fg_before = None;
     options.thresholds.max_fg_latency = match (options.foreground, &write_probe) {
         (ForegroundBudget::Off, _) | (_, None) => None,
         (ForegroundBudget::Limit(limit), Some(_)) => Some(limit),
@@ -757,6 +763,7 @@ pub async fn run<D: Driver + Clone + 'static>(
                 .await
             {
                 Ok(samples) => {
+                    fg_before = crate::throttle::median(&samples);
                     let limit = crate::throttle::foreground_limit(&samples);
                     if let Some(limit) = limit {
                         notes.push(format!(
@@ -810,7 +817,7 @@ pub async fn run<D: Driver + Clone + 'static>(
     let (journal_tx, journal_rx) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Arc::new(Ctx {
         driver: Arc::new(driver.clone()),
-        dialect: for_family(session.family()),
+        dialect: dialect_for(session.family())?,
         limiter: options
             .max_rows_per_second
             .map(|r| Mutex::new(RateLimit::new(r))),
@@ -823,6 +830,8 @@ pub async fn run<D: Driver + Clone + 'static>(
         throttle_epoch: AtomicU64::new(0),
         finishing: AtomicBool::new(false),
         worker_target: std::sync::atomic::AtomicU32::new(initial_workers),
+        fg_now_us: AtomicU64::new(0),
+        fg_before_us: AtomicU64::new(fg_before.map_or(0, |d| d.as_micros() as u64)),
         pids: Mutex::new(Vec::new()),
         rows_done: AtomicU64::new(run.rows_done.max(0) as u64),
         rows_scanned: AtomicU64::new(run.rows_scanned.max(0) as u64),
@@ -892,9 +901,14 @@ pub async fn run<D: Driver + Clone + 'static>(
             _ = tokio::time::sleep(ctx.options.health_interval), if scaler.is_some() => {
                 let healthy = matches!(ctx.gate(), Gate::Go);
                 let scanned = ctx.rows_scanned.load(Ordering::Relaxed);
+                let micros = |v: &AtomicU64| match v.load(Ordering::Relaxed) {
+                    0 => None,
+                    us => Some(Duration::from_micros(us)),
+                };
+                let foreground = micros(&ctx.fg_now_us).zip(micros(&ctx.fg_before_us));
                 if let Some(scale) = scaler
                     .as_mut()
-                    .and_then(|s| s.observe(ctx.now(), scanned, healthy))
+                    .and_then(|s| s.observe_with(ctx.now(), scanned, healthy, foreground))
                 {
                     ctx.worker_target.store(scale.workers, Ordering::Relaxed);
                     ctx.rates.lock().unwrap_or_else(|e| e.into_inner()).restart();
@@ -1060,7 +1074,7 @@ async fn write_final(
     sample: &mut serde_json::Value,
     events: &[Event],
 ) -> Result<(), DbError> {
-    let dialect = for_family(session.family());
+    let dialect = dialect_for(session.family())?;
     let sql = dialect.state();
     // Before the final event, so the report's series ends with the run's last counts.
     match dialect.wal_position(session).await {
@@ -1119,7 +1133,7 @@ async fn attach_or_create(
     restart: bool,
     rerun_finished: bool,
 ) -> Result<(RunRow, bool), BackfillError> {
-    let sql = for_family(session.family()).state();
+    let sql = dialect_for(session.family())?.state();
     if let Some(row) = resume_row {
         if restart {
             return Err(BackfillError::Input(

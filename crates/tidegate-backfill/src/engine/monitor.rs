@@ -10,7 +10,7 @@ use tidegate_db::connect::DbError;
 use tidegate_db::driver::{ErrorClass, Session, SessionExt, Value};
 
 use super::{Ctx, Gate, StopHandle, WaitReason};
-use crate::dialect::{for_family, Dialect};
+use crate::dialect::{dialect_for, Dialect};
 use crate::events::{Event, PauseCause};
 use crate::pacing::utc_second_of_day;
 use crate::retry::{RetryDecision, RetryState};
@@ -154,6 +154,10 @@ pub(super) async fn monitor_loop(
                 obs.foreground_latency = match write_probe.sample(c, d, fastrand::u64(..)).await? {
                     Reading::Value(latency) => {
                         foreground.push(latency);
+                        if let Some(median) = foreground.median() {
+                            ctx.fg_now_us
+                                .store((median.as_micros() as u64).max(1), Ordering::Relaxed);
+                        }
                         foreground
                             .median()
                             .map_or(Reading::NotWatched, Reading::Value)
@@ -510,7 +514,7 @@ pub async fn check_health(
     let probe = probe_sql.map_or(Probe::None, |sql| Probe::Custom(sql.to_string()));
     let observation = observe(
         session,
-        for_family(session.family()),
+        dialect_for(session.family())?,
         own_pids,
         &probe,
         throttle_query,
