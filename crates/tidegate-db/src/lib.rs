@@ -42,7 +42,9 @@
 //! ```
 
 pub mod blockers;
+pub mod column_stats;
 pub mod connect;
 pub mod driver;
 pub mod scratch;
+pub mod table_schema;
 pub mod table_stats;
