@@ -28,4 +28,5 @@ pub mod demo;
 pub mod measure;
 pub mod orders;
 pub mod report;
+pub mod synth;
 pub mod workload;
