@@ -405,10 +405,7 @@ fn texts(row: &Row, column: &str) -> Result<Vec<String>, DbError> {
 }
 
 fn oid_list(oids: &[u32]) -> Value {
-    oids.iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .into()
+    oids.iter().map(u32::to_string).collect::<Vec<_>>().into()
 }
 
 /// The oid of `schema.name` when it is an ordinary table; `Ok(None)` when there is no such relation.

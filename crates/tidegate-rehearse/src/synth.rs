@@ -151,7 +151,8 @@ fn permute(x: u64, n: u64, key: u64) -> u64 {
         let mut left = value >> half;
         let mut right = value & mask;
         for round in 0..4u64 {
-            let next = left ^ (mix(right ^ key.wrapping_add(round.wrapping_mul(0x632B_E59B_D9B4_E019))) & mask);
+            let next = left
+                ^ (mix(right ^ key.wrapping_add(round.wrapping_mul(0x632B_E59B_D9B4_E019))) & mask);
             left = right;
             right = next;
         }
@@ -160,6 +161,28 @@ fn permute(x: u64, n: u64, key: u64) -> u64 {
             return value;
         }
     }
+}
+
+/// The window, as a fraction `x` of the values, whose shuffle leaves a correlation of `strength`: windows of `x`
+/// and a last one of the remainder `r` keep `1 − (⌊1/x⌋·x³ + r³)` (each window takes its share of the variance of
+/// position away), which grows with `x`; found by bisection.
+fn window_fraction(strength: f64) -> f64 {
+    let lost = |x: f64| {
+        let full = (1.0 / x).floor();
+        let remainder = (1.0 - full * x).max(0.0);
+        full * x * x * x + remainder * remainder * remainder
+    };
+    let target = 1.0 - strength;
+    let (mut low, mut high) = (0.0f64, 1.0f64);
+    for _ in 0..50 {
+        let middle = (low + high) / 2.0;
+        if middle <= 0.0 || lost(middle) < target {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    high
 }
 
 /// Which layout position the k-th non-null row takes (see the module documentation).
@@ -174,7 +197,7 @@ pub struct Order {
 impl Order {
     fn new(values: u64, correlation: f64, key: u64) -> Self {
         let strength = correlation.abs().clamp(0.0, 1.0);
-        let window = ((1.0 - strength).sqrt() * values as f64).ceil().max(1.0) as u64;
+        let window = (window_fraction(strength) * values as f64).ceil().max(1.0) as u64;
         Self {
             values,
             window: window.min(values.max(1)),
@@ -255,6 +278,16 @@ enum OrderedKind {
     Timestamp { with_zone: bool },
     Boolean,
     Label,
+}
+
+impl OrderedKind {
+    /// Values are whole steps (integers, days, labels): keys are floored.
+    fn is_discrete(self) -> bool {
+        !matches!(
+            self,
+            OrderedKind::Decimal { .. } | OrderedKind::Timestamp { .. }
+        )
+    }
 }
 
 /// The generator of one column's values.
@@ -372,14 +405,27 @@ impl ColumnGenerator {
             RestValues::ParentKey {
                 parent,
                 parent_values,
-            } => {
-                let rank = ((u128::from(k) * 2 + 1) * u128::from(*parent_values)
-                    / (2 * u128::from(distinct))) as u64;
-                parent.write_rank(rank.min(parent_values.saturating_sub(1)), out);
-            }
+            } => parent.write_rank(spread(k, distinct, *parent_values), out),
             RestValues::None => out.extend_from_slice(b"\\N"),
         }
     }
+}
+
+/// The parent rank the k-th of `distinct` values stands for: spread evenly over the parent's keys.
+fn spread(k: u64, distinct: u64, parent_values: u64) -> u64 {
+    let rank = ((u128::from(k) * 2 + 1) * u128::from(parent_values)
+        / (2 * u128::from(distinct.max(1)))) as u64;
+    rank.min(parent_values.saturating_sub(1))
+}
+
+/// Whether some value outside the MCVs already stands for parent rank `rank`.
+fn is_spread_rank(rank: u64, distinct: u64, parent_values: u64) -> bool {
+    if distinct == 0 || parent_values == 0 {
+        return false;
+    }
+    let near = (u128::from(rank) * u128::from(distinct) / u128::from(parent_values)) as u64;
+    (near.saturating_sub(1)..=(near + 1).min(distinct - 1))
+        .any(|k| spread(k, distinct, parent_values) == rank)
 }
 
 /// The longest prefix of `text` of at most `limit` bytes that ends on a character boundary.
@@ -451,7 +497,7 @@ fn quantile_of(bounds: &[f64], key: f64) -> f64 {
 fn write_ordered(kind: OrderedKind, key: f64, labels: &[Vec<u8>], out: &mut Vec<u8>) {
     match kind {
         OrderedKind::Integer { min, max } => {
-            let _ = write!(out, "{}", key.round().clamp(min, max) as i64);
+            let _ = write!(out, "{}", key.floor().clamp(min, max) as i64);
         }
         OrderedKind::Decimal { places } => {
             let _ = write!(out, "{key:.places$}");
@@ -475,11 +521,12 @@ fn write_ordered(kind: OrderedKind, key: f64, labels: &[Vec<u8>], out: &mut Vec<
                 out.extend_from_slice(b"+00");
             }
         }
-        OrderedKind::Boolean => out.push(if key >= 0.5 { b't' } else { b'f' }),
+        OrderedKind::Boolean => out.push(if key >= 1.0 { b't' } else { b'f' }),
         OrderedKind::Label => {
-            if let Some(label) = labels
-                .get(key.round().clamp(0.0, labels.len().saturating_sub(1) as f64) as usize)
-            {
+            if let Some(label) = labels.get(
+                key.floor()
+                    .clamp(0.0, labels.len().saturating_sub(1) as f64) as usize,
+            ) {
                 out.extend_from_slice(label);
             }
         }
@@ -526,7 +573,8 @@ fn parse_date(text: &str) -> Option<i64> {
     let year: i64 = parts.next()?.parse().ok()?;
     let month: i64 = parts.next()?.parse().ok()?;
     let day: i64 = parts.next()?.parse().ok()?;
-    ((1..=12).contains(&month) && (1..=31).contains(&day)).then(|| days_from_civil(year, month, day))
+    ((1..=12).contains(&month) && (1..=31).contains(&day))
+        .then(|| days_from_civil(year, month, day))
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff][±HH[:MM[:SS]]]` → microseconds since 1970-01-01 UTC (the offset applied).
@@ -733,8 +781,9 @@ fn build_column(
         Some(_) => 1.0,
         None => values as f64,
     };
-    let mut rest_distinct = ((distinct_total - common_texts.len() as f64).round().max(1.0)
-        as u64)
+    let mut rest_distinct = ((distinct_total - common_texts.len() as f64)
+        .round()
+        .max(1.0) as u64)
         .min(rest_rows);
     if unique {
         rest_distinct = rest_rows;
@@ -750,11 +799,19 @@ fn build_column(
     let mut parent_ranks = Vec::new();
     let rest = if let Some(parent) = parent {
         let parent_values = parent.values();
-        // Each MCV stands for one parent key; spread them over the parent's ranks.
-        parent_ranks = positions
-            .iter()
-            .map(|p| ((p * parent_values as f64) as u64).min(parent_values.saturating_sub(1)))
-            .collect();
+        // Each MCV stands for a parent key no other value uses (while the parent has keys to spare).
+        let spare = parent_values > rest_distinct + positions.len() as u64;
+        for position in &positions {
+            let mut rank =
+                ((position * parent_values as f64) as u64).min(parent_values.saturating_sub(1));
+            while spare
+                && (is_spread_rank(rank, rest_distinct, parent_values)
+                    || parent_ranks.contains(&rank))
+            {
+                rank = (rank + 1) % parent_values;
+            }
+            parent_ranks.push(rank);
+        }
         if unique && rest_distinct > parent_values {
             return Err(error(format!(
                 "is unique and references a parent with {parent_values} keys: too few for {rest_distinct} rows"
@@ -807,6 +864,13 @@ fn build_column(
                         _ => vec![1.0, values.max(1) as f64],
                     };
                 }
+                // A discrete type's last bound is a value too: the histogram covers [first, last + 1), and a
+                // value is the floor of its interpolated key.
+                if ordered.is_discrete() {
+                    if let Some(last) = bounds.last_mut() {
+                        *last += 1.0;
+                    }
+                }
                 for (position, key) in positions.iter_mut().zip(&common_keys) {
                     if let Some(key) = key {
                         *position = quantile_of(&bounds, *key);
@@ -817,8 +881,9 @@ fn build_column(
                     let high = bounds[bounds.len() - 1];
                     let count = rest_distinct.max(1) as f64;
                     let step = match ordered {
-                        OrderedKind::Integer { .. } => ((high - low + 1.0) / count).floor().max(1.0),
-                        OrderedKind::Date => ((high - low + 1.0) / count).floor().max(1.0),
+                        OrderedKind::Integer { .. } | OrderedKind::Date => {
+                            ((high - low) / count).floor().max(1.0)
+                        }
                         OrderedKind::Timestamp { .. } => ((high - low) / count).floor().max(1.0),
                         OrderedKind::Decimal { places } => {
                             ((high - low) / count).max(10f64.powi(-(places.min(15) as i32)))
@@ -874,7 +939,8 @@ fn build_column(
                 }
                 for (position, text) in positions.iter_mut().zip(&common_texts) {
                     if histogram.len() >= 2 {
-                        let upper = histogram.partition_point(|bound| bound.as_str() < text.as_str());
+                        let upper =
+                            histogram.partition_point(|bound| bound.as_str() < text.as_str());
                         *position = upper as f64 / histogram.len() as f64;
                     }
                 }
@@ -897,7 +963,9 @@ fn build_column(
                     .iter()
                     .filter_map(|text| {
                         let hex: String = text.chars().filter(char::is_ascii_hexdigit).collect();
-                        u64::from_str_radix(hex.get(..16)?, 16).ok().map(|v| v as f64)
+                        u64::from_str_radix(hex.get(..16)?, 16)
+                            .ok()
+                            .map(|v| v as f64)
                     })
                     .collect::<Vec<f64>>(),
             }
@@ -948,7 +1016,8 @@ fn build_column(
     let mut start = 0u64;
     let mut rest_used = 0u64;
     for index in order_of_common {
-        let rest_until = ((positions[index] * rest_rows as f64).round() as u64).clamp(rest_used, rest_rows);
+        let rest_until =
+            ((positions[index] * rest_rows as f64).round() as u64).clamp(rest_used, rest_rows);
         if rest_until > rest_used {
             segments.push(Segment::Rest {
                 start,
@@ -1186,4 +1255,447 @@ pub fn plan(
         tables: generators,
         notes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use tidegate_db::table_schema::{ConstraintDefinition, ForeignKeyTarget};
+
+    use super::*;
+
+    fn column(name: &str, base_type: &str, not_null: bool) -> ColumnDefinition {
+        ColumnDefinition {
+            name: name.into(),
+            quoted_name: name.into(),
+            type_sql: base_type.into(),
+            base_type: base_type.into(),
+            base_kind: "b".into(),
+            base_typmod: -1,
+            enum_labels: Vec::new(),
+            not_null,
+            default_sql: None,
+            identity: String::new(),
+            generated: String::new(),
+            collation: None,
+            statistics_target: None,
+        }
+    }
+
+    fn stats(name: &str) -> ColumnStats {
+        ColumnStats {
+            column: name.into(),
+            null_frac: 0.0,
+            avg_width: 8,
+            n_distinct: -1.0,
+            most_common_vals: Vec::new(),
+            most_common_freqs: Vec::new(),
+            histogram_bounds: Vec::new(),
+            correlation: Some(0.0),
+        }
+    }
+
+    fn table(
+        oid: u32,
+        name: &str,
+        rows: u64,
+        columns: Vec<(ColumnDefinition, ColumnStats)>,
+    ) -> SourceTable {
+        let (definitions, stats): (Vec<_>, Vec<_>) = columns.into_iter().unzip();
+        SourceTable {
+            schema: TableSchema {
+                oid,
+                schema: "public".into(),
+                name: name.into(),
+                qualified: format!("public.{name}"),
+                options: String::new(),
+                persistence: "p".into(),
+                columns: definitions,
+                constraints: Vec::new(),
+                indexes: Vec::new(),
+                sequences: Vec::new(),
+                type_oids: Vec::new(),
+            },
+            statistics: TableStatistics {
+                oid,
+                estimated_rows: Some(rows),
+                heap_bytes: 0,
+                total_bytes: 0,
+                columns: stats,
+                default_statistics_target: 100,
+            },
+        }
+    }
+
+    fn primary_key(table: &mut SourceTable, column: &str) {
+        table.schema.constraints.push(ConstraintDefinition {
+            name: format!("{}_pkey", table.schema.name),
+            quoted_name: format!("{}_pkey", table.schema.name),
+            kind: ConstraintKind::PrimaryKey,
+            definition: format!("PRIMARY KEY ({column})"),
+            columns: vec![column.into()],
+            references: None,
+        });
+    }
+
+    /// Every table's rows, as columns of optional text values.
+    fn generate(tables: &[SourceTable], scale: f64, seed: u64) -> Vec<Vec<Vec<Option<String>>>> {
+        let plan = plan(tables, scale, seed).unwrap();
+        plan.tables
+            .iter()
+            .map(|table| {
+                let mut out = Vec::new();
+                let mut writer = table.writer();
+                while writer.write_rows(1000, &mut out) > 0 {}
+                let text = String::from_utf8(out).unwrap();
+                let mut columns = vec![Vec::new(); table.columns.len()];
+                for line in text.lines() {
+                    let fields: Vec<&str> = line.split('\t').collect();
+                    assert_eq!(fields.len(), table.columns.len(), "{line}");
+                    for (index, field) in fields.iter().enumerate() {
+                        columns[index].push((*field != "\\N").then(|| field.to_string()));
+                    }
+                }
+                assert_eq!(columns[0].len() as u64, table.rows);
+                columns
+            })
+            .collect()
+    }
+
+    fn frequencies(values: &[Option<String>]) -> HashMap<Option<String>, usize> {
+        let mut counts = HashMap::new();
+        for value in values {
+            *counts.entry(value.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Pearson correlation of physical position and value rank (ties share a rank), as ANALYZE computes it.
+    fn correlation(keys: &[f64]) -> f64 {
+        let mut sorted: Vec<f64> = keys.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let ranks: Vec<f64> = keys
+            .iter()
+            .map(|key| sorted.partition_point(|s| s < key) as f64)
+            .collect();
+        let n = keys.len() as f64;
+        let mean_position = (n - 1.0) / 2.0;
+        let mean_rank = ranks.iter().sum::<f64>() / n;
+        let (mut covariance, mut position_var, mut rank_var) = (0.0, 0.0, 0.0);
+        for (position, rank) in ranks.iter().enumerate() {
+            let dp = position as f64 - mean_position;
+            let dr = rank - mean_rank;
+            covariance += dp * dr;
+            position_var += dp * dp;
+            rank_var += dr * dr;
+        }
+        covariance / (position_var * rank_var).sqrt()
+    }
+
+    #[test]
+    fn permutations_are_bijections() {
+        for n in [1u64, 2, 3, 7, 64, 1000, 4097] {
+            let seen: HashSet<u64> = (0..n).map(|x| permute(x, n, 99)).collect();
+            assert_eq!(seen.len() as u64, n);
+            assert!(seen.iter().all(|v| *v < n));
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_rows_and_another_seed_others() {
+        let mut amount = stats("amount");
+        amount.n_distinct = 500.0;
+        amount.histogram_bounds = vec!["1".into(), "50".into(), "1000".into()];
+        let tables = [table(
+            1,
+            "t",
+            5000,
+            vec![(column("amount", "int4", true), amount)],
+        )];
+        assert_eq!(generate(&tables, 1.0, 7), generate(&tables, 1.0, 7));
+        assert_ne!(generate(&tables, 1.0, 7), generate(&tables, 1.0, 8));
+    }
+
+    #[test]
+    fn nulls_and_most_common_values_take_exactly_their_share() {
+        let mut status = stats("status");
+        status.null_frac = 0.6;
+        status.n_distinct = 5.0;
+        status.most_common_vals = vec!["new".into(), "paid".into()];
+        status.most_common_freqs = vec![0.3, 0.05];
+        status.histogram_bounds = vec!["a".into(), "m".into(), "z".into()];
+        status.avg_width = 5;
+        let tables = [table(
+            1,
+            "t",
+            10_000,
+            vec![(column("status", "text", false), status)],
+        )];
+        let values = &generate(&tables, 1.0, 1)[0][0];
+        let counts = frequencies(values);
+        assert_eq!(counts[&None], 6000);
+        assert_eq!(counts[&Some("new".to_string())], 3000);
+        assert_eq!(counts[&Some("paid".to_string())], 500);
+        // Five distinct values in all: the two MCVs and three others.
+        assert_eq!(counts.len(), 1 + 5);
+    }
+
+    #[test]
+    fn n_distinct_is_a_count_or_a_fraction_of_the_rows() {
+        let mut fraction = stats("fraction");
+        fraction.n_distinct = -0.25;
+        fraction.histogram_bounds = vec!["0".into(), "100000".into()];
+        let mut count = stats("count");
+        count.n_distinct = 40.0;
+        count.histogram_bounds = vec!["0".into(), "100000".into()];
+        let tables = [table(
+            1,
+            "t",
+            8000,
+            vec![
+                (column("fraction", "int8", true), fraction),
+                (column("count", "int8", true), count),
+            ],
+        )];
+        let columns = &generate(&tables, 1.0, 3)[0];
+        assert_eq!(frequencies(&columns[0]).len(), 2000);
+        assert_eq!(frequencies(&columns[1]).len(), 40);
+        // At half the scale, a fraction scales with the rows, a count does not.
+        let half = &generate(&tables, 0.5, 3)[0];
+        assert_eq!(frequencies(&half[0]).len(), 1000);
+        assert_eq!(frequencies(&half[1]).len(), 40);
+    }
+
+    #[test]
+    fn values_follow_the_histogram() {
+        let mut skewed = stats("skewed");
+        skewed.n_distinct = -1.0;
+        // Three quarters of the values between 0 and 10, the last quarter up to 1000.
+        skewed.histogram_bounds = vec![
+            "0".into(),
+            "5".into(),
+            "8".into(),
+            "10".into(),
+            "1000".into(),
+        ];
+        let tables = [table(
+            1,
+            "t",
+            4000,
+            vec![(column("skewed", "numeric", true), skewed)],
+        )];
+        let values: Vec<f64> = generate(&tables, 1.0, 5)[0][0]
+            .iter()
+            .map(|v| v.as_ref().unwrap().parse().unwrap())
+            .collect();
+        let below_ten = values.iter().filter(|v| **v <= 10.0).count();
+        assert!((2900..=3100).contains(&below_ten), "{below_ten}");
+        assert!(values.iter().all(|v| (0.0..=1000.0).contains(v)));
+    }
+
+    #[test]
+    fn correlation_sets_the_physical_order() {
+        let mut rows = Vec::new();
+        for (name, correlation) in [
+            ("sorted", 1.0),
+            ("shuffled", 0.0),
+            ("half", 0.5),
+            ("reversed", -1.0),
+        ] {
+            let mut s = stats(name);
+            s.n_distinct = -1.0;
+            s.histogram_bounds = vec!["0".into(), "100000".into()];
+            s.correlation = Some(correlation);
+            rows.push((column(name, "int8", true), s));
+        }
+        let tables = [table(1, "t", 20_000, rows)];
+        let columns = &generate(&tables, 1.0, 11)[0];
+        let measured: Vec<f64> = columns
+            .iter()
+            .map(|values| {
+                let keys: Vec<f64> = values
+                    .iter()
+                    .map(|v| v.as_ref().unwrap().parse().unwrap())
+                    .collect();
+                correlation(&keys)
+            })
+            .collect();
+        assert!(measured[0] > 0.999, "{measured:?}");
+        assert!(measured[1].abs() < 0.05, "{measured:?}");
+        assert!((measured[2] - 0.5).abs() < 0.1, "{measured:?}");
+        assert!(measured[3] < -0.999, "{measured:?}");
+    }
+
+    #[test]
+    fn text_has_the_average_width_and_copy_escapes() {
+        let mut note = stats("note");
+        note.n_distinct = -0.5;
+        note.avg_width = 41; // 40 bytes and a one-byte header
+        note.histogram_bounds = vec!["alpha".into(), "kilo".into(), "zulu".into()];
+        note.most_common_vals = vec!["tab\there\\".into()];
+        note.most_common_freqs = vec![0.1];
+        let tables = [table(
+            1,
+            "t",
+            5000,
+            vec![(column("note", "text", true), note)],
+        )];
+        let values = &generate(&tables, 1.0, 2)[0][0];
+        assert!(values
+            .iter()
+            .any(|v| v.as_deref() == Some("tab\\there\\\\")));
+        let others: Vec<&String> = values
+            .iter()
+            .flatten()
+            .filter(|v| !v.starts_with("tab"))
+            .collect();
+        let average = others.iter().map(|v| v.len()).sum::<usize>() as f64 / others.len() as f64;
+        // (40 − 0.1 × 9) / 0.9 ≈ 43.4 bytes for the values outside the MCV.
+        assert!((42.0..=45.0).contains(&average), "{average}");
+        let mut varchar = column("code", "varchar", true);
+        varchar.base_typmod = 4 + 3;
+        let tables = [table(2, "u", 5000, vec![(varchar, stats("code"))])];
+        let codes = &generate(&tables, 1.0, 2)[0][0];
+        assert!(codes.iter().flatten().all(|code| code.chars().count() <= 3));
+        assert_eq!(frequencies(codes).len(), 5000);
+    }
+
+    #[test]
+    fn every_kind_writes_values_postgresql_reads() {
+        let mut created = stats("created");
+        created.histogram_bounds = vec![
+            "2024-01-01 00:00:00+00".into(),
+            "2024-12-31 23:59:59.5+00".into(),
+        ];
+        let mut day = stats("day");
+        day.histogram_bounds = vec!["2023-02-27".into(), "2023-03-02".into()];
+        day.n_distinct = 4.0;
+        let mut flag = stats("flag");
+        flag.n_distinct = 2.0;
+        flag.most_common_vals = vec!["t".into(), "f".into()];
+        flag.most_common_freqs = vec![0.7, 0.3];
+        let mut mood = column("mood", "mood", true);
+        mood.base_kind = "e".into();
+        mood.enum_labels = vec!["sad".into(), "ok".into(), "happy".into()];
+        let mut mood_stats = stats("mood");
+        mood_stats.n_distinct = 3.0;
+        let mut doc = stats("doc");
+        doc.avg_width = 30;
+        let tables = [table(
+            1,
+            "t",
+            3000,
+            vec![
+                (column("created", "timestamptz", true), created),
+                (column("day", "date", true), day),
+                (column("flag", "bool", true), flag),
+                (mood, mood_stats),
+                (column("id", "uuid", true), stats("id")),
+                (column("doc", "jsonb", true), doc),
+            ],
+        )];
+        let columns = &generate(&tables, 1.0, 4)[0];
+        for value in columns[0].iter().flatten() {
+            assert!(
+                value.starts_with("2024-") && value.ends_with("+00"),
+                "{value}"
+            );
+            assert!(parse_timestamp(value).is_some(), "{value}");
+        }
+        let days: HashSet<&str> = columns[1].iter().flatten().map(String::as_str).collect();
+        assert_eq!(
+            days,
+            HashSet::from(["2023-02-27", "2023-02-28", "2023-03-01", "2023-03-02"])
+        );
+        let flags = frequencies(&columns[2]);
+        assert_eq!(flags[&Some("t".to_string())], 2100);
+        let moods: HashSet<&str> = columns[3].iter().flatten().map(String::as_str).collect();
+        assert_eq!(moods, HashSet::from(["sad", "ok", "happy"]));
+        let uuids: HashSet<&String> = columns[4].iter().flatten().collect();
+        assert_eq!(uuids.len(), 3000);
+        assert!(uuids
+            .iter()
+            .all(|u| u.len() == 36 && u.matches('-').count() == 4));
+        for doc in columns[5].iter().flatten() {
+            assert!(
+                doc.starts_with("{\"k\": \"") && doc.ends_with("\"}"),
+                "{doc}"
+            );
+            assert!((28..=30).contains(&doc.len()), "{doc}");
+        }
+    }
+
+    #[test]
+    fn keys_are_unique_and_foreign_keys_point_at_generated_parents() {
+        let mut customers = table(
+            1,
+            "customers",
+            1000,
+            vec![(column("id", "int8", true), {
+                let mut s = stats("id");
+                s.histogram_bounds = vec!["1".into(), "1000".into()];
+                s.correlation = Some(1.0);
+                s
+            })],
+        );
+        primary_key(&mut customers, "id");
+        let mut customer_id = stats("customer_id");
+        customer_id.null_frac = 0.1;
+        customer_id.n_distinct = 300.0;
+        customer_id.most_common_vals = vec!["17".into()];
+        customer_id.most_common_freqs = vec![0.2];
+        let mut orders = table(
+            2,
+            "orders",
+            20_000,
+            vec![
+                (column("id", "int8", true), stats("id")),
+                (column("customer_id", "int8", false), customer_id),
+            ],
+        );
+        primary_key(&mut orders, "id");
+        orders.schema.constraints.push(ConstraintDefinition {
+            name: "orders_customer_id_fkey".into(),
+            quoted_name: "orders_customer_id_fkey".into(),
+            kind: ConstraintKind::ForeignKey,
+            definition: "FOREIGN KEY (customer_id) REFERENCES customers(id)".into(),
+            columns: vec!["customer_id".into()],
+            references: Some(ForeignKeyTarget {
+                oid: 1,
+                columns: vec!["id".into()],
+            }),
+        });
+        // The child first: the plan still generates the parent's keys before the foreign key.
+        let generated = generate(&[orders, customers], 1.0, 9);
+        let parent_keys: HashSet<&String> = generated[1][0].iter().flatten().collect();
+        assert_eq!(parent_keys.len(), 1000);
+        let order_ids: HashSet<&String> = generated[0][0].iter().flatten().collect();
+        assert_eq!(order_ids.len(), 20_000);
+        let references = frequencies(&generated[0][1]);
+        assert_eq!(references[&None], 2000);
+        assert!(references
+            .keys()
+            .flatten()
+            .all(|key| parent_keys.contains(key)));
+        // 300 distinct customers referenced, one of them by a fifth of the orders.
+        assert_eq!(references.len(), 1 + 300);
+        assert_eq!(references.values().copied().max(), Some(4000));
+    }
+
+    #[test]
+    fn a_unique_column_of_a_small_type_is_refused_with_a_reason() {
+        let mut flag = table(
+            1,
+            "t",
+            10,
+            vec![(column("flag", "bool", true), stats("flag"))],
+        );
+        primary_key(&mut flag, "flag");
+        let error = plan(&[flag], 1.0, 1).unwrap_err();
+        assert!(
+            error.to_string().contains("public.t.flag: is unique"),
+            "{error}"
+        );
+    }
 }
