@@ -72,8 +72,8 @@ pub struct SynthesisPlan {
     pub notes: Vec<String>,
 }
 
-/// The generator of one table's rows.
-#[derive(Debug)]
+/// The generator of one table's rows (cheap to clone: its columns are shared).
+#[derive(Debug, Clone)]
 pub struct TableGenerator {
     /// `schema.name`, quoted.
     pub qualified: String,
@@ -716,6 +716,7 @@ struct ColumnRequest<'a> {
 fn build_column(
     request: &ColumnRequest<'_>,
     parent: Option<Arc<ColumnGenerator>>,
+    notes: &mut Vec<String>,
 ) -> Result<ColumnGenerator, SynthesisError> {
     let ColumnRequest {
         table,
@@ -811,6 +812,13 @@ fn build_column(
                 rank = (rank + 1) % parent_values;
             }
             parent_ranks.push(rank);
+        }
+        if rest_distinct + positions.len() as u64 > parent_values && !unique {
+            notes.push(format!(
+                "{table}.{}: {} distinct values at this scale, but the referenced table has {parent_values} keys: the copy has at most that many",
+                column.quoted_name,
+                rest_distinct + positions.len() as u64
+            ));
         }
         if unique && rest_distinct > parent_values {
             return Err(error(format!(
@@ -937,12 +945,17 @@ fn build_column(
                         rest_distinct = rest_distinct.min(62u64.saturating_pow(*max as u32));
                     }
                 }
+                // Where each MCV falls in value order: among the histogram's bounds, or among the MCVs themselves.
+                let mut sorted_common: Vec<&String> = common_texts.iter().collect();
+                sorted_common.sort();
                 for (position, text) in positions.iter_mut().zip(&common_texts) {
-                    if histogram.len() >= 2 {
-                        let upper =
-                            histogram.partition_point(|bound| bound.as_str() < text.as_str());
-                        *position = upper as f64 / histogram.len() as f64;
-                    }
+                    *position = if histogram.len() >= 2 {
+                        histogram.partition_point(|bound| bound.as_str() < text.as_str()) as f64
+                            / histogram.len() as f64
+                    } else {
+                        (sorted_common.partition_point(|other| *other < text) as f64 + 0.5)
+                            / sorted_common.len() as f64
+                    };
                 }
                 let prefixes = if histogram.len() >= 2 {
                     histogram[..histogram.len() - 1]
@@ -1040,7 +1053,22 @@ fn build_column(
             rest_offset: rest_used,
         });
     }
-    let correlation = stats.and_then(|s| s.correlation).unwrap_or(0.0);
+    // ANALYZE breaks ties between equal values by physical position, so a column of few values reads as
+    // correlated even in random order: by Σ share², over its groups of equal values. The order to generate is
+    // what remains of the source's correlation beyond that.
+    let ties: f64 = if values == 0 {
+        0.0
+    } else {
+        let share = |count: u64| count as f64 / values as f64;
+        common_counts.iter().map(|c| share(*c).powi(2)).sum::<f64>()
+            + share(rest_rows).powi(2) / rest_distinct.max(1) as f64
+    };
+    let measured = stats.and_then(|s| s.correlation).unwrap_or(0.0);
+    let correlation = if ties < 1.0 {
+        ((measured - ties) / (1.0 - ties)).clamp(-1.0, 1.0)
+    } else {
+        0.0
+    };
     Ok(ColumnGenerator {
         rows,
         nulls,
@@ -1218,7 +1246,7 @@ pub fn plan(
                 unique: unique_columns.contains_key(&id),
                 key: mix(seed ^ mix(u64::from(table.schema.oid)) ^ mix(column_index as u64 + 1)),
             };
-            built.insert(id, Arc::new(build_column(&request, parent)?));
+            built.insert(id, Arc::new(build_column(&request, parent, &mut notes)?));
         }
         if waiting.len() == before {
             let (table_index, column_index) = waiting[0];
