@@ -42,9 +42,11 @@
 //! ```
 
 pub mod blockers;
+pub mod column_stats;
 pub mod connect;
 pub mod driver;
 pub mod mysql;
 pub mod scratch;
 pub mod scratch_mariadb;
+pub mod table_schema;
 pub mod table_stats;

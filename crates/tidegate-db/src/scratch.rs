@@ -166,6 +166,21 @@ impl PgBinaries {
         )
     }
 
+    /// The binaries of major version `major` when they are installed (`/usr/lib/postgresql/MAJOR/bin`, or
+    /// `pg_config --bindir` when it is that version), else what [`PgBinaries::find`] finds; `TIDEGATE_PG_BIN`,
+    /// when set, always wins. The caller compares [`PgBinaries::major_version`] to say when they differ.
+    pub fn find_for_major(major: u32) -> Result<Self, ScratchError> {
+        if std::env::var_os(PG_BIN_ENV).is_none() {
+            let versioned = Path::new("/usr/lib/postgresql")
+                .join(major.to_string())
+                .join("bin");
+            if missing_binaries(&versioned).is_empty() {
+                return Self::at(versioned);
+            }
+        }
+        Self::find()
+    }
+
     /// [`PgBinaries::find`] with its inputs given: the env override, what `pg_config --bindir` printed, and the
     /// root of versioned installs.
     pub fn find_with(

@@ -145,31 +145,7 @@ pub async fn assess(
         .map(String::as_str)
         .collect();
 
-    let mut pending = Vec::new();
-    let mut skipped = 0;
-    for loaded in &migrations.sets {
-        let mut catalog = Catalog::new();
-        for (index, (migration, file)) in loaded.files.iter().enumerate() {
-            let settings = MigrationSettings {
-                pg_version,
-                framework_transaction: file.framework_transaction,
-            };
-            let analyzed = analyze_sql(&file.sql, settings, &mut catalog);
-            if loaded.only.is_some_and(|only| only != index) {
-                continue;
-            }
-            if applied.contains(migration.version.as_str()) {
-                skipped += 1;
-                continue;
-            }
-            pending.push(PendingMigration {
-                version: migration.version.clone(),
-                path: display_path(&migration.path),
-                analyzed,
-            });
-        }
-    }
-
+    let (pending, skipped) = pending_migrations(migrations, &applied, pg_version);
     let keys = report::tables_to_probe(&pending);
     let (tables, notes) = probe::probe_tables(client, &keys, server.major_version, options).await?;
     let header = ReportHeader {
@@ -214,6 +190,40 @@ pub async fn assess(
         report: plan,
         stats,
     })
+}
+
+/// The migrations of `migrations` not in `applied`, each analysed with every earlier file of its set replayed into
+/// the catalog first; and how many were skipped as applied. Pure: what `assess` and `tidegate rehearse` share.
+pub fn pending_migrations(
+    migrations: &LoadedMigrations,
+    applied: &HashSet<&str>,
+    pg_version: PgVersion,
+) -> (Vec<PendingMigration>, usize) {
+    let mut pending = Vec::new();
+    let mut skipped = 0;
+    for loaded in &migrations.sets {
+        let mut catalog = Catalog::new();
+        for (index, (migration, file)) in loaded.files.iter().enumerate() {
+            let settings = MigrationSettings {
+                pg_version,
+                framework_transaction: file.framework_transaction,
+            };
+            let analyzed = analyze_sql(&file.sql, settings, &mut catalog);
+            if loaded.only.is_some_and(|only| only != index) {
+                continue;
+            }
+            if applied.contains(migration.version.as_str()) {
+                skipped += 1;
+                continue;
+            }
+            pending.push(PendingMigration {
+                version: migration.version.clone(),
+                path: display_path(&migration.path),
+                analyzed,
+            });
+        }
+    }
+    (pending, skipped)
 }
 
 fn display_path(path: &Path) -> String {

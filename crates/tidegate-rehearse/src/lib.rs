@@ -25,7 +25,10 @@
 
 pub mod act;
 pub mod demo;
+pub mod fidelity;
 pub mod measure;
 pub mod orders;
+pub mod rehearsal;
 pub mod report;
+pub mod synth;
 pub mod workload;

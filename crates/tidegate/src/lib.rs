@@ -60,6 +60,9 @@ enum Command {
     Resume(commands::control::ControlArgs),
     /// Abort a backfill; rows already changed stay changed
     Abort(commands::control::ControlArgs),
+    /// Re-create the source's tables on a scratch server with synthetic rows from its statistics (read-only on
+    /// the source), and check their fidelity; running the migration on the copy comes next
+    Rehearse(commands::rehearse::RehearseArgs),
     /// Replay the incident on a scratch server: the naive migration beside tidegate's
     Demo(commands::demo::DemoArgs),
     /// Start, stop or inspect a throwaway PostgreSQL built from the machine's own binaries
@@ -83,6 +86,7 @@ pub fn run() -> ExitCode {
         Command::Pause(args) => commands::control::run(commands::control::Action::Pause, args),
         Command::Resume(args) => commands::control::run(commands::control::Action::Resume, args),
         Command::Abort(args) => commands::control::run(commands::control::Action::Abort, args),
+        Command::Rehearse(args) => commands::rehearse::run(args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Scratch(args) => commands::scratch::run(args),
     };

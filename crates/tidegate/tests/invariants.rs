@@ -5,7 +5,8 @@
 //!   nor an HTTP server (metrics consume their events from outside);
 //! - the SQL a library sends lives in its SQL module (`dialect.rs` for the engine, `sql.rs` for apply) or in the
 //!   database layer (tidegate-db): a string literal anywhere else that PostgreSQL's parser reads as a statement is
-//!   a violation.
+//!   a violation (the demo's application SQL in tidegate-rehearse excepted);
+//! - `tidegate plan` and `tidegate rehearse` send nothing to their target outside READ ONLY transactions.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -295,6 +296,9 @@ fn sql_lives_in_the_sql_modules() {
         path.ends_with("/dialect.rs")
             || path.ends_with("tidegate-apply/src/sql.rs")
             || path.contains("/tidegate-db/")
+            // The demo's application: its table and requests are the application's SQL, not tidegate's.
+            || path.ends_with("tidegate-rehearse/src/orders.rs")
+            || path.ends_with("tidegate-rehearse/src/demo.rs")
     };
     let mut violations = Vec::new();
     for package in [
@@ -303,6 +307,7 @@ fn sql_lives_in_the_sql_modules() {
         "tidegate-plan",
         "tidegate-metrics",
         "tidegate-report",
+        "tidegate-rehearse",
         "tidegate",
     ] {
         let mut files = Vec::new();
@@ -534,10 +539,20 @@ async fn plan_runs_only_read_only_transactions() {
         .batch_execute("SELECT pg_reload_conf()")
         .await
         .unwrap();
+    assert_only_read_only_transactions(&cluster, "plan-under-test");
+}
+
+/// Every statement the session named `application` sent (the server's log, `log_statement = all`) is a BEGIN …
+/// READ ONLY, a statement inside such a transaction, or its end.
+fn assert_only_read_only_transactions(
+    cluster: &tidegate_testkit::PrivateCluster,
+    application: &str,
+) {
     let log = std::fs::read_to_string(cluster.dir().join("server.log")).unwrap();
+    let tag = format!("<{application}>");
     let statements: Vec<&str> = log
         .lines()
-        .filter(|line| line.contains("<plan-under-test>"))
+        .filter(|line| line.contains(&tag))
         .filter_map(|line| {
             line.split_once("LOG:  statement: ")
                 .or_else(|| line.split_once("LOG:  execute "))
@@ -546,7 +561,7 @@ async fn plan_runs_only_read_only_transactions() {
         .collect();
     assert!(
         statements.len() >= 6,
-        "plan's statements were logged: {statements:#?}"
+        "{application}'s statements were logged: {statements:#?}"
     );
     let mut in_read_only = false;
     for statement in &statements {
@@ -568,5 +583,60 @@ async fn plan_runs_only_read_only_transactions() {
             in_read_only = false;
         }
     }
-    assert!(!in_read_only, "plan left a transaction open");
+    assert!(!in_read_only, "{application} left a transaction open");
+}
+
+/// `tidegate rehearse` reads its source only inside READ ONLY transactions: the source's own statement log says so.
+/// (Its writes — DDL, COPY, ANALYZE — go to its scratch server, another cluster.)
+#[tokio::test]
+async fn rehearse_reads_its_source_only_in_read_only_transactions() {
+    let cluster = tidegate_testkit::PrivateCluster::start();
+    let url = cluster.create_database("rehearsed").await;
+    let admin = tidegate_testkit::connect(&url).await;
+    admin
+        .batch_execute(
+            "CREATE TABLE customers (id bigint PRIMARY KEY);              CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint REFERENCES customers, status text);              INSERT INTO customers SELECT g FROM generate_series(1, 500) g;              INSERT INTO orders SELECT g, 1 + g % 500, 'new' FROM generate_series(1, 5000) g;              ANALYZE customers; ANALYZE orders",
+        )
+        .await
+        .unwrap();
+    for setting in [
+        "ALTER SYSTEM SET log_statement = 'all'",
+        "ALTER SYSTEM SET log_line_prefix = '%m [%p] <%a> '",
+        "SELECT pg_reload_conf()",
+    ] {
+        admin.batch_execute(setting).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+    std::fs::write(
+        dir.path().join("migrations/001_status.sql"),
+        "UPDATE orders SET status = 'old';\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args([
+            "rehearse",
+            "--db",
+            &format!("{url}?application_name=rehearse-under-test"),
+        ])
+        .arg(dir.path().join("migrations"))
+        .env_remove("DATABASE_URL")
+        .env("TMPDIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    admin
+        .batch_execute("ALTER SYSTEM RESET log_statement")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    assert_only_read_only_transactions(&cluster, "rehearse-under-test");
 }

@@ -135,7 +135,7 @@ fn start_scratch() -> anyhow::Result<ScratchServer> {
     Ok(server)
 }
 
-async fn shutdown_signal() -> &'static str {
+pub(super) async fn shutdown_signal() -> &'static str {
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {

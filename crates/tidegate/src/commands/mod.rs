@@ -14,6 +14,7 @@ pub mod lint;
 pub mod lsp;
 mod metrics;
 pub mod plan;
+pub mod rehearse;
 pub mod report;
 pub mod runs;
 pub mod scratch;

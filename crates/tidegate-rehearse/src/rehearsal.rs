@@ -1,0 +1,615 @@
+//! `tidegate rehearse` as a library function: read the source's tables (read-only), start a scratch server of the
+//! same major version, re-create their schema, load synthetic rows generated from the source's statistics at a
+//! scale, and check their fidelity.
+//!
+//! What it does not do yet — the migration run through `tidegate apply` on the copy, a foreground workload,
+//! measurement of locks and WAL, extrapolation to full size — is listed in [`NOT_YET`] and in every report.
+//!
+//! **Invariant:** nothing is written to the source. Every query sent to it runs inside a `READ ONLY` transaction
+//! with a lock and a statement timeout (`tidegate_db::table_stats::begin_read_only`), checked with
+//! `transaction_read_only`; ANALYZE, DDL and COPY go to the scratch server only.
+
+use std::collections::HashSet;
+use std::pin::pin;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use serde::Serialize;
+use tidegate_db::column_stats::{self, TableStatistics};
+use tidegate_db::connect::{ConnectError, ConnectionConfig, DbError};
+use tidegate_db::driver::Session;
+use tidegate_db::scratch::{self, PgBinaries, ScratchError, ScratchServer, StartOptions};
+use tidegate_db::table_schema::{self, PostLoadStatement, TypeDefinition};
+use tidegate_db::table_stats;
+use tidegate_plan::pipeline::{self, LoadedMigrations};
+use tidegate_plan::probe::{self, ProbeOptions};
+use tidegate_sql::PgVersion;
+
+use crate::fidelity::{self, TableFidelity, Tolerance};
+use crate::synth::{self, SourceTable, SynthesisError, SynthesisPlan, TableGenerator};
+
+/// The parts of a rehearsal not built yet; every report lists them, so nobody takes their absence for a pass.
+pub const NOT_YET: [&str; 4] = [
+    "the pending migrations are not run on the copy yet (next: through `tidegate apply`, with its phases, rewrites and backfills)",
+    "no foreground workload runs against the copy yet",
+    "no durations, locks, WAL or size growth are measured yet",
+    "nothing is extrapolated to the source's size yet",
+];
+
+/// Which tables to rehearse.
+#[derive(Debug)]
+pub enum Targets {
+    /// Those the pending migrations touch (and the tables their foreign keys reach).
+    Migrations(LoadedMigrations),
+    /// Every ordinary table of the database outside the system schemas and `tidegate`.
+    AllTables,
+}
+
+/// How to rehearse.
+#[derive(Debug, Clone)]
+pub struct RehearseOptions {
+    /// The fraction of each table's rows to generate.
+    pub scale: f64,
+    pub seed: u64,
+    pub tolerance: Tolerance,
+    /// Bounds of every read on the source.
+    pub lock_timeout: Duration,
+    pub statement_timeout: Duration,
+    /// Where the scratch cluster lives while the rehearsal runs (removed at the end).
+    pub scratch_dir: std::path::PathBuf,
+}
+
+impl Default for RehearseOptions {
+    fn default() -> Self {
+        Self {
+            scale: 1.0,
+            seed: 42,
+            tolerance: Tolerance::default(),
+            lock_timeout: Duration::from_secs(1),
+            statement_timeout: Duration::from_secs(30),
+            scratch_dir: std::env::temp_dir()
+                .join(format!("tidegate-rehearse-{}", std::process::id())),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RehearseError {
+    #[error("reading the source: {0}")]
+    Source(DbError),
+    #[error("{0}; check --db, DATABASE_URL or the PG* variables")]
+    Connect(#[from] ConnectError),
+    #[error("the source did not open a read-only transaction (transaction_read_only is off); refusing to continue")]
+    NotReadOnly,
+    #[error("cannot synthesize rows: {0}")]
+    Synthesis(#[from] SynthesisError),
+    #[error("the scratch server: {0}")]
+    Scratch(#[from] ScratchError),
+    #[error("building the copy on the scratch server: {0}")]
+    Copy(DbError),
+    #[error("{0}")]
+    Input(String),
+}
+
+/// What was read of the source.
+#[derive(Debug, Clone)]
+pub struct SourceReading {
+    pub server_major: u32,
+    pub tables: Vec<SourceTable>,
+    pub types: Vec<TypeDefinition>,
+    pub notes: Vec<String>,
+}
+
+async fn read_only(client: &dyn Session, options: &RehearseOptions) -> Result<(), RehearseError> {
+    table_stats::begin_read_only(client, options.lock_timeout, options.statement_timeout)
+        .await
+        .map_err(RehearseError::Source)?;
+    if !table_stats::transaction_is_read_only(client)
+        .await
+        .map_err(RehearseError::Source)?
+    {
+        return Err(RehearseError::NotReadOnly);
+    }
+    Ok(())
+}
+
+/// Reads the schema and statistics of the target tables and of every table their foreign keys reach, in
+/// `READ ONLY` transactions.
+pub async fn read_source(
+    client: &dyn Session,
+    targets: &Targets,
+    options: &RehearseOptions,
+) -> Result<SourceReading, RehearseError> {
+    let probe_options = ProbeOptions {
+        lock_timeout: options.lock_timeout,
+        statement_timeout: options.statement_timeout,
+        ..ProbeOptions::default()
+    };
+    let server =
+        probe::server_facts(client, &probe_options)
+            .await
+            .map_err(|error| match error {
+                probe::ProbeError::Database(error) => RehearseError::Source(error),
+                probe::ProbeError::NotReadOnly => RehearseError::NotReadOnly,
+            })?;
+    let mut notes = Vec::new();
+    read_only(client, options).await?;
+    let start = match targets {
+        Targets::AllTables => table_schema::all_table_oids(client)
+            .await
+            .map_err(RehearseError::Source)?,
+        Targets::Migrations(migrations) => {
+            let applied: HashSet<&str> = server
+                .applied
+                .iter()
+                .flatten()
+                .map(String::as_str)
+                .collect();
+            let version = PgVersion(
+                server
+                    .major_version
+                    .clamp(PgVersion::OLDEST.0, PgVersion::NEWEST.0),
+            );
+            let (pending, _) = pipeline::pending_migrations(migrations, &applied, version);
+            let mut oids = Vec::new();
+            for (schema, name) in tidegate_plan::report::tables_to_probe(&pending) {
+                match table_schema::table_oid(client, &schema, &name)
+                    .await
+                    .map_err(RehearseError::Source)?
+                {
+                    Some(oid) => oids.push(oid),
+                    None => notes.push(format!(
+                        "{schema}.{name}: not in the source (a pending migration creates it); nothing to copy"
+                    )),
+                }
+            }
+            oids
+        }
+    };
+    let schemas = table_schema::read_tables_with_references(client, &start)
+        .await
+        .map_err(RehearseError::Source)?;
+    let types = table_schema::read_types(client, &schemas)
+        .await
+        .map_err(RehearseError::Source)?;
+    let mut tables = Vec::new();
+    for schema in schemas {
+        let statistics =
+            column_stats::read_table_statistics(client, schema.oid, &schema.schema, &schema.name)
+                .await
+                .map_err(RehearseError::Source)?;
+        if statistics.estimated_rows.is_none() {
+            notes.push(format!(
+                "{}: never analysed in the source (no row estimate, no pg_stats); copied empty — run ANALYZE on it to rehearse it",
+                schema.qualified
+            ));
+        }
+        tables.push(SourceTable { schema, statistics });
+    }
+    table_stats::end_read_only(client)
+        .await
+        .map_err(RehearseError::Source)?;
+    Ok(SourceReading {
+        server_major: server.major_version,
+        tables,
+        types,
+        notes,
+    })
+}
+
+/// One table's load through COPY.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LoadFigures {
+    pub rows: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+impl LoadFigures {
+    pub fn rows_per_second(&self) -> f64 {
+        self.rows as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// Rows generated per COPY message.
+const ROWS_PER_CHUNK: u64 = 8192;
+
+/// Streams one table's synthetic rows into it with `COPY … FROM STDIN`: a blocking thread generates chunks while
+/// the server parses the previous ones.
+pub async fn copy_rows(
+    client: &tokio_postgres::Client,
+    copy_sql: &str,
+    table: &TableGenerator,
+) -> Result<LoadFigures, DbError> {
+    let started = Instant::now();
+    let sink = client
+        .copy_in::<_, Bytes>(copy_sql)
+        .await
+        .map_err(|e| DbError::new(format!("starting COPY into {}", table.qualified), &e))?;
+    let mut sink = pin!(sink);
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let generator = table.clone();
+    let producer = tokio::task::spawn_blocking(move || {
+        let mut writer = generator.writer();
+        loop {
+            let mut chunk = Vec::with_capacity(ROWS_PER_CHUNK as usize * 64);
+            if writer.write_rows(ROWS_PER_CHUNK, &mut chunk) == 0 {
+                break;
+            }
+            if sender.blocking_send(chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let mut bytes = 0u64;
+    while let Some(chunk) = receiver.recv().await {
+        bytes += chunk.len() as u64;
+        sink.as_mut()
+            .send(Bytes::from(chunk))
+            .await
+            .map_err(|e| DbError::new(format!("copying rows into {}", table.qualified), &e))?;
+    }
+    let _ = producer.await;
+    let rows = sink
+        .as_mut()
+        .finish()
+        .await
+        .map_err(|e| DbError::new(format!("finishing COPY into {}", table.qualified), &e))?;
+    Ok(LoadFigures {
+        rows,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Runs a post-load statement; a CHECK or foreign key the synthetic rows break is added NOT VALID, and said.
+async fn run_post_load(
+    client: &dyn Session,
+    step: &PostLoadStatement,
+    notes: &mut Vec<String>,
+) -> Result<(), DbError> {
+    match client.batch_execute(&step.sql).await {
+        Ok(()) => Ok(()),
+        Err(error)
+            if matches!(error.code(), Some("23514" | "23503"))
+                && step.not_valid_fallback.is_some() =>
+        {
+            let fallback = step.not_valid_fallback.as_deref().unwrap_or_default();
+            client.batch_execute(fallback).await?;
+            notes.push(format!(
+                "{}: the synthetic rows break it ({}); added NOT VALID",
+                step.describes,
+                error.primary.as_deref().unwrap_or(&error.message)
+            ));
+            Ok(())
+        }
+        Err(error) => Err(error.context(format!("adding {}", step.describes))),
+    }
+}
+
+/// What building the copy did.
+#[derive(Debug, Clone)]
+pub struct CopyOutcome {
+    /// Per table (in the plan's order).
+    pub loads: Vec<LoadFigures>,
+    pub notes: Vec<String>,
+}
+
+/// Re-creates the source's schema on `client` (the scratch server), loads the planned rows, then adds the
+/// constraints and indexes (foreign keys last) and moves the sequences past the loaded values.
+pub async fn build_copy(
+    client: &tokio_postgres::Client,
+    source: &SourceReading,
+    plan: &SynthesisPlan,
+) -> Result<CopyOutcome, DbError> {
+    let session: &dyn Session = client;
+    let mut notes = Vec::new();
+    let schemas = source
+        .tables
+        .iter()
+        .map(|table| table.schema.schema.as_str())
+        .chain(source.types.iter().map(|t| t.schema.as_str()))
+        .chain(source.tables.iter().flat_map(|table| {
+            table.schema.sequences.iter().filter_map(|s| {
+                s.qualified
+                    .split_once('.')
+                    .map(|(schema, _)| schema.trim_matches('"'))
+            })
+        }));
+    for statement in table_schema::ddl_schemas(schemas) {
+        session.batch_execute(&statement).await?;
+    }
+    for definition in &source.types {
+        session
+            .batch_execute(&definition.ddl)
+            .await
+            .map_err(|e| e.context(format!("creating type {}", definition.qualified)))?;
+    }
+    for table in &source.tables {
+        for sequence in &table.schema.sequences {
+            session
+                .batch_execute(&table_schema::ddl_sequence(sequence))
+                .await
+                .map_err(|e| e.context(format!("creating sequence {}", sequence.qualified)))?;
+        }
+    }
+    for table in &source.tables {
+        for statement in table.schema.ddl_create() {
+            session
+                .batch_execute(&statement)
+                .await
+                .map_err(|e| e.context(format!("creating {}", table.schema.qualified)))?;
+        }
+    }
+    let mut loads = Vec::new();
+    for (table, generator) in source.tables.iter().zip(&plan.tables) {
+        loads.push(
+            copy_rows(
+                client,
+                &table_schema::copy_statement(&table.schema),
+                generator,
+            )
+            .await?,
+        );
+    }
+    for table in &source.tables {
+        for step in table.schema.ddl_after_load() {
+            run_post_load(session, &step, &mut notes).await?;
+        }
+    }
+    for table in &source.tables {
+        for step in table.schema.ddl_foreign_keys() {
+            run_post_load(session, &step, &mut notes).await?;
+        }
+        for statement in table.schema.ddl_sequences_past_data() {
+            session.batch_execute(&statement).await?;
+        }
+    }
+    Ok(CopyOutcome { loads, notes })
+}
+
+/// ANALYZEs every table of the copy (with the source's statistics target) and reads its statistics.
+pub async fn analyze_copy(
+    client: &dyn Session,
+    source: &SourceReading,
+) -> Result<Vec<TableStatistics>, DbError> {
+    let mut statistics = Vec::new();
+    for table in &source.tables {
+        column_stats::analyze(
+            client,
+            &table.schema.qualified,
+            table.statistics.default_statistics_target,
+        )
+        .await?;
+    }
+    table_stats::begin_read_only(client, Duration::from_secs(5), Duration::from_secs(60)).await?;
+    for table in &source.tables {
+        let oid = table_schema::table_oid(client, &table.schema.schema, &table.schema.name)
+            .await?
+            .unwrap_or(0);
+        statistics.push(
+            column_stats::read_table_statistics(
+                client,
+                oid,
+                &table.schema.schema,
+                &table.schema.name,
+            )
+            .await?,
+        );
+    }
+    table_stats::end_read_only(client).await?;
+    Ok(statistics)
+}
+
+/// One table of the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TableReport {
+    #[serde(flatten)]
+    pub fidelity: TableFidelity,
+    pub load_seconds: f64,
+    pub load_rows_per_second: f64,
+}
+
+/// What a rehearsal found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RehearsalReport {
+    /// The source, redacted.
+    pub source: String,
+    pub source_server_major: u32,
+    pub scratch_server_major: u32,
+    pub scale: f64,
+    pub seed: u64,
+    pub tolerance: Tolerance,
+    pub tables: Vec<TableReport>,
+    pub notes: Vec<String>,
+    pub not_yet: Vec<String>,
+}
+
+impl RehearsalReport {
+    /// Columns off by more than the tolerance, as `table.column (measures)`.
+    pub fn off_columns(&self) -> Vec<String> {
+        self.tables
+            .iter()
+            .flat_map(|table| {
+                table.fidelity.off_columns().map(move |column| {
+                    let measures: Vec<&str> = column.off.iter().map(|m| m.name()).collect();
+                    format!(
+                        "{}.{} ({})",
+                        table.fidelity.table,
+                        column.name,
+                        measures.join(", ")
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// Removes the scratch cluster however the rehearsal ends.
+struct ScratchGuard(Option<ScratchServer>);
+
+impl Drop for ScratchGuard {
+    fn drop(&mut self) {
+        if let Some(server) = self.0.take() {
+            let _ = scratch::stop(&server.dir);
+        }
+    }
+}
+
+/// The whole rehearsal: read the source, start the scratch server, build the copy, compare, stop the server.
+pub async fn rehearse(
+    source_config: &ConnectionConfig,
+    targets: &Targets,
+    options: &RehearseOptions,
+) -> Result<RehearsalReport, RehearseError> {
+    if !options.scale.is_finite() || options.scale <= 0.0 {
+        return Err(RehearseError::Input(format!(
+            "--scale {}: expected a positive fraction of the source's rows (1 = the same size)",
+            options.scale
+        )));
+    }
+    let source_client = source_config.connect().await?;
+    let source = read_source(&source_client, targets, options).await?;
+    drop(source_client);
+    let plan = synth::plan(&source.tables, options.scale, options.seed)?;
+    let mut notes = source.notes.clone();
+    notes.extend(plan.notes.iter().cloned());
+
+    let binaries = PgBinaries::find_for_major(source.server_major)?;
+    if binaries.major_version != source.server_major {
+        notes.push(format!(
+            "PostgreSQL {} binaries are not installed here: the scratch server is PostgreSQL {}",
+            source.server_major, binaries.major_version
+        ));
+    }
+    let user = scratch::ServerUser::for_current_process()?;
+    let server = scratch::start_with(&StartOptions::new(&options.scratch_dir), binaries, user)?;
+    let guard = ScratchGuard(Some(server.clone()));
+    let scratch_config = ConnectionConfig::from_url(&server.url())?;
+    let copy = scratch_config.connect().await?;
+    let outcome = build_copy(&copy, &source, &plan)
+        .await
+        .map_err(RehearseError::Copy)?;
+    notes.extend(outcome.notes);
+    let rehearsed = analyze_copy(&copy, &source)
+        .await
+        .map_err(RehearseError::Copy)?;
+    drop(copy);
+    drop(guard);
+
+    let tables = source
+        .tables
+        .iter()
+        .zip(&plan.tables)
+        .zip(rehearsed.iter().zip(&outcome.loads))
+        .map(|((table, generated), (copy_stats, load))| TableReport {
+            fidelity: fidelity::compare_table(
+                &table.schema.qualified,
+                &table.statistics,
+                table.source_rows(),
+                copy_stats,
+                generated.rows,
+                &options.tolerance,
+            ),
+            load_seconds: load.seconds,
+            load_rows_per_second: load.rows_per_second(),
+        })
+        .collect();
+    Ok(RehearsalReport {
+        source: source_config.redacted().to_string(),
+        source_server_major: source.server_major,
+        scratch_server_major: server.binaries.major_version,
+        scale: options.scale,
+        seed: options.seed,
+        tolerance: options.tolerance,
+        tables,
+        notes,
+        not_yet: NOT_YET.iter().map(|s| s.to_string()).collect(),
+    })
+}
+
+fn format_freqs(freqs: &[f64]) -> String {
+    let shown: Vec<String> = freqs.iter().take(3).map(|f| format!("{f:.3}")).collect();
+    let more = if freqs.len() > 3 {
+        format!(" +{}", freqs.len() - 3)
+    } else {
+        String::new()
+    };
+    format!("[{}{more}]", shown.join(" "))
+}
+
+/// The text summary: per table its size and load rate, per column source → copy, the columns off, the notes
+/// and what is not done yet.
+pub fn render_text(report: &RehearsalReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "rehearsal of {} (PostgreSQL {}) on a scratch PostgreSQL {}, scale {}, seed {}",
+        report.source,
+        report.source_server_major,
+        report.scratch_server_major,
+        report.scale,
+        report.seed
+    );
+    for table in &report.tables {
+        let fidelity = &table.fidelity;
+        let _ = writeln!(
+            out,
+            "\n{}: {} rows in the source (estimate), {} rehearsed, loaded in {:.2} s ({:.0} rows/s)",
+            fidelity.table,
+            fidelity.source_rows,
+            fidelity.rehearsed_rows,
+            table.load_seconds,
+            table.load_rows_per_second
+        );
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>17} {:>21} {:<34} {}",
+            "column", "null_frac", "n_distinct", "most_common_freqs", "correlation"
+        );
+        for column in &fidelity.columns {
+            let pair = |f: &dyn Fn(&fidelity::ColumnSide) -> String| {
+                format!(
+                    "{} → {}",
+                    column.source.as_ref().map_or("-".into(), f),
+                    column.rehearsed.as_ref().map_or("-".into(), f)
+                )
+            };
+            let flag = if column.off.is_empty() {
+                String::new()
+            } else {
+                let measures: Vec<&str> = column.off.iter().map(|m| m.name()).collect();
+                format!("  OFF: {}", measures.join(", "))
+            };
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>17} {:>21} {:<34} {}{flag}",
+                column.name,
+                pair(&|s| format!("{:.3}", s.null_frac)),
+                pair(&|s| format!("{}", s.n_distinct)),
+                pair(&|s| format_freqs(&s.most_common_freqs)),
+                pair(&|s| s.correlation.map_or("-".into(), |c| format!("{c:.2}"))),
+            );
+        }
+    }
+    let off = report.off_columns();
+    let _ = writeln!(
+        out,
+        "\nfidelity: {}",
+        if off.is_empty() {
+            "every column within tolerance".to_string()
+        } else {
+            format!("{} column(s) off: {}", off.len(), off.join("; "))
+        }
+    );
+    for note in &report.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    let _ = writeln!(out, "\nnot done yet:");
+    for item in &report.not_yet {
+        let _ = writeln!(out, "  - {item}");
+    }
+    out
+}

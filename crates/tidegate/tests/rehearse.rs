@@ -1,0 +1,122 @@
+//! `tidegate rehearse` end to end: the real binary against a real source, its scratch server started and removed,
+//! the JSON report's documented fields, and what it says it does not do yet.
+
+use std::process::Command;
+
+use tidegate_testkit::TestDatabase;
+
+const TIDEGATE: &str = env!("CARGO_BIN_EXE_tidegate");
+
+async fn source() -> TestDatabase {
+    let db = TestDatabase::create().await;
+    let client = db.connect().await;
+    client
+        .batch_execute(
+            "CREATE TABLE customers (id bigint PRIMARY KEY, country char(2) NOT NULL);
+             CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers,
+                                  status text NOT NULL, note text);
+             CREATE TABLE unrelated (id int PRIMARY KEY);
+             INSERT INTO customers SELECT g, (ARRAY['US', 'DE', 'FR'])[1 + g % 3] FROM generate_series(1, 2000) g;
+             INSERT INTO orders SELECT g, 1 + g % 2000, CASE WHEN g % 10 < 7 THEN 'delivered' ELSE 'new' END,
+                                       CASE WHEN g % 5 = 0 THEN 'n' || g END
+               FROM generate_series(1, 20000) g;",
+        )
+        .await
+        .unwrap();
+    for table in ["customers", "orders", "unrelated"] {
+        client
+            .batch_execute(&format!("ANALYZE {table}"))
+            .await
+            .unwrap();
+    }
+    db
+}
+
+#[tokio::test]
+async fn rehearse_copies_the_tables_a_pending_migration_touches_and_reports_fidelity_as_json() {
+    let db = source().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+    std::fs::write(
+        dir.path().join("migrations/001_status.sql"),
+        "ALTER TABLE orders ADD COLUMN status_v2 varchar(20);\nUPDATE orders SET status_v2 = status;\n",
+    )
+    .unwrap();
+    let output = Command::new(TIDEGATE)
+        .args([
+            "rehearse",
+            "--db",
+            db.url(),
+            "--scale",
+            "0.5",
+            "--format",
+            "json",
+        ])
+        .arg(dir.path().join("migrations"))
+        .env_remove("DATABASE_URL")
+        .env("TMPDIR", dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let tables = report["tables"].as_array().unwrap();
+    // orders (the migration's) and customers (its foreign key's), not the unrelated table.
+    let names: Vec<&str> = tables
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["public.customers", "public.orders"]);
+    let orders = &tables[1];
+    assert_eq!(orders["source_rows"], 20000);
+    assert_eq!(orders["rehearsed_rows"], 10000);
+    let status = orders["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "status")
+        .unwrap();
+    for side in ["source", "rehearsed"] {
+        assert_eq!(status[side]["n_distinct"], 2.0, "{status}");
+        assert_eq!(status[side]["null_frac"], 0.0, "{status}");
+        let freqs = status[side]["most_common_freqs"].as_array().unwrap();
+        assert!((freqs[0].as_f64().unwrap() - 0.7).abs() < 0.01, "{status}");
+    }
+    assert_eq!(status["off"], serde_json::json!([]));
+    assert!(report["not_yet"].as_array().unwrap().len() >= 4);
+    // The scratch server lived under TMPDIR and is gone.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name())
+        .filter(|name| name.to_string_lossy().starts_with("tidegate-rehearse-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn the_text_report_says_what_is_not_done_yet_and_a_bad_scale_is_a_usage_error() {
+    let db = source().await;
+    let output = Command::new(TIDEGATE)
+        .args(["rehearse", "--db", db.url(), "--scale", "0.2"])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // No migrations directory: every table of the database.
+    assert!(stdout.contains("public.unrelated:"), "{stdout}");
+    assert!(stdout.contains("not done yet:"), "{stdout}");
+    assert!(stdout.contains("not run on the copy yet"), "{stdout}");
+
+    let refused = Command::new(TIDEGATE)
+        .args(["rehearse", "--db", db.url(), "--scale", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--scale 0"));
+}
