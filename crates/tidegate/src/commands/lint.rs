@@ -338,7 +338,12 @@ fn print_rules(config: &Config) {
             None if !doc.enabled_by_default && !config.rules.contains_key(&doc.id) => "opt-in",
             None => "off",
         };
-        println!("{:<width$}  {:<7}  {}", doc.id, severity, doc.summary);
+        println!(
+            "{:<width$}  {:<7}  {}",
+            doc.id.as_str(),
+            severity,
+            doc.summary
+        );
     }
 }
 
