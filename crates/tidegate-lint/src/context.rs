@@ -296,9 +296,9 @@ pub fn dropped_objects<'s>(
     String,
 )> {
     use tidegate_sql::syntax::protobuf::ObjectType;
-    let statements = context.statements();
+    let created = CreatedObjects::of(context);
     let mut dropped = Vec::new();
-    for statement in statements {
+    for statement in context.statements() {
         let Some(NodeEnum::DropStmt(drop)) = statement.node.as_deref() else {
             continue;
         };
@@ -308,10 +308,7 @@ pub fn dropped_objects<'s>(
         }
         for object in &drop.objects {
             let name = object_name(object);
-            let created_here = statements[..statement.index].iter().any(|earlier| {
-                created_object(earlier).is_some_and(|(k, n)| same_kind(k, kind) && n == name)
-            });
-            if !created_here {
+            if !created.before(statement.index, kind, &name) {
                 dropped.push((statement, kind, name));
             }
         }
@@ -319,20 +316,47 @@ pub fn dropped_objects<'s>(
     dropped
 }
 
-fn same_kind(
-    created: tidegate_sql::syntax::protobuf::ObjectType,
-    dropped: tidegate_sql::syntax::protobuf::ObjectType,
-) -> bool {
+/// The objects the statements of a migration create, by kind and name, with the first statement that created
+/// each: one pass, so asking about every DROP of a large file stays linear.
+pub struct CreatedObjects {
+    first: std::collections::HashMap<(i32, String), usize>,
+}
+
+impl CreatedObjects {
+    pub fn of(context: &Context<'_>) -> Self {
+        let mut first = std::collections::HashMap::new();
+        for statement in context.statements() {
+            if let Some((kind, name)) = created_object(statement) {
+                first
+                    .entry((kind_group(kind), name))
+                    .or_insert(statement.index);
+            }
+        }
+        Self { first }
+    }
+
+    /// Whether a statement before `index` created `name` as an object of `kind`.
+    pub fn before(
+        &self,
+        index: usize,
+        kind: tidegate_sql::syntax::protobuf::ObjectType,
+        name: &str,
+    ) -> bool {
+        self.first
+            .get(&(kind_group(kind), name.to_string()))
+            .is_some_and(|created| *created < index)
+    }
+}
+
+/// Kinds a DROP may name interchangeably: `DROP ROUTINE` drops a function or a procedure, `DROP TYPE` a domain.
+fn kind_group(kind: tidegate_sql::syntax::protobuf::ObjectType) -> i32 {
     use tidegate_sql::syntax::protobuf::ObjectType::*;
-    let routine = |kind| {
-        matches!(
-            kind,
-            ObjectFunction | ObjectProcedure | ObjectRoutine | ObjectAggregate
-        )
+    let group = match kind {
+        ObjectFunction | ObjectProcedure | ObjectRoutine | ObjectAggregate => ObjectFunction,
+        ObjectType | ObjectDomain => ObjectType,
+        other => other,
     };
-    created == dropped
-        || (routine(created) && routine(dropped))
-        || (created == ObjectType && dropped == ObjectDomain)
+    group as i32
 }
 
 /// The kind and name of the object a `CREATE` statement makes (views, routines, types, domains, sequences,

@@ -1,6 +1,8 @@
 use tidegate_sql::Operation;
 
-use crate::context::{created_object, Context, Violation};
+use tidegate_sql::syntax::protobuf::ObjectType;
+
+use crate::context::{Context, CreatedObjects, Violation};
 use crate::registry::{declare_rule, Rule, RuleDoc};
 
 declare_rule! {
@@ -46,17 +48,14 @@ impl Rule for DropTrigger {
     }
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
-        let statements = context.statements();
+        let created = CreatedObjects::of(context);
         for (statement, effect) in context.pre_existing_effects() {
             if effect.operation != Operation::DropTrigger {
                 continue;
             }
             let trigger = effect.object.as_deref().unwrap_or_default();
             let name = format!("{}.{trigger}", effect.table);
-            let created_here = statements[..statement.index]
-                .iter()
-                .any(|earlier| created_object(earlier).is_some_and(|(_, created)| created == name));
-            if created_here {
+            if created.before(statement.index, ObjectType::ObjectTrigger, &name) {
                 continue;
             }
             violations.push(
