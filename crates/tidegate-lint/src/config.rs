@@ -11,6 +11,7 @@
 //!
 //! [lint.rules]
 //! drop-column = "off"             # off | on | error | warning | info
+//! add-column = "on"               # opt-in rules (off by default) run once turned on
 //! prefer-text-over-varchar = "warning"
 //! ```
 
@@ -19,7 +20,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use tidegate_sql::{Layout, PgVersion};
 
-use crate::registry::{suggest_rule, RuleId};
+use crate::registry::{suggest_rule, RuleDoc, RuleId};
 use crate::Severity;
 
 /// What the configuration says about one rule.
@@ -149,12 +150,14 @@ impl Config {
         Ok(config)
     }
 
-    /// The severity a rule reports at, or `None` when it is turned off.
-    pub fn severity_of(&self, id: RuleId, default: Severity) -> Option<Severity> {
-        match self.rules.get(&id) {
+    /// The severity a rule reports at, or `None` when it is turned off (by the configuration, or because it is
+    /// opt-in and the configuration does not turn it on).
+    pub fn severity_of(&self, rule: &RuleDoc) -> Option<Severity> {
+        match self.rules.get(&rule.id) {
             Some(RuleSetting::Off) => None,
             Some(RuleSetting::Severity(severity)) => Some(*severity),
-            Some(RuleSetting::On) | None => Some(default),
+            Some(RuleSetting::On) => Some(rule.default_severity),
+            None => rule.enabled_by_default.then_some(rule.default_severity),
         }
     }
 }
@@ -190,11 +193,11 @@ mod tests {
         assert_eq!(config.fail_on, Severity::Warning);
         assert_eq!(config.small_table_rows, 500);
         assert_eq!(
-            config.severity_of(RuleId::DropColumn, Severity::Warning),
+            config.severity_of(crate::registry::rule(RuleId::DropColumn).doc()),
             None
         );
         assert_eq!(
-            config.severity_of(RuleId::PreferTextOverVarchar, Severity::Info),
+            config.severity_of(crate::registry::rule(RuleId::PreferTextOverVarchar).doc()),
             Some(Severity::Warning)
         );
     }

@@ -20,6 +20,11 @@ impl<'a> Context<'a> {
         self.migration.statements()
     }
 
+    /// Whether `table` existed before this migration (a table this migration created reaches no running code).
+    pub fn is_pre_existing(&self, table: &TableName) -> bool {
+        self.catalog.origin(table).is_pre_existing()
+    }
+
     /// Each statement with its effects on tables that existed before this migration.
     pub fn pre_existing_effects(&self) -> impl Iterator<Item = (&'a Statement, &'a TableEffect)> {
         self.statements().iter().flat_map(|statement| {
@@ -259,4 +264,203 @@ pub fn column_definitions(
         _ => {}
     }
     columns
+}
+
+/// How a statement names an object in a `DROP`, `ALTER … RENAME` or `ALTER … SET SCHEMA` (`a.b`, `f`, `t.policy`),
+/// as written.
+pub fn object_name(node: &tidegate_sql::syntax::Node) -> String {
+    let join = |items: &[tidegate_sql::syntax::Node]| {
+        items
+            .iter()
+            .filter_map(tidegate_sql::syntax::string_value)
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    match node.node.as_ref() {
+        Some(NodeEnum::String(name)) => name.sval.clone(),
+        Some(NodeEnum::List(list)) => join(&list.items),
+        Some(NodeEnum::TypeName(type_name)) => join(&type_name.names),
+        Some(NodeEnum::ObjectWithArgs(function)) => join(&function.objname),
+        _ => String::new(),
+    }
+}
+
+/// The objects a `DROP` statement of one of `kinds` removes, each with its kind and name, leaving out those an
+/// earlier statement of the same migration created (dropping what the migration itself made breaks nobody).
+pub fn dropped_objects<'s>(
+    context: &Context<'s>,
+    kinds: &[tidegate_sql::syntax::protobuf::ObjectType],
+) -> Vec<(
+    &'s Statement,
+    tidegate_sql::syntax::protobuf::ObjectType,
+    String,
+)> {
+    use tidegate_sql::syntax::protobuf::ObjectType;
+    let created = CreatedObjects::of(context);
+    let mut dropped = Vec::new();
+    for statement in context.statements() {
+        let Some(NodeEnum::DropStmt(drop)) = statement.node.as_deref() else {
+            continue;
+        };
+        let kind = ObjectType::try_from(drop.remove_type).unwrap_or_default();
+        if !kinds.contains(&kind) {
+            continue;
+        }
+        for object in &drop.objects {
+            let name = object_name(object);
+            if !created.before(statement.index, kind, &name) {
+                dropped.push((statement, kind, name));
+            }
+        }
+    }
+    dropped
+}
+
+/// The objects the statements of a migration create, by kind and name, with the first statement that created
+/// each: one pass, so asking about every DROP of a large file stays linear.
+pub struct CreatedObjects {
+    first: std::collections::HashMap<(i32, String), usize>,
+}
+
+impl CreatedObjects {
+    pub fn of(context: &Context<'_>) -> Self {
+        let mut first = std::collections::HashMap::new();
+        for statement in context.statements() {
+            if let Some((kind, name)) = created_object(statement) {
+                first
+                    .entry((kind_group(kind), name))
+                    .or_insert(statement.index);
+            }
+        }
+        Self { first }
+    }
+
+    /// Whether a statement before `index` created `name` as an object of `kind`.
+    pub fn before(
+        &self,
+        index: usize,
+        kind: tidegate_sql::syntax::protobuf::ObjectType,
+        name: &str,
+    ) -> bool {
+        self.first
+            .get(&(kind_group(kind), name.to_string()))
+            .is_some_and(|created| *created < index)
+    }
+}
+
+/// Kinds a DROP may name interchangeably: `DROP ROUTINE` drops a function or a procedure, `DROP TYPE` a domain.
+fn kind_group(kind: tidegate_sql::syntax::protobuf::ObjectType) -> i32 {
+    use tidegate_sql::syntax::protobuf::ObjectType::*;
+    let group = match kind {
+        ObjectFunction | ObjectProcedure | ObjectRoutine | ObjectAggregate => ObjectFunction,
+        ObjectType | ObjectDomain => ObjectType,
+        other => other,
+    };
+    group as i32
+}
+
+/// The kind and name of the object a `CREATE` statement makes (views, routines, types, domains, sequences,
+/// schemas, extensions, policies, triggers), named as a `DROP` of it would name it.
+pub fn created_object(
+    statement: &Statement,
+) -> Option<(tidegate_sql::syntax::protobuf::ObjectType, String)> {
+    use tidegate_sql::syntax::protobuf::ObjectType;
+    let names = |items: &[tidegate_sql::syntax::Node]| {
+        items
+            .iter()
+            .filter_map(tidegate_sql::syntax::string_value)
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    let relation = |range_var: &tidegate_sql::syntax::protobuf::RangeVar| {
+        TableName::from_range_var(range_var).to_string()
+    };
+    match statement.node.as_deref()? {
+        NodeEnum::ViewStmt(view) => Some((ObjectType::ObjectView, relation(view.view.as_ref()?))),
+        NodeEnum::CreateFunctionStmt(function) => Some((
+            if function.is_procedure {
+                ObjectType::ObjectProcedure
+            } else {
+                ObjectType::ObjectFunction
+            },
+            names(&function.funcname),
+        )),
+        NodeEnum::CreateEnumStmt(create) => {
+            Some((ObjectType::ObjectType, names(&create.type_name)))
+        }
+        NodeEnum::CompositeTypeStmt(create) => {
+            Some((ObjectType::ObjectType, relation(create.typevar.as_ref()?)))
+        }
+        NodeEnum::CreateRangeStmt(create) => {
+            Some((ObjectType::ObjectType, names(&create.type_name)))
+        }
+        NodeEnum::CreateDomainStmt(create) => {
+            Some((ObjectType::ObjectDomain, names(&create.domainname)))
+        }
+        NodeEnum::CreateSeqStmt(create) => Some((
+            ObjectType::ObjectSequence,
+            relation(create.sequence.as_ref()?),
+        )),
+        NodeEnum::CreateSchemaStmt(create) => {
+            Some((ObjectType::ObjectSchema, create.schemaname.clone()))
+        }
+        NodeEnum::CreateExtensionStmt(create) => {
+            Some((ObjectType::ObjectExtension, create.extname.clone()))
+        }
+        NodeEnum::CreatePolicyStmt(create) => Some((
+            ObjectType::ObjectPolicy,
+            format!(
+                "{}.{}",
+                relation(create.table.as_ref()?),
+                create.policy_name
+            ),
+        )),
+        NodeEnum::CreateTrigStmt(create) => Some((
+            ObjectType::ObjectTrigger,
+            format!(
+                "{}.{}",
+                relation(create.relation.as_ref()?),
+                create.trigname
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// The `ALTER TABLE` subcommands of `statement` of one of `kinds`, on a table that existed before this migration,
+/// each with the statement's effect on that table (its lock) and the column it names.
+pub fn pre_existing_alter_commands<'s>(
+    context: &Context<'s>,
+    kinds: &[tidegate_sql::syntax::protobuf::AlterTableType],
+) -> Vec<(
+    &'s Statement,
+    &'s TableEffect,
+    &'s tidegate_sql::syntax::protobuf::AlterTableCmd,
+)> {
+    use tidegate_sql::syntax::protobuf::AlterTableType;
+    let mut found = Vec::new();
+    for statement in context.statements() {
+        let Some(NodeEnum::AlterTableStmt(alter)) = statement.node.as_deref() else {
+            continue;
+        };
+        let Some(table) = alter.relation.as_ref().map(TableName::from_range_var) else {
+            continue;
+        };
+        let Some(effect) = statement
+            .effects
+            .iter()
+            .find(|effect| effect.table.key() == table.key() && effect.origin.is_pre_existing())
+        else {
+            continue;
+        };
+        for command in &alter.cmds {
+            if let Some(NodeEnum::AlterTableCmd(command)) = command.node.as_ref() {
+                let subtype = AlterTableType::try_from(command.subtype).unwrap_or_default();
+                if kinds.contains(&subtype) {
+                    found.push((statement, effect, &**command));
+                }
+            }
+        }
+    }
+    found
 }

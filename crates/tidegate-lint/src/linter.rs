@@ -9,8 +9,9 @@ use tidegate_sql::{
 
 use crate::config::{Config, RuleSetting};
 use crate::context::{Context, Violation};
-use crate::registry::{registry, RuleId};
+use crate::registry::{registry, rule, RuleId};
 use crate::rules::invalid_suppression::InvalidSuppression;
+use crate::rules::unused_suppression::UnusedSuppression;
 use crate::stats::TableStats;
 use crate::suppression::Suppressions;
 use crate::Severity;
@@ -40,7 +41,28 @@ pub fn rules_read_node(node: &NodeEnum) -> bool {
         | NodeEnum::RenameStmt(_)
         | NodeEnum::AlterDomainStmt(_)
         | NodeEnum::DropdbStmt(_)
-        | NodeEnum::TransactionStmt(_) => true,
+        | NodeEnum::TransactionStmt(_)
+        | NodeEnum::AlterObjectSchemaStmt(_)
+        | NodeEnum::CreateDomainStmt(_)
+        | NodeEnum::GrantStmt(_)
+        | NodeEnum::GrantRoleStmt(_)
+        | NodeEnum::CreatePolicyStmt(_)
+        | NodeEnum::AlterPolicyStmt(_)
+        | NodeEnum::AlterSystemStmt(_)
+        | NodeEnum::AlterDatabaseSetStmt(_)
+        | NodeEnum::AlterRoleSetStmt(_)
+        | NodeEnum::AlterRoleStmt(_)
+        | NodeEnum::AlterExtensionStmt(_)
+        | NodeEnum::AlterSeqStmt(_)
+        | NodeEnum::CreateSeqStmt(_)
+        | NodeEnum::CreateSchemaStmt(_)
+        | NodeEnum::CreateExtensionStmt(_)
+        | NodeEnum::CreateEnumStmt(_)
+        | NodeEnum::CompositeTypeStmt(_)
+        | NodeEnum::CreateRangeStmt(_)
+        | NodeEnum::CreateTrigStmt(_)
+        // Read for its name (a later DROP of what the same migration created is not a hazard).
+        | NodeEnum::CreateFunctionStmt(_) => true,
         // INSERT … VALUES (seed data, dumps) is only read for its effects; INSERT … SELECT FROM is a rule's.
         NodeEnum::InsertStmt(insert) => insert.select_stmt.as_deref().is_some_and(|select| {
             matches!(select.node.as_ref(), Some(NodeEnum::SelectStmt(select)) if !select.from_clause.is_empty())
@@ -253,7 +275,7 @@ impl<'a> Session<'a> {
         let mut violations = Vec::new();
         for rule in registry() {
             let doc = rule.doc();
-            let Some(severity) = self.config.severity_of(doc.id, doc.default_severity) else {
+            let Some(severity) = self.config.severity_of(doc) else {
                 continue;
             };
             violations.clear();
@@ -272,10 +294,7 @@ impl<'a> Session<'a> {
                 findings.push(self.finding(doc.id, severity, sql, migration, violation, size_note));
             }
         }
-        if let Some(severity) = self.config.severity_of(
-            InvalidSuppression::DOC.id,
-            InvalidSuppression::DOC.default_severity,
-        ) {
+        if let Some(severity) = self.config.severity_of(&InvalidSuppression::DOC) {
             let line_index = &migration.parsed.line_index;
             for (line, message) in &suppressions.problems {
                 let text = line_index.line_text(sql, *line);
@@ -293,6 +312,52 @@ impl<'a> Session<'a> {
                     message: message.clone(),
                     help: Some(
                         "write `-- tidegate:ignore RULE[,RULE] reason`, with a rule from `tidegate lint --rules`"
+                            .into(),
+                    ),
+                    lock: None,
+                    snippet: vec![text.to_string()],
+                });
+            }
+        }
+        if let Some(severity) = self.config.severity_of(&UnusedSuppression::DOC) {
+            let line_index = &migration.parsed.line_index;
+            for directive in suppressions.unused() {
+                // A rule the configuration turns off finds nothing to silence here, but may elsewhere (another
+                // environment's tidegate.toml): that is not an unused suppression.
+                if self
+                    .config
+                    .severity_of(rule(directive.rule).doc())
+                    .is_none()
+                    || matches!(
+                        directive.rule,
+                        RuleId::InvalidSuppression | RuleId::UnusedSuppression
+                    )
+                {
+                    continue;
+                }
+                let text = line_index.line_text(sql, directive.line);
+                let scope = if directive.statement.is_some() {
+                    "the statement after it"
+                } else {
+                    "this file"
+                };
+                findings.push(Finding {
+                    rule: UnusedSuppression::DOC.id,
+                    statement: None,
+                    table: None,
+                    small_table: false,
+                    severity,
+                    path: path.to_string(),
+                    line: directive.line,
+                    column: 1,
+                    end_line: directive.line,
+                    end_column: text.chars().count().max(1),
+                    message: format!(
+                        "`{}` is suppressed here but {} has no {} finding to silence",
+                        directive.rule, scope, directive.rule
+                    ),
+                    help: Some(
+                        "remove the rule from the comment (or the comment), or move it above the statement it is meant for"
                             .into(),
                     ),
                     lock: None,

@@ -37,33 +37,61 @@ macro_rules! rule_ids {
 }
 
 rule_ids! {
+    AddColumn => "add-column",
     AddColumnDefaultRewrite => "add-column-default-rewrite",
     AddColumnSerial => "add-column-serial",
     AddColumnStoredGenerated => "add-column-stored-generated",
+    AddEnumValue => "add-enum-value",
     AddRequiredColumn => "add-required-column",
     AlterColumnTypeRewrite => "alter-column-type-rewrite",
+    AlterDatabaseSettings => "alter-database-settings",
     AlterDomainAddConstraint => "alter-domain-add-constraint",
+    AlterExtension => "alter-extension",
+    AlterIdentity => "alter-identity",
+    AlterPolicy => "alter-policy",
+    AlterRoleSettings => "alter-role-settings",
+    AlterSequenceValues => "alter-sequence-values",
+    AlterSystem => "alter-system",
     AttachPartitionWithoutCheck => "attach-partition-without-check",
     CheckConstraintWithoutNotValid => "check-constraint-without-not-valid",
     ConcurrentIndexIfNotExists => "concurrent-index-if-not-exists",
     ConcurrentlyInTransaction => "concurrently-in-transaction",
+    CreateDomainWithConstraint => "create-domain-with-constraint",
     CreateIndexNonConcurrently => "create-index-non-concurrently",
+    CreatePolicy => "create-policy",
+    DetachInheritance => "detach-inheritance",
     DetachPartitionNonConcurrently => "detach-partition-non-concurrently",
     DisableTriggers => "disable-triggers",
     DropColumn => "drop-column",
+    DropConstraint => "drop-constraint",
     DropDatabase => "drop-database",
+    DropDomain => "drop-domain",
+    DropExtension => "drop-extension",
+    DropFunction => "drop-function",
+    DropGeneratedExpression => "drop-generated-expression",
     DropIndexNonConcurrently => "drop-index-non-concurrently",
+    DropNotNull => "drop-not-null",
+    DropPolicy => "drop-policy",
     DropPrimaryKey => "drop-primary-key",
+    DropSchema => "drop-schema",
+    DropSequence => "drop-sequence",
     DropTable => "drop-table",
+    DropTrigger => "drop-trigger",
+    DropType => "drop-type",
+    DropView => "drop-view",
     EnumAddValueInTransaction => "enum-add-value-in-transaction",
+    EnumValueOrdering => "enum-value-ordering",
     ExclusionConstraint => "exclusion-constraint",
     ForeignKeyWithoutNotValid => "foreign-key-without-not-valid",
     IdentifierTooLong => "identifier-too-long",
     InvalidSuppression => "invalid-suppression",
+    LockTable => "lock-table",
     MissingLockTimeout => "missing-lock-timeout",
     MissingStatementTimeout => "missing-statement-timeout",
     MultipleTablesLocked => "multiple-tables-locked",
+    NewWriteRestriction => "new-write-restriction",
     PreferBigintOverInt => "prefer-bigint-over-int",
+    PreferBigintOverSmallint => "prefer-bigint-over-smallint",
     PreferIdentityOverSerial => "prefer-identity-over-serial",
     PreferJsonbOverJson => "prefer-jsonb-over-json",
     PreferTextOverChar => "prefer-text-over-char",
@@ -73,9 +101,17 @@ rule_ids! {
     RefreshMatviewNonConcurrently => "refresh-matview-non-concurrently",
     ReindexNonConcurrently => "reindex-non-concurrently",
     RenameColumn => "rename-column",
+    RenameObject => "rename-object",
     RenameTable => "rename-table",
+    ReplicaIdentity => "replica-identity",
+    RequireSchemaQualified => "require-schema-qualified",
+    RevokePrivileges => "revoke-privileges",
+    RobustStatements => "robust-statements",
+    RowLevelSecurity => "row-level-security",
     SchemaChangeWithBackfill => "schema-change-with-backfill",
+    SetDefault => "set-default",
     SetNotNullScan => "set-not-null-scan",
+    SetSchema => "set-schema",
     SyntaxError => "syntax-error",
     TableRewriteCommand => "table-rewrite-command",
     TransactionNesting => "transaction-nesting",
@@ -84,6 +120,7 @@ rule_ids! {
     UnbatchedInsertSelect => "unbatched-insert-select",
     UnbatchedUpdate => "unbatched-update",
     UniqueConstraintWithoutIndex => "unique-constraint-without-index",
+    UnusedSuppression => "unused-suppression",
     ValidateInSameTransaction => "validate-in-same-transaction",
 }
 
@@ -110,6 +147,10 @@ pub struct RuleDoc {
     pub summary: &'static str,
     /// Whether the hazard scales with table size, so that `--stats` may lower it to info on small tables.
     pub size_sensitive: bool,
+    /// Whether the rule runs when `tidegate.toml` does not mention it. An opt-in rule (`false`) flags what is
+    /// right for some teams and noise for others (every `ADD COLUMN`, every unqualified name); it runs once
+    /// `[lint.rules]` sets it to `on` or a severity.
+    pub enabled_by_default: bool,
     raw_doc: &'static str,
 }
 
@@ -120,6 +161,7 @@ impl RuleDoc {
         default_severity: Severity,
         summary: &'static str,
         size_sensitive: bool,
+        enabled_by_default: bool,
         raw_doc: &'static str,
     ) -> Self {
         Self {
@@ -127,7 +169,17 @@ impl RuleDoc {
             default_severity,
             summary,
             size_sensitive,
+            enabled_by_default,
             raw_doc,
+        }
+    }
+
+    /// `warning`, or `warning, off by default` for an opt-in rule: how pages and listings name the default.
+    pub fn default_setting(&self) -> String {
+        if self.enabled_by_default {
+            self.default_severity.to_string()
+        } else {
+            format!("{}, off by default", self.default_severity)
         }
     }
 
@@ -144,7 +196,7 @@ impl RuleDoc {
     /// The page written to `docs/rules/<id>.md`.
     pub fn markdown_page(&self) -> String {
         format!(
-            "<!-- generated by `tidegate explain --all --markdown docs/rules`; edit crates/tidegate-lint/src/rules/{}.rs instead -->\n# {}\n\n{}\n\nDefault severity: **{}**{}\n\n{}",
+            "<!-- generated by `tidegate explain --all --markdown docs/rules`; edit crates/tidegate-lint/src/rules/{}.rs instead -->\n# {}\n\n{}\n\nDefault severity: **{}**{}{}\n\n{}",
             self.id.as_str().replace('-', "_"),
             self.id,
             self.summary,
@@ -153,6 +205,14 @@ impl RuleDoc {
                 " (lowered to info on tables below `small_table_rows` when `--stats` is given)"
             } else {
                 ""
+            },
+            if self.enabled_by_default {
+                String::new()
+            } else {
+                format!(
+                    "\n\n**Off by default** (opt-in): turn it on in `tidegate.toml` with `[lint.rules]` `{} = \"on\"` (or a severity).",
+                    self.id
+                )
             },
             self.documentation()
         )
@@ -172,7 +232,8 @@ macro_rules! declare_rule {
         pub struct $name:ident {
             severity: $severity:ident,
             summary: $summary:literal,
-            size_sensitive: $size_sensitive:literal $(,)?
+            size_sensitive: $size_sensitive:literal
+            $(, enabled_by_default: $enabled:literal)? $(,)?
         }
     ) => {
         $(#[doc = $doc])*
@@ -184,12 +245,22 @@ macro_rules! declare_rule {
                 $crate::Severity::$severity,
                 $summary,
                 $size_sensitive,
+                $crate::registry::enabled_by_default(&[$($enabled)?]),
                 concat!($($doc, "\n"),*),
             );
         }
     };
 }
 pub(crate) use declare_rule;
+
+/// `enabled_by_default` as the rule declared it; a rule that does not say is on by default.
+#[doc(hidden)]
+pub const fn enabled_by_default(declared: &[bool]) -> bool {
+    match declared {
+        [enabled] => *enabled,
+        _ => true,
+    }
+}
 
 /// Every rule, in the order `tidegate lint --rules` lists them.
 pub fn registry() -> &'static [&'static dyn Rule] {
@@ -237,7 +308,10 @@ pub fn rules_index_markdown() -> String {
         let doc = rule.doc();
         page.push_str(&format!(
             "| [`{}`]({}.md) | {} | {} |\n",
-            doc.id, doc.id, doc.default_severity, doc.summary
+            doc.id,
+            doc.id,
+            doc.default_setting(),
+            doc.summary
         ));
     }
     page

@@ -508,7 +508,10 @@ fn sarif_tool() -> serde_json::Value {
                 "fullDescription": { "text": full.trim() },
                 "helpUri": format!("{RULES_URL}/{}.md", doc.id),
                 "help": { "text": documentation, "markdown": documentation },
-                "defaultConfiguration": { "level": sarif_level(doc.default_severity) },
+                "defaultConfiguration": {
+                    "level": sarif_level(doc.default_severity),
+                    "enabled": doc.enabled_by_default,
+                },
             })
         })
         .collect();

@@ -1,17 +1,30 @@
 //! Inline suppressions: `-- tidegate:ignore RULE[,RULE] reason` silences those rules on the next statement;
 //! `-- tidegate:ignore-file RULE[,RULE] reason` silences them in the whole file. A suppression without a reason,
 //! or naming an unknown rule, is itself reported (rule `invalid-suppression`), so silencing stays deliberate.
+//! Each directive remembers whether it silenced anything, so one that silenced nothing is reported too (rule
+//! `unused-suppression`).
 
-use std::collections::{HashMap, HashSet};
+use std::cell::Cell;
 
 use tidegate_sql::{Comment, ParsedSource};
 
 use crate::registry::{suggest_rule, RuleId};
 
+/// One rule named by one directive.
+#[derive(Debug)]
+pub struct Directive {
+    /// The 1-based line of the comment.
+    pub line: usize,
+    /// The statement it silences; `None` for `tidegate:ignore-file`.
+    pub statement: Option<usize>,
+    pub rule: RuleId,
+    /// Whether it has silenced a finding.
+    used: Cell<bool>,
+}
+
 #[derive(Debug, Default)]
 pub struct Suppressions {
-    file: HashSet<RuleId>,
-    statements: HashMap<usize, HashSet<RuleId>>,
+    directives: Vec<Directive>,
     /// (line, message) of malformed directives.
     pub problems: Vec<(usize, String)>,
 }
@@ -30,12 +43,23 @@ impl Suppressions {
         suppressions
     }
 
+    /// Whether a directive silences `rule` on `statement`; every directive that does is marked used.
     pub fn is_suppressed(&self, rule: RuleId, statement: usize) -> bool {
-        self.file.contains(&rule)
-            || self
-                .statements
-                .get(&statement)
-                .is_some_and(|rules| rules.contains(&rule))
+        let mut suppressed = false;
+        for directive in &self.directives {
+            if directive.rule == rule && directive.statement.is_none_or(|s| s == statement) {
+                directive.used.set(true);
+                suppressed = true;
+            }
+        }
+        suppressed
+    }
+
+    /// The directives that have silenced nothing so far.
+    pub fn unused(&self) -> impl Iterator<Item = &Directive> {
+        self.directives
+            .iter()
+            .filter(|directive| !directive.used.get())
     }
 
     fn read(&mut self, comment: &Comment, next_statement: Option<usize>) {
@@ -99,10 +123,19 @@ impl Suppressions {
                 ),
             ));
         }
-        if whole_file {
-            self.file.extend(rules);
-        } else if let Some(statement) = next_statement {
-            self.statements.entry(statement).or_default().extend(rules);
+        let statement = match (whole_file, next_statement) {
+            (true, _) => Some(None),
+            (false, Some(statement)) => Some(Some(statement)),
+            (false, None) => None,
+        };
+        if let Some(statement) = statement {
+            self.directives
+                .extend(rules.into_iter().map(|rule| Directive {
+                    line: comment.line,
+                    statement,
+                    rule,
+                    used: Cell::new(false),
+                }));
         } else {
             self.problems.push((
                 comment.line,

@@ -9,7 +9,7 @@
 
 use std::fmt::Write;
 
-use tidegate_lint::{registry, Config, RuleDoc, Session};
+use tidegate_lint::{registry, Config, RuleDoc, RuleSetting, Session};
 use tidegate_sql::{parse_source, PgVersion};
 
 /// One section's SQL and how it runs.
@@ -73,10 +73,12 @@ fn section(doc: &RuleDoc, heading: &str) -> Option<Section> {
 /// Lints a section and renders each statement with the rule's findings on it; returns the rendering and the
 /// number of the rule's findings.
 fn lint_section(doc: &RuleDoc, section: &Section) -> (String, usize) {
-    let config = Config {
+    let mut config = Config {
         pg_version: PgVersion(section.pg_version),
         ..Config::default()
     };
+    // An opt-in rule's documentation shows it turned on.
+    config.rules.insert(doc.id, RuleSetting::On);
     let mut session = Session::new(&config, None);
     let report = session.lint("doc.sql", &section.sql, section.framework_transaction);
     let findings: Vec<_> = report

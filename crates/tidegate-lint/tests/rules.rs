@@ -12,7 +12,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use tidegate_lint::{registry, Config, Session};
+use tidegate_lint::{registry, Config, RuleId, RuleSetting, Session};
 use tidegate_sql::{parse_source, PgVersion};
 
 struct Case {
@@ -75,10 +75,15 @@ fn run_fixture(rule: &str, fixture: &str) -> String {
         if case.kind == "history" {
             continue;
         }
-        let config = Config {
+        let mut config = Config {
             pg_version: PgVersion(case.pg_version.unwrap_or(17)),
             ..Config::default()
         };
+        // An opt-in rule's fixture is run with the rule turned on.
+        config.rules.insert(
+            RuleId::from_id(rule).expect("a fixture's rule id"),
+            RuleSetting::On,
+        );
         let mut session = Session::new(&config, None);
         for earlier in cases[..index].iter().filter(|c| c.kind == "history") {
             session.replay(&earlier.sql, earlier.framework_transaction);

@@ -851,10 +851,17 @@ impl Analyzer<'_> {
                 }
             }
             AlterTableType::AtDropConstraint => {
+                // The column a NOT NULL helper (`CHECK (col IS NOT NULL)`) proved, so callers can tell a
+                // redundant helper from a guarantee that goes away.
+                let proved = self.catalog.table(table).and_then(|known| {
+                    known
+                        .constraint(&command.name)
+                        .and_then(|constraint| constraint.proves_not_null.clone())
+                });
                 self.effect(
                     table.clone(),
                     op(AlterSubcommand::DropConstraint),
-                    None,
+                    proved.as_deref(),
                     Some(&command.name),
                 );
                 if let Some(known) = self.catalog.table_mut(table) {
@@ -1159,6 +1166,21 @@ impl Analyzer<'_> {
 
     fn drop(&mut self, drop: &protobuf::DropStmt) {
         let remove_type = ObjectType::try_from(drop.remove_type).unwrap_or_default();
+        if remove_type == ObjectType::ObjectTrigger {
+            // `DROP TRIGGER name ON table` names the table first and the trigger last.
+            for object in &drop.objects {
+                let Some(NodeEnum::List(list)) = object.node.as_ref() else {
+                    continue;
+                };
+                let Some((trigger, table)) = list.items.split_last() else {
+                    continue;
+                };
+                if let Some(table) = TableName::from_name_list(table) {
+                    self.effect(table, Operation::DropTrigger, None, string_value(trigger));
+                }
+            }
+            return;
+        }
         for object in &drop.objects {
             let name = match object.node.as_ref() {
                 Some(NodeEnum::List(list)) => TableName::from_name_list(&list.items),

@@ -80,7 +80,8 @@ pub struct TableEffect {
     pub rewrite: bool,
     pub scan: bool,
     pub origin: TableOrigin,
-    /// The column the operation targets, if any.
+    /// The column the operation targets, if any (for `DROP CONSTRAINT` of a `CHECK (col IS NOT NULL)` helper: the
+    /// column it proved not null).
     pub column: Option<String>,
     /// The constraint or index the operation targets, if any.
     pub object: Option<String>,

@@ -529,8 +529,42 @@ fn rules_list_and_explain() {
     let project = Project::new();
     let list = project.run(&["lint", "--rules"]);
     assert_eq!(list.code, 0);
-    assert!(list.stdout.lines().count() >= 44);
+    assert!(list.stdout.lines().count() >= 80);
     assert!(list.stdout.contains("schema-change-with-backfill"));
+    // Opt-in rules say so, and the configuration turns them on.
+    let add_column = |stdout: &str| {
+        stdout
+            .lines()
+            .find(|line| line.starts_with("add-column "))
+            .map(|line| {
+                line.split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string()
+            })
+    };
+    assert_eq!(
+        add_column(&list.stdout).as_deref(),
+        Some("opt-in"),
+        "{}",
+        list.stdout
+    );
+    project.file(
+        "opt_in/001_note.sql",
+        "ALTER TABLE orders ADD COLUMN note text;\n",
+    );
+    let quiet = project.run(&["lint", "opt_in", "--format", "json"]);
+    assert!(!quiet.stdout.contains("\"add-column\""), "{}", quiet.stdout);
+    project.file("tidegate.toml", "[lint.rules]\nadd-column = \"on\"\n");
+    let configured = project.run(&["lint", "--rules"]);
+    assert_eq!(add_column(&configured.stdout).as_deref(), Some("warning"));
+    let flagged = project.run(&["lint", "opt_in", "--format", "json"]);
+    assert!(
+        flagged.stdout.contains("\"add-column\""),
+        "{}",
+        flagged.stdout
+    );
+    std::fs::remove_file(project.path("tidegate.toml")).expect("remove tidegate.toml");
 
     let explain = project.run(&["explain", "set-not-null-scan"]);
     assert_eq!(explain.code, 0);

@@ -95,7 +95,7 @@ fn page(doc: &tidegate_lint::RuleDoc) -> String {
     format!(
         "{} (default severity: {})\n{}\n\n{}",
         doc.id,
-        doc.default_severity,
+        doc.default_setting(),
         doc.summary,
         doc.documentation()
     )

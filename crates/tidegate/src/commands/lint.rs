@@ -332,10 +332,18 @@ fn print_rules(config: &Config) {
         .unwrap_or(0);
     for rule in registry() {
         let doc = rule.doc();
-        let severity = config
-            .severity_of(doc.id, doc.default_severity)
-            .map_or("off", Severity::name);
-        println!("{:<width$}  {:<7}  {}", doc.id, severity, doc.summary);
+        // An opt-in rule the configuration leaves off says so, so that `--rules` shows how to get it.
+        let severity = match config.severity_of(doc) {
+            Some(severity) => severity.name(),
+            None if !doc.enabled_by_default && !config.rules.contains_key(&doc.id) => "opt-in",
+            None => "off",
+        };
+        println!(
+            "{:<width$}  {:<7}  {}",
+            doc.id.as_str(),
+            severity,
+            doc.summary
+        );
     }
 }
 
