@@ -566,8 +566,8 @@ pub fn render_text(report: &RehearsalReport) -> String {
         );
         let _ = writeln!(
             out,
-            "  {:<24} {:>17} {:>21} {:<34} {}",
-            "column", "null_frac", "n_distinct", "most_common_freqs", "correlation"
+            "  {:<24} {:>17} {:>21} {:<34} correlation",
+            "column", "null_frac", "n_distinct", "most_common_freqs"
         );
         for column in &fidelity.columns {
             let pair = |f: &dyn Fn(&fidelity::ColumnSide) -> String| {
