@@ -731,6 +731,12 @@ fn prepare_dir(dir: &Path, user: &ServerUser) -> Result<(), ScratchError> {
         Ok(None) => {}
         Err(error) => return Err(error),
     }
+    claim_empty_dir(dir, user)
+}
+
+/// Takes `dir` for a new server: creates it (and its parents) when missing, refuses one that holds anything
+/// (someone else's files are never touched), hands it to the server user and checks that user can reach it.
+pub(crate) fn claim_empty_dir(dir: &Path, user: &ServerUser) -> Result<(), ScratchError> {
     match fs::read_dir(dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {

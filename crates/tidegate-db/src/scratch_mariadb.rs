@@ -28,8 +28,8 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::scratch::{
-    absolute, check_reachable, create_parent_dirs, free_port, give_to, io_error, join_output,
-    port_is_free, process_alive, tail, ScratchError, ServerUser, MARIADB_BIN_ENV,
+    absolute, claim_empty_dir, free_port, io_error, join_output, port_is_free, process_alive, tail,
+    ScratchError, ServerUser, MARIADB_BIN_ENV,
 };
 
 const STATE_FILE: &str = "mariadb.json";
@@ -405,30 +405,7 @@ fn prepare_dir(dir: &Path, user: &ServerUser) -> Result<(), ScratchError> {
         Ok(None) => {}
         Err(error) => return Err(error),
     }
-    match fs::read_dir(dir) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                return Err(ScratchError::DirInUse {
-                    dir: dir.to_path_buf(),
-                });
-            }
-        }
-        Err(error) if error.kind() == ErrorKind::NotFound => {
-            if let Some(parent) = dir.parent() {
-                create_parent_dirs(parent)?;
-            }
-            fs::create_dir(dir).map_err(io_error("create", dir))?;
-        }
-        Err(error) => {
-            return Err(ScratchError::Io {
-                action: "read",
-                path: dir.to_path_buf(),
-                source: error,
-            })
-        }
-    }
-    give_to(dir, user)?;
-    check_reachable(dir, user)
+    claim_empty_dir(dir, user)
 }
 
 /// Removes what a scratch MariaDB put in `dir`, and `dir` itself if nothing else is left.

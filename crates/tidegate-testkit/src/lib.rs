@@ -78,23 +78,30 @@ fn start_watched_cluster(label: &str) -> Result<(ScratchServer, PathBuf), String
 /// A detached shell that waits for this process to end, then shuts the cluster down and removes its directory.
 /// It is what cleans up when a test binary panics, aborts or is killed.
 fn spawn_watchdog(dir: &Path) {
+    spawn_watchdog_for(&dir.join("data/postmaster.pid"), "INT", dir);
+}
+
+/// The watchdog: once this process is gone, `stop_signal` to the pid on the first line of `pidfile` (then
+/// SIGKILL after 10 s), then `remove` goes.
+fn spawn_watchdog_for(pidfile: &Path, stop_signal: &str, remove: &Path) {
     let script = r#"
         while kill -0 "$1" 2>/dev/null; do sleep 0.2; done
-        pidfile="$2/data/postmaster.pid"
-        if [ -f "$pidfile" ]; then
-            pid=$(head -n 1 "$pidfile")
-            kill -INT "$pid" 2>/dev/null
+        if [ -f "$2" ]; then
+            pid=$(head -n 1 "$2")
+            kill -"$3" "$pid" 2>/dev/null
             for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
             kill -KILL "$pid" 2>/dev/null
         fi
-        rm -rf "$2"
+        rm -rf "$4"
     "#;
     let spawned = Command::new("sh")
         .arg("-c")
         .arg(script)
         .arg("tidegate-test-watchdog")
         .arg(std::process::id().to_string())
-        .arg(dir)
+        .arg(pidfile)
+        .arg(stop_signal)
+        .arg(remove)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -103,8 +110,8 @@ fn spawn_watchdog(dir: &Path) {
         .spawn();
     if let Err(error) = spawned {
         eprintln!(
-            "warning: no watchdog for the test cluster in {}: {error}",
-            dir.display()
+            "warning: no watchdog for the test server in {}: {error}",
+            remove.display()
         );
     }
 }
@@ -389,7 +396,8 @@ impl PrivateMariaDb {
         options.buffer_pool = "64M".into();
         let server = tidegate_db::scratch_mariadb::start(&options)
             .unwrap_or_else(|error| panic!("could not start a test MariaDB: {error}"));
-        spawn_mariadb_watchdog(&dir, &server.dir);
+        // SIGTERM is MariaDB's clean shutdown.
+        spawn_watchdog_for(&server.dir.join("mariadbd.pid"), "TERM", &dir);
         Self { server }
     }
 
@@ -448,38 +456,5 @@ impl Drop for PrivateMariaDb {
         if let Some(parent) = self.server.dir.parent() {
             let _ = std::fs::remove_dir_all(parent);
         }
-    }
-}
-
-/// As [`spawn_watchdog`], for a MariaDB: SIGTERM (a clean shutdown), then SIGKILL, then the directory goes.
-fn spawn_mariadb_watchdog(parent: &Path, dir: &Path) {
-    let script = r#"
-        while kill -0 "$1" 2>/dev/null; do sleep 0.2; done
-        pidfile="$3/mariadbd.pid"
-        if [ -f "$pidfile" ]; then
-            pid=$(cat "$pidfile")
-            kill -TERM "$pid" 2>/dev/null
-            for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            kill -KILL "$pid" 2>/dev/null
-        fi
-        rm -rf "$2"
-    "#;
-    let spawned = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg("tidegate-test-watchdog")
-        .arg(std::process::id().to_string())
-        .arg(parent)
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn();
-    if let Err(error) = spawned {
-        eprintln!(
-            "warning: no watchdog for the test MariaDB in {}: {error}",
-            dir.display()
-        );
     }
 }
