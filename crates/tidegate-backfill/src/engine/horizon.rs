@@ -131,7 +131,7 @@ pub(super) async fn horizon_loop(ctx: Arc<Ctx>, hold: Duration) {
                 }
             }
         }
-        tokio::time::sleep(CHECK_EVERY).await;
+        ctx.idle(CHECK_EVERY).await;
     }
 }
 

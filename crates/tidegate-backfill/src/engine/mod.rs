@@ -115,11 +115,11 @@ impl Default for BackfillOptions {
     }
 }
 
-/// `--hold-horizon`'s default: long enough that a run's batches keep one UPDATE's speed, short enough that
-/// vacuum is never held back longer than a minute at a time.
 /// Write-path probes taken before the run to set `--max-fg-latency auto`.
 const FOREGROUND_BASELINE_SAMPLES: usize = 20;
 
+/// `--hold-horizon`'s default: long enough that a run's batches keep one UPDATE's speed, short enough that
+/// vacuum is never held back longer than a minute at a time.
 pub const DEFAULT_HOLD_HORIZON: Duration = Duration::from_secs(60);
 
 impl BackfillOptions {
@@ -622,6 +622,9 @@ struct Ctx {
     throttle_epoch: AtomicU64,
     /// Set once every worker has returned: the monitor hands its connection back for the final write.
     finishing: AtomicBool,
+    /// The same, for tasks sleeping between checks: they wake at once instead of after their interval (the
+    /// monitor's 250 ms were the last quarter-second of every run).
+    finishing_signal: tokio::sync::watch::Sender<bool>,
     /// The write-path probe's median now and before the run, in microseconds (0: not measured), for the
     /// worker scaler.
     fg_now_us: AtomicU64,
@@ -647,6 +650,15 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// Sleeps `interval`, or less when the run starts finishing.
+    async fn idle(&self, interval: Duration) {
+        let mut finishing = self.finishing_signal.subscribe();
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = finishing.wait_for(|finishing| *finishing) => {}
+        }
+    }
+
     fn gate(&self) -> Gate {
         self.gate.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -829,6 +841,7 @@ pub async fn run<D: Driver + Clone + 'static>(
         gate: Mutex::new(Gate::Wait(WaitReason::Starting)),
         throttle_epoch: AtomicU64::new(0),
         finishing: AtomicBool::new(false),
+        finishing_signal: tokio::sync::watch::channel(false).0,
         worker_target: std::sync::atomic::AtomicU32::new(initial_workers),
         fg_now_us: AtomicU64::new(0),
         fg_before_us: AtomicU64::new(fg_before.map_or(0, |d| d.as_micros() as u64)),
@@ -961,6 +974,7 @@ pub async fn run<D: Driver + Clone + 'static>(
     };
     // The monitor writes the final status and drains the journal.
     ctx.finishing.store(true, Ordering::Relaxed);
+    ctx.finishing_signal.send_replace(true);
     ctx.set_gate(Gate::Stop("finishing".into()));
     let final_state = FinalState { end: end.clone() };
     let monitor_client = monitor.await.ok().flatten();
