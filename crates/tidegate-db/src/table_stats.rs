@@ -292,6 +292,18 @@ pub async fn write_counters(
         .collect()
 }
 
+/// How many indexes the table with `oid` has (valid or not: an invalid one is still maintained by writes), the
+/// primary key included: each is one more entry for every non-HOT row version a write makes.
+pub async fn index_count(client: &dyn Session, oid: u32) -> Result<u32, DbError> {
+    let row = client
+        .query_one(
+            "SELECT count(*)::int8 AS indexes FROM pg_index WHERE indrelid = $1::text::oid",
+            &[oid.to_string().into()],
+        )
+        .await?;
+    Ok(row.get::<i64>("indexes")?.clamp(0, i64::from(u32::MAX)) as u32)
+}
+
 pub use crate::blockers::LockHolder;
 
 const LOCK_HOLDERS: &str = "

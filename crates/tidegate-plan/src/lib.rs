@@ -3,6 +3,8 @@
 //! How long each pending statement will hold which lock on how big and how busy a
 //! table, and whether that is safe, needs batching, needs a window or is dangerous.
 //!
+//! - [`cost`] — **pure**: measured per-operation rates (`tidegate plan --calibrate`) and the estimate they give
+//!   for a table of another size on another server.
 //! - [`model`] — **pure**: (statement facts, table facts, [`model::Policy`]) → estimate, verdict, reasons,
 //!   actions. Documents the estimate and the verdict rules.
 //! - [`report`] — **pure**: joins analysed migrations with table facts through the model into a
@@ -38,6 +40,7 @@
 //! assert!(assessment.estimate_seconds > 400.0); // 30 GiB × 3 ÷ 200 MiB/s ≈ 7.7 min
 //! ```
 
+pub mod cost;
 pub mod model;
 pub mod pipeline;
 pub mod probe;

@@ -37,6 +37,8 @@
 //!   [`Policy::window_limit_seconds`].
 
 use serde::Serialize;
+
+use crate::cost::{CostedWork, OperationRates};
 use tidegate_sql::{AlterSubcommand, ConstraintKind, LockLevel, Operation, RowScope, TableSize};
 
 /// How risky a statement is, least first.
@@ -128,6 +130,9 @@ pub struct Policy {
     pub index_build_factor: f64,
     pub rewrite_factor: f64,
     pub dml_factor: f64,
+    /// Measured per-operation rates (`tidegate plan --calibrate`); when present they replace the byte factors
+    /// above. See [`crate::cost`].
+    pub rates: Option<OperationRates>,
 }
 
 impl Default for Policy {
@@ -141,6 +146,7 @@ impl Default for Policy {
             index_build_factor: 2.0,
             rewrite_factor: 3.0,
             dml_factor: 3.0,
+            rates: None,
         }
     }
 }
@@ -203,6 +209,8 @@ pub struct TableFacts {
     pub scan_bytes_per_second: Option<f64>,
     /// Rows inserted, updated or deleted per second during the sample; `None` when not sampled.
     pub writes_per_second: Option<f64>,
+    /// Indexes on the table, the primary key included; `None` when not read.
+    pub indexes: Option<u32>,
     /// Sessions holding or waiting for locks on the table.
     pub lock_holders: Vec<LockHolder>,
     /// Long transactions anywhere in the database (they delay `CONCURRENTLY` builds and hold back VACUUM).
@@ -231,6 +239,7 @@ impl TableFacts {
             size: TableSize::exact(0).with_heap_bytes(0).with_total_bytes(0),
             scan_bytes_per_second: None,
             writes_per_second: None,
+            indexes: None,
             lock_holders: Vec::new(),
             long_transactions: Vec::new(),
         }
@@ -278,7 +287,14 @@ pub fn estimate_seconds(effect: &EffectFacts, table: &TableFacts, policy: &Polic
     if effect.created_in_migration || !table.exists {
         return (0.0, false);
     }
-    let (bytes, factor) = match work_of(effect) {
+    let work = work_of(effect);
+    if let Some(rates) = &policy.rates {
+        return (
+            calibrated_seconds(effect, work, table, policy, rates),
+            false,
+        );
+    }
+    let (bytes, factor) = match work {
         Work::None => return (0.0, false),
         Work::Scan => (table.heap_bytes(), 1.0),
         Work::IndexBuild => (table.heap_bytes(), policy.index_build_factor),
@@ -297,6 +313,36 @@ pub fn estimate_seconds(effect: &EffectFacts, table: &TableFacts, policy: &Polic
         _ => (policy.assumed_scan_bytes_per_second.max(1.0), true),
     };
     (bytes as f64 * factor / rate, assumed)
+}
+
+/// The estimate from measured rates ([`crate::cost`]); page-bound work scaled by the target's read rate against
+/// the calibrated server's.
+fn calibrated_seconds(
+    effect: &EffectFacts,
+    work: Work,
+    table: &TableFacts,
+    policy: &Policy,
+    rates: &OperationRates,
+) -> f64 {
+    let costed = match work {
+        Work::None => return 0.0,
+        Work::Scan => CostedWork::Scan,
+        Work::IndexBuild => CostedWork::IndexBuild,
+        Work::Rewrite => CostedWork::Rewrite,
+        Work::Dml => match effect.operation {
+            Operation::Delete => CostedWork::Delete,
+            _ => CostedWork::Update,
+        },
+    };
+    let (mut rows, mut heap) = (table.rows(), table.heap_bytes());
+    if work == Work::Dml && effect.rows.is_some_and(RowScope::is_one_batch) && rows > 0 {
+        let batch = policy.small_table_rows.min(rows);
+        heap = (heap as f64 * batch as f64 / rows as f64) as u64;
+        rows = batch;
+    }
+    // Not read: at least the primary key a batched change walks.
+    let indexes = table.indexes.unwrap_or(1);
+    rates.estimate(costed, rows, heap, indexes, table.scan_bytes_per_second)
 }
 
 /// Assesses one statement's effect on one table. Pure and deterministic.
@@ -603,6 +649,7 @@ mod tests {
                 .with_total_bytes(heap + heap / 2),
             scan_bytes_per_second: Some(100.0 * MIB as f64),
             writes_per_second: Some(0.0),
+            indexes: Some(2),
             lock_holders: Vec::new(),
             long_transactions: Vec::new(),
         }

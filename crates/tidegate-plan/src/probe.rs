@@ -203,6 +203,9 @@ pub async fn probe_tables(
                 (size.size.rows, false, None)
             }
         };
+        let indexes = table_stats::index_count(client, size.oid)
+            .await
+            .map_err(database(format!("counting the indexes of {name}")))?;
         let lock_holders = table_stats::lock_holders(client, size.oid)
             .await
             .map_err(database(format!("reading pg_locks for {name}")))?
@@ -220,6 +223,7 @@ pub async fn probe_tables(
                 },
                 scan_bytes_per_second: rate,
                 writes_per_second: None,
+                indexes: Some(indexes),
                 lock_holders,
                 long_transactions: long_transactions.clone(),
             },

@@ -36,6 +36,7 @@ fn orders() -> TableFacts {
             .with_total_bytes(30 * GIB),
         scan_bytes_per_second: Some(200.0 * MIB as f64),
         writes_per_second: Some(350.0),
+        indexes: Some(3),
         lock_holders: Vec::new(),
         long_transactions: Vec::new(),
     }
@@ -49,6 +50,7 @@ fn flags() -> TableFacts {
             .with_total_bytes(24576),
         scan_bytes_per_second: Some(50.0 * MIB as f64),
         writes_per_second: Some(0.0),
+        indexes: Some(1),
         lock_holders: Vec::new(),
         long_transactions: Vec::new(),
     }

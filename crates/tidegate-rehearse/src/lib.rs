@@ -4,6 +4,8 @@
 //! - [`workload`]: an open-loop foreground workload (fixed request rate, several connections, latency measured from
 //!   each request's scheduled start so a blocked database cannot hide behind fewer requests).
 //! - [`measure`]: per-second HDR latency histograms and errors classified by SQLSTATE.
+//! - [`calibrate`]: `tidegate plan --calibrate`, the per-row and per-byte price of each kind of work measured
+//!   on a scratch server for plan's cost model.
 //! - [`orders`]: the postmortem's `orders` table, synthetic rows loaded with COPY, and its request mix.
 //!
 //! `tidegate demo` drives these against a scratch server; rehearsals will drive them with workloads derived from
@@ -24,6 +26,7 @@
 //! ```
 
 pub mod act;
+pub mod calibrate;
 pub mod demo;
 pub mod fidelity;
 pub mod measure;

@@ -56,6 +56,8 @@ fn run_in(dir: &Path, args: &[String]) -> Run {
         .args(args)
         .current_dir(dir)
         .env_remove("DATABASE_URL")
+        // A calibration left on this machine by a user must not change these tests' estimates.
+        .env("TIDEGATE_CALIBRATION", dir.join("no-calibration-here.json"))
         .env("NO_COLOR", "1")
         .output()
         .expect("run tidegate");
@@ -703,4 +705,155 @@ async fn input_errors_exit_2_with_what_to_do_and_no_password() {
         .run(&["plan", "--db", db.url(), "--sample", "0s"])
         .await;
     assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+}
+
+/// Rates chosen so the estimates are easy to check by hand.
+fn calibration_json(update_row: f64, read_bytes_per_second: f64) -> String {
+    serde_json::json!({
+        "version": 1,
+        "server_version_num": 150020,
+        "measured_at": "2026-12-02T15:00:00Z",
+        "rows_measured": [100000, 400000],
+        "rates": {
+            "update_row": update_row,
+            "update_index_entry": 1e-4,
+            "delete_row": 1e-5,
+            "index_build_row": 1e-5,
+            "scan_byte": 1e-7,
+            "rewrite_byte": 1e-7,
+            "read_bytes_per_second": read_bytes_per_second
+        }
+    })
+    .to_string()
+}
+
+fn estimate_of(json: &serde_json::Value, sql_start: &str) -> f64 {
+    statements(json)
+        .into_iter()
+        .find(|(sql, _, _)| sql.starts_with(sql_start))
+        .unwrap_or_else(|| panic!("no statement {sql_start}"))
+        .2["estimate_seconds"]
+        .as_f64()
+        .expect("estimate_seconds")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calibration_file_prices_each_statement_and_plan_says_where_its_estimates_come_from() {
+    let (db, _client) = seeded().await;
+    let project = Project::new(&[
+        ("001_touch.sql", "UPDATE orders SET amount = amount + 1;\n"),
+        (
+            "002_index.sql",
+            "CREATE INDEX orders_amount ON orders (amount);\n",
+        ),
+    ]);
+    let uncalibrated = project
+        .run(&[
+            "plan",
+            "--db",
+            db.url(),
+            "--sample",
+            "0s",
+            "--format",
+            "json",
+        ])
+        .await;
+    let uncalibrated_json = uncalibrated.json();
+    assert!(
+        uncalibrated_json["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("tidegate plan --calibrate")),
+        "{}",
+        uncalibrated.stdout
+    );
+
+    std::fs::write(project.path("rates.json"), calibration_json(1e-3, 1e12)).unwrap();
+    let calibrated = project
+        .run(&[
+            "plan",
+            "--db",
+            db.url(),
+            "--sample",
+            "0s",
+            "--format",
+            "json",
+            "--calibration",
+            "rates.json",
+        ])
+        .await;
+    assert_eq!(calibrated.code, 1, "{}", calibrated.stderr);
+    let json = calibrated.json();
+    // 50,000 rows × (1 ms + one index, the primary key, × 0.1 ms); an UPDATE is not scaled by the read rate.
+    let update = estimate_of(&json, "UPDATE orders");
+    assert!((update - 55.0).abs() < 0.01, "{update}");
+    assert_ne!(update, estimate_of(&uncalibrated_json, "UPDATE orders"));
+    // 50,000 rows × 10 µs, scaled by the read rates: the file's 1e12 bytes/s is far faster than this server, so
+    // the estimate is the most the scale allows, ten times the calibrated one.
+    let index = estimate_of(&json, "CREATE INDEX");
+    assert!((index - 5.0).abs() < 0.01, "{index}");
+    assert!(
+        json["notes"].as_array().unwrap().iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .contains("rates measured on PostgreSQL 150020")),
+        "{}",
+        calibrated.stdout
+    );
+
+    // Bad files are input errors that say what to do; an explicit path must exist.
+    std::fs::write(project.path("bad.json"), "{\"version\": 1}").unwrap();
+    for file in ["bad.json", "missing.json"] {
+        let run = project
+            .run(&["plan", "--db", db.url(), "--calibration", file])
+            .await;
+        assert_eq!(run.code, 2, "{file}: {}", run.stderr);
+        assert!(run.stderr.contains("--calibrate"), "{file}: {}", run.stderr);
+        assert!(run.stderr.contains(file), "{file}: {}", run.stderr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calibrate_measures_every_rate_on_a_scratch_server_and_plan_reads_what_it_wrote() {
+    let project = Project::new(&[]);
+    let run = project
+        .run(&["plan", "--calibrate", "--calibration", "measured.json"])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("written to measured.json"),
+        "{}",
+        run.stdout
+    );
+    let text = std::fs::read_to_string(project.path("measured.json")).unwrap();
+    let file = tidegate_plan::cost::CalibrationFile::parse(&text).expect("plan reads it");
+    let r = file.rates;
+    for (name, value) in [
+        ("update_row", r.update_row),
+        ("delete_row", r.delete_row),
+        ("index_build_row", r.index_build_row),
+        ("scan_byte", r.scan_byte),
+        ("rewrite_byte", r.rewrite_byte),
+    ] {
+        assert!(value.is_finite() && value > 0.0, "{name} = {value}: {text}");
+    }
+    assert!(r.update_index_entry >= 0.0, "{text}");
+    assert!(
+        r.read_bytes_per_second.is_some_and(|rate| rate > 0.0),
+        "{text}"
+    );
+    assert!(file.server_version_num >= 100000);
+    // The scratch server is gone: nothing of it is left in the temporary directory.
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("tidegate-calibrate-")
+        })
+        .filter(|e| e.path().join("data").exists())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
