@@ -127,6 +127,62 @@ pub fn analyze_sql_streaming(
     }
 }
 
+/// The end of a file analysed by [`analyze_in_windows`]: what is only known once every statement was seen.
+#[derive(Debug, Clone)]
+pub struct WindowedEnd {
+    /// Index of a `BEGIN` never committed by the end of the file, if any.
+    pub unclosed_begin: Option<usize>,
+    pub line_index: crate::LineIndex,
+    pub statements: usize,
+}
+
+/// Like [`analyze_sql_streaming`], for huge files, but nothing outlives its window: statements are parsed one at
+/// a time, analysed against `catalog`, and handed to `visit` a window at a time, parse trees included, then
+/// dropped. A window holds at least `min_statements` statements (fewer only at the end of the file) and ends
+/// only where no transaction is open and the next statement (with its leading comments) starts on a later line
+/// than the window's last statement ends: so statements that share a transaction, and findings that share a
+/// line, always share a window. `visit` gets the window's statements (with their file-wide `index`) and, for
+/// the last window only, the comments after the last statement.
+pub fn analyze_in_windows(
+    source: &str,
+    settings: MigrationSettings,
+    catalog: &mut Catalog,
+    min_statements: usize,
+    visit: &mut dyn FnMut(&[Statement], Option<&[crate::Comment]>),
+) -> WindowedEnd {
+    catalog.begin_migration();
+    let mut tracker = TransactionTracker::new(settings.framework_transaction);
+    let mut window: Vec<Statement> = Vec::new();
+    let mut count = 0;
+    let (trailing_comments, line_index) =
+        parse_each(source, ParseMode::OneByOne, &mut |mut statement| {
+            count += 1;
+            if let Some(last) = window.last() {
+                let starts = statement
+                    .leading_comments
+                    .first()
+                    .map_or(statement.span.start.line, |comment| {
+                        comment.line.min(statement.span.start.line)
+                    });
+                if window.len() >= min_statements
+                    && !tracker.open.in_transaction()
+                    && last.span.end.line < starts
+                {
+                    visit(&window, None);
+                    window.clear();
+                }
+            }
+            analyze_statement(&mut statement, &mut tracker, settings.pg_version, catalog);
+            window.push(statement);
+        });
+    visit(&window, Some(&trailing_comments));
+    WindowedEnd {
+        unclosed_begin: tracker.unclosed_begin,
+        line_index,
+        statements: count,
+    }
+}
+
 fn analyze_statement(
     statement: &mut Statement,
     tracker: &mut TransactionTracker,

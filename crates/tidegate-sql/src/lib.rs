@@ -58,7 +58,8 @@ mod statement;
 mod tree;
 
 pub use analyze::{
-    analyze, analyze_sql, analyze_sql_streaming, AnalyzedMigration, MigrationSettings,
+    analyze, analyze_in_windows, analyze_sql, analyze_sql_streaming, AnalyzedMigration,
+    MigrationSettings, WindowedEnd,
 };
 pub use catalog::{Catalog, Column, Constraint, Table, TableOrigin};
 pub use discovery::{Layout, LoadedMigration, MigrationFile, MigrationSet};
