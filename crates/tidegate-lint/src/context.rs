@@ -23,15 +23,102 @@ pub struct Context<'a> {
     statements: &'a [Statement],
     pub facts: &'a FileFacts,
     /// The catalog after replaying the whole migration (tables created or altered by it included).
-    pub catalog: &'a Catalog,
+    catalog: AfterFile<'a>,
     pub pg_version: PgVersion,
+}
+
+/// What rules ask of the catalog after the whole file: the catalog itself, or (window by window, while the
+/// catalog is being replayed again) the answers taken from it before.
+#[derive(Clone, Copy)]
+pub enum AfterFile<'a> {
+    Catalog(&'a Catalog),
+    Answers(&'a CatalogAnswers),
+}
+
+/// The catalog's answers to the questions rules ask, per table, taken from the catalog after a file: a
+/// fraction of the catalog's size, so a huge file is replayed a second time without two catalogs in memory.
+#[derive(Debug, Default)]
+pub struct CatalogAnswers {
+    created_in_this_migration: std::collections::HashSet<Key>,
+    /// Tables with a known primary key or NOT NULL columns.
+    tables: HashMap<Key, KnownTable>,
+}
+
+#[derive(Debug)]
+struct KnownTable {
+    primary_key: Option<Box<[String]>>,
+    not_null: Box<[Box<str>]>,
+}
+
+impl CatalogAnswers {
+    pub fn of(catalog: &Catalog) -> Self {
+        let mut answers = Self::default();
+        for table in catalog.tables() {
+            if !catalog.origin(&table.name).is_pre_existing() {
+                answers.created_in_this_migration.insert(table.name.key());
+            }
+            let primary_key = table.primary_key().map(Box::from);
+            let not_null: Box<[Box<str>]> = table
+                .columns
+                .iter()
+                .filter(|column| column.not_null)
+                .map(|column| column.name.as_str().into())
+                .collect();
+            if primary_key.is_some() || !not_null.is_empty() {
+                answers.tables.insert(
+                    table.name.key(),
+                    KnownTable {
+                        primary_key,
+                        not_null,
+                    },
+                );
+            }
+        }
+        answers
+    }
+}
+
+impl AfterFile<'_> {
+    fn is_pre_existing(self, table: &TableName) -> bool {
+        match self {
+            AfterFile::Catalog(catalog) => catalog.origin(table).is_pre_existing(),
+            AfterFile::Answers(answers) => !answers.created_in_this_migration.contains(&table.key()),
+        }
+    }
+
+    fn primary_key(self, table: &TableName) -> Option<Vec<String>> {
+        match self {
+            AfterFile::Catalog(catalog) => catalog
+                .table(table)
+                .and_then(|known| known.primary_key())
+                .map(<[String]>::to_vec),
+            AfterFile::Answers(answers) => answers
+                .tables
+                .get(&table.key())
+                .and_then(|known| known.primary_key.as_deref())
+                .map(<[String]>::to_vec),
+        }
+    }
+
+    fn is_not_null(self, table: &TableName, column: &str) -> bool {
+        match self {
+            AfterFile::Catalog(catalog) => catalog
+                .table(table)
+                .and_then(|known| known.column(column))
+                .is_some_and(|column| column.not_null),
+            AfterFile::Answers(answers) => answers
+                .tables
+                .get(&table.key())
+                .is_some_and(|known| known.not_null.iter().any(|name| &**name == column)),
+        }
+    }
 }
 
 impl<'a> Context<'a> {
     pub fn new(
         statements: &'a [Statement],
         facts: &'a FileFacts,
-        catalog: &'a Catalog,
+        catalog: AfterFile<'a>,
         pg_version: PgVersion,
     ) -> Self {
         Self {
@@ -67,7 +154,12 @@ impl<'a> Context<'a> {
 
     /// Whether `table` existed before this migration (a table this migration created reaches no running code).
     pub fn is_pre_existing(&self, table: &TableName) -> bool {
-        self.catalog.origin(table).is_pre_existing()
+        self.catalog.is_pre_existing(table)
+    }
+
+    /// Whether the catalog after the file knows `table.column` as NOT NULL.
+    pub fn is_not_null(&self, table: &TableName, column: &str) -> bool {
+        self.catalog.is_not_null(table, column)
     }
 
     /// Each statement with its effects on tables that existed before this migration.
@@ -85,9 +177,7 @@ impl<'a> Context<'a> {
     /// framework uses).
     pub fn key_columns(&self, table: &TableName) -> Vec<String> {
         self.catalog
-            .table(table)
-            .and_then(|known| known.primary_key())
-            .map(<[String]>::to_vec)
+            .primary_key(table)
             .unwrap_or_else(|| vec!["id".to_string()])
     }
 }

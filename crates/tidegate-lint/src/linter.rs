@@ -8,7 +8,7 @@ use tidegate_sql::{
 };
 
 use crate::config::{Config, RuleSetting};
-use crate::context::{Context, FileFacts, Violation};
+use crate::context::{AfterFile, CatalogAnswers, Context, FileFacts, Violation};
 use crate::registry::{registry, rule, RuleId};
 use crate::rules::invalid_suppression::InvalidSuppression;
 use crate::rules::unused_suppression::UnusedSuppression;
@@ -85,6 +85,8 @@ struct Part<'p> {
     suppressions: &'p Suppressions,
     /// In a window: the file's `ignore-file` directives, and those of them in this window's comments.
     file_wide: Option<(&'p Suppressions, &'p [Directive])>,
+    /// In a window: the catalog's answers after the file (the session's catalog is then being replayed).
+    catalog: Option<AfterFile<'p>>,
 }
 
 /// One finding, with everything every output format needs. Positions are 1-based; `end_*` is inclusive.
@@ -282,6 +284,7 @@ impl<'a> Session<'a> {
             facts: &facts,
             suppressions: &suppressions,
             file_wide: None,
+            catalog: None,
         };
         self.check_part(path, sql, &part, sink);
     }
@@ -301,7 +304,7 @@ impl<'a> Session<'a> {
         sink: &mut dyn FnMut(Finding),
     ) -> usize {
         let settings = self.settings(framework_transaction);
-        let before = self.catalog.clone();
+        let mut before = self.catalog.clone();
         let mut facts = FileFacts::default();
         let mut file_wide = Suppressions::default();
         let end = analyze_in_windows(
@@ -319,6 +322,9 @@ impl<'a> Session<'a> {
             },
         );
         facts.unclosed_begin = end.unclosed_begin;
+        // The rules' questions to the catalog after the file are answered before it is replayed again, so two
+        // catalogs never exist at once (beyond `before`, the catalog of the earlier migrations).
+        let answers = CatalogAnswers::of(&self.catalog);
         let line_index = LineIndex::new(sql);
         let rehearsals = usize::from(!file_wide.is_empty());
         for pass in 0..=rehearsals {
@@ -328,7 +334,13 @@ impl<'a> Session<'a> {
             } else {
                 &mut discard
             };
-            let mut replay = before.clone();
+            // The last pass replays into the session's catalog, which ends as it was after the first pass.
+            self.catalog = if pass == rehearsals {
+                std::mem::take(&mut before)
+            } else {
+                before.clone()
+            };
+            let mut replay = std::mem::take(&mut self.catalog);
             analyze_in_windows(
                 sql,
                 settings,
@@ -344,10 +356,12 @@ impl<'a> Session<'a> {
                         facts: &facts,
                         suppressions: &suppressions,
                         file_wide: Some((&file_wide, &own_file_wide)),
+                        catalog: Some(AfterFile::Answers(&answers)),
                     };
                     self.check_part(path, sql, &part, out);
                 },
             );
+            self.catalog = replay;
         }
         end.statements
     }
@@ -388,7 +402,7 @@ impl<'a> Session<'a> {
         let context = Context::new(
             part.statements,
             part.facts,
-            &self.catalog,
+            part.catalog.unwrap_or(AfterFile::Catalog(&self.catalog)),
             self.config.pg_version,
         );
         let suppressions = part.suppressions;

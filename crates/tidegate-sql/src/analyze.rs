@@ -4,7 +4,7 @@
 use pg_query::protobuf::{self, AlterTableType, ConstrType, ObjectType, TransactionStmtKind};
 use pg_query::{Node, NodeEnum};
 
-use crate::catalog::{Catalog, Column, Constraint};
+use crate::catalog::{push_compact, Catalog, Column, Constraint};
 use crate::facts::{
     lock_facts, AlterSubcommand, ColumnFill, ConstraintKind, LockLevel, Operation, PgVersion,
 };
@@ -754,6 +754,8 @@ impl Analyzer<'_> {
                 );
             }
         }
+        columns.shrink_to_fit();
+        constraints.shrink_to_fit();
         self.catalog.create_table(&table, columns);
         self.effect(table.clone(), Operation::CreateTable, None, None);
         if let Some(known) = self.catalog.table_mut(&table) {
@@ -762,7 +764,7 @@ impl Analyzer<'_> {
                     constraint.kind,
                     ConstraintKind::PrimaryKey | ConstraintKind::Unique
                 ) {
-                    known.indexes.push(constraint.name.clone());
+                    push_compact(&mut known.indexes, constraint.name.clone());
                 }
             }
             known.constraints = constraints;
@@ -1100,7 +1102,7 @@ impl Analyzer<'_> {
         let known = self.catalog.learn_table(table);
         // ADD COLUMN of a column that exists fails, or does nothing with IF NOT EXISTS: what is known stays.
         if known.column(&definition.colname).is_none() {
-            known.columns.push(Column {
+            push_compact(&mut known.columns, Column {
                 name: definition.colname.clone(),
                 column_type,
                 not_null,
@@ -1153,7 +1155,7 @@ impl Analyzer<'_> {
         }
         let table_entry = self.catalog.learn_table(table);
         table_entry.constraints.retain(|c| c.name != known.name);
-        table_entry.constraints.push(known.clone());
+        push_compact(&mut table_entry.constraints, known.clone());
         if matches!(
             known.kind,
             ConstraintKind::PrimaryKey | ConstraintKind::Unique | ConstraintKind::Exclusion

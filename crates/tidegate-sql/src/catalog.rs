@@ -19,6 +19,16 @@ use crate::tree::{ColumnType, TableName};
 
 type Key = (String, String);
 
+/// Pushes onto one of a table's lists growing it by one while it is short: most tables have a handful of
+/// columns, constraints and indexes, and a huge file's catalog holds tens of thousands of tables, so the
+/// doubling growth of `Vec::push` (room for 4 after the first item) would cost more than the items.
+pub(crate) fn push_compact<T>(list: &mut Vec<T>, item: T) {
+    if list.len() < 8 {
+        list.reserve_exact(1);
+    }
+    list.push(item);
+}
+
 /// A column known to the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Column {
@@ -73,7 +83,7 @@ impl Table {
         let position = match self.columns.iter().position(|column| column.name == name) {
             Some(position) => position,
             None => {
-                self.columns.push(Column {
+                push_compact(&mut self.columns, Column {
                     name: name.to_string(),
                     column_type: None,
                     not_null: false,
@@ -236,7 +246,7 @@ impl Catalog {
 
     pub(crate) fn add_index(&mut self, table: &TableName, index: &str) {
         let key = table.key();
-        self.learn_table(table).indexes.push(index.to_string());
+        push_compact(&mut self.learn_table(table).indexes, index.to_string());
         self.index_tables
             .insert((key.0.clone(), index.to_string()), key);
     }

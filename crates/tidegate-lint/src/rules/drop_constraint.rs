@@ -64,13 +64,10 @@ impl Rule for DropConstraint {
             }
             // The analysis names the column a dropped NOT NULL helper proved; if the column is NOT NULL now, the
             // guarantee stays.
-            let still_guaranteed = effect.column.as_deref().is_some_and(|column| {
-                context
-                    .catalog
-                    .table(&effect.table)
-                    .and_then(|table| table.column(column))
-                    .is_some_and(|column| column.not_null)
-            });
+            let still_guaranteed = effect
+                .column
+                .as_deref()
+                .is_some_and(|column| context.is_not_null(&effect.table, column));
             // A helper this migration added (a partition-bound CHECK, a NOT NULL proof) was never relied on by
             // running code; a CHECK on a table this migration attached as a partition is now held by its bound.
             let helper = effect.object.as_ref().is_some_and(|name| {
