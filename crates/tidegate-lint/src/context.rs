@@ -82,7 +82,9 @@ impl AfterFile<'_> {
     fn is_pre_existing(self, table: &TableName) -> bool {
         match self {
             AfterFile::Catalog(catalog) => catalog.origin(table).is_pre_existing(),
-            AfterFile::Answers(answers) => !answers.created_in_this_migration.contains(&table.key()),
+            AfterFile::Answers(answers) => {
+                !answers.created_in_this_migration.contains(&table.key())
+            }
         }
     }
 

@@ -1,10 +1,9 @@
 //! Running the rules: a [`Session`] lints the migrations of one directory in order, carrying the catalog.
 
 use serde::Serialize;
-use tidegate_sql::syntax::NodeEnum;
 use tidegate_sql::{
-    analyze, analyze_in_windows, analyze_sql_streaming, parse_source, AnalyzedMigration, Catalog,
-    LineIndex, MigrationSettings, ParsedSource, TableName,
+    analyze, analyze_in_windows, analyze_sql_streaming, parse_source, split_statements,
+    AnalyzedMigration, Catalog, LineIndex, MigrationSettings, ParsedSource, TableName,
 };
 
 use crate::config::{Config, RuleSetting};
@@ -18,58 +17,9 @@ use crate::Severity;
 use std::borrow::Cow;
 use tidegate_sql::TableSize;
 
-/// Files larger than this are parsed one statement at a time, keeping only the parse trees rules read, so
-/// memory follows what the rules need rather than the file size.
+/// Files larger than this are parsed one statement at a time and linted window by window, so memory follows
+/// the window, not the file size.
 pub const STREAMING_THRESHOLD_BYTES: usize = 512 * 1024;
-
-/// Whether any rule reads this kind of parse tree (everything else about a statement, its effects, kind and
-/// transaction state, survives without it). **A rule that starts matching on another node kind must add it
-/// here**; the `streaming_and_whole_file_agree` property test catches a forgotten one.
-pub fn rules_read_node(node: &NodeEnum) -> bool {
-    match node {
-        NodeEnum::UpdateStmt(_)
-        | NodeEnum::DeleteStmt(_)
-        | NodeEnum::ReindexStmt(_)
-        | NodeEnum::IndexStmt(_)
-        | NodeEnum::DropStmt(_)
-        | NodeEnum::AlterEnumStmt(_)
-        | NodeEnum::TruncateStmt(_)
-        | NodeEnum::AlterTableStmt(_)
-        | NodeEnum::CreateStmt(_)
-        | NodeEnum::ViewStmt(_)
-        | NodeEnum::VariableSetStmt(_)
-        | NodeEnum::RenameStmt(_)
-        | NodeEnum::AlterDomainStmt(_)
-        | NodeEnum::DropdbStmt(_)
-        | NodeEnum::TransactionStmt(_)
-        | NodeEnum::AlterObjectSchemaStmt(_)
-        | NodeEnum::CreateDomainStmt(_)
-        | NodeEnum::GrantStmt(_)
-        | NodeEnum::GrantRoleStmt(_)
-        | NodeEnum::CreatePolicyStmt(_)
-        | NodeEnum::AlterPolicyStmt(_)
-        | NodeEnum::AlterSystemStmt(_)
-        | NodeEnum::AlterDatabaseSetStmt(_)
-        | NodeEnum::AlterRoleSetStmt(_)
-        | NodeEnum::AlterRoleStmt(_)
-        | NodeEnum::AlterExtensionStmt(_)
-        | NodeEnum::AlterSeqStmt(_)
-        | NodeEnum::CreateSeqStmt(_)
-        | NodeEnum::CreateSchemaStmt(_)
-        | NodeEnum::CreateExtensionStmt(_)
-        | NodeEnum::CreateEnumStmt(_)
-        | NodeEnum::CompositeTypeStmt(_)
-        | NodeEnum::CreateRangeStmt(_)
-        | NodeEnum::CreateTrigStmt(_)
-        // Read for its name (a later DROP of what the same migration created is not a hazard).
-        | NodeEnum::CreateFunctionStmt(_) => true,
-        // INSERT … VALUES (seed data, dumps) is only read for its effects; INSERT … SELECT FROM is a rule's.
-        NodeEnum::InsertStmt(insert) => insert.select_stmt.as_deref().is_some_and(|select| {
-            matches!(select.node.as_ref(), Some(NodeEnum::SelectStmt(select)) if !select.from_clause.is_empty())
-        }),
-        _ => false,
-    }
-}
 
 /// A file above [`STREAMING_THRESHOLD_BYTES`] is checked in windows of at least this many statements (ending
 /// where no transaction is open): few enough that their parse trees stay small, enough that the rules run a
@@ -307,8 +257,11 @@ impl<'a> Session<'a> {
         let mut before = self.catalog.clone();
         let mut facts = FileFacts::default();
         let mut file_wide = Suppressions::default();
+        // Scanning the whole file for statement boundaries takes memory in proportion to the file: done once.
+        let ranges = split_statements(sql);
         let end = analyze_in_windows(
             sql,
+            &ranges,
             settings,
             &mut self.catalog,
             min_statements,
@@ -343,6 +296,7 @@ impl<'a> Session<'a> {
             let mut replay = std::mem::take(&mut self.catalog);
             analyze_in_windows(
                 sql,
+                &ranges,
                 settings,
                 &mut replay,
                 min_statements,

@@ -142,9 +142,11 @@ pub struct WindowedEnd {
 /// only where no transaction is open and the next statement (with its leading comments) starts on a later line
 /// than the window's last statement ends: so statements that share a transaction, and findings that share a
 /// line, always share a window. `visit` gets the window's statements (with their file-wide `index`) and, for
-/// the last window only, the comments after the last statement.
+/// the last window only, the comments after the last statement. `ranges` is `source` split by
+/// [`crate::split_statements`].
 pub fn analyze_in_windows(
     source: &str,
+    ranges: &crate::StatementRanges,
     settings: MigrationSettings,
     catalog: &mut Catalog,
     min_statements: usize,
@@ -155,7 +157,7 @@ pub fn analyze_in_windows(
     let mut window: Vec<Statement> = Vec::new();
     let mut count = 0;
     let (trailing_comments, line_index) =
-        parse_each(source, ParseMode::OneByOne, &mut |mut statement| {
+        parse_each(source, ParseMode::Split(ranges), &mut |mut statement| {
             count += 1;
             if let Some(last) = window.last() {
                 let starts = statement
@@ -1102,11 +1104,14 @@ impl Analyzer<'_> {
         let known = self.catalog.learn_table(table);
         // ADD COLUMN of a column that exists fails, or does nothing with IF NOT EXISTS: what is known stays.
         if known.column(&definition.colname).is_none() {
-            push_compact(&mut known.columns, Column {
-                name: definition.colname.clone(),
-                column_type,
-                not_null,
-            });
+            push_compact(
+                &mut known.columns,
+                Column {
+                    name: definition.colname.clone(),
+                    column_type,
+                    not_null,
+                },
+            );
         }
         for constraint in inline_constraints {
             let kind = ConstrType::try_from(constraint.contype).unwrap_or_default();

@@ -83,11 +83,14 @@ impl Table {
         let position = match self.columns.iter().position(|column| column.name == name) {
             Some(position) => position,
             None => {
-                push_compact(&mut self.columns, Column {
-                    name: name.to_string(),
-                    column_type: None,
-                    not_null: false,
-                });
+                push_compact(
+                    &mut self.columns,
+                    Column {
+                        name: name.to_string(),
+                        column_type: None,
+                        not_null: false,
+                    },
+                );
                 self.columns.len() - 1
             }
         };

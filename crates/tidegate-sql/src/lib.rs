@@ -71,8 +71,8 @@ pub use scope::RowScope;
 pub use size::TableSize;
 pub use source::{Comment, LineIndex, Position, Span};
 pub use statement::{
-    parse_source, ParsedSource, Statement, StatementKind, TableEffect, TransactionEvent,
-    TransactionState,
+    parse_source, split_statements, ParsedSource, Statement, StatementKind, StatementRanges,
+    TableEffect, TransactionEvent, TransactionState,
 };
 pub use tree::{ColumnType, TableName};
 
