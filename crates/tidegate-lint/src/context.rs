@@ -55,7 +55,7 @@ impl CatalogAnswers {
         let mut answers = Self::default();
         for table in catalog.tables() {
             if !catalog.origin(&table.name).is_pre_existing() {
-                answers.created_in_this_migration.insert(table.name.key());
+                answers.created_in_this_migration.insert(key(&table.name));
             }
             let primary_key = table.primary_key().map(Box::from);
             let not_null: Box<[Box<str>]> = table
@@ -66,7 +66,7 @@ impl CatalogAnswers {
                 .collect();
             if primary_key.is_some() || !not_null.is_empty() {
                 answers.tables.insert(
-                    table.name.key(),
+                    key(&table.name),
                     KnownTable {
                         primary_key,
                         not_null,
@@ -82,9 +82,7 @@ impl AfterFile<'_> {
     fn is_pre_existing(self, table: &TableName) -> bool {
         match self {
             AfterFile::Catalog(catalog) => catalog.origin(table).is_pre_existing(),
-            AfterFile::Answers(answers) => {
-                !answers.created_in_this_migration.contains(&table.key())
-            }
+            AfterFile::Answers(answers) => !answers.created_in_this_migration.contains(&key(table)),
         }
     }
 
@@ -96,7 +94,7 @@ impl AfterFile<'_> {
                 .map(<[String]>::to_vec),
             AfterFile::Answers(answers) => answers
                 .tables
-                .get(&table.key())
+                .get(&key(table))
                 .and_then(|known| known.primary_key.as_deref())
                 .map(<[String]>::to_vec),
         }
@@ -110,7 +108,7 @@ impl AfterFile<'_> {
                 .is_some_and(|column| column.not_null),
             AfterFile::Answers(answers) => answers
                 .tables
-                .get(&table.key())
+                .get(&key(table))
                 .is_some_and(|known| known.not_null.iter().any(|name| &**name == column)),
         }
     }
@@ -184,7 +182,17 @@ impl<'a> Context<'a> {
     }
 }
 
-type Key = (String, String);
+/// A table's key in [`FileFacts`] and [`CatalogAnswers`]: schema and name in one allocation (a huge file names
+/// tens of thousands of tables).
+type Key = Box<str>;
+
+fn key(table: &TableName) -> Key {
+    let (schema, name) = table.key();
+    let mut key = schema;
+    key.push('\0');
+    key.push_str(&name);
+    key.into_boxed_str()
+}
 
 /// What rules need to know about a whole file beyond the statements in front of them, gathered in one pass
 /// over every statement in file order ([`FileFacts::observe`]). Its size grows with the objects and tables the
@@ -196,7 +204,7 @@ pub struct FileFacts {
     /// The first statement that creates each object (by kind group and name, as a DROP names it).
     created: HashMap<(i32, String), usize>,
     /// The first statement that adds each constraint (table, constraint name).
-    constraints_added: HashMap<(Key, String), usize>,
+    constraints_added: HashMap<(Key, Box<str>), usize>,
     /// The first statement that attaches each table as a partition.
     attached: HashMap<Key, usize>,
     /// Per pre-existing table, its first schema change: statement index, effect position, line.
@@ -235,17 +243,17 @@ impl FileFacts {
             match (effect.operation, &effect.object) {
                 (Operation::AlterTable(AlterSubcommand::AddConstraint { .. }), Some(name)) => {
                     self.constraints_added
-                        .entry((effect.table.key(), name.clone()))
+                        .entry((key(&effect.table), name.as_str().into()))
                         .or_insert(index);
                 }
                 (Operation::AlterTable(AlterSubcommand::AttachedAsPartition { .. }), _) => {
-                    self.attached.entry(effect.table.key()).or_insert(index);
+                    self.attached.entry(key(&effect.table)).or_insert(index);
                 }
                 _ => {}
             }
             if effect.origin.is_pre_existing() && is_schema_change(effect) {
                 self.first_schema_change
-                    .entry(effect.table.key())
+                    .entry(key(&effect.table))
                     .or_insert((index, position, statement.span.start.line));
             }
         }
@@ -284,20 +292,20 @@ impl FileFacts {
     /// Whether a statement before `index` added constraint `name` to `table`.
     pub fn constraint_added_before(&self, index: usize, table: &TableName, name: &str) -> bool {
         self.constraints_added
-            .get(&(table.key(), name.to_string()))
+            .get(&(key(table), name.into()))
             .is_some_and(|added| *added < index)
     }
 
     /// Whether a statement before `index` attached `table` as a partition.
     pub fn attached_before(&self, index: usize, table: &TableName) -> bool {
         self.attached
-            .get(&table.key())
+            .get(&key(table))
             .is_some_and(|attached| *attached < index)
     }
 
     /// The first schema change of the file to pre-existing `table`: statement index, effect position, line.
     pub fn first_schema_change(&self, table: &TableName) -> Option<(usize, usize, usize)> {
-        self.first_schema_change.get(&table.key()).copied()
+        self.first_schema_change.get(&key(table)).copied()
     }
 
     /// Whether a statement other than transaction control or a session setting follows statement `index`.
