@@ -127,6 +127,10 @@ pub fn analyze_sql_streaming(
     }
 }
 
+/// What [`analyze_in_windows`] hands each window to: its statements, and for the last window the comments
+/// after the last statement.
+pub type WindowVisitor<'v> = dyn FnMut(&[Statement], Option<&[crate::Comment]>) + 'v;
+
 /// The end of a file analysed by [`analyze_in_windows`]: what is only known once every statement was seen.
 #[derive(Debug, Clone)]
 pub struct WindowedEnd {
@@ -150,7 +154,7 @@ pub fn analyze_in_windows(
     settings: MigrationSettings,
     catalog: &mut Catalog,
     min_statements: usize,
-    visit: &mut dyn FnMut(&[Statement], Option<&[crate::Comment]>),
+    visit: &mut WindowVisitor<'_>,
 ) -> WindowedEnd {
     catalog.begin_migration();
     let mut tracker = TransactionTracker::new(settings.framework_transaction);

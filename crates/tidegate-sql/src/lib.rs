@@ -59,7 +59,7 @@ mod tree;
 
 pub use analyze::{
     analyze, analyze_in_windows, analyze_sql, analyze_sql_streaming, AnalyzedMigration,
-    MigrationSettings, WindowedEnd,
+    MigrationSettings, WindowVisitor, WindowedEnd,
 };
 pub use catalog::{Catalog, Column, Constraint, Table, TableOrigin};
 pub use discovery::{Layout, LoadedMigration, MigrationFile, MigrationSet};
