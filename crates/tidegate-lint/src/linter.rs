@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 use tidegate_sql::{
-    analyze, analyze_in_windows, analyze_sql_streaming, parse_source, split_statements,
-    AnalyzedMigration, Catalog, LineIndex, MigrationSettings, ParsedSource, TableName,
+    analyze, analyze_in_windows, parse_source, split_statements, AnalyzedMigration, Catalog,
+    LineIndex, MigrationSettings, ParsedSource, TableName,
 };
 
 use crate::config::{Config, RuleSetting};
@@ -137,8 +137,17 @@ impl<'a> Session<'a> {
     /// Replays an earlier migration into the catalog without linting it.
     pub fn replay(&mut self, sql: &str, framework_transaction: bool) {
         if sql.len() > STREAMING_THRESHOLD_BYTES {
+            // Window by window, keeping nothing but the catalog.
             let settings = self.settings(framework_transaction);
-            analyze_sql_streaming(sql, settings, &mut self.catalog, &|_| false);
+            let ranges = split_statements(sql);
+            analyze_in_windows(
+                sql,
+                &ranges,
+                settings,
+                &mut self.catalog,
+                WINDOW_STATEMENTS,
+                &mut |_, _| {},
+            );
         } else {
             self.replay_parsed(parse_source(sql), framework_transaction);
         }

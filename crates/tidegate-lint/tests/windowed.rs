@@ -343,3 +343,29 @@ fn a_file_above_the_threshold_gives_the_same_findings_as_parsed_whole() {
         .iter()
         .any(|finding| finding.rule == RuleId::UnusedSuppression));
 }
+
+/// A huge earlier migration is replayed window by window too: the catalog after it is the one replaying it
+/// parsed whole gives, and so are the findings of the migration linted after it.
+#[test]
+fn a_huge_replayed_migration_gives_the_same_catalog_and_findings() {
+    let mut history = String::new();
+    let mut index = 0;
+    while history.len() <= tidegate_lint::STREAMING_THRESHOLD_BYTES {
+        history.push_str(&format!(
+            "CREATE TABLE t{index} (id bigint PRIMARY KEY, name varchar(20));\nALTER TABLE t{} ADD COLUMN c int NOT NULL DEFAULT 0;\nCREATE INDEX i{index} ON t{index} (name);\n",
+            index / 2
+        ));
+        index += 1;
+    }
+    let next = "ALTER TABLE t3 ALTER COLUMN name TYPE varchar(50);\nALTER TABLE t4 ALTER COLUMN c TYPE bigint;\nDROP INDEX i5;\nUPDATE t6 SET c = 1;\n";
+    let config = config(17);
+    let mut windowed = Session::new(&config, None);
+    windowed.replay(&history, false);
+    let mut whole = Session::new(&config, None);
+    whole.replay_parsed(parse_source(&history), false);
+    assert_eq!(tables(windowed.catalog()), tables(whole.catalog()));
+    assert_eq!(
+        windowed.lint("next.sql", next, false).findings,
+        whole.lint("next.sql", next, false).findings
+    );
+}
