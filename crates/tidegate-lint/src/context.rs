@@ -1,28 +1,165 @@
 //! What a rule sees (one analysed migration, the catalog, the target version) and what it reports.
 
+use std::collections::HashMap;
 use tidegate_sql::syntax::NodeEnum;
+
 use tidegate_sql::{
-    AnalyzedMigration, Catalog, PgVersion, Statement, TableEffect, TableName, TransactionState,
+    AlterSubcommand, Catalog, Operation, PgVersion, Statement, StatementKind, TableEffect,
+    TableName, TransactionState,
 };
 
 use crate::Severity;
 
 /// The input of every rule.
+///
+/// Rules run over a whole file at once, or (for huge files, see `Session::lint_each`) over one window of it at
+/// a time: [`Context::statements`] is then the window, which never splits a transaction. Everything a rule
+/// needs from the rest of the file (what came before, what comes after, the catalog after the whole file)
+/// comes from [`FileFacts`], computed from every statement of the file either way, so a rule gives the same
+/// findings on both paths. **A rule reads other statements only through `same_transaction` pairs inside
+/// [`Context::statements`], or through `facts`**; `tests/windowed.rs` checks both paths agree.
 pub struct Context<'a> {
-    pub migration: &'a AnalyzedMigration,
-    /// The catalog after replaying this migration (tables created or altered by it included).
-    pub catalog: &'a Catalog,
+    /// The statements being checked: the whole file, or one window of it.
+    statements: &'a [Statement],
+    pub facts: &'a FileFacts,
+    /// The catalog after replaying the whole migration (tables created or altered by it included).
+    catalog: AfterFile<'a>,
     pub pg_version: PgVersion,
 }
 
+/// What rules ask of the catalog after the whole file: the catalog itself, or (window by window, while the
+/// catalog is being replayed again) the answers taken from it before.
+#[derive(Clone, Copy)]
+pub enum AfterFile<'a> {
+    Catalog(&'a Catalog),
+    Answers(&'a CatalogAnswers),
+}
+
+/// The catalog's answers to the questions rules ask, per table, taken from the catalog after a file: a
+/// fraction of the catalog's size, so a huge file is replayed a second time without two catalogs in memory.
+#[derive(Debug, Default)]
+pub struct CatalogAnswers {
+    created_in_this_migration: std::collections::HashSet<Key>,
+    /// Tables with a known primary key or NOT NULL columns.
+    tables: HashMap<Key, KnownTable>,
+}
+
+#[derive(Debug)]
+struct KnownTable {
+    primary_key: Option<Box<[String]>>,
+    not_null: Box<[Box<str>]>,
+}
+
+impl CatalogAnswers {
+    pub fn of(catalog: &Catalog) -> Self {
+        let mut answers = Self::default();
+        for table in catalog.tables() {
+            if !catalog.origin(&table.name).is_pre_existing() {
+                answers.created_in_this_migration.insert(key(&table.name));
+            }
+            let primary_key = table.primary_key().map(Box::from);
+            let not_null: Box<[Box<str>]> = table
+                .columns
+                .iter()
+                .filter(|column| column.not_null)
+                .map(|column| column.name.as_str().into())
+                .collect();
+            if primary_key.is_some() || !not_null.is_empty() {
+                answers.tables.insert(
+                    key(&table.name),
+                    KnownTable {
+                        primary_key,
+                        not_null,
+                    },
+                );
+            }
+        }
+        answers
+    }
+}
+
+impl AfterFile<'_> {
+    fn is_pre_existing(self, table: &TableName) -> bool {
+        match self {
+            AfterFile::Catalog(catalog) => catalog.origin(table).is_pre_existing(),
+            AfterFile::Answers(answers) => !answers.created_in_this_migration.contains(&key(table)),
+        }
+    }
+
+    fn primary_key(self, table: &TableName) -> Option<Vec<String>> {
+        match self {
+            AfterFile::Catalog(catalog) => catalog
+                .table(table)
+                .and_then(|known| known.primary_key())
+                .map(<[String]>::to_vec),
+            AfterFile::Answers(answers) => answers
+                .tables
+                .get(&key(table))
+                .and_then(|known| known.primary_key.as_deref())
+                .map(<[String]>::to_vec),
+        }
+    }
+
+    fn is_not_null(self, table: &TableName, column: &str) -> bool {
+        match self {
+            AfterFile::Catalog(catalog) => catalog
+                .table(table)
+                .and_then(|known| known.column(column))
+                .is_some_and(|column| column.not_null),
+            AfterFile::Answers(answers) => answers
+                .tables
+                .get(&key(table))
+                .is_some_and(|known| known.not_null.iter().any(|name| &**name == column)),
+        }
+    }
+}
+
 impl<'a> Context<'a> {
+    pub fn new(
+        statements: &'a [Statement],
+        facts: &'a FileFacts,
+        catalog: AfterFile<'a>,
+        pg_version: PgVersion,
+    ) -> Self {
+        Self {
+            statements,
+            facts,
+            catalog,
+            pg_version,
+        }
+    }
+
+    /// The statements being checked (the whole file or one window of it; `index` is always the file-wide
+    /// position).
     pub fn statements(&self) -> &'a [Statement] {
-        self.migration.statements()
+        self.statements
+    }
+
+    /// The statements after `statement` in [`Context::statements`]: every later statement of its transaction
+    /// is among them.
+    pub fn after(&self, statement: &Statement) -> &'a [Statement] {
+        let first = self.statements.first().map_or(0, |first| first.index);
+        self.statements
+            .get(statement.index.saturating_sub(first) + 1..)
+            .unwrap_or_default()
+    }
+
+    /// The statement with the file-wide `index`, if it is among [`Context::statements`].
+    pub fn statement(&self, index: usize) -> Option<&'a Statement> {
+        let first = self.statements.first()?.index;
+        self.statements
+            .get(index.checked_sub(first)?)
+            .filter(|statement| statement.index == index)
     }
 
     /// Whether `table` existed before this migration (a table this migration created reaches no running code).
     pub fn is_pre_existing(&self, table: &TableName) -> bool {
-        self.catalog.origin(table).is_pre_existing()
+        self.catalog.is_pre_existing(table)
+    }
+
+    /// Whether the catalog after the file knows `table.column` as NOT NULL.
+    pub fn is_not_null(&self, table: &TableName, column: &str) -> bool {
+        self.catalog.is_not_null(table, column)
     }
 
     /// Each statement with its effects on tables that existed before this migration.
@@ -40,11 +177,177 @@ impl<'a> Context<'a> {
     /// framework uses).
     pub fn key_columns(&self, table: &TableName) -> Vec<String> {
         self.catalog
-            .table(table)
-            .and_then(|known| known.primary_key())
-            .map(<[String]>::to_vec)
+            .primary_key(table)
             .unwrap_or_else(|| vec!["id".to_string()])
     }
+}
+
+/// A table's key in [`FileFacts`] and [`CatalogAnswers`]: schema and name in one allocation (a huge file names
+/// tens of thousands of tables).
+type Key = Box<str>;
+
+fn key(table: &TableName) -> Key {
+    let (schema, name) = table.key();
+    let mut key = schema;
+    key.push('\0');
+    key.push_str(&name);
+    key.into_boxed_str()
+}
+
+/// What rules need to know about a whole file beyond the statements in front of them, gathered in one pass
+/// over every statement in file order ([`FileFacts::observe`]). Its size grows with the objects and tables the
+/// file names, not with its statements, so a huge file is checked window by window with these facts beside it.
+#[derive(Debug, Default)]
+pub struct FileFacts {
+    /// Index of a `BEGIN` never committed by the end of the file.
+    pub unclosed_begin: Option<usize>,
+    /// The first statement that creates each object (by kind group and name, as a DROP names it).
+    created: HashMap<(i32, String), usize>,
+    /// The first statement that adds each constraint (table, constraint name).
+    constraints_added: HashMap<(Key, Box<str>), usize>,
+    /// The first statement that attaches each table as a partition.
+    attached: HashMap<Key, usize>,
+    /// Per pre-existing table, its first schema change: statement index, effect position, line.
+    first_schema_change: HashMap<Key, (usize, usize, usize)>,
+    /// The last statement that is neither transaction control nor a session setting.
+    last_substantive: Option<usize>,
+    lock_timeout: SettingTracker,
+    statement_timeout: SettingTracker,
+    /// The first statement that takes a write-blocking lock on a pre-existing table with no lock_timeout set.
+    pub first_without_lock_timeout: Option<usize>,
+    /// The first statement that rewrites or scans a pre-existing table under a write-blocking lock with no
+    /// statement_timeout set.
+    pub first_without_statement_timeout: Option<usize>,
+}
+
+impl FileFacts {
+    /// The facts of a whole file whose statements are all at hand.
+    pub fn of(statements: &[Statement], unclosed_begin: Option<usize>) -> Self {
+        let mut facts = Self::default();
+        for statement in statements {
+            facts.observe(statement);
+        }
+        facts.unclosed_begin = unclosed_begin;
+        facts
+    }
+
+    /// Takes in the next statement of the file (in order, with its parse tree).
+    pub fn observe(&mut self, statement: &Statement) {
+        let index = statement.index;
+        if let Some((kind, name)) = created_object(statement) {
+            self.created
+                .entry((kind_group(kind), name))
+                .or_insert(index);
+        }
+        for (position, effect) in statement.effects.iter().enumerate() {
+            match (effect.operation, &effect.object) {
+                (Operation::AlterTable(AlterSubcommand::AddConstraint { .. }), Some(name)) => {
+                    self.constraints_added
+                        .entry((key(&effect.table), name.as_str().into()))
+                        .or_insert(index);
+                }
+                (Operation::AlterTable(AlterSubcommand::AttachedAsPartition { .. }), _) => {
+                    self.attached.entry(key(&effect.table)).or_insert(index);
+                }
+                _ => {}
+            }
+            if effect.origin.is_pre_existing() && is_schema_change(effect) {
+                self.first_schema_change
+                    .entry(key(&effect.table))
+                    .or_insert((index, position, statement.span.start.line));
+            }
+        }
+        if !matches!(
+            statement.kind,
+            StatementKind::TransactionControl | StatementKind::Session
+        ) {
+            self.last_substantive = Some(index);
+        }
+        if !self.lock_timeout.step(statement, "lock_timeout")
+            && self.first_without_lock_timeout.is_none()
+            && without_lock_timeout(statement).is_some()
+        {
+            self.first_without_lock_timeout = Some(index);
+        }
+        if !self.statement_timeout.step(statement, "statement_timeout")
+            && self.first_without_statement_timeout.is_none()
+            && without_statement_timeout(statement).is_some()
+        {
+            self.first_without_statement_timeout = Some(index);
+        }
+    }
+
+    /// Whether a statement before `index` created `name` as an object of `kind`.
+    pub fn created_before(
+        &self,
+        index: usize,
+        kind: tidegate_sql::syntax::protobuf::ObjectType,
+        name: &str,
+    ) -> bool {
+        self.created
+            .get(&(kind_group(kind), name.to_string()))
+            .is_some_and(|created| *created < index)
+    }
+
+    /// Whether a statement before `index` added constraint `name` to `table`.
+    pub fn constraint_added_before(&self, index: usize, table: &TableName, name: &str) -> bool {
+        self.constraints_added
+            .get(&(key(table), name.into()))
+            .is_some_and(|added| *added < index)
+    }
+
+    /// Whether a statement before `index` attached `table` as a partition.
+    pub fn attached_before(&self, index: usize, table: &TableName) -> bool {
+        self.attached
+            .get(&key(table))
+            .is_some_and(|attached| *attached < index)
+    }
+
+    /// The first schema change of the file to pre-existing `table`: statement index, effect position, line.
+    pub fn first_schema_change(&self, table: &TableName) -> Option<(usize, usize, usize)> {
+        self.first_schema_change.get(&key(table)).copied()
+    }
+
+    /// Whether a statement other than transaction control or a session setting follows statement `index`.
+    pub fn substantive_after(&self, index: usize) -> bool {
+        self.last_substantive.is_some_and(|last| last > index)
+    }
+}
+
+/// Whether an effect changes the schema (anything but reading, writing rows, locking, ANALYZE, plain VACUUM,
+/// or being referenced by a foreign key).
+pub fn is_schema_change(effect: &TableEffect) -> bool {
+    !matches!(
+        effect.operation,
+        Operation::Select
+            | Operation::Insert
+            | Operation::Update
+            | Operation::Delete
+            | Operation::Merge
+            | Operation::CopyFrom
+            | Operation::LockTable(_)
+            | Operation::Analyze
+            | Operation::Vacuum { full: false }
+            | Operation::ForeignKeyReferenced { .. }
+    )
+}
+
+/// The effect that makes `statement` need a lock_timeout: a write-blocking lock on a pre-existing table.
+pub fn without_lock_timeout(statement: &Statement) -> Option<&TableEffect> {
+    statement
+        .effects
+        .iter()
+        .find(|effect| effect.origin.is_pre_existing() && effect.lock.blocks_writes())
+}
+
+/// The effect that makes `statement` need a statement_timeout: a rewrite or scan of a pre-existing table under
+/// a write-blocking lock.
+pub fn without_statement_timeout(statement: &Statement) -> Option<&TableEffect> {
+    statement.effects.iter().find(|effect| {
+        effect.origin.is_pre_existing()
+            && effect.lock.blocks_writes()
+            && (effect.rewrite || effect.scan)
+    })
 }
 
 /// One problem a rule found in one statement.
@@ -171,28 +474,32 @@ pub fn added_column<'s>(
         })
 }
 
-/// For each statement, whether the session setting `name` (`lock_timeout`, `statement_timeout`) is set to a
-/// non-zero value when the statement runs. Follows `SET`, `SET LOCAL` (until the transaction ends), `RESET`
-/// and `SET … TO DEFAULT`.
-pub fn setting_in_effect(statements: &[Statement], name: &str) -> Vec<bool> {
-    use tidegate_sql::syntax::protobuf::VariableSetKind;
-    let mut session = false;
-    let mut local: Option<Option<u32>> = None;
-    let mut in_effect = Vec::with_capacity(statements.len());
-    for statement in statements {
-        if let Some(Some(transaction)) = local {
+/// Whether the session setting `name` (`lock_timeout`, `statement_timeout`) is set to a non-zero value when each
+/// statement runs, one statement at a time in file order. Follows `SET`, `SET LOCAL` (until the transaction
+/// ends), `RESET` and `SET … TO DEFAULT`.
+#[derive(Debug, Default)]
+pub struct SettingTracker {
+    session: bool,
+    local: Option<Option<u32>>,
+}
+
+impl SettingTracker {
+    /// Whether the setting is in effect for `statement`; then takes in what `statement` does to it.
+    pub fn step(&mut self, statement: &Statement, name: &str) -> bool {
+        use tidegate_sql::syntax::protobuf::VariableSetKind;
+        if let Some(Some(transaction)) = self.local {
             if statement.transaction.id() != Some(transaction) {
-                local = None;
+                self.local = None;
             }
         }
-        in_effect.push(session || local.is_some());
+        let in_effect = self.session || self.local.is_some();
         let Some(NodeEnum::VariableSetStmt(set)) = statement.node.as_deref() else {
-            continue;
+            return in_effect;
         };
         let applies = set.name.eq_ignore_ascii_case(name)
             || (set.kind == VariableSetKind::VarResetAll as i32);
         if !applies {
-            continue;
+            return in_effect;
         }
         let enabled = set.kind == VariableSetKind::VarSetValue as i32
             && set.args.first().is_some_and(|arg| {
@@ -206,15 +513,15 @@ pub fn setting_in_effect(statements: &[Statement], name: &str) -> Vec<bool> {
                 !zero
             });
         if set.is_local {
-            local = enabled.then_some(statement.transaction.id());
+            self.local = enabled.then_some(statement.transaction.id());
         } else {
-            session = enabled;
+            self.session = enabled;
             if !enabled {
-                local = None;
+                self.local = None;
             }
         }
+        in_effect
     }
-    in_effect
 }
 
 /// The column definitions a statement introduces: CREATE TABLE columns, ADD COLUMN and ALTER COLUMN TYPE.
@@ -296,7 +603,6 @@ pub fn dropped_objects<'s>(
     String,
 )> {
     use tidegate_sql::syntax::protobuf::ObjectType;
-    let created = CreatedObjects::of(context);
     let mut dropped = Vec::new();
     for statement in context.statements() {
         let Some(NodeEnum::DropStmt(drop)) = statement.node.as_deref() else {
@@ -308,44 +614,12 @@ pub fn dropped_objects<'s>(
         }
         for object in &drop.objects {
             let name = object_name(object);
-            if !created.before(statement.index, kind, &name) {
+            if !context.facts.created_before(statement.index, kind, &name) {
                 dropped.push((statement, kind, name));
             }
         }
     }
     dropped
-}
-
-/// The objects the statements of a migration create, by kind and name, with the first statement that created
-/// each: one pass, so asking about every DROP of a large file stays linear.
-pub struct CreatedObjects {
-    first: std::collections::HashMap<(i32, String), usize>,
-}
-
-impl CreatedObjects {
-    pub fn of(context: &Context<'_>) -> Self {
-        let mut first = std::collections::HashMap::new();
-        for statement in context.statements() {
-            if let Some((kind, name)) = created_object(statement) {
-                first
-                    .entry((kind_group(kind), name))
-                    .or_insert(statement.index);
-            }
-        }
-        Self { first }
-    }
-
-    /// Whether a statement before `index` created `name` as an object of `kind`.
-    pub fn before(
-        &self,
-        index: usize,
-        kind: tidegate_sql::syntax::protobuf::ObjectType,
-        name: &str,
-    ) -> bool {
-        self.first
-            .get(&(kind_group(kind), name.to_string()))
-            .is_some_and(|created| *created < index)
-    }
 }
 
 /// Kinds a DROP may name interchangeably: `DROP ROUTINE` drops a function or a procedure, `DROP TYPE` a domain.

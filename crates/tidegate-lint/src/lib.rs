@@ -49,7 +49,7 @@ mod suppression;
 
 pub use config::{check_version, Config, ConfigError, RuleSetting};
 pub use context::{Context, Violation};
-pub use linter::{rules_read_node, FileReport, Finding, Session, STREAMING_THRESHOLD_BYTES};
+pub use linter::{FileReport, Finding, Session, STREAMING_THRESHOLD_BYTES, WINDOW_STATEMENTS};
 pub use registry::{
     find_rule, registry, rule, rules_index_markdown, suggest_rule, Rule, RuleDoc, RuleId,
 };

@@ -1,74 +1,42 @@
 //! Running the rules: a [`Session`] lints the migrations of one directory in order, carrying the catalog.
 
 use serde::Serialize;
-use tidegate_sql::syntax::NodeEnum;
 use tidegate_sql::{
-    analyze, analyze_sql_streaming, parse_source, AnalyzedMigration, Catalog, MigrationSettings,
-    ParsedSource, TableName,
+    analyze, analyze_in_windows, parse_source, split_statements, AnalyzedMigration, Catalog,
+    LineIndex, MigrationSettings, ParsedSource, TableName,
 };
 
 use crate::config::{Config, RuleSetting};
-use crate::context::{Context, Violation};
+use crate::context::{AfterFile, CatalogAnswers, Context, FileFacts, Violation};
 use crate::registry::{registry, rule, RuleId};
 use crate::rules::invalid_suppression::InvalidSuppression;
 use crate::rules::unused_suppression::UnusedSuppression;
 use crate::stats::TableStats;
-use crate::suppression::Suppressions;
+use crate::suppression::{Directive, Suppressions};
 use crate::Severity;
 use std::borrow::Cow;
 use tidegate_sql::TableSize;
 
-/// Files larger than this are parsed one statement at a time, keeping only the parse trees rules read, so
-/// memory follows what the rules need rather than the file size.
+/// Files larger than this are parsed one statement at a time and linted window by window, so memory follows
+/// the window, not the file size.
 pub const STREAMING_THRESHOLD_BYTES: usize = 512 * 1024;
 
-/// Whether any rule reads this kind of parse tree (everything else about a statement, its effects, kind and
-/// transaction state, survives without it). **A rule that starts matching on another node kind must add it
-/// here**; the `streaming_and_whole_file_agree` property test catches a forgotten one.
-pub fn rules_read_node(node: &NodeEnum) -> bool {
-    match node {
-        NodeEnum::UpdateStmt(_)
-        | NodeEnum::DeleteStmt(_)
-        | NodeEnum::ReindexStmt(_)
-        | NodeEnum::IndexStmt(_)
-        | NodeEnum::DropStmt(_)
-        | NodeEnum::AlterEnumStmt(_)
-        | NodeEnum::TruncateStmt(_)
-        | NodeEnum::AlterTableStmt(_)
-        | NodeEnum::CreateStmt(_)
-        | NodeEnum::ViewStmt(_)
-        | NodeEnum::VariableSetStmt(_)
-        | NodeEnum::RenameStmt(_)
-        | NodeEnum::AlterDomainStmt(_)
-        | NodeEnum::DropdbStmt(_)
-        | NodeEnum::TransactionStmt(_)
-        | NodeEnum::AlterObjectSchemaStmt(_)
-        | NodeEnum::CreateDomainStmt(_)
-        | NodeEnum::GrantStmt(_)
-        | NodeEnum::GrantRoleStmt(_)
-        | NodeEnum::CreatePolicyStmt(_)
-        | NodeEnum::AlterPolicyStmt(_)
-        | NodeEnum::AlterSystemStmt(_)
-        | NodeEnum::AlterDatabaseSetStmt(_)
-        | NodeEnum::AlterRoleSetStmt(_)
-        | NodeEnum::AlterRoleStmt(_)
-        | NodeEnum::AlterExtensionStmt(_)
-        | NodeEnum::AlterSeqStmt(_)
-        | NodeEnum::CreateSeqStmt(_)
-        | NodeEnum::CreateSchemaStmt(_)
-        | NodeEnum::CreateExtensionStmt(_)
-        | NodeEnum::CreateEnumStmt(_)
-        | NodeEnum::CompositeTypeStmt(_)
-        | NodeEnum::CreateRangeStmt(_)
-        | NodeEnum::CreateTrigStmt(_)
-        // Read for its name (a later DROP of what the same migration created is not a hazard).
-        | NodeEnum::CreateFunctionStmt(_) => true,
-        // INSERT … VALUES (seed data, dumps) is only read for its effects; INSERT … SELECT FROM is a rule's.
-        NodeEnum::InsertStmt(insert) => insert.select_stmt.as_deref().is_some_and(|select| {
-            matches!(select.node.as_ref(), Some(NodeEnum::SelectStmt(select)) if !select.from_clause.is_empty())
-        }),
-        _ => false,
-    }
+/// A file above [`STREAMING_THRESHOLD_BYTES`] is checked in windows of at least this many statements (ending
+/// where no transaction is open): few enough that their parse trees stay small, enough that the rules run a
+/// few thousand times rather than once per statement.
+pub const WINDOW_STATEMENTS: usize = 256;
+
+/// What [`Session::check_part`] checks: a whole file, or one window of it.
+struct Part<'p> {
+    statements: &'p [tidegate_sql::Statement],
+    line_index: &'p LineIndex,
+    facts: &'p FileFacts,
+    /// The directives in this part's comments (in a window: without its `ignore-file` ones).
+    suppressions: &'p Suppressions,
+    /// In a window: the file's `ignore-file` directives, and those of them in this window's comments.
+    file_wide: Option<(&'p Suppressions, &'p [Directive])>,
+    /// In a window: the catalog's answers after the file (the session's catalog is then being replayed).
+    catalog: Option<AfterFile<'p>>,
 }
 
 /// One finding, with everything every output format needs. Positions are 1-based; `end_*` is inclusive.
@@ -169,8 +137,17 @@ impl<'a> Session<'a> {
     /// Replays an earlier migration into the catalog without linting it.
     pub fn replay(&mut self, sql: &str, framework_transaction: bool) {
         if sql.len() > STREAMING_THRESHOLD_BYTES {
+            // Window by window, keeping nothing but the catalog.
             let settings = self.settings(framework_transaction);
-            analyze_sql_streaming(sql, settings, &mut self.catalog, &|_| false);
+            let ranges = split_statements(sql);
+            analyze_in_windows(
+                sql,
+                &ranges,
+                settings,
+                &mut self.catalog,
+                WINDOW_STATEMENTS,
+                &mut |_, _| {},
+            );
         } else {
             self.replay_parsed(parse_source(sql), framework_transaction);
         }
@@ -191,19 +168,36 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Lints one migration parsing it one statement at a time and keeping only the parse trees rules read.
+    /// Lints one migration window by window ([`Session::lint_each`] on a file above the threshold).
     pub fn lint_streaming(
         &mut self,
         path: &str,
         sql: &str,
         framework_transaction: bool,
     ) -> FileReport {
-        let settings = self.settings(framework_transaction);
-        let migration = analyze_sql_streaming(sql, settings, &mut self.catalog, &rules_read_node);
-        let findings = self.check(path, sql, &migration);
+        self.lint_windowed(path, sql, framework_transaction, WINDOW_STATEMENTS)
+    }
+
+    /// Lints one migration window by window, windows of at least `min_statements` statements (tests use 1 to
+    /// cut as many windows as the file allows). Gives exactly the findings of [`Session::lint_parsed`].
+    pub fn lint_windowed(
+        &mut self,
+        path: &str,
+        sql: &str,
+        framework_transaction: bool,
+        min_statements: usize,
+    ) -> FileReport {
+        let mut findings = Vec::new();
+        let statements = self.lint_windowed_each(
+            path,
+            sql,
+            framework_transaction,
+            min_statements,
+            &mut |finding| findings.push(finding),
+        );
         FileReport {
             path: path.to_string(),
-            statements: migration.statements().len(),
+            statements,
             findings,
         }
     }
@@ -229,8 +223,110 @@ impl<'a> Session<'a> {
 
     fn check(&self, path: &str, sql: &str, migration: &AnalyzedMigration) -> Vec<Finding> {
         let mut findings = Vec::new();
-        self.check_each(path, sql, migration, &mut |finding| findings.push(finding));
+        self.check_whole(path, sql, migration, &mut |finding| findings.push(finding));
         findings
+    }
+
+    /// Checks a whole analysed file at once.
+    fn check_whole(
+        &self,
+        path: &str,
+        sql: &str,
+        migration: &AnalyzedMigration,
+        sink: &mut dyn FnMut(Finding),
+    ) {
+        let facts = FileFacts::of(migration.statements(), migration.unclosed_begin);
+        let suppressions = Suppressions::collect(&migration.parsed);
+        let part = Part {
+            statements: migration.statements(),
+            line_index: &migration.parsed.line_index,
+            facts: &facts,
+            suppressions: &suppressions,
+            file_wide: None,
+            catalog: None,
+        };
+        self.check_part(path, sql, &part, sink);
+    }
+
+    /// Lints a file window by window (see [`tidegate_sql::analyze_in_windows`]): only one window's statements and
+    /// parse trees, and its findings, exist at a time. A first pass over the file gathers what rules need from
+    /// the whole of it ([`FileFacts`], the catalog after it, its `tidegate:ignore-file` directives) and keeps no
+    /// statement; the second parses it again and checks each window. When the file has `ignore-file`
+    /// directives, whether each silences anything is only known at the end, yet an unused one is reported at
+    /// its line: the windows are then checked twice, the first time only to learn that.
+    fn lint_windowed_each(
+        &mut self,
+        path: &str,
+        sql: &str,
+        framework_transaction: bool,
+        min_statements: usize,
+        sink: &mut dyn FnMut(Finding),
+    ) -> usize {
+        let settings = self.settings(framework_transaction);
+        let mut before = self.catalog.clone();
+        let mut facts = FileFacts::default();
+        let mut file_wide = Suppressions::default();
+        // Scanning the whole file for statement boundaries takes memory in proportion to the file: done once.
+        let ranges = split_statements(sql);
+        let end = analyze_in_windows(
+            sql,
+            &ranges,
+            settings,
+            &mut self.catalog,
+            min_statements,
+            &mut |statements, trailing| {
+                for statement in statements {
+                    facts.observe(statement);
+                }
+                let mut window =
+                    Suppressions::collect_from(statements, trailing.unwrap_or_default());
+                file_wide.extend(window.take_file_wide());
+            },
+        );
+        facts.unclosed_begin = end.unclosed_begin;
+        // The rules' questions to the catalog after the file are answered before it is replayed again, so two
+        // catalogs never exist at once (beyond `before`, the catalog of the earlier migrations).
+        let answers = CatalogAnswers::of(&self.catalog);
+        let line_index = LineIndex::new(sql);
+        let rehearsals = usize::from(!file_wide.is_empty());
+        for pass in 0..=rehearsals {
+            let mut discard = |_: Finding| {};
+            let out: &mut dyn FnMut(Finding) = if pass == rehearsals {
+                &mut *sink
+            } else {
+                &mut discard
+            };
+            // The last pass replays into the session's catalog, which ends as it was after the first pass.
+            self.catalog = if pass == rehearsals {
+                std::mem::take(&mut before)
+            } else {
+                before.clone()
+            };
+            let mut replay = std::mem::take(&mut self.catalog);
+            analyze_in_windows(
+                sql,
+                &ranges,
+                settings,
+                &mut replay,
+                min_statements,
+                &mut |statements, trailing| {
+                    let mut suppressions =
+                        Suppressions::collect_from(statements, trailing.unwrap_or_default());
+                    let own_file_wide = suppressions.take_file_wide();
+                    let part = Part {
+                        statements,
+                        line_index: &line_index,
+                        facts: &facts,
+                        suppressions: &suppressions,
+                        file_wide: Some((&file_wide, &own_file_wide)),
+                        catalog: Some(AfterFile::Answers(&answers)),
+                    };
+                    self.check_part(path, sql, &part, out);
+                },
+            );
+            self.catalog = replay;
+        }
+        end.statements
     }
 
     /// Lints one migration's SQL like [`Session::lint`], handing each finding to `sink` in file order instead
@@ -244,33 +340,43 @@ impl<'a> Session<'a> {
         framework_transaction: bool,
         sink: &mut dyn FnMut(Finding),
     ) -> usize {
-        let settings = self.settings(framework_transaction);
-        let migration = match parsed {
-            Some(parsed) => analyze(parsed, settings, &mut self.catalog),
+        let parsed = match parsed {
+            Some(parsed) => parsed,
             None if sql.len() > STREAMING_THRESHOLD_BYTES => {
-                analyze_sql_streaming(sql, settings, &mut self.catalog, &rules_read_node)
+                return self.lint_windowed_each(
+                    path,
+                    sql,
+                    framework_transaction,
+                    WINDOW_STATEMENTS,
+                    sink,
+                )
             }
-            None => analyze(parse_source(sql), settings, &mut self.catalog),
+            None => parse_source(sql),
         };
-        self.check_each(path, sql, &migration, sink);
+        let settings = self.settings(framework_transaction);
+        let migration = analyze(parsed, settings, &mut self.catalog);
+        self.check_whole(path, sql, &migration, sink);
         migration.statements().len()
     }
 
-    /// The findings of `migration`, in file order. Until they are sorted they hold no path and no snippet:
-    /// those are filled in one finding at a time as each goes to `sink`.
-    fn check_each(
-        &self,
-        path: &str,
-        sql: &str,
-        migration: &AnalyzedMigration,
-        sink: &mut dyn FnMut(Finding),
-    ) {
-        let context = Context {
-            migration,
-            catalog: &self.catalog,
-            pg_version: self.config.pg_version,
+    /// The findings of one part of a file (all of it, or one window), in file order. Until they are sorted
+    /// they hold no path and no snippet: those are filled in one finding at a time as each goes to `sink`.
+    fn check_part(&self, path: &str, sql: &str, part: &Part<'_>, sink: &mut dyn FnMut(Finding)) {
+        let context = Context::new(
+            part.statements,
+            part.facts,
+            part.catalog.unwrap_or(AfterFile::Catalog(&self.catalog)),
+            self.config.pg_version,
+        );
+        let suppressions = part.suppressions;
+        // Both lists are asked (no short-circuit): each directive records that it silenced something.
+        let is_suppressed = |rule: RuleId, statement: usize| {
+            let here = suppressions.is_suppressed(rule, statement);
+            let file_wide = part
+                .file_wide
+                .is_some_and(|(file_wide, _)| file_wide.is_suppressed(rule, statement));
+            here || file_wide
         };
-        let suppressions = Suppressions::collect(&migration.parsed);
         let mut findings = Vec::new();
         let mut violations = Vec::new();
         for rule in registry() {
@@ -281,7 +387,7 @@ impl<'a> Session<'a> {
             violations.clear();
             rule.check(&context, &mut violations);
             for violation in violations.drain(..) {
-                if suppressions.is_suppressed(doc.id, violation.statement) {
+                if is_suppressed(doc.id, violation.statement) {
                     continue;
                 }
                 // An explicit severity in the configuration wins; otherwise a rule may raise or lower its own.
@@ -291,11 +397,19 @@ impl<'a> Session<'a> {
                 };
                 let (severity, size_note) =
                     self.adjust_for_size(doc.size_sensitive, severity, violation.table.as_ref());
-                findings.push(self.finding(doc.id, severity, sql, migration, violation, size_note));
+                findings.push(self.finding(
+                    doc.id,
+                    severity,
+                    sql,
+                    &context,
+                    part.line_index,
+                    violation,
+                    size_note,
+                ));
             }
         }
         if let Some(severity) = self.config.severity_of(&InvalidSuppression::DOC) {
-            let line_index = &migration.parsed.line_index;
+            let line_index = part.line_index;
             for (line, message) in &suppressions.problems {
                 let text = line_index.line_text(sql, *line);
                 findings.push(Finding {
@@ -320,8 +434,14 @@ impl<'a> Session<'a> {
             }
         }
         if let Some(severity) = self.config.severity_of(&UnusedSuppression::DOC) {
-            let line_index = &migration.parsed.line_index;
-            for directive in suppressions.unused() {
+            let line_index = part.line_index;
+            // In a window, this window's own `ignore-file` directives are reported here, by what they did
+            // anywhere in the file.
+            let own_file_wide = part.file_wide.into_iter().flat_map(|(file_wide, own)| {
+                own.iter()
+                    .filter(|directive| !file_wide.used(directive.line, directive.rule))
+            });
+            for directive in suppressions.unused().chain(own_file_wide) {
                 // A rule the configuration turns off finds nothing to silence here, but may elsewhere (another
                 // environment's tidegate.toml): that is not an unused suppression.
                 if self
@@ -368,7 +488,7 @@ impl<'a> Session<'a> {
         findings.sort_by(|a, b| {
             (a.line, a.column, b.severity, a.rule).cmp(&(b.line, b.column, a.severity, b.rule))
         });
-        let line_index = &migration.parsed.line_index;
+        let line_index = part.line_index;
         for mut finding in findings {
             finding.path = path.to_string();
             if finding.snippet.is_empty() {
@@ -409,13 +529,16 @@ impl<'a> Session<'a> {
         rule: RuleId,
         severity: Severity,
         sql: &str,
-        migration: &AnalyzedMigration,
+        context: &Context<'_>,
+        line_index: &LineIndex,
         violation: Violation,
         size_note: Option<String>,
     ) -> Finding {
-        let statement = &migration.statements()[violation.statement];
+        // A rule reports on a statement in front of it.
+        let statement = context
+            .statement(violation.statement)
+            .expect("a violation names a statement of its context");
         let span = &statement.span;
-        let line_index = &migration.parsed.line_index;
         let pinpoint = violation
             .offset
             .filter(|offset| span.bytes.contains(offset) && sql.is_char_boundary(*offset));

@@ -6,7 +6,7 @@
 
 use std::cell::Cell;
 
-use tidegate_sql::{Comment, ParsedSource};
+use tidegate_sql::{Comment, ParsedSource, Statement};
 
 use crate::registry::{suggest_rule, RuleId};
 
@@ -31,16 +31,48 @@ pub struct Suppressions {
 
 impl Suppressions {
     pub fn collect(parsed: &ParsedSource) -> Suppressions {
+        Self::collect_from(&parsed.statements, &parsed.trailing_comments)
+    }
+
+    /// The directives in the comments before `statements` and in `trailing` (the comments after the last
+    /// statement of the file, when `statements` end it).
+    pub fn collect_from(statements: &[Statement], trailing: &[Comment]) -> Suppressions {
         let mut suppressions = Suppressions::default();
-        for statement in &parsed.statements {
+        for statement in statements {
             for comment in &statement.leading_comments {
                 suppressions.read(comment, Some(statement.index));
             }
         }
-        for comment in &parsed.trailing_comments {
+        for comment in trailing {
             suppressions.read(comment, None);
         }
         suppressions
+    }
+
+    /// Moves the `tidegate:ignore-file` directives out, in order (a file linted window by window keeps one
+    /// list of them for the whole file).
+    pub fn take_file_wide(&mut self) -> Vec<Directive> {
+        let (file_wide, statement) = std::mem::take(&mut self.directives)
+            .into_iter()
+            .partition(|directive| directive.statement.is_none());
+        self.directives = statement;
+        file_wide
+    }
+
+    /// Adds directives taken from another part of the file.
+    pub fn extend(&mut self, directives: Vec<Directive>) {
+        self.directives.extend(directives);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.directives.is_empty()
+    }
+
+    /// Whether a directive for `rule` on `line` silenced something.
+    pub fn used(&self, line: usize, rule: RuleId) -> bool {
+        self.directives.iter().any(|directive| {
+            directive.line == line && directive.rule == rule && directive.used.get()
+        })
     }
 
     /// Whether a directive silences `rule` on `statement`; every directive that does is marked used.

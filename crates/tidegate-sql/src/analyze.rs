@@ -4,7 +4,7 @@
 use pg_query::protobuf::{self, AlterTableType, ConstrType, ObjectType, TransactionStmtKind};
 use pg_query::{Node, NodeEnum};
 
-use crate::catalog::{Catalog, Column, Constraint};
+use crate::catalog::{push_compact, Catalog, Column, Constraint};
 use crate::facts::{
     lock_facts, AlterSubcommand, ColumnFill, ConstraintKind, LockLevel, Operation, PgVersion,
 };
@@ -124,6 +124,68 @@ pub fn analyze_sql_streaming(
             line_index,
         },
         settings,
+    }
+}
+
+/// What [`analyze_in_windows`] hands each window to: its statements, and for the last window the comments
+/// after the last statement.
+pub type WindowVisitor<'v> = dyn FnMut(&[Statement], Option<&[crate::Comment]>) + 'v;
+
+/// The end of a file analysed by [`analyze_in_windows`]: what is only known once every statement was seen.
+#[derive(Debug, Clone)]
+pub struct WindowedEnd {
+    /// Index of a `BEGIN` never committed by the end of the file, if any.
+    pub unclosed_begin: Option<usize>,
+    pub line_index: crate::LineIndex,
+    pub statements: usize,
+}
+
+/// Like [`analyze_sql_streaming`], for huge files, but nothing outlives its window: statements are parsed one at
+/// a time, analysed against `catalog`, and handed to `visit` a window at a time, parse trees included, then
+/// dropped. A window holds at least `min_statements` statements (fewer only at the end of the file) and ends
+/// only where no transaction is open and the next statement (with its leading comments) starts on a later line
+/// than the window's last statement ends: so statements that share a transaction, and findings that share a
+/// line, always share a window. `visit` gets the window's statements (with their file-wide `index`) and, for
+/// the last window only, the comments after the last statement. `ranges` is `source` split by
+/// [`crate::split_statements`].
+pub fn analyze_in_windows(
+    source: &str,
+    ranges: &crate::StatementRanges,
+    settings: MigrationSettings,
+    catalog: &mut Catalog,
+    min_statements: usize,
+    visit: &mut WindowVisitor<'_>,
+) -> WindowedEnd {
+    catalog.begin_migration();
+    let mut tracker = TransactionTracker::new(settings.framework_transaction);
+    let mut window: Vec<Statement> = Vec::new();
+    let mut count = 0;
+    let (trailing_comments, line_index) =
+        parse_each(source, ParseMode::Split(ranges), &mut |mut statement| {
+            count += 1;
+            if let Some(last) = window.last() {
+                let starts = statement
+                    .leading_comments
+                    .first()
+                    .map_or(statement.span.start.line, |comment| {
+                        comment.line.min(statement.span.start.line)
+                    });
+                if window.len() >= min_statements
+                    && !tracker.open.in_transaction()
+                    && last.span.end.line < starts
+                {
+                    visit(&window, None);
+                    window.clear();
+                }
+            }
+            analyze_statement(&mut statement, &mut tracker, settings.pg_version, catalog);
+            window.push(statement);
+        });
+    visit(&window, Some(&trailing_comments));
+    WindowedEnd {
+        unclosed_begin: tracker.unclosed_begin,
+        line_index,
+        statements: count,
     }
 }
 
@@ -698,6 +760,8 @@ impl Analyzer<'_> {
                 );
             }
         }
+        columns.shrink_to_fit();
+        constraints.shrink_to_fit();
         self.catalog.create_table(&table, columns);
         self.effect(table.clone(), Operation::CreateTable, None, None);
         if let Some(known) = self.catalog.table_mut(&table) {
@@ -706,7 +770,7 @@ impl Analyzer<'_> {
                     constraint.kind,
                     ConstraintKind::PrimaryKey | ConstraintKind::Unique
                 ) {
-                    known.indexes.push(constraint.name.clone());
+                    push_compact(&mut known.indexes, constraint.name.clone());
                 }
             }
             known.constraints = constraints;
@@ -1044,11 +1108,14 @@ impl Analyzer<'_> {
         let known = self.catalog.learn_table(table);
         // ADD COLUMN of a column that exists fails, or does nothing with IF NOT EXISTS: what is known stays.
         if known.column(&definition.colname).is_none() {
-            known.columns.push(Column {
-                name: definition.colname.clone(),
-                column_type,
-                not_null,
-            });
+            push_compact(
+                &mut known.columns,
+                Column {
+                    name: definition.colname.clone(),
+                    column_type,
+                    not_null,
+                },
+            );
         }
         for constraint in inline_constraints {
             let kind = ConstrType::try_from(constraint.contype).unwrap_or_default();
@@ -1097,7 +1164,7 @@ impl Analyzer<'_> {
         }
         let table_entry = self.catalog.learn_table(table);
         table_entry.constraints.retain(|c| c.name != known.name);
-        table_entry.constraints.push(known.clone());
+        push_compact(&mut table_entry.constraints, known.clone());
         if matches!(
             known.kind,
             ConstraintKind::PrimaryKey | ConstraintKind::Unique | ConstraintKind::Exclusion

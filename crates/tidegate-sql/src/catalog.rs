@@ -17,7 +17,42 @@ use serde::Serialize;
 use crate::facts::ConstraintKind;
 use crate::tree::{ColumnType, TableName};
 
-type Key = (String, String);
+/// A table's (or an index's) lookup key: its schema (`public` when unqualified, see [`TableName::key`]) and name
+/// in one allocation, because a huge file's catalog holds tens of thousands of them, several times over.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key(Box<str>);
+
+impl Key {
+    fn new(schema: &str, name: &str) -> Self {
+        let mut key = String::with_capacity(schema.len() + 1 + name.len());
+        key.push_str(schema);
+        key.push('\0');
+        key.push_str(name);
+        Self(key.into_boxed_str())
+    }
+
+    fn of(table: &TableName) -> Self {
+        Self::new(table.schema.as_deref().unwrap_or("public"), &table.name)
+    }
+
+    fn schema(&self) -> &str {
+        self.0.split_once('\0').map_or("", |(schema, _)| schema)
+    }
+
+    fn name(&self) -> &str {
+        self.0.split_once('\0').map_or(&self.0, |(_, name)| name)
+    }
+}
+
+/// Pushes onto one of a table's lists growing it by one while it is short: most tables have a handful of
+/// columns, constraints and indexes, and a huge file's catalog holds tens of thousands of tables, so the
+/// doubling growth of `Vec::push` (room for 4 after the first item) would cost more than the items.
+pub(crate) fn push_compact<T>(list: &mut Vec<T>, item: T) {
+    if list.len() < 8 {
+        list.reserve_exact(1);
+    }
+    list.push(item);
+}
 
 /// A column known to the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,11 +108,14 @@ impl Table {
         let position = match self.columns.iter().position(|column| column.name == name) {
             Some(position) => position,
             None => {
-                self.columns.push(Column {
-                    name: name.to_string(),
-                    column_type: None,
-                    not_null: false,
-                });
+                push_compact(
+                    &mut self.columns,
+                    Column {
+                        name: name.to_string(),
+                        column_type: None,
+                        not_null: false,
+                    },
+                );
                 self.columns.len() - 1
             }
         };
@@ -146,7 +184,7 @@ impl Catalog {
     }
 
     pub fn table(&self, name: &TableName) -> Option<&Table> {
-        self.tables.get(&name.key())
+        self.tables.get(&Key::of(name))
     }
 
     pub fn tables(&self) -> impl Iterator<Item = &Table> {
@@ -154,7 +192,7 @@ impl Catalog {
     }
 
     pub fn origin(&self, name: &TableName) -> TableOrigin {
-        let key = name.key();
+        let key = Key::of(name);
         if self.created_in_current.contains(&key) {
             TableOrigin::CreatedInThisMigration
         } else if self
@@ -170,15 +208,15 @@ impl Catalog {
 
     /// The table an index belongs to, when the index was created by a replayed migration.
     pub fn index_table(&self, index: &TableName) -> Option<TableName> {
-        let key = self.index_tables.get(&index.key())?;
+        let key = self.index_tables.get(&Key::of(index))?;
         match self.tables.get(key) {
             Some(table) => Some(table.name.clone()),
-            None => Some(TableName::new(Some(&key.0), &key.1)),
+            None => Some(TableName::new(Some(key.schema()), key.name())),
         }
     }
 
     pub(crate) fn create_table(&mut self, name: &TableName, columns: Vec<Column>) {
-        let key = name.key();
+        let key = Key::of(name);
         self.created_in_current.insert(key.clone());
         self.tables.insert(
             key,
@@ -193,13 +231,13 @@ impl Catalog {
     }
 
     pub(crate) fn table_mut(&mut self, name: &TableName) -> Option<&mut Table> {
-        self.tables.get_mut(&name.key())
+        self.tables.get_mut(&Key::of(name))
     }
 
     /// The entry of `name`, started empty (`created_in_history: false`) when no replayed statement created it:
     /// what a statement says about a table is worth keeping even when its creation was never seen.
     pub(crate) fn learn_table(&mut self, name: &TableName) -> &mut Table {
-        self.tables.entry(name.key()).or_insert_with(|| Table {
+        self.tables.entry(Key::of(name)).or_insert_with(|| Table {
             name: name.clone(),
             columns: Vec::new(),
             constraints: Vec::new(),
@@ -209,23 +247,23 @@ impl Catalog {
     }
 
     pub(crate) fn drop_table(&mut self, name: &TableName) {
-        let key = name.key();
+        let key = Key::of(name);
         if let Some(table) = self.tables.remove(&key) {
             for index in table.indexes {
-                self.index_tables.remove(&(key.0.clone(), index));
+                self.index_tables.remove(&Key::new(key.schema(), &index));
             }
         }
         self.created_in_current.remove(&key);
     }
 
     pub(crate) fn rename_table(&mut self, name: &TableName, new_name: &str) {
-        let key = name.key();
+        let key = Key::of(name);
         if let Some(mut table) = self.tables.remove(&key) {
             table.name = TableName::new(name.schema.as_deref(), new_name);
-            let new_key = table.name.key();
+            let new_key = Key::of(&table.name);
             for index in &table.indexes {
                 self.index_tables
-                    .insert((key.0.clone(), index.clone()), new_key.clone());
+                    .insert(Key::new(key.schema(), index), new_key.clone());
             }
             if self.created_in_current.remove(&key) {
                 self.created_in_current.insert(new_key.clone());
@@ -235,14 +273,13 @@ impl Catalog {
     }
 
     pub(crate) fn add_index(&mut self, table: &TableName, index: &str) {
-        let key = table.key();
-        self.learn_table(table).indexes.push(index.to_string());
-        self.index_tables
-            .insert((key.0.clone(), index.to_string()), key);
+        let key = Key::of(table);
+        push_compact(&mut self.learn_table(table).indexes, index.to_string());
+        self.index_tables.insert(Key::new(key.schema(), index), key);
     }
 
     pub(crate) fn drop_index(&mut self, index: &TableName) {
-        if let Some(table_key) = self.index_tables.remove(&index.key()) {
+        if let Some(table_key) = self.index_tables.remove(&Key::of(index)) {
             if let Some(table) = self.tables.get_mut(&table_key) {
                 table.indexes.retain(|name| *name != index.name);
             }

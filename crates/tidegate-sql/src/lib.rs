@@ -58,7 +58,8 @@ mod statement;
 mod tree;
 
 pub use analyze::{
-    analyze, analyze_sql, analyze_sql_streaming, AnalyzedMigration, MigrationSettings,
+    analyze, analyze_in_windows, analyze_sql, analyze_sql_streaming, AnalyzedMigration,
+    MigrationSettings, WindowVisitor, WindowedEnd,
 };
 pub use catalog::{Catalog, Column, Constraint, Table, TableOrigin};
 pub use discovery::{Layout, LoadedMigration, MigrationFile, MigrationSet};
@@ -70,8 +71,8 @@ pub use scope::RowScope;
 pub use size::TableSize;
 pub use source::{Comment, LineIndex, Position, Span};
 pub use statement::{
-    parse_source, ParsedSource, Statement, StatementKind, TableEffect, TransactionEvent,
-    TransactionState,
+    parse_source, split_statements, ParsedSource, Statement, StatementKind, StatementRanges,
+    TableEffect, TransactionEvent, TransactionState,
 };
 pub use tree::{ColumnType, TableName};
 

@@ -204,49 +204,66 @@ pub fn parse_source(source: &str) -> ParsedSource {
 
 /// How [`parse_each`] feeds the parser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ParseMode {
+pub(crate) enum ParseMode<'r> {
     /// One parser call for the whole file when it parses (fastest; all parse trees exist at once).
     WholeFile,
     /// Split first, then parse one statement at a time, so only one statement's parse tree exists while it
     /// is handed over (bounded memory for huge files).
     OneByOne,
+    /// Like `OneByOne`, with the file already split by [`split_statements`] (a file read twice is split once).
+    Split(&'r StatementRanges),
+}
+
+/// Where each statement of a source text is, as the PostgreSQL scanner splits it (see
+/// [`split_statements`]). Splitting scans the whole text at once, which takes memory in proportion to it;
+/// a caller that parses a huge file more than once splits it once and keeps this (16 bytes a statement).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatementRanges(Vec<std::ops::Range<usize>>);
+
+/// Splits `source` into statement ranges the way [`crate::analyze_in_windows`] and
+/// [`crate::analyze_sql_streaming`] do.
+pub fn split_statements(source: &str) -> StatementRanges {
+    let mut ranges = split_ranges(source);
+    ranges.shrink_to_fit();
+    StatementRanges(ranges)
 }
 
 /// Splits and parses `source`, handing each statement to `visit` in order; returns the comments after the
 /// last statement and the line index.
 pub(crate) fn parse_each(
     source: &str,
-    mode: ParseMode,
+    mode: ParseMode<'_>,
     visit: &mut dyn FnMut(Statement),
 ) -> (Vec<Comment>, LineIndex) {
     let line_index = LineIndex::new(source);
     let whole_file = match mode {
         ParseMode::WholeFile => guarded_parse(source).ok(),
-        ParseMode::OneByOne => None,
+        ParseMode::OneByOne | ParseMode::Split(_) => None,
     };
-    let pieces: Vec<Piece> = match whole_file {
-        Some(result) => result
-            .protobuf
-            .stmts
-            .into_iter()
-            .map(|raw| {
-                let start = usize::try_from(raw.stmt_location).unwrap_or(0);
-                let end = match usize::try_from(raw.stmt_len) {
-                    Ok(0) | Err(_) => source.len(),
-                    Ok(len) => start + len,
-                };
-                Piece::Parsed(Box::new((
-                    start.min(source.len())..end.min(source.len()),
-                    raw.stmt.and_then(|node| node.node),
-                    None,
-                    0,
-                )))
-            })
-            .collect(),
-        None => split_ranges(source)
-            .into_iter()
-            .map(Piece::Unparsed)
-            .collect(),
+    let split;
+    let ranges: &[std::ops::Range<usize>] = match mode {
+        ParseMode::Split(StatementRanges(ranges)) => ranges,
+        _ if whole_file.is_some() => &[],
+        _ => {
+            split = split_ranges(source);
+            &split
+        }
+    };
+    let pieces: Box<dyn Iterator<Item = Piece>> = match whole_file {
+        Some(result) => Box::new(result.protobuf.stmts.into_iter().map(|raw| {
+            let start = usize::try_from(raw.stmt_location).unwrap_or(0);
+            let end = match usize::try_from(raw.stmt_len) {
+                Ok(0) | Err(_) => source.len(),
+                Ok(len) => start + len,
+            };
+            Piece::Parsed(Box::new((
+                start.min(source.len())..end.min(source.len()),
+                raw.stmt.and_then(|node| node.node),
+                None,
+                0,
+            )))
+        })),
+        None => Box::new(ranges.iter().cloned().map(Piece::Unparsed)),
     };
     let mut last_end = 0;
     let mut index = 0;

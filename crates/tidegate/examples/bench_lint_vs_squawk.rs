@@ -10,8 +10,8 @@
 //! Options: `--runs N` (timed runs per measurement, median reported; default 7), `--squawk PATH` (leave out to
 //! time tidegate alone), `--tidegate PATH` (default: target/release/tidegate), `--projects N` and
 //! `--files N` (corpus shape; default 7 projects of 450 files), `--huge-statements N` (default 200,000; 0 skips
-//! the memory part), `--keep DIR` (write the corpus there and keep it). Peak RSS is read with
-//! `/usr/bin/time -v`.
+//! the memory part), `--memory-only` (only the huge file), `--keep DIR` (write the corpus there and keep it).
+//! Peak RSS and CPU time (user + system) are read with `/usr/bin/time -v`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,7 @@ struct Options {
     projects: usize,
     files: usize,
     huge_statements: usize,
+    memory_only: bool,
     keep: Option<PathBuf>,
 }
 
@@ -36,6 +37,7 @@ fn options() -> Options {
         projects: 7,
         files: 450,
         huge_statements: 200_000,
+        memory_only: false,
         keep: None,
     };
     let mut args = std::env::args().skip(1);
@@ -60,6 +62,7 @@ fn options() -> Options {
             "--files" => options.files = number(value()).max(1),
             "--huge-statements" => options.huge_statements = number(value()),
             "--keep" => options.keep = Some(PathBuf::from(value())),
+            "--memory-only" => options.memory_only = true,
             other => {
                 eprintln!("unknown argument {other}; see the doc comment of this example");
                 std::process::exit(2)
@@ -342,8 +345,8 @@ fn compare(
     }
 }
 
-/// Peak RSS in MiB of one run, from `/usr/bin/time -v`.
-fn peak_rss_mib(program: &Path, args: &[String]) -> Option<f64> {
+/// Peak RSS in MiB and CPU seconds (user + system) of one run, from `/usr/bin/time -v`.
+fn peak_rss_mib(program: &Path, args: &[String]) -> Option<(f64, f64)> {
     let output = Command::new("/usr/bin/time")
         .arg("-v")
         .arg(program)
@@ -353,16 +356,17 @@ fn peak_rss_mib(program: &Path, args: &[String]) -> Option<f64> {
         .output()
         .ok()?;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let kib: f64 = stderr
-        .lines()
-        .find_map(|line| {
-            line.trim()
-                .strip_prefix("Maximum resident set size (kbytes): ")
-        })?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+    let field = |name: &str| -> Option<f64> {
+        stderr
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(name))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let kib = field("Maximum resident set size (kbytes): ")?;
+    let cpu = field("User time (seconds): ")? + field("System time (seconds): ")?;
+    Some((kib / 1024.0, cpu))
 }
 
 fn strings(paths: &[PathBuf]) -> Vec<String> {
@@ -386,6 +390,10 @@ fn main() {
         .keep
         .clone()
         .unwrap_or_else(|| temporary.path().to_path_buf());
+    if options.memory_only {
+        huge_file(&options, &root);
+        return;
+    }
     let (dirs, files) = write_corpus(&root, options.projects, options.files);
     let statements: usize = files
         .iter()
@@ -438,6 +446,18 @@ fn main() {
         squawk.map(|squawk| (squawk, squawk_args(&last_three))),
     );
 
+    huge_file(&options, &root);
+}
+
+/// The memory part: one huge file, every format, beside squawk.
+fn huge_file(options: &Options, root: &Path) {
+    let with_format = |format: &str, paths: &[PathBuf]| {
+        let mut args = vec!["lint".to_string(), format!("--format={format}")];
+        args.extend(strings(paths));
+        args
+    };
+    let tidegate = options.tidegate.as_path();
+    let squawk = options.squawk.as_deref();
     if options.huge_statements > 0 {
         let huge = root.join("huge.sql");
         write_huge(&huge, options.huge_statements);
@@ -449,10 +469,9 @@ fn main() {
         for format in tidegate_lint::render::Format::NAMES {
             let args = with_format(format, std::slice::from_ref(&huge));
             let start = Instant::now();
-            let rss = peak_rss_mib(tidegate, &args);
+            let (rss, cpu) = peak_rss_mib(tidegate, &args).unwrap_or((f64::NAN, f64::NAN));
             println!(
-                "tidegate --format {format:<9} peak RSS {:>7.1} MiB   {:>6.2} s",
-                rss.unwrap_or(f64::NAN),
+                "tidegate --format {format:<9} peak RSS {rss:>7.1} MiB   CPU {cpu:>6.2} s   wall {:>6.2} s",
                 start.elapsed().as_secs_f64()
             );
         }
@@ -460,10 +479,9 @@ fn main() {
             // Its tty reporter did not finish within ten minutes on this file: json only.
             let args = vec!["--reporter=json".to_string(), huge.display().to_string()];
             let start = Instant::now();
-            let rss = peak_rss_mib(squawk, &args);
+            let (rss, cpu) = peak_rss_mib(squawk, &args).unwrap_or((f64::NAN, f64::NAN));
             println!(
-                "squawk --reporter json    peak RSS {:>7.1} MiB   {:>6.2} s",
-                rss.unwrap_or(f64::NAN),
+                "squawk --reporter json    peak RSS {rss:>7.1} MiB   CPU {cpu:>6.2} s   wall {:>6.2} s",
                 start.elapsed().as_secs_f64()
             );
         }

@@ -56,27 +56,6 @@ impl Rule for DropConstraint {
     }
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
-        // Constraints added and tables attached as partitions, with the first statement that did it: one pass,
-        // so a file with many drops stays linear.
-        let mut added = std::collections::HashMap::new();
-        let mut attached = std::collections::HashMap::new();
-        for statement in context.statements() {
-            for effect in &statement.effects {
-                match (effect.operation, &effect.object) {
-                    (Operation::AlterTable(AlterSubcommand::AddConstraint { .. }), Some(name)) => {
-                        added
-                            .entry((effect.table.key(), name.clone()))
-                            .or_insert(statement.index);
-                    }
-                    (Operation::AlterTable(AlterSubcommand::AttachedAsPartition { .. }), _) => {
-                        attached
-                            .entry(effect.table.key())
-                            .or_insert(statement.index);
-                    }
-                    _ => {}
-                }
-            }
-        }
         for (statement, effect) in context.pre_existing_effects() {
             if effect.operation != Operation::AlterTable(AlterSubcommand::DropConstraint)
                 || effect.constraint_kind == Some(ConstraintKind::PrimaryKey)
@@ -85,24 +64,19 @@ impl Rule for DropConstraint {
             }
             // The analysis names the column a dropped NOT NULL helper proved; if the column is NOT NULL now, the
             // guarantee stays.
-            let still_guaranteed = effect.column.as_deref().is_some_and(|column| {
-                context
-                    .catalog
-                    .table(&effect.table)
-                    .and_then(|table| table.column(column))
-                    .is_some_and(|column| column.not_null)
-            });
+            let still_guaranteed = effect
+                .column
+                .as_deref()
+                .is_some_and(|column| context.is_not_null(&effect.table, column));
             // A helper this migration added (a partition-bound CHECK, a NOT NULL proof) was never relied on by
             // running code; a CHECK on a table this migration attached as a partition is now held by its bound.
-            let before =
-                |first: Option<&usize>| first.is_some_and(|first| *first < statement.index);
-            let helper = effect
-                .object
-                .as_ref()
-                .is_some_and(|name| before(added.get(&(effect.table.key(), name.clone()))))
-                || (matches!(effect.constraint_kind, None | Some(ConstraintKind::Check))
+            let helper = effect.object.as_ref().is_some_and(|name| {
+                context
+                    .facts
+                    .constraint_added_before(statement.index, &effect.table, name)
+            }) || (matches!(effect.constraint_kind, None | Some(ConstraintKind::Check))
                 // The catalog may not know the bound CHECK's kind (added before the linted history).
-                && before(attached.get(&effect.table.key())));
+                && context.facts.attached_before(statement.index, &effect.table));
             if still_guaranteed || helper {
                 continue;
             }

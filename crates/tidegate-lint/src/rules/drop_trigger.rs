@@ -2,7 +2,7 @@ use tidegate_sql::Operation;
 
 use tidegate_sql::syntax::protobuf::ObjectType;
 
-use crate::context::{Context, CreatedObjects, Violation};
+use crate::context::{Context, Violation};
 use crate::registry::{declare_rule, Rule, RuleDoc};
 
 declare_rule! {
@@ -48,14 +48,16 @@ impl Rule for DropTrigger {
     }
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
-        let created = CreatedObjects::of(context);
         for (statement, effect) in context.pre_existing_effects() {
             if effect.operation != Operation::DropTrigger {
                 continue;
             }
             let trigger = effect.object.as_deref().unwrap_or_default();
             let name = format!("{}.{trigger}", effect.table);
-            if created.before(statement.index, ObjectType::ObjectTrigger, &name) {
+            if context
+                .facts
+                .created_before(statement.index, ObjectType::ObjectTrigger, &name)
+            {
                 continue;
             }
             violations.push(

@@ -66,7 +66,8 @@ impl Rule for EnumAddValueInTransaction {
                 );
                 continue;
             }
-            let used = statements[statement.index + 1..]
+            let used = context
+                .after(statement)
                 .iter()
                 .filter(|later| same_transaction(statement, later))
                 .find(|later| string_literals(&later.text).contains(&alter.new_val));

@@ -1,4 +1,4 @@
-use crate::context::{setting_in_effect, Context, Violation};
+use crate::context::{without_lock_timeout, Context, Violation};
 use crate::registry::{declare_rule, Rule, RuleDoc};
 
 declare_rule! {
@@ -43,17 +43,16 @@ impl Rule for MissingLockTimeout {
     }
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
-        let statements = context.statements();
-        let in_effect = setting_in_effect(statements, "lock_timeout");
-        for statement in statements {
-            if in_effect[statement.index] {
-                continue;
-            }
-            let blocking = statement
-                .effects
-                .iter()
-                .find(|effect| effect.origin.is_pre_existing() && effect.lock.blocks_writes());
-            if let Some(effect) = blocking {
+        // Reported once per file: at the first statement that needs a lock_timeout and runs without one.
+        let Some(statement) = context
+            .facts
+            .first_without_lock_timeout
+            .and_then(|index| context.statement(index))
+        else {
+            return;
+        };
+        {
+            if let Some(effect) = without_lock_timeout(statement) {
                 violations.push(
                     Violation::new(
                         statement,
@@ -67,7 +66,6 @@ impl Rule for MissingLockTimeout {
                     .whole_statement(),
                 );
                 // One finding per migration: the fix (one SET at the top) covers every statement.
-                return;
             }
         }
     }

@@ -1,4 +1,4 @@
-use crate::context::{setting_in_effect, Context, Violation};
+use crate::context::{without_statement_timeout, Context, Violation};
 use crate::registry::{declare_rule, Rule, RuleDoc};
 
 declare_rule! {
@@ -39,18 +39,16 @@ impl Rule for MissingStatementTimeout {
     }
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
-        let statements = context.statements();
-        let in_effect = setting_in_effect(statements, "statement_timeout");
-        for statement in statements {
-            if in_effect[statement.index] {
-                continue;
-            }
-            let long_and_blocking = statement.effects.iter().find(|effect| {
-                effect.origin.is_pre_existing()
-                    && effect.lock.blocks_writes()
-                    && (effect.rewrite || effect.scan)
-            });
-            if let Some(effect) = long_and_blocking {
+        // Reported once per file: at the first statement that needs a statement_timeout and runs without one.
+        let Some(statement) = context
+            .facts
+            .first_without_statement_timeout
+            .and_then(|index| context.statement(index))
+        else {
+            return;
+        };
+        {
+            if let Some(effect) = without_statement_timeout(statement) {
                 violations.push(
                     Violation::new(
                         statement,
@@ -65,7 +63,6 @@ impl Rule for MissingStatementTimeout {
                     .effect(effect)
                     .whole_statement(),
                 );
-                return;
             }
         }
     }

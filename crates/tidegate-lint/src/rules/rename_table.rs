@@ -43,14 +43,13 @@ impl Rule for RenameTable {
     }
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
-        let statements = context.statements();
         for (statement, effect) in context.pre_existing_effects() {
             if effect.operation != Operation::AlterTable(AlterSubcommand::RenameTable) {
                 continue;
             }
             // The documented fix: a view with the old name created right after, in the same transaction.
             let old_name = &effect.table.name;
-            let bridged = statements[statement.index + 1..].iter().any(|later| {
+            let bridged = context.after(statement).iter().any(|later| {
                 crate::context::same_transaction(statement, later)
                     && matches!(later.node.as_deref(), Some(tidegate_sql::syntax::NodeEnum::ViewStmt(view))
                         if view.view.as_ref().is_some_and(|v| &v.relname == old_name))

@@ -1,6 +1,6 @@
 use tidegate_sql::syntax::protobuf::AlterTableType;
 use tidegate_sql::syntax::NodeEnum;
-use tidegate_sql::{Statement, StatementKind, TransactionState};
+use tidegate_sql::{Statement, TransactionState};
 
 use crate::context::{Context, Violation};
 use crate::registry::{declare_rule, Rule, RuleDoc};
@@ -56,13 +56,7 @@ impl Rule for RobustStatements {
                 continue;
             }
             // With nothing after it that can fail, a failure of this statement leaves nothing behind.
-            let followed = statements[statement.index + 1..].iter().any(|later| {
-                !matches!(
-                    later.kind,
-                    StatementKind::TransactionControl | StatementKind::Session
-                )
-            });
-            if !followed {
+            if !context.facts.substantive_after(statement.index) {
                 continue;
             }
             if let Some(fix) = missing_guard(statement) {

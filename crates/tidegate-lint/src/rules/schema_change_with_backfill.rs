@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use tidegate_sql::{Operation, Statement, StatementKind, TableEffect};
 
-use crate::context::{describe_lock, same_transaction, Context, Violation, BATCH_HELP};
+use crate::context::{describe_lock, is_schema_change, Context, Violation, BATCH_HELP};
 use crate::registry::{declare_rule, Rule, RuleDoc};
 use crate::Severity;
 
@@ -53,23 +53,6 @@ declare_rule! {
     }
 }
 
-fn is_schema_change(effect: &TableEffect) -> bool {
-    !matches!(
-        effect.operation,
-        Operation::Select
-            | Operation::Insert
-            | Operation::Update
-            | Operation::Delete
-            | Operation::Merge
-            | Operation::CopyFrom
-            | Operation::LockTable(_)
-            | Operation::Analyze
-            | Operation::Vacuum { full: false }
-            | Operation::ForeignKeyReferenced { .. }
-            | Operation::Comment
-    )
-}
-
 /// The data change a statement makes to a table, if it is a bulk one (INSERT … VALUES is seed data, not a
 /// backfill).
 fn bulk_data_change(statement: &Statement) -> Option<(&TableEffect, &'static str)> {
@@ -101,9 +84,9 @@ impl Rule for SchemaChangeWithBackfill {
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
         let statements = context.statements();
-        // Per table: the first schema change of the migration, and the first one in each transaction. Built
-        // once so the rule stays linear on files with thousands of statements.
-        let mut first_change: HashMap<(String, String), (usize, usize)> = HashMap::new();
+        // Per table: the first schema change in each transaction (transactions never span windows); the first
+        // of the whole file comes from the file's facts. Built once so the rule stays linear on files with
+        // thousands of statements.
         let mut first_in_transaction: HashMap<((String, String), u32), (usize, usize)> =
             HashMap::new();
         for statement in statements {
@@ -111,15 +94,11 @@ impl Rule for SchemaChangeWithBackfill {
                 if !effect.origin.is_pre_existing() || !is_schema_change(effect) {
                     continue;
                 }
-                let key = effect.table.key();
                 if let Some(transaction) = statement.transaction.id() {
                     first_in_transaction
-                        .entry((key.clone(), transaction))
+                        .entry((effect.table.key(), transaction))
                         .or_insert((statement.index, position));
                 }
-                first_change
-                    .entry(key)
-                    .or_insert((statement.index, position));
             }
         }
         for statement in statements {
@@ -131,20 +110,29 @@ impl Rule for SchemaChangeWithBackfill {
                 .transaction
                 .id()
                 .and_then(|transaction| first_in_transaction.get(&(key.clone(), transaction)))
-                .filter(|(index, _)| *index != statement.index);
-            let Some(&(ddl_index, position)) = in_same_transaction.or_else(|| {
-                first_change
-                    .get(&key)
-                    .filter(|(index, _)| *index != statement.index)
-            }) else {
-                continue;
+                .filter(|(index, _)| *index != statement.index)
+                .and_then(|&(index, position)| Some((context.statement(index)?, position)));
+            let (ddl_index, ddl_line, ddl_effect) = match in_same_transaction {
+                Some((ddl, position)) => {
+                    (ddl.index, ddl.span.start.line, ddl.effects.get(position))
+                }
+                None => match context
+                    .facts
+                    .first_schema_change(&target.table)
+                    .filter(|(index, _, _)| *index != statement.index)
+                {
+                    Some((index, _, line)) => (index, line, None),
+                    None => continue,
+                },
             };
-            let ddl = &statements[ddl_index];
-            let ddl_effect = &ddl.effects[position];
-            let ddl_line = ddl.span.start.line;
             let table = &target.table;
-            let lock = ddl_effect.lock;
-            let shared = in_same_transaction.is_some() && same_transaction(ddl, statement);
+            // Sharing a transaction with the schema change (the only case its lock is needed).
+            let shared = ddl_effect;
+            let lock = shared
+                .map(|effect| effect.lock.to_string())
+                .unwrap_or_default();
+            let shared_lock = shared.map(describe_lock);
+            let shared = shared.is_some();
             let one_batch = statement.is_one_batch();
             let message = if shared && ddl_index < statement.index {
                 format!(
@@ -174,7 +162,7 @@ impl Rule for SchemaChangeWithBackfill {
                 violation = violation.severity(Severity::Info);
             }
             violation.lock = Some(if shared && ddl_index < statement.index {
-                describe_lock(ddl_effect).replace(
+                shared_lock.unwrap_or_default().replace(
                     ", briefly once granted (but queued behind running transactions)",
                     ", held through the data change",
                 )

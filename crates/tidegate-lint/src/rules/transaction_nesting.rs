@@ -66,8 +66,8 @@ impl Rule for TransactionNesting {
             };
             violations.push(Violation::new(statement, message).help(help));
         }
-        if let Some(index) = context.migration.unclosed_begin {
-            if let Some(statement) = context.statements().get(index) {
+        if let Some(index) = context.facts.unclosed_begin {
+            if let Some(statement) = context.statement(index) {
                 violations.push(
                     Violation::new(statement, "this BEGIN is never committed in the file: whether its changes stick depends on how the file is run")
                         .help("add COMMIT at the end of the transaction"),
