@@ -26,7 +26,9 @@
 pub mod act;
 pub mod demo;
 pub mod fidelity;
+pub mod locks;
 pub mod measure;
+pub mod observer;
 pub mod orders;
 pub mod rehearsal;
 pub mod report;
