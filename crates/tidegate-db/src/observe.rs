@@ -19,6 +19,7 @@ const TABLE_OID: &str = "SELECT coalesce(to_regclass($1)::oid::int8, 0) AS oid";
 const SAMPLE_LOCKS: &str = "
 SELECT l.relation::int8 AS relation_oid,
        coalesce(c.relname::text, l.relation::text) AS relation,
+       coalesce(tc.relname::text, c.relname::text, l.relation::text) AS table_name,
        l.mode AS mode,
        l.granted AS granted,
        coalesce(l.pid, 0) AS pid,
@@ -26,6 +27,8 @@ SELECT l.relation::int8 AS relation_oid,
        coalesce(a.backend_type, '') AS backend_type
   FROM pg_locks l
   LEFT JOIN pg_class c ON c.oid = l.relation
+  LEFT JOIN pg_index ix ON ix.indexrelid = l.relation
+  LEFT JOIN pg_class tc ON tc.oid = ix.indrelid
   LEFT JOIN pg_stat_activity a ON a.pid = l.pid
  WHERE l.locktype = 'relation'
    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -49,6 +52,8 @@ pub struct ObservedLock {
     pub relation_oid: u32,
     /// The relation's name at the time of the sample (its oid as text once it is gone).
     pub relation: String,
+    /// The table the relation is, or (for an index) belongs to: writers to that table wait for its locks.
+    pub table: String,
     pub mode: LockLevel,
     pub granted: bool,
     /// 0 for a prepared transaction.
@@ -96,6 +101,7 @@ pub async fn relation_locks(
         locks.push(ObservedLock {
             relation_oid: u32::try_from(oid).unwrap_or_default(),
             relation: row.get("relation")?,
+            table: row.get("table_name")?,
             mode,
             granted: row.get("granted")?,
             pid: row.get("pid")?,
@@ -132,21 +138,22 @@ pub async fn relation_sizes(
         .collect()
 }
 
-/// The statements of a key-lookup workload on one table with a single integer key `key` (quoted): a lookup of
-/// the first row at or above a drawn key, and an update of that row that sets `column` to itself (a real row
-/// version and WAL, no change of data). Both take one `int8` parameter.
+/// The statements of a key-lookup workload on one table with a single integer key: a lookup of the first row at
+/// or above a drawn key, and an update of that row that sets its key to itself (a new row version and its WAL,
+/// no change of data). Both take one `int8` parameter and name only the key, so a column the migration adds or
+/// drops does not change their result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyWorkloadSql {
     pub lookup: String,
     pub update: String,
 }
 
-/// The key-lookup workload's SQL for `table` (qualified, quoted), its integer key and a column to update.
-pub fn key_workload_sql(table: &str, key: &str, column: &str) -> KeyWorkloadSql {
+/// The key-lookup workload's SQL for `table` (qualified, quoted) and its integer `key` (quoted).
+pub fn key_workload_sql(table: &str, key: &str) -> KeyWorkloadSql {
     KeyWorkloadSql {
-        lookup: format!("SELECT * FROM {table} WHERE {key} >= $1::int8 ORDER BY {key} LIMIT 1"),
+        lookup: format!("SELECT {key} FROM {table} WHERE {key} >= $1::int8 ORDER BY {key} LIMIT 1"),
         update: format!(
-            "UPDATE {table} SET {column} = {column} WHERE {key} = \
+            "UPDATE {table} SET {key} = {key} WHERE {key} = \
              (SELECT {key} FROM {table} WHERE {key} >= $1::int8 ORDER BY {key} LIMIT 1)"
         ),
     }

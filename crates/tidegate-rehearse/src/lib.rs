@@ -28,6 +28,7 @@ pub mod demo;
 pub mod fidelity;
 pub mod locks;
 pub mod measure;
+pub mod measurement;
 pub mod observer;
 pub mod orders;
 pub mod rehearsal;

@@ -141,21 +141,9 @@ fn longest(stretches: impl Iterator<Item = Stretch>) -> Option<Stretch> {
     stretches.max_by(|a, b| a.estimated_ms.total_cmp(&b.estimated_ms))
 }
 
-/// The table a lock on `relation_oid` holds writers off: the relation itself, or for an index its table, as the
-/// caller maps it (`table_of`); locks on one table and its indexes block the same writers.
-fn blocking_relation<'a>(lock: &'a ObservedLock, table_of: &'a BTreeMap<u32, String>) -> &'a str {
-    table_of
-        .get(&lock.relation_oid)
-        .map_or(lock.relation.as_str(), String::as_str)
-}
-
-/// Summarises samples taken every `period`. `table_of` maps an index's oid to its table's name (indexes not in it
-/// count as relations of their own).
-pub fn summarize(
-    samples: &[LockSample],
-    period: Duration,
-    table_of: &BTreeMap<u32, String>,
-) -> LockSummary {
+/// Summarises samples taken every `period`. Write-blocking stretches are per table: a lock on an index counts for
+/// its table.
+pub fn summarize(samples: &[LockSample], period: Duration) -> LockSummary {
     let widest_gap = samples
         .windows(2)
         .map(|pair| pair[1].at.saturating_sub(pair[0].at))
@@ -205,7 +193,7 @@ pub fn summarize(
         .iter()
         .flat_map(|sample| &sample.locks)
         .filter(|lock| lock.mode.blocks_writes())
-        .map(|lock| blocking_relation(lock, table_of))
+        .map(|lock| lock.table.as_str())
         .collect();
     let longest_blocking = blocked_tables
         .into_iter()
@@ -214,9 +202,7 @@ pub fn summarize(
                 sample
                     .locks
                     .iter()
-                    .filter(|lock| {
-                        lock.mode.blocks_writes() && blocking_relation(lock, table_of) == table
-                    })
+                    .filter(|lock| lock.mode.blocks_writes() && lock.table == table)
                     .cloned()
                     .collect()
             };
@@ -263,6 +249,7 @@ mod tests {
         ObservedLock {
             relation_oid: relation.bytes().map(u32::from).sum(),
             relation: relation.to_string(),
+            table: relation.trim_end_matches("_idx").to_string(),
             mode,
             granted,
             pid: 7,
@@ -278,10 +265,6 @@ mod tests {
         }
     }
 
-    fn no_indexes() -> BTreeMap<u32, String> {
-        BTreeMap::new()
-    }
-
     #[test]
     fn a_run_of_samples_is_its_span_plus_a_period_between_its_brackets() {
         let ae = || vec![lock("orders", LockLevel::AccessExclusive, true)];
@@ -292,7 +275,7 @@ mod tests {
             sample(150, ae()),
             sample(200, vec![]),
         ];
-        let summary = summarize(&samples, PERIOD, &no_indexes());
+        let summary = summarize(&samples, PERIOD);
         let blocking = summary.longest_blocking.clone().unwrap();
         assert_eq!(blocking.relation, "orders");
         assert_eq!(blocking.strongest_mode, LockLevel::AccessExclusive);
@@ -316,7 +299,7 @@ mod tests {
                 sample(50, vec![lock("t", mode, true)]),
                 sample(100, vec![]),
             ];
-            let summary = summarize(&samples, PERIOD, &no_indexes());
+            let summary = summarize(&samples, PERIOD);
             assert_eq!(summary.locks.len(), 1, "{mode:?}");
             assert_eq!(summary.locks[0].mode, mode);
             assert_eq!(
@@ -344,7 +327,7 @@ mod tests {
             sample(150, vec![lock("t", LockLevel::RowExclusive, true)]),
             sample(200, vec![lock("t", LockLevel::ShareUpdateExclusive, true)]),
         ];
-        let summary = summarize(&samples, PERIOD, &no_indexes());
+        let summary = summarize(&samples, PERIOD);
         let blocking = summary.longest_blocking.unwrap();
         assert_eq!(blocking.strongest_mode, LockLevel::AccessExclusive);
         assert!(blocking.waited);
@@ -357,14 +340,13 @@ mod tests {
     #[test]
     fn index_locks_count_for_their_table_and_tables_apart_do_not_join() {
         let index = lock("t_idx", LockLevel::AccessExclusive, true);
-        let table_of = BTreeMap::from([(index.relation_oid, "t".to_string())]);
         let samples = vec![
             sample(0, vec![lock("t", LockLevel::Share, true)]),
             sample(50, vec![index.clone()]),
             sample(100, vec![lock("other", LockLevel::Exclusive, true)]),
             sample(150, vec![]),
         ];
-        let summary = summarize(&samples, PERIOD, &table_of);
+        let summary = summarize(&samples, PERIOD);
         let blocking = summary.longest_blocking.unwrap();
         assert_eq!(blocking.relation, "t");
         assert_eq!(blocking.stretch.estimated_ms, 100.0);
@@ -372,14 +354,12 @@ mod tests {
 
     #[test]
     fn no_samples_or_no_blocking_lock_says_so() {
-        let summary = summarize(&[], PERIOD, &no_indexes());
+        let summary = summarize(&[], PERIOD);
         assert_eq!(summary.samples, 0);
         assert!(summary.longest_blocking.is_none());
         assert_eq!(summary.longest_blocking_ms(), 0.0);
         let quiet = vec![sample(0, vec![lock("t", LockLevel::RowExclusive, true)])];
-        assert!(summarize(&quiet, PERIOD, &no_indexes())
-            .longest_blocking
-            .is_none());
+        assert!(summarize(&quiet, PERIOD).longest_blocking.is_none());
     }
 
     #[test]

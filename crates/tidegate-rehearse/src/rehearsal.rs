@@ -27,14 +27,14 @@ use tidegate_plan::probe::{self, ProbeOptions};
 use tidegate_sql::PgVersion;
 
 use crate::fidelity::{self, TableFidelity, Tolerance};
+use crate::measurement::{self, MeasureError, MeasureOptions, MeasuredRun, MigrationDir};
 use crate::synth::{self, SourceTable, SynthesisError, SynthesisPlan, TableGenerator};
 
 /// The parts of a rehearsal not built yet; every report lists them, so nobody takes their absence for a pass.
-pub const NOT_YET: [&str; 4] = [
-    "the pending migrations are not run on the copy yet (next: through `tidegate apply`, with its phases, rewrites and backfills)",
-    "no foreground workload runs against the copy yet",
-    "no durations, locks, WAL or size growth are measured yet",
-    "nothing is extrapolated to the source's size yet",
+pub const NOT_YET: [&str; 3] = [
+    "the workload does not replay the source's pg_stat_statements yet: `--workload auto` runs key lookups and updates on each copied table with a single integer key",
+    "the scratch server does not take the source's WAL- and cost-relevant settings yet (full_page_writes, wal_compression, shared_buffers, autovacuum); its figures are a default server's",
+    "nothing is extrapolated to the source's size yet: the figures are those of the copy at --scale",
 ];
 
 /// Which tables to rehearse.
@@ -58,6 +58,8 @@ pub struct RehearseOptions {
     pub statement_timeout: Duration,
     /// Where the scratch cluster lives while the rehearsal runs (removed at the end).
     pub scratch_dir: std::path::PathBuf,
+    /// How the pending migrations run on the copy (workload, apply's options).
+    pub measure: MeasureOptions,
 }
 
 impl Default for RehearseOptions {
@@ -70,6 +72,7 @@ impl Default for RehearseOptions {
             statement_timeout: Duration::from_secs(30),
             scratch_dir: std::env::temp_dir()
                 .join(format!("tidegate-rehearse-{}", std::process::id())),
+            measure: MeasureOptions::default(),
         }
     }
 }
@@ -90,12 +93,16 @@ pub enum RehearseError {
     Copy(DbError),
     #[error("{0}")]
     Input(String),
+    #[error("running the migrations on the copy: {0}")]
+    Measure(#[from] MeasureError),
 }
 
 /// What was read of the source.
 #[derive(Debug, Clone)]
 pub struct SourceReading {
     pub server_major: u32,
+    /// The versions `tidegate.migrations` records as applied or baselined; `None` without that table.
+    pub applied: Option<Vec<String>>,
     pub tables: Vec<SourceTable>,
     pub types: Vec<TypeDefinition>,
     pub notes: Vec<String>,
@@ -192,6 +199,7 @@ pub async fn read_source(
         .map_err(RehearseError::Source)?;
     Ok(SourceReading {
         server_major: server.major_version,
+        applied: server.applied.clone(),
         tables,
         types,
         notes,
@@ -422,6 +430,9 @@ pub struct RehearsalReport {
     pub seed: u64,
     pub tolerance: Tolerance,
     pub tables: Vec<TableReport>,
+    /// The pending migrations run on the copy through apply, measured; `None` when no migration directory was
+    /// given.
+    pub migration: Option<MeasuredRun>,
     pub notes: Vec<String>,
     pub not_yet: Vec<String>,
 }
@@ -444,6 +455,43 @@ impl RehearsalReport {
             })
             .collect()
     }
+}
+
+/// The directories to apply on the copy, each with the version to baseline it to first: the last of its files the
+/// source has applied. A source whose applied files are not a prefix of the directory (one skipped, a later one
+/// applied) has a history a copy cannot reproduce with a baseline, and is refused.
+pub fn migration_dirs(
+    migrations: &LoadedMigrations,
+    applied: Option<&[String]>,
+) -> Result<Vec<MigrationDir>, RehearseError> {
+    let applied: HashSet<&str> = applied.into_iter().flatten().map(String::as_str).collect();
+    let mut dirs = Vec::new();
+    for loaded in &migrations.sets {
+        let files = &loaded.set.migrations;
+        let last_applied = files
+            .iter()
+            .rposition(|file| applied.contains(file.version.as_str()));
+        if let Some(last) = last_applied {
+            if let Some(gap) = files[..last]
+                .iter()
+                .find(|file| !applied.contains(file.version.as_str()))
+            {
+                return Err(RehearseError::Input(format!(
+                    "{}: the source has applied {} but not {} before it; a rehearsal replays a history in order. \
+                     Rehearse against a database whose history has no gaps",
+                    loaded.set.root.display(),
+                    files[last].version,
+                    gap.version
+                )));
+            }
+        }
+        dirs.push(MigrationDir {
+            root: loaded.set.root.clone(),
+            layout: loaded.set.layout,
+            baseline_to: last_applied.map(|last| files[last].version.clone()),
+        });
+    }
+    Ok(dirs)
 }
 
 /// Removes the scratch cluster however the rehearsal ends.
@@ -472,6 +520,13 @@ pub async fn rehearse(
     let source_client = source_config.connect().await?;
     let source = read_source(&source_client, targets, options).await?;
     drop(source_client);
+    // Refused before anything starts: a history the copy cannot reproduce.
+    let dirs = match targets {
+        Targets::Migrations(migrations) => {
+            Some(migration_dirs(migrations, source.applied.as_deref())?)
+        }
+        Targets::AllTables => None,
+    };
     let plan = synth::plan(&source.tables, options.scale, options.seed)?;
     let mut notes = source.notes.clone();
     notes.extend(plan.notes.iter().cloned());
@@ -496,6 +551,22 @@ pub async fn rehearse(
         .await
         .map_err(RehearseError::Copy)?;
     drop(copy);
+    let migration = match &dirs {
+        Some(dirs) => {
+            let schemas: Vec<_> = source.tables.iter().map(|t| t.schema.clone()).collect();
+            let run = measurement::run_measured(
+                &server.url(),
+                &scratch_config,
+                dirs,
+                &schemas,
+                &options.measure,
+            )
+            .await?;
+            notes.extend(run.notes.iter().cloned());
+            Some(run)
+        }
+        None => None,
+    };
     drop(guard);
 
     let tables = source
@@ -524,6 +595,7 @@ pub async fn rehearse(
         seed: options.seed,
         tolerance: options.tolerance,
         tables,
+        migration,
         notes,
         not_yet: NOT_YET.iter().map(|s| s.to_string()).collect(),
     })
@@ -537,6 +609,91 @@ fn format_freqs(freqs: &[f64]) -> String {
         String::new()
     };
     format!("[{}{more}]", shown.join(" "))
+}
+
+fn bytes(value: f64) -> String {
+    let magnitude = value.abs();
+    if magnitude >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", value / (1024.0 * 1024.0))
+    } else if magnitude >= 1024.0 {
+        format!("{:.1} KiB", value / 1024.0)
+    } else {
+        format!("{value:.0} B")
+    }
+}
+
+/// The measured run: the workload, then one line per phase with its statements below it.
+fn render_run(out: &mut String, run: &MeasuredRun) {
+    use std::fmt::Write as _;
+    let workload = match run.workload {
+        measurement::WorkloadChoice::None => "no workload".to_string(),
+        measurement::WorkloadChoice::Auto { rate } if !run.workload_tables.is_empty() => {
+            let tables: Vec<&str> = run
+                .workload_tables
+                .iter()
+                .map(|t| t.table.as_str())
+                .collect();
+            format!("{rate}/s key lookups and updates on {}", tables.join(", "))
+        }
+        measurement::WorkloadChoice::Auto { .. } => {
+            "no workload (no table to run it on)".to_string()
+        }
+    };
+    let _ = writeln!(
+        out,
+        "\nthe pending migrations on the copy, through tidegate apply ({workload}):"
+    );
+    if let Some(before) = &run.foreground_before {
+        let _ = writeln!(
+            out,
+            "  foreground before: {} requests, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors",
+            before.requests, before.p50_ms, before.p99_ms, before.max_ms, before.errors
+        );
+    }
+    if run.statements.is_empty() && run.apply_error.is_none() {
+        let _ = writeln!(out, "  nothing pending: no phase ran");
+    }
+    for phase in &run.statements {
+        let growth: i64 = phase.growth.iter().map(|g| g.total_growth_bytes).sum();
+        let _ = writeln!(
+            out,
+            "  {} phase {} ({}): {:.3} s, WAL {}, size {}{}, longest write-blocking lock {:.0} ms{}",
+            phase.migration,
+            phase.phase,
+            phase.class.unwrap_or("?"),
+            phase.measured_seconds,
+            bytes(phase.measured_wal_bytes as f64),
+            if growth >= 0 { "+" } else { "" },
+            bytes(growth as f64),
+            phase.longest_blocking_lock_ms,
+            phase.locks.longest_blocking.as_ref().map_or(String::new(), |b| format!(
+                " ({} on {}{})",
+                b.strongest_mode.sql_name(),
+                b.relation,
+                if b.waited { ", queued" } else { "" }
+            )),
+        );
+        if let Some(foreground) = &phase.foreground {
+            let _ = writeln!(
+                out,
+                "      foreground: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors",
+                foreground.p50_ms, foreground.p99_ms, foreground.max_ms, foreground.errors
+            );
+        }
+        for line in phase.sql.lines().take(3) {
+            let shown: String = line.chars().take(110).collect();
+            let _ = writeln!(out, "      {shown}");
+        }
+        if let Some(error) = &phase.error {
+            let _ = writeln!(out, "      failed: {error}");
+        }
+    }
+    if let Some(error) = &run.apply_error {
+        let _ = writeln!(
+            out,
+            "  apply stopped on the copy, as it would on the source: {error}"
+        );
+    }
 }
 
 /// The text summary: per table its size and load rate, per column source → copy, the columns off, the notes
@@ -604,6 +761,9 @@ pub fn render_text(report: &RehearsalReport) -> String {
             format!("{} column(s) off: {}", off.len(), off.join("; "))
         }
     );
+    if let Some(run) = &report.migration {
+        render_run(&mut out, run);
+    }
     for note in &report.notes {
         let _ = writeln!(out, "note: {note}");
     }

@@ -1,7 +1,6 @@
 //! The observer against a real server: a lock held for a known time from another connection is seen for that
 //! long, within the sampling resolution; a writer queued behind it is seen waiting; marks see WAL and size grow.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tidegate_db::connect::ConnectionConfig;
@@ -58,7 +57,7 @@ async fn an_access_exclusive_lock_is_seen_for_as_long_as_it_is_held_and_the_writ
     tokio::time::sleep(Duration::from_millis(200)).await;
     let samples = observer.stop().await.unwrap();
 
-    let summary = summarize(&samples, Observer::DEFAULT_PERIOD, &BTreeMap::new());
+    let summary = summarize(&samples, Observer::DEFAULT_PERIOD);
     let blocking = summary.longest_blocking.clone().expect("the lock was seen");
     assert_eq!(blocking.relation, "t");
     assert_eq!(blocking.strongest_mode, LockLevel::AccessExclusive);
