@@ -552,3 +552,145 @@ pub async fn run_measured(
 fn observe_failed(message: String) -> MeasureError {
     MeasureError::Observe(crate::observer::ObserveError::Thread(message))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::Outcome;
+    use tidegate_db::observe::ObservedLock;
+    use tidegate_sql::LockLevel;
+
+    fn mark(at_ms: u64, wal: u64, total: i64, index: i64) -> Result<Mark, String> {
+        Ok(Mark {
+            at: Duration::from_millis(at_ms),
+            wal_position: wal,
+            sizes: vec![RelationSize {
+                oid: 1,
+                total_bytes: total,
+                index_bytes: index,
+            }],
+        })
+    }
+
+    fn boundary(phase: usize, start: bool, mark: Result<Mark, String>) -> Boundary {
+        Boundary {
+            version: "002".into(),
+            phase,
+            class: start.then_some(PhaseClass::Schema),
+            start,
+            error: None,
+            mark,
+        }
+    }
+
+    fn held(at_ms: u64) -> LockSample {
+        LockSample {
+            at: Duration::from_millis(at_ms),
+            locks: vec![ObservedLock {
+                relation_oid: 1,
+                relation: "orders".into(),
+                table: "orders".into(),
+                mode: LockLevel::AccessExclusive,
+                granted: true,
+                pid: 1,
+                application_name: "tidegate".into(),
+                backend_type: "client backend".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_phase_is_measured_between_its_marks_less_the_workloads_wal() {
+        let boundaries = vec![
+            boundary(1, true, mark(1_000, 10_000, 8192, 0)),
+            boundary(1, false, mark(3_000, 50_000, 16384, 4096)),
+            boundary(2, true, mark(3_000, 50_000, 16384, 4096)),
+            // A mark that failed: the phase is left out rather than measured wrong.
+            boundary(2, false, Err("gone".into())),
+        ];
+        let samples = vec![
+            held(500),
+            held(1_100),
+            held(1_150),
+            LockSample {
+                at: Duration::from_millis(1_200),
+                locks: vec![],
+            },
+            held(3_500),
+        ];
+        let tables = WatchedTables {
+            oids: vec![1],
+            names: vec!["public.orders".into()],
+        };
+        let mut recorder = LatencyRecorder::new();
+        // The workload's clock started 500 ms after the observer's: the phase ran in its seconds 0 to 2.
+        recorder.record(
+            Duration::from_millis(100),
+            Duration::from_millis(7),
+            Outcome::Ok,
+        );
+        recorder.record(
+            Duration::from_millis(2_400),
+            Duration::from_millis(900),
+            Outcome::Ok,
+        );
+        recorder.record(
+            Duration::from_millis(4_000),
+            Duration::from_millis(2),
+            Outcome::Ok,
+        );
+        let phases = measure_phases(&RunRecord {
+            boundaries: &boundaries,
+            plans: &[],
+            samples: &samples,
+            period: Duration::from_millis(50),
+            tables: &tables,
+            foreground: Some((&recorder, Duration::from_millis(500))),
+            foreground_wal_bytes_per_second: 1_000.0,
+        });
+        assert_eq!(phases.len(), 1);
+        let phase = &phases[0];
+        assert_eq!(phase.measured_seconds, 2.0);
+        assert_eq!(phase.raw_wal_bytes, 40_000);
+        assert_eq!(phase.measured_wal_bytes, 38_000);
+        assert_eq!(phase.class, Some("schema"));
+        // Only the samples inside the phase count: 1,100 and 1,150 ms.
+        assert_eq!(phase.longest_blocking_lock_ms, 100.0);
+        assert_eq!(phase.growth.len(), 1);
+        assert_eq!(phase.growth[0].total_growth_bytes, 8192);
+        assert_eq!(phase.growth[0].index_growth_bytes, 4096);
+        let foreground = phase.foreground.as_ref().unwrap();
+        assert_eq!(foreground.requests, 2);
+        assert!(foreground.max_ms >= 899.0);
+    }
+
+    #[test]
+    fn the_key_workload_draws_keys_in_range_and_updates_one_in_five() {
+        let table = |name: &str, low, high| KeyTable {
+            table: name.into(),
+            key: "id".into(),
+            low,
+            high,
+            lookup: format!("lookup {name}"),
+            update: format!("update {name}"),
+        };
+        let workload = KeyWorkload {
+            tables: vec![table("a", 1, 10), table("b", 100, 100)],
+        };
+        assert_eq!(workload.statements().len(), 4);
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut updates = 0;
+        let mut per_statement = [0usize; 4];
+        for _ in 0..10_000 {
+            let request = workload.next_request(&mut rng);
+            per_statement[request.statement] += 1;
+            updates += request.statement % 2;
+            assert_eq!(request.params.len(), 1);
+        }
+        assert!((1_700..2_300).contains(&updates), "{updates}");
+        assert!(
+            per_statement.iter().all(|count| *count > 0),
+            "{per_statement:?}"
+        );
+    }
+}

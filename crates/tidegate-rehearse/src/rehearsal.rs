@@ -773,3 +773,41 @@ pub fn render_text(report: &RehearsalReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(files: &[&str]) -> (tempfile::TempDir, LoadedMigrations) {
+        let dir = tempfile::tempdir().unwrap();
+        for file in files {
+            std::fs::write(dir.path().join(file), "SELECT 1;\n").unwrap();
+        }
+        let loaded = pipeline::load(&[dir.path().to_path_buf()], None).unwrap();
+        (dir, loaded)
+    }
+
+    #[test]
+    fn the_copy_is_baselined_to_the_last_version_the_source_applied() {
+        let (_dir, loaded) = dir_with(&["001_a.sql", "002_b.sql", "003_c.sql"]);
+        let applied = vec!["001_a.sql".to_string(), "002_b.sql".to_string()];
+        let dirs = migration_dirs(&loaded, Some(&applied)).unwrap();
+        assert_eq!(dirs.len(), 1);
+        assert_eq!(dirs[0].baseline_to.as_deref(), Some("002_b.sql"));
+        let dirs = migration_dirs(&loaded, None).unwrap();
+        assert_eq!(dirs[0].baseline_to, None);
+    }
+
+    #[test]
+    fn a_history_with_a_gap_is_refused() {
+        let (_dir, loaded) = dir_with(&["001_a.sql", "002_b.sql", "003_c.sql"]);
+        let applied = vec!["001_a.sql".to_string(), "003_c.sql".to_string()];
+        let error = migration_dirs(&loaded, Some(&applied)).unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, RehearseError::Input(_)));
+        assert!(
+            message.contains("003_c.sql") && message.contains("002_b.sql"),
+            "{message}"
+        );
+    }
+}
