@@ -172,3 +172,28 @@ pub async fn key_range(
     let (low, high): (i64, i64) = (row.get("low")?, row.get("high")?);
     Ok((low <= high).then_some((low, high)))
 }
+
+/// `shared_buffers` and `maintenance_work_mem` in bytes.
+const MEMORY_SETTINGS: &str = "
+SELECT pg_size_bytes(current_setting('shared_buffers'))::int8 AS shared_buffers,
+       pg_size_bytes(current_setting('maintenance_work_mem'))::int8 AS maintenance_work_mem";
+
+/// The server's `shared_buffers` and `maintenance_work_mem`, in bytes. Reads settings only (no table), so it may
+/// run inside the source's read-only transaction.
+pub async fn memory_settings(client: &dyn Session) -> Result<(u64, u64), DbError> {
+    let row = client.query_one(MEMORY_SETTINGS, &[]).await?;
+    let shared: i64 = row.get("shared_buffers")?;
+    let maintenance: i64 = row.get("maintenance_work_mem")?;
+    Ok((
+        u64::try_from(shared).unwrap_or_default(),
+        u64::try_from(maintenance).unwrap_or_default(),
+    ))
+}
+
+/// Creates an empty database `name` (an identifier the caller chose, quoted here) on a scratch server.
+pub async fn create_database(client: &dyn Session, name: &str) -> Result<(), DbError> {
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    client
+        .batch_execute(&format!("CREATE DATABASE {quoted}"))
+        .await
+}

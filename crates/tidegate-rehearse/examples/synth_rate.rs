@@ -201,6 +201,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             applied: None,
             tables: vec![table.clone()],
             types: Vec::new(),
+            memory: None,
             notes: Vec::new(),
         };
         let outcome = build_copy(&client, &reading, &plan).await?;

@@ -25,6 +25,7 @@
 
 pub mod act;
 pub mod demo;
+pub mod extrapolate;
 pub mod fidelity;
 pub mod locks;
 pub mod measure;

@@ -187,6 +187,9 @@ pub struct PhaseMeasurement {
     pub foreground: Option<LatencySummary>,
     /// The phase's error, when it failed.
     pub error: Option<String>,
+    /// Its figures at the source's size, when it was measured at two scales or more.
+    #[serde(flatten)]
+    pub extrapolation: Option<crate::extrapolate::StatementExtrapolation>,
 }
 
 /// What the measured run found.
@@ -299,6 +302,7 @@ pub fn measure_phases(record: &RunRecord<'_>) -> Vec<PhaseMeasurement> {
             locks: lock_summary,
             foreground,
             error: boundary.error.clone(),
+            extrapolation: None,
         });
     }
     phases

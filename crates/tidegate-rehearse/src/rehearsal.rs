@@ -1,9 +1,10 @@
 //! `tidegate rehearse` as a library function: read the source's tables (read-only), start a scratch server of the
 //! same major version, re-create their schema, load synthetic rows generated from the source's statistics at a
-//! scale, and check their fidelity.
+//! scale, and check their fidelity; with migrations, run the pending ones on the copy through `tidegate apply`,
+//! measured ([`crate::measurement`]), at `scale` and at each of `extra_scales` (a copy of its own each), and
+//! extrapolate every phase's figures to the source's size ([`crate::extrapolate`]).
 //!
-//! What it does not do yet — the migration run through `tidegate apply` on the copy, a foreground workload,
-//! measurement of locks and WAL, extrapolation to full size — is listed in [`NOT_YET`] and in every report.
+//! What it does not do yet is listed in [`NOT_YET`] and in every report.
 //!
 //! **Invariant:** nothing is written to the source. Every query sent to it runs inside a `READ ONLY` transaction
 //! with a lock and a statement timeout (`tidegate_db::table_stats::begin_read_only`), checked with
@@ -26,15 +27,15 @@ use tidegate_plan::pipeline::{self, LoadedMigrations};
 use tidegate_plan::probe::{self, ProbeOptions};
 use tidegate_sql::PgVersion;
 
+use crate::extrapolate::{self, SourceMemory, StatementPoint, TableAtFullSize};
 use crate::fidelity::{self, TableFidelity, Tolerance};
 use crate::measurement::{self, MeasureError, MeasureOptions, MeasuredRun, MigrationDir};
 use crate::synth::{self, SourceTable, SynthesisError, SynthesisPlan, TableGenerator};
 
 /// The parts of a rehearsal not built yet; every report lists them, so nobody takes their absence for a pass.
-pub const NOT_YET: [&str; 3] = [
+pub const NOT_YET: [&str; 2] = [
     "the workload does not replay the source's pg_stat_statements yet: `--workload auto` runs key lookups and updates on each copied table with a single integer key",
     "the scratch server does not take the source's WAL- and cost-relevant settings yet (full_page_writes, wal_compression, shared_buffers, autovacuum); its figures are a default server's",
-    "nothing is extrapolated to the source's size yet: the figures are those of the copy at --scale",
 ];
 
 /// Which tables to rehearse.
@@ -60,6 +61,9 @@ pub struct RehearseOptions {
     pub scratch_dir: std::path::PathBuf,
     /// How the pending migrations run on the copy (workload, apply's options).
     pub measure: MeasureOptions,
+    /// Smaller scales the migrations are also measured at (each on a copy of its own, built first), so their
+    /// figures extrapolate to the source's size; empty: no extrapolation.
+    pub extra_scales: Vec<f64>,
 }
 
 impl Default for RehearseOptions {
@@ -73,6 +77,7 @@ impl Default for RehearseOptions {
             scratch_dir: std::env::temp_dir()
                 .join(format!("tidegate-rehearse-{}", std::process::id())),
             measure: MeasureOptions::default(),
+            extra_scales: Vec::new(),
         }
     }
 }
@@ -105,6 +110,8 @@ pub struct SourceReading {
     pub applied: Option<Vec<String>>,
     pub tables: Vec<SourceTable>,
     pub types: Vec<TypeDefinition>,
+    /// The source's shared_buffers and maintenance_work_mem, for the regime notes of extrapolation.
+    pub memory: Option<SourceMemory>,
     pub notes: Vec<String>,
 }
 
@@ -180,6 +187,14 @@ pub async fn read_source(
     let types = table_schema::read_types(client, &schemas)
         .await
         .map_err(RehearseError::Source)?;
+    let (shared_buffers_bytes, maintenance_work_mem_bytes) =
+        tidegate_db::observe::memory_settings(client)
+            .await
+            .map_err(RehearseError::Source)?;
+    let memory = Some(SourceMemory {
+        shared_buffers_bytes,
+        maintenance_work_mem_bytes,
+    });
     let mut tables = Vec::new();
     for schema in schemas {
         let statistics =
@@ -202,6 +217,7 @@ pub async fn read_source(
         applied: server.applied.clone(),
         tables,
         types,
+        memory,
         notes,
     })
 }
@@ -433,6 +449,8 @@ pub struct RehearsalReport {
     /// The pending migrations run on the copy through apply, measured; `None` when no migration directory was
     /// given.
     pub migration: Option<MeasuredRun>,
+    /// The smaller scales the migrations were also measured at, for extrapolation.
+    pub extra_scales: Vec<f64>,
     pub notes: Vec<String>,
     pub not_yet: Vec<String>,
 }
@@ -494,6 +512,83 @@ pub fn migration_dirs(
     Ok(dirs)
 }
 
+/// Gives each statement of `run` (measured at `scale`) its figures at the source's size, from `smaller` runs of
+/// the same migrations; a statement missing from one of them (it failed there) is left without.
+fn extrapolate_run(
+    run: &mut MeasuredRun,
+    scale: f64,
+    smaller: &[(f64, MeasuredRun)],
+    source: &SourceReading,
+) {
+    if smaller.is_empty() {
+        return;
+    }
+    let point = |scale: f64, phase: &measurement::PhaseMeasurement| StatementPoint {
+        scale,
+        seconds: phase.measured_seconds,
+        wal_bytes: phase.measured_wal_bytes as f64,
+        growth_bytes: phase
+            .growth
+            .iter()
+            .map(|g| g.total_growth_bytes as f64)
+            .sum(),
+    };
+    for phase in &mut run.statements {
+        let same = |other: &&measurement::PhaseMeasurement| {
+            other.migration == phase.migration && other.phase == phase.phase
+        };
+        let others: Vec<(f64, &measurement::PhaseMeasurement)> = smaller
+            .iter()
+            .filter_map(|(scale, other)| other.statements.iter().find(same).map(|p| (*scale, p)))
+            .collect();
+        if others.len() != smaller.len() {
+            continue;
+        }
+        let mut points: Vec<StatementPoint> = others.iter().map(|(s, p)| point(*s, p)).collect();
+        points.push(point(scale, phase));
+        let regime_notes = match source.memory {
+            Some(memory) => {
+                let tables: Vec<TableAtFullSize> = phase
+                    .growth
+                    .iter()
+                    .map(|growth| {
+                        let index_points: Vec<extrapolate::Point> = others
+                            .iter()
+                            .map(|(s, p)| extrapolate::Point {
+                                scale: *s,
+                                value: p
+                                    .growth
+                                    .iter()
+                                    .find(|g| g.table == growth.table)
+                                    .map_or(0.0, |g| g.index_growth_bytes as f64),
+                            })
+                            .chain(std::iter::once(extrapolate::Point {
+                                scale,
+                                value: growth.index_growth_bytes as f64,
+                            }))
+                            .collect();
+                        TableAtFullSize {
+                            table: growth.table.clone(),
+                            source_bytes: source
+                                .tables
+                                .iter()
+                                .find(|t| t.schema.qualified == growth.table)
+                                .map_or(0, |t| t.statistics.total_bytes),
+                            rehearsed_bytes: u64::try_from(growth.total_bytes_before).unwrap_or(0),
+                            index_growth_at_full_size: extrapolate::extrapolate(&index_points, 1.0)
+                                .map_or(0.0, |fit| fit.estimate),
+                            index_growth_rehearsed: growth.index_growth_bytes as f64,
+                        }
+                    })
+                    .collect();
+                extrapolate::regime_changes(&tables, memory)
+            }
+            None => Vec::new(),
+        };
+        phase.extrapolation = extrapolate::extrapolate_statement(&points, 1.0, regime_notes);
+    }
+}
+
 /// Removes the scratch cluster however the rehearsal ends.
 struct ScratchGuard(Option<ScratchServer>);
 
@@ -527,6 +622,14 @@ pub async fn rehearse(
         }
         Targets::AllTables => None,
     };
+    for scale in &options.extra_scales {
+        if !scale.is_finite() || *scale <= 0.0 || *scale >= options.scale {
+            return Err(RehearseError::Input(format!(
+                "scale point {scale}: the extra scales extrapolation measures at must be positive and below --scale {}",
+                options.scale
+            )));
+        }
+    }
     let plan = synth::plan(&source.tables, options.scale, options.seed)?;
     let mut notes = source.notes.clone();
     notes.extend(plan.notes.iter().cloned());
@@ -541,6 +644,34 @@ pub async fn rehearse(
     let user = scratch::ServerUser::for_current_process()?;
     let server = scratch::start_with(&StartOptions::new(&options.scratch_dir), binaries, user)?;
     let guard = ScratchGuard(Some(server.clone()));
+    let schemas: Vec<_> = source.tables.iter().map(|t| t.schema.clone()).collect();
+
+    // The smaller scales first, each on a database of its own on the same server, so the main copy is built last.
+    let mut smaller = Vec::new();
+    if let Some(dirs) = &dirs {
+        let admin = ConnectionConfig::from_url(&server.url())?.connect().await?;
+        for (index, scale) in options.extra_scales.iter().enumerate() {
+            let database = format!("rehearsal_point_{}", index + 1);
+            tidegate_db::observe::create_database(&admin, &database)
+                .await
+                .map_err(RehearseError::Copy)?;
+            let url = server.url_for_database(&database);
+            let config = ConnectionConfig::from_url(&url)?;
+            let point_plan = synth::plan(&source.tables, *scale, options.seed)?;
+            let copy = config.connect().await?;
+            build_copy(&copy, &source, &point_plan)
+                .await
+                .map_err(RehearseError::Copy)?;
+            analyze_copy(&copy, &source)
+                .await
+                .map_err(RehearseError::Copy)?;
+            drop(copy);
+            let run =
+                measurement::run_measured(&url, &config, dirs, &schemas, &options.measure).await?;
+            smaller.push((*scale, run));
+        }
+    }
+
     let scratch_config = ConnectionConfig::from_url(&server.url())?;
     let copy = scratch_config.connect().await?;
     let outcome = build_copy(&copy, &source, &plan)
@@ -553,8 +684,7 @@ pub async fn rehearse(
     drop(copy);
     let migration = match &dirs {
         Some(dirs) => {
-            let schemas: Vec<_> = source.tables.iter().map(|t| t.schema.clone()).collect();
-            let run = measurement::run_measured(
+            let mut run = measurement::run_measured(
                 &server.url(),
                 &scratch_config,
                 dirs,
@@ -563,6 +693,7 @@ pub async fn rehearse(
             )
             .await?;
             notes.extend(run.notes.iter().cloned());
+            extrapolate_run(&mut run, options.scale, &smaller, &source);
             Some(run)
         }
         None => None,
@@ -596,6 +727,7 @@ pub async fn rehearse(
         tolerance: options.tolerance,
         tables,
         migration,
+        extra_scales: options.extra_scales.clone(),
         notes,
         not_yet: NOT_YET.iter().map(|s| s.to_string()).collect(),
     })
@@ -679,6 +811,23 @@ fn render_run(out: &mut String, run: &MeasuredRun) {
                 "      foreground: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors",
                 foreground.p50_ms, foreground.p99_ms, foreground.max_ms, foreground.errors
             );
+        }
+        if let Some(full) = &phase.extrapolation {
+            let _ = writeln!(
+                out,
+                "      at the source's size: {:.2} s ({:.2}–{:.2}), WAL {} ({}–{}), size {} (from scales {:?})",
+                full.extrapolated_seconds,
+                full.extrapolated_seconds_low,
+                full.extrapolated_seconds_high,
+                bytes(full.extrapolated_wal_bytes as f64),
+                bytes(full.extrapolated_wal_bytes_low as f64),
+                bytes(full.extrapolated_wal_bytes_high as f64),
+                bytes(full.extrapolated_growth_bytes),
+                full.extrapolated_from_scales,
+            );
+            for note in &full.regime_notes {
+                let _ = writeln!(out, "      regime: {note}");
+            }
         }
         for line in phase.sql.lines().take(3) {
             let shown: String = line.chars().take(110).collect();

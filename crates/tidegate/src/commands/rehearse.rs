@@ -33,8 +33,13 @@ through tidegate apply (the same phases, rewrites, backfills and throttle) under
 its duration, WAL, table and index growth, every lock seen (sampled every 50 ms) with the longest write-blocking \
 stretch, and the foreground's p50/p99/max and errors. The scratch server is removed at the end.
 
+With --points N (default 2) the migrations are also measured on copies at smaller scales and each phase's \
+duration, WAL and growth are extrapolated to the source's size with a low-high interval (an affine fit in rows; \
+the interval is the spread between it and each point scaled alone, widened by half), with notes where a table \
+outgrows the source's shared_buffers or an index build its maintenance_work_mem.
+
 Not yet: replaying the source's pg_stat_statements (auto runs key lookups and updates), taking the source's WAL \
-and cost settings, extrapolating to the source's size.")]
+and cost settings.")]
 pub struct RehearseArgs {
     /// Migration directory whose pending migrations name the tables [default: migrations/ when it exists, else
     /// every table of the database]
@@ -55,6 +60,10 @@ pub struct RehearseArgs {
     /// Requests per second of `--workload auto`
     #[arg(long, default_value_t = WorkloadChoice::DEFAULT_RATE)]
     pub rate: f64,
+    /// Scales the migrations are measured at, for extrapolation to the source's size: N copies at --scale × k/N
+    /// for k = 1..N, each built and measured in turn on the same scratch server (1: no extrapolation)
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=5))]
+    pub points: u32,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Force a migration layout instead of detecting it
@@ -101,6 +110,9 @@ pub fn run(args: RehearseArgs) -> anyhow::Result<ExitCode> {
         ..RehearseOptions::default()
     };
     options.measure.seed = args.seed;
+    options.extra_scales = (1..args.points)
+        .map(|k| args.scale * f64::from(k) / f64::from(args.points))
+        .collect();
     options.measure.workload = match args.workload {
         WorkloadKind::Auto => WorkloadChoice::Auto { rate: args.rate },
         WorkloadKind::None => WorkloadChoice::None,
