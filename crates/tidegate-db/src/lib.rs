@@ -10,6 +10,8 @@
 //! - [`table_stats`]: PostgreSQL's catalog and statistics reads (sizes as [`tidegate_sql::TableSize`], write
 //!   counters, a timed bounded read, lock holders, names in use), over a `&dyn Session` inside a read-only
 //!   transaction the caller opened.
+//! - [`observe`]: what a rehearsal watches on its scratch server (relation locks with their sessions, the WAL
+//!   position, table and index sizes) and its key-lookup workload's SQL.
 //! - [`scratch`]: throwaway clusters started from the machine's own PostgreSQL binaries — the embedded default
 //!   behind `tidegate scratch`, `tidegate demo` and the integration tests.
 //!
@@ -46,6 +48,7 @@ pub mod column_stats;
 pub mod connect;
 pub mod driver;
 pub mod mysql;
+pub mod observe;
 pub mod scratch;
 pub mod scratch_mariadb;
 pub mod table_schema;

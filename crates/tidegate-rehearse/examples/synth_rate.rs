@@ -198,8 +198,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let client = ConnectionConfig::from_url(&server.url())?.connect().await?;
         let reading = SourceReading {
             server_major: server.binaries.major_version,
+            applied: None,
             tables: vec![table.clone()],
             types: Vec::new(),
+            memory: None,
             notes: Vec::new(),
         };
         let outcome = build_copy(&client, &reading, &plan).await?;

@@ -28,8 +28,12 @@
 pub mod act;
 pub mod calibrate;
 pub mod demo;
+pub mod extrapolate;
 pub mod fidelity;
+pub mod locks;
 pub mod measure;
+pub mod measurement;
+pub mod observer;
 pub mod orders;
 pub mod rehearsal;
 pub mod report;

@@ -1,9 +1,10 @@
 //! `tidegate rehearse` as a library function: read the source's tables (read-only), start a scratch server of the
 //! same major version, re-create their schema, load synthetic rows generated from the source's statistics at a
-//! scale, and check their fidelity.
+//! scale, and check their fidelity; with migrations, run the pending ones on the copy through `tidegate apply`,
+//! measured ([`crate::measurement`]), at `scale` and at each of `extra_scales` (a copy of its own each), and
+//! extrapolate every phase's figures to the source's size ([`crate::extrapolate`]).
 //!
-//! What it does not do yet — the migration run through `tidegate apply` on the copy, a foreground workload,
-//! measurement of locks and WAL, extrapolation to full size — is listed in [`NOT_YET`] and in every report.
+//! What it does not do yet is listed in [`NOT_YET`] and in every report.
 //!
 //! **Invariant:** nothing is written to the source. Every query sent to it runs inside a `READ ONLY` transaction
 //! with a lock and a statement timeout (`tidegate_db::table_stats::begin_read_only`), checked with
@@ -26,15 +27,15 @@ use tidegate_plan::pipeline::{self, LoadedMigrations};
 use tidegate_plan::probe::{self, ProbeOptions};
 use tidegate_sql::PgVersion;
 
+use crate::extrapolate::{self, SourceMemory, StatementPoint, TableAtFullSize};
 use crate::fidelity::{self, TableFidelity, Tolerance};
+use crate::measurement::{self, MeasureError, MeasureOptions, MeasuredRun, MigrationDir};
 use crate::synth::{self, SourceTable, SynthesisError, SynthesisPlan, TableGenerator};
 
 /// The parts of a rehearsal not built yet; every report lists them, so nobody takes their absence for a pass.
-pub const NOT_YET: [&str; 4] = [
-    "the pending migrations are not run on the copy yet (next: through `tidegate apply`, with its phases, rewrites and backfills)",
-    "no foreground workload runs against the copy yet",
-    "no durations, locks, WAL or size growth are measured yet",
-    "nothing is extrapolated to the source's size yet",
+pub const NOT_YET: [&str; 2] = [
+    "the workload does not replay the source's pg_stat_statements yet: `--workload auto` runs key lookups and updates on each copied table with a single integer key",
+    "the scratch server does not take the source's WAL- and cost-relevant settings yet (full_page_writes, wal_compression, shared_buffers, autovacuum); its figures are a default server's",
 ];
 
 /// Which tables to rehearse.
@@ -58,6 +59,11 @@ pub struct RehearseOptions {
     pub statement_timeout: Duration,
     /// Where the scratch cluster lives while the rehearsal runs (removed at the end).
     pub scratch_dir: std::path::PathBuf,
+    /// How the pending migrations run on the copy (workload, apply's options).
+    pub measure: MeasureOptions,
+    /// Smaller scales the migrations are also measured at (each on a copy of its own, built first), so their
+    /// figures extrapolate to the source's size; empty: no extrapolation.
+    pub extra_scales: Vec<f64>,
 }
 
 impl Default for RehearseOptions {
@@ -70,6 +76,8 @@ impl Default for RehearseOptions {
             statement_timeout: Duration::from_secs(30),
             scratch_dir: std::env::temp_dir()
                 .join(format!("tidegate-rehearse-{}", std::process::id())),
+            measure: MeasureOptions::default(),
+            extra_scales: Vec::new(),
         }
     }
 }
@@ -90,14 +98,20 @@ pub enum RehearseError {
     Copy(DbError),
     #[error("{0}")]
     Input(String),
+    #[error("running the migrations on the copy: {0}")]
+    Measure(#[from] MeasureError),
 }
 
 /// What was read of the source.
 #[derive(Debug, Clone)]
 pub struct SourceReading {
     pub server_major: u32,
+    /// The versions `tidegate.migrations` records as applied or baselined; `None` without that table.
+    pub applied: Option<Vec<String>>,
     pub tables: Vec<SourceTable>,
     pub types: Vec<TypeDefinition>,
+    /// The source's shared_buffers and maintenance_work_mem, for the regime notes of extrapolation.
+    pub memory: Option<SourceMemory>,
     pub notes: Vec<String>,
 }
 
@@ -173,6 +187,14 @@ pub async fn read_source(
     let types = table_schema::read_types(client, &schemas)
         .await
         .map_err(RehearseError::Source)?;
+    let (shared_buffers_bytes, maintenance_work_mem_bytes) =
+        tidegate_db::observe::memory_settings(client)
+            .await
+            .map_err(RehearseError::Source)?;
+    let memory = Some(SourceMemory {
+        shared_buffers_bytes,
+        maintenance_work_mem_bytes,
+    });
     let mut tables = Vec::new();
     for schema in schemas {
         let statistics =
@@ -192,8 +214,10 @@ pub async fn read_source(
         .map_err(RehearseError::Source)?;
     Ok(SourceReading {
         server_major: server.major_version,
+        applied: server.applied.clone(),
         tables,
         types,
+        memory,
         notes,
     })
 }
@@ -422,6 +446,11 @@ pub struct RehearsalReport {
     pub seed: u64,
     pub tolerance: Tolerance,
     pub tables: Vec<TableReport>,
+    /// The pending migrations run on the copy through apply, measured; `None` when no migration directory was
+    /// given.
+    pub migration: Option<MeasuredRun>,
+    /// The smaller scales the migrations were also measured at, for extrapolation.
+    pub extra_scales: Vec<f64>,
     pub notes: Vec<String>,
     pub not_yet: Vec<String>,
 }
@@ -443,6 +472,120 @@ impl RehearsalReport {
                 })
             })
             .collect()
+    }
+}
+
+/// The directories to apply on the copy, each with the version to baseline it to first: the last of its files the
+/// source has applied. A source whose applied files are not a prefix of the directory (one skipped, a later one
+/// applied) has a history a copy cannot reproduce with a baseline, and is refused.
+pub fn migration_dirs(
+    migrations: &LoadedMigrations,
+    applied: Option<&[String]>,
+) -> Result<Vec<MigrationDir>, RehearseError> {
+    let applied: HashSet<&str> = applied.into_iter().flatten().map(String::as_str).collect();
+    let mut dirs = Vec::new();
+    for loaded in &migrations.sets {
+        let files = &loaded.set.migrations;
+        let last_applied = files
+            .iter()
+            .rposition(|file| applied.contains(file.version.as_str()));
+        if let Some(last) = last_applied {
+            if let Some(gap) = files[..last]
+                .iter()
+                .find(|file| !applied.contains(file.version.as_str()))
+            {
+                return Err(RehearseError::Input(format!(
+                    "{}: the source has applied {} but not {} before it; a rehearsal replays a history in order. \
+                     Rehearse against a database whose history has no gaps",
+                    loaded.set.root.display(),
+                    files[last].version,
+                    gap.version
+                )));
+            }
+        }
+        dirs.push(MigrationDir {
+            root: loaded.set.root.clone(),
+            layout: loaded.set.layout,
+            baseline_to: last_applied.map(|last| files[last].version.clone()),
+        });
+    }
+    Ok(dirs)
+}
+
+/// Gives each statement of `run` (measured at `scale`) its figures at the source's size, from `smaller` runs of
+/// the same migrations; a statement missing from one of them (it failed there) is left without.
+fn extrapolate_run(
+    run: &mut MeasuredRun,
+    scale: f64,
+    smaller: &[(f64, MeasuredRun)],
+    source: &SourceReading,
+) {
+    if smaller.is_empty() {
+        return;
+    }
+    let point = |scale: f64, phase: &measurement::PhaseMeasurement| StatementPoint {
+        scale,
+        seconds: phase.measured_seconds,
+        wal_bytes: phase.measured_wal_bytes as f64,
+        growth_bytes: phase
+            .growth
+            .iter()
+            .map(|g| g.total_growth_bytes as f64)
+            .sum(),
+    };
+    for phase in &mut run.statements {
+        let same = |other: &&measurement::PhaseMeasurement| {
+            other.migration == phase.migration && other.phase == phase.phase
+        };
+        let others: Vec<(f64, &measurement::PhaseMeasurement)> = smaller
+            .iter()
+            .filter_map(|(scale, other)| other.statements.iter().find(same).map(|p| (*scale, p)))
+            .collect();
+        if others.len() != smaller.len() {
+            continue;
+        }
+        let mut points: Vec<StatementPoint> = others.iter().map(|(s, p)| point(*s, p)).collect();
+        points.push(point(scale, phase));
+        let regime_notes = match source.memory {
+            Some(memory) => {
+                let tables: Vec<TableAtFullSize> = phase
+                    .growth
+                    .iter()
+                    .map(|growth| {
+                        let index_points: Vec<extrapolate::Point> = others
+                            .iter()
+                            .map(|(s, p)| extrapolate::Point {
+                                scale: *s,
+                                value: p
+                                    .growth
+                                    .iter()
+                                    .find(|g| g.table == growth.table)
+                                    .map_or(0.0, |g| g.index_growth_bytes as f64),
+                            })
+                            .chain(std::iter::once(extrapolate::Point {
+                                scale,
+                                value: growth.index_growth_bytes as f64,
+                            }))
+                            .collect();
+                        TableAtFullSize {
+                            table: growth.table.clone(),
+                            source_bytes: source
+                                .tables
+                                .iter()
+                                .find(|t| t.schema.qualified == growth.table)
+                                .map_or(0, |t| t.statistics.total_bytes),
+                            rehearsed_bytes: u64::try_from(growth.total_bytes_before).unwrap_or(0),
+                            index_growth_at_full_size: extrapolate::extrapolate(&index_points, 1.0)
+                                .map_or(0.0, |fit| fit.estimate),
+                            index_growth_rehearsed: growth.index_growth_bytes as f64,
+                        }
+                    })
+                    .collect();
+                extrapolate::regime_changes(&tables, memory)
+            }
+            None => Vec::new(),
+        };
+        phase.extrapolation = extrapolate::extrapolate_statement(&points, 1.0, regime_notes);
     }
 }
 
@@ -472,6 +615,21 @@ pub async fn rehearse(
     let source_client = source_config.connect().await?;
     let source = read_source(&source_client, targets, options).await?;
     drop(source_client);
+    // Refused before anything starts: a history the copy cannot reproduce.
+    let dirs = match targets {
+        Targets::Migrations(migrations) => {
+            Some(migration_dirs(migrations, source.applied.as_deref())?)
+        }
+        Targets::AllTables => None,
+    };
+    for scale in &options.extra_scales {
+        if !scale.is_finite() || *scale <= 0.0 || *scale >= options.scale {
+            return Err(RehearseError::Input(format!(
+                "scale point {scale}: the extra scales extrapolation measures at must be positive and below --scale {}",
+                options.scale
+            )));
+        }
+    }
     let plan = synth::plan(&source.tables, options.scale, options.seed)?;
     let mut notes = source.notes.clone();
     notes.extend(plan.notes.iter().cloned());
@@ -486,6 +644,34 @@ pub async fn rehearse(
     let user = scratch::ServerUser::for_current_process()?;
     let server = scratch::start_with(&StartOptions::new(&options.scratch_dir), binaries, user)?;
     let guard = ScratchGuard(Some(server.clone()));
+    let schemas: Vec<_> = source.tables.iter().map(|t| t.schema.clone()).collect();
+
+    // The smaller scales first, each on a database of its own on the same server, so the main copy is built last.
+    let mut smaller = Vec::new();
+    if let Some(dirs) = &dirs {
+        let admin = ConnectionConfig::from_url(&server.url())?.connect().await?;
+        for (index, scale) in options.extra_scales.iter().enumerate() {
+            let database = format!("rehearsal_point_{}", index + 1);
+            tidegate_db::observe::create_database(&admin, &database)
+                .await
+                .map_err(RehearseError::Copy)?;
+            let url = server.url_for_database(&database);
+            let config = ConnectionConfig::from_url(&url)?;
+            let point_plan = synth::plan(&source.tables, *scale, options.seed)?;
+            let copy = config.connect().await?;
+            build_copy(&copy, &source, &point_plan)
+                .await
+                .map_err(RehearseError::Copy)?;
+            analyze_copy(&copy, &source)
+                .await
+                .map_err(RehearseError::Copy)?;
+            drop(copy);
+            let run =
+                measurement::run_measured(&url, &config, dirs, &schemas, &options.measure).await?;
+            smaller.push((*scale, run));
+        }
+    }
+
     let scratch_config = ConnectionConfig::from_url(&server.url())?;
     let copy = scratch_config.connect().await?;
     let outcome = build_copy(&copy, &source, &plan)
@@ -496,6 +682,22 @@ pub async fn rehearse(
         .await
         .map_err(RehearseError::Copy)?;
     drop(copy);
+    let migration = match &dirs {
+        Some(dirs) => {
+            let mut run = measurement::run_measured(
+                &server.url(),
+                &scratch_config,
+                dirs,
+                &schemas,
+                &options.measure,
+            )
+            .await?;
+            notes.extend(run.notes.iter().cloned());
+            extrapolate_run(&mut run, options.scale, &smaller, &source);
+            Some(run)
+        }
+        None => None,
+    };
     drop(guard);
 
     let tables = source
@@ -524,6 +726,8 @@ pub async fn rehearse(
         seed: options.seed,
         tolerance: options.tolerance,
         tables,
+        migration,
+        extra_scales: options.extra_scales.clone(),
         notes,
         not_yet: NOT_YET.iter().map(|s| s.to_string()).collect(),
     })
@@ -537,6 +741,108 @@ fn format_freqs(freqs: &[f64]) -> String {
         String::new()
     };
     format!("[{}{more}]", shown.join(" "))
+}
+
+fn bytes(value: f64) -> String {
+    let magnitude = value.abs();
+    if magnitude >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", value / (1024.0 * 1024.0))
+    } else if magnitude >= 1024.0 {
+        format!("{:.1} KiB", value / 1024.0)
+    } else {
+        format!("{value:.0} B")
+    }
+}
+
+/// The measured run: the workload, then one line per phase with its statements below it.
+fn render_run(out: &mut String, run: &MeasuredRun) {
+    use std::fmt::Write as _;
+    let workload = match run.workload {
+        measurement::WorkloadChoice::None => "no workload".to_string(),
+        measurement::WorkloadChoice::Auto { rate } if !run.workload_tables.is_empty() => {
+            let tables: Vec<&str> = run
+                .workload_tables
+                .iter()
+                .map(|t| t.table.as_str())
+                .collect();
+            format!("{rate}/s key lookups and updates on {}", tables.join(", "))
+        }
+        measurement::WorkloadChoice::Auto { .. } => {
+            "no workload (no table to run it on)".to_string()
+        }
+    };
+    let _ = writeln!(
+        out,
+        "\nthe pending migrations on the copy, through tidegate apply ({workload}):"
+    );
+    if let Some(before) = &run.foreground_before {
+        let _ = writeln!(
+            out,
+            "  foreground before: {} requests, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors",
+            before.requests, before.p50_ms, before.p99_ms, before.max_ms, before.errors
+        );
+    }
+    if run.statements.is_empty() && run.apply_error.is_none() {
+        let _ = writeln!(out, "  nothing pending: no phase ran");
+    }
+    for phase in &run.statements {
+        let growth: i64 = phase.growth.iter().map(|g| g.total_growth_bytes).sum();
+        let _ = writeln!(
+            out,
+            "  {} phase {} ({}): {:.3} s, WAL {}, size {}{}, longest write-blocking lock {:.0} ms{}",
+            phase.migration,
+            phase.phase,
+            phase.class.unwrap_or("?"),
+            phase.measured_seconds,
+            bytes(phase.measured_wal_bytes as f64),
+            if growth >= 0 { "+" } else { "" },
+            bytes(growth as f64),
+            phase.longest_blocking_lock_ms,
+            phase.locks.longest_blocking.as_ref().map_or(String::new(), |b| format!(
+                " ({} on {}{})",
+                b.strongest_mode.sql_name(),
+                b.relation,
+                if b.waited { ", queued" } else { "" }
+            )),
+        );
+        if let Some(foreground) = &phase.foreground {
+            let _ = writeln!(
+                out,
+                "      foreground: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors",
+                foreground.p50_ms, foreground.p99_ms, foreground.max_ms, foreground.errors
+            );
+        }
+        if let Some(full) = &phase.extrapolation {
+            let _ = writeln!(
+                out,
+                "      at the source's size: {:.2} s ({:.2}–{:.2}), WAL {} ({}–{}), size {} (from scales {:?})",
+                full.extrapolated_seconds,
+                full.extrapolated_seconds_low,
+                full.extrapolated_seconds_high,
+                bytes(full.extrapolated_wal_bytes as f64),
+                bytes(full.extrapolated_wal_bytes_low as f64),
+                bytes(full.extrapolated_wal_bytes_high as f64),
+                bytes(full.extrapolated_growth_bytes),
+                full.extrapolated_from_scales,
+            );
+            for note in &full.regime_notes {
+                let _ = writeln!(out, "      regime: {note}");
+            }
+        }
+        for line in phase.sql.lines().take(3) {
+            let shown: String = line.chars().take(110).collect();
+            let _ = writeln!(out, "      {shown}");
+        }
+        if let Some(error) = &phase.error {
+            let _ = writeln!(out, "      failed: {error}");
+        }
+    }
+    if let Some(error) = &run.apply_error {
+        let _ = writeln!(
+            out,
+            "  apply stopped on the copy, as it would on the source: {error}"
+        );
+    }
 }
 
 /// The text summary: per table its size and load rate, per column source → copy, the columns off, the notes
@@ -604,6 +910,9 @@ pub fn render_text(report: &RehearsalReport) -> String {
             format!("{} column(s) off: {}", off.len(), off.join("; "))
         }
     );
+    if let Some(run) = &report.migration {
+        render_run(&mut out, run);
+    }
     for note in &report.notes {
         let _ = writeln!(out, "note: {note}");
     }
@@ -612,4 +921,42 @@ pub fn render_text(report: &RehearsalReport) -> String {
         let _ = writeln!(out, "  - {item}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(files: &[&str]) -> (tempfile::TempDir, LoadedMigrations) {
+        let dir = tempfile::tempdir().unwrap();
+        for file in files {
+            std::fs::write(dir.path().join(file), "SELECT 1;\n").unwrap();
+        }
+        let loaded = pipeline::load(&[dir.path().to_path_buf()], None).unwrap();
+        (dir, loaded)
+    }
+
+    #[test]
+    fn the_copy_is_baselined_to_the_last_version_the_source_applied() {
+        let (_dir, loaded) = dir_with(&["001_a.sql", "002_b.sql", "003_c.sql"]);
+        let applied = vec!["001_a.sql".to_string(), "002_b.sql".to_string()];
+        let dirs = migration_dirs(&loaded, Some(&applied)).unwrap();
+        assert_eq!(dirs.len(), 1);
+        assert_eq!(dirs[0].baseline_to.as_deref(), Some("002_b.sql"));
+        let dirs = migration_dirs(&loaded, None).unwrap();
+        assert_eq!(dirs[0].baseline_to, None);
+    }
+
+    #[test]
+    fn a_history_with_a_gap_is_refused() {
+        let (_dir, loaded) = dir_with(&["001_a.sql", "002_b.sql", "003_c.sql"]);
+        let applied = vec!["001_a.sql".to_string(), "003_c.sql".to_string()];
+        let error = migration_dirs(&loaded, Some(&applied)).unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, RehearseError::Input(_)));
+        assert!(
+            message.contains("003_c.sql") && message.contains("002_b.sql"),
+            "{message}"
+        );
+    }
 }

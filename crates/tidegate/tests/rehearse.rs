@@ -51,6 +51,8 @@ async fn rehearse_copies_the_tables_a_pending_migration_touches_and_reports_fide
             "0.5",
             "--format",
             "json",
+            "--workload",
+            "none",
         ])
         .arg(dir.path().join("migrations"))
         .env_remove("DATABASE_URL")
@@ -83,7 +85,27 @@ async fn rehearse_copies_the_tables_a_pending_migration_touches_and_reports_fide
         assert!((freqs[0].as_f64().unwrap() - 0.7).abs() < 0.01, "{status}");
     }
     assert_eq!(status["off"], serde_json::json!([]));
-    assert!(report["not_yet"].as_array().unwrap().len() >= 4);
+    assert_eq!(report["not_yet"].as_array().unwrap().len(), 2);
+    // The migration ran on the copy through apply: its ADD COLUMN, then the UPDATE as a backfill, each measured.
+    let statements = report["migration"]["statements"].as_array().unwrap();
+    let classes: Vec<&str> = statements
+        .iter()
+        .map(|s| s["class"].as_str().unwrap())
+        .collect();
+    assert_eq!(classes, ["schema", "backfill"]);
+    for statement in statements {
+        for field in [
+            "sql",
+            "measured_seconds",
+            "measured_wal_bytes",
+            "longest_blocking_lock_ms",
+        ] {
+            assert!(!statement[field].is_null(), "{field}: {statement}");
+        }
+    }
+    assert!(statements[1]["measured_wal_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(report["migration"]["workload"]["kind"], "none");
+    assert_eq!(report["migration"]["apply_error"], serde_json::Value::Null);
     // The scratch server lived under TMPDIR and is gone.
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -111,7 +133,9 @@ async fn the_text_report_says_what_is_not_done_yet_and_a_bad_scale_is_a_usage_er
     // No migrations directory: every table of the database.
     assert!(stdout.contains("public.unrelated:"), "{stdout}");
     assert!(stdout.contains("not done yet:"), "{stdout}");
-    assert!(stdout.contains("not run on the copy yet"), "{stdout}");
+    assert!(stdout.contains("pg_stat_statements"), "{stdout}");
+    // Without a migration directory nothing runs on the copy.
+    assert!(!stdout.contains("through tidegate apply ("), "{stdout}");
 
     let refused = Command::new(TIDEGATE)
         .args(["rehearse", "--db", db.url(), "--scale", "0"])
@@ -119,4 +143,55 @@ async fn the_text_report_says_what_is_not_done_yet_and_a_bad_scale_is_a_usage_er
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--scale 0"));
+    let refused = Command::new(TIDEGATE)
+        .args(["rehearse", "--db", db.url(), "--rate", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--rate 0"));
+}
+
+#[tokio::test]
+async fn the_text_report_gives_each_phase_its_figures_under_the_workload() {
+    let db = source().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("001_orders_status_idx.sql"),
+        "CREATE INDEX orders_status_idx ON orders (status);\n",
+    )
+    .unwrap();
+    let output = Command::new(TIDEGATE)
+        .args([
+            "rehearse",
+            "--db",
+            db.url(),
+            "--scale",
+            "0.5",
+            "--rate",
+            "20",
+        ])
+        .arg(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("through tidegate apply (20/s key lookups and updates on public.customers, public.orders)"),
+        "{stdout}"
+    );
+    let phase = stdout
+        .lines()
+        .find(|line| line.contains("001_orders_status_idx.sql phase 1 (schema_no_transaction)"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        phase.contains("longest write-blocking lock 0 ms"),
+        "{phase}"
+    );
+    assert!(stdout.contains("CREATE INDEX CONCURRENTLY"), "{stdout}");
+    assert!(stdout.contains("      foreground: p50"), "{stdout}");
 }

@@ -1,9 +1,12 @@
 //! `tidegate rehearse`: the source's tables re-created on a scratch PostgreSQL with synthetic rows generated from
 //! the source's statistics, at a scale, and the copy's statistics compared with the source's.
 //!
+//! With a migration directory, the pending migrations then run on the copy through apply under a foreground
+//! workload, measured phase by phase.
+//!
 //! Read-only on the source (READ ONLY transactions with lock and statement timeouts). What it does not do yet is
-//! said in `--help` and in every report: the migration run through apply, the workload, measurement and
-//! extrapolation come next. Exit 0 when the rehearsal ran (columns off are reported, not failures), 1 when it
+//! said in `--help` and in every report (pg_stat_statements replay, the source's settings, extrapolation). Exit 0
+//! when the rehearsal ran (columns off and an apply that stops on the copy are reported, not failures), 1 when it
 //! failed, 2 on usage or input errors.
 
 use std::path::PathBuf;
@@ -13,6 +16,7 @@ use anyhow::Context;
 use clap::Args;
 use tidegate_db::connect::ConnectionConfig;
 use tidegate_plan::pipeline;
+use tidegate_rehearse::measurement::WorkloadChoice;
 use tidegate_rehearse::rehearsal::{self, RehearseError, RehearseOptions, Targets};
 use tidegate_sql::Layout;
 
@@ -20,14 +24,22 @@ use super::Format;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
-What it does today: reads the schema, sizes and pg_stats of the tables the pending migrations touch (and the \
-tables their foreign keys reach) in READ ONLY transactions; starts a scratch PostgreSQL of the source's major \
-version when its binaries are installed; re-creates the schema; loads rows generated from the statistics with \
-COPY at --scale; ANALYZEs the copy and compares null_frac, n_distinct, most_common_freqs and correlation per \
-column; stops the scratch server.
+What it does: reads the schema, sizes and pg_stats of the tables the pending migrations touch (and the tables \
+their foreign keys reach) in READ ONLY transactions; starts a scratch PostgreSQL of the source's major version \
+when its binaries are installed; re-creates the schema; loads rows generated from the statistics with COPY at \
+--scale; ANALYZEs the copy and compares null_frac, n_distinct, most_common_freqs and correlation per column. With \
+a migration directory it then records the source's applied migrations on the copy and runs the pending ones \
+through tidegate apply (the same phases, rewrites, backfills and throttle) under --workload, and reports per phase \
+its duration, WAL, table and index growth, every lock seen (sampled every 50 ms) with the longest write-blocking \
+stretch, and the foreground's p50/p99/max and errors. The scratch server is removed at the end.
 
-Not yet: the pending migrations are not run on the copy (through apply), no workload runs, nothing is measured \
-(durations, locks, WAL) and nothing is extrapolated. Those come next.")]
+With --points N (default 2) the migrations are also measured on copies at smaller scales and each phase's \
+duration, WAL and growth are extrapolated to the source's size with a low-high interval (an affine fit in rows; \
+the interval is the spread between it and each point scaled alone, widened by half), with notes where a table \
+outgrows the source's shared_buffers or an index build its maintenance_work_mem.
+
+Not yet: replaying the source's pg_stat_statements (auto runs key lookups and updates), taking the source's WAL \
+and cost settings.")]
 pub struct RehearseArgs {
     /// Migration directory whose pending migrations name the tables [default: migrations/ when it exists, else
     /// every table of the database]
@@ -41,6 +53,17 @@ pub struct RehearseArgs {
     /// Seed of the synthetic rows: the same seed and statistics give the same rows
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Foreground traffic while the migrations run: `auto` runs key lookups (4 in 5) and updates (1 in 5) on each
+    /// copied table with a single integer primary key, keys drawn from the copy's range; `none` runs without
+    #[arg(long, value_enum, default_value_t = WorkloadKind::Auto)]
+    pub workload: WorkloadKind,
+    /// Requests per second of `--workload auto`
+    #[arg(long, default_value_t = WorkloadChoice::DEFAULT_RATE)]
+    pub rate: f64,
+    /// Scales the migrations are measured at, for extrapolation to the source's size: N copies at --scale × k/N
+    /// for k = 1..N, each built and measured in turn on the same scratch server (1: no extrapolation)
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=5))]
+    pub points: u32,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Force a migration layout instead of detecting it
@@ -48,7 +71,20 @@ pub struct RehearseArgs {
     pub layout: Option<String>,
 }
 
+/// `--workload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkloadKind {
+    Auto,
+    None,
+}
+
 pub fn run(args: RehearseArgs) -> anyhow::Result<ExitCode> {
+    if !args.rate.is_finite() || args.rate <= 0.0 || args.rate > 1_000_000.0 {
+        return Err(super::usage(format!(
+            "--rate {}: expected requests per second between 0 and 1,000,000 (e.g. 50)",
+            args.rate
+        )));
+    }
     if !args.scale.is_finite() || args.scale <= 0.0 {
         return Err(super::usage(format!(
             "--scale {}: expected a positive fraction of the source's rows (1 = the same size, 0.1 = a tenth)",
@@ -68,10 +104,18 @@ pub fn run(args: RehearseArgs) -> anyhow::Result<ExitCode> {
         ),
         None => Targets::AllTables,
     };
-    let options = RehearseOptions {
+    let mut options = RehearseOptions {
         scale: args.scale,
         seed: args.seed,
         ..RehearseOptions::default()
+    };
+    options.measure.seed = args.seed;
+    options.extra_scales = (1..args.points)
+        .map(|k| args.scale * f64::from(k) / f64::from(args.points))
+        .collect();
+    options.measure.workload = match args.workload {
+        WorkloadKind::Auto => WorkloadChoice::Auto { rate: args.rate },
+        WorkloadKind::None => WorkloadChoice::None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
