@@ -164,7 +164,8 @@ fn rates_from(small: &Timings, large: &Timings) -> OperationRates {
     let index_build_row = per_row(|t| t.index_build);
     // The rewrite rebuilt the primary key and the customer index: what is left is the heap's. Parts derived by
     // subtraction keep at least a tenth of what was measured, so a noisy pair never prices work at zero.
-    let heap_part = |t: &Timings| (t.rewrite - 2.0 * t.rows * index_build_row).max(t.rewrite / 10.0);
+    let heap_part =
+        |t: &Timings| (t.rewrite - 2.0 * t.rows * index_build_row).max(t.rewrite / 10.0);
     OperationRates {
         update_row: (update_row_with_pk - update_index_entry).max(update_row_with_pk / 10.0),
         update_index_entry,
