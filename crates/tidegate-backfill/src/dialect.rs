@@ -106,6 +106,15 @@ pub struct OldestTransaction {
     pub age: Duration,
 }
 
+/// Where a family's health signals come from (what `--dry-run` names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthSources {
+    pub blocked: &'static str,
+    /// `None`: replica lag is not watched on this family.
+    pub replica_lag: Option<&'static str>,
+    pub active: &'static str,
+}
+
 /// SQL generation, catalog queries and health probes of one database family. Catalog and health queries run on
 /// the session given and return typed rows; batch SQL is text the engine prepares once per connection.
 #[async_trait]
@@ -155,6 +164,14 @@ pub trait Dialect: Send + Sync {
     /// Checks a generated batch change before the server sees it: that the user's SET and WHERE left it one
     /// statement of the expected kind, bounded as generated. Returns why not.
     fn check_change(&self, shape: &BatchShape, sql: &str) -> Result<(), String>;
+    /// Where this family's health signals come from, for the `--dry-run` plan.
+    fn health_sources(&self) -> HealthSources {
+        HealthSources {
+            blocked: "pg_blocking_pids",
+            replica_lag: Some("pg_stat_replication"),
+            active: "active backends",
+        }
+    }
     /// The smallest and largest key (two queries' worth of index ends, as text).
     fn key_min(&self, shape: &BatchShape) -> String;
     fn key_max(&self, shape: &BatchShape) -> String;

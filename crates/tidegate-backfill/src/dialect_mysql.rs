@@ -35,8 +35,8 @@ use tidegate_db::connect::DbError;
 use tidegate_db::driver::{Family, Session, SessionExt, Value};
 
 use crate::dialect::{
-    BatchShape, ColumnInfo, Dialect, HorizonSql, OldestTransaction, ReplicaLag, StateSql,
-    TableKind, TableRef, UniqueIndex, Writability,
+    BatchShape, ColumnInfo, Dialect, HealthSources, HorizonSql, OldestTransaction, ReplicaLag,
+    StateSql, TableKind, TableRef, UniqueIndex, Writability,
 };
 use crate::spec::Operation;
 
@@ -152,11 +152,7 @@ impl MySql {
                 c = columns[i]
             );
         }
-        if n == 1 {
-            text
-        } else {
-            text
-        }
+        text
     }
 
     fn range(&self, shape: &BatchShape, has_lower: bool) -> String {
@@ -338,6 +334,14 @@ impl Dialect for MySql {
             }
         }
         Ok(())
+    }
+
+    fn health_sources(&self) -> HealthSources {
+        HealthSources {
+            blocked: "information_schema.INNODB_LOCK_WAITS",
+            replica_lag: None,
+            active: "sessions running a statement (Threads_running, less ours)",
+        }
     }
 
     fn key_min(&self, shape: &BatchShape) -> String {

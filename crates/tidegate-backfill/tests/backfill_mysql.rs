@@ -573,3 +573,78 @@ async fn bad_input_is_refused_before_any_row_changes() {
     // Nothing was recorded either: no run exists.
     assert!(state::list_runs(s.as_ref()).await.unwrap().is_empty());
 }
+
+/// The claim behind READ COMMITTED: a batch's UPDATE held open at the end of the key range lets an application
+/// INSERT past the end through at once; the same UPDATE under REPEATABLE READ holds the gap to the end of the
+/// index and the INSERT waits out its lock timeout (error 1205).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_committed_batches_take_no_gap_locks_where_repeatable_read_does() {
+    use tidegate_backfill::dialect::{BatchShape, Dialect};
+    use tidegate_backfill::dialect_mysql::MySql;
+    use tidegate_backfill::spec::Operation;
+    let server = PrivateMariaDb::start();
+    let config = MySqlConfig::from_url(&server.url()).unwrap();
+    let s = session(&config).await;
+    make_items(s.as_ref(), 1_000).await;
+    let shape = BatchShape {
+        schema: "scratch".into(),
+        table: "items".into(),
+        key_columns: vec!["id".into()],
+        key_types: vec!["bigint(20)".into()],
+        operation: Operation::Update {
+            set: "n = n + 1".into(),
+        },
+        predicate: None,
+    };
+    let app = session(&config).await;
+    app.batch_execute("set session innodb_lock_wait_timeout = 1")
+        .await
+        .unwrap();
+    let batch = session(&config).await;
+    // The server's default first, then the dialect's own: both insert the table's next key.
+    for (isolation, new_id, expect_wait) in [
+        ("REPEATABLE READ", 1_001i64, true),
+        ("READ COMMITTED", 1_001, false),
+    ] {
+        batch
+            .batch_execute(&format!(
+                "set session transaction isolation level {isolation}"
+            ))
+            .await
+            .unwrap();
+        batch
+            .batch_execute(&format!(
+                "BEGIN; {}",
+                MySql.batch_settings(Duration::from_secs(1), Duration::from_secs(30))
+            ))
+            .await
+            .unwrap();
+        let params = MySql.bound_params(&shape, Some(&["900".into()]), &["1000".into()], None);
+        let changed = batch
+            .run(&MySql.batch_change(&shape, true), &params)
+            .await
+            .unwrap();
+        assert_eq!(changed, 100);
+        let inserted = app
+            .run("insert into items (id) values (?)", &[new_id.into()])
+            .await;
+        batch.batch_execute("ROLLBACK").await.unwrap();
+        match (expect_wait, inserted) {
+            (false, Ok(1)) => {}
+            (true, Err(e)) => assert_eq!(e.server_code, Some(1205), "{e:?}"),
+            (_, other) => panic!("isolation {isolation:?}: {other:?}"),
+        }
+    }
+    // And the dialect's session settings are READ COMMITTED.
+    batch
+        .batch_execute(&MySql.session_settings(Duration::from_secs(1), Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let level: String = batch
+        .query_one("select @@tx_isolation as i", &[])
+        .await
+        .unwrap()
+        .get("i")
+        .unwrap();
+    assert_eq!(level, "READ-COMMITTED");
+}

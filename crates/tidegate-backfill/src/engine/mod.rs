@@ -221,16 +221,27 @@ impl Prepared {
         }
         parameters.push(format!("offset = {}", size - 1));
         let t = &options.thresholds;
+        let sources = d.health_sources();
         let mut signals = vec![
-            "sessions blocked by our backends (pg_blocking_pids): throttle at once".to_string(),
             format!(
-                "replica lag (pg_stat_replication): throttle over {:.1}s, critical over {}x",
-                t.max_replica_lag.as_secs_f64(),
-                t.critical_factor
+                "sessions blocked by our backends ({}): throttle at once",
+                sources.blocked
             ),
+            match sources.replica_lag {
+                Some(source) => format!(
+                    "replica lag ({source}): throttle over {:.1}s, critical over {}x",
+                    t.max_replica_lag.as_secs_f64(),
+                    t.critical_factor
+                ),
+                None => {
+                    "replica lag: not watched on this database (the primary cannot see it); use \
+                         --throttle-query on a heartbeat table"
+                        .to_string()
+                }
+            },
             match t.max_active {
-                Some(max) => format!("active backends: throttle over {max}"),
-                None => "active backends: reported (no --max-active)".to_string(),
+                Some(max) => format!("{}: throttle over {max}", sources.active),
+                None => format!("{}: reported (no --max-active)", sources.active),
             },
             format!(
                 "probe latency ({}): throttle over {} ms",
