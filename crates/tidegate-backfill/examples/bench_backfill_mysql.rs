@@ -166,7 +166,10 @@ async fn main() {
         .unwrap()
         .get("v")
         .unwrap();
-    println!("server {version}; {} rows; foreground {} tx/s (4 clients)", args.rows, args.rate);
+    println!(
+        "server {version}; {} rows; foreground {} tx/s (4 clients)",
+        args.rows, args.rate
+    );
 
     // Baseline: the foreground alone.
     make_orders(&config, args.rows).await;
@@ -223,7 +226,16 @@ async fn main() {
         backfill.as_secs_f64() / one_update.as_secs_f64()
     );
     println!();
-    println!("{}", latency_line("foreground, no backfill", &baseline, baseline_failed));
-    println!("{}", latency_line("foreground during (a)", &during_update, update_failed));
-    println!("{}", latency_line("foreground during (c)", &during_backfill, backfill_failed));
+    println!(
+        "{}",
+        latency_line("foreground, no backfill", &baseline, baseline_failed)
+    );
+    println!(
+        "{}",
+        latency_line("foreground during (a)", &during_update, update_failed)
+    );
+    println!(
+        "{}",
+        latency_line("foreground during (c)", &during_backfill, backfill_failed)
+    );
 }
