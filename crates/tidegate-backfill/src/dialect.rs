@@ -106,6 +106,15 @@ pub struct OldestTransaction {
     pub age: Duration,
 }
 
+/// Where a family's health signals come from (what `--dry-run` names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthSources {
+    pub blocked: &'static str,
+    /// `None`: replica lag is not watched on this family.
+    pub replica_lag: Option<&'static str>,
+    pub active: &'static str,
+}
+
 /// SQL generation, catalog queries and health probes of one database family. Catalog and health queries run on
 /// the session given and return typed rows; batch SQL is text the engine prepares once per connection.
 #[async_trait]
@@ -126,6 +135,43 @@ pub trait Dialect: Send + Sync {
     /// key and the user's predicate evaluated on the table alone, never on a joined relation that could capture
     /// its column names. Parameters: lower key (if `has_lower`), upper key, as text.
     fn batch_change(&self, shape: &BatchShape, has_lower: bool) -> String;
+    /// The parameters of [`Dialect::batch_upper_bound`] (with `offset`), [`Dialect::batch_key_count`] and
+    /// [`Dialect::batch_change`] (without), in the order the statement's text reads them. PostgreSQL's numbered
+    /// parameters take the lower key, the upper key and the offset once each, as text; a dialect whose
+    /// placeholders are positional (MySQL's `?`) repeats a key column where its text compares it twice.
+    fn bound_params(
+        &self,
+        _shape: &BatchShape,
+        lower: Option<&[String]>,
+        upper: &[String],
+        offset: Option<u64>,
+    ) -> Vec<Value> {
+        let mut params: Vec<Value> = Vec::new();
+        if let Some(lower) = lower {
+            params.extend(lower.iter().cloned().map(Value::Text));
+        }
+        params.extend(upper.iter().cloned().map(Value::Text));
+        if let Some(offset) = offset {
+            params.push(Value::Text(offset.to_string()));
+        }
+        params
+    }
+    /// The parameters of [`Dialect::default_probe`] and [`Dialect::write_probe`] for one key, in the order
+    /// their text reads them.
+    fn probe_params(&self, _shape: &BatchShape, key: &[String]) -> Vec<Value> {
+        key.iter().cloned().map(Value::Text).collect()
+    }
+    /// Checks a generated batch change before the server sees it: that the user's SET and WHERE left it one
+    /// statement of the expected kind, bounded as generated. Returns why not.
+    fn check_change(&self, shape: &BatchShape, sql: &str) -> Result<(), String>;
+    /// Where this family's health signals come from, for the `--dry-run` plan.
+    fn health_sources(&self) -> HealthSources {
+        HealthSources {
+            blocked: "pg_blocking_pids",
+            replica_lag: Some("pg_stat_replication"),
+            active: "active backends",
+        }
+    }
     /// The smallest and largest key (two queries' worth of index ends, as text).
     fn key_min(&self, shape: &BatchShape) -> String;
     fn key_max(&self, shape: &BatchShape) -> String;
@@ -188,11 +234,7 @@ pub trait Dialect: Send + Sync {
 pub fn dialect_for(family: Family) -> Result<&'static dyn Dialect, DbError> {
     match family {
         Family::Postgres => Ok(&Postgres),
-        Family::MySql => Err(DbError::other(
-            "choosing the SQL dialect",
-            "backfills on MySQL and MariaDB are not built yet: tidegate connects to them, but its batch SQL, \
-             state schema and health reads are PostgreSQL's only for now",
-        )),
+        Family::MySql => Ok(&crate::dialect_mysql::MySql),
     }
 }
 
@@ -317,6 +359,13 @@ impl Dialect for Postgres {
                 "DELETE FROM {}\nWHERE {range}{predicate}",
                 self.qualified(shape)
             ),
+        }
+    }
+
+    fn check_change(&self, shape: &BatchShape, sql: &str) -> Result<(), String> {
+        match shape.operation {
+            Operation::Update { .. } => crate::spec::check_generated_update(sql),
+            Operation::Delete => crate::spec::check_generated_delete(sql),
         }
     }
 
@@ -901,6 +950,12 @@ pub mod state {
 pub struct StateSql {
     /// The schema version this build writes.
     pub schema_version: i32,
+    /// Whether `insert_run` and `set_control` return their row (`RETURNING`). When false (MySQL), the caller
+    /// runs them for their row count and reads the new run's id with `last_insert_id` and the run's status
+    /// with `read_control`, on the same session.
+    pub returning: bool,
+    /// The id the session's last INSERT generated (`id`); used only when `returning` is false.
+    pub last_insert_id: &'static str,
     /// Migrations by version: migration `i` brings the schema from version `i` to `i + 1`.
     pub migrations: &'static [&'static str],
     pub begin: &'static str,
@@ -946,6 +1001,8 @@ pub struct StateSql {
 /// PostgreSQL's state statements.
 pub static POSTGRES_STATE: LazyLock<StateSql> = LazyLock::new(|| StateSql {
     schema_version: state::SCHEMA_VERSION,
+    returning: true,
+    last_insert_id: "",
     migrations: state::MIGRATIONS,
     begin: state::BEGIN,
     commit: state::COMMIT,
@@ -1021,6 +1078,9 @@ mod tests {
             "UPDATE \"public\".\"Orders\" SET\nn = n + 1\nWHERE (\"id\") <= ($1::text::bigint) AND (\nn IS NOT NULL\n)"
         );
         crate::spec::check_generated_update(&Postgres.batch_change(&s, true)).unwrap();
+        Postgres
+            .check_change(&s, &Postgres.batch_change(&s, true))
+            .unwrap();
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! The decisions are pure and take time as input: [`controller::BatchController`] sizes batches,
 //! [`throttle::ThrottlePolicy`] turns health observations into go/throttle/critical, [`retry::RetryPolicy`]
 //! bounds batch retries, [`pacing`] holds the rate limit and the time window. [`engine`] is the I/O edge that runs a
-//! backfill against PostgreSQL through the [`dialect`] (every SQL string it sends lives there), keeping its
+//! backfill against PostgreSQL or MySQL/MariaDB through the [`dialect`] ([`dialect_mysql`] for MySQL) (every SQL string it sends lives there), keeping its
 //! state in the `tidegate` schema ([`state`]).
 //!
 //! ```no_run
@@ -31,6 +31,7 @@
 
 pub mod controller;
 pub mod dialect;
+pub mod dialect_mysql;
 pub mod engine;
 pub mod eta;
 pub mod events;

@@ -445,13 +445,15 @@ pub async fn set_control(
         return Ok(ControlOutcome::NotFound);
     }
     let sql = dialect_for(session.family())?.state();
-    let Some(row) = session
-        .query_opt(
-            sql.set_control,
-            &[id.into(), control.map(Control::as_str).into()],
-        )
-        .await?
-    else {
+    let params = [id.into(), control.map(Control::as_str).into()];
+    let found = if sql.returning {
+        session.query_opt(sql.set_control, &params).await?
+    } else if session.run(sql.set_control, &params).await? == 0 {
+        None
+    } else {
+        session.query_opt(sql.read_control, &[id.into()]).await?
+    };
+    let Some(row) = found else {
         return Ok(ControlOutcome::NotFound);
     };
     let identity = session.query_one(sql.requester, &[]).await?;

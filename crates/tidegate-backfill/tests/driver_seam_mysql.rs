@@ -1,6 +1,7 @@
 //! The database seam's MySQL-family driver against a real MariaDB (from the machine's binaries, through the test
 //! kit): values both ways, rows by column name, prepared statements, the server's error numbers and their
-//! classes, a lost server. The engine does not run on MySQL yet: `dialect_for` says so instead of guessing.
+//! classes, a lost server, and `dialect_for` choosing the MySQL dialect for the family (tests/backfill_mysql.rs
+//! runs the engine on it).
 
 use std::time::Duration;
 
@@ -116,7 +117,7 @@ async fn errors_keep_the_server_number_and_are_classed_for_retries() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_login_is_permanent_and_the_engine_says_mysql_is_not_there_yet() {
+async fn a_refused_login_is_permanent_and_the_family_has_its_dialect() {
     let server = PrivateMariaDb::start();
     let refused = MySqlConfig::from_url(&server.url().replace("root@", "nobody:wrong@"))
         .unwrap()
@@ -130,8 +131,7 @@ async fn a_refused_login_is_permanent_and_the_engine_says_mysql_is_not_there_yet
         ErrorClass::Other,
         "retrying cannot fix a refusal"
     );
-    let error = dialect_for(Family::MySql)
-        .err()
-        .expect("no MySQL dialect yet");
-    assert!(error.message.contains("not built yet"), "{error}");
+    let dialect = dialect_for(Family::MySql).expect("the MySQL dialect");
+    assert_eq!(dialect.family(), Family::MySql);
+    assert_eq!(dialect.quote_ident("items"), "`items`");
 }

@@ -40,6 +40,19 @@ pub enum ConnectError {
         source_name: &'static str,
         reason: String,
     },
+    /// A `mysql://` or `mariadb://` URL that did not parse. The message never contains the password.
+    #[error("the connection string {source_name} does not parse ({reason}); expected mysql://user:password@host:port/dbname")]
+    BadMySqlUrl {
+        source_name: &'static str,
+        reason: String,
+    },
+    /// A MySQL or MariaDB URL given to a command that speaks only PostgreSQL so far.
+    #[error("{source_name} names a MySQL/MariaDB server ({target}), and this command is PostgreSQL-only for now; only `tidegate backfill` (with `runs`, `pause`, `resume` and `abort`) speaks MySQL and MariaDB")]
+    PostgresOnly {
+        source_name: &'static str,
+        /// The URL without its password.
+        target: String,
+    },
     /// A setting this build cannot honour.
     #[error("{0}")]
     Unsupported(String),
@@ -70,7 +83,10 @@ impl ConnectError {
                 let code = state.code();
                 code.starts_with("28") || code == "3D000" || code == "42501"
             }),
-            ConnectError::BadUrl { .. } | ConnectError::Unsupported(_) => true,
+            ConnectError::BadUrl { .. }
+            | ConnectError::BadMySqlUrl { .. }
+            | ConnectError::PostgresOnly { .. }
+            | ConnectError::Unsupported(_) => true,
         }
     }
 }
@@ -187,6 +203,24 @@ impl ConnectionConfig {
         db_flag: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConnectError> {
+        // The family is decided once, by the URL's scheme (`crate::target::Target`); this configuration is
+        // PostgreSQL's, so a MySQL URL stops here with what to do instead of a puzzling parse error.
+        for (url, source_name) in [
+            (db_flag.map(str::to_string), "--db"),
+            (env("DATABASE_URL"), "DATABASE_URL"),
+        ] {
+            match url.filter(|s| !s.trim().is_empty()) {
+                Some(url) if crate::mysql::MySqlConfig::is_mysql_url(&url) => {
+                    return Err(ConnectError::PostgresOnly {
+                        source_name,
+                        target: crate::mysql::MySqlConfig::from_url_in(&url, source_name)?
+                            .redacted(),
+                    })
+                }
+                Some(_) => break,
+                None => {}
+            }
+        }
         let (mut pg, source) = if let Some(url) = db_flag.filter(|s| !s.trim().is_empty()) {
             (parse_conn_str(url, "given with --db")?, ConfigSource::Flag)
         } else if let Some(url) = env("DATABASE_URL").filter(|s| !s.trim().is_empty()) {

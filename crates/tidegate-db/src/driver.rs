@@ -187,6 +187,9 @@ impl FromValue for bool {
     fn from_value(value: &Value) -> Result<Self, String> {
         match value {
             Value::Bool(v) => Ok(*v),
+            // MySQL has no boolean type: its BOOLEAN is TINYINT(1), and a comparison yields 0 or 1.
+            Value::Int(0) => Ok(false),
+            Value::Int(1) => Ok(true),
             other => Err(mismatch(other, "a boolean")),
         }
     }
@@ -236,6 +239,10 @@ impl FromValue for Vec<String> {
     fn from_value(value: &Value) -> Result<Self, String> {
         match value {
             Value::TextList(v) => Ok(v.clone()),
+            // MySQL has no arrays: a list of text crosses as the text of its JSON array (see
+            // `mysql::to_mysql`), and is stored and read back as that text.
+            Value::Text(text) => serde_json::from_str(text)
+                .map_err(|_| mismatch(value, "an array of text (or its JSON text)")),
             other => Err(mismatch(other, "an array of text")),
         }
     }

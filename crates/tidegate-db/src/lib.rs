@@ -7,6 +7,8 @@
 //!   cancel), [`driver::Driver`] (open sessions), [`driver::Value`] and [`driver::ErrorClass`] — implemented for
 //!   PostgreSQL on tokio-postgres. The backfill engine, its state schema, apply, baseline, status and plan talk
 //!   to a `&dyn Session` only; this crate is the only one of tidegate's libraries that names tokio-postgres.
+//! - [`target`]: [`target::Target`], the family decided once from the URL's scheme (`mysql://`/`mariadb://` or
+//!   PostgreSQL's), for the commands that speak both.
 //! - [`table_stats`]: PostgreSQL's catalog and statistics reads (sizes as [`tidegate_sql::TableSize`], write
 //!   counters, a timed bounded read, lock holders, names in use), over a `&dyn Session` inside a read-only
 //!   transaction the caller opened.
@@ -53,3 +55,4 @@ pub mod scratch;
 pub mod scratch_mariadb;
 pub mod table_schema;
 pub mod table_stats;
+pub mod target;

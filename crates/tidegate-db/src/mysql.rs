@@ -41,6 +41,11 @@ impl MySqlConfig {
     }
 
     pub fn from_url(url: &str) -> Result<Self, ConnectError> {
+        Self::from_url_in(url, "--db")
+    }
+
+    /// As [`MySqlConfig::from_url`], naming where the URL came from (`--db`, `DATABASE_URL`) in errors.
+    pub fn from_url_in(url: &str, source_name: &'static str) -> Result<Self, ConnectError> {
         let trimmed = url.trim();
         let rest = match trimmed.split_once("://") {
             Some((scheme, rest))
@@ -50,19 +55,24 @@ impl MySqlConfig {
                 rest
             }
             _ => {
-                return Err(ConnectError::BadUrl {
-                    source_name: "--db",
+                return Err(ConnectError::BadMySqlUrl {
+                    source_name,
                     reason: "a MySQL or MariaDB URL starts with mysql:// or mariadb://".into(),
                 })
             }
         };
         let opts = mysql_async::Opts::from_url(&format!("mysql://{rest}")).map_err(|error| {
-            ConnectError::BadUrl {
-                source_name: "--db",
+            ConnectError::BadMySqlUrl {
+                source_name,
                 // mysql_async's messages name the parameter, never the password.
                 reason: error.to_string(),
             }
         })?;
+        // Affected rows count the rows a statement matched, as PostgreSQL counts them: a checkpoint or a
+        // control flag that writes the value already there still says it found its row.
+        let opts = mysql_async::OptsBuilder::from_opts(opts)
+            .client_found_rows(true)
+            .into();
         Ok(Self { opts })
     }
 

@@ -221,16 +221,27 @@ impl Prepared {
         }
         parameters.push(format!("offset = {}", size - 1));
         let t = &options.thresholds;
+        let sources = d.health_sources();
         let mut signals = vec![
-            "sessions blocked by our backends (pg_blocking_pids): throttle at once".to_string(),
             format!(
-                "replica lag (pg_stat_replication): throttle over {:.1}s, critical over {}x",
-                t.max_replica_lag.as_secs_f64(),
-                t.critical_factor
+                "sessions blocked by our backends ({}): throttle at once",
+                sources.blocked
             ),
+            match sources.replica_lag {
+                Some(source) => format!(
+                    "replica lag ({source}): throttle over {:.1}s, critical over {}x",
+                    t.max_replica_lag.as_secs_f64(),
+                    t.critical_factor
+                ),
+                None => {
+                    "replica lag: not watched on this database (the primary cannot see it); use \
+                         --throttle-query on a heartbeat table"
+                        .to_string()
+                }
+            },
             match t.max_active {
-                Some(max) => format!("active backends: throttle over {max}"),
-                None => "active backends: reported (no --max-active)".to_string(),
+                Some(max) => format!("{}: throttle over {max}", sources.active),
+                None => format!("{}: reported (no --max-active)", sources.active),
             },
             format!(
                 "probe latency ({}): throttle over {} ms",
@@ -450,11 +461,8 @@ pub async fn prepare_with(
     };
     for has_lower in [false, true] {
         let sql = d.batch_change(&shape, has_lower);
-        match spec.operation {
-            Operation::Update { .. } => spec::check_generated_update(&sql),
-            Operation::Delete => spec::check_generated_delete(&sql),
-        }
-        .map_err(|why| BackfillError::Input(format!("{flags} rejected: {why}")))?;
+        d.check_change(&shape, &sql)
+            .map_err(|why| BackfillError::Input(format!("{flags} rejected: {why}")))?;
         // The server analyses the statement without running it: unknown columns and type errors surface here.
         if let Err(e) = session.prepare(&sql).await {
             if matches!(
@@ -1207,21 +1215,25 @@ async fn attach_or_create(
             }
         }
         let table = format!("{}.{}", prepared.shape.schema, prepared.shape.table);
-        let inserted = session
-            .query_one(
-                sql.insert_run,
-                &[
-                    prepared.spec.operation.kind().into(),
-                    spec_json.into(),
-                    table.into(),
-                    prepared.shape.key_columns.clone().into(),
-                    prepared.shape.key_types.clone().into(),
-                    prepared.key_min.clone().into(),
-                    prepared.key_max.clone().into(),
-                    prepared.estimated_rows.into(),
-                ],
-            )
-            .await;
+        let params = [
+            prepared.spec.operation.kind().into(),
+            spec_json.into(),
+            table.into(),
+            prepared.shape.key_columns.clone().into(),
+            prepared.shape.key_types.clone().into(),
+            prepared.key_min.clone().into(),
+            prepared.key_max.clone().into(),
+            prepared.estimated_rows.into(),
+        ];
+        let inserted = if sql.returning {
+            session.query_one(sql.insert_run, &params).await
+        } else {
+            // LAST_INSERT_ID() is the session's own: another session's insert in between cannot change it.
+            match session.run(sql.insert_run, &params).await {
+                Ok(_) => session.query_one(sql.last_insert_id, &[]).await,
+                Err(e) => Err(e),
+            }
+        };
         match inserted {
             Ok(row) => {
                 let id: i64 = row

@@ -45,7 +45,10 @@ pub(super) async fn monitor_loop(
     let probe = match &ctx.options.probe_sql {
         Some(sql) => Probe::Custom(sql.clone()),
         None => match probe_key {
-            Some(key) => Probe::Key(d.default_probe(&ctx.shape), key),
+            Some(key) => Probe::Key(
+                d.default_probe(&ctx.shape),
+                d.probe_params(&ctx.shape, &key),
+            ),
             None => Probe::None,
         },
     };
@@ -356,6 +359,7 @@ pub(super) async fn monitor_loop(
 #[derive(Debug, Clone)]
 pub(super) struct WriteProbe {
     sql: String,
+    shape: crate::dialect::BatchShape,
     keys: ProbeKeys,
     /// How long one probe may wait on a row lock (then it counts as that slow).
     lock_timeout: Duration,
@@ -416,6 +420,7 @@ impl WriteProbe {
     ) -> Self {
         Self {
             sql: d.write_probe(shape),
+            shape: shape.clone(),
             keys,
             lock_timeout: probe_timeout(thresholds),
         }
@@ -429,12 +434,7 @@ impl WriteProbe {
         d: &dyn Dialect,
         random: u64,
     ) -> Result<Reading<Duration>, DbError> {
-        let params: Vec<Value> = self
-            .keys
-            .pick(random)
-            .into_iter()
-            .map(Value::Text)
-            .collect();
+        let params = d.probe_params(&self.shape, &self.keys.pick(random));
         let result = async {
             session
                 .batch_execute(&d.write_probe_begin(self.lock_timeout))
@@ -501,7 +501,8 @@ fn probe_timeout(t: &Thresholds) -> Duration {
 
 enum Probe {
     None,
-    Key(String, Vec<String>),
+    /// The statement and its parameters.
+    Key(String, Vec<Value>),
     Custom(String),
 }
 
@@ -564,10 +565,7 @@ async fn observe(
     let started = Instant::now();
     let probe_result = match probe {
         Probe::None => None,
-        Probe::Key(sql, key) => {
-            let params: Vec<Value> = key.iter().cloned().map(Value::Text).collect();
-            Some(session.rows(sql.as_str(), &params).await.map(|_| ()))
-        }
+        Probe::Key(sql, key) => Some(session.rows(sql.as_str(), key).await.map(|_| ())),
         Probe::Custom(sql) => Some(session.query_text(sql).await.map(|_| ())),
     };
     let probe_latency = match probe_result {

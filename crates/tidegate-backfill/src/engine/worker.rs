@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tidegate_db::connect::DbError;
-use tidegate_db::driver::{ErrorClass, Prepared, Session, SessionExt, Value};
+use tidegate_db::driver::{ErrorClass, Prepared, Session, SessionExt};
 
 use super::{Ctx, Gate};
 use crate::controller::{BatchController, ControllerConfig};
@@ -482,12 +482,12 @@ async fn claim_chunk(ctx: &Ctx, conn: &WorkerConn) -> Result<Claim, DbError> {
         let Some(key_max) = key_max.filter(|_| !exhausted) else {
             return Ok::<_, DbError>(None);
         };
-        let mut params: Vec<Value> = Vec::new();
-        if let Some(f) = &frontier {
-            params.extend(f.iter().cloned().map(Value::Text));
-        }
-        params.extend(key_max.iter().cloned().map(Value::Text));
-        params.push(Value::Text((ctx.options.chunk_rows.max(1) - 1).to_string()));
+        let params = d.bound_params(
+            &ctx.shape,
+            frontier.as_deref(),
+            &key_max,
+            Some(ctx.options.chunk_rows.max(1) - 1),
+        );
         let bound = session
             .query_opt(
                 &d.batch_upper_bound(&ctx.shape, frontier.is_some()),
@@ -585,12 +585,12 @@ async fn run_batch(
         .await
         .map_err(fail)?;
     let body = async {
-        let mut params: Vec<Value> = Vec::new();
-        if let Some(lo) = &chunk.cursor {
-            params.extend(lo.iter().cloned().map(Value::Text));
-        }
-        params.extend(chunk.hi.iter().cloned().map(Value::Text));
-        params.push(Value::Text((size.max(1) - 1).to_string()));
+        let params = d.bound_params(
+            &ctx.shape,
+            chunk.cursor.as_deref(),
+            &chunk.hi,
+            Some(size.max(1) - 1),
+        );
         let bound = session
             .query_opt(&conn.bound[which], &params)
             .await
@@ -603,11 +603,7 @@ async fn run_batch(
             Some(b) => (b, true, Some(size)),
             None => (chunk.hi.clone(), true, None),
         };
-        let mut change_params: Vec<Value> = Vec::new();
-        if let Some(lo) = &chunk.cursor {
-            change_params.extend(lo.iter().cloned().map(Value::Text));
-        }
-        change_params.extend(upper.iter().cloned().map(Value::Text));
+        let change_params = d.bound_params(&ctx.shape, chunk.cursor.as_deref(), &upper, None);
         // Counted before the change: after a DELETE the rows it removed are no longer there to count.
         let scanned = match counted {
             Some(n) => n,

@@ -17,14 +17,14 @@ use tidegate_backfill::pacing::Window;
 use tidegate_backfill::scaling::ScalerConfig;
 use tidegate_backfill::spec::{parse_key, BackfillSpec};
 use tidegate_backfill::throttle::Thresholds;
-use tidegate_db::connect::ConnectionConfig;
+use tidegate_db::target::Target;
 use tidegate_metrics::addr::MetricsAddr;
 
 use super::{exit_clean, exit_failure, exit_usage, Format};
 
 #[derive(Debug, clap::Args)]
 pub struct BackfillArgs {
-    /// Connection URL; else DATABASE_URL, else libpq's PG* variables
+    /// Connection URL (postgresql://…, or mysql://… / mariadb://… for MySQL and MariaDB); else DATABASE_URL, else libpq's PG* variables
     #[arg(long)]
     pub db: Option<String>,
     /// The table to change (`table` or `schema.table`)
@@ -218,7 +218,7 @@ pub fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             return Ok(exit_usage());
         }
     };
-    let config = match ConnectionConfig::resolve(args.db.as_deref()) {
+    let config = match Target::resolve(args.db.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -283,7 +283,7 @@ pub fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn dry_run(
-    config: &ConnectionConfig,
+    config: &Target,
     target: RunTarget,
     options: &BackfillOptions,
     format: Format,
@@ -298,8 +298,8 @@ async fn dry_run(
     let spec = match target {
         RunTarget::Spec(spec) => spec,
         RunTarget::Resume(id) => {
-            let row = if tidegate_backfill::state::schema_exists(&client).await? {
-                tidegate_backfill::state::find_run(&client, id).await?
+            let row = if tidegate_backfill::state::schema_exists(client.as_ref()).await? {
+                tidegate_backfill::state::find_run(client.as_ref(), id).await?
             } else {
                 None
             };
@@ -314,13 +314,13 @@ async fn dry_run(
             }
         }
     };
-    let prepared = match engine::prepare(&client, &spec).await {
+    let prepared = match engine::prepare(client.as_ref(), &spec).await {
         Ok(p) => p,
         Err(e) => return Ok(report_error(&e)),
     };
-    let existing = if tidegate_backfill::state::schema_exists(&client).await? {
+    let existing = if tidegate_backfill::state::schema_exists(client.as_ref()).await? {
         let json = engine::identity_json(&prepared);
-        tidegate_backfill::state::find_unfinished(&client, &json)
+        tidegate_backfill::state::find_unfinished(client.as_ref(), &json)
             .await?
             .map(|r| r.id)
     } else {
@@ -396,7 +396,7 @@ fn report_error(error: &BackfillError) -> ExitCode {
 }
 
 async fn execute(
-    config: &ConnectionConfig,
+    config: &Target,
     target: RunTarget,
     options: BackfillOptions,
     format: Format,

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use tidegate_backfill::state::{set_control, Control, ControlOutcome};
-use tidegate_db::connect::ConnectionConfig;
+use tidegate_db::target::Target;
 
 use super::{exit_clean, exit_failure, exit_usage};
 
@@ -19,13 +19,13 @@ pub enum Action {
 pub struct ControlArgs {
     /// The run's id (see `tidegate runs`)
     pub id: i64,
-    /// Connection URL; else DATABASE_URL, else libpq's PG* variables
+    /// Connection URL (postgresql://…, or mysql://… / mariadb://… for MySQL and MariaDB); else DATABASE_URL, else libpq's PG* variables
     #[arg(long)]
     pub db: Option<String>,
 }
 
 pub fn run(action: Action, args: ControlArgs) -> anyhow::Result<ExitCode> {
-    let config = match ConnectionConfig::resolve(args.db.as_deref()) {
+    let config = match Target::resolve(args.db.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -49,7 +49,7 @@ pub fn run(action: Action, args: ControlArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let id = args.id;
-        let outcome = match set_control(&client, id, control).await {
+        let outcome = match set_control(client.as_ref(), id, control).await {
             Ok(o) => o,
             Err(e) => {
                 eprintln!("error: {}", e.message);

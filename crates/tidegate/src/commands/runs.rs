@@ -2,13 +2,13 @@
 
 use std::process::ExitCode;
 
-use tidegate_db::connect::ConnectionConfig;
+use tidegate_db::target::Target;
 
 use super::{exit_clean, exit_failure, exit_usage, Format};
 
 #[derive(Debug, clap::Args)]
 pub struct RunsArgs {
-    /// Connection URL; else DATABASE_URL, else libpq's PG* variables
+    /// Connection URL (postgresql://…, or mysql://… / mariadb://… for MySQL and MariaDB); else DATABASE_URL, else libpq's PG* variables
     #[arg(long)]
     pub db: Option<String>,
     /// Output: a text table, or json (one array)
@@ -17,7 +17,7 @@ pub struct RunsArgs {
 }
 
 pub fn run(args: RunsArgs) -> anyhow::Result<ExitCode> {
-    let config = match ConnectionConfig::resolve(args.db.as_deref()) {
+    let config = match Target::resolve(args.db.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -35,7 +35,7 @@ pub fn run(args: RunsArgs) -> anyhow::Result<ExitCode> {
                 return Ok(exit_failure());
             }
         };
-        let runs = match tidegate_backfill::state::list_runs(&client).await {
+        let runs = match tidegate_backfill::state::list_runs(client.as_ref()).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: reading runs: {}", e.message);
