@@ -33,7 +33,8 @@ use crate::measurement::{self, MeasureError, MeasureOptions, MeasuredRun, Migrat
 use crate::synth::{self, SourceTable, SynthesisError, SynthesisPlan, TableGenerator};
 
 /// The parts of a rehearsal not built yet; every report lists them, so nobody takes their absence for a pass.
-pub const NOT_YET: [&str; 2] = [
+pub const NOT_YET: [&str; 3] = [
+    "no HTML page (`--report FILE.html`) or markdown output yet: text and JSON only",
     "the workload does not replay the source's pg_stat_statements yet: `--workload auto` runs key lookups and updates on each copied table with a single integer key",
     "the scratch server does not take the source's WAL- and cost-relevant settings yet (full_page_writes, wal_compression, shared_buffers, autovacuum); its figures are a default server's",
 ];

@@ -5,7 +5,7 @@
 //! workload, measured phase by phase.
 //!
 //! Read-only on the source (READ ONLY transactions with lock and statement timeouts). What it does not do yet is
-//! said in `--help` and in every report (pg_stat_statements replay, the source's settings, extrapolation). Exit 0
+//! said in `--help` and in every report (pg_stat_statements replay, the source's settings, the HTML and markdown reports). Exit 0
 //! when the rehearsal ran (columns off and an apply that stops on the copy are reported, not failures), 1 when it
 //! failed, 2 on usage or input errors.
 
