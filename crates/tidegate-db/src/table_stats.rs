@@ -292,6 +292,19 @@ pub async fn write_counters(
         .collect()
 }
 
+/// The server's `server_version_num` (150020 for 15.20) and its clock now, as RFC 3339 UTC: what a
+/// measurement records about where and when it was taken.
+pub async fn server_version_and_time(client: &dyn Session) -> Result<(i32, String), DbError> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int4 AS version, \
+                    to_char(now() AT TIME ZONE 'utc', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS measured_at",
+            &[],
+        )
+        .await?;
+    Ok((row.get("version")?, row.get("measured_at")?))
+}
+
 /// How many indexes the table with `oid` has (valid or not: an invalid one is still maintained by writes), the
 /// primary key included: each is one more entry for every non-HOT row version a write makes.
 pub async fn index_count(client: &dyn Session, oid: u32) -> Result<u32, DbError> {

@@ -196,19 +196,13 @@ pub async fn calibrate(session: &dyn Session, sizes: [u64; 2]) -> Result<Calibra
         ));
     }
     let server_major = table_stats::server_major_version(session).await?;
-    let row = session
-        .query_one(
-            "SELECT current_setting('server_version_num')::int4 AS version, \
-                    to_char(now() AT TIME ZONE 'utc', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS measured_at",
-            &[],
-        )
-        .await?;
+    let (server_version_num, measured_at) = table_stats::server_version_and_time(session).await?;
     let small_timings = measure_size(session, small, server_major).await?;
     let large_timings = measure_size(session, large, server_major).await?;
     Ok(CalibrationFile {
         version: CalibrationFile::VERSION,
-        server_version_num: row.get("version")?,
-        measured_at: row.get("measured_at")?,
+        server_version_num,
+        measured_at,
         rows_measured: sizes,
         rates: rates_from(&small_timings, &large_timings),
     })

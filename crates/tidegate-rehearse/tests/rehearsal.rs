@@ -259,7 +259,10 @@ async fn a_whole_rehearsal_runs_on_its_own_scratch_server_at_a_scale() {
         "{:?}",
         report.notes
     );
-    assert_eq!(report.not_yet.len(), tidegate_rehearse::rehearsal::NOT_YET.len());
+    assert_eq!(
+        report.not_yet.len(),
+        tidegate_rehearse::rehearsal::NOT_YET.len()
+    );
     // The scratch server is gone.
     assert!(!options.scratch_dir.join("data").exists());
 }
@@ -396,7 +399,10 @@ async fn the_pending_migrations_run_through_apply_on_the_copy_measured_and_the_s
     ] {
         assert!(!first[field].is_null(), "{field} missing from {first}");
     }
-    assert_eq!(report.not_yet.len(), tidegate_rehearse::rehearsal::NOT_YET.len());
+    assert_eq!(
+        report.not_yet.len(),
+        tidegate_rehearse::rehearsal::NOT_YET.len()
+    );
     assert!(!options.scratch_dir.join("data").exists());
 
     // Nothing changed in the source: not its schema, not its statistics counters.
