@@ -15,7 +15,7 @@
 use std::time::Instant;
 
 use tidegate_db::connect::{ConnectError, ConnectionConfig, DbError};
-use tidegate_db::driver::{Session, SessionExt};
+use tidegate_db::driver::Session;
 use tidegate_db::scratch::{self, PgBinaries, ScratchError, StartOptions};
 use tidegate_db::table_stats;
 use tidegate_plan::cost::{slope, CalibrationFile, OperationRates};
