@@ -297,8 +297,14 @@ async fn automatic_workers_grow_shrink_under_a_throttle_and_change_every_row_onc
         sink,
     );
     let seen = events.clone();
+    // Three workers, and the third has run a batch: the throttle comes after, whatever the machine's pace.
     wait_for("three workers", Duration::from_secs(30), async || {
         notes(&seen).iter().any(|n| n.starts_with("workers: 3"))
+            && seen
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|e| matches!(e, Event::Batch { worker: 2, .. }))
     })
     .await;
     client
