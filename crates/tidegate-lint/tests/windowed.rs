@@ -66,65 +66,15 @@ fn assert_same(
     whole
 }
 
-/// One section of a rule's documentation: its ```sql blocks and their fence options.
-struct Section {
-    sql: String,
-    framework_transaction: bool,
-    pg_version: u32,
-}
-
-fn section(documentation: &str, heading: &str) -> Option<Section> {
-    let mut in_section = false;
-    let mut in_block: Option<bool> = None;
-    let mut found = None::<Section>;
-    for line in documentation.lines() {
-        let fence = line.trim_start().strip_prefix("```");
-        if let Some(is_sql) = in_block {
-            if fence.is_some() {
-                in_block = None;
-            } else if let (true, true, Some(section)) = (is_sql, in_section, found.as_mut()) {
-                section.sql.push_str(line);
-                section.sql.push('\n');
-            }
-            continue;
-        }
-        if let Some(title) = line.strip_prefix("## ") {
-            in_section = title.trim() == heading;
-            continue;
-        }
-        let Some(info) = fence else { continue };
-        let mut words = info.split_whitespace();
-        let is_sql = words.next() == Some("sql");
-        in_block = Some(is_sql);
-        if !in_section || !is_sql {
-            continue;
-        }
-        let section = found.get_or_insert_with(|| Section {
-            sql: String::new(),
-            framework_transaction: false,
-            pg_version: 17,
-        });
-        for option in words {
-            match option {
-                "framework-transaction" => section.framework_transaction = true,
-                other => {
-                    section.pg_version = other
-                        .strip_prefix("pg=")
-                        .and_then(|version| version.parse().ok())
-                        .expect("a known fence option")
-                }
-            }
-        }
-    }
-    found
-}
+mod common;
+use common::{section, Section};
 
 fn doc_sections() -> Vec<(String, Section)> {
     let mut sections = Vec::new();
     for rule in registry() {
         let doc = rule.doc();
         for heading in ["Example", "Use instead"] {
-            if let Some(section) = section(&doc.documentation(), heading) {
+            if let Some(section) = section(&doc, heading) {
                 sections.push((format!("{} ## {heading}", doc.id), section));
             }
         }
