@@ -74,7 +74,7 @@ fn doc_sections() -> Vec<(String, Section)> {
     for rule in registry() {
         let doc = rule.doc();
         for heading in ["Example", "Use instead"] {
-            if let Some(section) = section(&doc, heading) {
+            if let Some(section) = section(doc, heading) {
                 sections.push((format!("{} ## {heading}", doc.id), section));
             }
         }
