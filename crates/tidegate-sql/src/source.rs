@@ -78,7 +78,7 @@ impl LineIndex {
     }
 }
 
-fn floor_char_boundary(source: &str, mut offset: usize) -> usize {
+pub(crate) fn floor_char_boundary(source: &str, mut offset: usize) -> usize {
     while offset > 0 && !source.is_char_boundary(offset) {
         offset -= 1;
     }

@@ -374,22 +374,10 @@ type RawStatement = (
 /// whole does not parse, or to parse one statement at a time). Text the splitter skips (it drops statements
 /// made only of invalid tokens) becomes a range of its own, so it is reported too.
 fn split_ranges(source: &str) -> Vec<std::ops::Range<usize>> {
-    let pieces: Vec<std::ops::Range<usize>> = if source.contains('\0') {
+    let pieces = if source.contains('\0') {
         Vec::new()
     } else {
-        std::panic::catch_unwind(|| pg_query::split_with_scanner(source))
-            .ok()
-            .and_then(Result::ok)
-            .map(|slices| {
-                slices
-                    .into_iter()
-                    .map(|slice| {
-                        let start = slice.as_ptr() as usize - source.as_ptr() as usize;
-                        start..start + slice.len()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        scanner_pieces(source, SCAN_CHUNK_BYTES)
     };
     let mut ranges = Vec::new();
     let mut covered = 0;
@@ -407,6 +395,60 @@ fn split_ranges(source: &str) -> Vec<std::ops::Range<usize>> {
         covered = covered.max(piece.end);
     }
     ranges
+}
+
+/// How much text one scanner call sees. The scanner keeps every identifier and literal it has read until it
+/// returns, so scanning a 10 MB file at once took about 30 MB, and the C allocator kept most of it after.
+const SCAN_CHUNK_BYTES: usize = 256 * 1024;
+
+/// The statement ranges the PostgreSQL scanner finds in `source`, scanning at most about `chunk_bytes` at a
+/// time. A chunk's last statement may be cut short by the chunk's end, so it is dropped and scanned again at
+/// the start of the next chunk; every earlier statement ended at a `;` token, which the scanner reads the same
+/// way whatever follows. A chunk that does not scan (cut inside a quoted string or a comment, or holding one
+/// statement longer than itself) is retried twice as long. Where the rest of the text does not scan at all,
+/// the ranges end early and the caller splits the rest itself.
+fn scanner_pieces(source: &str, chunk_bytes: usize) -> Vec<std::ops::Range<usize>> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut chunk = chunk_bytes;
+    while start < source.len() {
+        let end = crate::source::floor_char_boundary(
+            source,
+            start.saturating_add(chunk).min(source.len()),
+        );
+        let is_last = end == source.len();
+        match scan_pieces(&source[start..end], start) {
+            Some(mut found) if is_last => {
+                pieces.append(&mut found);
+                break;
+            }
+            Some(mut found) if found.len() >= 2 => {
+                found.pop();
+                start = found.last().map_or(start, |piece| piece.end);
+                pieces.append(&mut found);
+                chunk = chunk_bytes;
+            }
+            None if is_last => break,
+            _ => chunk = chunk.saturating_mul(2),
+        }
+    }
+    pieces
+}
+
+/// One scanner call over `text`, which starts at byte `offset` of the file; `None` when it does not scan.
+fn scan_pieces(text: &str, offset: usize) -> Option<Vec<std::ops::Range<usize>>> {
+    let slices = std::panic::catch_unwind(|| pg_query::split_with_scanner(text))
+        .ok()?
+        .ok()?;
+    Some(
+        slices
+            .into_iter()
+            .map(|slice| {
+                let start = offset + (slice.as_ptr() as usize - text.as_ptr() as usize);
+                start..start + slice.len()
+            })
+            .collect(),
+    )
 }
 
 /// Parses one statement's range on its own; node locations are then relative to the statement's first token.
@@ -479,6 +521,58 @@ mod tests {
         assert_eq!(parsed.statements[0].text, "asdf");
         assert!(parsed.statements[0].syntax_error.is_some());
         assert!(parsed.statements[1].node.is_some());
+    }
+
+    #[test]
+    fn scanning_in_chunks_finds_the_statements_one_scan_finds() {
+        let sources = [
+            "CREATE TABLE a (id int, s text DEFAULT 'x;y');\nSELECT $$ ; $$, $tag$ a;b $tag$;\n",
+            "/* a ; /* nested ; */ still */ SELECT 1; -- trailing ; comment\nSELECT 'é;ü' AS \"q;uoted\";\n;;\nSELECT 2",
+            "SELECT 1;\nCREATE FUNCTION f() RETURNS int LANGUAGE sql AS $body$ SELECT 1; SELECT 2; $body$;\nSELECT E'\\';';",
+            "   -- only a comment\n",
+        ];
+        for source in sources {
+            let whole = scanner_pieces(source, usize::MAX);
+            for chunk in 1..=source.len() + 1 {
+                assert_eq!(
+                    scanner_pieces(source, chunk),
+                    whole,
+                    "chunks of {chunk} bytes over {source:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn where_the_text_stops_scanning_the_statements_before_it_are_still_found() {
+        let source = "SELECT 1; SELECT 2; SELECT 'never closed; SELECT 3;";
+        for chunk in 1..=source.len() {
+            let pieces = scanner_pieces(source, chunk);
+            assert!(pieces.len() <= 2, "{pieces:?}");
+            assert!(pieces.iter().all(|piece| piece.end <= 18), "{pieces:?}");
+        }
+        let texts: Vec<&str> = split_ranges(source)
+            .into_iter()
+            .map(|range| source[range].trim())
+            .collect();
+        assert_eq!(
+            texts,
+            ["SELECT 1", "SELECT 2", "SELECT 'never closed", "SELECT 3"]
+        );
+    }
+
+    #[test]
+    fn a_huge_file_is_split_as_a_small_one_would_be() {
+        let mut source = String::new();
+        for index in 0..20_000 {
+            source.push_str(&format!(
+                "ALTER TABLE t{index} ADD COLUMN c text DEFAULT 'a;{index}'; -- ; {index}\n"
+            ));
+        }
+        assert!(source.len() > 2 * SCAN_CHUNK_BYTES);
+        let ranges = split_ranges(&source);
+        assert_eq!(ranges.len(), 20_000);
+        assert_eq!(ranges, scanner_pieces(&source, usize::MAX));
     }
 
     #[test]
