@@ -57,7 +57,9 @@ impl CatalogAnswers {
             if !catalog.origin(&table.name).is_pre_existing() {
                 answers.created_in_this_migration.insert(key(&table.name));
             }
-            let primary_key = table.primary_key().map(Box::from);
+            let primary_key: Option<Box<[String]>> = table
+                .primary_key()
+                .map(|columns| columns.iter().map(|column| column.to_string()).collect());
             let not_null: Box<[Box<str>]> = table
                 .columns
                 .iter()
@@ -91,7 +93,7 @@ impl AfterFile<'_> {
             AfterFile::Catalog(catalog) => catalog
                 .table(table)
                 .and_then(|known| known.primary_key())
-                .map(<[String]>::to_vec),
+                .map(|columns| columns.iter().map(|column| column.to_string()).collect()),
             AfterFile::Answers(answers) => answers
                 .tables
                 .get(&key(table))

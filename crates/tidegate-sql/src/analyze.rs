@@ -1,8 +1,10 @@
 //! Analysis: turns parsed statements into facts (per-table effects from the facts table, DDL/DML kind,
 //! transaction state) and replays each statement into the [`Catalog`] so the next one sees its effect.
 
+use compact_str::CompactString;
 use pg_query::protobuf::{self, AlterTableType, ConstrType, ObjectType, TransactionStmtKind};
 use pg_query::{Node, NodeEnum};
+use thin_vec::ThinVec;
 
 use crate::catalog::{push_compact, Catalog, Column, Constraint};
 use crate::facts::{
@@ -339,7 +341,7 @@ impl Analyzer<'_> {
         self.catalog
             .table(table)
             .and_then(|known| known.primary_key())
-            .map(<[String]>::to_vec)
+            .map(|columns| columns.iter().map(|column| column.to_string()).collect())
             .unwrap_or_else(|| vec!["id".to_string()])
     }
 
@@ -362,7 +364,7 @@ impl Analyzer<'_> {
             NodeEnum::CreateTableAsStmt(create) => {
                 if let Some(into) = create.into.as_ref().and_then(|into| into.rel.as_ref()) {
                     let table = TableName::from_range_var(into);
-                    self.catalog.create_table(&table, Vec::new());
+                    self.catalog.create_table(&table, ThinVec::new());
                     self.effect(table, Operation::CreateTableAs, None, None);
                 }
                 if let Some(query) = create.query.as_deref() {
@@ -736,7 +738,7 @@ impl Analyzer<'_> {
                         }
                     }
                     columns.push(Column {
-                        name: column.colname.clone(),
+                        name: column.colname.as_str().into(),
                         column_type,
                         not_null,
                     });
@@ -753,16 +755,16 @@ impl Analyzer<'_> {
         for constraint in &constraints {
             if let Some(referenced) = &constraint.references {
                 self.effect(
-                    referenced.clone(),
+                    TableName::clone(referenced),
                     Operation::ForeignKeyReferenced { validating: false },
                     None,
                     Some(&constraint.name),
                 );
             }
         }
-        columns.shrink_to_fit();
-        constraints.shrink_to_fit();
-        self.catalog.create_table(&table, columns);
+        let constraints: ThinVec<Constraint> = constraints.into_iter().collect();
+        self.catalog
+            .create_table(&table, columns.into_iter().collect());
         self.effect(table.clone(), Operation::CreateTable, None, None);
         if let Some(known) = self.catalog.table_mut(&table) {
             for constraint in &constraints {
@@ -898,7 +900,7 @@ impl Analyzer<'_> {
                 );
                 if let Some(referenced) = references {
                     self.effect(
-                        referenced,
+                        *referenced,
                         Operation::ForeignKeyReferenced { validating: true },
                         None,
                         Some(&command.name),
@@ -1111,7 +1113,7 @@ impl Analyzer<'_> {
             push_compact(
                 &mut known.columns,
                 Column {
-                    name: definition.colname.clone(),
+                    name: definition.colname.as_str().into(),
                     column_type,
                     not_null,
                 },
@@ -1150,13 +1152,13 @@ impl Analyzer<'_> {
                 not_valid,
                 using_index,
             }),
-            known.columns.first().map(String::as_str),
+            known.columns.first().map(CompactString::as_str),
             Some(&known.name),
         );
         self.locate_last(constraint.location);
         if let Some(referenced) = &known.references {
             self.effect(
-                referenced.clone(),
+                TableName::clone(referenced),
                 Operation::ForeignKeyReferenced { validating: false },
                 None,
                 Some(&known.name),
@@ -1170,11 +1172,11 @@ impl Analyzer<'_> {
             ConstraintKind::PrimaryKey | ConstraintKind::Unique | ConstraintKind::Exclusion
         ) {
             let index = if using_index {
-                constraint.indexname.clone()
+                constraint.indexname.as_str()
             } else {
-                known.name.clone()
+                known.name.as_str()
             };
-            self.catalog.add_index(table, &index);
+            self.catalog.add_index(table, index);
         }
     }
 
@@ -1206,7 +1208,7 @@ impl Analyzer<'_> {
                     if let Some(column) =
                         known.columns.iter_mut().find(|c| c.name == rename.subname)
                     {
-                        column.name = rename.newname.clone();
+                        column.name = rename.newname.as_str().into();
                     }
                 }
             }
@@ -1223,7 +1225,7 @@ impl Analyzer<'_> {
                         .iter_mut()
                         .find(|c| c.name == rename.subname)
                     {
-                        constraint.name = rename.newname.clone();
+                        constraint.name = rename.newname.as_str().into();
                     }
                 }
             }
@@ -1350,12 +1352,15 @@ fn constraint_from(
         constraint.conname.clone()
     };
     Some(Constraint {
-        name,
+        name: name.into(),
         kind,
-        columns,
+        columns: columns.into_iter().map(CompactString::from).collect(),
         validated: !constraint.skip_validation,
-        proves_not_null,
-        references: constraint.pktable.as_ref().map(TableName::from_range_var),
+        proves_not_null: proves_not_null.map(CompactString::from),
+        references: constraint
+            .pktable
+            .as_ref()
+            .map(|table| Box::new(TableName::from_range_var(table))),
     })
 }
 
@@ -1424,7 +1429,7 @@ mod tests {
                 .table(&TableName::new(None, "orders"))
                 .unwrap()
                 .primary_key(),
-            Some(&["id".to_string()][..])
+            Some(&[CompactString::from("id")][..])
         );
     }
 

@@ -12,23 +12,26 @@
 
 use std::collections::{HashMap, HashSet};
 
+use compact_str::CompactString;
 use serde::Serialize;
+use thin_vec::ThinVec;
 
 use crate::facts::ConstraintKind;
 use crate::tree::{ColumnType, TableName};
 
 /// A table's (or an index's) lookup key: its schema (`public` when unqualified, see [`TableName::key`]) and name
-/// in one allocation, because a huge file's catalog holds tens of thousands of them, several times over.
+/// in one string, inline up to 24 bytes, because a huge file's catalog holds tens of thousands of them, several
+/// times over.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key(Box<str>);
+struct Key(CompactString);
 
 impl Key {
     fn new(schema: &str, name: &str) -> Self {
-        let mut key = String::with_capacity(schema.len() + 1 + name.len());
+        let mut key = CompactString::with_capacity(schema.len() + 1 + name.len());
         key.push_str(schema);
         key.push('\0');
         key.push_str(name);
-        Self(key.into_boxed_str())
+        Self(key)
     }
 
     fn of(table: &TableName) -> Self {
@@ -47,7 +50,7 @@ impl Key {
 /// Pushes onto one of a table's lists growing it by one while it is short: most tables have a handful of
 /// columns, constraints and indexes, and a huge file's catalog holds tens of thousands of tables, so the
 /// doubling growth of `Vec::push` (room for 4 after the first item) would cost more than the items.
-pub(crate) fn push_compact<T>(list: &mut Vec<T>, item: T) {
+pub(crate) fn push_compact<T>(list: &mut ThinVec<T>, item: T) {
     if list.len() < 8 {
         list.reserve_exact(1);
     }
@@ -57,7 +60,7 @@ pub(crate) fn push_compact<T>(list: &mut Vec<T>, item: T) {
 /// A column known to the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Column {
-    pub name: String,
+    pub name: CompactString,
     /// `None` when the column is known only from a statement that does not give its type (`SET NOT NULL` on a
     /// table created before the linted history).
     pub column_type: Option<ColumnType>,
@@ -67,15 +70,15 @@ pub struct Column {
 /// A table constraint known to the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Constraint {
-    pub name: String,
+    pub name: CompactString,
     pub kind: ConstraintKind,
-    pub columns: Vec<String>,
+    pub columns: ThinVec<CompactString>,
     /// False after `ADD CONSTRAINT … NOT VALID` until `VALIDATE CONSTRAINT`.
     pub validated: bool,
     /// For `CHECK (col IS NOT NULL)` and named NOT NULL constraints: the column proven not null.
-    pub proves_not_null: Option<String>,
+    pub proves_not_null: Option<CompactString>,
     /// For foreign keys: the referenced table.
-    pub references: Option<TableName>,
+    pub references: Option<Box<TableName>>,
 }
 
 /// A table known to the catalog.
@@ -84,9 +87,9 @@ pub struct Table {
     pub name: TableName,
     /// The columns, constraints and indexes known. For a table not created in the history these are only the
     /// ones its statements named: a column or constraint missing here may still exist.
-    pub columns: Vec<Column>,
-    pub constraints: Vec<Constraint>,
-    pub indexes: Vec<String>,
+    pub columns: ThinVec<Column>,
+    pub constraints: ThinVec<Constraint>,
+    pub indexes: ThinVec<CompactString>,
     /// Whether a replayed statement created the table. `false`: it is known only from the statements that
     /// touched it (it predates the linted history).
     pub created_in_history: bool,
@@ -111,7 +114,7 @@ impl Table {
                 push_compact(
                     &mut self.columns,
                     Column {
-                        name: name.to_string(),
+                        name: name.into(),
                         column_type: None,
                         not_null: false,
                     },
@@ -123,7 +126,7 @@ impl Table {
     }
 
     /// The primary key's columns, if the catalog knows them.
-    pub fn primary_key(&self) -> Option<&[String]> {
+    pub fn primary_key(&self) -> Option<&[CompactString]> {
         self.constraints
             .iter()
             .find(|constraint| constraint.kind == ConstraintKind::PrimaryKey)
@@ -215,7 +218,7 @@ impl Catalog {
         }
     }
 
-    pub(crate) fn create_table(&mut self, name: &TableName, columns: Vec<Column>) {
+    pub(crate) fn create_table(&mut self, name: &TableName, columns: ThinVec<Column>) {
         let key = Key::of(name);
         self.created_in_current.insert(key.clone());
         self.tables.insert(
@@ -223,8 +226,8 @@ impl Catalog {
             Table {
                 name: name.clone(),
                 columns,
-                constraints: Vec::new(),
-                indexes: Vec::new(),
+                constraints: ThinVec::new(),
+                indexes: ThinVec::new(),
                 created_in_history: true,
             },
         );
@@ -239,9 +242,9 @@ impl Catalog {
     pub(crate) fn learn_table(&mut self, name: &TableName) -> &mut Table {
         self.tables.entry(Key::of(name)).or_insert_with(|| Table {
             name: name.clone(),
-            columns: Vec::new(),
-            constraints: Vec::new(),
-            indexes: Vec::new(),
+            columns: ThinVec::new(),
+            constraints: ThinVec::new(),
+            indexes: ThinVec::new(),
             created_in_history: false,
         })
     }
@@ -274,7 +277,7 @@ impl Catalog {
 
     pub(crate) fn add_index(&mut self, table: &TableName, index: &str) {
         let key = Key::of(table);
-        push_compact(&mut self.learn_table(table).indexes, index.to_string());
+        push_compact(&mut self.learn_table(table).indexes, index.into());
         self.index_tables.insert(Key::new(key.schema(), index), key);
     }
 
