@@ -18,7 +18,9 @@ pub use analyze::{
     analyze_mysql, MyCatalog, MyMigration, MyRowScope, MyTable, PlannedOperation,
     StatementAnalysis, LONGEST_USEFUL_LOCK_WAIT_SECONDS,
 };
-pub use facts::{online_ddl, Algorithm, DdlOperation, Mdl, OnlineDdl, Source, FACTS};
+pub use facts::{
+    algorithm_clause_allowed, online_ddl, Algorithm, DdlOperation, Mdl, OnlineDdl, Source, FACTS,
+};
 pub use statement::{
     parse_mysql, AlterTable, Assignment, Change, ColumnDef, DataChange, LockClause, MyKind,
     MyParsed, MyStatement, WaitClause,

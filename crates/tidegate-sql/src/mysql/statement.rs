@@ -437,19 +437,20 @@ impl Options {
                 },
             };
         } else {
-            self.lock =
-                Some(match value.as_str() {
-                    "DEFAULT" => LockClause::Default,
-                    "NONE" => LockClause::None,
-                    "SHARED" => LockClause::Shared,
-                    "EXCLUSIVE" => LockClause::Exclusive,
-                    other => return Err(unparsed(
+            self.lock = Some(match value.as_str() {
+                "DEFAULT" => LockClause::Default,
+                "NONE" => LockClause::None,
+                "SHARED" => LockClause::Shared,
+                "EXCLUSIVE" => LockClause::Exclusive,
+                other => {
+                    return Err(unparsed(
                         format!(
                             "unknown LOCK `{other}`: expected DEFAULT, NONE, SHARED or EXCLUSIVE"
                         ),
                         tokens.get(at),
-                    )),
-                });
+                    ))
+                }
+            });
         }
         Ok(at + 1)
     }
