@@ -263,3 +263,160 @@ pub(crate) fn describe_operations(analysis: &StatementAnalysis) -> String {
 pub(crate) fn violation(statement: &MyStatement, message: impl Into<String>) -> Violation {
     Violation::at_statement(statement.index, message)
 }
+
+/// What `tidegate backfill` is for, on MySQL/MariaDB.
+const MYSQL_BATCH_HELP: &str = "run it as a batched, throttled backfill: `tidegate backfill --db mysql://… --table T --set '…' --where '…'` (keyset batches over the primary key, a checkpoint per batch), or bound each statement to one key range (`WHERE id BETWEEN ? AND ?`)";
+
+/// `unbatched-update` / `unbatched-delete` on MySQL/MariaDB.
+pub(crate) fn unbatched(context: &MyContext<'_>, violations: &mut Vec<Violation>, update: bool) {
+    use tidegate_sql::mysql::{MyKind, MyRowScope};
+    for (statement, analysis) in context.statements() {
+        let is_kind = match statement.kind {
+            MyKind::Update(_) => update,
+            MyKind::Delete(_) => !update,
+            _ => false,
+        };
+        let (true, Some(table), true, Some(rows)) = (
+            is_kind,
+            &analysis.table,
+            analysis.pre_existing,
+            analysis.rows,
+        ) else {
+            continue;
+        };
+        let verb = if update { "UPDATE" } else { "DELETE" };
+        let key = context.catalog.key_columns(table).join(", ");
+        let (message, severity) = match rows {
+            MyRowScope::OneBatch => continue,
+            MyRowScope::All => (format!("{verb} without WHERE changes every row of {table} in one statement"), None),
+            MyRowScope::Joined => (format!("multi-table {verb} on {table} changes every row the join matches in one statement"), None),
+            MyRowScope::Filtered => (
+                format!("{verb} on {table} is not bounded to a batch of its key ({key}): it may change any number of rows in one transaction"),
+                None,
+            ),
+            MyRowScope::LimitedRescan => (
+                format!("{verb} … LIMIT on {table} is bounded, but not by its key ({key}): each run scans {table} again from the start, past every row earlier runs already changed, and holds next-key locks on what it scans; repeated until done, the work grows with the square of the table"),
+                Some(Severity::Warning),
+            ),
+        };
+        let mut found = violation(statement, message)
+            .help(MYSQL_BATCH_HELP)
+            .table(&MyContext::table_name(table));
+        found.severity = severity;
+        found.lock = Some(format!(
+            "a row lock (and, under REPEATABLE READ, gap locks) on every row it scans in {table}, held until commit"
+        ));
+        violations.push(found);
+    }
+}
+
+/// `missing-lock-timeout` on MySQL/MariaDB: the first metadata-lock-taking statement on a pre-existing table with
+/// no bounded `lock_wait_timeout` in the session (and, on MariaDB, no `WAIT n`/`NOWAIT` on it).
+pub(crate) fn missing_lock_timeout(context: &MyContext<'_>, violations: &mut Vec<Violation>) {
+    use tidegate_sql::mysql::MyKind;
+    let mariadb = context.target().is_mariadb();
+    for (statement, analysis) in context.statements() {
+        let (true, true, Some(table)) =
+            (analysis.takes_mdl, analysis.pre_existing, &analysis.table)
+        else {
+            continue;
+        };
+        let waits = matches!(&statement.kind, MyKind::Alter(alter) if alter.wait.is_some());
+        if analysis.lock_wait_timeout || (mariadb && waits) {
+            continue;
+        }
+        let default = if mariadb {
+            "86400 s (a day)"
+        } else {
+            "31536000 s (a year)"
+        };
+        let fix = if mariadb {
+            "start the migration with `SET SESSION lock_wait_timeout = 5;` or add `WAIT 5` after the table name (`ALTER TABLE t WAIT 5 …`), and retry on error 1205 — or run it with `tidegate apply`"
+        } else {
+            "start the migration with `SET SESSION lock_wait_timeout = 5;` and retry on error 1205 — or run it with `tidegate apply`"
+        };
+        violations.push(
+            violation(
+                statement,
+                format!("this statement waits for a metadata lock on {table} with no short lock_wait_timeout (the default is {default}): while it waits behind any open transaction that touched {table}, every later query on {table} queues behind it"),
+            )
+            .help(fix)
+            .table(&MyContext::table_name(table)),
+        );
+        // One finding per migration: the SET at the top covers every statement.
+        return;
+    }
+}
+
+/// `schema-change-with-backfill` on MySQL/MariaDB: a data change on a table the same migration alters.
+pub(crate) fn schema_change_with_backfill(
+    context: &MyContext<'_>,
+    violations: &mut Vec<Violation>,
+) {
+    use tidegate_sql::mysql::{MyKind, MyRowScope};
+    let altered: Vec<(usize, String)> = context
+        .statements()
+        .filter(|(statement, analysis)| {
+            matches!(statement.kind, MyKind::Alter(_)) && analysis.pre_existing
+        })
+        .filter_map(|(statement, analysis)| {
+            Some((
+                statement.index,
+                analysis.table.clone()?.to_ascii_lowercase(),
+            ))
+        })
+        .collect();
+    for (statement, analysis) in context.statements() {
+        let bulk = matches!(
+            statement.kind,
+            MyKind::Update(_) | MyKind::Delete(_) | MyKind::InsertSelect { .. }
+        );
+        let (true, Some(table), true) = (bulk, &analysis.table, analysis.pre_existing) else {
+            continue;
+        };
+        if !altered
+            .iter()
+            .any(|(_, altered)| *altered == table.to_ascii_lowercase())
+        {
+            continue;
+        }
+        let severity = match analysis.rows {
+            Some(MyRowScope::OneBatch) => Severity::Info,
+            Some(MyRowScope::LimitedRescan) => Severity::Warning,
+            _ => Severity::Error,
+        };
+        violations.push(
+            violation(
+                statement,
+                format!("this migration changes {table}'s schema and also its data: the deploy waits on the data change, and a failure half-way leaves schema and data out of step (MySQL commits each DDL at once, so the ALTER is not undone)"),
+            )
+            .severity(severity)
+            .help(MYSQL_BATCH_HELP)
+            .table(&MyContext::table_name(table)),
+        );
+    }
+}
+
+/// `syntax-error` on MySQL/MariaDB: what the parser rejects, and MariaDB-only syntax in a MySQL migration.
+pub(crate) fn syntax_error(context: &MyContext<'_>, violations: &mut Vec<Violation>) {
+    use tidegate_sql::mysql::MyKind;
+    for (statement, _) in context.statements() {
+        match &statement.kind {
+            MyKind::Unparsed { message, position } => violations.push(
+                violation(statement, format!("does not parse as {}: {message}", context.target().flavour.name()))
+                    .help("fix the statement; tidegate cannot judge what it cannot parse, so this is never a pass")
+                    .at_line(position.line.max(statement.span.start.line)),
+            ),
+            MyKind::Alter(alter) if !context.target().is_mariadb() && !alter.mariadb_only.is_empty() => {
+                violations.push(
+                    violation(
+                        statement,
+                        format!("{} is MariaDB syntax: MySQL rejects it", alter.mariadb_only.join(", ")),
+                    )
+                    .help("on MySQL use `SET SESSION lock_wait_timeout` instead of WAIT/NOWAIT, INPLACE instead of NOCOPY and LOCK=NONE instead of ONLINE; or lint with `--dialect mariadb`"),
+                )
+            }
+            _ => {}
+        }
+    }
+}

@@ -28,7 +28,7 @@ declare_rule! {
     ///
     /// ## Example
     /// ```sql mariadb
-    /// ALTER TABLE orders MODIFY quantity BIGINT NOT NULL;
+    /// ALTER TABLE orders ADD CONSTRAINT quantity_positive CHECK (quantity > 0);
     /// ```
     ///
     /// ## Use instead

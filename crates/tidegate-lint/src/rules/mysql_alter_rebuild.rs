@@ -28,7 +28,7 @@ declare_rule! {
     /// ## Example
     /// ```sql mariadb
     /// SET SESSION lock_wait_timeout = 5;
-    /// ALTER TABLE orders MODIFY customer_id BIGINT NOT NULL, ALGORITHM=INPLACE, LOCK=NONE;
+    /// ALTER TABLE orders FORCE, ALGORITHM=INPLACE, LOCK=NONE;
     /// ```
     ///
     /// ## Use instead
