@@ -59,7 +59,10 @@ fn rules_of(json: &str) -> Vec<(String, String, u64)> {
 #[test]
 fn the_postmortem_migration_linted_as_mariadb_and_mysql() {
     let dir = project();
-    let (code, stdout, stderr) = lint(dir.path(), &["migrations", "--dialect", "mariadb", "--format", "json"]);
+    let (code, stdout, stderr) = lint(
+        dir.path(),
+        &["migrations", "--dialect", "mariadb", "--format", "json"],
+    );
     assert_eq!(code, 1, "an error finding fails the run: {stderr}");
     let findings = rules_of(&stdout);
     for expected in [
@@ -70,15 +73,25 @@ fn the_postmortem_migration_linted_as_mariadb_and_mysql() {
         ("mysql-alter-copy", "error", 4),
     ] {
         let expected = (expected.0.to_string(), expected.1.to_string(), expected.2);
-        assert!(findings.contains(&expected), "{expected:?} missing from {findings:?}");
+        assert!(
+            findings.contains(&expected),
+            "{expected:?} missing from {findings:?}"
+        );
     }
     // A COPY is mysql-alter-copy's alone: no ALGORITHM advice on it; an ignore that silences nothing is reported.
-    assert!(!findings.iter().any(|(rule, _, line)| rule == "mysql-algorithm-unspecified" && *line == 4));
-    assert!(findings.contains(&("unused-suppression".into(), "warning".into(), 3)), "{findings:?}");
-    assert!(stdout.contains("tidegate backfill"), "the LIMIT form points to tidegate backfill");
+    assert!(!findings
+        .iter()
+        .any(|(rule, _, line)| rule == "mysql-algorithm-unspecified" && *line == 4));
+    assert!(
+        findings.contains(&("unused-suppression".into(), "warning".into(), 3)),
+        "{findings:?}"
+    );
+    assert!(
+        stdout.contains("tidegate backfill"),
+        "the LIMIT form points to tidegate backfill"
+    );
 
-    // MySQL 8.0.20: ADD COLUMN was only instant at the end then (it is here), so the same file says the same;
-    // NOCOPY is MariaDB syntax and MySQL refuses it.
+    // NOCOPY is MariaDB syntax: linted as MySQL (here 8.0.20) it is a syntax error, as MariaDB it is clean.
     std::fs::write(
         dir.path().join("migrations/003_index.sql"),
         "SET SESSION lock_wait_timeout = 5;\nALTER TABLE orders ADD INDEX orders_status (order_status), ALGORITHM=NOCOPY, LOCK=NONE;\n",
@@ -86,13 +99,36 @@ fn the_postmortem_migration_linted_as_mariadb_and_mysql() {
     .unwrap();
     let (code, stdout, _) = lint(
         dir.path(),
-        &["migrations/003_index.sql", "--dialect", "mysql", "--db-version", "8.0.20", "--format", "json"],
+        &[
+            "migrations/003_index.sql",
+            "--dialect",
+            "mysql",
+            "--db-version",
+            "8.0.20",
+            "--format",
+            "json",
+        ],
     );
     assert_eq!(code, 1);
-    assert_eq!(rules_of(&stdout), vec![("syntax-error".into(), "error".into(), 2)]);
-    let (code, stdout, _) =
-        lint(dir.path(), &["migrations/003_index.sql", "--dialect", "mariadb", "--format", "json"]);
-    assert_eq!((code, rules_of(&stdout)), (0, vec![]), "the same file is clean MariaDB");
+    assert_eq!(
+        rules_of(&stdout),
+        vec![("syntax-error".into(), "error".into(), 2)]
+    );
+    let (code, stdout, _) = lint(
+        dir.path(),
+        &[
+            "migrations/003_index.sql",
+            "--dialect",
+            "mariadb",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(
+        (code, rules_of(&stdout)),
+        (0, vec![]),
+        "the same file is clean MariaDB"
+    );
 }
 
 #[test]
@@ -104,10 +140,15 @@ fn the_dialect_comes_from_tidegate_toml_and_sarif_names_the_rules() {
     )
     .unwrap();
     let (code, stdout, stderr) = lint(dir.path(), &["migrations", "--format", "sarif"]);
-    assert_eq!(code, 0, "no error is left once mysql-alter-copy is a warning: {stderr}");
+    assert_eq!(
+        code, 0,
+        "no error is left once mysql-alter-copy is a warning: {stderr}"
+    );
     let sarif: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let results = sarif["runs"][0]["results"].as_array().unwrap();
-    assert!(results.iter().any(|result| result["ruleId"] == "mysql-alter-copy" && result["level"] == "warning"));
+    assert!(results
+        .iter()
+        .any(|result| result["ruleId"] == "mysql-alter-copy" && result["level"] == "warning"));
 
     // An inline ignore with a reason silences its rule on the next statement.
     let file = dir.path().join("migrations/002_status_v2.sql");
@@ -118,22 +159,47 @@ fn the_dialect_comes_from_tidegate_toml_and_sarif_names_the_rules() {
     std::fs::write(&file, text).unwrap();
     let (_, stdout, _) = lint(dir.path(), &["migrations", "--format", "json"]);
     let findings = rules_of(&stdout);
-    assert!(!findings.iter().any(|(rule, _, _)| rule == "mysql-alter-copy"), "{findings:?}");
+    assert!(
+        !findings
+            .iter()
+            .any(|(rule, _, _)| rule == "mysql-alter-copy"),
+        "{findings:?}"
+    );
 }
 
 #[test]
 fn bad_dialect_flags_are_usage_errors() {
     let dir = project();
-    let (code, _, stderr) = lint(dir.path(), &["migrations", "--dialect", "mysql", "--db-version", "5.7"]);
+    let (code, _, stderr) = lint(
+        dir.path(),
+        &["migrations", "--dialect", "mysql", "--db-version", "5.7"],
+    );
     assert_eq!(code, 2);
-    assert!(stderr.contains("outside what tidegate's online-DDL facts cover"), "{stderr}");
-    let (code, _, stderr) = lint(dir.path(), &["migrations", "--dialect", "mysql", "--db-version", "eight"]);
+    assert!(
+        stderr.contains("outside what tidegate's online-DDL facts cover"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = lint(
+        dir.path(),
+        &["migrations", "--dialect", "mysql", "--db-version", "eight"],
+    );
     assert_eq!(code, 2);
-    assert!(stderr.contains("a server version such as 8.0.35"), "{stderr}");
+    assert!(
+        stderr.contains("a server version such as 8.0.35"),
+        "{stderr}"
+    );
     let (code, _, stderr) = lint(dir.path(), &["migrations", "--dialect", "oracle"]);
     assert_eq!(code, 2, "{stderr}");
-    let (code, _, stderr) =
-        lint(dir.path(), &["migrations", "--dialect", "mysql", "--db", "mysql://root@127.0.0.1:1/x"]);
+    let (code, _, stderr) = lint(
+        dir.path(),
+        &[
+            "migrations",
+            "--dialect",
+            "mysql",
+            "--db",
+            "mysql://root@127.0.0.1:1/x",
+        ],
+    );
     assert_eq!(code, 2);
     assert!(stderr.contains("--stats"), "{stderr}");
 }
