@@ -8,6 +8,8 @@
 //! assume_in_transaction = false   # treat every file as wrapped in a transaction
 //! small_table_rows = 10000        # with --stats: hazards on smaller tables are reported as info
 //! layout = "sqlx"                 # force a layout instead of detecting it
+//! dialect = "mariadb"             # postgres (default) | mysql | mariadb; also at the top level
+//! db_version = "10.11"            # the MySQL/MariaDB server version the online-DDL facts are read for
 //!
 //! [lint.rules]
 //! drop-column = "off"             # off | on | error | warning | info
@@ -18,7 +20,38 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use tidegate_sql::mysql::{Flavour, MySqlTarget, ServerVersion};
 use tidegate_sql::{Layout, PgVersion};
+
+/// Which SQL the migrations are written in, and so which parser and rules judge them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    #[default]
+    Postgres,
+    MySql,
+    MariaDb,
+}
+
+impl Dialect {
+    pub const NAMES: [&'static str; 3] = ["postgres", "mysql", "mariadb"];
+
+    pub fn from_name(name: &str) -> Option<Dialect> {
+        match name.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Some(Dialect::Postgres),
+            "mysql" => Some(Dialect::MySql),
+            "mariadb" => Some(Dialect::MariaDb),
+            _ => None,
+        }
+    }
+
+    pub fn flavour(self) -> Option<Flavour> {
+        match self {
+            Dialect::Postgres => None,
+            Dialect::MySql => Some(Flavour::MySql),
+            Dialect::MariaDb => Some(Flavour::MariaDb),
+        }
+    }
+}
 
 use crate::registry::{suggest_rule, RuleDoc, RuleId};
 use crate::Severity;
@@ -42,6 +75,10 @@ pub struct Config {
     pub small_table_rows: u64,
     pub layout: Option<Layout>,
     pub rules: BTreeMap<RuleId, RuleSetting>,
+    /// `postgres` unless `--dialect` / `dialect` says otherwise.
+    pub dialect: Dialect,
+    /// The MySQL/MariaDB server version (`--db-version`, `db_version`); `None`: the flavour's default.
+    pub db_version: Option<ServerVersion>,
 }
 
 impl Default for Config {
@@ -53,6 +90,8 @@ impl Default for Config {
             small_table_rows: 10_000,
             layout: None,
             rules: BTreeMap::new(),
+            dialect: Dialect::Postgres,
+            db_version: None,
         }
     }
 }
@@ -79,6 +118,8 @@ struct LintTable {
     assume_in_transaction: Option<bool>,
     small_table_rows: Option<u64>,
     layout: Option<String>,
+    dialect: Option<String>,
+    db_version: Option<String>,
     #[serde(default)]
     rules: BTreeMap<String, String>,
 }
@@ -86,6 +127,8 @@ struct LintTable {
 #[derive(Debug, Default, Deserialize)]
 struct ConfigFile {
     pg_version: Option<u32>,
+    dialect: Option<String>,
+    db_version: Option<String>,
     #[serde(default)]
     lint: LintTable,
 }
@@ -122,6 +165,18 @@ impl Config {
                     })?,
                 );
         }
+        if let Some(dialect) = file.lint.dialect.or(file.dialect) {
+            config.dialect =
+                Dialect::from_name(&dialect).ok_or_else(|| ConfigError::InvalidValue {
+                    key: "dialect".into(),
+                    value: dialect.clone(),
+                    expected: Dialect::NAMES.join(", "),
+                })?;
+        }
+        if let Some(version) = file.lint.db_version.or(file.db_version) {
+            config.db_version = Some(check_db_version(&version)?);
+        }
+        config.mysql_target()?;
         for (id, value) in file.lint.rules {
             let Some(rule) = RuleId::from_id(&id) else {
                 let suggestions = suggest_rule(&id);
@@ -159,6 +214,35 @@ impl Config {
             Some(RuleSetting::On) => Some(rule.default_severity),
             None => rule.enabled_by_default.then_some(rule.default_severity),
         }
+    }
+}
+
+/// Reads a `--db-version` / `db_version` value (`8.0.35`, `10.11`).
+pub fn check_db_version(version: &str) -> Result<ServerVersion, ConfigError> {
+    ServerVersion::parse(version).ok_or_else(|| ConfigError::InvalidValue {
+        key: "db_version".into(),
+        value: version.to_string(),
+        expected: "a server version such as 8.0.35 or 10.11".into(),
+    })
+}
+
+impl Config {
+    /// The MySQL/MariaDB server the migrations are judged for; `None` for PostgreSQL. An error when the version is
+    /// outside what the facts table covers.
+    pub fn mysql_target(&self) -> Result<Option<MySqlTarget>, ConfigError> {
+        let Some(flavour) = self.dialect.flavour() else {
+            return Ok(None);
+        };
+        MySqlTarget::new(flavour, self.db_version)
+            .map(Some)
+            .map_err(|reason| ConfigError::InvalidValue {
+                key: "db_version".into(),
+                value: self
+                    .db_version
+                    .map(|version| version.to_string())
+                    .unwrap_or_default(),
+                expected: reason,
+            })
     }
 }
 

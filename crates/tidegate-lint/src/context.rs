@@ -385,6 +385,20 @@ impl Violation {
         }
     }
 
+    /// A violation on the statement of this index (MySQL-family statements, which are not [`Statement`]s).
+    pub fn at_statement(statement: usize, message: impl Into<String>) -> Self {
+        Self {
+            statement,
+            message: message.into(),
+            help: None,
+            lock: None,
+            table: None,
+            severity: None,
+            line: None,
+            offset: None,
+        }
+    }
+
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self

@@ -41,15 +41,17 @@
 mod config;
 mod context;
 mod linter;
+mod mysql;
 mod registry;
 pub mod render;
 pub mod rules;
 mod stats;
 mod suppression;
 
-pub use config::{check_version, Config, ConfigError, RuleSetting};
+pub use config::{check_db_version, check_version, Config, ConfigError, Dialect, RuleSetting};
 pub use context::{Context, Violation};
 pub use linter::{FileReport, Finding, Session, STREAMING_THRESHOLD_BYTES, WINDOW_STATEMENTS};
+pub use mysql::MyContext;
 pub use registry::{
     find_rule, registry, rule, rules_index_markdown, suggest_rule, Rule, RuleDoc, RuleId,
 };

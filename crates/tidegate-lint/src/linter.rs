@@ -79,9 +79,11 @@ pub struct FileReport {
 
 /// Lints migrations in order, replaying each into a catalog so later ones are judged with context.
 pub struct Session<'a> {
-    config: &'a Config,
-    stats: Option<Cow<'a, TableStats>>,
+    pub(crate) config: &'a Config,
+    pub(crate) stats: Option<Cow<'a, TableStats>>,
     catalog: Catalog,
+    /// The MySQL/MariaDB catalog, when the dialect is one of those.
+    pub(crate) my_catalog: tidegate_sql::mysql::MyCatalog,
 }
 
 impl<'a> Session<'a> {
@@ -90,6 +92,7 @@ impl<'a> Session<'a> {
             config,
             stats: stats.map(Cow::Borrowed),
             catalog: Catalog::new(),
+            my_catalog: tidegate_sql::mysql::MyCatalog::new(),
         }
     }
 
@@ -136,6 +139,9 @@ impl<'a> Session<'a> {
 
     /// Replays an earlier migration into the catalog without linting it.
     pub fn replay(&mut self, sql: &str, framework_transaction: bool) {
+        if self.config.dialect != crate::Dialect::Postgres {
+            return self.replay_mysql(sql);
+        }
         if sql.len() > STREAMING_THRESHOLD_BYTES {
             // Window by window, keeping nothing but the catalog.
             let settings = self.settings(framework_transaction);
@@ -161,6 +167,15 @@ impl<'a> Session<'a> {
     /// Lints one migration's SQL (then keeps its schema changes in the catalog). Files above
     /// [`STREAMING_THRESHOLD_BYTES`] are parsed one statement at a time.
     pub fn lint(&mut self, path: &str, sql: &str, framework_transaction: bool) -> FileReport {
+        if self.config.dialect != crate::Dialect::Postgres {
+            let mut findings = Vec::new();
+            let statements = self.lint_mysql(path, sql, &mut |finding| findings.push(finding));
+            return FileReport {
+                path: path.to_string(),
+                statements,
+                findings,
+            };
+        }
         if sql.len() > STREAMING_THRESHOLD_BYTES {
             self.lint_streaming(path, sql, framework_transaction)
         } else {
@@ -340,6 +355,9 @@ impl<'a> Session<'a> {
         framework_transaction: bool,
         sink: &mut dyn FnMut(Finding),
     ) -> usize {
+        if self.config.dialect != crate::Dialect::Postgres {
+            return self.lint_mysql(path, sql, sink);
+        }
         let parsed = match parsed {
             Some(parsed) => parsed,
             None if sql.len() > STREAMING_THRESHOLD_BYTES => {

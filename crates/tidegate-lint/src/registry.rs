@@ -79,6 +79,9 @@ rule_ids! {
     DropTrigger => "drop-trigger",
     DropType => "drop-type",
     DropView => "drop-view",
+    MysqlAlgorithmUnspecified => "mysql-algorithm-unspecified",
+    MysqlAlterCopy => "mysql-alter-copy",
+    MysqlAlterRebuild => "mysql-alter-rebuild",
     EnumAddValueInTransaction => "enum-add-value-in-transaction",
     EnumValueOrdering => "enum-value-ordering",
     ExclusionConstraint => "exclusion-constraint",
@@ -223,6 +226,14 @@ impl RuleDoc {
 pub trait Rule: Sync + Send {
     fn doc(&self) -> &'static RuleDoc;
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>);
+
+    /// The rule on a MySQL/MariaDB migration; rules about PostgreSQL alone keep the default, which finds nothing.
+    fn check_mysql(
+        &self,
+        _context: &crate::mysql::MyContext<'_>,
+        _violations: &mut Vec<Violation>,
+    ) {
+    }
 }
 
 /// Declares a rule's unit struct and its [`RuleDoc`] from the doc comment written on it.

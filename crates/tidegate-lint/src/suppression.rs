@@ -49,6 +49,20 @@ impl Suppressions {
         suppressions
     }
 
+    /// The directives of a MySQL-family migration: the comments before each statement and after the last.
+    pub fn collect_mysql(parsed: &tidegate_sql::mysql::MyParsed) -> Suppressions {
+        let mut suppressions = Suppressions::default();
+        for statement in &parsed.statements {
+            for comment in &statement.leading_comments {
+                suppressions.read(comment, Some(statement.index));
+            }
+        }
+        for comment in &parsed.trailing_comments {
+            suppressions.read(comment, None);
+        }
+        suppressions
+    }
+
     /// Moves the `tidegate:ignore-file` directives out, in order (a file linted window by window keeps one
     /// list of them for the whole file).
     pub fn take_file_wide(&mut self) -> Vec<Directive> {

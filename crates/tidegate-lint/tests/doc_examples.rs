@@ -9,7 +9,7 @@
 
 use std::fmt::Write;
 
-use tidegate_lint::{registry, Config, RuleDoc, RuleSetting, Session};
+use tidegate_lint::{check_db_version, registry, Config, Dialect, RuleDoc, RuleSetting, Session};
 use tidegate_sql::{parse_source, PgVersion};
 
 mod common;
@@ -20,6 +20,11 @@ use common::{section, Section};
 fn lint_section(doc: &RuleDoc, section: &Section) -> (String, usize) {
     let mut config = Config {
         pg_version: PgVersion(section.pg_version),
+        dialect: section.dialect,
+        db_version: section
+            .db_version
+            .as_deref()
+            .map(|version| check_db_version(version).expect("a version")),
         ..Config::default()
     };
     // An opt-in rule's documentation shows it turned on.
@@ -38,13 +43,45 @@ fn lint_section(doc: &RuleDoc, section: &Section) -> (String, usize) {
     if section.pg_version != 17 {
         let _ = writeln!(out, "(PostgreSQL {})", section.pg_version);
     }
-    let statements = parse_source(&section.sql).statements;
-    for statement in &statements {
-        let first_line = statement.text.lines().next().unwrap_or_default();
-        let _ = writeln!(out, "  {:>3} | {first_line}", statement.span.start.line);
+    if section.dialect != Dialect::Postgres {
+        let _ = writeln!(
+            out,
+            "({:?} {})",
+            section.dialect,
+            section.db_version.as_deref().unwrap_or("default version")
+        );
+    }
+    let statements: Vec<(usize, usize, String)> = if section.dialect == Dialect::Postgres {
+        parse_source(&section.sql)
+            .statements
+            .iter()
+            .map(|statement| {
+                (
+                    statement.index,
+                    statement.span.start.line,
+                    statement.text.clone(),
+                )
+            })
+            .collect()
+    } else {
+        tidegate_sql::mysql::parse_mysql(&section.sql)
+            .statements
+            .iter()
+            .map(|statement| {
+                (
+                    statement.index,
+                    statement.span.start.line,
+                    statement.text.clone(),
+                )
+            })
+            .collect()
+    };
+    for (index, line, text) in &statements {
+        let first_line = text.lines().next().unwrap_or_default();
+        let _ = writeln!(out, "  {line:>3} | {first_line}");
         for finding in findings
             .iter()
-            .filter(|finding| finding.statement == Some(statement.index))
+            .filter(|finding| finding.statement == Some(*index))
         {
             let _ = writeln!(
                 out,
@@ -95,6 +132,24 @@ fn every_rule_example_fires_and_its_use_instead_is_quiet() {
                 }
             }
             None => rendered.push_str("(no SQL: the advice is prose)\n"),
+        }
+        // A rule shared with MySQL/MariaDB documents those dialects in sections of their own.
+        for (heading, must_fire) in [("MySQL example", true), ("MySQL use instead", false)] {
+            if let Some(mysql) = section(doc, heading) {
+                assert_ne!(
+                    mysql.dialect,
+                    Dialect::Postgres,
+                    "{id}: `## {heading}` needs a mysql or mariadb fence"
+                );
+                let (text, count) = lint_section(doc, &mysql);
+                let _ = write!(rendered, "\n## {heading}\n{text}");
+                if must_fire && count == 0 {
+                    failures.push(format!("{id}: its `## {heading}` does not fire it"));
+                }
+                if !must_fire && count > 0 {
+                    failures.push(format!("{id}: its `## {heading}` fires it {count} time(s)"));
+                }
+            }
         }
         insta::with_settings!({ snapshot_path => "snapshots", prepend_module_to_snapshot => false, omit_expression => true }, {
             insta::assert_snapshot!(format!("doc-example-{id}"), rendered);

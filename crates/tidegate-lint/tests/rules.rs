@@ -12,7 +12,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use tidegate_lint::{registry, Config, RuleId, RuleSetting, Session};
+use tidegate_lint::{check_db_version, registry, Config, Dialect, RuleId, RuleSetting, Session};
 use tidegate_sql::{parse_source, PgVersion};
 
 struct Case {
@@ -20,6 +20,9 @@ struct Case {
     kind: String,
     framework_transaction: bool,
     pg_version: Option<u32>,
+    /// `mysql` / `mariadb` (optionally `=VERSION`) in the case header; PostgreSQL otherwise.
+    dialect: Dialect,
+    db_version: Option<String>,
     sql: String,
     first_line: usize,
 }
@@ -40,12 +43,21 @@ fn cases(fixture: &str) -> Vec<Case> {
                 kind,
                 framework_transaction: false,
                 pg_version: None,
+                dialect: Dialect::Postgres,
+                db_version: None,
                 sql: String::new(),
                 first_line: number + 2,
             };
             for option in words {
                 match option {
                     "framework-transaction" => case.framework_transaction = true,
+                    other if other.starts_with("mysql") || other.starts_with("mariadb") => {
+                        let (name, version) = other
+                            .split_once('=')
+                            .map_or((other, None), |(name, version)| (name, Some(version)));
+                        case.dialect = Dialect::from_name(name).expect("mysql or mariadb");
+                        case.db_version = version.map(str::to_string);
+                    }
                     other => {
                         let version = other
                             .strip_prefix("pg=")
@@ -77,6 +89,11 @@ fn run_fixture(rule: &str, fixture: &str) -> String {
         }
         let mut config = Config {
             pg_version: PgVersion(case.pg_version.unwrap_or(17)),
+            dialect: case.dialect,
+            db_version: case
+                .db_version
+                .as_deref()
+                .map(|version| check_db_version(version).expect("a version")),
             ..Config::default()
         };
         // An opt-in rule's fixture is run with the rule turned on.
@@ -121,14 +138,33 @@ fn run_fixture(rule: &str, fixture: &str) -> String {
             },
             case.pg_version
                 .map(|v| format!(", PostgreSQL {v}"))
+                .or_else(|| (case.dialect != Dialect::Postgres).then(|| format!(
+                    ", {:?} {}",
+                    case.dialect,
+                    case.db_version.as_deref().unwrap_or("default version")
+                )))
                 .unwrap_or_default()
         );
-        for statement in parse_source(&case.sql).statements {
-            let first_line = statement.text.lines().next().unwrap_or_default();
-            let _ = writeln!(out, "  {:>3} | {first_line}", statement.span.start.line);
-            for finding in findings.iter().filter(|f| {
-                f.line >= statement.span.start.line && f.line <= statement.span.end.line
-            }) {
+        let spans: Vec<(usize, usize, String)> = if case.dialect == Dialect::Postgres {
+            parse_source(&case.sql)
+                .statements
+                .iter()
+                .map(|s| (s.span.start.line, s.span.end.line, s.text.clone()))
+                .collect()
+        } else {
+            tidegate_sql::mysql::parse_mysql(&case.sql)
+                .statements
+                .iter()
+                .map(|s| (s.span.start.line, s.span.end.line, s.text.clone()))
+                .collect()
+        };
+        for (start, end, text) in &spans {
+            let first_line = text.lines().next().unwrap_or_default();
+            let _ = writeln!(out, "  {start:>3} | {first_line}");
+            for finding in findings
+                .iter()
+                .filter(|f| f.line >= *start && f.line <= *end)
+            {
                 let _ = writeln!(
                     out,
                     "      > {} {}:{}-{}:{}: {}",
@@ -149,10 +185,9 @@ fn run_fixture(rule: &str, fixture: &str) -> String {
         }
         // Findings outside any statement (suppression comments).
         for finding in findings.iter().filter(|f| {
-            !parse_source(&case.sql)
-                .statements
+            !spans
                 .iter()
-                .any(|s| f.line >= s.span.start.line && f.line <= s.span.end.line)
+                .any(|(start, end, _)| f.line >= *start && f.line <= *end)
         }) {
             let _ = writeln!(
                 out,

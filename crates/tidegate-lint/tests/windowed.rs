@@ -74,7 +74,10 @@ fn doc_sections() -> Vec<(String, Section)> {
     for rule in registry() {
         let doc = rule.doc();
         for heading in ["Example", "Use instead"] {
-            if let Some(section) = section(doc, heading) {
+            // The window-by-window path is PostgreSQL's; MySQL-family files are linted whole.
+            if let Some(section) = section(doc, heading)
+                .filter(|section| section.dialect == tidegate_lint::Dialect::Postgres)
+            {
                 sections.push((format!("{} ## {heading}", doc.id), section));
             }
         }
@@ -86,7 +89,7 @@ fn doc_sections() -> Vec<(String, Section)> {
 fn every_rule_example_gives_the_same_findings_in_windows() {
     let sections = doc_sections();
     assert!(
-        sections.len() >= registry().len(),
+        sections.len() >= registry().len() - 3,
         "every rule has an example"
     );
     let mut fired = 0;
@@ -100,7 +103,10 @@ fn every_rule_example_gives_the_same_findings_in_windows() {
         );
         fired += usize::from(!findings.is_empty());
     }
-    assert!(fired >= registry().len(), "the examples find something");
+    assert!(
+        fired >= registry().len() - 3,
+        "the examples find something (the three MySQL-only rules have no PostgreSQL example)"
+    );
 }
 
 #[test]

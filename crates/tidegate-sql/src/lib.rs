@@ -51,6 +51,7 @@ mod analyze;
 mod catalog;
 pub mod discovery;
 mod facts;
+pub mod mysql;
 mod scope;
 mod size;
 mod source;

@@ -86,9 +86,12 @@ fn apply(dir: &Path, url: &str, extra: &[&str]) -> Output {
 #[test]
 fn every_error_rule_has_a_case() {
     let covered: Vec<RuleId> = cases().iter().map(|(rule, _, _)| *rule).collect();
+    // apply runs PostgreSQL migrations only (MySQL/MariaDB apply is issue 15's item 5): the MySQL-only error
+    // rule has no PostgreSQL statement to refuse.
+    let mysql_only = [RuleId::MysqlAlterCopy];
     for rule in registry() {
         let doc = rule.doc();
-        if doc.default_severity == Severity::Error {
+        if doc.default_severity == Severity::Error && !mysql_only.contains(&doc.id) {
             assert!(covered.contains(&doc.id), "{} has no case here", doc.id);
         }
     }

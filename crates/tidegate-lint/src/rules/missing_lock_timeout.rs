@@ -30,6 +30,25 @@ declare_rule! {
     /// ALTER TABLE orders ADD COLUMN note text;
     /// ```
     /// `tidegate apply` sets a lock_timeout and retries with backoff for you.
+    ///
+    /// ## MySQL and MariaDB
+    /// With `--dialect mysql|mariadb`: the first ALTER, CREATE/DROP INDEX, RENAME, TRUNCATE, DROP or OPTIMIZE
+    /// on a pre-existing table with no `SET [SESSION] lock_wait_timeout = n` (n ≤ 300 s) before it and, on
+    /// MariaDB, no `WAIT n`/`NOWAIT` on the statement. Even an INSTANT ALTER needs an exclusive metadata lock; it
+    /// waits behind any open transaction that read the table, and every later query waits behind it, for up to
+    /// `lock_wait_timeout` (MySQL's default: a year; MariaDB's: a day). Both timeouts are error 1205.
+    ///
+    /// ## MySQL example
+    /// ```sql mariadb
+    /// ALTER TABLE orders ADD COLUMN note TEXT, ALGORITHM=INSTANT;
+    /// ```
+    ///
+    /// ## MySQL use instead
+    /// ```sql mariadb
+    /// SET SESSION lock_wait_timeout = 5;
+    /// ALTER TABLE orders ADD COLUMN note TEXT, ALGORITHM=INSTANT;
+    /// ALTER TABLE orders WAIT 5 ADD COLUMN tag TEXT, ALGORITHM=INSTANT;
+    /// ```
     pub struct MissingLockTimeout {
         severity: Warning,
         summary: "A blocking lock on a pre-existing table requested with no lock_timeout set",
@@ -40,6 +59,10 @@ declare_rule! {
 impl Rule for MissingLockTimeout {
     fn doc(&self) -> &'static RuleDoc {
         &Self::DOC
+    }
+
+    fn check_mysql(&self, context: &crate::mysql::MyContext<'_>, violations: &mut Vec<Violation>) {
+        crate::mysql::missing_lock_timeout(context, violations);
     }
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {

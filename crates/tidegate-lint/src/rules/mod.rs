@@ -54,6 +54,9 @@ pub mod lock_table;
 pub mod missing_lock_timeout;
 pub mod missing_statement_timeout;
 pub mod multiple_tables_locked;
+pub mod mysql_algorithm_unspecified;
+pub mod mysql_alter_copy;
+pub mod mysql_alter_rebuild;
 pub mod new_write_restriction;
 pub mod prefer_bigint_over_int;
 pub mod prefer_bigint_over_smallint;
@@ -121,6 +124,9 @@ pub static ALL: &[&dyn Rule] = &[
     &alter_column_type_rewrite::AlterColumnTypeRewrite,
     &table_rewrite_command::TableRewriteCommand,
     &refresh_matview_non_concurrently::RefreshMatviewNonConcurrently,
+    &mysql_alter_copy::MysqlAlterCopy,
+    &mysql_alter_rebuild::MysqlAlterRebuild,
+    &mysql_algorithm_unspecified::MysqlAlgorithmUnspecified,
     &missing_lock_timeout::MissingLockTimeout,
     &missing_statement_timeout::MissingStatementTimeout,
     &multiple_tables_locked::MultipleTablesLocked,

@@ -46,6 +46,22 @@ declare_rule! {
     /// $ tidegate backfill --table orders --set 'order_status_v2 = order_status' --where 'order_status_v2 IS NULL'
     /// ```
     /// `tidegate apply` splits such a migration into a schema phase and a batched data phase for you.
+    ///
+    /// ## MySQL and MariaDB
+    /// The same rule with `--dialect mysql|mariadb`: a data change on a table the migration also alters. MySQL
+    /// commits every DDL statement at once, so the locks are not held through the UPDATE, but the deploy still
+    /// waits on it and a failure half-way leaves the schema changed and the data half-done.
+    ///
+    /// ## MySQL example
+    /// ```sql mysql
+    /// ALTER TABLE orders ADD COLUMN order_status_v2 VARCHAR(20), ALGORITHM=INSTANT;
+    /// UPDATE orders SET order_status_v2 = order_status WHERE order_status_v2 IS NULL LIMIT 1000;
+    /// ```
+    ///
+    /// ## MySQL use instead
+    /// ```sql mysql
+    /// ALTER TABLE orders ADD COLUMN order_status_v2 VARCHAR(20), ALGORITHM=INSTANT;
+    /// ```
     pub struct SchemaChangeWithBackfill {
         severity: Error,
         summary: "DDL and a data change on the same pre-existing table in one migration",
@@ -80,6 +96,10 @@ fn bulk_data_change(statement: &Statement) -> Option<(&TableEffect, &'static str
 impl Rule for SchemaChangeWithBackfill {
     fn doc(&self) -> &'static RuleDoc {
         &Self::DOC
+    }
+
+    fn check_mysql(&self, context: &crate::mysql::MyContext<'_>, violations: &mut Vec<Violation>) {
+        crate::mysql::schema_change_with_backfill(context, violations);
     }
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {

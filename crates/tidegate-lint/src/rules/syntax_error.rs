@@ -28,6 +28,22 @@ declare_rule! {
     /// ```sql
     /// ALTER TABLE orders ADD COLUMN shipped_at timestamptz;
     /// ```
+    ///
+    /// ## MySQL and MariaDB
+    /// With `--dialect mysql|mariadb` the statements are parsed by sqlparser's MySQL dialect (with a pre-pass for
+    /// `ALGORITHM=`, `LOCK=`, `WAIT`/`NOWAIT`, `ALTER ONLINE`, table options and partition clauses). A statement it
+    /// cannot parse is this finding, never a pass; so is MariaDB-only syntax (`NOCOPY`, `WAIT n`, `ALTER ONLINE`)
+    /// with `--dialect mysql`.
+    ///
+    /// ## MySQL example
+    /// ```sql mysql
+    /// ALTER TABLE orders ADD COLUMN note TEXT, ALGORITHM=NOCOPY;
+    /// ```
+    ///
+    /// ## MySQL use instead
+    /// ```sql mysql
+    /// ALTER TABLE orders ADD COLUMN note TEXT, ALGORITHM=INSTANT;
+    /// ```
     pub struct SyntaxError {
         severity: Error,
         summary: "A statement PostgreSQL's parser rejects",
@@ -38,6 +54,10 @@ declare_rule! {
 impl Rule for SyntaxError {
     fn doc(&self) -> &'static RuleDoc {
         &Self::DOC
+    }
+
+    fn check_mysql(&self, context: &crate::mysql::MyContext<'_>, violations: &mut Vec<Violation>) {
+        crate::mysql::syntax_error(context, violations);
     }
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {

@@ -32,6 +32,20 @@ declare_rule! {
     /// WHERE id IN (SELECT id FROM events WHERE created_at < now() - interval '90 days' LIMIT 5000);
     /// ```
     /// repeated, with a pause between batches, until it deletes nothing.
+    ///
+    /// ## MySQL and MariaDB
+    /// The same rule with `--dialect mysql|mariadb`; `DELETE … LIMIT n` without a key bound is a warning (bounded,
+    /// but each run rescans from the start).
+    ///
+    /// ## MySQL example
+    /// ```sql mariadb
+    /// DELETE FROM events WHERE created_at < '2024-01-01';
+    /// ```
+    ///
+    /// ## MySQL use instead
+    /// ```sql mariadb
+    /// DELETE FROM events WHERE id >= 1 AND id < 5001 AND created_at < '2024-01-01';
+    /// ```
     pub struct UnbatchedDelete {
         severity: Error,
         summary: "DELETE on a pre-existing table not bounded to one batch",
@@ -42,6 +56,10 @@ declare_rule! {
 impl Rule for UnbatchedDelete {
     fn doc(&self) -> &'static RuleDoc {
         &Self::DOC
+    }
+
+    fn check_mysql(&self, context: &crate::mysql::MyContext<'_>, violations: &mut Vec<Violation>) {
+        crate::mysql::unbatched(context, violations, false);
     }
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {

@@ -39,6 +39,22 @@ declare_rule! {
     /// ```sql
     /// UPDATE orders SET order_status_v2 = order_status WHERE id >= 1 AND id < 10001;
     /// ```
+    ///
+    /// ## MySQL and MariaDB
+    /// The same rule with `--dialect mysql|mariadb`. The postmortem's own fix, `UPDATE … WHERE col IS NULL LIMIT
+    /// 1000`, is bounded but not by the key: each run scans the table again from the start, past every row the
+    /// earlier runs changed, so it is reported as a warning that says so; `tidegate backfill` walks the primary key
+    /// in keyset batches with a checkpoint per batch instead.
+    ///
+    /// ## MySQL example
+    /// ```sql mysql
+    /// UPDATE orders SET order_status_v2 = order_status WHERE order_status_v2 IS NULL LIMIT 1000;
+    /// ```
+    ///
+    /// ## MySQL use instead
+    /// ```sql mysql
+    /// UPDATE orders SET order_status_v2 = order_status WHERE id BETWEEN 1 AND 10000;
+    /// ```
     pub struct UnbatchedUpdate {
         severity: Error,
         summary: "UPDATE on a pre-existing table not bounded to one batch",
@@ -49,6 +65,10 @@ declare_rule! {
 impl Rule for UnbatchedUpdate {
     fn doc(&self) -> &'static RuleDoc {
         &Self::DOC
+    }
+
+    fn check_mysql(&self, context: &crate::mysql::MyContext<'_>, violations: &mut Vec<Violation>) {
+        crate::mysql::unbatched(context, violations, true);
     }
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {

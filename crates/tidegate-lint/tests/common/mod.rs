@@ -1,13 +1,16 @@
 //! What the lint tests share: the ```sql sections of a rule's documentation, as the doc-example snapshot test and
 //! the windowed-equality test both read them.
 
-use tidegate_lint::RuleDoc;
+use tidegate_lint::{Dialect, RuleDoc};
 
 /// One section's SQL and how it runs.
 pub struct Section {
     pub sql: String,
     pub framework_transaction: bool,
     pub pg_version: u32,
+    /// `postgres` unless the fence says `mysql` or `mariadb` (optionally `=VERSION`).
+    pub dialect: Dialect,
+    pub db_version: Option<String>,
 }
 
 /// The ```sql blocks under `## <heading>`, up to the next `## ` heading; `None` when there are none.
@@ -45,10 +48,19 @@ pub fn section(doc: &RuleDoc, heading: &str) -> Option<Section> {
             sql: String::new(),
             framework_transaction: false,
             pg_version: 17,
+            dialect: Dialect::Postgres,
+            db_version: None,
         });
         for option in words {
             match option {
                 "framework-transaction" => section.framework_transaction = true,
+                other if other.starts_with("mysql") || other.starts_with("mariadb") => {
+                    let (name, version) = other
+                        .split_once('=')
+                        .map_or((other, None), |(n, v)| (n, Some(v)));
+                    section.dialect = Dialect::from_name(name).expect("mysql or mariadb");
+                    section.db_version = version.map(str::to_string);
+                }
                 other => {
                     section.pg_version = other
                         .strip_prefix("pg=")

@@ -32,6 +32,15 @@ pub struct LintArgs {
     #[arg(long)]
     pub pg_version: Option<u32>,
 
+    /// SQL dialect of the migrations [default: postgres, or dialect in tidegate.toml]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(tidegate_lint::Dialect::NAMES))]
+    pub dialect: Option<String>,
+
+    /// MySQL/MariaDB server version the online-DDL facts are read for (e.g. 8.0.35, 10.11) [default: 8.0.35 for
+    /// mysql, 10.11 for mariadb, or db_version in tidegate.toml]
+    #[arg(long, value_name = "VERSION")]
+    pub db_version: Option<String>,
+
     /// Treat every file as running inside one transaction, whatever its framework does
     #[arg(long)]
     pub assume_in_transaction: bool,
@@ -68,6 +77,21 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
             Ok(version) => config.pg_version = version,
             Err(error) => return usage_error(&format!("--pg-version: {error}")),
         }
+    }
+    if let Some(dialect) = &args.dialect {
+        config.dialect = tidegate_lint::Dialect::from_name(dialect).unwrap_or_default();
+    }
+    if let Some(version) = &args.db_version {
+        match tidegate_lint::check_db_version(version) {
+            Ok(version) => config.db_version = Some(version),
+            Err(error) => return usage_error(&format!("--db-version: {error}")),
+        }
+    }
+    if let Err(error) = config.mysql_target() {
+        return usage_error(&format!("--db-version: {error}"));
+    }
+    if config.dialect != tidegate_lint::Dialect::Postgres && args.db.is_some() {
+        return usage_error("--db reads table sizes from PostgreSQL only for now; with --dialect mysql|mariadb pass --stats FILE instead");
     }
     if let Some(fail_on) = &args.fail_on {
         config.fail_on = Severity::from_name(fail_on).unwrap_or(Severity::Error);
@@ -378,6 +402,7 @@ fn lint_set(
     let Some(&last) = named.last() else {
         return;
     };
+    let postgres = config.dialect == tidegate_lint::Dialect::Postgres;
     let mut session = Session::new(config, stats);
     let chunk_size = rayon::current_num_threads().max(1) * 8;
     let chunks: Vec<&[MigrationFile]> = set.migrations[..=last].chunks(chunk_size).collect();
@@ -387,7 +412,8 @@ fn lint_set(
             .map(|migration| {
                 load_migration(&migration.path, set.layout).map(|loaded| {
                     // Huge files are parsed one statement at a time by the session instead.
-                    let parsed = (loaded.sql.len() <= STREAMING_THRESHOLD_BYTES)
+                    // MySQL-family files are parsed by the session, with their own parser.
+                    let parsed = (loaded.sql.len() <= STREAMING_THRESHOLD_BYTES && postgres)
                         .then(|| parse_source(&loaded.sql));
                     (loaded, parsed)
                 })
