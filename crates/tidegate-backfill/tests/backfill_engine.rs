@@ -705,7 +705,8 @@ async fn workers_share_the_key_space_exactly_once() {
     let opts = BackfillOptions {
         workers: 3,
         chunk_rows: 1_000,
-        ..options(300)
+        // Batches of at most a quarter of chunk_rows: every chunk is cut to chunk_rows keys.
+        ..options(250)
     };
     // Two processes' worth of engines on the same spec, three workers each.
     let mut tasks = Vec::new();
@@ -741,6 +742,42 @@ async fn workers_share_the_key_space_exactly_once() {
         .unwrap()
         .get(0);
     assert_eq!(chunks, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_grow_to_hold_four_batches_so_no_batch_is_cut_short() {
+    let db = TestDatabase::create().await;
+    let client = db.connect().await;
+    make_items(&client, 20_000).await;
+    let config = ConnectionConfig::from_url(db.url()).unwrap();
+    let (sink, _) = collect();
+    let opts = BackfillOptions {
+        chunk_rows: 1_000,
+        ..options(2_000)
+    };
+    let outcome = engine::run(
+        &config,
+        RunTarget::Spec(spec("n = n + 1")),
+        opts,
+        sink,
+        StopHandle::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.end, RunEnd::Completed);
+    assert_eq!(histogram(&client).await, vec![(1, 20_000)]);
+    let per_chunk: Vec<i64> = client
+        .query(
+            "select rows_done from tidegate.chunks where run_id = $1 order by chunk_no",
+            &[&outcome.run_id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    // 2,000-key batches, four to a chunk: 8,000 + 8,000 + the 4,000 left.
+    assert_eq!(per_chunk, vec![8_000, 8_000, 4_000]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,7 +53,8 @@ pub struct BackfillOptions {
     /// `--workers auto`: grow and shrink the worker count by measured throughput and the throttle; `None`: keep
     /// `workers` throughout.
     pub scale_workers: Option<crate::scaling::ScalerConfig>,
-    /// Keys per chunk (the unit workers claim).
+    /// Keys per chunk at least (the unit workers claim); a new chunk is cut to hold a few batches of the claiming
+    /// worker's current size when that is more.
     pub chunk_rows: u64,
     /// Abort instead of pausing when a signal turns critical.
     pub critical_abort: bool,

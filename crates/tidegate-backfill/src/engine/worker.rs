@@ -147,7 +147,13 @@ pub(super) async fn worker_loop(ctx: Arc<Ctx>, worker: u32) -> WorkerEnd {
                 drop_conn(&ctx, &mut conn, &mut chunk);
                 return WorkerEnd::Retired;
             }
-            match claim_chunk(&ctx, c).await {
+            match claim_chunk(
+                &ctx,
+                c,
+                chunk_keys(ctx.options.chunk_rows, controller.size()),
+            )
+            .await
+            {
                 Ok(Claim::Chunk(found)) => chunk = Some(found),
                 Ok(Claim::Finished) => return WorkerEnd::Done,
                 Ok(Claim::OthersBusy) => {
@@ -422,6 +428,19 @@ async fn sleep_unless_stopped(ctx: &Ctx, total: Duration) {
     }
 }
 
+/// Batches a new chunk holds at the worker's current batch size. A chunk capped below the batch size the
+/// controller asks for caps every batch (a plain table's batches wanted 30,000+ keys and got 20,000), and one batch
+/// per chunk pays a claim (two transactions and a key-range scan) per batch; a few batches per chunk keep both away
+/// while leaving chunks small enough to share the table's tail between workers.
+const BATCHES_PER_CHUNK: u64 = 4;
+
+/// The keys a new chunk is cut to: `chunk_rows` at least, else room for [`BATCHES_PER_CHUNK`] batches.
+fn chunk_keys(chunk_rows: u64, batch_size: u64) -> u64 {
+    chunk_rows
+        .max(batch_size.saturating_mul(BATCHES_PER_CHUNK))
+        .max(1)
+}
+
 enum Claim {
     Chunk(Chunk),
     /// Every chunk is done and the frontier is exhausted.
@@ -430,7 +449,7 @@ enum Claim {
     OthersBusy,
 }
 
-async fn claim_chunk(ctx: &Ctx, conn: &WorkerConn) -> Result<Claim, DbError> {
+async fn claim_chunk(ctx: &Ctx, conn: &WorkerConn, keys: u64) -> Result<Claim, DbError> {
     let d = ctx.dialect;
     let sql = d.state();
     let session = conn.session.as_ref();
@@ -486,7 +505,7 @@ async fn claim_chunk(ctx: &Ctx, conn: &WorkerConn) -> Result<Claim, DbError> {
             &ctx.shape,
             frontier.as_deref(),
             &key_max,
-            Some(ctx.options.chunk_rows.max(1) - 1),
+            Some(keys.max(1) - 1),
         );
         let bound = session
             .query_opt(
@@ -659,5 +678,23 @@ async fn run_batch(
             let _ = session.batch_execute(sql.rollback).await;
             Err(failure)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_holds_a_few_batches_and_never_less_than_chunk_rows() {
+        // Small batches: the configured floor.
+        assert_eq!(chunk_keys(20_000, 1_000), 20_000);
+        assert_eq!(chunk_keys(20_000, 5_000), 20_000);
+        // Batches past a quarter of the floor: room for four of them, so no batch is capped by its chunk.
+        assert_eq!(chunk_keys(20_000, 30_000), 120_000);
+        assert_eq!(chunk_keys(20_000, 100_000), 400_000);
+        // Degenerate inputs do not overflow or give an empty chunk.
+        assert_eq!(chunk_keys(0, 0), 1);
+        assert_eq!(chunk_keys(1, u64::MAX), u64::MAX);
     }
 }

@@ -116,7 +116,8 @@ pub struct BackfillArgs {
     /// With --metrics-addr: keep serving this long after the run ends, so a scrape sees how it ended (e.g. 30s)
     #[arg(long, value_parser = parse_duration, default_value = "0s", requires = "metrics_addr")]
     pub metrics_linger: Duration,
-    /// Keys per claimed range (the unit that workers and processes share out)
+    /// Keys per claimed range at least (the unit that workers and processes share out); a range holds four
+    /// batches when batches are larger
     #[arg(long, default_value_t = 20_000, hide = true)]
     pub chunk_rows: u64,
 }
