@@ -1,9 +1,9 @@
 //! What a rehearsal watches on its scratch server while a migration runs there: the relation locks on some
 //! tables (with the sessions holding or waiting for them), the WAL insert position, and the tables' sizes; and
 //! the SQL of the key-lookup workload `tidegate rehearse --workload auto` runs when there is nothing better to
-//! replay.
+//! replay; and the settings a rehearsal reads from the source and sets on its scratch server.
 //!
-//! Reads only; every function takes a [`Session`] the caller opened (a connection of its own, so sampling never
+//! Reads only (but for [`alter_system_set`], for the scratch server); every function takes a [`Session`] the caller opened (a connection of its own, so sampling never
 //! queues behind the migration it watches).
 
 use tidegate_sql::LockLevel;
@@ -196,4 +196,63 @@ pub async fn create_database(client: &dyn Session, name: &str) -> Result<(), DbE
     client
         .batch_execute(&format!("CREATE DATABASE {quoted}"))
         .await
+}
+
+/// One row of `pg_settings`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServerSetting {
+    pub name: String,
+    /// As `current_setting` shows it (`128MB`, `on`, `5min`).
+    pub value: String,
+    /// When a change takes effect: `postmaster` (a restart), `sighup` (a reload), `superuser`, `user`, ….
+    pub context: String,
+}
+
+const SERVER_SETTINGS: &str = "\
+SELECT name, current_setting(name) AS value, context FROM pg_settings WHERE name = ANY($1::text[]) ORDER BY name";
+
+/// The settings named `names` that the server knows (an unknown name is left out). Reads `pg_settings` only, so
+/// it may run inside the source's read-only transaction.
+pub async fn server_settings(
+    client: &dyn Session,
+    names: &[&str],
+) -> Result<Vec<ServerSetting>, DbError> {
+    let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+    let rows = client.rows(SERVER_SETTINGS, &[names.into()]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ServerSetting {
+                name: row.get("name")?,
+                value: row.get("value")?,
+                context: row.get("context")?,
+            })
+        })
+        .collect()
+}
+
+/// `ALTER SYSTEM SET name = 'value'` on a scratch server (the server validates the value: an unknown method or
+/// a value out of range is its error), then a reload, so a setting that needs no restart takes effect. `name`
+/// must be a setting's name as `pg_settings` spells it.
+pub async fn alter_system_set(
+    client: &dyn Session,
+    name: &str,
+    value: &str,
+) -> Result<(), DbError> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    {
+        return Err(DbError::other(
+            "setting a scratch server's configuration",
+            format!("`{name}` is not a setting's name"),
+        ));
+    }
+    client
+        .batch_execute(&format!(
+            "ALTER SYSTEM SET {name} = '{}'",
+            value.replace('\'', "''")
+        ))
+        .await?;
+    client.batch_execute("SELECT pg_reload_conf()").await
 }

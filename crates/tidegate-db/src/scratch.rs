@@ -59,6 +59,9 @@ pub enum ScratchError {
     )]
     NoBinaries { tried: String },
 
+    #[error("`{name}` is not a PostgreSQL setting's name (letters, digits, `_` and `.`); the scratch server was not started")]
+    BadSetting { name: String },
+
     #[error(
         "{PG_BIN_ENV}={dir} does not hold the PostgreSQL server binaries (missing: {missing}).\n\
          Point it at the directory holding initdb, pg_ctl and postgres, e.g. /usr/lib/postgresql/15/bin"
@@ -362,6 +365,10 @@ pub struct StartOptions {
     /// `shared_buffers`, e.g. "128MB".
     pub shared_buffers: String,
     pub max_connections: u32,
+    /// More settings, `(name, value)`, written after the defaults so they win over them (a test's source server
+    /// with `full_page_writes = off`, a rehearsal's scratch server with the source's `wal_level`). A name is
+    /// letters, digits, `_` and `.`; a value is quoted here.
+    pub settings: Vec<(String, String)>,
 }
 
 impl StartOptions {
@@ -371,8 +378,25 @@ impl StartOptions {
             port: None,
             shared_buffers: "128MB".into(),
             max_connections: 100,
+            settings: Vec::new(),
         }
     }
+}
+
+/// The lines `settings` add to the configuration; a name that is not a setting's name is refused.
+fn setting_lines(settings: &[(String, String)]) -> Result<String, ScratchError> {
+    let mut lines = String::new();
+    for (name, value) in settings {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            return Err(ScratchError::BadSetting { name: name.clone() });
+        }
+        lines.push_str(&format!("{name} = '{}'\n", value.replace('\'', "''")));
+    }
+    Ok(lines)
 }
 
 /// What `scratch.json` records about a running cluster.
@@ -668,6 +692,7 @@ fn write_config(
     // writes would be a new segment zero-filled under WALWriteLock, and every application commit in that moment
     // waits for it (sampled in the demo: 50–130 ms stalls, p99 10× the baseline). A server that has run a while
     // reuses segments its checkpoints recycle, so zero-filling is the fresh server's artefact, not production's.
+    let extra = setting_lines(&options.settings)?;
     let config = format!(
         "# Written by tidegate scratch: a throwaway server, tuned for speed over durability.\n\
          listen_addresses = '127.0.0.1'\n\
@@ -682,7 +707,8 @@ fn write_config(
          checkpoint_timeout = '30min'\n\
          logging_collector = off\n\
          log_min_messages = warning\n\
-         log_line_prefix = '%m [%p] '\n",
+         log_line_prefix = '%m [%p] '\n\
+         {extra}",
         socket = socket_dir.display().to_string().replace('\'', "''"),
         max_connections = options.max_connections,
         shared_buffers = options.shared_buffers.replace('\'', "''"),

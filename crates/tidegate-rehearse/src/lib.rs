@@ -36,6 +36,8 @@ pub mod measurement;
 pub mod observer;
 pub mod orders;
 pub mod rehearsal;
+pub mod rehearsal_render;
 pub mod report;
+pub mod settings;
 pub mod synth;
 pub mod workload;

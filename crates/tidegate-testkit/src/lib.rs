@@ -6,6 +6,7 @@
 //! - [`TestDatabase::create`]: a fresh database on a cluster shared by the whole test process (started on first use
 //!   with the same code as `tidegate scratch`), or on the server named by `TIDEGATE_TEST_DATABASE_URL` when set.
 //! - [`PrivateCluster::start`]: a cluster of the test's own, for fault injection: stop it, `kill -9` it, restart it.
+//! - [`chromium_dom`]: an HTML page rendered in headless Chromium with the network unreachable.
 //!
 //! Clean-up does not depend on the test ending well: a private cluster is removed when its handle drops (panics
 //! unwind through it), and every cluster is watched by a small watchdog process that stops the server and removes
@@ -29,10 +30,12 @@ use tidegate_db::scratch::{self, ScratchServer, StartOptions};
 use tokio_postgres::{Client, NoTls};
 
 pub mod behaviour;
+pub mod browser;
 pub use behaviour::{
     data_digest, data_digest_columns, psql_file, psql_ok, schema_dump, LockReport, LockSampler,
     PgLockMode, PsqlInput, RewriteCheck, RewriteReport, WriteLoad, WriteReport, WriteSpec,
 };
+pub use browser::chromium_dom;
 
 /// Points the tests at an existing server instead of starting one.
 pub const TEST_DATABASE_URL_ENV: &str = "TIDEGATE_TEST_DATABASE_URL";
@@ -50,8 +53,8 @@ fn server() -> Server {
     if let Ok(url) = std::env::var(TEST_DATABASE_URL_ENV) {
         return Server::External(url);
     }
-    let cluster =
-        SHARED_CLUSTER.get_or_init(|| start_watched_cluster("shared").map(|(server, _)| server));
+    let cluster = SHARED_CLUSTER
+        .get_or_init(|| start_watched_cluster("shared", &[]).map(|(server, _)| server));
     match cluster {
         Ok(server) => Server::Shared(server),
         Err(message) => panic!("{message}"),
@@ -59,7 +62,10 @@ fn server() -> Server {
 }
 
 /// Starts a cluster in a new temporary directory, watched by a watchdog that cleans up after this process.
-fn start_watched_cluster(label: &str) -> Result<(ScratchServer, PathBuf), String> {
+fn start_watched_cluster(
+    label: &str,
+    settings: &[(&str, &str)],
+) -> Result<(ScratchServer, PathBuf), String> {
     let dir = tempfile::Builder::new()
         .prefix(&format!("tidegate-test-{label}-"))
         .tempdir()
@@ -69,6 +75,10 @@ fn start_watched_cluster(label: &str) -> Result<(ScratchServer, PathBuf), String
         .keep();
     let mut options = StartOptions::new(&dir);
     options.shared_buffers = "64MB".into();
+    options.settings = settings
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
     let server = scratch::start(&options)
         .map_err(|error| format!("could not start a test cluster: {error}"))?;
     spawn_watchdog(&server.dir);
@@ -294,8 +304,14 @@ pub struct PrivateCluster {
 impl PrivateCluster {
     /// Starts a new cluster. Panics with the server's own explanation when it cannot.
     pub fn start() -> Self {
-        let (server, _) =
-            start_watched_cluster("private").unwrap_or_else(|message| panic!("{message}"));
+        Self::start_with_settings(&[])
+    }
+
+    /// Starts a new cluster with more settings, `(name, value)`, over the test defaults: a source with
+    /// `full_page_writes = off`, or with `shared_preload_libraries = 'pg_stat_statements'`.
+    pub fn start_with_settings(settings: &[(&str, &str)]) -> Self {
+        let (server, _) = start_watched_cluster("private", settings)
+            .unwrap_or_else(|message| panic!("{message}"));
         Self { server }
     }
 

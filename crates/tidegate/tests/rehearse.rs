@@ -85,7 +85,7 @@ async fn rehearse_copies_the_tables_a_pending_migration_touches_and_reports_fide
         assert!((freqs[0].as_f64().unwrap() - 0.7).abs() < 0.01, "{status}");
     }
     assert_eq!(status["off"], serde_json::json!([]));
-    assert_eq!(report["not_yet"].as_array().unwrap().len(), 3);
+    assert_eq!(report["not_yet"].as_array().unwrap().len(), 2);
     // The migration ran on the copy through apply: its ADD COLUMN, then the UPDATE as a backfill, each measured.
     let statements = report["migration"]["statements"].as_array().unwrap();
     let classes: Vec<&str> = statements
@@ -194,4 +194,80 @@ async fn the_text_report_gives_each_phase_its_figures_under_the_workload() {
     );
     assert!(stdout.contains("CREATE INDEX CONCURRENTLY"), "{stdout}");
     assert!(stdout.contains("      foreground: p50"), "{stdout}");
+}
+
+#[tokio::test]
+async fn the_markdown_section_and_the_html_page_carry_the_figures_and_chromium_renders_the_page_offline(
+) {
+    let db = source().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("001_note_default.sql"),
+        "UPDATE orders SET note = 'x<y>' WHERE note IS NULL;\n",
+    )
+    .unwrap();
+    let page = dir.path().join("rehearsal.html");
+    let output = Command::new(TIDEGATE)
+        .args([
+            "rehearse",
+            "--db",
+            db.url(),
+            "--scale",
+            "0.5",
+            "--workload",
+            "none",
+            "--format",
+            "markdown",
+            "--report",
+        ])
+        .arg(&page)
+        .arg(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("TMPDIR", dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let markdown = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        markdown.starts_with("## Migration rehearsal\n"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("| Phases run | 1 |"), "{markdown}");
+    assert!(
+        markdown.contains("| Duration at the source's size | "),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| public.orders | 20000 | 10000 | "),
+        "{markdown}"
+    );
+    assert!(markdown.contains("### Warnings"), "{markdown}");
+
+    let dom = tidegate_testkit::chromium_dom(&page);
+    // The page Chromium built holds the figures, the escaped statement, and each table's fidelity.
+    assert!(dom.contains("<h2>Headline figures</h2>"), "{dom}");
+    assert!(dom.contains("Duration at the source's size"), "{dom}");
+    assert!(
+        dom.contains("001_note_default.sql phase 1 (backfill)"),
+        "{dom}"
+    );
+    assert!(dom.contains("'x&lt;y&gt;'"), "{dom}");
+    assert!(dom.contains("<h3>public.customers</h3>"), "{dom}");
+    assert!(dom.contains("<h3>public.orders</h3>"), "{dom}");
+    assert!(dom.contains("null_frac source"), "{dom}");
+    assert!(!dom.contains("<script"), "{dom}");
+
+    let refused = Command::new(TIDEGATE)
+        .args([
+            "rehearse",
+            "--db",
+            db.url(),
+            "--report",
+            "/nonexistent/dir/r.html",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("/nonexistent/dir does not exist"));
 }

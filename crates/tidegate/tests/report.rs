@@ -5,11 +5,10 @@
 //!
 //! Nothing is timed: each step waits (boundedly) for an event the test brought about itself.
 
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use tidegate_testkit::TestDatabase;
+use tidegate_testkit::{chromium_dom, TestDatabase};
 
 mod common;
 use common::{json_lines, wait_event};
@@ -34,30 +33,6 @@ fn stderr(output: &Output) -> String {
 
 fn report(id: &str, url: &str, format: &str) -> String {
     let output = tidegate(&["report", id, "--db", url, "--format", format]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    stdout(&output)
-}
-
-/// Renders a page in headless Chromium with every host unresolvable and returns the DOM it built.
-fn chromium_dom(page: &Path) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let output = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            // Nothing resolves: a page that needed anything from the network would miss it.
-            "--host-resolver-rules=MAP * ~NOTFOUND",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--dump-dom")
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .expect("chromium runs (scripts/setup.sh installs Debian's chromium)");
     assert!(output.status.success(), "{}", stderr(&output));
     stdout(&output)
 }

@@ -5,7 +5,7 @@
 //! workload, measured phase by phase.
 //!
 //! Read-only on the source (READ ONLY transactions with lock and statement timeouts). What it does not do yet is
-//! said in `--help` and in every report (pg_stat_statements replay, the source's settings, the HTML and markdown reports). Exit 0
+//! said in `--help` and in every report (pg_stat_statements replay, the source's settings). Exit 0
 //! when the rehearsal ran (columns off and an apply that stops on the copy are reported, not failures), 1 when it
 //! failed, 2 on usage or input errors.
 
@@ -18,9 +18,8 @@ use tidegate_db::connect::ConnectionConfig;
 use tidegate_plan::pipeline;
 use tidegate_rehearse::measurement::WorkloadChoice;
 use tidegate_rehearse::rehearsal::{self, RehearseError, RehearseOptions, Targets};
+use tidegate_rehearse::rehearsal_render;
 use tidegate_sql::Layout;
-
-use super::Format;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -64,11 +63,24 @@ pub struct RehearseArgs {
     /// for k = 1..N, each built and measured in turn on the same scratch server (1: no extrapolation)
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=5))]
     pub points: u32,
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// What to print: `text`, `json`, or `markdown` (a section for the release checklist: headline figures, a
+    /// line per phase, fidelity per table, warnings)
+    #[arg(long, value_enum, default_value_t = RehearseFormat::Text)]
+    pub format: RehearseFormat,
+    /// Also write the rehearsal as one self-contained HTML page (inline CSS, nothing fetched) to FILE
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
     /// Force a migration layout instead of detecting it
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(Layout::ALL.map(Layout::name)))]
     pub layout: Option<String>,
+}
+
+/// `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RehearseFormat {
+    Text,
+    Json,
+    Markdown,
 }
 
 /// `--workload`.
@@ -90,6 +102,20 @@ pub fn run(args: RehearseArgs) -> anyhow::Result<ExitCode> {
             "--scale {}: expected a positive fraction of the source's rows (1 = the same size, 0.1 = a tenth)",
             args.scale
         )));
+    }
+    if let Some(page) = &args.report {
+        // Refused before a rehearsal that may take minutes, not after it.
+        let parent = page
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !parent.is_dir() {
+            return Err(super::usage(format!(
+                "--report {}: the directory {} does not exist; create it or name a file in an existing one",
+                page.display(),
+                parent.display()
+            )));
+        }
     }
     let config = ConnectionConfig::resolve(args.db.as_deref())
         .map_err(|error| super::usage(error.to_string()))?;
@@ -140,8 +166,14 @@ pub fn run(args: RehearseArgs) -> anyhow::Result<ExitCode> {
         Some(Err(error)) => return Err(error.into()),
     };
     match args.format {
-        Format::Text => print!("{}", rehearsal::render_text(&report)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        RehearseFormat::Text => print!("{}", rehearsal_render::text(&report)),
+        RehearseFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        RehearseFormat::Markdown => print!("{}", rehearsal_render::markdown(&report)),
+    }
+    if let Some(page) = &args.report {
+        std::fs::write(page, rehearsal_render::html(&report))
+            .with_context(|| format!("writing the HTML report to {}", page.display()))?;
+        eprintln!("HTML report written to {}", page.display());
     }
     Ok(super::exit_clean())
 }
