@@ -312,7 +312,7 @@ async fn an_idle_transaction_never_queues_reads_longer_than_the_lock_timeout_and
         .await
         .contains(&"flag".to_string()));
 
-    let events = events.lock().unwrap();
+    let events = events.lock().unwrap().clone();
     let timeouts = named_after_timeouts(&events);
     let named = events.iter().find_map(|event| match event {
         ApplyEvent::TransactionsOpen { transactions, .. } => {
@@ -423,7 +423,7 @@ async fn copy_bad_input_and_a_crash_between_ddl_and_record() {
         .await
         .unwrap();
     assert_eq!(resumed.applied_now, vec!["0001_widen.sql"]);
-    let events = events.lock().unwrap();
+    let events = events.lock().unwrap().clone();
     assert!(events
         .iter()
         .any(|e| matches!(e, ApplyEvent::PhaseSkipped { phase: 1, .. })));
@@ -441,7 +441,6 @@ async fn copy_bad_input_and_a_crash_between_ddl_and_record() {
         })
         .collect();
     assert_eq!(ran, vec![3], "only the phase the crash never reached runs");
-    drop(events);
     assert_eq!(
         history(s.as_ref()).await,
         vec![("0001_widen.sql".into(), "applied".into(), 3)]
@@ -492,7 +491,7 @@ async fn copy_bad_input_and_a_crash_between_ddl_and_record() {
         .await
         .unwrap();
     assert_eq!(resumed.applied_now, vec!["0002_more.sql"]);
-    let events = events.lock().unwrap();
+    let events = events.lock().unwrap().clone();
     let ran: Vec<usize> = events
         .iter()
         .filter_map(|e| match e {
