@@ -4,7 +4,7 @@
 
 use std::process::{Command, Output};
 
-use tidegate_db::driver::{Driver, SessionExt};
+use tidegate_db::driver::Driver;
 use tidegate_db::mysql::MySqlConfig;
 use tidegate_testkit::PrivateMariaDb;
 
