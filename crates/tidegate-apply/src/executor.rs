@@ -43,6 +43,9 @@ pub struct ApplyOptions {
     /// Start migrations only inside this daily UTC window.
     pub window: Option<Window>,
     pub allow_unbatched: bool,
+    /// MySQL/MariaDB: run an ALTER that can only COPY a table of at least `small_table_rows` rows
+    /// (`--allow-copy`); refused otherwise.
+    pub allow_copy: bool,
     /// Run dangerous statements in their safe form (the default); `false` refuses them (`--no-rewrite`).
     pub rewrite: bool,
     pub dry_run: bool,
@@ -66,6 +69,7 @@ impl Default for ApplyOptions {
             lock_wait: Duration::from_secs(30),
             window: None,
             allow_unbatched: false,
+            allow_copy: false,
             rewrite: true,
             dry_run: false,
             layout: None,
@@ -130,6 +134,23 @@ pub enum ApplyEvent {
         statement: String,
         blockers: Vec<LockHolder>,
         retry_in_ms: Option<u64>,
+    },
+    /// MySQL/MariaDB: open transactions that may hold the metadata lock a DDL needs, named before an attempt
+    /// and after one gave up on its `lock_wait_timeout` (error 1205).
+    TransactionsOpen {
+        version: String,
+        phase: usize,
+        attempt: u32,
+        table: Option<String>,
+        transactions: Vec<crate::mysql::OpenTransaction>,
+        after_lock_timeout: bool,
+    },
+    /// MySQL/MariaDB: the DDL as it runs, with the `ALGORITHM=`/`LOCK=` apply added from the facts table.
+    DdlRunning {
+        version: String,
+        phase: usize,
+        statement: String,
+        added_clause: Option<String>,
     },
     DroppedInvalidIndex {
         version: String,

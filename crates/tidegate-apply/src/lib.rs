@@ -28,6 +28,7 @@
 pub mod baseline;
 pub mod delete_conversion;
 pub mod executor;
+pub mod mysql;
 pub mod naming;
 pub mod phases;
 pub mod rewrite;
@@ -166,6 +167,9 @@ pub enum ApplyError {
     },
     #[error("{}", obstacles_text(.0))]
     Obstacles(Vec<(PathBuf, Obstacle)>),
+    /// What stops a MySQL/MariaDB plan.
+    #[error("{}", mysql_obstacles_text(.0))]
+    MySqlObstacles(Vec<(PathBuf, mysql::MyObstacle)>),
     /// A migration planned again just before it ran (its tables grew in this run) has obstacles now.
     #[error(
         "{version} was planned again before it ran, with the table sizes the migrations before it left ({} applied \
@@ -276,6 +280,26 @@ fn obstacles_text(obstacles: &[(PathBuf, Obstacle)]) -> String {
     }
     text.push_str("\nA finding can be accepted inline with `-- tidegate:ignore RULE reason` on the line before the statement.");
     text
+}
+
+fn mysql_obstacles_text(obstacles: &[(PathBuf, mysql::MyObstacle)]) -> String {
+    let converted: Vec<(PathBuf, Obstacle)> = obstacles
+        .iter()
+        .map(|(path, obstacle)| {
+            (
+                path.clone(),
+                Obstacle {
+                    statement: 0,
+                    line: obstacle.line,
+                    column: obstacle.column,
+                    rule: obstacle.rule,
+                    message: obstacle.message.clone(),
+                    help: obstacle.help.clone(),
+                },
+            )
+        })
+        .collect();
+    obstacles_text(&converted)
 }
 
 /// SHA-256 of `bytes`, as lowercase hex.

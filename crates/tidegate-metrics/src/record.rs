@@ -536,6 +536,8 @@ impl Metrics {
             | ApplyEvent::WaitingForHealth { .. }
             | ApplyEvent::LockTimedOut { .. }
             | ApplyEvent::DroppedInvalidIndex { .. }
+            | ApplyEvent::TransactionsOpen { .. }
+            | ApplyEvent::DdlRunning { .. }
             | ApplyEvent::StatementAlreadyDone { .. } => {}
         }
     }

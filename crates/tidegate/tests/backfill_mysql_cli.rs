@@ -354,8 +354,8 @@ fn postgres_only_verbs_refuse_a_mysql_url() {
         "mysql://app:s3cret@127.0.0.1:3306/shop",
         "mariadb://app:s3cret@127.0.0.1:3306/shop",
     ] {
+        // `apply` speaks MySQL/MariaDB (tests/apply_mysql_cli.rs).
         for verb in [
-            vec!["apply", migrations],
             vec!["plan", migrations],
             vec!["rehearse", migrations],
             vec!["baseline", migrations],

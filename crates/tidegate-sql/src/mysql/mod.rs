@@ -22,7 +22,7 @@ pub use facts::{
     algorithm_clause_allowed, online_ddl, Algorithm, DdlOperation, Mdl, OnlineDdl, Source, FACTS,
 };
 pub use statement::{
-    parse_mysql, AlterTable, Assignment, Change, ColumnDef, DataChange, LockClause, MyKind,
-    MyParsed, MyStatement, WaitClause,
+    parse_mysql, AlterForm, AlterTable, Assignment, Change, ColumnDef, DataChange, LockClause,
+    MyKind, MyParsed, MyStatement, WaitClause,
 };
 pub use version::{Flavour, MySqlTarget, ServerVersion};

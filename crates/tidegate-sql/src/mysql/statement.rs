@@ -89,6 +89,24 @@ pub struct AlterTable {
     pub online: bool,
     /// Syntax only MariaDB accepts, as written (`NOCOPY`, `WAIT 5`, `ONLINE`), for the MySQL dialect's refusal.
     pub mariadb_only: Vec<String>,
+    /// Which statement it was written as: where an `ALGORITHM=`/`LOCK=` clause may be added, and how.
+    pub form: AlterForm,
+}
+
+/// The statement an [`AlterTable`] was written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlterForm {
+    /// `ALTER TABLE t clause, clause…`; `partitioned` when a `PARTITION BY`/`REMOVE PARTITIONING` tail ends it
+    /// (an option written after that tail is a syntax error).
+    AlterTable { partitioned: bool },
+    /// `CREATE INDEX … ON t (…) [index options]`: options are separated by spaces, not commas.
+    CreateIndex,
+    /// `DROP INDEX i ON t [options]`.
+    DropIndex,
+    /// `RENAME TABLE a TO b`: takes no algorithm clause.
+    RenameTable,
+    /// `OPTIMIZE TABLE t`: takes no algorithm clause.
+    Optimize,
 }
 
 /// One change of an ALTER, before the catalog tells what it does to the existing column.
@@ -196,6 +214,8 @@ pub struct DataChange {
     pub joined: bool,
     pub selection: Option<Box<ast::Expr>>,
     pub limited: bool,
+    /// An UPDATE's assignment list as sqlparser prints it (`b = a * 2, c = NULL`); `None` for a DELETE.
+    pub set: Option<String>,
 }
 
 /// One `SET name = value`.
@@ -596,6 +616,7 @@ fn parse_plain(tokens: Vec<TokenWithSpan>) -> MyKind {
                 wait: None,
                 online: false,
                 mariadb_only: Vec::new(),
+                form: AlterForm::RenameTable,
             }),
             None => MyKind::Other,
         },
@@ -606,6 +627,14 @@ fn parse_plain(tokens: Vec<TokenWithSpan>) -> MyKind {
                 joined,
                 selection: update.selection.map(Box::new),
                 limited: update.limit.is_some(),
+                set: Some(
+                    update
+                        .assignments
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
             })
         }
         ast::Statement::Delete(delete) => {
@@ -629,6 +658,7 @@ fn parse_plain(tokens: Vec<TokenWithSpan>) -> MyKind {
                 joined,
                 selection: delete.selection.map(Box::new),
                 limited: delete.limit.is_some(),
+                set: None,
             })
         }
         ast::Statement::Insert(insert) => {
@@ -897,6 +927,9 @@ fn parse_alter(tokens: &[TokenWithSpan]) -> MyKind {
         wait: options.wait,
         online: options.online,
         mariadb_only: options.mariadb_only,
+        form: AlterForm::AlterTable {
+            partitioned: partition_tail.is_some(),
+        },
     })
 }
 
@@ -1316,6 +1349,7 @@ fn parse_create_index(tokens: &[TokenWithSpan]) -> MyKind {
             wait: options.wait,
             online: options.online,
             mariadb_only: options.mariadb_only,
+            form: AlterForm::CreateIndex,
         }),
         Ok(_) => unparsed("not a CREATE INDEX", tokens.first()),
         Err(kind) => kind,
@@ -1339,6 +1373,7 @@ fn parse_drop_index(tokens: &[TokenWithSpan]) -> MyKind {
             wait: options.wait,
             online: options.online,
             mariadb_only: options.mariadb_only,
+            form: AlterForm::DropIndex,
         }),
         Ok(_) => unparsed("MySQL's DROP INDEX needs `ON table`", tokens.last()),
         Err(kind) => kind,
@@ -1366,6 +1401,7 @@ fn parse_optimize(tokens: &[TokenWithSpan]) -> MyKind {
             wait: None,
             online: false,
             mariadb_only: Vec::new(),
+            form: AlterForm::Optimize,
         }),
         Err(kind) => kind,
     }

@@ -14,7 +14,8 @@ use tidegate_apply::{apply, ApplyError, ApplyEvent, ApplyOptions, ApplyPlan};
 use tidegate_backfill::engine::{BackfillOptions, StopHandle};
 use tidegate_backfill::events::Event as BackfillEvent;
 use tidegate_backfill::pacing::Window;
-use tidegate_db::connect::ConnectionConfig;
+use tidegate_db::mysql::MySqlConfig;
+use tidegate_db::target::Target;
 use tidegate_metrics::addr::MetricsAddr;
 
 use super::backfill::spawn_signal_handlers;
@@ -26,13 +27,15 @@ pub struct ApplyArgs {
     /// Migration directory (layout detected: plain, sqlx, diesel, golang-migrate, dbmate, Flyway, Prisma)
     #[arg(default_value = "migrations")]
     pub dir: PathBuf,
-    /// Connection URL; else DATABASE_URL, else libpq's PG* variables
+    /// Connection URL (postgresql://…, or mysql://… / mariadb://… for MySQL and MariaDB); else DATABASE_URL,
+    /// else libpq's PG* variables
     #[arg(long)]
     pub db: Option<String>,
     /// Print the plan (migrations, phases, locks, what becomes a backfill) and change nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// lock_timeout of every schema statement: how long production may queue behind it
+    /// lock_timeout of every schema statement: how long production may queue behind it (MySQL/MariaDB:
+    /// lock_wait_timeout, whole seconds)
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub lock_timeout: Duration,
     /// statement_timeout of every schema statement
@@ -55,6 +58,10 @@ pub struct ApplyArgs {
     /// Run data changes that cannot become backfills as written, in one transaction each
     #[arg(long)]
     pub allow_unbatched: bool,
+    /// MySQL/MariaDB: run an ALTER that can only COPY a table of at least small_table_rows rows (every write to
+    /// the table waits for the whole copy); refused otherwise
+    #[arg(long)]
+    pub allow_copy: bool,
     /// Refuse dangerous statements instead of running their safe equivalents (CONCURRENTLY, NOT VALID +
     /// VALIDATE, UNIQUE USING INDEX, CHECK-assisted SET NOT NULL, default-then-backfill)
     #[arg(long)]
@@ -91,8 +98,9 @@ pub struct ApplyArgs {
 }
 
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let config = match ConnectionConfig::resolve(args.db.as_deref()) {
-        Ok(config) => config,
+    let config = match Target::resolve(args.db.as_deref()) {
+        Ok(Target::Postgres(config)) => config,
+        Ok(Target::MySql(config)) => return run_mysql(args, config),
         Err(error) => {
             eprintln!("error: {error}");
             return Ok(super::exit_usage());
@@ -157,6 +165,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         lock_wait: args.lock_wait,
         window,
         allow_unbatched: args.allow_unbatched,
+        allow_copy: args.allow_copy,
         rewrite: !args.no_rewrite,
         dry_run: args.dry_run,
         layout: None,
@@ -324,6 +333,33 @@ fn render_event(format: Format, event: &ApplyEvent) {
                 None => format!("    attempt {attempt}: lock not granted within lock_timeout, blocked by {who}; giving up"),
             }
         }
+        ApplyEvent::TransactionsOpen {
+            attempt,
+            table,
+            transactions,
+            after_lock_timeout,
+            ..
+        } => {
+            let who = transactions
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            let table = table.as_deref().unwrap_or("the table");
+            if *after_lock_timeout {
+                format!("    attempt {attempt}: metadata lock on {table} not granted within lock_wait_timeout (error 1205); open transactions: {who}")
+            } else {
+                format!("    before attempt {attempt}: open transactions that may hold {table}'s metadata lock: {who}")
+            }
+        }
+        ApplyEvent::DdlRunning {
+            statement,
+            added_clause,
+            ..
+        } => match added_clause {
+            Some(clause) => format!("    running `{statement}` ({clause} added from the online-DDL facts)"),
+            None => format!("    running `{statement}`"),
+        },
         ApplyEvent::DroppedInvalidIndex { index, .. } => {
             format!("    dropped the INVALID index {index} left by an earlier failed build")
         }
@@ -374,6 +410,135 @@ fn render_event(format: Format, event: &ApplyEvent) {
         } => format!("{version}: FAILED in phase {phase}: {error}"),
     };
     eprintln!("{line}");
+}
+
+/// `tidegate apply` on MySQL/MariaDB: the same flags, the PostgreSQL-only ones refused when given.
+fn run_mysql(args: ApplyArgs, config: MySqlConfig) -> anyhow::Result<ExitCode> {
+    let lint = match super::lint::load_config(args.config.as_deref()) {
+        Ok(lint) => lint,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(super::exit_usage());
+        }
+    };
+    if args.window.is_some() || args.no_rewrite || args.metrics_addr.is_some() {
+        eprintln!("error: --window, --no-rewrite and --metrics-addr are not supported on MySQL/MariaDB yet");
+        return Ok(super::exit_usage());
+    }
+    if args.lock_timeout.is_zero() || args.lock_timeout.subsec_nanos() != 0 {
+        eprintln!(
+            "error: --lock-timeout must be whole seconds, at least 1s, on MySQL/MariaDB (lock_wait_timeout counts seconds); got {:?}",
+            args.lock_timeout
+        );
+        return Ok(super::exit_usage());
+    }
+    let mut backfill = BackfillOptions::default();
+    backfill.controller.target = args.batch_time;
+    backfill.max_rows_per_second = args.max_rows_per_second;
+    backfill.thresholds.max_active = args.max_active;
+    backfill.throttle_query = args.throttle_query.clone();
+    let stop = StopHandle::default();
+    let options = ApplyOptions {
+        lock_timeout: args.lock_timeout,
+        statement_timeout: args.statement_timeout,
+        retries: args.retries,
+        lock_wait: args.lock_wait,
+        allow_unbatched: args.allow_unbatched,
+        allow_copy: args.allow_copy,
+        dry_run: args.dry_run,
+        lint,
+        backfill,
+        stop: stop.clone(),
+        health_wait: args.health_wait,
+        ..ApplyOptions::default()
+    };
+    let format = args.format;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let sink: ApplySink = if args.dry_run {
+        Arc::new(|_: &ApplyEvent| {})
+    } else {
+        Arc::new(move |event: &ApplyEvent| render_event(format, event))
+    };
+    let outcome = runtime.block_on(async {
+        spawn_signal_handlers(stop.clone());
+        tidegate_apply::mysql::apply_mysql(&config, &args.dir, options, sink).await
+    });
+    match outcome {
+        Ok(summary) => {
+            if summary.dry_run {
+                match format {
+                    Format::Json => println!("{}", serde_json::to_string_pretty(&summary.plan)?),
+                    Format::Text => print!("{}", render_mysql_plan(&summary.plan)),
+                }
+            } else if format == Format::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "event": "done", "applied": summary.applied_now })
+                );
+            } else if summary.applied_now.is_empty() {
+                eprintln!(
+                    "nothing to apply: all {} migrations are applied",
+                    summary.plan.applied.len()
+                );
+            } else {
+                eprintln!(
+                    "applied {} migration(s): {}",
+                    summary.applied_now.len(),
+                    summary.applied_now.join(", ")
+                );
+            }
+            Ok(super::exit_clean())
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Ok(match error {
+                ApplyError::Discovery(_)
+                | ApplyError::NoMigrations { .. }
+                | ApplyError::ChecksumChanged { .. }
+                | ApplyError::MySqlObstacles(_) => super::exit_usage(),
+                _ => super::exit_failure(),
+            })
+        }
+    }
+}
+
+fn render_mysql_plan(plan: &tidegate_apply::mysql::MyApplyPlan) -> String {
+    let mut out = format!(
+        "{} ({} layout) on {}: {} applied, {} pending\n",
+        plan.root.display(),
+        plan.layout,
+        plan.server,
+        plan.applied.len(),
+        plan.pending.len()
+    );
+    for migration in &plan.pending {
+        out.push_str(&format!(
+            "\n{} {}: {} phase(s){}\n",
+            migration.version,
+            migration.name,
+            migration.phases.len(),
+            if migration.phases_done > 0 {
+                format!(", resuming after phase {}", migration.phases_done)
+            } else {
+                String::new()
+            }
+        ));
+        for (index, phase) in migration.phases.iter().enumerate() {
+            out.push_str(&format!(
+                "  {}. {}: {}\n",
+                index + 1,
+                phase.class(),
+                phase.describe()
+            ));
+        }
+        for note in &migration.notes {
+            out.push_str(&format!("  note: {note}\n"));
+        }
+    }
+    out
 }
 
 fn render_plan(plan: &ApplyPlan) -> String {
