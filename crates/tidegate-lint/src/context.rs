@@ -331,6 +331,7 @@ pub fn is_schema_change(effect: &TableEffect) -> bool {
             | Operation::Analyze
             | Operation::Vacuum { full: false }
             | Operation::ForeignKeyReferenced { .. }
+            | Operation::ForeignKeyDropped
     )
 }
 

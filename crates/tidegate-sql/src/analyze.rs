@@ -919,17 +919,27 @@ impl Analyzer<'_> {
             AlterTableType::AtDropConstraint => {
                 // The column a NOT NULL helper (`CHECK (col IS NOT NULL)`) proved, so callers can tell a
                 // redundant helper from a guarantee that goes away.
-                let proved = self.catalog.table(table).and_then(|known| {
-                    known
-                        .constraint(&command.name)
-                        .and_then(|constraint| constraint.proves_not_null.clone())
-                });
+                let dropped = self
+                    .catalog
+                    .table(table)
+                    .and_then(|known| known.constraint(&command.name));
+                let proved = dropped.and_then(|constraint| constraint.proves_not_null.clone());
+                let referenced = dropped.and_then(|constraint| constraint.references.clone());
                 self.effect(
                     table.clone(),
                     op(AlterSubcommand::DropConstraint),
                     proved.as_deref(),
                     Some(&command.name),
                 );
+                // A self-referencing key locks nothing more (the table already holds ACCESS EXCLUSIVE).
+                if let Some(referenced) = referenced.filter(|r| r.key() != table.key()) {
+                    self.effect(
+                        *referenced,
+                        Operation::ForeignKeyDropped,
+                        None,
+                        Some(&command.name),
+                    );
+                }
                 if let Some(known) = self.catalog.table_mut(table) {
                     known.constraints.retain(|c| c.name != command.name);
                 }
@@ -1262,6 +1272,29 @@ impl Analyzer<'_> {
             match remove_type {
                 ObjectType::ObjectTable | ObjectType::ObjectMatview => {
                     self.effect(name.clone(), Operation::DropTable, None, None);
+                    let referenced: Vec<(TableName, CompactString)> = self
+                        .catalog
+                        .table(&name)
+                        .map(|known| {
+                            known
+                                .constraints
+                                .iter()
+                                .filter_map(|c| {
+                                    let target = c.references.as_deref()?;
+                                    (target.key() != name.key())
+                                        .then(|| (target.clone(), c.name.clone()))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    for (target, constraint) in referenced {
+                        self.effect(
+                            target,
+                            Operation::ForeignKeyDropped,
+                            None,
+                            Some(&constraint),
+                        );
+                    }
                     self.catalog.drop_table(&name);
                 }
                 ObjectType::ObjectIndex => {

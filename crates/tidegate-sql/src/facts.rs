@@ -339,6 +339,9 @@ pub enum Operation {
     ForeignKeyReferenced {
         validating: bool,
     },
+    /// The table a dropped foreign key referenced (by `DROP CONSTRAINT`, or by dropping the referencing table):
+    /// the constraint's triggers on it go too, which PostgreSQL does under ACCESS EXCLUSIVE on that table.
+    ForeignKeyDropped,
 }
 
 /// The answer of the facts table for one operation.
@@ -412,6 +415,8 @@ pub fn lock_facts(operation: Operation, version: PgVersion) -> LockFacts {
             facts(ShareRowExclusive, false, false)
         }
         Operation::ForeignKeyReferenced { validating: true } => facts(RowShare, false, true),
+        // tablecmds.c, ATExecDropConstraint: "Must match lock taken by RemoveTriggerById", in every version.
+        Operation::ForeignKeyDropped => facts(AccessExclusive, false, false),
         Operation::AlterTable(subcommand) => alter_table_facts(subcommand, version),
     }
 }

@@ -44,6 +44,21 @@ const CASES: &[(&str, &str, &[&str])] = &[
         "ALTER TABLE t ADD CONSTRAINT t_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id)",
         &["t", "parent"],
     ),
+    (
+        "ALTER TABLE t ADD CONSTRAINT t_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id)",
+        "ALTER TABLE t DROP CONSTRAINT t_parent_fk",
+        &["t", "parent"],
+    ),
+    (
+        "ALTER TABLE t ADD CONSTRAINT t_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id)",
+        "DROP TABLE t",
+        &["parent"],
+    ),
+    (
+        "ALTER TABLE t ADD CONSTRAINT t_self_fk FOREIGN KEY (parent_id) REFERENCES t (id)",
+        "ALTER TABLE t DROP CONSTRAINT t_self_fk",
+        &["t", "parent"],
+    ),
     ("", "ALTER TABLE t ADD CONSTRAINT t_v_key UNIQUE (v)", &["t"]),
     (
         "CREATE UNIQUE INDEX t_v_idx ON t (v)",

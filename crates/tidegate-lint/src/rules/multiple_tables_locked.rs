@@ -57,8 +57,12 @@ impl Rule for MultipleTablesLocked {
                 continue;
             };
             for effect in &statement.effects {
-                // A foreign key locks the table it references by nature; it cannot be split off.
-                let inherent = matches!(effect.operation, Operation::ForeignKeyReferenced { .. });
+                // A foreign key locks the table it references by nature, when added and when dropped; it
+                // cannot be split off.
+                let inherent = matches!(
+                    effect.operation,
+                    Operation::ForeignKeyReferenced { .. } | Operation::ForeignKeyDropped
+                );
                 if inherent || !effect.origin.is_pre_existing() || !effect.lock.blocks_writes() {
                     continue;
                 }
