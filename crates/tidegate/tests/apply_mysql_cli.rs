@@ -1,10 +1,13 @@
 //! `tidegate apply` on MySQL/MariaDB from the command line, against a private throwaway MariaDB (the test kit's):
 //! the dry-run plan shows the statement as it will run, apply applies and a second run is a no-op, a bad URL and a
-//! sub-second `--lock-timeout` are usage errors that never print the password.
+//! sub-second `--lock-timeout` are usage errors that never print the password; and the crash test: `kill -9` of
+//! the apply process at random instants, then a run to the end, leaves the schema a plain run leaves and every
+//! row of the backfill phase changed exactly once.
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use tidegate_db::driver::Driver;
+use tidegate_db::driver::{Driver, Session, SessionExt};
 use tidegate_db::mysql::MySqlConfig;
 use tidegate_testkit::PrivateMariaDb;
 
@@ -107,5 +110,160 @@ fn bad_urls_and_sub_second_lock_timeouts_are_usage_errors() {
     assert!(
         stderr.contains("whole seconds") && !stderr.contains("s3cret"),
         "{stderr}"
+    );
+}
+
+/// `SHOW CREATE TABLE` of `table` in `database`, the text that decides whether two schemas are the same.
+async fn create_table(s: &dyn Session, database: &str, table: &str) -> String {
+    let rows = s
+        .query_text(&format!("show create table `{database}`.`{table}`"))
+        .await
+        .unwrap();
+    rows[0][1].clone().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_of_apply_at_random_instants_then_finish_as_a_plain_run_would() {
+    let server = PrivateMariaDb::start();
+    let url = server.url();
+    let s = MySqlConfig::from_url(&url).unwrap().open().await.unwrap();
+    let database: String = s
+        .query_one("select database() as d", &[])
+        .await
+        .unwrap()
+        .get("d")
+        .unwrap();
+    let table = "create table items (id bigint primary key, n int not null default 0, note varchar(40)) engine=innodb";
+    s.batch_execute(&format!(
+        "{table}; insert into items (id) select seq from seq_1_to_30000"
+    ))
+    .await
+    .unwrap();
+    let migrations = [
+        (
+            "0001_count.sql",
+            // The UPDATE is not idempotent: a batch applied twice, or skipped, shows in the counts.
+            "ALTER TABLE items ADD COLUMN m INT;\nCREATE INDEX items_n ON items (n);\nUPDATE items SET n = n + 1;\n",
+        ),
+        (
+            "0002_more.sql",
+            "ALTER TABLE items ADD COLUMN k INT NOT NULL DEFAULT 7;\nALTER TABLE items RENAME INDEX items_n TO items_by_n;\nALTER TABLE items DROP COLUMN m;\n",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (name, sql) in migrations {
+        std::fs::write(dir.path().join(name), sql).unwrap();
+    }
+    // The same statements run plainly in another database: the schema every apply must end with.
+    s.batch_execute(&format!(
+        "create database plain; use plain; {table}; {} use `{database}`",
+        migrations
+            .iter()
+            .map(|(_, sql)| sql.replace('\n', " "))
+            .collect::<String>()
+    ))
+    .await
+    .unwrap();
+    let expected = create_table(s.as_ref(), "plain", "items").await;
+
+    let path = dir.path().to_str().unwrap();
+    // Slow enough that the backfill phase (30,000 rows) outlives several kills even on a loaded machine.
+    let args = [
+        "--db",
+        url.as_str(),
+        path,
+        "--lock-timeout",
+        "1s",
+        "--max-rows-per-second",
+        "3000",
+        "--lock-wait",
+        "10s",
+    ];
+    let seed = std::env::var("TIDEGATE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut kills = 0;
+    for _ in 0..30 {
+        if kills >= 10 {
+            break;
+        }
+        let mut child = tidegate()
+            .arg("apply")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.u64(50..1500)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL: no handler runs, the connections just drop
+            kills += 1;
+            child.wait().unwrap();
+        } else {
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "seed {seed}: a run between kills failed: {}",
+                text(&output.stderr)
+            );
+        }
+    }
+    assert!(
+        kills >= 4,
+        "apply ended too early to test crashes (seed {seed})"
+    );
+    eprintln!("seed {seed}: {kills} kills");
+    let done = apply(&args);
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "seed {seed}: {}",
+        text(&done.stderr)
+    );
+    assert_eq!(
+        create_table(s.as_ref(), &database, "items").await,
+        expected,
+        "seed {seed}: the schema differs from a plain run's"
+    );
+    let counts: Vec<(i64, i64)> = s
+        .rows(
+            "select n, count(*) as c from items group by n order by n",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("n").unwrap(), r.get("c").unwrap()))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![(1, 30_000)],
+        "seed {seed}: every row changed exactly once"
+    );
+    let history: Vec<(String, String)> = s
+        .rows(
+            "select version, status from tidegate.migrations order by version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("version").unwrap(), r.get("status").unwrap()))
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            ("0001_count.sql".to_string(), "applied".to_string()),
+            ("0002_more.sql".to_string(), "applied".to_string()),
+        ],
+        "seed {seed}"
+    );
+    let again = apply(&args);
+    assert!(
+        text(&again.stderr).contains("nothing to apply"),
+        "{}",
+        text(&again.stderr)
     );
 }
