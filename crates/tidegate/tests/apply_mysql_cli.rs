@@ -147,7 +147,11 @@ async fn kill_dash_nine_of_apply_at_random_instants_then_finish_as_a_plain_run_w
         ),
         (
             "0002_more.sql",
-            "ALTER TABLE items ADD COLUMN k INT NOT NULL DEFAULT 7;\nALTER TABLE items RENAME INDEX items_n TO items_by_n;\nALTER TABLE items DROP COLUMN m;\n",
+            concat!(
+                "ALTER TABLE items ADD COLUMN k INT NOT NULL DEFAULT 7;\nALTER TABLE items RENAME INDEX items_n TO items_by_n;\nALTER TABLE items DROP COLUMN m;\n",
+                // A MODIFY of a column created before the migrations: judged from its live definition (a widening).
+                "ALTER TABLE items MODIFY note varchar(80);\n",
+            ),
         ),
     ];
     let dir = tempfile::tempdir().unwrap();

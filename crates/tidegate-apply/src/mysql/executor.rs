@@ -207,7 +207,14 @@ async fn read_snapshot(
                 total_bytes: Some(bytes),
             }
         };
-        tables.insert(name, MyLiveTable { size });
+        let definition = client
+            .query_text(&sql::show_create_table(&sql::quote_table(&schema, &table)))
+            .await
+            .map_err(database("reading a table's definition"))?
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().nth(1).flatten());
+        tables.insert(name, MyLiveTable { size, definition });
     }
     Ok(MyTargetSnapshot {
         target: connected.target,

@@ -61,9 +61,13 @@ impl Default for MyPlanOptions {
 }
 
 /// A table as apply read it before planning.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MyLiveTable {
     pub size: TableSize,
+    /// Its `SHOW CREATE TABLE`: what the table is now, whatever history made it (a squashed baseline, a hand
+    /// change). Lint and plan read it before the pending migrations, so a `MODIFY` of an existing column is
+    /// judged against the column's real definition, not refused as a change tidegate cannot see.
+    pub definition: Option<String>,
 }
 
 /// What apply read of the server.
@@ -232,6 +236,7 @@ pub fn plan(
     let mut created: HashSet<String> = HashSet::new();
     let mut applied = Vec::new();
     let mut pending = Vec::new();
+    let mut seeded = false;
     let mut obstacles: Vec<(PathBuf, MyObstacle)> = Vec::new();
     for source in sources {
         let record = history
@@ -258,6 +263,22 @@ pub fn plan(
                     recorded: record.checksum.clone(),
                     current: source.checksum.clone(),
                 });
+            }
+        }
+        if !seeded {
+            seeded = true;
+            // After the applied migrations' replay: the live definitions are what they left, and win.
+            let mut live: Vec<(&String, &String)> = snapshot
+                .tables
+                .iter()
+                .filter_map(|(name, table)| Some((name, table.definition.as_ref()?)))
+                // `SHOW CREATE TABLE` names the table unqualified: only a name written that way matches it.
+                .filter(|(name, _)| !name.contains('.'))
+                .collect();
+            live.sort();
+            for (_, definition) in live {
+                session.replay(definition, false);
+                analyze_mysql(parse_mysql(definition), target, &mut catalog);
             }
         }
         // A table an earlier migration of this run creates is empty when this one runs.
@@ -653,6 +674,7 @@ mod tests {
                         name.to_string(),
                         MyLiveTable {
                             size: TableSize::exact(*rows),
+                            definition: None,
                         },
                     )
                 })
@@ -773,6 +795,43 @@ mod tests {
     }
 
     #[test]
+    fn a_modify_is_judged_against_the_live_definition_of_the_column() {
+        let live = |definition: Option<&str>| {
+            let mut snap = snapshot(&[("items", 50_000)]);
+            snap.tables.get_mut("items").unwrap().definition = definition.map(str::to_string);
+            snap
+        };
+        let modify = source("1", "ALTER TABLE items MODIFY note VARCHAR(80);");
+        // Unknown definition: any MODIFY may be a type change, so a large table's is refused.
+        let error = plan_of(std::slice::from_ref(&modify), &[], &live(None))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("has not seen"), "{error}");
+        // Known as VARCHAR(40): a widening, which MariaDB does in place of the catalog only.
+        let definition = "CREATE TABLE `items` (\n  `id` bigint(20) NOT NULL,\n  `note` varchar(40) DEFAULT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci";
+        let plan = plan_of(std::slice::from_ref(&modify), &[], &live(Some(definition))).unwrap();
+        let MyPhase::Ddl { sql, .. } = &plan.pending[0].phases[0] else {
+            panic!("{plan:#?}")
+        };
+        assert_eq!(
+            sql,
+            "ALTER TABLE items MODIFY note VARCHAR(80), ALGORITHM=INSTANT"
+        );
+        // A real type change of a known column is still refused, for what it is.
+        let error = plan_of(
+            &[source("1", "ALTER TABLE items MODIFY id INT NOT NULL;")],
+            &[],
+            &live(Some(definition)),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("ALGORITHM=COPY") && !error.contains("has not seen"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn an_unbounded_update_becomes_a_backfill_and_bounded_data_runs_with_its_record() {
         let plan = planned(
             "ALTER TABLE items ADD COLUMN m INT;\nUPDATE items SET m = n * 2 WHERE m IS NULL;\nINSERT INTO items (id) VALUES (0);\nDELETE FROM items WHERE id = 5;",
@@ -840,6 +899,7 @@ mod tests {
             "t".into(),
             MyLiveTable {
                 size: TableSize::exact(3),
+                definition: None,
             },
         );
         let plan = plan_of(&[first.clone(), second.clone()], &history, &snap).unwrap();

@@ -26,6 +26,11 @@ pub fn count_rows_up_to(table: &str, limit: u64) -> String {
     format!("SELECT CAST(count(*) AS SIGNED) AS counted FROM (SELECT 1 FROM {table} LIMIT {limit}) AS bounded")
 }
 
+/// The table's definition as the server prints it; `table` is quoted by [`quote_table`].
+pub fn show_create_table(table: &str) -> String {
+    format!("SHOW CREATE TABLE {table}")
+}
+
 /// `schema`.`table`, each part quoted with backticks.
 pub fn quote_table(schema: &str, table: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(table))
