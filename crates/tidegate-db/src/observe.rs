@@ -3,7 +3,7 @@
 //! the SQL of the key-lookup workload `tidegate rehearse --workload auto` runs when there is nothing better to
 //! replay; and the settings a rehearsal reads from the source and sets on its scratch server.
 //!
-//! Reads only (but for [`alter_system_set`], for the scratch server); every function takes a [`Session`] the caller opened (a connection of its own, so sampling never
+//! Reads only (but for [`alter_system_set`] and [`reload_config`], for the scratch server); every function takes a [`Session`] the caller opened (a connection of its own, so sampling never
 //! queues behind the migration it watches).
 
 use tidegate_sql::LockLevel;
@@ -231,8 +231,8 @@ pub async fn server_settings(
 }
 
 /// `ALTER SYSTEM SET name = 'value'` on a scratch server (the server validates the value: an unknown method or
-/// a value out of range is its error), then a reload, so a setting that needs no restart takes effect. `name`
-/// must be a setting's name as `pg_settings` spells it.
+/// a value out of range is its error). It takes effect at the next [`reload_config`] (or restart, for a setting
+/// of context `postmaster`). `name` must be a setting's name as `pg_settings` spells it.
 pub async fn alter_system_set(
     client: &dyn Session,
     name: &str,
@@ -253,6 +253,31 @@ pub async fn alter_system_set(
             "ALTER SYSTEM SET {name} = '{}'",
             value.replace('\'', "''")
         ))
-        .await?;
-    client.batch_execute("SELECT pg_reload_conf()").await
+        .await
+}
+
+/// When this session last loaded the configuration files, as text (only compared for a change).
+const CONF_LOAD_TIME: &str = "SELECT pg_conf_load_time()::text AS loaded";
+
+/// Asks the server to reload its configuration and waits (up to `wait`) until this session has: `pg_reload_conf`
+/// only signals the postmaster, which re-reads the files and signals every backend, each applying them before
+/// its next command; reading the settings back before that would read the old values. Returns whether the
+/// reload was seen in time.
+pub async fn reload_config(
+    client: &dyn Session,
+    wait: std::time::Duration,
+) -> Result<bool, DbError> {
+    let loaded = |row: crate::driver::Row| -> Result<String, DbError> { Ok(row.get("loaded")?) };
+    let before = loaded(client.query_one(CONF_LOAD_TIME, &[]).await?)?;
+    client.batch_execute("SELECT pg_reload_conf()").await?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if loaded(client.query_one(CONF_LOAD_TIME, &[]).await?)? != before {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }

@@ -202,6 +202,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tables: vec![table.clone()],
             types: Vec::new(),
             memory: None,
+            settings: Vec::new(),
             notes: Vec::new(),
         };
         let outcome = build_copy(&client, &reading, &plan).await?;

@@ -4,6 +4,9 @@
 //! measured ([`crate::measurement`]), at `scale` and at each of `extra_scales` (a copy of its own each), and
 //! extrapolate every phase's figures to the source's size ([`crate::extrapolate`]).
 //!
+//! The scratch server that measures takes the source's WAL- and cost-relevant settings ([`crate::settings`]):
+//! restart settings as start options, the rest by `ALTER SYSTEM` and a reload, each read back and compared.
+//!
 //! What it does not do yet is listed in [`NOT_YET`] and in every report.
 //!
 //! **Invariant:** nothing is written to the source. Every query sent to it runs inside a `READ ONLY` transaction
@@ -11,6 +14,7 @@
 //! `transaction_read_only`; ANALYZE, DDL and COPY go to the scratch server only.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
@@ -20,6 +24,7 @@ use serde::Serialize;
 use tidegate_db::column_stats::{self, TableStatistics};
 use tidegate_db::connect::{ConnectError, ConnectionConfig, DbError};
 use tidegate_db::driver::Session;
+use tidegate_db::observe::{self, ServerSetting};
 use tidegate_db::scratch::{self, PgBinaries, ScratchError, ScratchServer, StartOptions};
 use tidegate_db::table_schema::{self, PostLoadStatement, TypeDefinition};
 use tidegate_db::table_stats;
@@ -30,12 +35,12 @@ use tidegate_sql::PgVersion;
 use crate::extrapolate::{self, SourceMemory, StatementPoint, TableAtFullSize};
 use crate::fidelity::{self, TableFidelity, Tolerance};
 use crate::measurement::{self, MeasureError, MeasureOptions, MeasuredRun, MigrationDir};
+use crate::settings::{self, SettingsReport};
 use crate::synth::{self, SourceTable, SynthesisError, SynthesisPlan, TableGenerator};
 
 /// The parts of a rehearsal not built yet; every report lists them, so nobody takes their absence for a pass.
-pub const NOT_YET: [&str; 2] = [
+pub const NOT_YET: [&str; 1] = [
     "the workload does not replay the source's pg_stat_statements yet: `--workload auto` runs key lookups and updates on each copied table with a single integer key",
-    "the scratch server does not take the source's WAL- and cost-relevant settings yet (full_page_writes, wal_compression, shared_buffers, autovacuum); its figures are a default server's",
 ];
 
 /// Which tables to rehearse.
@@ -112,6 +117,8 @@ pub struct SourceReading {
     pub types: Vec<TypeDefinition>,
     /// The source's shared_buffers and maintenance_work_mem, for the regime notes of extrapolation.
     pub memory: Option<SourceMemory>,
+    /// The source's WAL- and cost-relevant settings ([`settings::names`]) the scratch server takes or compares.
+    pub settings: Vec<ServerSetting>,
     pub notes: Vec<String>,
 }
 
@@ -195,6 +202,9 @@ pub async fn read_source(
         shared_buffers_bytes,
         maintenance_work_mem_bytes,
     });
+    let server_settings = observe::server_settings(client, &settings::names())
+        .await
+        .map_err(RehearseError::Source)?;
     let mut tables = Vec::new();
     for schema in schemas {
         let statistics =
@@ -218,6 +228,7 @@ pub async fn read_source(
         tables,
         types,
         memory,
+        settings: server_settings,
         notes,
     })
 }
@@ -446,6 +457,9 @@ pub struct RehearsalReport {
     pub seed: u64,
     pub tolerance: Tolerance,
     pub tables: Vec<TableReport>,
+    /// The source's WAL- and cost-relevant settings beside the scratch server's, each taken, scaled, differing
+    /// or refused, and why.
+    pub settings: SettingsReport,
     /// The pending migrations run on the copy through apply, measured; `None` when no migration directory was
     /// given.
     pub migration: Option<MeasuredRun>,
@@ -590,7 +604,15 @@ fn extrapolate_run(
 }
 
 /// Removes the scratch cluster however the rehearsal ends.
-struct ScratchGuard(Option<ScratchServer>);
+pub struct ScratchGuard(Option<ScratchServer>);
+
+impl ScratchGuard {
+    pub fn server(&self) -> &ScratchServer {
+        self.0
+            .as_ref()
+            .expect("the guard holds its server until dropped")
+    }
+}
 
 impl Drop for ScratchGuard {
     fn drop(&mut self) {
@@ -598,6 +620,121 @@ impl Drop for ScratchGuard {
             let _ = scratch::stop(&server.dir);
         }
     }
+}
+
+/// This machine's memory, from `/proc/meminfo`; `None` where there is none.
+fn machine_memory_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// A server's error, as the settings report shows it: its own message and SQLSTATE.
+fn server_refusal(error: &DbError) -> String {
+    let message = error.primary.as_deref().unwrap_or(&error.message);
+    match &error.sqlstate {
+        Some(code) => format!("{message} (SQLSTATE {})", code.code()),
+        None => message.to_string(),
+    }
+}
+
+/// The first line of a failed start that says why (the server's FATAL), else the error's first line.
+fn start_refusal(error: &ScratchError) -> String {
+    let text = error.to_string();
+    text.lines()
+        .find(|line| line.contains("FATAL:"))
+        .or_else(|| text.lines().next())
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Starts the scratch server that measures with the source's settings ([`settings::plan`] for a copy at
+/// `scale`): restart settings and shared_buffers as start options (a server that will not start with them is
+/// started without them, and they are reported refused), the others by `ALTER SYSTEM` and one reload; then reads
+/// every setting back and compares it with the source's.
+pub async fn start_measuring_server(
+    source: &SourceReading,
+    scale: f64,
+    dir: &Path,
+    binaries: PgBinaries,
+) -> Result<(ScratchGuard, SettingsReport, Vec<String>), RehearseError> {
+    let mut notes = Vec::new();
+    // Without a reading, the default scratch server's 128 MB stands in for the source's.
+    let source_shared_buffers = source
+        .memory
+        .map_or(128 << 20, |memory| memory.shared_buffers_bytes);
+    let plan = settings::plan(
+        &source.settings,
+        source_shared_buffers,
+        scale,
+        machine_memory_bytes().map(|bytes| bytes / 4),
+    );
+    let user = scratch::ServerUser::for_current_process()?;
+    let mut start = StartOptions::new(dir);
+    start.shared_buffers = plan.shared_buffers.clone();
+    start.settings = plan.at_start.clone();
+    let mut rejected: Vec<(String, String)> = Vec::new();
+    let server = match scratch::start_with(&start, binaries.clone(), user.clone()) {
+        Ok(server) => server,
+        Err(error) if !start.settings.is_empty() => {
+            let why = start_refusal(&error);
+            let names: Vec<&str> = plan.at_start.iter().map(|(n, _)| n.as_str()).collect();
+            notes.push(format!(
+                "the scratch server did not start with the source's {} ({why}); started without them",
+                names.join(", ")
+            ));
+            rejected.extend(
+                plan.at_start
+                    .iter()
+                    .map(|(name, _)| (name.clone(), format!("it did not start with it: {why}"))),
+            );
+            start.settings.clear();
+            scratch::start_with(&start, binaries, user)?
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let guard = ScratchGuard(Some(server.clone()));
+    let admin = ConnectionConfig::from_url(&server.url())?.connect().await?;
+    for (name, value) in &plan.after_start {
+        if let Err(error) = observe::alter_system_set(&admin, name, value).await {
+            rejected.push((name.clone(), server_refusal(&error)));
+        }
+    }
+    if !plan.after_start.is_empty()
+        && !observe::reload_config(&admin, Duration::from_secs(5))
+            .await
+            .map_err(RehearseError::Copy)?
+    {
+        notes.push(
+            "the scratch server had not reloaded its configuration 5 s after being asked: the settings read back \
+             may be its defaults"
+                .into(),
+        );
+    }
+    let scratch_settings = observe::server_settings(&admin, &settings::names())
+        .await
+        .map_err(RehearseError::Copy)?;
+    let (scratch_shared_buffers, _) = observe::memory_settings(&admin)
+        .await
+        .map_err(RehearseError::Copy)?;
+    let report = SettingsReport {
+        settings: settings::compare(
+            &source.settings,
+            &scratch_settings,
+            &rejected,
+            &plan,
+            (source_shared_buffers, scratch_shared_buffers),
+        ),
+        table_options: source
+            .tables
+            .iter()
+            .filter(|table| !table.schema.options.is_empty())
+            .map(|table| (table.schema.qualified.clone(), table.schema.options.clone()))
+            .collect(),
+    };
+    Ok((guard, report, notes))
 }
 
 /// The whole rehearsal: read the source, start the scratch server, build the copy, compare, stop the server.
@@ -641,9 +778,10 @@ pub async fn rehearse(
             source.server_major, binaries.major_version
         ));
     }
-    let user = scratch::ServerUser::for_current_process()?;
-    let server = scratch::start_with(&StartOptions::new(&options.scratch_dir), binaries, user)?;
-    let guard = ScratchGuard(Some(server.clone()));
+    let (guard, settings_report, settings_notes) =
+        start_measuring_server(&source, options.scale, &options.scratch_dir, binaries).await?;
+    notes.extend(settings_notes);
+    let server = guard.server().clone();
     let schemas: Vec<_> = source.tables.iter().map(|t| t.schema.clone()).collect();
 
     // The smaller scales first, each on a database of its own on the same server, so the main copy is built last.
@@ -726,6 +864,7 @@ pub async fn rehearse(
         seed: options.seed,
         tolerance: options.tolerance,
         tables,
+        settings: settings_report,
         migration,
         extra_scales: options.extra_scales.clone(),
         notes,

@@ -8,6 +8,43 @@ use std::fmt::Write as _;
 use crate::fidelity::{self, ColumnFidelity, ColumnSide};
 use crate::measurement::{self, MeasuredRun, PhaseMeasurement};
 use crate::rehearsal::RehearsalReport;
+use crate::settings::{SettingComparison, SettingStatus, SettingsReport};
+
+/// A setting's verdict and why, as one phrase: `taken`, `scaled: the source's × --scale 0.5`, ….
+fn setting_verdict(setting: &SettingComparison) -> String {
+    match &setting.reason {
+        Some(reason) => format!("{}: {reason}", setting.status.name()),
+        None => setting.status.name().to_string(),
+    }
+}
+
+fn setting_scratch(setting: &SettingComparison) -> &str {
+    setting.scratch.as_deref().unwrap_or("(none)")
+}
+
+/// The settings section of the text summary.
+fn render_settings(out: &mut String, settings: &SettingsReport) {
+    if settings.settings.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "
+settings (source → rehearsal):"
+    );
+    for setting in &settings.settings {
+        let _ = writeln!(
+            out,
+            "  {:<20} {:>22}  {}",
+            setting.name,
+            format!("{} → {}", setting.source, setting_scratch(setting)),
+            setting_verdict(setting)
+        );
+    }
+    for (table, options) in &settings.table_options {
+        let _ = writeln!(out, "  {table}: re-created WITH ({options})");
+    }
+}
 
 fn format_freqs(freqs: &[f64]) -> String {
     let shown: Vec<String> = freqs.iter().take(3).map(|f| format!("{f:.3}")).collect();
@@ -184,6 +221,7 @@ pub fn text(report: &RehearsalReport) -> String {
             format!("{} column(s) off: {}", off.len(), off.join("; "))
         }
     );
+    render_settings(&mut out, &report.settings);
     if let Some(run) = &report.migration {
         render_run(&mut out, run);
     }
@@ -386,6 +424,15 @@ pub fn warnings(report: &RehearsalReport) -> Vec<String> {
             ));
         }
     }
+    for setting in report.settings.unexpected() {
+        out.push(format!(
+            "settings: {} is {} on the source, {} on the rehearsal ({})",
+            setting.name,
+            setting.source,
+            setting_scratch(setting),
+            setting_verdict(setting)
+        ));
+    }
     out.extend(report.notes.iter().map(|note| format!("note: {note}")));
     out.extend(
         report
@@ -572,6 +619,30 @@ pub fn markdown(report: &RehearsalReport) -> String {
             }
         );
     }
+    if !report.settings.settings.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n### Settings\n\n| Setting | Source | Rehearsal | Verdict |\n|---|---|---|---|"
+        );
+        for setting in &report.settings.settings {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                cell(&setting.name),
+                cell(&setting.source),
+                cell(setting_scratch(setting)),
+                cell(&setting_verdict(setting))
+            );
+        }
+        for (table, options) in &report.settings.table_options {
+            let _ = writeln!(
+                out,
+                "\n{} is re-created with its options ({}).",
+                code(table),
+                code(options)
+            );
+        }
+    }
     let warnings = warnings(report);
     let _ = writeln!(out, "\n### Warnings\n");
     if warnings.is_empty() {
@@ -613,6 +684,7 @@ td.off { color: #b3261e; font-weight: 600; }
 .figures td:first-child { color: #555; width: 35%; }
 ul.warnings li { margin: 2px 0; }
 ul.warnings li.fidelity, ul.warnings li.regime, ul.warnings li.failure { color: #8a1c14; }
+ul.warnings li.setting { color: #8a5a00; }
 .muted { color: #667; }
 code, pre { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
 pre { background: #f5f6f9; padding: 6px 8px; margin: 4px 0 0; white-space: pre-wrap; word-break: break-word; }
@@ -645,6 +717,8 @@ fn warning_class(warning: &str) -> &'static str {
         "regime"
     } else if warning.contains("failed") || warning.starts_with("apply stopped") {
         "failure"
+    } else if warning.starts_with("settings:") {
+        "setting"
     } else {
         "note"
     }
@@ -751,6 +825,46 @@ pub fn html(report: &RehearsalReport) -> String {
                 );
             }
             out.push_str("</tbody></table>");
+        }
+    }
+
+    if !report.settings.settings.is_empty() {
+        out.push_str(
+            "<h2 id=\"settings\">Settings</h2><p class=\"muted\">The source's WAL- and cost-relevant settings \
+             and the scratch server's: taken, scaled with the data, differing, or refused by the scratch server.</p>",
+        );
+        let rows: Vec<(String, Vec<String>)> = report
+            .settings
+            .settings
+            .iter()
+            .map(|setting| {
+                (
+                    match setting.status {
+                        SettingStatus::Differs | SettingStatus::Refused => "off".to_string(),
+                        SettingStatus::Taken | SettingStatus::Scaled => String::new(),
+                    },
+                    vec![
+                        setting.name.clone(),
+                        setting.source.clone(),
+                        setting_scratch(setting).to_string(),
+                        setting_verdict(setting),
+                    ],
+                )
+            })
+            .collect();
+        html_table(
+            &mut out,
+            "settings",
+            &["Setting", "Source", "Rehearsal", "Verdict"],
+            &rows,
+        );
+        for (table, options) in &report.settings.table_options {
+            let _ = write!(
+                out,
+                "<p>{} is re-created with its options (<code>{}</code>).</p>",
+                escape(table),
+                escape(options)
+            );
         }
     }
 
@@ -932,6 +1046,25 @@ mod tests {
                 load_seconds: 0.1,
                 load_rows_per_second: 100_000.0,
             }],
+            settings: SettingsReport {
+                settings: vec![
+                    SettingComparison {
+                        name: "full_page_writes".into(),
+                        source: "off".into(),
+                        scratch: Some("off".into()),
+                        status: SettingStatus::Taken,
+                        reason: None,
+                    },
+                    SettingComparison {
+                        name: "fsync".into(),
+                        source: "on".into(),
+                        scratch: Some("off".into()),
+                        status: SettingStatus::Differs,
+                        reason: Some("not taken: <fsync> | off".into()),
+                    },
+                ],
+                table_options: vec![("public.orders".into(), "fillfactor=90".into())],
+            },
             migration: Some(MeasuredRun {
                 workload: WorkloadChoice::None,
                 workload_tables: vec![],
@@ -987,6 +1120,30 @@ mod tests {
         assert!(page.contains("4.0 MiB (3.0 MiB–5.0 MiB)"));
         assert!(page.contains("250 ms ACCESS EXCLUSIVE on public.orders (queued)"));
         assert!(page.contains("p50 1.2 / p99 240.0 / max 260.0 ms, 2 errors"));
+        // Each setting with its verdict; one that differs is flagged on its row and among the warnings.
+        assert!(page
+            .contains("<tr><td>full_page_writes</td><td>off</td><td>off</td><td>taken</td></tr>"));
+        assert!(page.contains("<tr class=\"off\"><td>fsync</td><td>on</td><td>off</td><td>differs: not taken: &lt;fsync&gt; | off</td></tr>"));
+        assert!(page.contains(
+            "<li class=\"setting\">settings: fsync is on on the source, off on the rehearsal"
+        ));
+        assert!(page
+            .contains("public.orders is re-created with its options (<code>fillfactor=90</code>)"));
+    }
+
+    #[test]
+    fn the_text_summary_lists_every_setting_with_its_verdict() {
+        let text = text(&report());
+        assert!(text.contains("settings (source → rehearsal):"), "{text}");
+        let fsync = text
+            .lines()
+            .find(|line| line.trim_start().starts_with("fsync"))
+            .unwrap();
+        assert!(
+            fsync.contains("on → off") && fsync.contains("differs: not taken"),
+            "{fsync}"
+        );
+        assert!(text.contains("public.orders: re-created WITH (fillfactor=90)"));
     }
 
     #[test]
@@ -1000,6 +1157,12 @@ mod tests {
         assert!(markdown.contains("| public.orders | 20000 | 10000 | note<script> (null_frac) |"));
         assert!(markdown
             .contains("- regime (001_a.sql phase 1): public.orders outgrows shared_buffers"));
+        assert!(markdown.contains("| full_page_writes | off | off | taken |"));
+        assert!(
+            markdown.contains("| fsync | on | off | differs: not taken: <fsync> \\| off |"),
+            "{markdown}"
+        );
+        assert!(markdown.contains("- settings: fsync is on on the source, off on the rehearsal"));
         // A pipe in the SQL does not split its row: every phase row has the header's ten unescaped pipes.
         let pipes = |row: &str| {
             let bytes = row.as_bytes();
@@ -1020,6 +1183,7 @@ mod tests {
         bare.migration = None;
         bare.notes.clear();
         bare.tables[0].fidelity.columns.truncate(1);
+        bare.settings.settings.truncate(1);
         assert!(warnings(&bare).is_empty());
         let markdown = markdown(&bare);
         assert!(!markdown.contains("### Phases"));

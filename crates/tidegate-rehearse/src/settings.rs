@@ -121,12 +121,25 @@ fn kb(bytes: u64) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SettingStatus {
-    /// The same value.
-    Same,
+    /// The same value as the source's.
+    Taken,
     /// Deliberately different: shared_buffers scaled with the data.
     Scaled,
-    /// Different, and not by design: the scratch server rejected it, or tidegate does not take it.
+    /// Different: tidegate does not take it (fsync), or the scratch server kept its own.
     Differs,
+    /// Different because the scratch server refused the source's value or does not have the setting.
+    Refused,
+}
+
+impl SettingStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Taken => "taken",
+            Self::Scaled => "scaled",
+            Self::Differs => "differs",
+            Self::Refused => "refused",
+        }
+    }
 }
 
 /// One setting, source beside scratch server.
@@ -154,7 +167,17 @@ impl SettingsReport {
     pub fn differing(&self) -> impl Iterator<Item = &SettingComparison> {
         self.settings
             .iter()
-            .filter(|setting| setting.status != SettingStatus::Same)
+            .filter(|setting| setting.status != SettingStatus::Taken)
+    }
+
+    /// The settings that differ other than by design (not shared_buffers scaled with the data).
+    pub fn unexpected(&self) -> impl Iterator<Item = &SettingComparison> {
+        self.settings.iter().filter(|setting| {
+            matches!(
+                setting.status,
+                SettingStatus::Differs | SettingStatus::Refused
+            )
+        })
     }
 }
 
@@ -178,7 +201,7 @@ pub fn compare(
                 .map(|(_, error)| error.clone());
             let (status, reason) = if setting.name == "shared_buffers" {
                 if shared_buffers_bytes.0 == shared_buffers_bytes.1 {
-                    (SettingStatus::Same, None)
+                    (SettingStatus::Taken, None)
                 } else if shared_buffers_bytes.1 == plan.shared_buffers_bytes {
                     (SettingStatus::Scaled, Some(plan.shared_buffers_reason.clone()))
                 } else {
@@ -192,15 +215,15 @@ pub fn compare(
                     )
                 }
             } else if scratch_value.as_deref() == Some(setting.value.as_str()) {
-                (SettingStatus::Same, None)
+                (SettingStatus::Taken, None)
             } else if let Some(error) = refused {
                 (
-                    SettingStatus::Differs,
+                    SettingStatus::Refused,
                     Some(format!("the scratch server refused it: {error}")),
                 )
             } else if theirs.is_none() {
                 (
-                    SettingStatus::Differs,
+                    SettingStatus::Refused,
                     Some("the scratch server's version does not have this setting".into()),
                 )
             } else if COMPARED_ONLY.contains(&setting.name.as_str()) {
@@ -308,11 +331,11 @@ mod tests {
         )];
         let rows = compare(&source, &scratch, &rejected, &plan, (1 << 30, 256 << 20));
         let status = |name: &str| rows.iter().find(|r| r.name == name).unwrap();
-        assert_eq!(status("autovacuum").status, SettingStatus::Same);
-        assert_eq!(status("full_page_writes").status, SettingStatus::Same);
+        assert_eq!(status("autovacuum").status, SettingStatus::Taken);
+        assert_eq!(status("full_page_writes").status, SettingStatus::Taken);
         assert_eq!(status("shared_buffers").status, SettingStatus::Scaled);
         let compression = status("wal_compression");
-        assert_eq!(compression.status, SettingStatus::Differs);
+        assert_eq!(compression.status, SettingStatus::Refused);
         assert!(compression
             .reason
             .as_deref()
@@ -325,6 +348,7 @@ mod tests {
             .unwrap()
             .contains("without fsync"));
         let level = status("wal_level");
+        assert_eq!(level.status, SettingStatus::Refused);
         assert_eq!(level.scratch, None);
         assert!(level.reason.as_deref().unwrap().contains("does not have"));
         let report = SettingsReport {
@@ -336,5 +360,7 @@ mod tests {
             differing,
             ["fsync", "shared_buffers", "wal_compression", "wal_level"]
         );
+        let unexpected: Vec<&str> = report.unexpected().map(|s| s.name.as_str()).collect();
+        assert_eq!(unexpected, ["fsync", "wal_compression", "wal_level"]);
     }
 }

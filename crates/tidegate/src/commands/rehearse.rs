@@ -5,7 +5,7 @@
 //! workload, measured phase by phase.
 //!
 //! Read-only on the source (READ ONLY transactions with lock and statement timeouts). What it does not do yet is
-//! said in `--help` and in every report (pg_stat_statements replay, the source's settings). Exit 0
+//! said in `--help` and in every report (pg_stat_statements replay). Exit 0
 //! when the rehearsal ran (columns off and an apply that stops on the copy are reported, not failures), 1 when it
 //! failed, 2 on usage or input errors.
 
@@ -37,8 +37,11 @@ duration, WAL and growth are extrapolated to the source's size with a low-high i
 the interval is the spread between it and each point scaled alone, widened by half), with notes where a table \
 outgrows the source's shared_buffers or an index build its maintenance_work_mem.
 
-Not yet: replaying the source's pg_stat_statements (auto runs key lookups and updates), taking the source's WAL \
-and cost settings.")]
+The scratch server takes the source's full_page_writes, wal_level, wal_compression, checkpoint_timeout, \
+max_wal_size and autovacuum, and its shared_buffers × --scale (at least 16 MB); fsync stays off. Every report \
+lists each setting, source beside rehearsal, taken, scaled, differing or refused, and why.
+
+Not yet: replaying the source's pg_stat_statements (auto runs key lookups and updates).")]
 pub struct RehearseArgs {
     /// Migration directory whose pending migrations name the tables [default: migrations/ when it exists, else
     /// every table of the database]
