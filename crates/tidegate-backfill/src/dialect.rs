@@ -204,6 +204,11 @@ pub trait Dialect: Send + Sync {
         table: &TableRef,
     ) -> Result<Vec<UniqueIndex>, DbError>;
     async fn writable(&self, s: &dyn Session) -> Result<Writability, DbError>;
+    /// Why the server would read `--set`/`--where` text otherwise than the grammar it was checked with (a
+    /// session setting that changes how strings or names are read); `None` when it reads it the same.
+    async fn grammar_mismatch(&self, _s: &dyn Session) -> Result<Option<String>, DbError> {
+        Ok(None)
+    }
     /// The session's id on the server (what other sessions' lock waits name).
     async fn backend_pid(&self, s: &dyn Session) -> Result<i32, DbError>;
     /// Other sessions waiting on a lock one of `ours` holds.

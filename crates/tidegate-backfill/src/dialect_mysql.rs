@@ -174,6 +174,30 @@ impl MySql {
     }
 }
 
+/// The `sql_mode` flags under which the server would read `--set`/`--where` otherwise than sqlparser's MySQL
+/// dialect did (`sql_mode` is a comma-separated set; combination modes are shown expanded, plus their own name):
+/// NO_BACKSLASH_ESCAPES ends strings at a backslash-quote, MariaDB's ORACLE mode is another parser.
+fn sql_mode_mismatch(sql_mode: &str) -> Option<String> {
+    let differing: Vec<&str> = sql_mode
+        .split(',')
+        .map(str::trim)
+        .filter(|flag| {
+            ["NO_BACKSLASH_ESCAPES", "ORACLE"]
+                .iter()
+                .any(|f| flag.eq_ignore_ascii_case(f))
+        })
+        .collect();
+    (!differing.is_empty()).then(|| {
+        format!(
+            "the session's sql_mode has {}, under which the server reads --set/--where otherwise than tidegate \
+             checked them (MySQL's default string and name rules); run with a role or server whose sql_mode \
+             leaves {} out",
+            differing.join(", "),
+            if differing.len() == 1 { "it" } else { "them" }
+        )
+    })
+}
+
 /// Seconds as MySQL's lock timeouts take them: whole, at least one.
 fn whole_seconds(d: Duration) -> u64 {
     d.as_millis().div_ceil(1000).max(1) as u64
@@ -320,9 +344,10 @@ impl Dialect for MySql {
         Self::expand(key).collect()
     }
 
-    fn check_change(&self, shape: &BatchShape, _sql: &str) -> Result<(), String> {
+    fn check_change(&self, shape: &BatchShape, sql: &str) -> Result<(), String> {
         // The SET and WHERE were checked as an assignment list and an expression; MySQL also runs the text of
-        // `/*! … */` and `/*M! … */` comments, which that check reads as comments, so they are refused.
+        // `/*! … */` and `/*M! … */` comments (sqlparser reads the first, not MariaDB's second), so both are
+        // refused: text that only one of the two reads as SQL is not text to run.
         let texts = [shape.operation.set(), shape.predicate.as_deref()];
         for text in texts.into_iter().flatten() {
             let lower = text.to_ascii_lowercase();
@@ -333,7 +358,10 @@ impl Dialect for MySql {
                 );
             }
         }
-        Ok(())
+        tidegate_sql::mysql::fragment::bounded_change(
+            sql,
+            matches!(shape.operation, Operation::Delete),
+        )
     }
 
     fn health_sources(&self) -> HealthSources {
@@ -513,6 +541,12 @@ impl Dialect for MySql {
         })
     }
 
+    async fn grammar_mismatch(&self, s: &dyn Session) -> Result<Option<String>, DbError> {
+        let row = s.query_one(catalog::SQL_MODE, &[]).await?;
+        let mode: String = row.get("sql_mode")?;
+        Ok(sql_mode_mismatch(&mode))
+    }
+
     async fn backend_pid(&self, s: &dyn Session) -> Result<i32, DbError> {
         Ok(s.query_one(catalog::BACKEND_PID, &[]).await?.get("pid")?)
     }
@@ -608,6 +642,7 @@ pub mod catalog {
 
     /// Whether the server refuses writes (`read_only`: a replica, usually).
     pub const WRITABLE: &str = "SELECT @@global.read_only <> 0 AS read_only";
+    pub const SQL_MODE: &str = "SELECT @@SESSION.sql_mode AS sql_mode";
 
     pub const BACKEND_PID: &str = "SELECT CAST(CONNECTION_ID() AS SIGNED) AS pid";
 }
@@ -1056,10 +1091,36 @@ mod tests {
     #[test]
     fn executable_comments_in_user_text_are_refused() {
         let s = shape(&["id"], &["int"], Some("n > 0 /*! OR 1 = 1 */"));
-        let error = MySql.check_change(&s, "").unwrap_err();
+        let error = MySql
+            .check_change(&s, &MySql.batch_change(&s, true))
+            .unwrap_err();
         assert!(error.contains("executable comments"), "{error}");
         let fine = shape(&["id"], &["int"], Some("n > 0 /* a note */"));
-        MySql.check_change(&fine, "").unwrap();
+        for has_lower in [false, true] {
+            MySql
+                .check_change(&fine, &MySql.batch_change(&fine, has_lower))
+                .unwrap();
+        }
+        let composite = shape(&["a", "b"], &["int", "varbinary(16)"], Some("n > 0 # why"));
+        MySql
+            .check_change(&composite, &MySql.batch_change(&composite, true))
+            .unwrap();
+    }
+
+    #[test]
+    fn sql_modes_that_change_how_text_is_read_are_named() {
+        assert_eq!(
+            sql_mode_mismatch("STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO"),
+            None
+        );
+        assert_eq!(sql_mode_mismatch(""), None);
+        let why = sql_mode_mismatch("STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES").unwrap();
+        assert!(why.contains("NO_BACKSLASH_ESCAPES"), "{why}");
+        let why = sql_mode_mismatch("PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ORACLE").unwrap();
+        assert!(
+            why.contains("ORACLE") && !why.contains("ANSI_QUOTES"),
+            "{why}"
+        );
     }
 
     #[test]

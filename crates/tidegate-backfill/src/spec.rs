@@ -1,10 +1,13 @@
-//! The backfill spec (table, operation, WHERE, key) and its validation with the real PostgreSQL parser.
+//! The backfill spec (table, operation, WHERE, key) and its validation with the parser of the target's
+//! grammar: PostgreSQL's own (`pg_query`) for PostgreSQL, sqlparser's MySQL dialect
+//! (`tidegate_sql::mysql::fragment`) for MySQL/MariaDB ([`validate_set_for`], [`validate_where_for`]).
 //!
 //! SET must parse as exactly an assignment list (`UPDATE x SET <set>` is one UpdateStmt with no WHERE, FROM,
 //! RETURNING or WITH) and WHERE as exactly an expression (`SELECT 1 WHERE <pred>` is one plain SelectStmt), so
 //! nothing can smuggle in a second statement or cut the key-range bound off the batch. Pure: no database.
 
 use pg_query::NodeEnum;
+use tidegate_db::driver::Family;
 
 /// What the user asked for: change (or delete) the rows of one table that match a predicate, in key order.
 ///
@@ -169,7 +172,34 @@ pub enum SpecError {
     EmptyTable,
 }
 
-/// The columns a SET list assigns, in order (the first name of each target, e.g. `a` for `a[1] = x`).
+/// The columns a SET list assigns, in order, read with the grammar of `family`'s servers.
+pub fn validate_set_for(family: Family, set: &str) -> Result<Vec<String>, SpecError> {
+    match family {
+        Family::Postgres => validate_set(set),
+        Family::MySql => tidegate_sql::mysql::fragment::assignment_list(set).map_err(|reason| {
+            SpecError::BadSet {
+                set: set.to_string(),
+                reason,
+            }
+        }),
+    }
+}
+
+/// Checks that a WHERE text is exactly one expression in the grammar of `family`'s servers.
+pub fn validate_where_for(family: Family, predicate: &str) -> Result<(), SpecError> {
+    match family {
+        Family::Postgres => validate_where(predicate),
+        Family::MySql => tidegate_sql::mysql::fragment::predicate(predicate).map_err(|reason| {
+            SpecError::BadWhere {
+                predicate: predicate.to_string(),
+                reason,
+            }
+        }),
+    }
+}
+
+/// The columns a SET list assigns, in order (the first name of each target, e.g. `a` for `a[1] = x`), read
+/// with PostgreSQL's grammar.
 pub fn validate_set(set: &str) -> Result<Vec<String>, SpecError> {
     let bad = |reason: String| SpecError::BadSet {
         set: set.to_string(),
@@ -233,7 +263,7 @@ pub fn validate_set(set: &str) -> Result<Vec<String>, SpecError> {
     Ok(columns)
 }
 
-/// Checks that a WHERE text is exactly one expression.
+/// Checks that a WHERE text is exactly one expression of PostgreSQL's grammar.
 pub fn validate_where(predicate: &str) -> Result<(), SpecError> {
     let bad = |reason: String| SpecError::BadWhere {
         predicate: predicate.to_string(),
@@ -439,6 +469,45 @@ mod tests {
             "a =",
         ] {
             assert!(validate_where(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn mysql_targets_are_read_with_the_mysql_grammar() {
+        // Backticks, `#` comments, MySQL's operators: good MySQL, refused by PostgreSQL's grammar.
+        for set in ["`order_status_v2` = `order_status`", "n = n DIV 2 # halve"] {
+            assert!(validate_set(set).is_err(), "{set:?}: PostgreSQL read it");
+            validate_set_for(Family::MySql, set).unwrap();
+        }
+        validate_set_for(
+            Family::MySql,
+            "note = IF(n <=> NULL, 'none', CONCAT_WS('-', n, note))",
+        )
+        .unwrap();
+        assert_eq!(
+            validate_set_for(Family::MySql, "`Order Status` = 1, t.n = 2").unwrap(),
+            vec!["Order Status", "n"]
+        );
+        assert_eq!(
+            validate_set_for(Family::Postgres, "\"Note\" = 1").unwrap(),
+            vec!["Note"]
+        );
+        validate_where_for(Family::MySql, "`n` > 0 && note REGEXP '^x'").unwrap();
+        assert!(validate_where("`n` > 0").is_err());
+        // PostgreSQL reads the backslash as a character and a `;` after it; MySQL reads one string.
+        validate_set_for(Family::MySql, r"note = 'x\'; DROP TABLE t; -- '").unwrap();
+        for bad in ["a = 1; DROP TABLE t", "a = 1 LIMIT 5", "\"a\" = 1", ""] {
+            let error = validate_set_for(Family::MySql, bad).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains("does not parse as an assignment list"),
+                "{bad:?}: {error}"
+            );
+        }
+        for bad in ["true) OR (true", "\"archived\" = 0", "a = 1 ORDER BY a"] {
+            let error = validate_where_for(Family::MySql, bad).unwrap_err();
+            assert!(matches!(error, SpecError::BadWhere { .. }), "{bad:?}");
         }
     }
 

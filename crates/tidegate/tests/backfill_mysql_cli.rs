@@ -386,3 +386,95 @@ fn postgres_only_verbs_refuse_a_mysql_url() {
         }
     }
 }
+
+/// `--set`/`--where` are read with MySQL's grammar on a MySQL target: backticks, `#` comments, backslash escapes
+/// and MySQL's operators run; text that is not one assignment list or one expression in that grammar (or that the
+/// server's sql_mode would read otherwise) is refused before any row changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_grammar_set_and_where_run_and_bad_text_is_refused_first() {
+    let server = PrivateMariaDb::start();
+    let url = server.url();
+    let s = connect(&url).await;
+    make_items(s.as_ref(), 200).await;
+    for (set, predicate, expected) in [
+        ("`n` = `n` + 1 # one more", "1 = 1) OR (1 = 1", "--where"),
+        ("n = 1; DELETE FROM items", "`id` > 0", "assignment list"),
+        ("n = 1 LIMIT 5", "`id` > 0", "ORDER BY or LIMIT"),
+        ("\"n\" = 1", "`id` > 0", "double-quoted"),
+        ("n = 1", "\"note\" IS NULL", "double-quoted"),
+        ("n = n + 1", "id > 0 ORDER BY id", "--where"),
+        ("`ID` = `id` + 1000", "`id` > 0", "key column \"id\""),
+    ] {
+        let out = run(&[
+            "backfill", "--db", &url, "--table", "items", "--set", set, "--where", predicate,
+        ]);
+        let stderr = text(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{set:?} / {predicate:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains(expected),
+            "{set:?} / {predicate:?}: {stderr}"
+        );
+    }
+    assert_eq!(
+        histogram(s.as_ref()).await,
+        vec![(0, 200)],
+        "nothing changed"
+    );
+    // The same server read the text otherwise under NO_BACKSLASH_ESCAPES: refused, nothing changed.
+    let mode: String = s
+        .query_one("SELECT @@GLOBAL.sql_mode AS m", &[])
+        .await
+        .unwrap()
+        .get("m")
+        .unwrap();
+    s.batch_execute("SET GLOBAL sql_mode = CONCAT(@@GLOBAL.sql_mode, ',NO_BACKSLASH_ESCAPES')")
+        .await
+        .unwrap();
+    let out = run(&[
+        "backfill",
+        "--db",
+        &url,
+        "--table",
+        "items",
+        "--set",
+        "note = 'it\\'s'",
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("NO_BACKSLASH_ESCAPES"), "{stderr}");
+    s.execute("SET GLOBAL sql_mode = ?".into(), &[mode.into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        histogram(s.as_ref()).await,
+        vec![(0, 200)],
+        "nothing changed"
+    );
+    // MySQL's own spelling runs: backticks, a backslash escape, `#` comments, DIV, <=>, &&.
+    let out = run(&[
+        "backfill",
+        "--db",
+        &url,
+        "--table",
+        "items",
+        "--set",
+        "`n` = `n` + 1, `note` = CONCAT('it\\'s ', `id` DIV 2) # why",
+        "--where",
+        "`id` <= 150 && `note` <=> NULL",
+        "--batch-size",
+        "40",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(histogram(s.as_ref()).await, vec![(0, 50), (1, 150)]);
+    let note: String = s
+        .query_one("select note from items where id = 7", &[])
+        .await
+        .unwrap()
+        .get("note")
+        .unwrap();
+    assert_eq!(note, "it's 3");
+}

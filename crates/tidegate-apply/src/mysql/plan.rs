@@ -19,6 +19,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use tidegate_backfill::spec::{self, BackfillSpec};
+use tidegate_db::driver::Family;
 use tidegate_lint::{Config, Finding, RuleId, Session, Severity, TableStats};
 use tidegate_sql::mysql::{
     analyze_mysql, parse_mysql, Algorithm, AlterForm, MyCatalog, MyKind, MyRowScope, MySqlTarget,
@@ -568,12 +569,12 @@ fn unknown_table(
 fn backfill_spec(change: &tidegate_sql::mysql::DataChange) -> Result<BackfillSpec, String> {
     let predicate = change.selection.as_ref().map(|expr| expr.to_string());
     if let Some(predicate) = &predicate {
-        spec::validate_where(predicate)
+        spec::validate_where_for(Family::MySql, predicate)
             .map_err(|error| format!("its WHERE cannot become a backfill's predicate ({error})"))?;
     }
     let mut backfill = match &change.set {
         Some(set) => {
-            spec::validate_set(set)
+            spec::validate_set_for(Family::MySql, set)
                 .map_err(|error| format!("its SET cannot become a backfill's ({error})"))?;
             BackfillSpec::update(change.table.clone(), set.clone())
         }

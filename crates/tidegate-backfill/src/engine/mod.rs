@@ -318,9 +318,8 @@ pub async fn prepare_with(
         ));
     }
     let set_columns = match &spec.operation {
-        Operation::Update { set } => {
-            spec::validate_set(set).map_err(|e| BackfillError::Input(e.to_string()))?
-        }
+        Operation::Update { set } => spec::validate_set_for(d.family(), set)
+            .map_err(|e| BackfillError::Input(e.to_string()))?,
         Operation::Delete => Vec::new(),
     };
     // Catalog reads and statement checks never wait long behind another session's lock.
@@ -329,7 +328,14 @@ pub async fn prepare_with(
         .await
         .map_err(|e| db_error("configuring the session", e))?;
     if let Some(p) = &spec.predicate {
-        spec::validate_where(p).map_err(|e| BackfillError::Input(e.to_string()))?;
+        spec::validate_where_for(d.family(), p).map_err(|e| BackfillError::Input(e.to_string()))?;
+    }
+    if let Some(why) = d
+        .grammar_mismatch(session)
+        .await
+        .map_err(|e| db_error("reading how the server reads SQL text", e))?
+    {
+        return Err(BackfillError::Input(why));
     }
     let writable = d
         .writable(session)
@@ -377,12 +383,22 @@ pub async fn prepare_with(
         .await
         .map_err(|e| db_error("reading the table's columns", e))?;
     let has_column = |wanted: &str| columns.iter().any(|c| c.name == wanted);
-    for column in &set_columns {
-        if !has_column(column) {
-            return Err(BackfillError::Input(format!(
-                "--set assigns column {column:?}, which {schema}.{name} does not have (columns: {})",
-                columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
-            )));
+    // MySQL matches column names without regard to case (`SET ID = …` assigns `id`): the assigned columns are
+    // taken as the catalog spells them, so the key check below cannot be dodged by case.
+    let mut set_columns = set_columns;
+    for column in &mut set_columns {
+        let found = columns.iter().find(|c| match d.family() {
+            tidegate_db::driver::Family::Postgres => c.name == *column,
+            tidegate_db::driver::Family::MySql => c.name.eq_ignore_ascii_case(column),
+        });
+        match found {
+            Some(c) => *column = c.name.clone(),
+            None => {
+                return Err(BackfillError::Input(format!(
+                    "--set assigns column {column:?}, which {schema}.{name} does not have (columns: {})",
+                    columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                )))
+            }
         }
     }
     let indexes = d

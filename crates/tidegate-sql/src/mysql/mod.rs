@@ -8,9 +8,12 @@
 //! - [`analyze`]: each statement's operations and facts against a catalog replayed from earlier migrations, the
 //!   session's `lock_wait_timeout`/`foreign_key_checks`, and the row scope of data changes.
 //! - [`version`]: flavour and server version.
+//! - [`fragment`]: a backfill's `--set`/`--where` and its generated batch statement, checked with the MySQL
+//!   grammar.
 
 pub mod analyze;
 pub mod facts;
+pub mod fragment;
 pub mod statement;
 pub mod version;
 
