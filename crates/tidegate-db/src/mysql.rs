@@ -444,3 +444,109 @@ mod tests {
         assert_eq!(classify_code(1146), ErrorClass::Other);
     }
 }
+
+/// What `tidegate lint --db mysql://…` reads of a server: which server it is and how big its tables are.
+#[derive(Debug, Clone)]
+pub struct ServerSizes {
+    /// What `SELECT VERSION()` printed.
+    pub version: String,
+    /// The connection's database (`DATABASE()`), where unqualified names live.
+    pub database: Option<String>,
+    pub tables: Vec<MyTableSize>,
+}
+
+/// One base table's size as InnoDB estimates it (`information_schema.TABLES`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MyTableSize {
+    pub schema: String,
+    pub name: String,
+    /// `TABLE_ROWS`, an estimate from index statistics; or, for a table the estimate calls small, its rows
+    /// counted up to the threshold (the estimate lags behind fresh inserts, and a table judged small must be).
+    pub rows: u64,
+    /// The rows were counted, and fewer than the threshold.
+    pub rows_exact: bool,
+    /// Data and index bytes.
+    pub total_bytes: u64,
+}
+
+/// Reads the server's version and every user table's estimated size, in one READ ONLY transaction with short
+/// lock waits; a table estimated under `count_below` rows has them counted, reading at most that many. Nothing
+/// is written.
+pub async fn read_server_sizes(
+    session: &dyn Session,
+    count_below: u64,
+) -> Result<ServerSizes, DbError> {
+    use crate::driver::SessionExt;
+    session
+        .batch_execute("SET SESSION lock_wait_timeout = 5, SESSION innodb_lock_wait_timeout = 5")
+        .await
+        .map_err(|error| error.context("bounding lock waits"))?;
+    session
+        .batch_execute("START TRANSACTION READ ONLY")
+        .await
+        .map_err(|error| error.context("starting a read-only transaction"))?;
+    let read = async {
+        let server = session
+            .query_one("SELECT VERSION() AS version, DATABASE() AS db", &[])
+            .await
+            .map_err(|error| error.context("reading the server's version"))?;
+        let version: String = server.get("version").map_err(DbError::from)?;
+        let database: Option<String> = server.get("db").map_err(DbError::from)?;
+        let rows = session
+            .rows(
+                "SELECT TABLE_SCHEMA AS table_schema, TABLE_NAME AS table_name, \
+                 CAST(coalesce(TABLE_ROWS, 0) AS SIGNED) AS table_rows, \
+                 CAST(coalesce(DATA_LENGTH, 0) + coalesce(INDEX_LENGTH, 0) AS SIGNED) AS total_bytes \
+                 FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' \
+                 AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys', 'tidegate') \
+                 ORDER BY TABLE_SCHEMA, TABLE_NAME",
+                &[],
+            )
+            .await
+            .map_err(|error| error.context("reading table sizes"))?;
+        let mut tables = Vec::with_capacity(rows.len());
+        for row in rows {
+            let schema: String = row.get("table_schema").map_err(DbError::from)?;
+            let name: String = row.get("table_name").map_err(DbError::from)?;
+            let mut rows = row.get::<i64>("table_rows").map_err(DbError::from)?.max(0) as u64;
+            let mut rows_exact = false;
+            if rows < count_below {
+                let quoted = format!(
+                    "`{}`.`{}`",
+                    schema.replace('`', "``"),
+                    name.replace('`', "``")
+                );
+                let counted: i64 = session
+                    .query_one(
+                        &format!(
+                            "SELECT CAST(count(*) AS SIGNED) AS counted FROM \
+                             (SELECT 1 FROM {quoted} LIMIT {count_below}) AS bounded"
+                        ),
+                        &[],
+                    )
+                    .await
+                    .map_err(|error| error.context("counting a small table's rows"))?
+                    .get("counted")
+                    .map_err(DbError::from)?;
+                rows = counted.max(0) as u64;
+                rows_exact = rows < count_below;
+            }
+            tables.push(MyTableSize {
+                schema,
+                name,
+                rows,
+                rows_exact,
+                total_bytes: row.get::<i64>("total_bytes").map_err(DbError::from)?.max(0) as u64,
+            });
+        }
+        Ok(ServerSizes {
+            version,
+            database,
+            tables,
+        })
+    };
+    let outcome = read.await;
+    // Nothing was written: the end of the transaction only releases what information_schema took.
+    let _ = session.batch_execute("COMMIT").await;
+    outcome
+}

@@ -398,6 +398,9 @@ impl<'a> Session<'a> {
         let mut findings = Vec::new();
         let mut violations = Vec::new();
         for rule in registry() {
+            if !rule.runs_on(self.config.dialect) {
+                continue;
+            }
             let doc = rule.doc();
             let Some(severity) = self.config.severity_of(doc) else {
                 continue;

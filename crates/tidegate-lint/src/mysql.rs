@@ -77,6 +77,9 @@ impl Session<'_> {
         let mut findings = Vec::new();
         let mut violations = Vec::new();
         for rule in registry() {
+            if !rule.runs_on(self.config.dialect) {
+                continue;
+            }
             let doc = rule.doc();
             let Some(severity) = self.config.severity_of(doc) else {
                 continue;

@@ -227,6 +227,12 @@ pub trait Rule: Sync + Send {
     fn doc(&self) -> &'static RuleDoc;
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>);
 
+    /// Whether the rule judges migrations of `dialect`: PostgreSQL's alone unless the rule says otherwise (and
+    /// then it has a [`Rule::check_mysql`]). `--rules` lists, and lint runs, only the dialect's rules.
+    fn runs_on(&self, dialect: crate::Dialect) -> bool {
+        dialect == crate::Dialect::Postgres
+    }
+
     /// The rule on a MySQL/MariaDB migration; rules about PostgreSQL alone keep the default, which finds nothing.
     fn check_mysql(
         &self,
@@ -326,4 +332,43 @@ pub fn rules_index_markdown() -> String {
         ));
     }
     page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Dialect;
+
+    /// The rules each dialect runs (and `--rules` lists): a rule added to MySQL's set must be added here, so a
+    /// rule with a `check_mysql` is never left out by a forgotten `runs_on`, nor a PostgreSQL rule let in.
+    #[test]
+    fn each_dialect_runs_its_own_rules() {
+        let on = |dialect: Dialect| -> Vec<&str> {
+            registry()
+                .iter()
+                .filter(|rule| rule.runs_on(dialect))
+                .map(|rule| rule.doc().id.as_str())
+                .collect()
+        };
+        let mysql = on(Dialect::MySql);
+        assert_eq!(
+            mysql,
+            vec![
+                "syntax-error",
+                "schema-change-with-backfill",
+                "unbatched-update",
+                "unbatched-delete",
+                "mysql-alter-copy",
+                "mysql-alter-rebuild",
+                "mysql-algorithm-unspecified",
+                "missing-lock-timeout",
+                "invalid-suppression",
+                "unused-suppression",
+            ]
+        );
+        assert_eq!(on(Dialect::MariaDb), mysql);
+        let postgres = on(Dialect::Postgres);
+        assert_eq!(postgres.len(), registry().len() - 3);
+        assert!(postgres.iter().all(|id| !id.starts_with("mysql-")));
+    }
 }

@@ -201,5 +201,80 @@ fn bad_dialect_flags_are_usage_errors() {
         ],
     );
     assert_eq!(code, 2);
-    assert!(stderr.contains("--stats"), "{stderr}");
+    assert!(stderr.contains("--db:"), "{stderr}");
+    let (code, _, stderr) = lint(
+        dir.path(),
+        &[
+            "migrations",
+            "--dialect",
+            "postgres",
+            "--db",
+            "mysql://root:pw@127.0.0.1:1/x",
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("MySQL/MariaDB URL but --dialect is postgres") && !stderr.contains("pw@"),
+        "{stderr}"
+    );
+}
+
+/// `--db mysql://…`: the dialect and version come from the server, and its table sizes decide what is small
+/// (counted when the estimate says small, as InnoDB's estimate lags behind fresh inserts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_gives_the_server_its_version_and_table_sizes() {
+    use tidegate_db::driver::Driver;
+    let server = tidegate_testkit::PrivateMariaDb::start();
+    let url = server.url();
+    let s = tidegate_db::mysql::MySqlConfig::from_url(&url)
+        .unwrap()
+        .open()
+        .await
+        .unwrap();
+    s.batch_execute(
+        "CREATE TABLE orders (id BIGINT PRIMARY KEY, order_status VARCHAR(20), quantity INT NOT NULL);
+         INSERT INTO orders SELECT seq, 'new', 1 FROM seq_1_to_20",
+    )
+    .await
+    .unwrap();
+    let dir = project();
+    let copy_finding = |stdout: &str| {
+        rules_of(stdout)
+            .into_iter()
+            .find(|(rule, _, _)| rule == "mysql-alter-copy")
+            .map(|(_, severity, _)| severity)
+    };
+    // No --dialect: MariaDB's own syntax (NOCOPY) is read as MariaDB's.
+    std::fs::write(
+        dir.path().join("migrations/003_index.sql"),
+        "SET SESSION lock_wait_timeout = 5;\nALTER TABLE orders ADD INDEX orders_status (order_status), ALGORITHM=NOCOPY, LOCK=NONE;\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = lint(
+        dir.path(),
+        &["migrations/003_index.sql", "--db", &url, "--format", "json"],
+    );
+    assert_eq!((code, rules_of(&stdout)), (0, vec![]), "{stderr}");
+    // 20 rows: the copy is a small table's, info.
+    let (_, stdout, stderr) = lint(
+        dir.path(),
+        &["migrations", "--db", &url, "--format", "json"],
+    );
+    assert_eq!(
+        copy_finding(&stdout).as_deref(),
+        Some("info"),
+        "{stdout}{stderr}"
+    );
+    // 50,000 rows: an error again.
+    s.batch_execute(
+        "INSERT INTO orders SELECT seq, 'new', 1 FROM seq_21_to_50000; ANALYZE TABLE orders",
+    )
+    .await
+    .unwrap();
+    let (code, stdout, stderr) = lint(
+        dir.path(),
+        &["migrations", "--db", &url, "--format", "json"],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(copy_finding(&stdout).as_deref(), Some("error"), "{stdout}");
 }

@@ -22,7 +22,7 @@ use tidegate_backfill::state;
 use tidegate_db::connect::DbError;
 use tidegate_db::driver::{Session, SessionExt};
 use tidegate_db::mysql::{MySqlConfig, MySqlSession};
-use tidegate_sql::mysql::{Flavour, MySqlTarget, ServerVersion};
+use tidegate_sql::mysql::MySqlTarget;
 use tidegate_sql::TableSize;
 
 use super::plan::{
@@ -80,18 +80,7 @@ fn database(context: &str) -> impl Fn(DbError) -> ApplyError + '_ {
 
 /// The server's flavour and version from `SELECT VERSION()` (`10.11.19-MariaDB-0+deb12u1`, `8.0.36`).
 pub fn target_of(version: &str) -> Result<MySqlTarget, String> {
-    let flavour = if version.to_ascii_lowercase().contains("mariadb") {
-        Flavour::MariaDb
-    } else {
-        Flavour::MySql
-    };
-    let numeric: String = version
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    let parsed = ServerVersion::parse(numeric.trim_end_matches('.'))
-        .ok_or_else(|| format!("the server's version `{version}` does not read as a version"))?;
-    MySqlTarget::new(flavour, Some(parsed))
+    MySqlTarget::from_server_version(version)
 }
 
 struct Connected {

@@ -40,6 +40,10 @@ impl Rule for InvalidSuppression {
         &Self::DOC
     }
 
+    fn runs_on(&self, _dialect: crate::Dialect) -> bool {
+        true
+    }
+
     /// Suppression comments are checked by the linter itself, which reports them under this id.
     fn check(&self, _context: &Context<'_>, _violations: &mut Vec<Violation>) {}
 }

@@ -61,6 +61,10 @@ impl Rule for MissingLockTimeout {
         &Self::DOC
     }
 
+    fn runs_on(&self, _dialect: crate::Dialect) -> bool {
+        true
+    }
+
     fn check_mysql(&self, context: &crate::mysql::MyContext<'_>, violations: &mut Vec<Violation>) {
         crate::mysql::missing_lock_timeout(context, violations);
     }

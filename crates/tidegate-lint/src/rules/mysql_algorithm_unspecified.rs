@@ -42,6 +42,10 @@ impl Rule for MysqlAlgorithmUnspecified {
         &Self::DOC
     }
 
+    fn runs_on(&self, dialect: crate::Dialect) -> bool {
+        dialect != crate::Dialect::Postgres
+    }
+
     fn check(&self, _context: &Context<'_>, _violations: &mut Vec<Violation>) {}
 
     fn check_mysql(&self, context: &MyContext<'_>, violations: &mut Vec<Violation>) {

@@ -98,6 +98,10 @@ impl Rule for SchemaChangeWithBackfill {
         &Self::DOC
     }
 
+    fn runs_on(&self, _dialect: crate::Dialect) -> bool {
+        true
+    }
+
     fn check_mysql(&self, context: &crate::mysql::MyContext<'_>, violations: &mut Vec<Violation>) {
         crate::mysql::schema_change_with_backfill(context, violations);
     }

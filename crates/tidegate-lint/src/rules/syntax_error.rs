@@ -56,6 +56,10 @@ impl Rule for SyntaxError {
         &Self::DOC
     }
 
+    fn runs_on(&self, _dialect: crate::Dialect) -> bool {
+        true
+    }
+
     fn check_mysql(&self, context: &crate::mysql::MyContext<'_>, violations: &mut Vec<Violation>) {
         crate::mysql::syntax_error(context, violations);
     }

@@ -58,6 +58,10 @@ impl Rule for UnbatchedDelete {
         &Self::DOC
     }
 
+    fn runs_on(&self, _dialect: crate::Dialect) -> bool {
+        true
+    }
+
     fn check_mysql(&self, context: &crate::mysql::MyContext<'_>, violations: &mut Vec<Violation>) {
         crate::mysql::unbatched(context, violations, false);
     }

@@ -40,6 +40,10 @@ impl Rule for UnusedSuppression {
         &Self::DOC
     }
 
+    fn runs_on(&self, _dialect: crate::Dialect) -> bool {
+        true
+    }
+
     /// Suppressions are tracked by the linter itself, which reports the unused ones under this id.
     fn check(&self, _context: &Context<'_>, _violations: &mut Vec<Violation>) {}
 }

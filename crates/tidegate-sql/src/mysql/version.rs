@@ -75,6 +75,20 @@ impl MySqlTarget {
         Ok(Self { flavour, version })
     }
 
+    /// The server's flavour and version from what `SELECT VERSION()` prints (`10.11.19-MariaDB-0+deb12u1`,
+    /// `8.0.36`).
+    pub fn from_server_version(version: &str) -> Result<Self, String> {
+        let flavour = if version.to_ascii_lowercase().contains("mariadb") {
+            Flavour::MariaDb
+        } else {
+            Flavour::MySql
+        };
+        let parsed = ServerVersion::parse(version).ok_or_else(|| {
+            format!("the server's version `{version}` does not read as a version")
+        })?;
+        Self::new(flavour, Some(parsed))
+    }
+
     pub fn is_mariadb(&self) -> bool {
         self.flavour == Flavour::MariaDb
     }

@@ -54,7 +54,8 @@ pub struct LintArgs {
     pub stats: Option<PathBuf>,
 
     /// Read table sizes from a live database (read-only): hazards on small tables become info; DATABASE_URL and
-    /// libpq's variables are not consulted unless this is given
+    /// libpq's variables are not consulted unless this is given. A mysql:// or mariadb:// URL also sets the
+    /// dialect and the server version (unless --db-version is given) from the server itself
     #[arg(long, value_name = "URL")]
     pub db: Option<String>,
 
@@ -81,6 +82,32 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
     if let Some(dialect) = &args.dialect {
         config.dialect = tidegate_lint::Dialect::from_name(dialect).unwrap_or_default();
     }
+    let mysql_url = args
+        .db
+        .as_deref()
+        .filter(|url| tidegate_db::mysql::MySqlConfig::is_mysql_url(url));
+    let mut mysql_stats = None;
+    if let Some(url) = mysql_url {
+        if args.stats.is_some() {
+            return usage_error("--db and --stats both give table sizes; pass one of them");
+        }
+        if args.dialect.as_deref() == Some("postgres") {
+            return usage_error(
+                "--db is a MySQL/MariaDB URL but --dialect is postgres; drop one of them",
+            );
+        }
+        match stats_from_mysql(url, config.small_table_rows) {
+            Ok((target, stats)) => {
+                config.dialect = match target.flavour {
+                    tidegate_sql::mysql::Flavour::MySql => tidegate_lint::Dialect::MySql,
+                    tidegate_sql::mysql::Flavour::MariaDb => tidegate_lint::Dialect::MariaDb,
+                };
+                config.db_version = Some(target.version);
+                mysql_stats = Some(stats);
+            }
+            Err(error) => return usage_error(&format!("--db: {error}")),
+        }
+    }
     if let Some(version) = &args.db_version {
         match tidegate_lint::check_db_version(version) {
             Ok(version) => config.db_version = Some(version),
@@ -90,8 +117,13 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
     if let Err(error) = config.mysql_target() {
         return usage_error(&format!("--db-version: {error}"));
     }
-    if config.dialect != tidegate_lint::Dialect::Postgres && args.db.is_some() {
-        return usage_error("--db reads table sizes from PostgreSQL only for now; with --dialect mysql|mariadb pass --stats FILE instead");
+    if config.dialect != tidegate_lint::Dialect::Postgres
+        && args.db.is_some()
+        && mysql_url.is_none()
+    {
+        return usage_error(
+            "--db is a PostgreSQL URL but the dialect is mysql/mariadb: pass the MySQL/MariaDB server's mysql:// URL",
+        );
     }
     if let Some(fail_on) = &args.fail_on {
         config.fail_on = Severity::from_name(fail_on).unwrap_or(Severity::Error);
@@ -110,6 +142,7 @@ pub fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
         return usage_error("--db and --stats both give table sizes; pass one of them");
     }
     let stats = match &args.stats {
+        None if mysql_stats.is_some() => mysql_stats,
         None if args.db.is_some() => match stats_from_database(args.db.as_deref()) {
             Ok(stats) => Some(stats),
             Err(error) => return usage_error(&format!("--db: {error}")),
@@ -330,6 +363,46 @@ fn stats_from_database(db: Option<&str>) -> Result<TableStats, String> {
     })
 }
 
+/// The server a mysql:// URL points at, and its tables' sizes (estimates from `information_schema.TABLES`, small
+/// ones counted), read in one READ ONLY transaction. Unqualified names in migrations mean the URL's database, so its tables are
+/// also known by their bare names.
+fn stats_from_mysql(
+    url: &str,
+    small_table_rows: u64,
+) -> Result<(tidegate_sql::mysql::MySqlTarget, TableStats), String> {
+    use tidegate_db::driver::Driver;
+    let config =
+        tidegate_db::mysql::MySqlConfig::from_url(url).map_err(|error| error.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("starting the runtime: {error}"))?;
+    runtime.block_on(async {
+        let session = config.open().await.map_err(|error| error.to_string())?;
+        let sizes = tidegate_db::mysql::read_server_sizes(session.as_ref(), small_table_rows)
+            .await
+            .map_err(|error| error.to_string())?;
+        let target = tidegate_sql::mysql::MySqlTarget::from_server_version(&sizes.version)?;
+        let mut stats = TableStats::new();
+        for table in &sizes.tables {
+            let size = tidegate_lint::TableSize {
+                rows: table.rows,
+                rows_exact: table.rows_exact,
+                heap_bytes: None,
+                total_bytes: Some(table.total_bytes),
+            };
+            stats.insert(
+                &tidegate_sql::TableName::new(Some(&table.schema), &table.name),
+                size,
+            );
+            if sizes.database.as_deref() == Some(table.schema.as_str()) {
+                stats.insert(&tidegate_sql::TableName::new(None, &table.name), size);
+            }
+        }
+        Ok((target, stats))
+    })
+}
+
 /// `tidegate.toml` from `--config`, else the first one found walking up from the working directory.
 pub(crate) fn load_config(explicit: Option<&Path>) -> Result<Config, String> {
     let path = match explicit {
@@ -354,7 +427,10 @@ fn print_rules(config: &Config) {
         .map(|rule| rule.doc().id.as_str().len())
         .max()
         .unwrap_or(0);
-    for rule in registry() {
+    for rule in registry()
+        .iter()
+        .filter(|rule| rule.runs_on(config.dialect))
+    {
         let doc = rule.doc();
         // An opt-in rule the configuration leaves off says so, so that `--rules` shows how to get it.
         let severity = match config.severity_of(doc) {
