@@ -965,6 +965,7 @@ impl PhaseContext<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tidegate_sql::mysql::{Flavour, ServerVersion};
 
     #[test]
     fn the_servers_version_text_gives_flavour_and_version() {
