@@ -899,6 +899,9 @@ pub async fn rehearse(
             analyze_copy(&copy, &source)
                 .await
                 .map_err(RehearseError::Copy)?;
+            observe::checkpoint(&copy)
+                .await
+                .map_err(RehearseError::Copy)?;
             drop(copy);
             let measure = measure_at(*scale, &mut notes);
             let run = measurement::run_measured(&url, &config, dirs, &schemas, &measure).await?;
@@ -913,6 +916,11 @@ pub async fn rehearse(
         .map_err(RehearseError::Copy)?;
     notes.extend(outcome.notes);
     let rehearsed = analyze_copy(&copy, &source)
+        .await
+        .map_err(RehearseError::Copy)?;
+    // The migrations meet pages a checkpoint has written, as production's are: with full_page_writes on, their
+    // first change to each page logs the whole page.
+    observe::checkpoint(&copy)
         .await
         .map_err(RehearseError::Copy)?;
     drop(copy);
