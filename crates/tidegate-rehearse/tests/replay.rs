@@ -13,6 +13,38 @@ const UPDATE: &str = "UPDATE orders SET status = $1 WHERE customer_id = $2";
 const JOIN: &str =
     "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.country = $1 LIMIT $2";
 
+/// The source's table counters (scans, tuples read and written), once every other session of the database has
+/// exited and so flushed its statistics.
+async fn table_counters(url: &str) -> Vec<String> {
+    let client = tidegate_testkit::connect(url).await;
+    for _ in 0..200 {
+        let others: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if others == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    client
+        .query(
+            "SELECT format('%s seq=%s/%s idx=%s/%s ins=%s upd=%s del=%s', relname, seq_scan, seq_tup_read,
+                           coalesce(idx_scan, 0), coalesce(idx_tup_fetch, 0), n_tup_ins, n_tup_upd, n_tup_del)
+               FROM pg_stat_user_tables ORDER BY relname",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 async fn calls_of(client: &tokio_postgres::Client, query: &str) -> i64 {
     client
         .query_opt(
@@ -85,6 +117,8 @@ async fn the_sources_statements_are_replayed_on_the_copy_and_the_others_listed_w
     }
     assert_eq!(calls_of(&client, LOOKUP).await, 40);
     assert_eq!(calls_of(&client, UPDATE).await, 20);
+    drop(client);
+    let before = table_counters(&url).await;
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -168,7 +202,9 @@ async fn the_sources_statements_are_replayed_on_the_copy_and_the_others_listed_w
             "{sql}: {counts:?} at {expected}/s"
         );
     }
-    // ... on the copy, not on the source: its counters did not move.
+    // ... on the copy, not on the source: its tables' counters and its pg_stat_statements did not move.
+    assert_eq!(table_counters(&url).await, before);
+    let client = tidegate_testkit::connect(&url).await;
     assert_eq!(calls_of(&client, LOOKUP).await, 40);
     assert_eq!(calls_of(&client, UPDATE).await, 20);
 
@@ -179,6 +215,20 @@ async fn the_sources_statements_are_replayed_on_the_copy_and_the_others_listed_w
         "{text}"
     );
     assert!(text.contains("skipped   ANALYZE orders"), "{text}");
+    let markdown = tidegate_rehearse::rehearsal_render::markdown(&report);
+    assert!(
+        markdown.contains("### Workload replayed from pg_stat_statements"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("it reads audit, which is not copied"),
+        "{markdown}"
+    );
+    let html = tidegate_rehearse::rehearsal_render::html(&report);
+    assert!(
+        html.contains("<table class=\"replay\">") && html.contains("<table class=\"skipped\">")
+    );
+    assert!(html.contains("public.customers.country, LIMIT 10"));
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["replay"]["statements"][0]["sql"], LOOKUP);
     assert!(json["migration"]["replayed"][0]["ran"].as_u64().unwrap() > 0);
