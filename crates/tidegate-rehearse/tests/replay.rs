@@ -10,6 +10,7 @@ use tidegate_testkit::PrivateCluster;
 
 const LOOKUP: &str = "SELECT * FROM orders WHERE id = $1";
 const UPDATE: &str = "UPDATE orders SET status = $1 WHERE customer_id = $2";
+const INSERT: &str = "INSERT INTO orders (customer_id, status, amount) VALUES ($1, $2, $3)";
 const JOIN: &str =
     "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.country = $1 LIMIT $2";
 
@@ -101,6 +102,10 @@ async fn the_sources_statements_are_replayed_on_the_copy_and_the_others_listed_w
             "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.country = 'DE' LIMIT 5",
             15,
         ),
+        (
+            "INSERT INTO orders (customer_id, status, amount) VALUES (3, 'paid', 10.5)",
+            12,
+        ),
         // Not replayed: a $n in arithmetic, a table not copied, a utility statement.
         ("SELECT count(*) FROM orders WHERE amount * 2 > 10", 10),
         (
@@ -165,6 +170,15 @@ async fn the_sources_statements_are_replayed_on_the_copy_and_the_others_listed_w
                 vec!["public.orders.status", "public.orders.customer_id"]
             ),
             (JOIN, 15, vec!["public.customers.country", "LIMIT 10"]),
+            (
+                INSERT,
+                12,
+                vec![
+                    "public.orders.customer_id",
+                    "public.orders.status",
+                    "public.orders.amount"
+                ]
+            ),
         ]
     );
     let skipped: Vec<(&str, &str)> = replay
@@ -185,7 +199,7 @@ async fn the_sources_statements_are_replayed_on_the_copy_and_the_others_listed_w
     let expected = (replay.source_calls_per_second * 0.5).max(1.0);
     assert_eq!(run.workload, WorkloadChoice::Auto { rate: expected });
     assert!(
-        (replay.source_calls_per_second - 75.0 / replay.interval_seconds.max(1.0)).abs() < 1e-9,
+        (replay.source_calls_per_second - 87.0 / replay.interval_seconds.max(1.0)).abs() < 1e-9,
         "{replay:?}"
     );
     // Every replayed statement ran on the copy, none failed; the key lookups did not run.
@@ -195,7 +209,7 @@ async fn the_sources_statements_are_replayed_on_the_copy_and_the_others_listed_w
         .iter()
         .map(|c| (c.sql.as_str(), c.ran, c.failed))
         .collect();
-    assert_eq!(counts.len(), 3);
+    assert_eq!(counts.len(), 4);
     for (sql, ran, failed) in &counts {
         assert!(
             *ran > 0 && *failed == 0,
@@ -211,7 +225,7 @@ async fn the_sources_statements_are_replayed_on_the_copy_and_the_others_listed_w
     let text = tidegate_rehearse::rehearsal_render::text(&report);
     eprintln!("{text}");
     assert!(
-        text.contains("replaying 3 of the source's pg_stat_statements"),
+        text.contains("replaying 4 of the source's pg_stat_statements"),
         "{text}"
     );
     assert!(text.contains("skipped   ANALYZE orders"), "{text}");
@@ -233,4 +247,51 @@ async fn the_sources_statements_are_replayed_on_the_copy_and_the_others_listed_w
     assert_eq!(json["replay"]["statements"][0]["sql"], LOOKUP);
     assert!(json["migration"]["replayed"][0]["ran"].as_u64().unwrap() > 0);
     assert!(!options.scratch_dir.join("data").exists());
+}
+
+/// An extension installed but not preloaded cannot be read (SQLSTATE 55000): the rehearsal says so and runs the key
+/// lookups instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_stat_statements_installed_but_not_loaded_falls_back_to_key_lookups() {
+    let source = PrivateCluster::start();
+    let url = source.create_database("shop").await;
+    let client = tidegate_testkit::connect(&url).await;
+    client
+        .batch_execute(
+            "CREATE EXTENSION pg_stat_statements;
+             CREATE TABLE orders (id bigint PRIMARY KEY, amount int NOT NULL);
+             INSERT INTO orders SELECT g, g % 100 FROM generate_series(1, 2000) g;
+             ANALYZE orders",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("001_orders_amount_idx.sql"),
+        "CREATE INDEX orders_amount_idx ON orders (amount);\n",
+    )
+    .unwrap();
+    let targets = Targets::Migrations(
+        tidegate_plan::pipeline::load(&[dir.path().to_path_buf()], None).unwrap(),
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let mut options = RehearseOptions {
+        scratch_dir: scratch.path().join("scratch"),
+        ..RehearseOptions::default()
+    };
+    options.measure.workload = WorkloadChoice::Auto { rate: 20.0 };
+    let config = ConnectionConfig::from_url(&url).unwrap();
+    let report = rehearse(&config, &targets, &options).await.unwrap();
+    assert_eq!(report.replay, None);
+    assert!(
+        report.notes.iter().any(
+            |note| note.starts_with("pg_stat_statements could not be read")
+                && note.contains("55000")
+        ),
+        "{:?}",
+        report.notes
+    );
+    let run = report.migration.unwrap();
+    assert!(run.replayed.is_empty());
+    assert_eq!(run.workload_tables[0].table, "public.orders");
 }
