@@ -14,6 +14,8 @@
 //!   transaction the caller opened.
 //! - [`observe`]: what a rehearsal watches on its scratch server (relation locks with their sessions, the WAL
 //!   position, table and index sizes) and its key-lookup workload's SQL.
+//! - [`stat_statements`]: the source's `pg_stat_statements` (its most-called statements and the interval they
+//!   cover), read for a rehearsal's replay.
 //! - [`scratch`]: throwaway clusters started from the machine's own PostgreSQL binaries — the embedded default
 //!   behind `tidegate scratch`, `tidegate demo` and the integration tests.
 //!
@@ -53,6 +55,7 @@ pub mod mysql;
 pub mod observe;
 pub mod scratch;
 pub mod scratch_mariadb;
+pub mod stat_statements;
 pub mod table_schema;
 pub mod table_stats;
 pub mod target;

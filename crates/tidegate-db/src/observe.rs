@@ -3,7 +3,7 @@
 //! the SQL of the key-lookup workload `tidegate rehearse --workload auto` runs when there is nothing better to
 //! replay; and the settings a rehearsal reads from the source and sets on its scratch server.
 //!
-//! Reads only (but for [`alter_system_set`] and [`reload_config`], for the scratch server); every function takes a [`Session`] the caller opened (a connection of its own, so sampling never
+//! Reads only (but for [`alter_system_set`], [`reload_config`] and [`checkpoint`], for the scratch server); every function takes a [`Session`] the caller opened (a connection of its own, so sampling never
 //! queues behind the migration it watches).
 
 use tidegate_sql::LockLevel;
@@ -254,6 +254,12 @@ pub async fn alter_system_set(
             value.replace('\'', "''")
         ))
         .await
+}
+
+/// `CHECKPOINT` on a scratch server: a copy just loaded has every page newer than the last checkpoint, so its first
+/// changes would log no full-page images, unlike a production table whose pages a checkpoint long since wrote.
+pub async fn checkpoint(client: &dyn Session) -> Result<(), DbError> {
+    client.batch_execute("CHECKPOINT").await
 }
 
 /// When this session last loaded the configuration files, as text (only compared for a change).

@@ -203,6 +203,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             types: Vec::new(),
             memory: None,
             settings: Vec::new(),
+            stat_statements: None,
             notes: Vec::new(),
         };
         let outcome = build_copy(&client, &reading, &plan).await?;

@@ -7,6 +7,8 @@
 //! - [`calibrate`]: `tidegate plan --calibrate`, the per-row and per-byte price of each kind of work measured
 //!   on a scratch server for plan's cost model.
 //! - [`orders`]: the postmortem's `orders` table, synthetic rows loaded with COPY, and its request mix.
+//! - [`replay`]: the source's `pg_stat_statements` replayed on a rehearsal's copy, parameters drawn from the
+//!   column statistics; what cannot be replayed is listed with why.
 //!
 //! `tidegate demo` drives these against a scratch server; rehearsals will drive them with workloads derived from
 //! production statistics.
@@ -37,6 +39,7 @@ pub mod observer;
 pub mod orders;
 pub mod rehearsal;
 pub mod rehearsal_render;
+pub mod replay;
 pub mod report;
 pub mod settings;
 pub mod synth;

@@ -29,7 +29,8 @@ use tidegate_db::observe::{self, RelationSize};
 use crate::locks::{self, LockSample, LockSummary};
 use crate::measure::{LatencyRecorder, LatencySummary};
 use crate::observer::{Mark, Observer};
-use crate::workload::{Param, Request, RequestSource, Workload, WorkloadConfig};
+use crate::replay::ReplayPlan;
+use crate::workload::{Param, Request, RequestSource, StatementCount, Workload, WorkloadConfig};
 
 /// The foreground traffic during the measured run.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -37,7 +38,8 @@ use crate::workload::{Param, Request, RequestSource, Workload, WorkloadConfig};
 pub enum WorkloadChoice {
     /// No traffic.
     None,
-    /// Key lookups and updates on every copied table with a single integer key, at `rate` requests per second.
+    /// The source's own statements when its pg_stat_statements has them ([`MeasureOptions::replay`]), else key
+    /// lookups and updates on every copied table with a single integer key; at `rate` requests per second.
     Auto { rate: f64 },
 }
 
@@ -196,8 +198,10 @@ pub struct PhaseMeasurement {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MeasuredRun {
     pub workload: WorkloadChoice,
-    /// The tables the workload ran against.
+    /// The tables the key-lookup workload ran against (empty when it replayed the source's statements).
     pub workload_tables: Vec<KeyTable>,
+    /// The source's statements the workload replayed, each with its requests on the copy; empty for key lookups.
+    pub replayed: Vec<ReplayedCount>,
     /// The workload's WAL rate before the migration started, subtracted from every phase's WAL.
     pub foreground_wal_bytes_per_second: f64,
     /// Foreground figures before the migration started; `None` without a workload.
@@ -209,6 +213,16 @@ pub struct MeasuredRun {
     /// Apply's error on the copy, when it refused or failed: what production would see.
     pub apply_error: Option<String>,
     pub notes: Vec<String>,
+}
+
+/// One replayed statement's requests on the copy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayedCount {
+    pub sql: String,
+    pub source_calls: u64,
+    /// Requests that ran to completion on the copy, and that failed.
+    pub ran: u64,
+    pub failed: u64,
 }
 
 /// Names the tables of the marks' `sizes`, in the same order.
@@ -317,6 +331,8 @@ pub struct MeasureOptions {
     pub before: Duration,
     pub after: Duration,
     pub seed: u64,
+    /// The source's statements `WorkloadChoice::Auto` replays instead of key lookups, when there are any.
+    pub replay: Option<Arc<ReplayPlan>>,
 }
 
 impl Default for MeasureOptions {
@@ -329,6 +345,7 @@ impl Default for MeasureOptions {
             before: Duration::from_secs(1),
             after: Duration::from_secs(1),
             seed: 42,
+            replay: None,
         }
     }
 }
@@ -393,8 +410,13 @@ pub async fn run_measured(
         }
     }
     let mut notes = Vec::new();
+    let replay = options
+        .replay
+        .as_ref()
+        .filter(|plan| !plan.statements.is_empty() && options.workload != WorkloadChoice::None);
     let workload_source = match options.workload {
         WorkloadChoice::None => None,
+        WorkloadChoice::Auto { .. } if replay.is_some() => None,
         WorkloadChoice::Auto { .. } => {
             let (source, left_out) = key_workload(session, tables).await?;
             notes.extend(left_out);
@@ -410,7 +432,12 @@ pub async fn run_measured(
 
     let observer =
         Observer::start(copy_config, watched.oids.clone(), Observer::DEFAULT_PERIOD).await?;
-    let workload = match (&workload_source, options.workload) {
+    let request_source: Option<Arc<dyn RequestSource>> = match (replay, &workload_source) {
+        (Some(plan), _) => Some(Arc::new(plan.workload())),
+        (None, Some(source)) => Some(Arc::new(source.clone())),
+        (None, None) => None,
+    };
+    let workload = match (request_source, options.workload) {
         (Some(source), WorkloadChoice::Auto { rate }) => {
             let config = WorkloadConfig {
                 rate_per_second: rate,
@@ -419,7 +446,7 @@ pub async fn run_measured(
                 application_name: "tidegate-rehearse-workload".into(),
                 ..WorkloadConfig::default()
             };
-            let workload = Workload::start(copy_url, config, Arc::new(source.clone())).await?;
+            let workload = Workload::start(copy_url, config, source).await?;
             let zero = observer.elapsed().saturating_sub(workload.elapsed());
             Some((workload, zero))
         }
@@ -513,10 +540,34 @@ pub async fn run_measured(
         }
     }
     tokio::time::sleep(options.after).await;
+    let mut per_statement: Vec<StatementCount> = Vec::new();
     let foreground = match workload {
-        Some((workload, zero)) => Some((workload.stop().await.recorder, zero)),
+        Some((workload, zero)) => {
+            let report = workload.stop().await;
+            per_statement = report.per_statement;
+            Some((report.recorder, zero))
+        }
         None => None,
     };
+    let replayed = replay
+        .map(|plan| {
+            plan.statements
+                .iter()
+                .zip(
+                    per_statement
+                        .iter()
+                        .copied()
+                        .chain(std::iter::repeat(StatementCount::default())),
+                )
+                .map(|(statement, count)| ReplayedCount {
+                    sql: statement.sql.clone(),
+                    source_calls: statement.calls,
+                    ran: count.ok,
+                    failed: count.failed,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let samples = observer.stop().await?;
 
     let boundaries = boundaries
@@ -544,6 +595,7 @@ pub async fn run_measured(
     Ok(MeasuredRun {
         workload: options.workload,
         workload_tables: workload_source.map(|s| s.tables).unwrap_or_default(),
+        replayed,
         foreground_wal_bytes_per_second,
         foreground_before,
         statements: phases,

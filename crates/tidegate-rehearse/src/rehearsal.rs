@@ -7,6 +7,9 @@
 //! The scratch server that measures takes the source's WAL- and cost-relevant settings ([`crate::settings`]):
 //! restart settings as start options, the rest by `ALTER SYSTEM` and a reload, each read back and compared.
 //!
+//! With pg_stat_statements on the source, `--workload auto` replays its most-called statements on the copied
+//! tables ([`crate::replay`]); without, key lookups and updates.
+//!
 //! What it does not do yet is listed in [`NOT_YET`] and in every report.
 //!
 //! **Invariant:** nothing is written to the source. Every query sent to it runs inside a `READ ONLY` transaction
@@ -16,6 +19,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,6 +30,7 @@ use tidegate_db::connect::{ConnectError, ConnectionConfig, DbError};
 use tidegate_db::driver::Session;
 use tidegate_db::observe::{self, ServerSetting};
 use tidegate_db::scratch::{self, PgBinaries, ScratchError, ScratchServer, StartOptions};
+use tidegate_db::stat_statements::{self, StatStatements};
 use tidegate_db::table_schema::{self, PostLoadStatement, TypeDefinition};
 use tidegate_db::table_stats;
 use tidegate_plan::pipeline::{self, LoadedMigrations};
@@ -34,14 +39,15 @@ use tidegate_sql::PgVersion;
 
 use crate::extrapolate::{self, SourceMemory, StatementPoint, TableAtFullSize};
 use crate::fidelity::{self, TableFidelity, Tolerance};
-use crate::measurement::{self, MeasureError, MeasureOptions, MeasuredRun, MigrationDir};
+use crate::measurement::{
+    self, MeasureError, MeasureOptions, MeasuredRun, MigrationDir, WorkloadChoice,
+};
+use crate::replay::{self, ReplayPlan};
 use crate::settings::{self, SettingsReport};
 use crate::synth::{self, SourceTable, SynthesisError, SynthesisPlan, TableGenerator};
 
 /// The parts of a rehearsal not built yet; every report lists them, so nobody takes their absence for a pass.
-pub const NOT_YET: [&str; 1] = [
-    "the workload does not replay the source's pg_stat_statements yet: `--workload auto` runs key lookups and updates on each copied table with a single integer key",
-];
+pub const NOT_YET: [&str; 0] = [];
 
 /// Which tables to rehearse.
 #[derive(Debug)]
@@ -69,6 +75,9 @@ pub struct RehearseOptions {
     /// Smaller scales the migrations are also measured at (each on a copy of its own, built first), so their
     /// figures extrapolate to the source's size; empty: no extrapolation.
     pub extra_scales: Vec<f64>,
+    /// When the workload replays the source's pg_stat_statements: at their measured rate × the copy's scale
+    /// (`true`), or at `measure.workload`'s rate (`--rate` given).
+    pub replay_at_source_rate: bool,
 }
 
 impl Default for RehearseOptions {
@@ -83,6 +92,7 @@ impl Default for RehearseOptions {
                 .join(format!("tidegate-rehearse-{}", std::process::id())),
             measure: MeasureOptions::default(),
             extra_scales: Vec::new(),
+            replay_at_source_rate: true,
         }
     }
 }
@@ -119,6 +129,8 @@ pub struct SourceReading {
     pub memory: Option<SourceMemory>,
     /// The source's WAL- and cost-relevant settings ([`settings::names`]) the scratch server takes or compares.
     pub settings: Vec<ServerSetting>,
+    /// The source's most-called statements, when pg_stat_statements is installed and readable.
+    pub stat_statements: Option<StatStatements>,
     pub notes: Vec<String>,
 }
 
@@ -205,6 +217,9 @@ pub async fn read_source(
     let server_settings = observe::server_settings(client, &settings::names())
         .await
         .map_err(RehearseError::Source)?;
+    let extension_schema = stat_statements::extension_schema(client)
+        .await
+        .map_err(RehearseError::Source)?;
     let mut tables = Vec::new();
     for schema in schemas {
         let statistics =
@@ -222,6 +237,40 @@ pub async fn read_source(
     table_stats::end_read_only(client)
         .await
         .map_err(RehearseError::Source)?;
+    // A transaction of its own: an extension installed but not preloaded is an error that aborts it.
+    let stat_statements = match extension_schema {
+        None => {
+            notes.push(
+                "pg_stat_statements is not installed in the source database: `--workload auto` runs key lookups \
+                 and updates instead of the source's statements"
+                    .into(),
+            );
+            None
+        }
+        Some(schema) => {
+            read_only(client, options).await?;
+            let read = stat_statements::top_statements(
+                client,
+                &schema,
+                server.major_version,
+                STAT_STATEMENTS_READ,
+            )
+            .await;
+            table_stats::end_read_only(client)
+                .await
+                .map_err(RehearseError::Source)?;
+            match read {
+                Ok(read) => Some(read),
+                Err(error) => {
+                    notes.push(format!(
+                        "pg_stat_statements could not be read ({}): `--workload auto` runs key lookups and updates",
+                        error
+                    ));
+                    None
+                }
+            }
+        }
+    };
     Ok(SourceReading {
         server_major: server.major_version,
         applied: server.applied.clone(),
@@ -229,6 +278,7 @@ pub async fn read_source(
         types,
         memory,
         settings: server_settings,
+        stat_statements,
         notes,
     })
 }
@@ -246,6 +296,13 @@ impl LoadFigures {
         self.rows as f64 / self.seconds.max(1e-9)
     }
 }
+
+/// The slowest replay: a source whose statements are rare still gives the phases some traffic.
+const MIN_REPLAY_RATE: f64 = 1.0;
+
+/// How many of the source's most-called statements are read (the replay takes the first
+/// [`crate::replay::MAX_STATEMENTS`] of them it can replay).
+const STAT_STATEMENTS_READ: i64 = 100;
 
 /// Rows generated per COPY message.
 const ROWS_PER_CHUNK: u64 = 8192;
@@ -460,6 +517,9 @@ pub struct RehearsalReport {
     /// The source's WAL- and cost-relevant settings beside the scratch server's, each taken, scaled, differing
     /// or refused, and why.
     pub settings: SettingsReport,
+    /// The source's statements `--workload auto` replays and those it skips (with why); `None` without
+    /// pg_stat_statements on the source or without a workload.
+    pub replay: Option<ReplayPlan>,
     /// The pending migrations run on the copy through apply, measured; `None` when no migration directory was
     /// given.
     pub migration: Option<MeasuredRun>,
@@ -770,6 +830,42 @@ pub async fn rehearse(
     let plan = synth::plan(&source.tables, options.scale, options.seed)?;
     let mut notes = source.notes.clone();
     notes.extend(plan.notes.iter().cloned());
+    let replay = match (&source.stat_statements, options.measure.workload) {
+        (Some(read), WorkloadChoice::Auto { .. }) => {
+            let replay = replay::plan(read, &source.tables, &plan);
+            if replay.statements.is_empty() {
+                notes.push(
+                    "none of the source's pg_stat_statements that touch the copied tables can be replayed (see \
+                     the skipped ones): the workload runs key lookups and updates"
+                        .into(),
+                );
+            }
+            Some(Arc::new(replay))
+        }
+        _ => None,
+    };
+    let measure_at = |scale: f64, notes: &mut Vec<String>| {
+        let mut measure = options.measure.clone();
+        measure.replay = replay.clone();
+        if let Some(replay) = replay.as_ref().filter(|r| !r.statements.is_empty()) {
+            if options.replay_at_source_rate
+                && matches!(measure.workload, WorkloadChoice::Auto { .. })
+            {
+                let rate = replay.source_calls_per_second * scale;
+                if rate < MIN_REPLAY_RATE {
+                    notes.push(format!(
+                        "the source's replayed statements run {:.3}/s × scale {scale} = {rate:.3}/s; replayed at \
+                         {MIN_REPLAY_RATE}/s so the phases see some traffic",
+                        replay.source_calls_per_second
+                    ));
+                }
+                measure.workload = WorkloadChoice::Auto {
+                    rate: rate.max(MIN_REPLAY_RATE),
+                };
+            }
+        }
+        measure
+    };
 
     let binaries = PgBinaries::find_for_major(source.server_major)?;
     if binaries.major_version != source.server_major {
@@ -803,9 +899,12 @@ pub async fn rehearse(
             analyze_copy(&copy, &source)
                 .await
                 .map_err(RehearseError::Copy)?;
+            observe::checkpoint(&copy)
+                .await
+                .map_err(RehearseError::Copy)?;
             drop(copy);
-            let run =
-                measurement::run_measured(&url, &config, dirs, &schemas, &options.measure).await?;
+            let measure = measure_at(*scale, &mut notes);
+            let run = measurement::run_measured(&url, &config, dirs, &schemas, &measure).await?;
             smaller.push((*scale, run));
         }
     }
@@ -819,17 +918,18 @@ pub async fn rehearse(
     let rehearsed = analyze_copy(&copy, &source)
         .await
         .map_err(RehearseError::Copy)?;
+    // The migrations meet pages a checkpoint has written, as production's are: with full_page_writes on, their
+    // first change to each page logs the whole page.
+    observe::checkpoint(&copy)
+        .await
+        .map_err(RehearseError::Copy)?;
     drop(copy);
     let migration = match &dirs {
         Some(dirs) => {
-            let mut run = measurement::run_measured(
-                &server.url(),
-                &scratch_config,
-                dirs,
-                &schemas,
-                &options.measure,
-            )
-            .await?;
+            let measure = measure_at(options.scale, &mut notes);
+            let mut run =
+                measurement::run_measured(&server.url(), &scratch_config, dirs, &schemas, &measure)
+                    .await?;
             notes.extend(run.notes.iter().cloned());
             extrapolate_run(&mut run, options.scale, &smaller, &source);
             Some(run)
@@ -865,6 +965,7 @@ pub async fn rehearse(
         tolerance: options.tolerance,
         tables,
         settings: settings_report,
+        replay: replay.map(|replay| replay.as_ref().clone()),
         migration,
         extra_scales: options.extra_scales.clone(),
         notes,

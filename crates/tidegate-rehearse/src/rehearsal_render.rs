@@ -22,16 +22,86 @@ fn setting_scratch(setting: &SettingComparison) -> &str {
     setting.scratch.as_deref().unwrap_or("(none)")
 }
 
+/// One statement, on one line and at most `width` characters.
+fn one_line(sql: &str, width: usize) -> String {
+    let flat: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > width {
+        let cut: String = flat.chars().take(width.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        flat
+    }
+}
+
+/// Each replayed statement with what drew its parameters, its calls on the source and its requests on the copy.
+fn replay_rows(report: &RehearsalReport) -> Vec<[String; 4]> {
+    let Some(replay) = &report.replay else {
+        return Vec::new();
+    };
+    let counts = report.migration.as_ref().map(|run| &run.replayed);
+    replay
+        .statements
+        .iter()
+        .map(|statement| {
+            let ran = counts
+                .and_then(|counts| counts.iter().find(|c| c.sql == statement.sql))
+                .map_or("-".to_string(), |c| {
+                    format!("{} ran, {} failed", c.ran, c.failed)
+                });
+            [
+                statement.sql.clone(),
+                format!(
+                    "{} ({:.2}/s)",
+                    statement.calls, statement.source_calls_per_second
+                ),
+                if statement.params.is_empty() {
+                    "-".into()
+                } else {
+                    statement.params.join(", ")
+                },
+                ran,
+            ]
+        })
+        .collect()
+}
+
+/// The replay section of the text summary.
+fn render_replay(out: &mut String, report: &RehearsalReport) {
+    let Some(replay) = &report.replay else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\nworkload: the source's pg_stat_statements over {:.1} s, {} statement(s) replayed ({:.2} calls/s on the source), {} skipped:",
+        replay.interval_seconds,
+        replay.statements.len(),
+        replay.source_calls_per_second,
+        replay.skipped.len()
+    );
+    for [sql, calls, params, ran] in replay_rows(report) {
+        let _ = writeln!(
+            out,
+            "  replayed  {}  calls {calls}; $n from {params}; on the copy {ran}",
+            one_line(&sql, 70)
+        );
+    }
+    for skipped in &replay.skipped {
+        let _ = writeln!(
+            out,
+            "  skipped   {}  calls {}: {}",
+            one_line(skipped.sql.as_deref().unwrap_or("(text hidden)"), 70),
+            skipped.calls,
+            skipped.reason
+        );
+    }
+}
+
 /// The settings section of the text summary.
 fn render_settings(out: &mut String, settings: &SettingsReport) {
     if settings.settings.is_empty() {
         return;
     }
-    let _ = writeln!(
-        out,
-        "
-settings (source → rehearsal):"
-    );
+    let _ = writeln!(out, "\nsettings (source → rehearsal):");
     for setting in &settings.settings {
         let _ = writeln!(
             out,
@@ -69,20 +139,7 @@ fn bytes(value: f64) -> String {
 
 /// The measured run: the workload, then one line per phase with its statements below it.
 fn render_run(out: &mut String, run: &MeasuredRun) {
-    let workload = match run.workload {
-        measurement::WorkloadChoice::None => "no workload".to_string(),
-        measurement::WorkloadChoice::Auto { rate } if !run.workload_tables.is_empty() => {
-            let tables: Vec<&str> = run
-                .workload_tables
-                .iter()
-                .map(|t| t.table.as_str())
-                .collect();
-            format!("{rate}/s key lookups and updates on {}", tables.join(", "))
-        }
-        measurement::WorkloadChoice::Auto { .. } => {
-            "no workload (no table to run it on)".to_string()
-        }
-    };
+    let workload = workload_summary(run);
     let _ = writeln!(
         out,
         "\nthe pending migrations on the copy, through tidegate apply ({workload}):"
@@ -222,6 +279,7 @@ pub fn text(report: &RehearsalReport) -> String {
         }
     );
     render_settings(&mut out, &report.settings);
+    render_replay(&mut out, report);
     if let Some(run) = &report.migration {
         render_run(&mut out, run);
     }
@@ -423,6 +481,14 @@ pub fn warnings(report: &RehearsalReport) -> Vec<String> {
                 "apply stopped on the copy, as it would on the source: {error}"
             ));
         }
+        for statement in run.replayed.iter().filter(|s| s.failed > 0) {
+            out.push(format!(
+                "workload: the replayed {} failed {} of {} times on the copy",
+                one_line(&statement.sql, 80),
+                statement.failed,
+                statement.ran + statement.failed
+            ));
+        }
     }
     for setting in report.settings.unexpected() {
         out.push(format!(
@@ -446,6 +512,10 @@ pub fn warnings(report: &RehearsalReport) -> Vec<String> {
 fn workload_summary(run: &MeasuredRun) -> String {
     match run.workload {
         measurement::WorkloadChoice::None => "no workload".to_string(),
+        measurement::WorkloadChoice::Auto { rate } if !run.replayed.is_empty() => format!(
+            "{rate:.1}/s replaying {} of the source's pg_stat_statements",
+            run.replayed.len()
+        ),
         measurement::WorkloadChoice::Auto { rate } if !run.workload_tables.is_empty() => {
             let tables: Vec<&str> = run
                 .workload_tables
@@ -641,6 +711,37 @@ pub fn markdown(report: &RehearsalReport) -> String {
                 code(table),
                 code(options)
             );
+        }
+    }
+    if let Some(replay) = &report.replay {
+        let _ = writeln!(
+            out,
+            "\n### Workload replayed from pg_stat_statements\n\n| Statement | Calls on the source | Parameters from | On the copy |\n|---|---|---|---|"
+        );
+        for [sql, calls, params, ran] in replay_rows(report) {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                code(&one_line(&sql, 120)),
+                cell(&calls),
+                cell(&params),
+                cell(&ran)
+            );
+        }
+        if !replay.skipped.is_empty() {
+            let _ = writeln!(out, "\nSkipped:\n");
+            for skipped in &replay.skipped {
+                let _ = writeln!(
+                    out,
+                    "- {} ({} calls): {}",
+                    code(&one_line(
+                        skipped.sql.as_deref().unwrap_or("(text hidden)"),
+                        120
+                    )),
+                    skipped.calls,
+                    skipped.reason.replace(['\n', '\r'], " ")
+                );
+            }
         }
     }
     let warnings = warnings(report);
@@ -868,6 +969,56 @@ pub fn html(report: &RehearsalReport) -> String {
         }
     }
 
+    if let Some(replay) = &report.replay {
+        let _ = write!(
+            out,
+            "<h2 id=\"replay\">Workload replayed from pg_stat_statements</h2><p class=\"muted\">The source's \
+             most-called statements on the copied tables over {:.1} s ({:.2} calls/s on the source), parameters \
+             drawn from the statistics of the columns they are compared to or assigned to.</p>",
+            replay.interval_seconds, replay.source_calls_per_second
+        );
+        let rows: Vec<(String, Vec<String>)> = replay_rows(report)
+            .into_iter()
+            .map(|row| (String::new(), row.to_vec()))
+            .collect();
+        html_table(
+            &mut out,
+            "replay",
+            &[
+                "Statement",
+                "Calls on the source",
+                "Parameters from",
+                "On the copy",
+            ],
+            &rows,
+        );
+        if !replay.skipped.is_empty() {
+            let rows: Vec<(String, Vec<String>)> = replay
+                .skipped
+                .iter()
+                .map(|skipped| {
+                    (
+                        "off".to_string(),
+                        vec![
+                            skipped
+                                .sql
+                                .clone()
+                                .unwrap_or_else(|| "(text hidden)".into()),
+                            skipped.calls.to_string(),
+                            skipped.reason.clone(),
+                        ],
+                    )
+                })
+                .collect();
+            html_table(
+                &mut out,
+                "skipped",
+                &["Skipped statement", "Calls on the source", "Why"],
+                &rows,
+            );
+        }
+    }
+
     out.push_str("<h2 id=\"fidelity\">Fidelity</h2>");
     for table in &report.tables {
         let fidelity = &table.fidelity;
@@ -1065,9 +1216,11 @@ mod tests {
                 ],
                 table_options: vec![("public.orders".into(), "fillfactor=90".into())],
             },
+            replay: None,
             migration: Some(MeasuredRun {
                 workload: WorkloadChoice::None,
                 workload_tables: vec![],
+                replayed: vec![],
                 foreground_wal_bytes_per_second: 0.0,
                 foreground_before: None,
                 statements: vec![phase("001_a.sql", true), phase("002_b.sql", false)],

@@ -314,6 +314,22 @@ impl ColumnGenerator {
         self.rows - self.nulls
     }
 
+    /// A non-null value of the column, as text (COPY escapes undone), drawn from its distribution: `pick` (any
+    /// number, a random one for a random draw) selects a layout position, so the most-common values come up at
+    /// their frequencies. `None` when the column holds only NULLs.
+    pub fn draw(&self, pick: u64) -> Option<String> {
+        let values = self.values();
+        if values == 0 {
+            return None;
+        }
+        let mut escaped = Vec::new();
+        self.write_rank(pick % values, &mut escaped);
+        if escaped == b"\\N" {
+            return None;
+        }
+        Some(String::from_utf8_lossy(&unescape(&escaped)).into_owned())
+    }
+
     fn is_null(&self, row: u64) -> bool {
         self.nulls > 0 && permute(row, self.rows, self.null_key) < self.nulls
     }
@@ -611,6 +627,26 @@ fn escape(text: &str) -> Vec<u8> {
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
             other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The text a COPY text-format field stands for: [`escape`] undone.
+fn unescape(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut bytes = field.iter();
+    while let Some(&byte) = bytes.next() {
+        if byte != b'\\' {
+            out.push(byte);
+            continue;
+        }
+        match bytes.next() {
+            Some(b't') => out.push(b'\t'),
+            Some(b'n') => out.push(b'\n'),
+            Some(b'r') => out.push(b'\r'),
+            Some(&other) => out.push(other),
+            None => out.push(b'\\'),
         }
     }
     out
@@ -1725,5 +1761,10 @@ mod tests {
             error.to_string().contains("public.t.flag: is unique"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_drawn_value_is_the_unescaped_text_of_a_generated_one() {
+        assert_eq!(unescape(&escape("a\\b\tc\nd")), b"a\\b\tc\nd");
     }
 }

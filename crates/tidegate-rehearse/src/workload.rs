@@ -2,7 +2,9 @@
 //! blocked database shows up as queueing latency instead of as fewer requests (no coordinated omission).
 //!
 //! The workload is generic over a [`RequestSource`]: the demo drives it with [`crate::orders::OrdersWorkload`];
-//! rehearsals will drive it with request mixes derived from production statistics.
+//! rehearsals with key lookups or the source's own statements ([`crate::replay`]), whose parameters are bound as
+//! text ([`TextParam`]) for the server to parse as whatever type it inferred. Each statement's requests are
+//! counted ([`WorkloadReport::per_statement`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,44 @@ const MIN_INTERVAL: Duration = Duration::from_micros(1);
 
 /// One parameter of a request.
 pub type Param = Box<dyn ToSql + Sync + Send>;
+
+/// A parameter sent in text format, whatever type the server inferred for it: a value drawn from a column's
+/// statistics is the column's text, which the server parses as the column's type does (`None` is NULL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextParam(pub Option<String>);
+
+impl ToSql for TextParam {
+    fn to_sql(
+        &self,
+        _ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match &self.0 {
+            Some(text) => {
+                out.extend_from_slice(text.as_bytes());
+                Ok(tokio_postgres::types::IsNull::No)
+            }
+            None => Ok(tokio_postgres::types::IsNull::Yes),
+        }
+    }
+
+    fn accepts(_ty: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _ty: &tokio_postgres::types::Type) -> tokio_postgres::types::Format {
+        tokio_postgres::types::Format::Text
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// One statement's requests: run to completion, and failed (errors, timeouts, no connection).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatementCount {
+    pub ok: u64,
+    pub failed: u64,
+}
 
 /// One request: which of the source's statements to run, with which parameters.
 pub struct Request {
@@ -82,6 +122,8 @@ pub struct Workload {
     stopping: Arc<AtomicBool>,
     recorder: Arc<Mutex<LatencyRecorder>>,
     dispatched: Arc<AtomicU64>,
+    /// Per statement of the source: requests that ran, and that failed.
+    per_statement: Arc<Vec<[AtomicU64; 2]>>,
     tasks: JoinSet<()>,
 }
 
@@ -156,6 +198,11 @@ impl Workload {
         let stopping = Arc::new(AtomicBool::new(false));
         let recorder = Arc::new(Mutex::new(LatencyRecorder::new()));
         let dispatched = Arc::new(AtomicU64::new(0));
+        let per_statement: Arc<Vec<[AtomicU64; 2]>> = Arc::new(
+            (0..sqls.len())
+                .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
+                .collect(),
+        );
         let (queue, receiver) = mpsc::unbounded_channel::<Duration>();
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
         let mut tasks = JoinSet::new();
@@ -179,6 +226,7 @@ impl Workload {
         for (index, connection) in connections.into_iter().enumerate() {
             let receiver = receiver.clone();
             let recorder = recorder.clone();
+            let per_statement = per_statement.clone();
             let source = source.clone();
             let url = url.to_string();
             let config = config.clone();
@@ -192,7 +240,11 @@ impl Workload {
                     let request = source.next_request(&mut rng);
                     // A request is due at `due` and gives up `request_timeout` later, as an application's
                     // client would: one that waited that long for a connection is not sent at all.
+                    let counts = per_statement.get(request.statement);
                     if started.elapsed().saturating_sub(due) >= config.request_timeout {
+                        if let Some(counts) = counts {
+                            counts[1].fetch_add(1, Ordering::Relaxed);
+                        }
                         let latency = started.elapsed().saturating_sub(due);
                         recorder
                             .lock()
@@ -212,6 +264,10 @@ impl Workload {
                         }
                     };
                     let latency = started.elapsed().saturating_sub(due);
+                    if let Some(counts) = counts {
+                        let slot = usize::from(!matches!(outcome, Outcome::Ok));
+                        counts[slot].fetch_add(1, Ordering::Relaxed);
+                    }
                     recorder
                         .lock()
                         .expect("the recorder lock is never poisoned")
@@ -225,6 +281,7 @@ impl Workload {
             stopping,
             recorder,
             dispatched,
+            per_statement,
             tasks,
         })
     }
@@ -260,6 +317,14 @@ impl Workload {
         WorkloadReport {
             duration: self.started.elapsed(),
             dispatched: self.dispatched(),
+            per_statement: self
+                .per_statement
+                .iter()
+                .map(|[ok, failed]| StatementCount {
+                    ok: ok.load(Ordering::Relaxed),
+                    failed: failed.load(Ordering::Relaxed),
+                })
+                .collect(),
             recorder,
         }
     }
@@ -285,5 +350,7 @@ async fn run(connection: &Connection, request: &Request) -> Outcome {
 pub struct WorkloadReport {
     pub duration: Duration,
     pub dispatched: u64,
+    /// Per statement of [`RequestSource::statements`], in its order.
+    pub per_statement: Vec<StatementCount>,
     pub recorder: LatencyRecorder,
 }

@@ -168,3 +168,75 @@ async fn the_scratch_server_takes_the_sources_wal_settings_and_names_those_it_do
     assert_eq!(whole.not_yet.len(), NOT_YET.len());
     assert!(!options.scratch_dir.join("data").exists());
 }
+
+/// The backfill's WAL on the copy, measured with the source's full_page_writes.
+async fn backfill_wal(url: &str, scratch: &std::path::Path) -> u64 {
+    use tidegate_rehearse::measurement::WorkloadChoice;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("001_items_upper.sql"),
+        "UPDATE items SET name = upper(name);\n",
+    )
+    .unwrap();
+    let targets = Targets::Migrations(
+        tidegate_plan::pipeline::load(&[dir.path().to_path_buf()], None).unwrap(),
+    );
+    let mut options = RehearseOptions {
+        scale: 1.0,
+        scratch_dir: scratch.to_path_buf(),
+        ..RehearseOptions::default()
+    };
+    options.measure.workload = WorkloadChoice::None;
+    let config = ConnectionConfig::from_url(url).unwrap();
+    let report = rehearse(&config, &targets, &options).await.unwrap();
+    let run = report.migration.unwrap();
+    assert_eq!(run.apply_error, None);
+    let backfill = run
+        .statements
+        .iter()
+        .find(|phase| phase.class == Some("backfill"))
+        .expect("the UPDATE runs as a backfill");
+    backfill.measured_wal_bytes
+}
+
+/// What the settings are for: the same migration writes more WAL on a copy of a source with full_page_writes on
+/// (the first change to each page after the checkpoint logs the whole page) than of one with it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sources_full_page_writes_decide_the_migrations_wal_on_the_copy() {
+    let source = PrivateCluster::start_with_settings(&[("full_page_writes", "on")]);
+    let url = source.create_database("shop").await;
+    let client = tidegate_testkit::connect(&url).await;
+    client
+        .batch_execute(
+            "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL);
+             INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 50000) g;
+             ANALYZE items",
+        )
+        .await
+        .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let with_fpw = backfill_wal(&url, &scratch.path().join("on")).await;
+    let admin = tidegate_testkit::connect(&source.url()).await;
+    for statement in [
+        "ALTER SYSTEM SET full_page_writes = off",
+        "SELECT pg_reload_conf()",
+    ] {
+        admin.batch_execute(statement).await.unwrap();
+    }
+    for _ in 0..100 {
+        if show(&url, "full_page_writes").await == "off" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let without = backfill_wal(&url, &scratch.path().join("off")).await;
+    eprintln!(
+        "backfill of 50,000 rows: {with_fpw} bytes of WAL with full_page_writes on, {without} with it off ({:.0}% less)",
+        100.0 * (1.0 - without as f64 / with_fpw as f64)
+    );
+    assert!(
+        with_fpw as f64 > without as f64 * 1.1,
+        "on {with_fpw}, off {without}"
+    );
+}

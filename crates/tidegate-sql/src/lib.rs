@@ -52,6 +52,7 @@ mod catalog;
 pub mod discovery;
 mod facts;
 pub mod mysql;
+pub mod replay;
 mod scope;
 mod size;
 mod source;

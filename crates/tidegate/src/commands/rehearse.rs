@@ -5,7 +5,7 @@
 //! workload, measured phase by phase.
 //!
 //! Read-only on the source (READ ONLY transactions with lock and statement timeouts). What it does not do yet is
-//! said in `--help` and in every report (pg_stat_statements replay). Exit 0
+//! said in `--help` and in every report. Exit 0
 //! when the rehearsal ran (columns off and an apply that stops on the copy are reported, not failures), 1 when it
 //! failed, 2 on usage or input errors.
 
@@ -41,7 +41,11 @@ The scratch server takes the source's full_page_writes, wal_level, wal_compressi
 max_wal_size and autovacuum, and its shared_buffers × --scale (at least 16 MB); fsync stays off. Every report \
 lists each setting, source beside rehearsal, taken, scaled, differing or refused, and why.
 
-Not yet: replaying the source's pg_stat_statements (auto runs key lookups and updates).")]
+With --workload auto and pg_stat_statements on the source, the workload replays the most-called statements that \
+touch the copied tables (up to 20): each $n is drawn from the statistics of the column it is compared to or \
+assigned to and bound as text, LIMIT $n is 10, each statement runs in proportion to its calls, at their calls per \
+second on the source (since pg_stat_statements_info.stats_reset) × --scale, or --rate. DDL, utility statements, \
+a $n in arithmetic or a call, and statements reading a table not copied are listed as skipped, with why.")]
 pub struct RehearseArgs {
     /// Migration directory whose pending migrations name the tables [default: migrations/ when it exists, else
     /// every table of the database]
@@ -55,13 +59,16 @@ pub struct RehearseArgs {
     /// Seed of the synthetic rows: the same seed and statistics give the same rows
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Foreground traffic while the migrations run: `auto` runs key lookups (4 in 5) and updates (1 in 5) on each
-    /// copied table with a single integer primary key, keys drawn from the copy's range; `none` runs without
+    /// Foreground traffic while the migrations run: `auto` replays the source's most-called pg_stat_statements
+    /// that touch the copied tables (parameters drawn from the column statistics), or without the extension runs
+    /// key lookups (4 in 5) and updates (1 in 5) on each copied table with a single integer primary key; `none`
+    /// runs without
     #[arg(long, value_enum, default_value_t = WorkloadKind::Auto)]
     pub workload: WorkloadKind,
-    /// Requests per second of `--workload auto`
-    #[arg(long, default_value_t = WorkloadChoice::DEFAULT_RATE)]
-    pub rate: f64,
+    /// Requests per second of `--workload auto` [default: the replayed statements' calls per second on the
+    /// source × --scale; 50 for key lookups]
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Scales the migrations are measured at, for extrapolation to the source's size: N copies at --scale × k/N
     /// for k = 1..N, each built and measured in turn on the same scratch server (1: no extrapolation)
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=5))]
@@ -94,11 +101,12 @@ pub enum WorkloadKind {
 }
 
 pub fn run(args: RehearseArgs) -> anyhow::Result<ExitCode> {
-    if !args.rate.is_finite() || args.rate <= 0.0 || args.rate > 1_000_000.0 {
-        return Err(super::usage(format!(
-            "--rate {}: expected requests per second between 0 and 1,000,000 (e.g. 50)",
-            args.rate
-        )));
+    if let Some(rate) = args.rate {
+        if !rate.is_finite() || rate <= 0.0 || rate > 1_000_000.0 {
+            return Err(super::usage(format!(
+                "--rate {rate}: expected requests per second between 0 and 1,000,000 (e.g. 50)"
+            )));
+        }
     }
     if !args.scale.is_finite() || args.scale <= 0.0 {
         return Err(super::usage(format!(
@@ -139,11 +147,14 @@ pub fn run(args: RehearseArgs) -> anyhow::Result<ExitCode> {
         ..RehearseOptions::default()
     };
     options.measure.seed = args.seed;
+    options.replay_at_source_rate = args.rate.is_none();
     options.extra_scales = (1..args.points)
         .map(|k| args.scale * f64::from(k) / f64::from(args.points))
         .collect();
     options.measure.workload = match args.workload {
-        WorkloadKind::Auto => WorkloadChoice::Auto { rate: args.rate },
+        WorkloadKind::Auto => WorkloadChoice::Auto {
+            rate: args.rate.unwrap_or(WorkloadChoice::DEFAULT_RATE),
+        },
         WorkloadKind::None => WorkloadChoice::None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
