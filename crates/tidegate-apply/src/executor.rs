@@ -663,7 +663,7 @@ async fn backend_pids(clients: &[&dyn Session]) -> Result<Vec<i32>, ApplyError> 
 
 /// The health gate: waits (saying why) until the backfill's signals are healthy, or refuses after
 /// `options.health_wait`. Unknown is not healthy.
-async fn wait_until_healthy(
+pub(crate) async fn wait_until_healthy(
     client: &dyn Session,
     own_pids: &[i32],
     version: &str,
@@ -742,7 +742,7 @@ pub(crate) async fn read_history(client: &dyn Session) -> Result<Vec<AppliedReco
         .collect()
 }
 
-async fn wait_for_window(window: Option<&Window>, stop: &StopHandle, sink: &ApplySink) {
+pub(crate) async fn wait_for_window(window: Option<&Window>, stop: &StopHandle, sink: &ApplySink) {
     let Some(window) = window else { return };
     while stop.requested().is_none() {
         let now = utc_second_of_day();

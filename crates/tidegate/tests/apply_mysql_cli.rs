@@ -271,3 +271,152 @@ async fn kill_dash_nine_of_apply_at_random_instants_then_finish_as_a_plain_run_w
         text(&again.stderr)
     );
 }
+
+/// A MariaDB with `items` and one pending migration adding `note`; the connection and the migrations directory.
+async fn items_with_pending_note() -> (PrivateMariaDb, Box<dyn Session>, tempfile::TempDir) {
+    let server = PrivateMariaDb::start();
+    let s = MySqlConfig::from_url(&server.url())
+        .unwrap()
+        .open()
+        .await
+        .unwrap();
+    s.batch_execute(
+        "create table items (id bigint primary key, n int not null default 0) engine=innodb;
+         insert into items (id) select seq from seq_1_to_100",
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_note.sql"),
+        "ALTER TABLE items ADD COLUMN note VARCHAR(20);\n",
+    )
+    .unwrap();
+    (server, s, dir)
+}
+
+async fn has_note(s: &dyn Session) -> bool {
+    let rows = s
+        .query_text(
+            "select count(*) from information_schema.COLUMNS \
+             where TABLE_SCHEMA = database() and TABLE_NAME = 'items' and COLUMN_NAME = 'note'",
+        )
+        .await
+        .unwrap();
+    rows[0][0].as_deref() == Some("1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_its_window_apply_waits_and_says_why() {
+    let (server, s, dir) = items_with_pending_note().await;
+    // A one-minute window twelve hours from now: certainly closed.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let opens = (now / 60 + 12 * 60) % (24 * 60);
+    let window = format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        opens / 60,
+        opens % 60,
+        (opens + 1) / 60 % 24,
+        (opens + 1) % 60
+    );
+    let mut child = tidegate()
+        .args([
+            "apply",
+            "--db",
+            &server.url(),
+            dir.path().to_str().unwrap(),
+            "--window",
+            &window,
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "apply must wait for its window, not run or give up"
+    );
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let log = text(&output.stderr);
+    assert!(
+        log.contains("outside the --window") && log.contains("waiting"),
+        "{log}"
+    );
+    assert!(
+        !has_note(s.as_ref()).await,
+        "nothing ran outside the window"
+    );
+    // A bad window is a usage error.
+    let bad = apply(&[
+        "--db",
+        &server.url(),
+        dir.path().to_str().unwrap(),
+        "--window",
+        "25:00-26:00",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_gate_waits_for_the_throttle_query_then_applies_or_refuses() {
+    let (server, s, dir) = items_with_pending_note().await;
+    let url = server.url();
+    let path = dir.path().to_str().unwrap().to_string();
+    s.batch_execute("create table ops_gate (busy boolean); insert into ops_gate values (true)")
+        .await
+        .unwrap();
+    // Unhealthy for longer than --health-wait: refused, nothing changed.
+    let refused = apply(&[
+        "--db",
+        &url,
+        &path,
+        "--throttle-query",
+        "select busy from ops_gate",
+        "--health-wait",
+        "2s",
+    ]);
+    let log = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("was not healthy") && log.contains("--health-wait"),
+        "{log}"
+    );
+    assert!(!has_note(s.as_ref()).await);
+    // Healthy after 3 s: apply waits, says why, then applies.
+    let clear = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let s = MySqlConfig::from_url(&url).unwrap().open().await.unwrap();
+            s.batch_execute("update ops_gate set busy = false")
+                .await
+                .unwrap();
+        })
+    };
+    let (url2, path2) = (url.clone(), path.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        apply(&[
+            "--db",
+            &url2,
+            &path2,
+            "--throttle-query",
+            "select busy from ops_gate",
+            "--health-wait",
+            "60s",
+        ])
+    })
+    .await
+    .unwrap();
+    clear.await.unwrap();
+    let log = text(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("waiting before phase 1") && log.contains("not healthy"),
+        "{log}"
+    );
+    assert!(has_note(s.as_ref()).await);
+}

@@ -296,6 +296,12 @@ pub async fn apply_mysql(
             connected.session.connection_id(),
             monitor.connection_id()
         );
+        // Our sessions, which the health gate does not count as the application's.
+        let own_connection_ids: Vec<i32> =
+            [connected.session.connection_id(), monitor.connection_id()]
+                .into_iter()
+                .filter_map(|id| i32::try_from(id).ok())
+                .collect();
         let mut applied_now = Vec::new();
         for migration in &planned.pending {
             if let Some(reason) = options.stop.requested() {
@@ -305,10 +311,27 @@ pub async fn apply_mysql(
                     applied_now,
                 });
             }
-            run_migration(
-                config, client, &monitor, &own_ids, migration, &options, &sink,
+            let outcome = run_migration(
+                config,
+                client,
+                &monitor,
+                &own_ids,
+                &own_connection_ids,
+                migration,
+                &options,
+                &sink,
             )
-            .await?;
+            .await;
+            match outcome {
+                Err(ApplyError::Stopped { reason, before, .. }) => {
+                    return Err(ApplyError::Stopped {
+                        reason,
+                        before,
+                        applied_now,
+                    })
+                }
+                other => other?,
+            }
             applied_now.push(migration.version.clone());
         }
         Ok(MyApplySummary {
@@ -359,11 +382,13 @@ async fn journal(client: &dyn Session, version: &str, event: &str, detail: serde
 }
 
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)]
 async fn run_migration(
     config: &MySqlConfig,
     client: &dyn Session,
     monitor: &MySqlSession,
     own_ids: &str,
+    own_connection_ids: &[i32],
     migration: &plan::MyPlannedMigration,
     options: &ApplyOptions,
     sink: &ApplySink,
@@ -429,6 +454,29 @@ async fn run_migration(
                 reason: "done by an earlier apply".into(),
             });
             continue;
+        }
+        // Before each phase, as on PostgreSQL: the window (a long backfill may have run past its end) and the
+        // health gate (the database may have become busy meanwhile). What is committed stays; a stop or an
+        // unhealthy database leaves the migration to resume at this phase.
+        crate::executor::wait_for_window(options.window.as_ref(), &options.stop, sink).await;
+        if options.stop.requested().is_none() {
+            crate::executor::wait_until_healthy(
+                client,
+                own_connection_ids,
+                &version,
+                number,
+                options,
+                sink,
+            )
+            .await
+            .map_err(ApplyError::Unhealthy)?;
+        }
+        if let Some(reason) = options.stop.requested() {
+            return Err(ApplyError::Stopped {
+                reason,
+                before: format!("phase {number} of {version}"),
+                applied_now: Vec::new(),
+            });
         }
         sink(&ApplyEvent::PhaseStarted {
             version: version.clone(),

@@ -421,10 +421,17 @@ fn run_mysql(args: ApplyArgs, config: MySqlConfig) -> anyhow::Result<ExitCode> {
             return Ok(super::exit_usage());
         }
     };
-    if args.window.is_some() || args.no_rewrite || args.metrics_addr.is_some() {
-        eprintln!("error: --window, --no-rewrite and --metrics-addr are not supported on MySQL/MariaDB yet");
+    if args.no_rewrite || args.metrics_addr.is_some() {
+        eprintln!("error: --no-rewrite and --metrics-addr are not supported on MySQL/MariaDB yet");
         return Ok(super::exit_usage());
     }
+    let window = match args.window.as_deref().map(str::parse::<Window>).transpose() {
+        Ok(window) => window,
+        Err(error) => {
+            eprintln!("error: --window: {error}");
+            return Ok(super::exit_usage());
+        }
+    };
     if args.lock_timeout.is_zero() || args.lock_timeout.subsec_nanos() != 0 {
         eprintln!(
             "error: --lock-timeout must be whole seconds, at least 1s, on MySQL/MariaDB (lock_wait_timeout counts seconds); got {:?}",
@@ -437,8 +444,11 @@ fn run_mysql(args: ApplyArgs, config: MySqlConfig) -> anyhow::Result<ExitCode> {
     backfill.max_rows_per_second = args.max_rows_per_second;
     backfill.thresholds.max_active = args.max_active;
     backfill.throttle_query = args.throttle_query.clone();
+    // A backfill phase keeps to the same window: its batches pause when the window closes.
+    backfill.window = window;
     let stop = StopHandle::default();
     let options = ApplyOptions {
+        window,
         lock_timeout: args.lock_timeout,
         statement_timeout: args.statement_timeout,
         retries: args.retries,
