@@ -382,7 +382,6 @@ async fn journal(client: &dyn Session, version: &str, event: &str, detail: serde
 }
 
 #[allow(clippy::too_many_arguments)]
-#[allow(clippy::too_many_arguments)]
 async fn run_migration(
     config: &MySqlConfig,
     client: &dyn Session,
