@@ -420,3 +420,84 @@ async fn the_health_gate_waits_for_the_throttle_query_then_applies_or_refuses() 
     );
     assert!(has_note(s.as_ref()).await);
 }
+
+fn status_json(url: &str, dir: &std::path::Path) -> (Option<i32>, Vec<(String, String)>) {
+    let output = tidegate()
+        .args([
+            "status",
+            "--db",
+            url,
+            dir.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&output.stderr)));
+    let states = report["migrations"]
+        .as_array()
+        .expect("a list of migrations")
+        .iter()
+        .map(|line| {
+            (
+                line["version"].as_str().unwrap().to_string(),
+                line["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (output.status.code(), states)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reads_the_history_without_changing_anything() {
+    let (server, s, dir) = items_with_pending_note().await;
+    let url = server.url();
+    let pair = |v: &str, st: &str| (v.to_string(), st.to_string());
+    // Before any apply: pending, exit 1, and the tidegate database is not created.
+    assert_eq!(
+        status_json(&url, dir.path()),
+        (Some(1), vec![pair("0001_note.sql", "pending")])
+    );
+    let databases = s
+        .query_text("show databases like 'tidegate'")
+        .await
+        .unwrap();
+    assert!(databases.is_empty(), "status created {databases:?}");
+    let run = apply(&["--db", &url, dir.path().to_str().unwrap()]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(
+        status_json(&url, dir.path()),
+        (Some(0), vec![pair("0001_note.sql", "applied")])
+    );
+    // A new file is pending; an applied file edited afterwards is changed.
+    std::fs::write(
+        dir.path().join("0002_more.sql"),
+        "ALTER TABLE items ADD COLUMN more INT;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0001_note.sql"),
+        "ALTER TABLE items ADD COLUMN note VARCHAR(30);\n",
+    )
+    .unwrap();
+    assert_eq!(
+        status_json(&url, dir.path()),
+        (
+            Some(1),
+            vec![
+                pair("0001_note.sql", "changed"),
+                pair("0002_more.sql", "pending")
+            ]
+        )
+    );
+    let text_out = tidegate()
+        .args(["status", "--db", &url, dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let shown = text(&text_out.stdout);
+    assert!(
+        shown.contains("1 pending") && shown.contains("1 changed"),
+        "{shown}"
+    );
+}

@@ -359,7 +359,6 @@ fn postgres_only_verbs_refuse_a_mysql_url() {
             vec!["plan", migrations],
             vec!["rehearse", migrations],
             vec!["baseline", migrations],
-            vec!["status"],
             vec!["report", "1"],
         ] {
             for via_env in [false, true] {

@@ -11,6 +11,7 @@
 pub mod executor;
 pub mod plan;
 mod sql;
+pub mod status;
 
 pub use executor::{apply_mysql, MyApplySummary, OpenTransaction};
 pub use plan::{MyApplyPlan, MyObstacle, MyPhase, MyPlannedMigration};

@@ -126,3 +126,12 @@ pub const OPEN_TRANSACTIONS: &str = "SELECT CAST(t.trx_mysql_thread_id AS SIGNED
     LEFT JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
     WHERE FIND_IN_SET(t.trx_mysql_thread_id, ?) = 0 \
     ORDER BY t.trx_started, t.trx_mysql_thread_id LIMIT 5";
+
+/// `tidegate status` reads in one of these: nothing it runs writes.
+pub const BEGIN_READ_ONLY: &str = "START TRANSACTION READ ONLY";
+
+/// Every recorded migration, for `tidegate status`; `at` in UTC (the table stores UTC_TIMESTAMP).
+pub const STATUS_HISTORY: &str = "SELECT version, name, checksum, status, \
+    CAST(phases_done AS SIGNED) AS phases_done, phases, last_error, \
+    DATE_FORMAT(coalesce(applied_at, started_at), '%Y-%m-%dT%H:%i:%sZ') AS at \
+    FROM tidegate.migrations ORDER BY version";

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use tidegate_apply::status::{status, MigrationLine, MigrationState, StatusReport};
 use tidegate_apply::ApplyError;
-use tidegate_db::connect::ConnectionConfig;
+use tidegate_db::target::Target;
 
 use super::Format;
 
@@ -16,7 +16,7 @@ pub struct StatusArgs {
     /// Migration directory (layout detected: plain, sqlx, diesel, golang-migrate, dbmate, Flyway, Prisma)
     #[arg(default_value = "migrations")]
     pub dir: PathBuf,
-    /// Connection URL; else DATABASE_URL, else libpq's PG* variables
+    /// Connection URL (postgresql://…, or mysql://… / mariadb://…); else DATABASE_URL, else libpq's PG* variables
     #[arg(long)]
     pub db: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -24,8 +24,8 @@ pub struct StatusArgs {
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let config = match ConnectionConfig::resolve(args.db.as_deref()) {
-        Ok(config) => config,
+    let target = match Target::resolve(args.db.as_deref()) {
+        Ok(target) => target,
         Err(error) => {
             eprintln!("error: {error}");
             return Ok(super::exit_usage());
@@ -35,11 +35,19 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    match runtime.block_on(status(&config, &args.dir, None)) {
+    let outcome = runtime.block_on(async {
+        match &target {
+            Target::Postgres(config) => status(config, &args.dir, None).await,
+            Target::MySql(config) => {
+                tidegate_apply::mysql::status::status_mysql(config, &args.dir, None).await
+            }
+        }
+    });
+    match outcome {
         Ok(report) => {
             match args.format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report.to_json())?),
-                Format::Text => print!("{}", render(&report, &config.redacted().to_string())),
+                Format::Text => print!("{}", render(&report, &target.redacted())),
             }
             // 0 only when the database is where the directory says it should be.
             Ok(if report.all_applied() {
