@@ -47,7 +47,7 @@ pub enum ConnectError {
         reason: String,
     },
     /// A MySQL or MariaDB URL given to a command that speaks only PostgreSQL so far.
-    #[error("{source_name} names a MySQL/MariaDB server ({target}), and this command is PostgreSQL-only for now; only `tidegate backfill` (with `runs`, `pause`, `resume` and `abort`) speaks MySQL and MariaDB")]
+    #[error("{source_name} names a MySQL/MariaDB server ({target}), and this command is PostgreSQL-only for now; `tidegate backfill` (with `runs`, `pause`, `resume`, `abort` and `report`) and `tidegate apply` speak MySQL and MariaDB")]
     PostgresOnly {
         source_name: &'static str,
         /// The URL without its password.

@@ -141,13 +141,28 @@ pub async fn run_act<F, Fut>(
     config: &ActConfig,
     source: Arc<dyn RequestSource>,
     migration: F,
-    mut progress: impl FnMut(ActProgress),
+    progress: impl FnMut(ActProgress),
 ) -> Result<ActReport, WorkloadError>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = (MigrationLog, Result<(), String>)>,
 {
     let workload = Workload::start(url, config.workload.clone(), source).await?;
+    Ok(run_act_with(name, workload, config, migration, progress).await)
+}
+
+/// As [`run_act`], under a workload already started (e.g. [`Workload::start_sessions`] on MariaDB).
+pub async fn run_act_with<F, Fut>(
+    name: &str,
+    workload: Workload,
+    config: &ActConfig,
+    migration: F,
+    mut progress: impl FnMut(ActProgress),
+) -> ActReport
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = (MigrationLog, Result<(), String>)>,
+{
     with_progress(
         &workload,
         ActPhase::Baseline,
@@ -192,7 +207,7 @@ where
         label: end_label.into(),
     });
 
-    Ok(ActReport {
+    ActReport {
         name: name.to_string(),
         duration_s: (finished - started).as_secs_f64(),
         p50_ms: during.p50_ms,
@@ -208,5 +223,5 @@ where
         migration_error: outcome.err(),
         per_second: recorder.per_second(),
         events,
-    })
+    }
 }

@@ -180,3 +180,138 @@ fn describe_apply_event(event: &ApplyEvent) -> Option<String> {
         _ => return None,
     })
 }
+
+/// The demo on MySQL/MariaDB (`tidegate demo --engine mariadb`): the same two acts over tidegate-db's session
+/// seam. MySQL commits each DDL by itself, so "as shipped" is the ALTER, then the whole-table UPDATE as one
+/// autocommit statement under the server's default REPEATABLE READ: the form the postmortem's team ran.
+pub mod mysql {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use tidegate_apply::executor::ApplySink;
+    use tidegate_apply::{ApplyEvent, ApplyOptions};
+    use tidegate_db::driver::{Driver, Session};
+    use tidegate_db::mysql::MySqlConfig;
+
+    use super::{describe_apply_event, TidegateActOptions, POSTMORTEM_MIGRATION};
+    use crate::act::MigrationLog;
+    use crate::orders;
+
+    pub const NAIVE_ALTER: &str = "ALTER TABLE orders ADD COLUMN order_status_v2 VARCHAR(20)";
+    pub const NAIVE_UPDATE: &str = "UPDATE orders SET order_status_v2 = order_status";
+    const DROP_ORDERS: &str = "DROP TABLE IF EXISTS orders";
+    const EXISTING_ORDERS: &str = "SELECT TABLE_NAME AS name FROM information_schema.TABLES \
+        WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'orders'";
+
+    /// The driver the demo's sessions (and its workload's) come from.
+    pub fn driver(url: &str) -> Result<Arc<dyn Driver>, String> {
+        MySqlConfig::from_url(url)
+            .map(|config| Arc::new(config) as Arc<dyn Driver>)
+            .map_err(|error| error.to_string())
+    }
+
+    async fn open(url: &str) -> Result<Box<dyn Session>, String> {
+        driver(url)?.open().await.map_err(|error| error.to_string())
+    }
+
+    /// Drops and recreates `orders` with `rows` rows from `seed`.
+    pub async fn rebuild_orders(url: &str, rows: u64, seed: u64) -> Result<(), String> {
+        let session = open(url).await?;
+        session
+            .batch_execute(DROP_ORDERS)
+            .await
+            .map_err(|error| error.to_string())?;
+        orders::create_orders_mysql(session.as_ref(), rows, seed)
+            .await
+            .map_err(|error| format!("loading orders: {error}"))
+    }
+
+    /// The `orders` table the target database already has, if any.
+    pub async fn existing_orders(url: &str) -> Result<Option<String>, String> {
+        use tidegate_db::driver::SessionExt;
+        let session = open(url).await?;
+        let row = session
+            .query_opt(EXISTING_ORDERS, &[])
+            .await
+            .map_err(|error| error.to_string())?;
+        row.map(|row| row.get::<String>("name"))
+            .transpose()
+            .map_err(|error| error.to_string())
+    }
+
+    pub async fn drop_demo_objects(url: &str) -> Result<(), String> {
+        open(url)
+            .await?
+            .batch_execute(DROP_ORDERS)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    /// Act 1: the ALTER, then the whole-table UPDATE in one statement.
+    pub async fn run_naive_migration(url: &str) -> (MigrationLog, Result<(), String>) {
+        let mut log = MigrationLog::default();
+        let started = Instant::now();
+        let session = match open(url).await {
+            Ok(session) => session,
+            Err(error) => return (log, Err(error)),
+        };
+        let result = async {
+            session.batch_execute(NAIVE_ALTER).await?;
+            log.note(started.elapsed(), "ALTER TABLE done (committed by itself)");
+            session.batch_execute(NAIVE_UPDATE).await?;
+            log.note(
+                started.elapsed(),
+                "whole-table UPDATE committed: row locks released",
+            );
+            Ok::<(), tidegate_db::connect::DbError>(())
+        }
+        .await
+        .map_err(|error| error.to_string());
+        (log, result)
+    }
+
+    /// Act 2: the same file through `tidegate apply` on MySQL/MariaDB — the ALTER with `ALGORITHM=`/`LOCK=`
+    /// and a short `lock_wait_timeout`, then the UPDATE as a batched, throttled, checkpointed backfill.
+    pub async fn run_tidegate_migration(
+        url: &str,
+        options: TidegateActOptions,
+    ) -> (MigrationLog, Result<(), String>) {
+        let log = Arc::new(Mutex::new(MigrationLog::default()));
+        let started = Instant::now();
+        let note = {
+            let log = log.clone();
+            move |label: String| {
+                log.lock()
+                    .expect("the log lock is never poisoned")
+                    .note(started.elapsed(), label)
+            }
+        };
+        let result = async {
+            let config = MySqlConfig::from_url(url).map_err(|error| error.to_string())?;
+            let dir = tempfile::tempdir()
+                .map_err(|error| format!("creating a migrations directory: {error}"))?;
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|since| since.as_millis())
+                .unwrap_or_default();
+            std::fs::write(
+                dir.path().join(format!("{stamp}_order_status_v2.sql")),
+                POSTMORTEM_MIGRATION,
+            )
+            .map_err(|error| format!("writing the migration: {error}"))?;
+            let sink: ApplySink = Arc::new(move |event: &ApplyEvent| {
+                if let Some(label) = describe_apply_event(event) {
+                    note(label);
+                }
+            });
+            let options: ApplyOptions = options.apply.clone();
+            tidegate_apply::mysql::apply_mysql(&config, dir.path(), options, sink)
+                .await
+                .map(|_| ())
+                .map_err(|error| error.to_string())
+        }
+        .await;
+        let log = log.lock().expect("the log lock is never poisoned").clone();
+        (log, result)
+    }
+}

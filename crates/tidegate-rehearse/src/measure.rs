@@ -32,6 +32,19 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Classifies an error from tidegate-db's session seam by the class its driver gave it from the server's
+    /// code (MySQL: 1205 lock wait, 1213 deadlock, 1969/3024 statement time; never by message text).
+    pub fn of_db(error: &tidegate_db::connect::DbError) -> Self {
+        use tidegate_db::driver::ErrorClass as Db;
+        match error.class {
+            Db::LockTimeout => Self::LockTimeout,
+            Db::Deadlock => Self::Deadlock,
+            Db::StatementTimeout => Self::StatementTimeout,
+            Db::ConnectionLost => Self::Connection,
+            _ => Self::Other,
+        }
+    }
+
     /// Classifies a driver error by SQLSTATE (never by message text).
     pub fn of(error: &tokio_postgres::Error) -> Self {
         use tokio_postgres::error::SqlState;

@@ -90,8 +90,18 @@ fn amount_cents(rng: &mut fastrand::Rng) -> i64 {
         .clamp(50.0, 5_000_000.0) as i64
 }
 
-/// One row in COPY text format, for order `id`.
-fn write_row(out: &mut String, rng: &mut fastrand::Rng, id: u64, customers: u64, now_epoch: u64) {
+/// One synthetic order's values (the same draws, in the same order, for either engine's loader).
+struct OrderRow {
+    customer: u64,
+    status: &'static str,
+    amount: i64,
+    currency: &'static str,
+    country: &'static str,
+    created: u64,
+    updated: u64,
+}
+
+fn order_row(rng: &mut fastrand::Rng, customers: u64, now_epoch: u64) -> OrderRow {
     let country = weighted(rng, &COUNTRY_WEIGHTS);
     let currency = CURRENCY_BY_COUNTRY
         .iter()
@@ -100,14 +110,60 @@ fn write_row(out: &mut String, rng: &mut fastrand::Rng, id: u64, customers: u64,
         .unwrap_or("USD");
     let created = now_epoch - rng.u64(0..HISTORY_SECONDS);
     let updated = (created + rng.u64(0..30 * 24 * 3600)).min(now_epoch);
+    let customer = customer_id(rng, customers);
+    let status = weighted(rng, &STATUS_WEIGHTS);
+    let amount = amount_cents(rng);
+    OrderRow {
+        customer,
+        status,
+        amount,
+        currency,
+        country,
+        created,
+        updated,
+    }
+}
+
+/// One row in COPY text format, for order `id`.
+fn write_row(out: &mut String, rng: &mut fastrand::Rng, id: u64, customers: u64, now_epoch: u64) {
+    let row = order_row(rng, customers, now_epoch);
     let _ = writeln!(
         out,
-        "{id}\t{}\t{}\t{}\t{currency}\t{country}\t{}\t{}",
-        customer_id(rng, customers),
-        weighted(rng, &STATUS_WEIGHTS),
-        amount_cents(rng),
-        epoch_to_timestamptz(created),
-        epoch_to_timestamptz(updated),
+        "{id}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+        row.customer,
+        row.status,
+        row.amount,
+        row.currency,
+        row.country,
+        epoch_to_timestamptz(row.created),
+        epoch_to_timestamptz(row.updated),
+    );
+}
+
+/// One row as a MySQL `VALUES` tuple, for order `id` (every value is a number or one of the fixed words above,
+/// so nothing needs escaping).
+fn write_mysql_tuple(
+    out: &mut String,
+    rng: &mut fastrand::Rng,
+    id: u64,
+    customers: u64,
+    now_epoch: u64,
+) {
+    let row = order_row(rng, customers, now_epoch);
+    let datetime = |epoch| {
+        let text = epoch_to_timestamptz(epoch);
+        text.trim_end_matches("+00").to_string()
+    };
+    let _ = write!(
+        out,
+        "({id},{},'{}',{},'{}','{}','{}','{}')",
+        row.customer,
+        row.status,
+        row.amount,
+        row.currency,
+        row.country,
+        datetime(row.created),
+        datetime(row.updated),
     );
 }
 
@@ -187,6 +243,115 @@ async fn load_orders(
     }
     sink.as_mut().finish().await?;
     Ok(())
+}
+
+/// The postmortem's table on MySQL/MariaDB: the same columns and indexes, InnoDB.
+pub const MYSQL_CREATE_ORDERS: &str = "
+create table orders (
+    id               bigint      not null auto_increment primary key,
+    customer_id      bigint      not null,
+    order_status     varchar(20) not null,
+    amount_cents     bigint      not null,
+    currency         char(3)     not null default 'USD',
+    shipping_country char(2)     not null,
+    created_at       datetime    not null,
+    updated_at       datetime    not null,
+    key orders_customer_id_idx (customer_id),
+    key orders_created_at_idx (created_at),
+    key orders_status_idx (order_status)
+) engine=innodb";
+
+/// Rows per multi-row INSERT on MySQL (well under the default max_allowed_packet).
+const MYSQL_INSERT_ROWS: u64 = 2_000;
+
+/// Creates `orders` on MySQL/MariaDB and loads `rows` synthetic orders (ids 1..=rows, the same values the
+/// PostgreSQL loader writes for a seed) with multi-row INSERTs, then analyzes it. Later inserts take ids after
+/// the loaded ones (auto_increment).
+pub async fn create_orders_mysql(
+    session: &dyn tidegate_db::driver::Session,
+    rows: u64,
+    seed: u64,
+) -> Result<(), tidegate_db::connect::DbError> {
+    session.batch_execute(MYSQL_CREATE_ORDERS).await?;
+    let now_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_secs())
+        .unwrap_or(HISTORY_SECONDS * 30);
+    let customers = (rows / ORDERS_PER_CUSTOMER).max(1);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut id = 1;
+    let mut sql = String::with_capacity(MYSQL_INSERT_ROWS as usize * 80);
+    while id <= rows {
+        sql.clear();
+        sql.push_str(
+            "insert into orders (id, customer_id, order_status, amount_cents, currency, shipping_country, \
+             created_at, updated_at) values ",
+        );
+        let end = (id + MYSQL_INSERT_ROWS).min(rows + 1);
+        for row_id in id..end {
+            if row_id > id {
+                sql.push(',');
+            }
+            write_mysql_tuple(&mut sql, &mut rng, row_id, customers, now_epoch);
+        }
+        session.batch_execute(&sql).await?;
+        id = end;
+    }
+    session.batch_execute("analyze table orders").await
+}
+
+/// The application's requests against `orders` on MySQL/MariaDB: the same mix as [`OrdersWorkload`], with `?`
+/// placeholders; each session bounds a request by MariaDB's `max_statement_time` and both lock waits.
+#[derive(Debug, Clone)]
+pub struct MyOrdersWorkload(pub OrdersWorkload);
+
+impl crate::workload::SessionRequestSource for MyOrdersWorkload {
+    fn statements(&self) -> Vec<String> {
+        vec![
+            "select id, customer_id, order_status, amount_cents from orders where id = ?".into(),
+            "update orders set order_status = ?, updated_at = now() where id = ?".into(),
+            "insert into orders (customer_id, order_status, amount_cents, currency, shipping_country, created_at, \
+             updated_at) values (?, 'pending', ?, 'USD', 'US', now(), now())"
+                .into(),
+        ]
+    }
+
+    fn next_request(&self, rng: &mut fastrand::Rng) -> crate::workload::SessionRequest {
+        use tidegate_db::driver::Value;
+        let w = &self.0;
+        let roll = rng.u32(0..100);
+        let (statement, params) = if roll < 70 {
+            (
+                OrdersWorkload::READ_BY_ID,
+                vec![Value::Int(rng.i64(1..=w.max_id))],
+            )
+        } else if roll < 90 {
+            let id = rng.i64(1..=w.max_id);
+            let status = weighted(rng, &STATUS_WEIGHTS).to_string();
+            (
+                OrdersWorkload::UPDATE_STATUS,
+                vec![Value::Text(status), Value::Int(id)],
+            )
+        } else {
+            let customer = rng.i64(1..=w.customers);
+            (
+                OrdersWorkload::INSERT,
+                vec![Value::Int(customer), Value::Int(amount_cents(rng))],
+            )
+        };
+        crate::workload::SessionRequest { statement, params }
+    }
+
+    fn session_setup(&self, request_timeout: std::time::Duration) -> String {
+        // The application's timeout, as a MySQL application has it: its lock waits (whole seconds) and, on
+        // MariaDB, the statement's own time (an executable comment MySQL skips).
+        let seconds = request_timeout.as_secs_f64().max(0.001);
+        format!(
+            "SET SESSION innodb_lock_wait_timeout = {lock}, lock_wait_timeout = {lock} \
+             /*M!, max_statement_time = {seconds:.3} */",
+            lock = request_timeout.as_secs().max(1)
+        )
+    }
 }
 
 /// The application's requests against `orders`: 70% reads by id, 20% status updates by id, 10% new orders.

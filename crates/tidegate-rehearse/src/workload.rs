@@ -4,12 +4,16 @@
 //! The workload is generic over a [`RequestSource`]: the demo drives it with [`crate::orders::OrdersWorkload`];
 //! rehearsals with key lookups or the source's own statements ([`crate::replay`]), whose parameters are bound as
 //! text ([`TextParam`]) for the server to parse as whatever type it inferred. Each statement's requests are
-//! counted ([`WorkloadReport::per_statement`]).
+//! counted ([`WorkloadReport::per_statement`]). On MySQL/MariaDB it runs
+//! over tidegate-db's session seam instead ([`Workload::start_sessions`] with a [`SessionRequestSource`], e.g.
+//! [`crate::orders::MyOrdersWorkload`]); the scheduler and the measurement are the same.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tidegate_db::connect::DbError;
+use tidegate_db::driver::{Driver, Prepared, Session, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -76,6 +80,21 @@ pub trait RequestSource: Send + Sync + 'static {
     fn next_request(&self, rng: &mut fastrand::Rng) -> Request;
 }
 
+/// One request over the session seam: which statement, with which values.
+pub struct SessionRequest {
+    pub statement: usize,
+    pub params: Vec<Value>,
+}
+
+/// Where a workload over [`Session`]s (MySQL/MariaDB) gets its requests.
+pub trait SessionRequestSource: Send + Sync + 'static {
+    /// The SQL of every statement; each connection prepares them once.
+    fn statements(&self) -> Vec<String>;
+    fn next_request(&self, rng: &mut fastrand::Rng) -> SessionRequest;
+    /// What each connection runs first: the application's request timeout as the server takes it.
+    fn session_setup(&self, request_timeout: Duration) -> String;
+}
+
 /// How hard and how wide the workload pushes.
 #[derive(Debug, Clone)]
 pub struct WorkloadConfig {
@@ -114,6 +133,8 @@ pub enum WorkloadError {
         sql: String,
         source: tokio_postgres::Error,
     },
+    #[error("the workload could not open a session: {0}")]
+    Session(#[source] DbError),
 }
 
 /// A running workload. Stop it to get its measurements.
@@ -130,6 +151,96 @@ pub struct Workload {
 struct Connection {
     client: Client,
     statements: Vec<Statement>,
+}
+
+struct SessionConnection {
+    session: Box<dyn Session>,
+    statements: Vec<Prepared>,
+}
+
+/// What the connections of a workload talk to, and the requests they take.
+#[derive(Clone)]
+enum Target {
+    Postgres {
+        url: String,
+        source: Arc<dyn RequestSource>,
+    },
+    Sessions {
+        driver: Arc<dyn Driver>,
+        source: Arc<dyn SessionRequestSource>,
+    },
+}
+
+enum Link {
+    Postgres(Connection),
+    Session(SessionConnection),
+}
+
+impl Link {
+    fn is_closed(&self) -> bool {
+        match self {
+            Link::Postgres(c) => c.client.is_closed(),
+            Link::Session(c) => c.session.is_closed(),
+        }
+    }
+}
+
+enum AnyRequest {
+    Postgres(Request),
+    Session(SessionRequest),
+}
+
+impl AnyRequest {
+    fn statement(&self) -> usize {
+        match self {
+            AnyRequest::Postgres(request) => request.statement,
+            AnyRequest::Session(request) => request.statement,
+        }
+    }
+}
+
+impl Target {
+    async fn open(&self, config: &WorkloadConfig) -> Result<Link, WorkloadError> {
+        match self {
+            Target::Postgres { url, source } => open_connection(url, config, &source.statements())
+                .await
+                .map(Link::Postgres),
+            Target::Sessions { driver, source } => {
+                let session = driver.open().await.map_err(WorkloadError::Session)?;
+                session
+                    .batch_execute(&source.session_setup(config.request_timeout))
+                    .await
+                    .map_err(WorkloadError::Session)?;
+                let mut statements = Vec::new();
+                for sql in source.statements() {
+                    statements.push(
+                        session
+                            .prepare(&sql)
+                            .await
+                            .map_err(WorkloadError::Session)?,
+                    );
+                }
+                Ok(Link::Session(SessionConnection {
+                    session,
+                    statements,
+                }))
+            }
+        }
+    }
+
+    fn statement_count(&self) -> usize {
+        match self {
+            Target::Postgres { source, .. } => source.statements().len(),
+            Target::Sessions { source, .. } => source.statements().len(),
+        }
+    }
+
+    fn next_request(&self, rng: &mut fastrand::Rng) -> AnyRequest {
+        match self {
+            Target::Postgres { source, .. } => AnyRequest::Postgres(source.next_request(rng)),
+            Target::Sessions { source, .. } => AnyRequest::Session(source.next_request(rng)),
+        }
+    }
 }
 
 async fn open_connection(
@@ -172,6 +283,27 @@ impl Workload {
         config: WorkloadConfig,
         source: Arc<dyn RequestSource>,
     ) -> Result<Self, WorkloadError> {
+        Self::start_on(
+            Target::Postgres {
+                url: url.to_string(),
+                source,
+            },
+            config,
+        )
+        .await
+    }
+
+    /// As [`Workload::start`], over sessions `driver` opens (MySQL/MariaDB): `config.application_name` is not
+    /// set there; the source's `session_setup` bounds each request.
+    pub async fn start_sessions(
+        driver: Arc<dyn Driver>,
+        config: WorkloadConfig,
+        source: Arc<dyn SessionRequestSource>,
+    ) -> Result<Self, WorkloadError> {
+        Self::start_on(Target::Sessions { driver, source }, config).await
+    }
+
+    async fn start_on(target: Target, config: WorkloadConfig) -> Result<Self, WorkloadError> {
         // The gap between two requests must be a duration the scheduler can sleep: a rate so low that it
         // overflows Duration would panic, and one so high that it rounds to zero would spin and queue without end.
         let interval = Duration::try_from_secs_f64(1.0 / config.rate_per_second)
@@ -188,10 +320,9 @@ impl Workload {
                 })
             }
         };
-        let sqls = source.statements();
         let mut connections = Vec::with_capacity(config.connections);
         for _ in 0..config.connections {
-            connections.push(open_connection(url, &config, &sqls).await?);
+            connections.push(target.open(&config).await?);
         }
 
         let started = Instant::now();
@@ -199,7 +330,7 @@ impl Workload {
         let recorder = Arc::new(Mutex::new(LatencyRecorder::new()));
         let dispatched = Arc::new(AtomicU64::new(0));
         let per_statement: Arc<Vec<[AtomicU64; 2]>> = Arc::new(
-            (0..sqls.len())
+            (0..target.statement_count())
                 .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
                 .collect(),
         );
@@ -227,20 +358,18 @@ impl Workload {
             let receiver = receiver.clone();
             let recorder = recorder.clone();
             let per_statement = per_statement.clone();
-            let source = source.clone();
-            let url = url.to_string();
+            let target = target.clone();
             let config = config.clone();
-            let sqls = sqls.clone();
             let mut rng = fastrand::Rng::with_seed(config.seed.wrapping_add(index as u64));
             tasks.spawn(async move {
                 let mut connection = Some(connection);
                 loop {
                     let due = { receiver.lock().await.recv().await };
                     let Some(due) = due else { break };
-                    let request = source.next_request(&mut rng);
+                    let request = target.next_request(&mut rng);
                     // A request is due at `due` and gives up `request_timeout` later, as an application's
                     // client would: one that waited that long for a connection is not sent at all.
-                    let counts = per_statement.get(request.statement);
+                    let counts = per_statement.get(request.statement());
                     if started.elapsed().saturating_sub(due) >= config.request_timeout {
                         if let Some(counts) = counts {
                             counts[1].fetch_add(1, Ordering::Relaxed);
@@ -253,10 +382,10 @@ impl Workload {
                         continue;
                     }
                     let outcome = match &connection {
-                        Some(live) if !live.client.is_closed() => run(live, &request).await,
+                        Some(live) if !live.is_closed() => run(live, &request).await,
                         _ => {
                             // The server went away; try once per request to come back, and count the failure.
-                            connection = open_connection(&url, &config, &sqls).await.ok();
+                            connection = target.open(&config).await.ok();
                             match &connection {
                                 Some(live) => run(live, &request).await,
                                 None => Outcome::Failed(ErrorClass::Connection),
@@ -317,6 +446,7 @@ impl Workload {
         WorkloadReport {
             duration: self.started.elapsed(),
             dispatched: self.dispatched(),
+            recorder,
             per_statement: self
                 .per_statement
                 .iter()
@@ -325,12 +455,33 @@ impl Workload {
                     failed: failed.load(Ordering::Relaxed),
                 })
                 .collect(),
-            recorder,
         }
     }
 }
 
-async fn run(connection: &Connection, request: &Request) -> Outcome {
+async fn run(link: &Link, request: &AnyRequest) -> Outcome {
+    match (link, request) {
+        (Link::Postgres(connection), AnyRequest::Postgres(request)) => {
+            run_postgres(connection, request).await
+        }
+        (Link::Session(connection), AnyRequest::Session(request)) => {
+            let Some(statement) = connection.statements.get(request.statement) else {
+                return Outcome::Failed(ErrorClass::Other);
+            };
+            match connection
+                .session
+                .execute(statement.into(), &request.params)
+                .await
+            {
+                Ok(_) => Outcome::Ok,
+                Err(error) => Outcome::Failed(ErrorClass::of_db(&error)),
+            }
+        }
+        _ => Outcome::Failed(ErrorClass::Other),
+    }
+}
+
+async fn run_postgres(connection: &Connection, request: &Request) -> Outcome {
     let Some(statement) = connection.statements.get(request.statement) else {
         return Outcome::Failed(ErrorClass::Other);
     };
@@ -350,7 +501,7 @@ async fn run(connection: &Connection, request: &Request) -> Outcome {
 pub struct WorkloadReport {
     pub duration: Duration,
     pub dispatched: u64,
-    /// Per statement of [`RequestSource::statements`], in its order.
+    /// Per statement of the source's `statements()`, in its order.
     pub per_statement: Vec<StatementCount>,
     pub recorder: LatencyRecorder,
 }

@@ -576,8 +576,9 @@ fn figures(
         .flat_map(|t| t.batch_ms.iter().copied())
         .collect();
     times.sort_by(f64::total_cmp);
-    let throttled_s: f64 = throttles.iter().map(|t| t.duration_s).sum();
-    let paused_s: f64 = pauses.iter().map(|p| p.duration_s).sum();
+    // A fold from +0.0: an empty f64 `sum()` is -0.0, which prints as "-0.0 s".
+    let throttled_s = throttles.iter().fold(0.0, |sum, t| sum + t.duration_s);
+    let paused_s = pauses.iter().fold(0.0, |sum, p| sum + p.duration_s);
     let unthrottled = duration_s - throttled_s - paused_s;
     let wal = timelines
         .iter()

@@ -408,10 +408,25 @@ impl PrivateMariaDb {
             .keep();
         // World-traversable, so the `mysql` user reaches it when the tests run as root.
         let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755));
-        let mut options = tidegate_db::scratch_mariadb::StartOptions::new(dir.join("server"));
-        options.buffer_pool = "64M".into();
-        let server = tidegate_db::scratch_mariadb::start(&options)
-            .unwrap_or_else(|error| panic!("could not start a test MariaDB: {error}"));
+        // mariadb-install-db's bootstrap now and then fails when several test servers are installed at once
+        // (seen with six at a time on two cores; never alone): a fresh directory and a second try, with the
+        // first failure printed so it is not hidden.
+        let mut attempt = 0;
+        let server = loop {
+            attempt += 1;
+            let mut options = tidegate_db::scratch_mariadb::StartOptions::new(
+                dir.join(format!("server{attempt}")),
+            );
+            options.buffer_pool = "64M".into();
+            match tidegate_db::scratch_mariadb::start(&options) {
+                Ok(server) => break server,
+                Err(error) if attempt < 3 => {
+                    eprintln!("test MariaDB, attempt {attempt} failed (trying again): {error}");
+                    std::thread::sleep(std::time::Duration::from_millis(500 * attempt));
+                }
+                Err(error) => panic!("could not start a test MariaDB: {error}"),
+            }
+        };
         // SIGTERM is MariaDB's clean shutdown.
         spawn_watchdog_for(&server.dir.join("mariadbd.pid"), "TERM", &dir);
         Self { server }

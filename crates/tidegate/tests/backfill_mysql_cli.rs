@@ -354,12 +354,11 @@ fn postgres_only_verbs_refuse_a_mysql_url() {
         "mysql://app:s3cret@127.0.0.1:3306/shop",
         "mariadb://app:s3cret@127.0.0.1:3306/shop",
     ] {
-        // `apply` speaks MySQL/MariaDB (tests/apply_mysql_cli.rs).
+        // `apply`, `status` and `report` speak MySQL/MariaDB (tests/apply_mysql_cli.rs, tests/report_mysql.rs).
         for verb in [
             vec!["plan", migrations],
             vec!["rehearse", migrations],
             vec!["baseline", migrations],
-            vec!["report", "1"],
         ] {
             for via_env in [false, true] {
                 let mut command = tidegate();

@@ -477,16 +477,30 @@ async fn run_migration(
                 applied_now: Vec::new(),
             });
         }
+        let statements = match phase {
+            MyPhase::Data { statements, .. } => statements.len(),
+            _ => 1,
+        };
         sink(&ApplyEvent::PhaseStarted {
             version: version.clone(),
             phase: number,
             kind: phase.class(),
             class: class_of(phase),
-            statements: match phase {
-                MyPhase::Data { statements, .. } => statements.len(),
-                _ => 1,
-            },
+            statements,
         });
+        // As PostgreSQL's executor journals it: `tidegate report` draws the phase from here to `phase_done`.
+        journal(
+            client,
+            &version,
+            "phase_started",
+            serde_json::json!({
+                "phase": number,
+                "kind": phase.class(),
+                "class": class_of(phase),
+                "statements": statements,
+            }),
+        )
+        .await;
         let phase_started = Instant::now();
         let context = PhaseContext {
             config,

@@ -1,5 +1,6 @@
-//! `tidegate demo`: the postmortem replayed on a scratch PostgreSQL — the migration as it shipped, then the same
-//! migration the way tidegate runs it, under the same foreground workload — in numbers and a picture.
+//! `tidegate demo`: the postmortem replayed on a scratch PostgreSQL (or, `--engine mariadb`, MariaDB) — the
+//! migration as it shipped, then the same migration the way tidegate runs it, under the same foreground workload —
+//! in numbers and a picture.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -11,17 +12,24 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use tidegate_db::scratch::{self, ScratchServer, StartOptions};
-use tidegate_rehearse::act::{run_act, ActConfig, ActProgress, ActReport};
+use tidegate_db::scratch_mariadb::{self, MariaDbServer};
+use tidegate_rehearse::act::{run_act, run_act_with, ActConfig, ActProgress, ActReport};
 use tidegate_rehearse::demo::{self, TidegateActOptions};
-use tidegate_rehearse::orders::OrdersWorkload;
+use tidegate_rehearse::orders::{MyOrdersWorkload, OrdersWorkload};
 use tidegate_rehearse::report;
+use tidegate_rehearse::workload::Workload;
 use tidegate_rehearse::workload::WorkloadConfig;
 
 use super::parse_duration;
+use super::scratch::Engine;
 use super::Format;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
+    /// Which server the incident is replayed on: PostgreSQL, or MariaDB (a scratch MariaDB; with --db, a
+    /// mysql:// URL)
+    #[arg(long, value_enum, default_value_t = Engine::Postgres)]
+    pub engine: Engine,
     /// Run against this database instead of a scratch server (it must not have an `orders` table)
     #[arg(long, value_name = "URL")]
     pub db: Option<String>,
@@ -50,18 +58,33 @@ pub struct DemoArgs {
     pub report: Option<PathBuf>,
 }
 
+/// A scratch server the demo started.
+enum Scratch {
+    Postgres(ScratchServer),
+    MariaDb(MariaDbServer),
+}
+
 /// Stops the scratch server when the demo ends, however it ends (error, Ctrl-C, panic).
-struct ScratchGuard(Option<ScratchServer>);
+struct ScratchGuard(Option<Scratch>);
 
 impl Drop for ScratchGuard {
     fn drop(&mut self) {
-        if let Some(server) = self.0.take() {
-            if let Err(error) = scratch::stop(&server.dir) {
-                eprintln!(
-                    "warning: could not remove the scratch server in {}: {error}",
-                    server.dir.display()
-                );
+        let (dir, stopped) = match self.0.take() {
+            None => return,
+            Some(Scratch::Postgres(server)) => {
+                let stopped = scratch::stop(&server.dir).map_err(|e| e.to_string());
+                (server.dir, stopped)
             }
+            Some(Scratch::MariaDb(server)) => {
+                let stopped = scratch_mariadb::stop(&server.dir).map_err(|e| e.to_string());
+                (server.dir, stopped)
+            }
+        };
+        if let Err(error) = stopped {
+            eprintln!(
+                "warning: could not remove the scratch server in {}: {error}",
+                dir.display()
+            );
         }
     }
 }
@@ -81,12 +104,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let mut guard = ScratchGuard(None);
-        let url = match &args.db {
-            Some(url) => url.clone(),
-            None => {
+        let url = match (&args.db, args.engine) {
+            (Some(url), _) => url.clone(),
+            (None, Engine::Postgres) => {
                 let server = start_scratch()?;
                 let url = server.url();
-                guard.0 = Some(server);
+                guard.0 = Some(Scratch::Postgres(server));
+                url
+            }
+            (None, Engine::Mariadb) => {
+                let server = start_scratch_mariadb()?;
+                let url = server.url();
+                guard.0 = Some(Scratch::MariaDb(server));
                 url
             }
         };
@@ -105,7 +134,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         // On --db the database outlives the demo: however the demo ended (error, Ctrl-C), the table it created
         // goes, so the next run does not find it and take it for the user's.
         if args.db.is_some() && owns_orders.load(Ordering::SeqCst) {
-            if let Err(error) = demo::drop_demo_objects(&url).await {
+            let dropped = match args.engine {
+                Engine::Postgres => demo::drop_demo_objects(&url).await,
+                Engine::Mariadb => demo::mysql::drop_demo_objects(&url).await,
+            };
+            if let Err(error) = dropped {
                 eprintln!("warning: could not drop the demo's orders table: {error}");
             }
         }
@@ -122,6 +155,26 @@ fn start_scratch() -> anyhow::Result<ScratchServer> {
     eprintln!(
         "scratch PostgreSQL {} started in {}{}",
         server.binaries.major_version,
+        server.dir.display(),
+        if server.user.switched_from_root {
+            format!(
+                " (as the system user '{}', since we run as root)",
+                server.user.name
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(server)
+}
+
+fn start_scratch_mariadb() -> anyhow::Result<MariaDbServer> {
+    let dir = std::env::temp_dir().join(format!("tidegate-demo-mariadb-{}", std::process::id()));
+    let mut options = scratch_mariadb::StartOptions::new(&dir);
+    options.buffer_pool = "256M".into();
+    let server = scratch_mariadb::start(&options).context("starting the demo's scratch MariaDB")?;
+    eprintln!(
+        "scratch MariaDB started in {}{}",
         server.dir.display(),
         if server.user.switched_from_root {
             format!(
@@ -155,9 +208,11 @@ async fn run_demo(
     owns_orders: &AtomicBool,
 ) -> anyhow::Result<ExitCode> {
     if args.db.is_some() {
-        let existing = tidegate_rehearse::demo::existing_orders(url)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let existing = match args.engine {
+            Engine::Postgres => tidegate_rehearse::demo::existing_orders(url).await,
+            Engine::Mariadb => tidegate_rehearse::demo::mysql::existing_orders(url).await,
+        }
+        .map_err(anyhow::Error::msg)?;
         if let Some(table) = existing {
             return Err(super::usage(format!(
                 "this database already has a table {table}; the demo creates and drops `orders`, so point --db at \
@@ -177,8 +232,13 @@ async fn run_demo(
         before: args.settle,
         after: args.settle,
     };
-    let source = Arc::new(OrdersWorkload::new(args.rows));
     let live = LiveDisplay::new(args.format == Format::Text);
+    if args.engine == Engine::Mariadb {
+        let acts = run_acts_mariadb(url, args, &config, &live).await?;
+        drop(live);
+        return finish(args, acts);
+    }
+    let source = Arc::new(OrdersWorkload::new(args.rows));
 
     live.line(&format!("act 1 — naive: loading {} orders …", args.rows));
     demo::rebuild_orders(url, args.rows, args.seed)
@@ -221,7 +281,67 @@ async fn run_demo(
         .await
         .map_err(anyhow::Error::msg)?;
 
-    let acts = [naive, tidegate];
+    drop(live);
+    finish(args, [naive, tidegate])
+}
+
+/// The two acts on MySQL/MariaDB: the same scenes, through the session seam.
+async fn run_acts_mariadb(
+    url: &str,
+    args: &DemoArgs,
+    config: &ActConfig,
+    live: &LiveDisplay,
+) -> anyhow::Result<[ActReport; 2]> {
+    let driver = demo::mysql::driver(url).map_err(anyhow::Error::msg)?;
+    let source = Arc::new(MyOrdersWorkload(OrdersWorkload::new(args.rows)));
+
+    live.line(&format!("act 1 — naive: loading {} orders …", args.rows));
+    demo::mysql::rebuild_orders(url, args.rows, args.seed)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    live.line(
+        "act 1 — naive: ALTER TABLE, then the whole-table UPDATE as one statement, as shipped",
+    );
+    let workload =
+        Workload::start_sessions(driver.clone(), config.workload.clone(), source.clone()).await?;
+    let naive = run_act_with(
+        "naive",
+        workload,
+        config,
+        || demo::mysql::run_naive_migration(url),
+        |progress| live.tick("naive", &progress),
+    )
+    .await;
+    live.finish_act(&naive);
+
+    live.line(&format!(
+        "act 2 — tidegate: rebuilding the same {} orders …",
+        args.rows
+    ));
+    demo::mysql::rebuild_orders(url, args.rows, args.seed)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    live.line(
+        "act 2 — tidegate: `tidegate apply` of the same file: the ALTER with ALGORITHM= and a short lock_wait_timeout, then a throttled, batched backfill",
+    );
+    let workload = Workload::start_sessions(driver, config.workload.clone(), source).await?;
+    let tidegate = run_act_with(
+        "tidegate",
+        workload,
+        config,
+        || demo::mysql::run_tidegate_migration(url, TidegateActOptions::default()),
+        |progress| live.tick("tidegate", &progress),
+    )
+    .await;
+    live.finish_act(&tidegate);
+    demo::mysql::drop_demo_objects(url)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok([naive, tidegate])
+}
+
+/// The report file, the figures side by side (or JSON), and the exit code.
+fn finish(args: &DemoArgs, acts: [ActReport; 2]) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.report {
         let html = report::render_html(
             "tidegate demo: the orders backfill, naive vs tidegate",
@@ -236,6 +356,7 @@ async fn run_demo(
             let [naive, tidegate] = &acts;
             let json = serde_json::json!({
                 "rows": args.rows,
+                "engine": match args.engine { Engine::Postgres => "postgres", Engine::Mariadb => "mariadb" },
                 "workload": { "rate_per_second": args.rate, "connections": args.connections,
                               "request_timeout_ms": args.request_timeout.as_millis() as u64 },
                 "naive": naive,

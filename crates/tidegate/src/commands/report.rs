@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use tidegate_db::connect::ConnectionConfig;
+use tidegate_db::target::Target as DbTarget;
 use tidegate_report::load::{self, LoadError, Target};
 use tidegate_report::{build, render};
 
@@ -26,7 +26,7 @@ pub struct ReportArgs {
     /// A backfill run (`42` or `run:42`, as `tidegate runs` lists them) or a migration's apply
     /// (`migration:VERSION`, as `tidegate status` lists them; a bare version that is not a number works too)
     pub run_id: String,
-    /// Connection URL; else DATABASE_URL, else libpq's PG* variables
+    /// Connection URL (postgresql://…, or mysql://… / mariadb://… for MySQL and MariaDB); else DATABASE_URL, else libpq's PG* variables
     #[arg(long)]
     pub db: Option<String>,
     #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
@@ -38,7 +38,7 @@ pub struct ReportArgs {
 
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let target = Target::parse(&args.run_id).map_err(usage)?;
-    let config = ConnectionConfig::resolve(args.db.as_deref()).map_err(|e| usage(e.to_string()))?;
+    let config = DbTarget::resolve(args.db.as_deref()).map_err(|e| usage(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -48,7 +48,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return Err(anyhow::anyhow!("{e}")),
         };
         let where_ = config.redacted().to_string();
-        load::load(&client, &target, &where_)
+        load::load(client.as_ref(), &target, &where_)
             .await
             .map_err(|e| match e {
                 // Both exist: the id needs saying more precisely (input error, exit 2).
