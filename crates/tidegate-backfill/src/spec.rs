@@ -302,6 +302,19 @@ pub fn validate_where(predicate: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// Parses `--key a,b` into column names in the grammar of `family`'s servers: PostgreSQL's (see [`parse_key`]) or
+/// MySQL's (plain or backtick-quoted names, kept as written; matched against the catalog without regard to case).
+pub fn parse_key_for(family: Family, key: &str) -> Result<Vec<String>, SpecError> {
+    match family {
+        Family::Postgres => parse_key(key),
+        Family::MySql => {
+            tidegate_sql::mysql::fragment::column_list(key).map_err(|_| SpecError::BadKey {
+                key: key.to_string(),
+            })
+        }
+    }
+}
+
 /// Parses `--key a,b` into column names (quoted names keep their case; unquoted fold to lower case, as in SQL).
 pub fn parse_key(key: &str) -> Result<Vec<String>, SpecError> {
     let bad = || SpecError::BadKey {
@@ -520,6 +533,25 @@ mod tests {
         );
         for bad in ["", "id; drop", "lower(x)", "a.b", "1", "a AS b"] {
             assert!(parse_key(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn mysql_keys_take_backticks_and_postgres_keys_do_not() {
+        assert_eq!(
+            parse_key_for(Family::MySql, "`tenant_id`, ID").unwrap(),
+            vec!["tenant_id", "ID"]
+        );
+        assert!(parse_key_for(Family::Postgres, "`id`").is_err());
+        assert_eq!(
+            parse_key_for(Family::Postgres, "tenant_id, \"Id\"").unwrap(),
+            vec!["tenant_id", "Id"]
+        );
+        for bad in ["", "\"id\"", "id AS k", "t.id", "id; DROP TABLE t"] {
+            assert!(
+                parse_key_for(Family::MySql, bad).is_err(),
+                "{bad:?} was accepted"
+            );
         }
     }
 

@@ -476,3 +476,47 @@ async fn mysql_grammar_set_and_where_run_and_bad_text_is_refused_first() {
         .unwrap();
     assert_eq!(note, "it's 3");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_key_takes_backticks_and_any_case() {
+    let server = PrivateMariaDb::start();
+    let url = server.url();
+    let s = connect(&url).await;
+    make_items(s.as_ref(), 120).await;
+    for (key, set, expected) in [
+        ("`nope`", "n = n + 1", "does not have"),
+        ("\"id\"", "n = n + 1", "--key"),
+        ("id AS k", "n = n + 1", "--key"),
+        // The key named in another case is still the key: assigning it is refused.
+        ("ID", "`id` = `id` + 1000", "key column \"id\""),
+    ] {
+        let out = run(&[
+            "backfill", "--db", &url, "--table", "items", "--set", set, "--key", key,
+        ]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{key:?}: {stderr}");
+        assert!(stderr.contains(expected), "{key:?}: {stderr}");
+    }
+    assert_eq!(
+        histogram(s.as_ref()).await,
+        vec![(0, 120)],
+        "nothing changed"
+    );
+    for key in ["`id`", "ID"] {
+        let out = run(&[
+            "backfill",
+            "--db",
+            &url,
+            "--table",
+            "items",
+            "--set",
+            "n = n + 1",
+            "--key",
+            key,
+            "--batch-size",
+            "50",
+        ]);
+        assert!(out.status.success(), "{key:?}: {}", text(&out.stderr));
+    }
+    assert_eq!(histogram(s.as_ref()).await, vec![(2, 120)]);
+}

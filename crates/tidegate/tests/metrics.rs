@@ -1,4 +1,5 @@
-//! `--metrics-addr` on `tidegate backfill` and `tidegate apply`: the real binary against a real PostgreSQL, its
+//! `--metrics-addr` on `tidegate backfill` and `tidegate apply`: the real binary against a real PostgreSQL (and
+//! apply against a throwaway MariaDB), its
 //! endpoint scraped over HTTP while the run goes and parsed by the Prometheus project's own parsers (Python's
 //! `prometheus_client`: the strict OpenMetrics one and the text-format one; `scripts/setup.sh` installs it).
 //!
@@ -526,6 +527,163 @@ async fn an_apply_shows_its_phases_and_its_backfill_while_it_runs() {
     );
 
     lock.rollback().await.unwrap();
+    wait_event(&lines, "migration_applied");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// The same endpoint on MySQL/MariaDB: the phases and the backfill phase of an apply on a throwaway MariaDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_on_mariadb_shows_its_phases_and_its_backfill_while_it_runs() {
+    use tidegate_db::driver::{Driver, SessionExt};
+    let server = tidegate_testkit::PrivateMariaDb::start();
+    let url = server.url();
+    let config = tidegate_db::mysql::MySqlConfig::from_url(&url).unwrap();
+    let client = config.open().await.unwrap();
+    // Above small_table_rows (10,000): the UPDATE becomes a backfill phase.
+    client
+        .batch_execute(
+            "create table orders (id bigint primary key, status varchar(20) not null default 'new', \
+             status_v2 varchar(20)) engine=innodb;
+             insert into orders (id) select seq from seq_1_to_20000;
+             analyze table orders;
+             create table audit (id bigint primary key) engine=innodb;",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_status_v2.sql"),
+        "UPDATE orders SET status_v2 = status;\nALTER TABLE audit ADD COLUMN note TEXT;\n",
+    )
+    .unwrap();
+    // The DDL phase after the backfill waits for this transaction's metadata lock: the backfill's end is
+    // scraped meanwhile.
+    let holder = config.open().await.unwrap();
+    holder.batch_execute("BEGIN").await.unwrap();
+    holder.rows("select * from audit", &[]).await.unwrap();
+
+    let mut child = Command::new(TIDEGATE)
+        .args([
+            "apply",
+            dir.path().to_str().unwrap(),
+            "--db",
+            url.as_str(),
+            "--max-rows-per-second",
+            "4000",
+            "--lock-timeout",
+            "1s",
+            "--retries",
+            "1000",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--format",
+            "json",
+        ])
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = json_lines(&mut child);
+    let listening = wait_event(&lines, "metrics_listening");
+    let addr = listening["addr"].as_str().unwrap().to_string();
+    let version = wait_event(&lines, "migration_started")["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let phase = |number: &'static str, kind: &'static str, state: &'static str| {
+        [
+            ("migration", version.clone()),
+            ("phase", number.to_string()),
+            ("kind", kind.to_string()),
+            ("state", state.to_string()),
+        ]
+    };
+    let value = |s: &Scrape, labels: &[(&str, String)]| {
+        let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        s.value("tidegate_apply_phase", &labels)
+    };
+    let started = loop {
+        let event = wait_event(&lines, "backfill");
+        if event["backfill"]["event"] == "started" {
+            break event;
+        }
+    };
+    let run_id = started["backfill"]["run_id"].as_i64().unwrap().to_string();
+    let run = [("run_id", run_id.as_str())];
+
+    let running = scrape_until(
+        &addr,
+        "saw the backfill phase's rows",
+        |_| {},
+        |s| {
+            s.value("tidegate_backfill_rows_done_total", &run)
+                .unwrap_or(0.0)
+                > 0.0
+        },
+    );
+    check_shape(&running, &run);
+    assert_eq!(running.family("tidegate_apply_phase").kind, "gauge");
+    assert_eq!(
+        value(&running, &phase("1", "backfill", "running")),
+        Some(1.0)
+    );
+    assert_eq!(value(&running, &phase("1", "backfill", "done")), Some(0.0));
+    assert_eq!(
+        running.value(
+            "tidegate_apply_migration",
+            &[("migration", version.as_str()), ("state", "running")]
+        ),
+        Some(1.0)
+    );
+    // The same series in the Prometheus text format.
+    let text = scrape(&addr, "text");
+    assert!(text
+        .families
+        .iter()
+        .any(|f| f.name == "tidegate_apply_phase"));
+
+    // The backfill ends; the DDL phase after it waits on the held metadata lock, and the endpoint shows both.
+    let waiting = scrape_until(
+        &addr,
+        "saw phase 2 start",
+        |_| {},
+        |s| value(s, &phase("2", "schema_no_transaction", "running")) == Some(1.0),
+    );
+    check_shape(&waiting, &run);
+    assert_eq!(value(&waiting, &phase("1", "backfill", "done")), Some(1.0));
+    assert_eq!(
+        value(&waiting, &phase("1", "backfill", "running")),
+        Some(0.0)
+    );
+    assert_eq!(waiting.state(&run), "completed");
+    let updated: i64 = client
+        .query_one(
+            "select count(*) as c from orders where status_v2 = status",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get("c")
+        .unwrap();
+    assert_eq!(updated, 20_000);
+    assert_eq!(waiting.rows_done(&run), updated as f64);
+    assert!(
+        waiting
+            .value(
+                "tidegate_apply_phase_duration_seconds",
+                &[
+                    ("migration", version.as_str()),
+                    ("phase", "1"),
+                    ("kind", "backfill")
+                ]
+            )
+            .unwrap()
+            > 0.0
+    );
+
+    holder.batch_execute("COMMIT").await.unwrap();
     wait_event(&lines, "migration_applied");
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");

@@ -382,7 +382,6 @@ pub async fn prepare_with(
         .columns(session, &table)
         .await
         .map_err(|e| db_error("reading the table's columns", e))?;
-    let has_column = |wanted: &str| columns.iter().any(|c| c.name == wanted);
     // MySQL matches column names without regard to case (`SET ID = …` assigns `id`): the assigned columns are
     // taken as the catalog spells them, so the key check below cannot be dodged by case.
     let mut set_columns = set_columns;
@@ -411,14 +410,24 @@ pub async fn prepare_with(
             .iter()
             .find(|ix| ix.primary && usable(ix))
             .or_else(|| indexes.iter().find(usable)),
-        Some(wanted) => {
-            for column in wanted {
-                if !has_column(column) {
-                    return Err(BackfillError::Input(format!(
-                        "--key names column {column:?}, which {schema}.{name} does not have"
-                    )));
+        Some(asked) => {
+            // As for --set: on MySQL `--key ID` names column `id`, so it is taken as the catalog spells it.
+            let mut wanted = asked.clone();
+            for column in &mut wanted {
+                let found = columns.iter().find(|c| match d.family() {
+                    tidegate_db::driver::Family::Postgres => c.name == *column,
+                    tidegate_db::driver::Family::MySql => c.name.eq_ignore_ascii_case(column),
+                });
+                match found {
+                    Some(c) => *column = c.name.clone(),
+                    None => {
+                        return Err(BackfillError::Input(format!(
+                            "--key names column {column:?}, which {schema}.{name} does not have"
+                        )))
+                    }
                 }
             }
+            let wanted = &wanted;
             match indexes.iter().find(|ix| &ix.columns == wanted) {
                 Some(ix) if usable(&ix) => Some(ix),
                 Some(ix) => {

@@ -114,6 +114,49 @@ pub fn assignment_list(set: &str) -> Result<Vec<String>, String> {
     }
 }
 
+/// The column names of a `--key a,b` list, as written (plain or backtick-quoted; MySQL compares column names
+/// without regard to case, so the caller matches them against the catalog so). Read as the select list of
+/// `SELECT <key>`: every item must be one bare, unaliased name.
+pub fn column_list(key: &str) -> Result<Vec<String>, String> {
+    if key.trim().is_empty() {
+        return Err("it is empty".into());
+    }
+    refuse_double_quotes(key)?;
+    let statements = parse(&format!("SELECT\n{key}\n"))?;
+    let query = match statements.as_slice() {
+        [ast::Statement::Query(query)] => query,
+        [_] => return Err("it is not a list of column names".into()),
+        more => {
+            return Err(format!(
+                "it makes {} statements, not a list of column names",
+                more.len()
+            ))
+        }
+    };
+    let ast::SetExpr::Select(select) = query.body.as_ref() else {
+        return Err("it is not a list of column names".into());
+    };
+    let mut columns = Vec::new();
+    for item in &select.projection {
+        match item {
+            ast::SelectItem::UnnamedExpr(ast::Expr::Identifier(ident)) => {
+                columns.push(ident.value.clone())
+            }
+            _ => return Err(format!("{item} is not a column name")),
+        }
+    }
+    let list = select
+        .projection
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if query.to_string() != format!("SELECT {list}") {
+        return Err("it carries clauses beyond a list of column names".into());
+    }
+    Ok(columns)
+}
+
 /// Checks that a WHERE text is exactly one expression.
 pub fn predicate(predicate: &str) -> Result<(), String> {
     if predicate.trim().is_empty() {
@@ -268,6 +311,35 @@ mod tests {
             "\"archived\" = 0",
         ] {
             assert!(predicate(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn mysql_key_lists_are_bare_column_names() {
+        assert_eq!(column_list("id").unwrap(), vec!["id"]);
+        assert_eq!(column_list("`id`").unwrap(), vec!["id"]);
+        assert_eq!(
+            column_list("tenant_id, `Odd Name`,ID").unwrap(),
+            vec!["tenant_id", "Odd Name", "ID"]
+        );
+        assert_eq!(column_list("`a``b`").unwrap(), vec!["a`b"]);
+        for bad in [
+            "",
+            " ",
+            "id,",
+            "t.id",
+            "id AS k",
+            "id + 1",
+            "1",
+            "'id'",
+            "\"id\"",
+            "*",
+            "id FROM t",
+            "id; DROP TABLE t",
+            "`id",
+            "id WHERE true",
+        ] {
+            assert!(column_list(bad).is_err(), "{bad:?} was accepted");
         }
     }
 

@@ -421,8 +421,8 @@ fn run_mysql(args: ApplyArgs, config: MySqlConfig) -> anyhow::Result<ExitCode> {
             return Ok(super::exit_usage());
         }
     };
-    if args.no_rewrite || args.metrics_addr.is_some() {
-        eprintln!("error: --no-rewrite and --metrics-addr are not supported on MySQL/MariaDB yet");
+    if args.no_rewrite {
+        eprintln!("error: --no-rewrite is not supported on MySQL/MariaDB yet");
         return Ok(super::exit_usage());
     }
     let window = match args.window.as_deref().map(str::parse::<Window>).transpose() {
@@ -467,15 +467,41 @@ fn run_mysql(args: ApplyArgs, config: MySqlConfig) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    // The same endpoint and series as on PostgreSQL: the executors emit the same events. A dry run has none.
+    let endpoint = if args.dry_run {
+        None
+    } else {
+        match runtime.block_on(super::metrics::start(args.metrics_addr, format)) {
+            Ok(endpoint) => endpoint,
+            Err(code) => return Ok(code),
+        }
+    };
+    let metrics = endpoint.as_ref().map(|e| e.metrics.clone());
     let sink: ApplySink = if args.dry_run {
         Arc::new(|_: &ApplyEvent| {})
     } else {
-        Arc::new(move |event: &ApplyEvent| render_event(format, event))
+        Arc::new(move |event: &ApplyEvent| {
+            if let Some(metrics) = &metrics {
+                metrics.record_apply(event);
+            }
+            render_event(format, event)
+        })
     };
     let outcome = runtime.block_on(async {
         spawn_signal_handlers(stop.clone());
         tidegate_apply::mysql::apply_mysql(&config, &args.dir, options, sink).await
     });
+    let code = report_mysql(outcome, format);
+    if let Some(endpoint) = endpoint {
+        runtime.block_on(endpoint.linger(args.metrics_linger, &stop));
+    }
+    code
+}
+
+fn report_mysql(
+    outcome: Result<tidegate_apply::mysql::MyApplySummary, ApplyError>,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
     match outcome {
         Ok(summary) => {
             if summary.dry_run {

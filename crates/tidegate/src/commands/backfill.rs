@@ -15,7 +15,7 @@ use tidegate_backfill::engine::{
 use tidegate_backfill::events::{rows_verb, Event};
 use tidegate_backfill::pacing::Window;
 use tidegate_backfill::scaling::ScalerConfig;
-use tidegate_backfill::spec::{parse_key, BackfillSpec};
+use tidegate_backfill::spec::{parse_key_for, BackfillSpec};
 use tidegate_backfill::throttle::Thresholds;
 use tidegate_db::target::Target;
 use tidegate_metrics::addr::MetricsAddr;
@@ -230,7 +230,7 @@ pub fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
         Some(id) => RunTarget::Resume(id),
         None => {
             let key = match &args.key {
-                Some(k) => match parse_key(k) {
+                Some(k) => match parse_key_for(config.family(), k) {
                     Ok(k) => Some(k),
                     Err(e) => {
                         eprintln!("error: {e}");
