@@ -513,26 +513,24 @@ fn quantile_of(bounds: &[f64], key: f64) -> f64 {
 fn write_ordered(kind: OrderedKind, key: f64, labels: &[Vec<u8>], out: &mut Vec<u8>) {
     match kind {
         OrderedKind::Integer { min, max } => {
-            let _ = write!(out, "{}", key.floor().clamp(min, max) as i64);
+            write_i64(key.floor().clamp(min, max) as i64, out);
         }
-        OrderedKind::Decimal { places } => {
-            let _ = write!(out, "{key:.places$}");
-        }
+        OrderedKind::Decimal { places } => write_decimal(key, places, out),
         OrderedKind::Date => write_date(key.floor() as i64, out),
         OrderedKind::Timestamp { with_zone } => {
             let micros = key.round() as i64;
             let days = micros.div_euclid(86_400_000_000);
             let rest = micros.rem_euclid(86_400_000_000);
             write_date(days, out);
-            let seconds = rest / 1_000_000;
-            let _ = write!(
-                out,
-                " {:02}:{:02}:{:02}.{:06}",
-                seconds / 3600,
-                (seconds / 60) % 60,
-                seconds % 60,
-                rest % 1_000_000
-            );
+            let seconds = (rest / 1_000_000) as u64;
+            out.push(b' ');
+            write_padded(seconds / 3600, 2, out);
+            out.push(b':');
+            write_padded((seconds / 60) % 60, 2, out);
+            out.push(b':');
+            write_padded(seconds % 60, 2, out);
+            out.push(b'.');
+            write_padded((rest % 1_000_000) as u64, 6, out);
             if with_zone {
                 out.extend_from_slice(b"+00");
             }
@@ -551,7 +549,64 @@ fn write_ordered(kind: OrderedKind, key: f64, labels: &[Vec<u8>], out: &mut Vec<
 
 fn write_date(days: i64, out: &mut Vec<u8>) {
     let (year, month, day) = civil_from_days(days);
-    let _ = write!(out, "{year:04}-{month:02}-{day:02}");
+    if !(0..=9999).contains(&year) {
+        let _ = write!(out, "{year:04}-{month:02}-{day:02}");
+        return;
+    }
+    write_padded(year as u64, 4, out);
+    out.push(b'-');
+    write_padded(month as u64, 2, out);
+    out.push(b'-');
+    write_padded(day as u64, 2, out);
+}
+
+// Hand-written number formatting: `write!` through `fmt` was the generator's largest cost after the permutations
+// (a formatter and its padding logic per value, several values per row).
+
+/// `value` in decimal, left-padded with zeros to at least `width` digits.
+fn write_padded(mut value: u64, width: usize, out: &mut Vec<u8>) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    let start = start.min(digits.len().saturating_sub(width));
+    out.extend_from_slice(&digits[start..]);
+}
+
+fn write_i64(value: i64, out: &mut Vec<u8>) {
+    if value < 0 {
+        out.push(b'-');
+    }
+    write_padded(value.unsigned_abs(), 1, out);
+}
+
+/// `key` with `places` decimals, rounded half away from zero. Falls back to `fmt` where scaling by `10^places`
+/// would lose the exactness of an integer in an f64 (or the value is not finite).
+fn write_decimal(key: f64, places: usize, out: &mut Vec<u8>) {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if places <= 9 {
+        let unit = 10u64.pow(places as u32);
+        let scaled = (key * unit as f64).round();
+        if scaled.is_finite() && scaled.abs() < EXACT {
+            let magnitude = scaled.abs() as u64;
+            if scaled < 0.0 && magnitude > 0 {
+                out.push(b'-');
+            }
+            write_padded(magnitude / unit, 1, out);
+            if places > 0 {
+                out.push(b'.');
+                write_padded(magnitude % unit, places, out);
+            }
+            return;
+        }
+    }
+    let _ = write!(out, "{key:.places$}");
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
@@ -1688,6 +1743,49 @@ mod tests {
             );
             assert!((28..=30).contains(&doc.len()), "{doc}");
         }
+    }
+
+    #[test]
+    fn hand_written_numbers_read_as_fmt_writes_them() {
+        let text = |write: &dyn Fn(&mut Vec<u8>)| {
+            let mut out = Vec::new();
+            write(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        for value in [0i64, 7, -7, 1_234_567, i64::MIN, i64::MAX] {
+            assert_eq!(text(&|o| write_i64(value, o)), value.to_string());
+        }
+        assert_eq!(text(&|o| write_padded(7, 4, o)), "0007");
+        assert_eq!(text(&|o| write_padded(123_456, 2, o)), "123456");
+        for (key, places) in [
+            (12.5f64, 2usize),
+            (-3.25, 1),
+            (0.004, 2),
+            (49_999.99, 2),
+            (1e300, 2),
+            (7.0, 0),
+            (-0.000_001, 6),
+        ] {
+            let ours = text(&|o| write_decimal(key, places, o));
+            let parsed: f64 = ours.parse().unwrap();
+            // Within half a unit of the last place (ties may round the other way than `fmt`'s half-to-even).
+            assert!(
+                (parsed - key).abs() <= 0.5 * 10f64.powi(-(places as i32)) * 1.000_001
+                    || ours == format!("{key:.places$}"),
+                "{key} at {places}: {ours}"
+            );
+            assert_eq!(
+                ours.split_once('.').map_or(0, |(_, f)| f.len()),
+                places,
+                "{ours}"
+            );
+        }
+        assert_eq!(text(&|o| write_decimal(1.25, 1, o)), "1.3");
+        assert_eq!(text(&|o| write_decimal(12.5, 2, o)), "12.50");
+        assert_eq!(text(&|o| write_decimal(-0.001, 2, o)), "0.00");
+        let mut date = Vec::new();
+        write_date(days_from_civil(2024, 2, 29), &mut date);
+        assert_eq!(date, b"2024-02-29");
     }
 
     #[test]
