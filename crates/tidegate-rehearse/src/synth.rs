@@ -18,8 +18,14 @@
 //!   than the rows).
 //! - **Foreign keys** (of one column): the column's distribution (NULLs, MCV frequencies, distinct count, order) is
 //!   drawn over the *ranks* of the parent's key, and each rank is written as the parent's generated key at that
-//!   rank, so every value exists in the parent. Foreign keys of several columns are not satisfied yet (the
-//!   rehearsal adds them `NOT VALID` and says so).
+//!   rank, so every value exists in the parent.
+//! - **Foreign keys of several columns** (a, b) → (x, y): the child row picks a parent *row* — the child's
+//!   distinct tuples (the largest `n_distinct` of its columns) spread evenly over the parent's rows, dealt to child rows
+//!   by a permutation — and each column writes the parent's generated value of its column at that row, so every
+//!   non-null tuple is one the parent holds. Each column keeps its own NULLs (MATCH SIMPLE checks only tuples
+//!   without one; under MATCH FULL the columns hold none); the columns' own most-common values and order are not
+//!   kept (said in the notes). A parent column with NULLs cannot be addressed by row, and such a key is left to
+//!   the rehearsal, which adds it `NOT VALID` when the rows break it.
 //! - **Values**: integers, numerics, floats, dates and timestamps interpolate the histogram's bounds; text takes the
 //!   prefix of its bucket's lower bound and a base-62 counter, padded to the width `avg_width` implies for the
 //!   values outside the MCVs; enums and booleans use their labels; UUIDs take their high bits from the histogram
@@ -114,6 +120,9 @@ impl RowWriter<'_> {
                 }
                 if column.is_null(row) {
                     out.extend_from_slice(b"\\N");
+                } else if column.tuple.is_some() {
+                    // The row itself picks the parent row, so that every column of the key picks the same one.
+                    column.write_rank(row, out);
                 } else {
                     let ordinal = self.non_null_seen[index];
                     self.non_null_seen[index] += 1;
@@ -306,6 +315,28 @@ pub struct ColumnGenerator {
     rest_distinct: u64,
     rest: RestValues,
     labels: Vec<Vec<u8>>,
+    /// A column of a foreign key of several columns: its values are the parent's at a parent row.
+    tuple: Option<TupleSource>,
+}
+
+/// How a column of a several-column foreign key finds its value: one parent column, at the parent row its child
+/// row picks (the same pick for every column of the key: the same `key`, `distinct` and rows).
+#[derive(Debug)]
+struct TupleSource {
+    parent: Arc<ColumnGenerator>,
+    child_rows: u64,
+    distinct: u64,
+    key: u64,
+}
+
+impl TupleSource {
+    fn parent_row(&self, row: u64) -> u64 {
+        let rows = self.child_rows.max(1);
+        let distinct = self.distinct.clamp(1, rows);
+        let k = (u128::from(permute(row % rows, rows, self.key)) * u128::from(distinct)
+            / u128::from(rows)) as u64;
+        spread(k, distinct, self.parent.rows)
+    }
 }
 
 impl ColumnGenerator {
@@ -330,12 +361,27 @@ impl ColumnGenerator {
         Some(String::from_utf8_lossy(&unescape(&escaped)).into_owned())
     }
 
+    /// Writes the value this column holds at physical row `row`; only for a column without NULLs, whose k-th
+    /// non-null value is row k's.
+    fn write_at_row(&self, row: u64, out: &mut Vec<u8>) {
+        if self.tuple.is_some() {
+            self.write_rank(row, out);
+        } else {
+            self.write_rank(self.order.rank(row), out);
+        }
+    }
+
     fn is_null(&self, row: u64) -> bool {
         self.nulls > 0 && permute(row, self.rows, self.null_key) < self.nulls
     }
 
-    /// Writes the value at layout position `rank` (value order).
+    /// Writes the value at layout position `rank` (value order); for a column of a several-column foreign key,
+    /// `rank` is the child row.
     fn write_rank(&self, rank: u64, out: &mut Vec<u8>) {
+        if let Some(tuple) = &self.tuple {
+            tuple.parent.write_at_row(tuple.parent_row(rank), out);
+            return;
+        }
         let index = self
             .segments
             .partition_point(|segment| segment.start() <= rank)
@@ -794,6 +840,20 @@ fn payload_bytes(avg_width: i32) -> f64 {
     }
 }
 
+/// A column of a foreign key of several columns, before its parent is built.
+struct TupleRequest {
+    parent: (u32, String),
+    distinct: u64,
+    key: u64,
+    match_full: bool,
+}
+
+/// A seed from a name (a constraint's), so that every column of one key shares it.
+fn text_key(text: &str) -> u64 {
+    text.bytes()
+        .fold(0, |hash, byte| mix(hash ^ u64::from(byte)))
+}
+
 /// How one column is to be generated, before any foreign key is resolved.
 struct ColumnRequest<'a> {
     table: &'a str,
@@ -1172,6 +1232,7 @@ fn build_column(
         rest_distinct,
         rest,
         labels,
+        tuple: None,
     })
 }
 
@@ -1216,6 +1277,8 @@ pub fn plan(
     let mut unique_columns: HashMap<(u32, String), ()> = HashMap::new();
     // Single-column foreign keys: child (table, column) → parent (table, column).
     let mut references: HashMap<(u32, String), (u32, String)> = HashMap::new();
+    // Columns of foreign keys of several columns.
+    let mut tuples: HashMap<(u32, String), TupleRequest> = HashMap::new();
     for table in tables {
         let schema = &table.schema;
         let foreign_key_columns: Vec<&String> = schema
@@ -1273,16 +1336,56 @@ pub fn plan(
             let Some(target) = &constraint.references else {
                 continue;
             };
-            if constraint.columns.len() != 1 || target.columns.len() != 1 {
+            if !rows_of.contains_key(&target.oid) {
                 notes.push(format!(
-                    "{}: the foreign key {} has several columns; synthetic rows do not satisfy it yet",
+                    "{}: the foreign key {} references a table outside the rehearsal",
                     schema.qualified, constraint.name
                 ));
                 continue;
             }
-            if !rows_of.contains_key(&target.oid) {
+            if constraint.columns.len() != 1 || target.columns.len() != 1 {
+                let claimed = constraint.columns.iter().any(|column| {
+                    let id = (schema.oid, column.clone());
+                    references.contains_key(&id)
+                        || tuples.contains_key(&id)
+                        || unique_columns.contains_key(&id)
+                });
+                if constraint.columns.len() != target.columns.len() || claimed {
+                    notes.push(format!(
+                        "{}: the foreign key {} shares a column with another key; synthetic rows do not satisfy it",
+                        schema.qualified, constraint.name
+                    ));
+                    continue;
+                }
+                let child_rows = rows_of[&schema.oid];
+                // A tuple has at least as many distinct values as its most varied column.
+                let distinct = constraint
+                    .columns
+                    .iter()
+                    .map(|column| {
+                        table
+                            .statistics
+                            .column(column)
+                            .map_or(child_rows as f64, |s| s.distinct_values(child_rows))
+                    })
+                    .fold(1.0, f64::max)
+                    .round() as u64;
+                let key = mix(seed ^ mix(u64::from(schema.oid)) ^ text_key(&constraint.name));
+                // MATCH FULL is in PostgreSQL's definition text only when asked for; MATCH SIMPLE is the default.
+                let match_full = constraint.definition.contains("MATCH FULL");
+                for (column, parent_column) in constraint.columns.iter().zip(&target.columns) {
+                    tuples.insert(
+                        (schema.oid, column.clone()),
+                        TupleRequest {
+                            parent: (target.oid, parent_column.clone()),
+                            distinct,
+                            key,
+                            match_full,
+                        },
+                    );
+                }
                 notes.push(format!(
-                    "{}: the foreign key {} references a table outside the rehearsal",
+                    "{}: the foreign key {} has several columns; its tuples are drawn from the parent's generated keys (the columns' own most-common values and order are not kept)",
                     schema.qualified, constraint.name
                 ));
                 continue;
@@ -1329,6 +1432,16 @@ pub fn plan(
                 },
                 None => None,
             };
+            let tuple_parent = match tuples.get(&id) {
+                Some(request) => match built.get(&request.parent) {
+                    Some(parent) => Some((request, parent.clone())),
+                    None => {
+                        waiting.push((table_index, column_index));
+                        continue;
+                    }
+                },
+                None => None,
+            };
             let request = ColumnRequest {
                 table: &table.schema.qualified,
                 column,
@@ -1337,7 +1450,28 @@ pub fn plan(
                 unique: unique_columns.contains_key(&id),
                 key: mix(seed ^ mix(u64::from(table.schema.oid)) ^ mix(column_index as u64 + 1)),
             };
-            built.insert(id, Arc::new(build_column(&request, parent, &mut notes)?));
+            let mut generator = build_column(&request, parent, &mut notes)?;
+            if let Some((tuple, parent)) = tuple_parent {
+                if parent.nulls > 0 || parent.rows == 0 {
+                    notes.push(format!(
+                        "{}.{}: the parent column it references {}; the foreign key is not satisfied",
+                        table.schema.qualified,
+                        column.quoted_name,
+                        if parent.rows == 0 { "has no rows" } else { "holds NULLs" }
+                    ));
+                } else {
+                    if tuple.match_full {
+                        generator.nulls = 0;
+                    }
+                    generator.tuple = Some(TupleSource {
+                        parent,
+                        child_rows: generator.rows,
+                        distinct: tuple.distinct,
+                        key: tuple.key,
+                    });
+                }
+            }
+            built.insert(id, Arc::new(generator));
         }
         if waiting.len() == before {
             let (table_index, column_index) = waiting[0];
@@ -1843,6 +1977,94 @@ mod tests {
         // 300 distinct customers referenced, one of them by a fifth of the orders.
         assert_eq!(references.len(), 1 + 300);
         assert_eq!(references.values().copied().max(), Some(4000));
+    }
+
+    #[test]
+    fn a_foreign_key_of_two_columns_takes_tuples_the_parent_holds() {
+        // The parent's key is (region, id): region a few values, id the carrier of uniqueness.
+        let mut region = stats("region");
+        region.n_distinct = 5.0;
+        region.histogram_bounds = vec!["1".into(), "5".into()];
+        let mut id = stats("id");
+        id.histogram_bounds = vec!["1".into(), "1000".into()];
+        let mut accounts = table(
+            1,
+            "accounts",
+            1000,
+            vec![
+                (column("region", "int4", true), region),
+                (column("id", "int8", true), id),
+            ],
+        );
+        accounts.schema.constraints.push(ConstraintDefinition {
+            name: "accounts_pkey".into(),
+            quoted_name: "accounts_pkey".into(),
+            kind: ConstraintKind::PrimaryKey,
+            definition: "PRIMARY KEY (region, id)".into(),
+            columns: vec!["region".into(), "id".into()],
+            references: None,
+        });
+        let mut account_region = stats("account_region");
+        account_region.n_distinct = 5.0;
+        account_region.null_frac = 0.1;
+        let mut account_id = stats("account_id");
+        account_id.n_distinct = 200.0;
+        let mut payments = table(
+            2,
+            "payments",
+            10_000,
+            vec![
+                (column("id", "int8", true), stats("id")),
+                (column("account_region", "int4", false), account_region),
+                (column("account_id", "int8", true), account_id),
+            ],
+        );
+        primary_key(&mut payments, "id");
+        payments.schema.constraints.push(ConstraintDefinition {
+            name: "payments_account_fkey".into(),
+            quoted_name: "payments_account_fkey".into(),
+            kind: ConstraintKind::ForeignKey,
+            definition: "FOREIGN KEY (account_region, account_id) REFERENCES accounts(region, id)"
+                .into(),
+            columns: vec!["account_region".into(), "account_id".into()],
+            references: Some(ForeignKeyTarget {
+                oid: 1,
+                columns: vec!["region".into(), "id".into()],
+            }),
+        });
+        let tables = [payments, accounts];
+        let notes = plan(&tables, 1.0, 5).unwrap().notes;
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("payments_account_fkey") && n.contains("drawn from the parent")),
+            "{notes:?}"
+        );
+        let generated = generate(&tables, 1.0, 5);
+        let parent: HashSet<(&String, &String)> = generated[1][0]
+            .iter()
+            .zip(&generated[1][1])
+            .map(|(region, id)| (region.as_ref().unwrap(), id.as_ref().unwrap()))
+            .collect();
+        assert_eq!(parent.len(), 1000, "the parent's key is unique");
+        let child = &generated[0];
+        let mut tuples = HashSet::new();
+        let mut nulls = 0;
+        for (region, id) in child[1].iter().zip(&child[2]) {
+            match (region, id) {
+                (Some(region), Some(id)) => {
+                    assert!(parent.contains(&(region, id)), "({region}, {id})");
+                    tuples.insert((region, id));
+                }
+                _ => nulls += 1,
+            }
+        }
+        // MATCH SIMPLE: a NULL in either column exempts the row; the region keeps its 10% of NULLs.
+        assert_eq!(nulls, 1000);
+        // The most varied column's n_distinct (200) decides how many parent rows are referenced.
+        assert_eq!(tuples.len(), 200);
+        let again = generate(&tables, 1.0, 5);
+        assert_eq!(again[0], generated[0], "deterministic");
     }
 
     #[test]
