@@ -4,11 +4,16 @@
 //! cargo run --release -p tidegate-rehearse --example synth_rate -- [ROWS]
 //! ```
 //!
-//! Prints two figures: generation alone (rows/s into memory, one thread) and the load (rows/s from the first COPY
-//! message to COPY's end, generation on one thread while a scratch PostgreSQL parses and stores the rows). The
-//! table: a sorted bigint key, a skewed bigint, a text status with six MCVs, a numeric(10,2), a sorted timestamptz
-//! and a 30-byte text that is NULL in 20% of rows.
+//! Prints three figures: generation alone (rows/s into memory, one thread), the load (rows/s from the first COPY
+//! message to COPY's end, generation on one thread while a scratch PostgreSQL parses and stores the rows), and the
+//! server's limit on this machine: the same rows, pre-generated into a file, loaded by `psql`'s `\copy` into the
+//! same table definition in a second database of the same server (psql's C client reading a file; no generation).
+//! The two loads alternate, twice each, so that the machine's other load falls on both. The table: a sorted
+//! bigint key, a skewed bigint, a text status with six MCVs, a numeric(10,2), a sorted timestamptz and a 30-byte
+//! text that is NULL in 20% of rows.
 
+use std::io::Write as _;
+use std::process::Command;
 use std::time::Instant;
 
 use tidegate_db::column_stats::{ColumnStats, TableStatistics};
@@ -174,51 +179,122 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let table = source(rows);
     let plan = synth::plan(std::slice::from_ref(&table), 1.0, 42)?;
 
-    let started = Instant::now();
+    let dir = tempfile::tempdir()?;
+    let rows_file = dir.path().join("rows.copy");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&rows_file)?);
+    let mut generating = 0.0;
     let mut writer = plan.tables[0].writer();
     let mut buffer = Vec::with_capacity(1 << 20);
     let mut bytes = 0u64;
     loop {
         buffer.clear();
+        let started = Instant::now();
         if writer.write_rows(8192, &mut buffer) == 0 {
             break;
         }
+        generating += started.elapsed().as_secs_f64();
         bytes += buffer.len() as u64;
+        file.write_all(&buffer)?;
     }
-    let seconds = started.elapsed().as_secs_f64();
+    file.flush()?;
+    drop(file);
+    let seconds = generating;
     println!(
         "generation: {rows} rows, {:.1} MB of COPY text in {seconds:.2} s = {:.0} rows/s (one thread)",
         bytes as f64 / 1e6,
         rows as f64 / seconds
     );
 
-    let dir = tempfile::tempdir()?;
     let server = scratch::start(&StartOptions::new(dir.path().join("scratch")))?;
     let result = async {
-        let client = ConnectionConfig::from_url(&server.url())?.connect().await?;
-        let reading = SourceReading {
-            server_major: server.binaries.major_version,
-            applied: None,
-            tables: vec![table.clone()],
-            types: Vec::new(),
-            memory: None,
-            settings: Vec::new(),
-            stat_statements: None,
-            notes: Vec::new(),
+        let psql = server.binaries.bin_dir.join("psql");
+        let psql_run = |database: &str, command: &str| -> Result<(), Box<dyn std::error::Error>> {
+            let output = Command::new(&psql)
+                .arg("--no-psqlrc")
+                .arg("--quiet")
+                .arg("-v")
+                .arg("ON_ERROR_STOP=1")
+                .arg("-d")
+                .arg(server.url_for_database(database))
+                .arg("-c")
+                .arg(command)
+                .output()?;
+            if !output.status.success() {
+                return Err(format!(
+                    "psql {command}: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+                .into());
+            }
+            Ok(())
         };
-        let outcome = build_copy(&client, &reading, &plan).await?;
-        let load = outcome.loads[0];
+        let mut ours = Vec::new();
+        let mut limits = Vec::new();
+        for round in 0..2 {
+            let database = format!("rate{round}");
+            let limit_database = format!("limit{round}");
+            for name in [&database, &limit_database] {
+                psql_run("postgres", &format!("CREATE DATABASE {name}"))?;
+            }
+            for statement in table.schema.ddl_create() {
+                psql_run(&limit_database, &statement)?;
+            }
+            let copy = tidegate_db::table_schema::copy_statement(&table.schema);
+            let from_file = copy.replacen("COPY", "\\copy", 1).replace(
+                "FROM STDIN",
+                &format!("FROM '{}'", rows_file.display()),
+            );
+            let started = Instant::now();
+            psql_run(&limit_database, &from_file)?;
+            limits.push(started.elapsed().as_secs_f64());
+
+            let client = ConnectionConfig::from_url(&server.url_for_database(&database))?
+                .connect()
+                .await?;
+            ours.push(load(&client, &server, &table, &plan).await?);
+        }
+        let best = |figures: &[f64]| figures.iter().copied().fold(f64::INFINITY, f64::min);
+        let ours_seconds = best(&ours);
+        let limit_seconds = best(&limits);
         println!(
-            "load: {} rows through COPY into PostgreSQL {} in {:.2} s = {:.0} rows/s ({} cores here)",
-            load.rows,
+            "load: {rows} rows through COPY into PostgreSQL {} in {ours_seconds:.2} s = {:.0} rows/s (best of {:.2} s, {:.2} s; {} cores here)",
             server.binaries.major_version,
-            load.seconds,
-            load.rows_per_second(),
+            rows as f64 / ours_seconds,
+            ours[0],
+            ours[1],
             std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        println!(
+            "server limit: psql \\copy of the same rows from a file in {limit_seconds:.2} s = {:.0} rows/s (best of {:.2} s, {:.2} s); ours is {:.0}% of it",
+            rows as f64 / limit_seconds,
+            limits[0],
+            limits[1],
+            100.0 * limit_seconds / ours_seconds
         );
         Ok::<(), Box<dyn std::error::Error>>(())
     }
     .await;
     scratch::stop(&server.dir)?;
     result
+}
+
+/// One load through the rehearsal's own path (`build_copy`): COPY's seconds.
+async fn load(
+    client: &tokio_postgres::Client,
+    server: &scratch::ScratchServer,
+    table: &SourceTable,
+    plan: &synth::SynthesisPlan,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let reading = SourceReading {
+        server_major: server.binaries.major_version,
+        applied: None,
+        tables: vec![table.clone()],
+        types: Vec::new(),
+        memory: None,
+        settings: Vec::new(),
+        stat_statements: None,
+        notes: Vec::new(),
+    };
+    let outcome = build_copy(client, &reading, plan).await?;
+    Ok(outcome.loads[0].seconds)
 }

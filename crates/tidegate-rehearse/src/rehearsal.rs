@@ -324,11 +324,14 @@ pub async fn copy_rows(
     let generator = table.clone();
     let producer = tokio::task::spawn_blocking(move || {
         let mut writer = generator.writer();
+        // Sized from the last chunk, so a chunk is written without growing its buffer.
+        let mut capacity = ROWS_PER_CHUNK as usize * 64;
         loop {
-            let mut chunk = Vec::with_capacity(ROWS_PER_CHUNK as usize * 64);
+            let mut chunk = Vec::with_capacity(capacity);
             if writer.write_rows(ROWS_PER_CHUNK, &mut chunk) == 0 {
                 break;
             }
+            capacity = capacity.max(chunk.len() + chunk.len() / 8);
             if sender.blocking_send(chunk).is_err() {
                 break;
             }

@@ -18,8 +18,14 @@
 //!   than the rows).
 //! - **Foreign keys** (of one column): the column's distribution (NULLs, MCV frequencies, distinct count, order) is
 //!   drawn over the *ranks* of the parent's key, and each rank is written as the parent's generated key at that
-//!   rank, so every value exists in the parent. Foreign keys of several columns are not satisfied yet (the
-//!   rehearsal adds them `NOT VALID` and says so).
+//!   rank, so every value exists in the parent.
+//! - **Foreign keys of several columns** (a, b) → (x, y): the child row picks a parent *row* — the child's
+//!   distinct tuples (the largest `n_distinct` of its columns) spread evenly over the parent's rows, dealt to child rows
+//!   by a permutation — and each column writes the parent's generated value of its column at that row, so every
+//!   non-null tuple is one the parent holds. Each column keeps its own NULLs (MATCH SIMPLE checks only tuples
+//!   without one; under MATCH FULL the columns hold none); the columns' own most-common values and order are not
+//!   kept (said in the notes). A parent column with NULLs cannot be addressed by row, and such a key is left to
+//!   the rehearsal, which adds it `NOT VALID` when the rows break it.
 //! - **Values**: integers, numerics, floats, dates and timestamps interpolate the histogram's bounds; text takes the
 //!   prefix of its bucket's lower bound and a base-62 counter, padded to the width `avg_width` implies for the
 //!   values outside the MCVs; enums and booleans use their labels; UUIDs take their high bits from the histogram
@@ -114,6 +120,9 @@ impl RowWriter<'_> {
                 }
                 if column.is_null(row) {
                     out.extend_from_slice(b"\\N");
+                } else if column.tuple.is_some() {
+                    // The row itself picks the parent row, so that every column of the key picks the same one.
+                    column.write_rank(row, out);
                 } else {
                     let ordinal = self.non_null_seen[index];
                     self.non_null_seen[index] += 1;
@@ -306,6 +315,28 @@ pub struct ColumnGenerator {
     rest_distinct: u64,
     rest: RestValues,
     labels: Vec<Vec<u8>>,
+    /// A column of a foreign key of several columns: its values are the parent's at a parent row.
+    tuple: Option<TupleSource>,
+}
+
+/// How a column of a several-column foreign key finds its value: one parent column, at the parent row its child
+/// row picks (the same pick for every column of the key: the same `key`, `distinct` and rows).
+#[derive(Debug)]
+struct TupleSource {
+    parent: Arc<ColumnGenerator>,
+    child_rows: u64,
+    distinct: u64,
+    key: u64,
+}
+
+impl TupleSource {
+    fn parent_row(&self, row: u64) -> u64 {
+        let rows = self.child_rows.max(1);
+        let distinct = self.distinct.clamp(1, rows);
+        let k = (u128::from(permute(row % rows, rows, self.key)) * u128::from(distinct)
+            / u128::from(rows)) as u64;
+        spread(k, distinct, self.parent.rows)
+    }
 }
 
 impl ColumnGenerator {
@@ -330,12 +361,27 @@ impl ColumnGenerator {
         Some(String::from_utf8_lossy(&unescape(&escaped)).into_owned())
     }
 
+    /// Writes the value this column holds at physical row `row`; only for a column without NULLs, whose k-th
+    /// non-null value is row k's.
+    fn write_at_row(&self, row: u64, out: &mut Vec<u8>) {
+        if self.tuple.is_some() {
+            self.write_rank(row, out);
+        } else {
+            self.write_rank(self.order.rank(row), out);
+        }
+    }
+
     fn is_null(&self, row: u64) -> bool {
         self.nulls > 0 && permute(row, self.rows, self.null_key) < self.nulls
     }
 
-    /// Writes the value at layout position `rank` (value order).
+    /// Writes the value at layout position `rank` (value order); for a column of a several-column foreign key,
+    /// `rank` is the child row.
     fn write_rank(&self, rank: u64, out: &mut Vec<u8>) {
+        if let Some(tuple) = &self.tuple {
+            tuple.parent.write_at_row(tuple.parent_row(rank), out);
+            return;
+        }
         let index = self
             .segments
             .partition_point(|segment| segment.start() <= rank)
@@ -513,26 +559,24 @@ fn quantile_of(bounds: &[f64], key: f64) -> f64 {
 fn write_ordered(kind: OrderedKind, key: f64, labels: &[Vec<u8>], out: &mut Vec<u8>) {
     match kind {
         OrderedKind::Integer { min, max } => {
-            let _ = write!(out, "{}", key.floor().clamp(min, max) as i64);
+            write_i64(key.floor().clamp(min, max) as i64, out);
         }
-        OrderedKind::Decimal { places } => {
-            let _ = write!(out, "{key:.places$}");
-        }
+        OrderedKind::Decimal { places } => write_decimal(key, places, out),
         OrderedKind::Date => write_date(key.floor() as i64, out),
         OrderedKind::Timestamp { with_zone } => {
             let micros = key.round() as i64;
             let days = micros.div_euclid(86_400_000_000);
             let rest = micros.rem_euclid(86_400_000_000);
             write_date(days, out);
-            let seconds = rest / 1_000_000;
-            let _ = write!(
-                out,
-                " {:02}:{:02}:{:02}.{:06}",
-                seconds / 3600,
-                (seconds / 60) % 60,
-                seconds % 60,
-                rest % 1_000_000
-            );
+            let seconds = (rest / 1_000_000) as u64;
+            out.push(b' ');
+            write_padded(seconds / 3600, 2, out);
+            out.push(b':');
+            write_padded((seconds / 60) % 60, 2, out);
+            out.push(b':');
+            write_padded(seconds % 60, 2, out);
+            out.push(b'.');
+            write_padded((rest % 1_000_000) as u64, 6, out);
             if with_zone {
                 out.extend_from_slice(b"+00");
             }
@@ -551,7 +595,64 @@ fn write_ordered(kind: OrderedKind, key: f64, labels: &[Vec<u8>], out: &mut Vec<
 
 fn write_date(days: i64, out: &mut Vec<u8>) {
     let (year, month, day) = civil_from_days(days);
-    let _ = write!(out, "{year:04}-{month:02}-{day:02}");
+    if !(0..=9999).contains(&year) {
+        let _ = write!(out, "{year:04}-{month:02}-{day:02}");
+        return;
+    }
+    write_padded(year as u64, 4, out);
+    out.push(b'-');
+    write_padded(month as u64, 2, out);
+    out.push(b'-');
+    write_padded(day as u64, 2, out);
+}
+
+// Hand-written number formatting: `write!` through `fmt` was the generator's largest cost after the permutations
+// (a formatter and its padding logic per value, several values per row).
+
+/// `value` in decimal, left-padded with zeros to at least `width` digits.
+fn write_padded(mut value: u64, width: usize, out: &mut Vec<u8>) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    let start = start.min(digits.len().saturating_sub(width));
+    out.extend_from_slice(&digits[start..]);
+}
+
+fn write_i64(value: i64, out: &mut Vec<u8>) {
+    if value < 0 {
+        out.push(b'-');
+    }
+    write_padded(value.unsigned_abs(), 1, out);
+}
+
+/// `key` with `places` decimals, rounded half away from zero. Falls back to `fmt` where scaling by `10^places`
+/// would lose the exactness of an integer in an f64 (or the value is not finite).
+fn write_decimal(key: f64, places: usize, out: &mut Vec<u8>) {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if places <= 9 {
+        let unit = 10u64.pow(places as u32);
+        let scaled = (key * unit as f64).round();
+        if scaled.is_finite() && scaled.abs() < EXACT {
+            let magnitude = scaled.abs() as u64;
+            if scaled < 0.0 && magnitude > 0 {
+                out.push(b'-');
+            }
+            write_padded(magnitude / unit, 1, out);
+            if places > 0 {
+                out.push(b'.');
+                write_padded(magnitude % unit, places, out);
+            }
+            return;
+        }
+    }
+    let _ = write!(out, "{key:.places$}");
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
@@ -737,6 +838,20 @@ fn payload_bytes(avg_width: i32) -> f64 {
     } else {
         width - 4.0
     }
+}
+
+/// A column of a foreign key of several columns, before its parent is built.
+struct TupleRequest {
+    parent: (u32, String),
+    distinct: u64,
+    key: u64,
+    match_full: bool,
+}
+
+/// A seed from a name (a constraint's), so that every column of one key shares it.
+fn text_key(text: &str) -> u64 {
+    text.bytes()
+        .fold(0, |hash, byte| mix(hash ^ u64::from(byte)))
 }
 
 /// How one column is to be generated, before any foreign key is resolved.
@@ -1117,6 +1232,7 @@ fn build_column(
         rest_distinct,
         rest,
         labels,
+        tuple: None,
     })
 }
 
@@ -1161,6 +1277,8 @@ pub fn plan(
     let mut unique_columns: HashMap<(u32, String), ()> = HashMap::new();
     // Single-column foreign keys: child (table, column) → parent (table, column).
     let mut references: HashMap<(u32, String), (u32, String)> = HashMap::new();
+    // Columns of foreign keys of several columns.
+    let mut tuples: HashMap<(u32, String), TupleRequest> = HashMap::new();
     for table in tables {
         let schema = &table.schema;
         let foreign_key_columns: Vec<&String> = schema
@@ -1218,16 +1336,56 @@ pub fn plan(
             let Some(target) = &constraint.references else {
                 continue;
             };
-            if constraint.columns.len() != 1 || target.columns.len() != 1 {
+            if !rows_of.contains_key(&target.oid) {
                 notes.push(format!(
-                    "{}: the foreign key {} has several columns; synthetic rows do not satisfy it yet",
+                    "{}: the foreign key {} references a table outside the rehearsal",
                     schema.qualified, constraint.name
                 ));
                 continue;
             }
-            if !rows_of.contains_key(&target.oid) {
+            if constraint.columns.len() != 1 || target.columns.len() != 1 {
+                let claimed = constraint.columns.iter().any(|column| {
+                    let id = (schema.oid, column.clone());
+                    references.contains_key(&id)
+                        || tuples.contains_key(&id)
+                        || unique_columns.contains_key(&id)
+                });
+                if constraint.columns.len() != target.columns.len() || claimed {
+                    notes.push(format!(
+                        "{}: the foreign key {} shares a column with another key; synthetic rows do not satisfy it",
+                        schema.qualified, constraint.name
+                    ));
+                    continue;
+                }
+                let child_rows = rows_of[&schema.oid];
+                // A tuple has at least as many distinct values as its most varied column.
+                let distinct = constraint
+                    .columns
+                    .iter()
+                    .map(|column| {
+                        table
+                            .statistics
+                            .column(column)
+                            .map_or(child_rows as f64, |s| s.distinct_values(child_rows))
+                    })
+                    .fold(1.0, f64::max)
+                    .round() as u64;
+                let key = mix(seed ^ mix(u64::from(schema.oid)) ^ text_key(&constraint.name));
+                // MATCH FULL is in PostgreSQL's definition text only when asked for; MATCH SIMPLE is the default.
+                let match_full = constraint.definition.contains("MATCH FULL");
+                for (column, parent_column) in constraint.columns.iter().zip(&target.columns) {
+                    tuples.insert(
+                        (schema.oid, column.clone()),
+                        TupleRequest {
+                            parent: (target.oid, parent_column.clone()),
+                            distinct,
+                            key,
+                            match_full,
+                        },
+                    );
+                }
                 notes.push(format!(
-                    "{}: the foreign key {} references a table outside the rehearsal",
+                    "{}: the foreign key {} has several columns; its tuples are drawn from the parent's generated keys (the columns' own most-common values and order are not kept)",
                     schema.qualified, constraint.name
                 ));
                 continue;
@@ -1274,6 +1432,16 @@ pub fn plan(
                 },
                 None => None,
             };
+            let tuple_parent = match tuples.get(&id) {
+                Some(request) => match built.get(&request.parent) {
+                    Some(parent) => Some((request, parent.clone())),
+                    None => {
+                        waiting.push((table_index, column_index));
+                        continue;
+                    }
+                },
+                None => None,
+            };
             let request = ColumnRequest {
                 table: &table.schema.qualified,
                 column,
@@ -1282,7 +1450,28 @@ pub fn plan(
                 unique: unique_columns.contains_key(&id),
                 key: mix(seed ^ mix(u64::from(table.schema.oid)) ^ mix(column_index as u64 + 1)),
             };
-            built.insert(id, Arc::new(build_column(&request, parent, &mut notes)?));
+            let mut generator = build_column(&request, parent, &mut notes)?;
+            if let Some((tuple, parent)) = tuple_parent {
+                if parent.nulls > 0 || parent.rows == 0 {
+                    notes.push(format!(
+                        "{}.{}: the parent column it references {}; the foreign key is not satisfied",
+                        table.schema.qualified,
+                        column.quoted_name,
+                        if parent.rows == 0 { "has no rows" } else { "holds NULLs" }
+                    ));
+                } else {
+                    if tuple.match_full {
+                        generator.nulls = 0;
+                    }
+                    generator.tuple = Some(TupleSource {
+                        parent,
+                        child_rows: generator.rows,
+                        distinct: tuple.distinct,
+                        key: tuple.key,
+                    });
+                }
+            }
+            built.insert(id, Arc::new(generator));
         }
         if waiting.len() == before {
             let (table_index, column_index) = waiting[0];
@@ -1691,6 +1880,49 @@ mod tests {
     }
 
     #[test]
+    fn hand_written_numbers_read_as_fmt_writes_them() {
+        let text = |write: &dyn Fn(&mut Vec<u8>)| {
+            let mut out = Vec::new();
+            write(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        for value in [0i64, 7, -7, 1_234_567, i64::MIN, i64::MAX] {
+            assert_eq!(text(&|o| write_i64(value, o)), value.to_string());
+        }
+        assert_eq!(text(&|o| write_padded(7, 4, o)), "0007");
+        assert_eq!(text(&|o| write_padded(123_456, 2, o)), "123456");
+        for (key, places) in [
+            (12.5f64, 2usize),
+            (-3.25, 1),
+            (0.004, 2),
+            (49_999.99, 2),
+            (1e300, 2),
+            (7.0, 0),
+            (-0.000_001, 6),
+        ] {
+            let ours = text(&|o| write_decimal(key, places, o));
+            let parsed: f64 = ours.parse().unwrap();
+            // Within half a unit of the last place (ties may round the other way than `fmt`'s half-to-even).
+            assert!(
+                (parsed - key).abs() <= 0.5 * 10f64.powi(-(places as i32)) * 1.000_001
+                    || ours == format!("{key:.places$}"),
+                "{key} at {places}: {ours}"
+            );
+            assert_eq!(
+                ours.split_once('.').map_or(0, |(_, f)| f.len()),
+                places,
+                "{ours}"
+            );
+        }
+        assert_eq!(text(&|o| write_decimal(1.25, 1, o)), "1.3");
+        assert_eq!(text(&|o| write_decimal(12.5, 2, o)), "12.50");
+        assert_eq!(text(&|o| write_decimal(-0.001, 2, o)), "0.00");
+        let mut date = Vec::new();
+        write_date(days_from_civil(2024, 2, 29), &mut date);
+        assert_eq!(date, b"2024-02-29");
+    }
+
+    #[test]
     fn keys_are_unique_and_foreign_keys_point_at_generated_parents() {
         let mut customers = table(
             1,
@@ -1745,6 +1977,94 @@ mod tests {
         // 300 distinct customers referenced, one of them by a fifth of the orders.
         assert_eq!(references.len(), 1 + 300);
         assert_eq!(references.values().copied().max(), Some(4000));
+    }
+
+    #[test]
+    fn a_foreign_key_of_two_columns_takes_tuples_the_parent_holds() {
+        // The parent's key is (region, id): region a few values, id the carrier of uniqueness.
+        let mut region = stats("region");
+        region.n_distinct = 5.0;
+        region.histogram_bounds = vec!["1".into(), "5".into()];
+        let mut id = stats("id");
+        id.histogram_bounds = vec!["1".into(), "1000".into()];
+        let mut accounts = table(
+            1,
+            "accounts",
+            1000,
+            vec![
+                (column("region", "int4", true), region),
+                (column("id", "int8", true), id),
+            ],
+        );
+        accounts.schema.constraints.push(ConstraintDefinition {
+            name: "accounts_pkey".into(),
+            quoted_name: "accounts_pkey".into(),
+            kind: ConstraintKind::PrimaryKey,
+            definition: "PRIMARY KEY (region, id)".into(),
+            columns: vec!["region".into(), "id".into()],
+            references: None,
+        });
+        let mut account_region = stats("account_region");
+        account_region.n_distinct = 5.0;
+        account_region.null_frac = 0.1;
+        let mut account_id = stats("account_id");
+        account_id.n_distinct = 200.0;
+        let mut payments = table(
+            2,
+            "payments",
+            10_000,
+            vec![
+                (column("id", "int8", true), stats("id")),
+                (column("account_region", "int4", false), account_region),
+                (column("account_id", "int8", true), account_id),
+            ],
+        );
+        primary_key(&mut payments, "id");
+        payments.schema.constraints.push(ConstraintDefinition {
+            name: "payments_account_fkey".into(),
+            quoted_name: "payments_account_fkey".into(),
+            kind: ConstraintKind::ForeignKey,
+            definition: "FOREIGN KEY (account_region, account_id) REFERENCES accounts(region, id)"
+                .into(),
+            columns: vec!["account_region".into(), "account_id".into()],
+            references: Some(ForeignKeyTarget {
+                oid: 1,
+                columns: vec!["region".into(), "id".into()],
+            }),
+        });
+        let tables = [payments, accounts];
+        let notes = plan(&tables, 1.0, 5).unwrap().notes;
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("payments_account_fkey") && n.contains("drawn from the parent")),
+            "{notes:?}"
+        );
+        let generated = generate(&tables, 1.0, 5);
+        let parent: HashSet<(&String, &String)> = generated[1][0]
+            .iter()
+            .zip(&generated[1][1])
+            .map(|(region, id)| (region.as_ref().unwrap(), id.as_ref().unwrap()))
+            .collect();
+        assert_eq!(parent.len(), 1000, "the parent's key is unique");
+        let child = &generated[0];
+        let mut tuples = HashSet::new();
+        let mut nulls = 0;
+        for (region, id) in child[1].iter().zip(&child[2]) {
+            match (region, id) {
+                (Some(region), Some(id)) => {
+                    assert!(parent.contains(&(region, id)), "({region}, {id})");
+                    tuples.insert((region, id));
+                }
+                _ => nulls += 1,
+            }
+        }
+        // MATCH SIMPLE: a NULL in either column exempts the row; the region keeps its 10% of NULLs.
+        assert_eq!(nulls, 1000);
+        // The most varied column's n_distinct (200) decides how many parent rows are referenced.
+        assert_eq!(tuples.len(), 200);
+        let again = generate(&tables, 1.0, 5);
+        assert_eq!(again[0], generated[0], "deterministic");
     }
 
     #[test]

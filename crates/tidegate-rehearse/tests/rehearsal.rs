@@ -409,3 +409,81 @@ async fn the_pending_migrations_run_through_apply_on_the_copy_measured_and_the_s
     assert_eq!(counters(source.url()).await, before);
     assert_eq!(schema_dump(source.url()).await, before_schema);
 }
+
+#[tokio::test]
+async fn a_foreign_key_of_two_columns_holds_on_the_copy() {
+    let source = TestDatabase::create().await;
+    source
+        .connect()
+        .await
+        .batch_execute(
+            "CREATE TABLE accounts (
+                 region int NOT NULL,
+                 id bigint NOT NULL,
+                 name text NOT NULL,
+                 PRIMARY KEY (region, id)
+             );
+             CREATE TABLE payments (
+                 id bigserial PRIMARY KEY,
+                 account_region int,
+                 account_id bigint NOT NULL,
+                 amount numeric(10, 2) NOT NULL,
+                 FOREIGN KEY (account_region, account_id) REFERENCES accounts (region, id)
+             );
+             INSERT INTO accounts SELECT g % 7, g, md5(g::text) FROM generate_series(1, 3000) g;
+             INSERT INTO payments (account_region, account_id, amount)
+                 SELECT CASE WHEN g % 10 = 0 THEN NULL ELSE (g * 31 % 3000 + 1) % 7 END, g * 31 % 3000 + 1, g % 500
+                 FROM generate_series(1, 20000) g;
+             ANALYZE accounts;
+             ANALYZE payments;",
+        )
+        .await
+        .unwrap();
+    let config = ConnectionConfig::from_url(source.url()).unwrap();
+    let client = config.connect().await.unwrap();
+    let reading = read_source(&client, &Targets::AllTables, &options())
+        .await
+        .unwrap();
+    let plan = synth::plan(&reading.tables, 1.0, 3).unwrap();
+    assert!(
+        plan.notes.iter().any(
+            |note| note.contains("payments_account_region_account_id_fkey")
+                && note.contains("drawn from the parent")
+        ),
+        "{:?}",
+        plan.notes
+    );
+    let copy = TestDatabase::create().await;
+    let copy_client = copy.connect().await;
+    let outcome = build_copy(&copy_client, &reading, &plan).await.unwrap();
+    assert!(outcome.notes.is_empty(), "{:?}", outcome.notes);
+    // PostgreSQL validated the key against the synthetic rows: it was not added NOT VALID.
+    let validated: bool = copy_client
+        .query_one(
+            "SELECT convalidated FROM pg_constraint WHERE conname = 'payments_account_region_account_id_fkey'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(validated);
+    let (orphans, referencing, nulls, distinct): (i64, i64, i64, i64) = {
+        let row = copy_client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE p.account_region IS NOT NULL AND a.id IS NULL),
+                        count(*) FILTER (WHERE a.id IS NOT NULL),
+                        count(*) FILTER (WHERE p.account_region IS NULL),
+                        count(DISTINCT (p.account_region, p.account_id))
+                 FROM payments p LEFT JOIN accounts a ON (a.region, a.id) = (p.account_region, p.account_id)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2), row.get(3))
+    };
+    assert_eq!(orphans, 0);
+    // The source's NULLs kept (10%), and the tuples spread over the parent's keys.
+    assert_eq!(nulls, 2000);
+    assert_eq!(referencing, 18_000);
+    assert!(distinct > 1000, "{distinct} distinct tuples");
+}
