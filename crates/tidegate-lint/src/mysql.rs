@@ -423,3 +423,63 @@ pub(crate) fn syntax_error(context: &MyContext<'_>, violations: &mut Vec<Violati
         }
     }
 }
+
+/// The application-compatibility rules shared with PostgreSQL: what running code of the previous release breaks on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AppCompat {
+    DropColumn,
+    RenameColumn,
+    RenameTable,
+    DropTable,
+}
+
+/// `drop-column`, `rename-column`, `rename-table`, `drop-table` on MySQL/MariaDB: the change on a table that
+/// existed before the migration.
+pub(crate) fn app_compat(
+    context: &MyContext<'_>,
+    violations: &mut Vec<Violation>,
+    rule: AppCompat,
+) {
+    use tidegate_sql::mysql::{Change, MyKind};
+    for (statement, analysis) in context.statements() {
+        let (true, Some(table)) = (analysis.pre_existing, &analysis.table) else {
+            continue;
+        };
+        let name = MyContext::table_name(table);
+        let mut found: Vec<Violation> = Vec::new();
+        match (&statement.kind, rule) {
+            (MyKind::DropTable { tables }, AppCompat::DropTable) => found.push(
+                violation(statement, format!("dropping {} deletes its data and breaks every running query that uses it", tables.join(", ")))
+                    .help("release code that no longer uses the table first, then drop it in a later migration with a tidegate:ignore reason"),
+            ),
+            (MyKind::Alter(alter), _) => {
+                for change in &alter.changes {
+                    match (change, rule) {
+                        (Change::DropColumn { column }, AppCompat::DropColumn) => found.push(
+                            violation(statement, format!("dropping {table}.{column} breaks every running query and ORM model that still uses it"))
+                                .help("first release code that no longer uses the column, then drop it in a later migration (and say so in a tidegate:ignore reason)"),
+                        ),
+                        (Change::RenameColumn { old, new }, AppCompat::RenameColumn) => found.push(rename_column(statement, table, old, new)),
+                        (Change::ModifyColumn { old, column, .. }, AppCompat::RenameColumn)
+                            if !old.eq_ignore_ascii_case(&column.name) =>
+                        {
+                            found.push(rename_column(statement, table, old, &column.name))
+                        }
+                        (Change::RenameTable { to }, AppCompat::RenameTable) => found.push(
+                            violation(statement, format!("renaming {table} to {to} breaks every running query that uses the old name"))
+                                .help(format!("keep the old name working with a view right after the rename (`RENAME TABLE {table} TO {to}; CREATE VIEW {table} AS SELECT * FROM {to}`): MySQL commits each DDL by itself, so queries between the two statements fail; drop the view once no code uses {table}")),
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        violations.extend(found.into_iter().map(|violation| violation.table(&name)));
+    }
+}
+
+fn rename_column(statement: &MyStatement, table: &str, old: &str, new: &str) -> Violation {
+    violation(statement, format!("renaming {table}.{old} to {new} breaks the application version that uses the other name"))
+        .help("expand and contract: add the new column, sync it with BEFORE INSERT and BEFORE UPDATE triggers, backfill with `tidegate backfill`, switch reads, then drop the old column")
+}

@@ -362,6 +362,10 @@ mod tests {
                 "mysql-alter-rebuild",
                 "mysql-algorithm-unspecified",
                 "missing-lock-timeout",
+                "drop-column",
+                "drop-table",
+                "rename-column",
+                "rename-table",
                 "invalid-suppression",
                 "unused-suppression",
             ]

@@ -27,6 +27,15 @@ declare_rule! {
     /// Contract in two releases: first ship code that no longer reads or writes the column (and tell the ORM to
     /// ignore it), then drop it in a later migration, with a lock_timeout. Suppress this rule on that
     /// migration with a reason: `-- tidegate:ignore drop-column code stopped using it in release 41`.
+    ///
+    /// ## MySQL and MariaDB
+    /// The same rule with `--dialect mysql|mariadb`: `ALTER TABLE … DROP COLUMN` on a table that existed before the
+    /// migration. The drop is INSTANT on MariaDB 10.4+ and MySQL 8.0.29+, and breaks running code all the same.
+    ///
+    /// ## MySQL example
+    /// ```sql mariadb
+    /// ALTER TABLE orders DROP COLUMN order_status;
+    /// ```
     pub struct DropColumn {
         severity: Warning,
         summary: "DROP COLUMN breaks application code that still uses the column",
@@ -37,6 +46,14 @@ declare_rule! {
 impl Rule for DropColumn {
     fn doc(&self) -> &'static RuleDoc {
         &Self::DOC
+    }
+
+    fn runs_on(&self, _dialect: crate::Dialect) -> bool {
+        true
+    }
+
+    fn check_mysql(&self, context: &crate::mysql::MyContext<'_>, violations: &mut Vec<Violation>) {
+        crate::mysql::app_compat(context, violations, crate::mysql::AppCompat::DropColumn);
     }
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {

@@ -26,6 +26,14 @@ declare_rule! {
     /// ## Use instead
     /// Stop using the table in a release first; rename it to `legacy_orders_to_drop` or revoke access for a
     /// while to catch stragglers; drop it later with a lock_timeout, suppressing this rule with a reason.
+    ///
+    /// ## MySQL and MariaDB
+    /// The same rule with `--dialect mysql|mariadb`: `DROP TABLE` of a table that existed before the migration.
+    ///
+    /// ## MySQL example
+    /// ```sql mariadb
+    /// DROP TABLE legacy_orders;
+    /// ```
     pub struct DropTable {
         severity: Warning,
         summary: "DROP TABLE deletes data and breaks code that still uses the table",
@@ -36,6 +44,14 @@ declare_rule! {
 impl Rule for DropTable {
     fn doc(&self) -> &'static RuleDoc {
         &Self::DOC
+    }
+
+    fn runs_on(&self, _dialect: crate::Dialect) -> bool {
+        true
+    }
+
+    fn check_mysql(&self, context: &crate::mysql::MyContext<'_>, violations: &mut Vec<Violation>) {
+        crate::mysql::app_compat(context, violations, crate::mysql::AppCompat::DropTable);
     }
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {

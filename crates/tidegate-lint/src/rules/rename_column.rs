@@ -31,6 +31,16 @@ declare_rule! {
     /// CREATE TRIGGER orders_sync_status BEFORE INSERT OR UPDATE ON orders
     ///     FOR EACH ROW EXECUTE FUNCTION orders_sync_status();
     /// ```
+    ///
+    /// ## MySQL and MariaDB
+    /// The same rule with `--dialect mysql|mariadb`: `RENAME COLUMN`, and `CHANGE old new …` with a new name, on a
+    /// table that existed before the migration. On MySQL a sync trigger is `CREATE TRIGGER … BEFORE INSERT` and
+    /// `BEFORE UPDATE` (one per event).
+    ///
+    /// ## MySQL example
+    /// ```sql mariadb
+    /// ALTER TABLE orders RENAME COLUMN order_status TO status;
+    /// ```
     pub struct RenameColumn {
         severity: Error,
         summary: "RENAME COLUMN breaks whichever application version uses the other name",
@@ -41,6 +51,14 @@ declare_rule! {
 impl Rule for RenameColumn {
     fn doc(&self) -> &'static RuleDoc {
         &Self::DOC
+    }
+
+    fn runs_on(&self, _dialect: crate::Dialect) -> bool {
+        true
+    }
+
+    fn check_mysql(&self, context: &crate::mysql::MyContext<'_>, violations: &mut Vec<Violation>) {
+        crate::mysql::app_compat(context, violations, crate::mysql::AppCompat::RenameColumn);
     }
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {

@@ -30,6 +30,16 @@ declare_rule! {
     /// CREATE VIEW orders AS SELECT * FROM purchases;
     /// COMMIT;
     /// ```
+    ///
+    /// ## MySQL and MariaDB
+    /// The same rule with `--dialect mysql|mariadb`: `RENAME TABLE a TO b` and `ALTER TABLE a RENAME TO b` on a
+    /// table that existed before the migration. MySQL commits each DDL by itself, so the rename and a view under the
+    /// old name cannot be made atomic: there is a moment with neither.
+    ///
+    /// ## MySQL example
+    /// ```sql mariadb
+    /// RENAME TABLE orders TO purchases;
+    /// ```
     pub struct RenameTable {
         severity: Error,
         summary: "RENAME TABLE breaks running code that uses the old name",
@@ -40,6 +50,14 @@ declare_rule! {
 impl Rule for RenameTable {
     fn doc(&self) -> &'static RuleDoc {
         &Self::DOC
+    }
+
+    fn runs_on(&self, _dialect: crate::Dialect) -> bool {
+        true
+    }
+
+    fn check_mysql(&self, context: &crate::mysql::MyContext<'_>, violations: &mut Vec<Violation>) {
+        crate::mysql::app_compat(context, violations, crate::mysql::AppCompat::RenameTable);
     }
 
     fn check(&self, context: &Context<'_>, violations: &mut Vec<Violation>) {
