@@ -723,15 +723,7 @@ pub(crate) async fn read_history(client: &dyn Session) -> Result<Vec<AppliedReco
         .map(|row| {
             let version: String = row.get("version")?;
             let status: String = row.get("status")?;
-            let status = MigrationStatus::from_db(&status).ok_or_else(|| {
-                ApplyError::Database(DbError::other(
-                    "reading tidegate.migrations",
-                    format!(
-                        "it records {version} with status '{status}', which this build does not know: a newer \
-                         tidegate wrote it; upgrade tidegate"
-                    ),
-                ))
-            })?;
+            let status = MigrationStatus::recorded(&version, &status)?;
             Ok(AppliedRecord {
                 version,
                 checksum: row.get("checksum")?,

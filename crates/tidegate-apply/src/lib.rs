@@ -87,6 +87,20 @@ pub enum MigrationStatus {
 }
 
 impl MigrationStatus {
+    /// The status `tidegate.migrations` records for `version`; one this build does not know is an error that says
+    /// a newer tidegate wrote it.
+    pub(crate) fn recorded(version: &str, status: &str) -> Result<Self, ApplyError> {
+        Self::from_db(status).ok_or_else(|| {
+            ApplyError::Database(tidegate_db::connect::DbError::other(
+                "reading tidegate.migrations",
+                format!(
+                    "it records {version} with status '{status}', which this build does not know: a newer \
+                     tidegate wrote it; upgrade tidegate"
+                ),
+            ))
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             MigrationStatus::Running => "running",

@@ -284,15 +284,7 @@ pub async fn status(
         {
             let version: String = row.get("version")?;
             let status: String = row.get("status")?;
-            let status = MigrationStatus::from_db(&status).ok_or_else(|| {
-                ApplyError::Database(DbError::other(
-                    "reading tidegate.migrations",
-                    format!(
-                        "it records {version} with status '{status}', which this build does not know: a newer \
-                         tidegate wrote it; upgrade tidegate"
-                    ),
-                ))
-            })?;
+            let status = MigrationStatus::recorded(&version, &status)?;
             records.push(RecordedMigration {
                 version,
                 name: row.get("name")?,

@@ -134,15 +134,12 @@ async fn read_history(client: &dyn Session) -> Result<Vec<AppliedRecord>, ApplyE
         .map_err(database("reading the history"))?;
     rows.iter()
         .map(|row| {
+            let version: String = row.get("version")?;
             let status: String = row.get("status")?;
             Ok(AppliedRecord {
-                version: row.get("version")?,
+                status: MigrationStatus::recorded(&version, &status)?,
+                version,
                 checksum: row.get("checksum")?,
-                status: MigrationStatus::from_db(&status).ok_or_else(|| {
-                    ApplyError::Unhealthy(format!(
-                        "tidegate.migrations has a status `{status}` this build does not know; upgrade tidegate"
-                    ))
-                })?,
                 phases_done: row.get("phases_done")?,
             })
         })

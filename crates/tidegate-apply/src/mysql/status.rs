@@ -48,15 +48,7 @@ pub async fn status_mysql(
         {
             let version: String = row.get("version")?;
             let status: String = row.get("status")?;
-            let status = MigrationStatus::from_db(&status).ok_or_else(|| {
-                ApplyError::Database(DbError::other(
-                    "reading tidegate.migrations",
-                    format!(
-                        "it records {version} with status '{status}', which this build does not know: a newer \
-                         tidegate wrote it; upgrade tidegate"
-                    ),
-                ))
-            })?;
+            let status = MigrationStatus::recorded(&version, &status)?;
             let phases_done = row.get::<i64>("phases_done")?.max(0) as usize;
             let phases_text: String = row.get("phases")?;
             // A baselined record has no phases; one this build cannot read is shown without them.
