@@ -99,6 +99,22 @@ pub struct ReplicaLag {
     pub max_lag: Duration,
 }
 
+/// A replica's own account of how far behind it is, read on the replica (MySQL/MariaDB `SHOW REPLICA STATUS`,
+/// for each `--replica`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplicaState {
+    /// The server replicates from nothing (the status has no row): not a replica.
+    NotReplica,
+    /// Replicating, this far behind (the largest over its replication channels).
+    Behind(Duration),
+    /// A channel's lag is NULL: its I/O or SQL thread is not running (stopped, or stopped by an error).
+    Stopped {
+        io_running: String,
+        sql_running: String,
+        last_error: String,
+    },
+}
+
 /// The oldest open transaction other than ours.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OldestTransaction {
@@ -214,6 +230,18 @@ pub trait Dialect: Send + Sync {
     /// Other sessions waiting on a lock one of `ours` holds.
     async fn blocked_by_us(&self, s: &dyn Session, ours: &[i32]) -> Result<u32, DbError>;
     async fn replica_lag(&self, s: &dyn Session) -> Result<ReplicaLag, DbError>;
+    /// Whether replica lag is read on the replicas themselves, given with `--replica` (MySQL/MariaDB: a primary
+    /// cannot see its replicas' lag), rather than on the primary (PostgreSQL's pg_stat_replication).
+    fn reads_lag_on_replicas(&self) -> bool {
+        false
+    }
+    /// One replica's state, on a session to the replica.
+    async fn replica_state(&self, _s: &dyn Session) -> Result<ReplicaState, DbError> {
+        Err(DbError::other(
+            "reading replica lag",
+            "this database reports its replicas' lag on the primary; there is nothing to read on a replica",
+        ))
+    }
     /// Active client sessions other than `ours` and this one.
     async fn active_backends(&self, s: &dyn Session, ours: &[i32]) -> Result<u32, DbError>;
     async fn oldest_transaction(

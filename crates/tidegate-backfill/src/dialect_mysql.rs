@@ -21,10 +21,15 @@
 //!   list (what `Threads_running` counts, less our own sessions), the oldest transaction from `INNODB_TRX`; each
 //!   needs the PROCESS privilege, and a read that fails is unknown, so the run waits (fail closed).
 //!
-//! What is not here: the horizon holder (InnoDB's purge gains nothing from a held snapshot: it is off), replica
-//! lag (a primary cannot see its replicas' lag; `SHOW REPLICA STATUS` is read on the replica, which the engine has
-//! no connection to yet: use `--throttle-query` on a heartbeat table), the WAL position (none), and `RETURNING`
-//! (the run's id comes from `LAST_INSERT_ID()`).
+//! - Replica lag: a primary cannot see its replicas' lag, so it is read on each replica given with `--replica`
+//!   (`SHOW REPLICA STATUS`, MariaDB 10.5.1+ / MySQL 8.0.22+; `SHOW SLAVE STATUS` when the server refuses that
+//!   spelling with error 1064), from `Seconds_Behind_Source` / `Seconds_Behind_Master`. NULL (an I/O or SQL
+//!   thread not running) is no reading: the run waits (fail closed). Needs REPLICATION CLIENT (MySQL) or SLAVE
+//!   MONITOR / REPLICA MONITOR (MariaDB 10.5+) on the replica.
+//!
+//! What is not here: the horizon holder (InnoDB's purge gains nothing from a held snapshot: it is off), lag on
+//! the primary (none to read: see above), the WAL position (none), and `RETURNING` (the run's id comes from
+//! `LAST_INSERT_ID()`).
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -32,11 +37,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tidegate_db::blockers::LockHolder;
 use tidegate_db::connect::DbError;
-use tidegate_db::driver::{Family, Session, SessionExt, Value};
+use tidegate_db::driver::{Family, Row, Session, SessionExt, Value};
 
 use crate::dialect::{
     BatchShape, ColumnInfo, Dialect, HealthSources, HorizonSql, OldestTransaction, ReplicaLag,
-    StateSql, TableKind, TableRef, UniqueIndex, Writability,
+    ReplicaState, StateSql, TableKind, TableRef, UniqueIndex, Writability,
 };
 use crate::spec::Operation;
 
@@ -367,7 +372,7 @@ impl Dialect for MySql {
     fn health_sources(&self) -> HealthSources {
         HealthSources {
             blocked: "information_schema.INNODB_LOCK_WAITS",
-            replica_lag: None,
+            replica_lag: Some("SHOW REPLICA STATUS on each --replica"),
             active: "sessions running a statement (Threads_running, less ours)",
         }
     }
@@ -568,6 +573,21 @@ impl Dialect for MySql {
         })
     }
 
+    fn reads_lag_on_replicas(&self) -> bool {
+        true
+    }
+
+    async fn replica_state(&self, s: &dyn Session) -> Result<ReplicaState, DbError> {
+        // The new spelling first; a server older than MariaDB 10.5.1 / MySQL 8.0.22 refuses it as a syntax error.
+        let rows = match s.rows(replica::SHOW_REPLICA_STATUS, &[]).await {
+            Err(e) if e.server_code == Some(1064) => {
+                s.rows(replica::SHOW_SLAVE_STATUS, &[]).await?
+            }
+            other => other?,
+        };
+        replica_state_of(&rows)
+    }
+
     async fn active_backends(&self, s: &dyn Session, ours: &[i32]) -> Result<u32, DbError> {
         let row = s
             .query_one(health::ACTIVE_SESSIONS, &[id_list(ours)])
@@ -621,6 +641,76 @@ impl Dialect for MySql {
             })
             .collect()
     }
+}
+
+/// The first of `names` the row has, as text (`None`: NULL, or no such column).
+fn column_text(row: &Row, names: &[&str]) -> Result<Option<String>, DbError> {
+    match names.iter().find(|n| row.columns().iter().any(|c| c == *n)) {
+        Some(name) => Ok(row.get::<Option<String>>(name)?),
+        None => Ok(None),
+    }
+}
+
+/// The first of `names` the row has, as whole seconds (`None`: NULL, or no such column). The binary protocol
+/// sends a number, the text protocol its digits.
+fn column_seconds(row: &Row, names: &[&str]) -> Result<Option<u64>, DbError> {
+    let Some(name) = names.iter().find(|n| row.columns().iter().any(|c| c == *n)) else {
+        return Ok(None);
+    };
+    if let Ok(value) = row.get::<Option<i64>>(name) {
+        return Ok(value.map(|v| v.max(0) as u64));
+    }
+    match row.get::<Option<String>>(name)? {
+        None => Ok(None),
+        Some(text) => text.trim().parse().map(Some).map_err(|_| {
+            DbError::other(
+                "reading replica lag",
+                format!("{name} is {text:?}, not a number of seconds"),
+            )
+        }),
+    }
+}
+
+/// A replica's state from its status rows (one per replication channel): the largest lag, or the first channel
+/// whose lag is NULL. MySQL 8.0.22+ names the columns `…Source`/`Replica_…`; MariaDB keeps `…Master`/`Slave_…`.
+fn replica_state_of(rows: &[Row]) -> Result<ReplicaState, DbError> {
+    if rows.is_empty() {
+        return Ok(ReplicaState::NotReplica);
+    }
+    let mut largest = Duration::ZERO;
+    for row in rows {
+        match column_seconds(row, &["Seconds_Behind_Source", "Seconds_Behind_Master"])? {
+            Some(seconds) => largest = largest.max(Duration::from_secs(seconds)),
+            None => {
+                let text = |names: &[&str]| -> Result<String, DbError> {
+                    Ok(column_text(row, names)?.unwrap_or_default())
+                };
+                let last_error = [
+                    text(&["Last_SQL_Error"])?,
+                    text(&["Last_IO_Error"])?,
+                    text(&["Last_Error"])?,
+                ]
+                .into_iter()
+                .find(|e| !e.is_empty())
+                .unwrap_or_default();
+                return Ok(ReplicaState::Stopped {
+                    io_running: text(&["Replica_IO_Running", "Slave_IO_Running"])?,
+                    sql_running: text(&["Replica_SQL_Running", "Slave_SQL_Running"])?,
+                    last_error,
+                });
+            }
+        }
+    }
+    Ok(ReplicaState::Behind(largest))
+}
+
+/// Read on a replica (`--replica`): its replication status, one row per channel, none on a server that is not
+/// a replica. Needs REPLICATION CLIENT (MySQL) or SLAVE MONITOR / REPLICA MONITOR (MariaDB 10.5+).
+pub mod replica {
+    /// MariaDB 10.5.1+, MySQL 8.0.22+.
+    pub const SHOW_REPLICA_STATUS: &str = "SHOW REPLICA STATUS";
+    /// Older servers (error 1064 on the statement above).
+    pub const SHOW_SLAVE_STATUS: &str = "SHOW SLAVE STATUS";
 }
 
 /// Catalog queries (information_schema). Each column is named and read by name.

@@ -88,6 +88,8 @@ pub struct StartOptions {
     pub port: Option<u16>,
     /// `innodb_buffer_pool_size`, e.g. "128M".
     pub buffer_pool: String,
+    /// Binary log and replication role; [`Replication::Off`] (no binary log) unless a test needs replicas.
+    pub replication: Replication,
 }
 
 impl StartOptions {
@@ -96,6 +98,43 @@ impl StartOptions {
             dir: dir.into(),
             port: None,
             buffer_pool: "128M".into(),
+            replication: Replication::Off,
+        }
+    }
+}
+
+/// A scratch MariaDB's part in replication: none (the default), a primary writing a binary log, or a replica.
+/// Replication itself (`CHANGE MASTER TO … ; START SLAVE`) is configured over SQL once both servers run (the
+/// test kit's `PrivateMariaDb::start_replica_of`); a replica restarted afterwards resumes it by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "role")]
+pub enum Replication {
+    /// `--skip-log-bin`: no binary log, the fastest, what every server is unless asked otherwise.
+    #[default]
+    Off,
+    /// `--server-id`, `--log-bin` in the data directory, `--binlog-format=ROW`.
+    Primary { server_id: u32 },
+    /// `--server-id`, relay logs in the data directory, no binary log of its own, and `--read-only` (replication
+    /// and accounts with READ ONLY ADMIN, root among them, still write).
+    Replica { server_id: u32 },
+}
+
+impl Replication {
+    /// The server options this role adds.
+    fn server_args(self) -> Vec<String> {
+        match self {
+            Replication::Off => vec!["--skip-log-bin".into()],
+            Replication::Primary { server_id } => vec![
+                format!("--server-id={server_id}"),
+                "--log-bin=mariadb-bin".into(),
+                "--binlog-format=ROW".into(),
+            ],
+            Replication::Replica { server_id } => vec![
+                format!("--server-id={server_id}"),
+                "--skip-log-bin".into(),
+                "--relay-log=mariadb-relay".into(),
+                "--read-only".into(),
+            ],
         }
     }
 }
@@ -109,6 +148,9 @@ pub struct MariaDbServer {
     pub user: ServerUser,
     /// Kept so a restart starts it the same way.
     pub buffer_pool: String,
+    /// The same (absent from state files written before it existed: no binary log).
+    #[serde(default)]
+    pub replication: Replication,
 }
 
 impl MariaDbServer {
@@ -168,8 +210,8 @@ impl MariaDbServer {
                 // Disposable: durability off, like the PostgreSQL scratch server's fsync = off.
                 "--innodb-flush-log-at-trx-commit=2",
                 "--innodb-doublewrite=0",
-                "--skip-log-bin",
             ])
+            .args(self.replication.server_args())
             .arg(format!("--innodb-buffer-pool-size={}", self.buffer_pool))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -344,6 +386,7 @@ fn install_and_start(
             binaries: binaries.clone(),
             user: user.clone(),
             buffer_pool: options.buffer_pool.clone(),
+            replication: options.replication,
         };
         match server.start_server() {
             Ok(()) => {

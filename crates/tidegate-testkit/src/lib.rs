@@ -397,8 +397,80 @@ pub struct PrivateMariaDb {
 }
 
 impl PrivateMariaDb {
-    /// Starts a new server. Panics with the server's own explanation when it cannot.
+    /// Starts a new server (no binary log). Panics with the server's own explanation when it cannot.
     pub fn start() -> Self {
+        Self::start_as(tidegate_db::scratch_mariadb::Replication::Off)
+    }
+
+    /// Starts a primary: server id 1, a row-format binary log. [`PrivateMariaDb::start_replica_of`] gives it a
+    /// replica.
+    pub fn start_primary() -> Self {
+        Self::start_as(tidegate_db::scratch_mariadb::Replication::Primary { server_id: 1 })
+    }
+
+    /// Starts a replica of `primary` on loopback (server id 2, read-only): `CHANGE MASTER TO` the primary's port
+    /// as root with `MASTER_USE_GTID=slave_pos`, `START SLAVE`, and waits until both replication threads run and
+    /// the replica has caught up. Panics with the replica's status when replication does not start.
+    pub fn start_replica_of(primary: &PrivateMariaDb) -> Self {
+        assert!(
+            matches!(
+                primary.server.replication,
+                tidegate_db::scratch_mariadb::Replication::Primary { .. }
+            ),
+            "start_replica_of needs a primary started with PrivateMariaDb::start_primary"
+        );
+        let replica =
+            Self::start_as(tidegate_db::scratch_mariadb::Replication::Replica { server_id: 2 });
+        let (primary_url, replica_url, primary_port) =
+            (primary.url(), replica.url(), primary.port());
+        on_own_runtime(async move {
+            use tidegate_db::driver::Session;
+            let session = tidegate_db::mysql::MySqlConfig::from_url(&replica_url)
+                .expect("the replica's URL parses")
+                .connect()
+                .await
+                .unwrap_or_else(|error| panic!("could not connect to the test replica: {error}"));
+            session
+                .batch_execute(&format!(
+                    "CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {primary_port}, \
+                     MASTER_USER = 'root', MASTER_PASSWORD = '', MASTER_CONNECT_RETRY = 1, \
+                     MASTER_USE_GTID = slave_pos; START SLAVE"
+                ))
+                .await
+                .unwrap_or_else(|error| {
+                    panic!("could not start replication on the test replica: {error}")
+                });
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let status = replica_threads(&session).await;
+                if status == ("Yes".to_string(), "Yes".to_string()) {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    panic!("the test replica's threads did not start within 30 s (io, sql): {status:?}");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            wait_caught_up(&primary_url, &session).await;
+        });
+        replica
+    }
+
+    /// Waits until this replica has applied everything `primary` had written when called (its GTID position),
+    /// at most 60 s. Needs both replication threads running.
+    pub fn wait_caught_up(&self, primary: &PrivateMariaDb) {
+        let (primary_url, replica_url) = (primary.url(), self.url());
+        on_own_runtime(async move {
+            let session = tidegate_db::mysql::MySqlConfig::from_url(&replica_url)
+                .expect("the replica's URL parses")
+                .connect()
+                .await
+                .unwrap_or_else(|error| panic!("could not connect to the test replica: {error}"));
+            wait_caught_up(&primary_url, &session).await;
+        });
+    }
+
+    fn start_as(replication: tidegate_db::scratch_mariadb::Replication) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("tidegate-test-mariadb-")
             .tempdir()
@@ -418,6 +490,7 @@ impl PrivateMariaDb {
                 dir.join(format!("server{attempt}")),
             );
             options.buffer_pool = "64M".into();
+            options.replication = replication;
             match tidegate_db::scratch_mariadb::start(&options) {
                 Ok(server) => break server,
                 Err(error) if attempt < 3 => {
@@ -476,6 +549,64 @@ impl PrivateMariaDb {
     pub fn log_tail(&self, lines: usize) -> String {
         self.server.log_tail(lines)
     }
+}
+
+/// Runs `work` to its end on a runtime of its own, on a thread of its own: callable from plain tests and from
+/// inside a tokio test alike (a runtime cannot be started on a runtime's thread).
+fn on_own_runtime(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let joined = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the test kit")
+            .block_on(work)
+    })
+    .join();
+    if let Err(panic) = joined {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// (Slave_IO_Running, Slave_SQL_Running) of the replica's default connection.
+async fn replica_threads(session: &tidegate_db::mysql::MySqlSession) -> (String, String) {
+    use tidegate_db::driver::SessionExt;
+    let rows = session
+        .rows("SHOW SLAVE STATUS", &[])
+        .await
+        .unwrap_or_else(|error| panic!("could not read the test replica's status: {error}"));
+    match rows.first() {
+        Some(row) => (
+            row.get::<String>("Slave_IO_Running").unwrap_or_default(),
+            row.get::<String>("Slave_SQL_Running").unwrap_or_default(),
+        ),
+        None => (String::new(), String::new()),
+    }
+}
+
+async fn wait_caught_up(primary_url: &str, replica: &tidegate_db::mysql::MySqlSession) {
+    use tidegate_db::driver::SessionExt;
+    let primary = tidegate_db::mysql::MySqlConfig::from_url(primary_url)
+        .expect("the primary's URL parses")
+        .connect()
+        .await
+        .unwrap_or_else(|error| panic!("could not connect to the test primary: {error}"));
+    let position: String = primary
+        .query_one("SELECT @@GLOBAL.gtid_binlog_pos AS pos", &[])
+        .await
+        .and_then(|row| Ok(row.get("pos")?))
+        .unwrap_or_else(|error| panic!("could not read the primary's GTID position: {error}"));
+    let waited: i64 = replica
+        .query_one(
+            "SELECT MASTER_GTID_WAIT(?, 60) AS waited",
+            &[position.clone().into()],
+        )
+        .await
+        .and_then(|row| Ok(row.get("waited")?))
+        .unwrap_or_else(|error| panic!("could not wait for the test replica: {error}"));
+    assert_eq!(
+        waited, 0,
+        "the test replica did not reach the primary's GTID position {position} within 60 s"
+    );
 }
 
 impl Drop for PrivateMariaDb {

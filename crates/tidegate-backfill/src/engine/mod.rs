@@ -27,10 +27,12 @@ use crate::throttle::Thresholds;
 
 mod horizon;
 mod monitor;
+mod replicas;
 mod worker;
 
 pub use monitor::check_health;
 use monitor::monitor_loop;
+pub use replicas::{Replica, ReplicaWatch};
 use worker::{worker_loop, WorkerEnd};
 
 /// Everything that shapes a run besides the spec.
@@ -75,6 +77,9 @@ pub struct BackfillOptions {
     pub hold_horizon: Option<Duration>,
     /// `--max-fg-latency`: the foreground budget the write-path probe is judged against.
     pub foreground: ForegroundBudget,
+    /// `--replica`: replicas whose lag is read on the replica itself (MySQL/MariaDB), against
+    /// `thresholds.max_replica_lag`.
+    pub replicas: Vec<Replica>,
 }
 
 /// `--max-fg-latency`.
@@ -112,6 +117,7 @@ impl Default for BackfillOptions {
             reconnect: RetryPolicy::reconnect(),
             hold_horizon: Some(DEFAULT_HOLD_HORIZON),
             foreground: ForegroundBudget::Auto,
+            replicas: Vec::new(),
         }
     }
 }
@@ -229,6 +235,23 @@ impl Prepared {
                 sources.blocked
             ),
             match sources.replica_lag {
+                Some(_) if d.reads_lag_on_replicas() && options.replicas.is_empty() => {
+                    "replica lag: not watched (a MySQL/MariaDB primary cannot see it); pass --replica URL for each \
+                     replica, or use --throttle-query on a heartbeat table"
+                        .to_string()
+                }
+                Some(_) if d.reads_lag_on_replicas() => format!(
+                    "replica lag (SHOW REPLICA STATUS on {}; NULL, replication stopped, waits): throttle over \
+                     {:.1}s, critical over {}x",
+                    options
+                        .replicas
+                        .iter()
+                        .map(|r| r.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    t.max_replica_lag.as_secs_f64(),
+                    t.critical_factor
+                ),
                 Some(source) => format!(
                     "replica lag ({source}): throttle over {:.1}s, critical over {}x",
                     t.max_replica_lag.as_secs_f64(),
@@ -840,6 +863,9 @@ pub async fn run<D: Driver + Clone + 'static>(
         }
     };
 
+    // Every replica is reached and read before anything is written, the state schema included.
+    let replica_watch = ReplicaWatch::connect(dialect, &options.replicas).await?;
+
     state::ensure_schema(client).await.map_err(|e| match e {
         state::StateError::Db(error) => db_error("creating the tidegate state schema", error),
         other => BackfillError::Database(DbError::other(
@@ -931,6 +957,7 @@ pub async fn run<D: Driver + Clone + 'static>(
         journal_rx,
         probe_key,
         write_probe,
+        replica_watch,
         stop.clone(),
     ));
     let holder = ctx

@@ -23,6 +23,7 @@ pub(super) async fn monitor_loop(
     mut journal_rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
     probe_key: Option<Vec<String>>,
     write_probe: Option<WriteProbe>,
+    mut replicas: super::ReplicaWatch,
     stop: StopHandle,
 ) -> Option<(
     Box<dyn Session>,
@@ -170,7 +171,7 @@ pub(super) async fn monitor_loop(
             }
             Ok::<_, DbError>((control, db_status, obs))
         };
-        let (control, db_status, obs) = match tick.await {
+        let (control, db_status, mut obs) = match tick.await {
             Ok(v) => {
                 attached = true;
                 v
@@ -195,6 +196,10 @@ pub(super) async fn monitor_loop(
                 continue;
             }
         };
+        if !replicas.is_empty() {
+            let on_replicas = replicas.read(d).await;
+            obs.replica_lag = super::replicas::merge(obs.replica_lag, on_replicas);
+        }
         let decision = policy.decide(&obs);
         for note in &decision.notes {
             if *note != last_note {

@@ -78,6 +78,10 @@ pub struct ApplyArgs {
     /// Health gate and backfills: wait while a replica lags more than this
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub max_replica_lag: Duration,
+    /// MySQL/MariaDB backfill phases: a replica to watch (mysql://user:password@host:port/), repeatable; its lag
+    /// is read on it with SHOW REPLICA STATUS, and a replica whose replication is stopped makes the backfill wait
+    #[arg(long = "replica", value_name = "URL")]
+    pub replicas: Vec<String>,
     /// Health gate and backfills: wait while more client backends than this are active
     #[arg(long)]
     pub max_active: Option<u32>,
@@ -98,9 +102,23 @@ pub struct ApplyArgs {
 }
 
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let config = match Target::resolve(args.db.as_deref()) {
+    let replicas = match super::backfill::replicas_from(&args.replicas) {
+        Ok(replicas) => replicas,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(super::exit_usage());
+        }
+    };
+    let target = Target::resolve(args.db.as_deref());
+    if let Ok(target) = &target {
+        if let Err(error) = super::backfill::replicas_fit(target, &replicas) {
+            eprintln!("error: {error}");
+            return Ok(super::exit_usage());
+        }
+    }
+    let config = match target {
         Ok(Target::Postgres(config)) => config,
-        Ok(Target::MySql(config)) => return run_mysql(args, config),
+        Ok(Target::MySql(config)) => return run_mysql(args, config, replicas),
         Err(error) => {
             eprintln!("error: {error}");
             return Ok(super::exit_usage());
@@ -413,7 +431,11 @@ fn render_event(format: Format, event: &ApplyEvent) {
 }
 
 /// `tidegate apply` on MySQL/MariaDB: the same flags, the PostgreSQL-only ones refused when given.
-fn run_mysql(args: ApplyArgs, config: MySqlConfig) -> anyhow::Result<ExitCode> {
+fn run_mysql(
+    args: ApplyArgs,
+    config: MySqlConfig,
+    replicas: Vec<tidegate_backfill::engine::Replica>,
+) -> anyhow::Result<ExitCode> {
     let lint = match super::lint::load_config(args.config.as_deref()) {
         Ok(lint) => lint,
         Err(error) => {
@@ -443,6 +465,8 @@ fn run_mysql(args: ApplyArgs, config: MySqlConfig) -> anyhow::Result<ExitCode> {
     backfill.controller.target = args.batch_time;
     backfill.max_rows_per_second = args.max_rows_per_second;
     backfill.thresholds.max_active = args.max_active;
+    backfill.thresholds.max_replica_lag = args.max_replica_lag;
+    backfill.replicas = replicas;
     backfill.throttle_query = args.throttle_query.clone();
     // A backfill phase keeps to the same window: its batches pause when the window closes.
     backfill.window = window;

@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tidegate_backfill::controller::ControllerConfig;
 use tidegate_backfill::engine::{
-    self, BackfillError, BackfillOptions, ForegroundBudget, RunEnd, RunTarget, StopHandle,
+    self, BackfillError, BackfillOptions, ForegroundBudget, Replica, RunEnd, RunTarget, StopHandle,
 };
 use tidegate_backfill::events::{rows_verb, Event};
 use tidegate_backfill::pacing::Window;
 use tidegate_backfill::scaling::ScalerConfig;
 use tidegate_backfill::spec::{parse_key_for, BackfillSpec};
 use tidegate_backfill::throttle::Thresholds;
+use tidegate_db::mysql::MySqlConfig;
 use tidegate_db::target::Target;
 use tidegate_metrics::addr::MetricsAddr;
 
@@ -92,6 +93,10 @@ pub struct BackfillArgs {
     /// Throttle when a replica lags more than this
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub max_replica_lag: Duration,
+    /// MySQL/MariaDB: a replica to watch (mysql://user:password@host:port/), repeatable; its lag is read on it
+    /// with SHOW REPLICA STATUS, and a replica whose replication is stopped makes the run wait
+    #[arg(long = "replica", value_name = "URL")]
+    pub replicas: Vec<String>,
     /// Throttle when more client backends than this are active
     #[arg(long)]
     pub max_active: Option<u32>,
@@ -179,6 +184,7 @@ fn options_from(args: &BackfillArgs) -> anyhow::Result<BackfillOptions> {
         Some(w) => Some(w.parse::<Window>()?),
         None => None,
     };
+    let replicas = replicas_from(&args.replicas)?;
     Ok(BackfillOptions {
         controller,
         lock_timeout: args.lock_timeout,
@@ -207,8 +213,32 @@ fn options_from(args: &BackfillArgs) -> anyhow::Result<BackfillOptions> {
         chunk_rows: args.chunk_rows.max(1),
         critical_abort: args.critical_abort,
         restart: args.restart,
+        replicas,
         ..BackfillOptions::default()
     })
+}
+
+/// `--replica URL`s: MySQL/MariaDB URLs (the password never printed: each is named by its redacted form).
+pub(super) fn replicas_from(urls: &[String]) -> anyhow::Result<Vec<Replica>> {
+    urls.iter()
+        .map(|url| {
+            let config = MySqlConfig::from_url_in(url, "--replica")
+                .map_err(|e| super::usage(e.to_string()))?;
+            Ok(Replica::new(config.redacted(), config))
+        })
+        .collect()
+}
+
+/// `--replica` with a PostgreSQL `--db`: refused (its primary reports its replicas' lag itself).
+pub(super) fn replicas_fit(target: &Target, replicas: &[Replica]) -> Result<(), String> {
+    if target.family() == tidegate_db::driver::Family::Postgres && !replicas.is_empty() {
+        return Err(
+            "--replica is for MySQL/MariaDB, whose primary cannot see its replicas' lag; a PostgreSQL primary \
+             reports it in pg_stat_replication, which tidegate reads already: leave --replica out"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 pub fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
@@ -226,6 +256,10 @@ pub fn run(args: BackfillArgs) -> anyhow::Result<ExitCode> {
             return Ok(exit_usage());
         }
     };
+    if let Err(e) = replicas_fit(&config, &options.replicas) {
+        eprintln!("error: {e}");
+        return Ok(exit_usage());
+    }
     let target = match args.resume {
         Some(id) => RunTarget::Resume(id),
         None => {
