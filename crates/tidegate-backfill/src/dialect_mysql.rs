@@ -1063,6 +1063,55 @@ pub static MYSQL_STATE: LazyLock<StateSql> = LazyLock::new(|| StateSql {
 mod tests {
     use super::*;
 
+    fn status_row(columns: &[(&str, Value)]) -> Row {
+        let names: std::sync::Arc<[String]> = columns.iter().map(|(n, _)| n.to_string()).collect();
+        Row::new(names, columns.iter().map(|(_, v)| v.clone()).collect())
+    }
+
+    #[test]
+    fn replica_status_reads_either_spelling_and_null_is_stopped() {
+        assert_eq!(replica_state_of(&[]).unwrap(), ReplicaState::NotReplica);
+        // MariaDB (and SHOW SLAVE STATUS): …Master; the binary protocol sends a number.
+        let mariadb = status_row(&[
+            ("Slave_IO_Running", Value::Text("Yes".into())),
+            ("Slave_SQL_Running", Value::Text("Yes".into())),
+            ("Seconds_Behind_Master", Value::Int(7)),
+        ]);
+        assert_eq!(
+            replica_state_of(&[mariadb]).unwrap(),
+            ReplicaState::Behind(Duration::from_secs(7))
+        );
+        // MySQL 8.0.22+'s SHOW REPLICA STATUS: …Source, as text; the largest channel counts.
+        let mysql = |lag: &str| {
+            status_row(&[
+                ("Replica_IO_Running", Value::Text("Yes".into())),
+                ("Replica_SQL_Running", Value::Text("Yes".into())),
+                ("Seconds_Behind_Source", Value::Text(lag.into())),
+            ])
+        };
+        assert_eq!(
+            replica_state_of(&[mysql("2"), mysql("12")]).unwrap(),
+            ReplicaState::Behind(Duration::from_secs(12))
+        );
+        // NULL on any channel: stopped, with the threads and the last error.
+        let stopped = status_row(&[
+            ("Slave_IO_Running", Value::Text("Yes".into())),
+            ("Slave_SQL_Running", Value::Text("No".into())),
+            ("Seconds_Behind_Master", Value::Null),
+            ("Last_SQL_Error", Value::Text("Duplicate entry '1'".into())),
+            ("Last_IO_Error", Value::Text(String::new())),
+        ]);
+        assert_eq!(
+            replica_state_of(&[mysql("1"), stopped]).unwrap(),
+            ReplicaState::Stopped {
+                io_running: "Yes".into(),
+                sql_running: "No".into(),
+                last_error: "Duplicate entry '1'".into(),
+            }
+        );
+        assert!(replica_state_of(&[mysql("soon")]).is_err());
+    }
+
     fn shape(cols: &[&str], types: &[&str], predicate: Option<&str>) -> BatchShape {
         BatchShape {
             schema: "shop".into(),

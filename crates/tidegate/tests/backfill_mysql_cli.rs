@@ -520,3 +520,102 @@ async fn mysql_key_takes_backticks_and_any_case() {
     }
     assert_eq!(histogram(s.as_ref()).await, vec![(2, 120)]);
 }
+
+/// `--replica` as a user passes it: a replica on loopback watched through a whole run (the dry run names it), an
+/// unreachable one refused before any row changes with its password hidden, a bad URL and a PostgreSQL `--db`
+/// refused as usage errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_urls_are_watched_and_bad_ones_refused_before_any_row_changes() {
+    let primary = PrivateMariaDb::start_primary();
+    let replica = PrivateMariaDb::start_replica_of(&primary);
+    let url = primary.url();
+    let s = connect(&url).await;
+    make_items(s.as_ref(), 2_000).await;
+    let replica_url = replica.url();
+    let base = [
+        "backfill",
+        "--db",
+        &url,
+        "--table",
+        "items",
+        "--set",
+        "n = n + 1",
+    ];
+    let with = |extra: &[&str]| -> Output {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let dry = with(&["--replica", &replica_url, "--dry-run"]);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    let plan = text(&dry.stdout);
+    assert!(
+        plan.contains("SHOW REPLICA STATUS on mysql://root@127.0.0.1:"),
+        "{plan}"
+    );
+
+    // Unreachable: exit 1, nothing written, the password never shown.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!("mysql://watcher:s3cret@127.0.0.1:{port}/");
+    let refused = with(&["--replica", &replica_url, "--replica", &unreachable]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("mysql://watcher@127.0.0.1:{port}/")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    assert_eq!(histogram(s.as_ref()).await, vec![(0, 2_000)]);
+
+    // A bad URL and a PostgreSQL --db: usage errors.
+    let bad = with(&["--replica", "postgresql://x@y/z"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("--replica"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let postgres = run(&[
+        "backfill",
+        "--db",
+        "postgresql://u@127.0.0.1:1/db",
+        "--table",
+        "items",
+        "--set",
+        "n = 1",
+        "--replica",
+        &replica_url,
+    ]);
+    assert_eq!(
+        postgres.status.code(),
+        Some(2),
+        "{}",
+        text(&postgres.stderr)
+    );
+    assert!(
+        text(&postgres.stderr).contains("pg_stat_replication"),
+        "{}",
+        text(&postgres.stderr)
+    );
+
+    // Watched through a whole run: completes, every row once, on the replica too.
+    let done = with(&[
+        "--replica",
+        &replica_url,
+        "--format",
+        "json",
+        "--batch-size",
+        "500",
+    ]);
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    assert_eq!(histogram(s.as_ref()).await, vec![(1, 2_000)]);
+    replica.wait_caught_up(&primary);
+    assert_eq!(
+        histogram(connect(&replica_url).await.as_ref()).await,
+        vec![(1, 2_000)]
+    );
+}
