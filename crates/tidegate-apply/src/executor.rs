@@ -19,9 +19,7 @@ use crate::{
     baseline, load, plan, sql, tables_to_read, AppliedRecord, ApplyError, ApplyPlan,
     MigrationStatus, PlannedMigration, TargetSnapshot,
 };
-use tidegate_backfill::engine::{
-    self, check_health, BackfillOptions, EventSink, RunEnd, RunTarget, StopHandle,
-};
+use tidegate_backfill::engine::{self, BackfillOptions, EventSink, RunEnd, RunTarget, StopHandle};
 use tidegate_backfill::pacing::{utc_second_of_day, Window};
 use tidegate_backfill::retry::RetryPolicy;
 use tidegate_backfill::state;
@@ -455,6 +453,7 @@ async fn apply_locked(
             first_phase,
             options,
             sink,
+            &mut tidegate_backfill::engine::ReplicaWatch::none(),
         )
         .await
         .map_err(ApplyError::Unhealthy)?;
@@ -670,15 +669,17 @@ pub(crate) async fn wait_until_healthy(
     before_phase: usize,
     options: &ApplyOptions,
     sink: &ApplySink,
+    replicas: &mut tidegate_backfill::engine::ReplicaWatch,
 ) -> Result<(), String> {
     let started = Instant::now();
     loop {
-        let decision = check_health(
+        let decision = tidegate_backfill::engine::check_health_with(
             client,
             own_pids,
             &options.backfill.thresholds,
             options.backfill.probe_sql.as_deref(),
             options.backfill.throttle_query.as_deref(),
+            replicas,
         )
         .await
         .map_err(|error| format!("reading the health signals: {}", error.message))?;
@@ -873,7 +874,16 @@ async fn run_migration(
         // end, and the database may have become busy meanwhile.
         let gate = if index > phases_done {
             wait_for_window(options.window.as_ref(), &options.stop, sink).await;
-            wait_until_healthy(client, own_pids, &version, number, options, sink).await
+            wait_until_healthy(
+                client,
+                own_pids,
+                &version,
+                number,
+                options,
+                sink,
+                &mut tidegate_backfill::engine::ReplicaWatch::none(),
+            )
+            .await
         } else {
             Ok(())
         };

@@ -501,3 +501,105 @@ async fn status_reads_the_history_without_changing_anything() {
         "{shown}"
     );
 }
+
+/// (whether the `tidegate` database exists, whether items has column m): 0 and 0 before any change.
+async fn unchanged(s: &dyn Session) -> (i64, i64) {
+    let count = |sql: &'static str| async move {
+        s.query_one(sql, &[])
+            .await
+            .unwrap()
+            .get::<i64>("c")
+            .unwrap()
+    };
+    (
+        count("select count(*) as c from information_schema.SCHEMATA where SCHEMA_NAME = 'tidegate'").await,
+        count("select count(*) as c from information_schema.COLUMNS where TABLE_NAME = 'items' and COLUMN_NAME = 'm'")
+            .await,
+    )
+}
+
+/// `apply --replica`: an unreachable replica is refused before anything is written (no `tidegate` database, no
+/// column added); a replica whose SQL thread is stopped holds the health gate until `--health-wait` runs out;
+/// replicating again, the migration applies with its backfill phase watched and every row changed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_watches_its_replicas_and_refuses_an_unreachable_one_before_any_change() {
+    let primary = PrivateMariaDb::start_primary();
+    let replica = PrivateMariaDb::start_replica_of(&primary);
+    let url = primary.url();
+    let s = MySqlConfig::from_url(&url).unwrap().open().await.unwrap();
+    s.batch_execute(
+        "create table items (id bigint primary key, n int not null default 0) engine=innodb;
+         insert into items (id) select seq from seq_1_to_1000",
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_add.sql"),
+        "ALTER TABLE items ADD COLUMN m INT;\nUPDATE items SET m = n + 1 WHERE m IS NULL;\n",
+    )
+    .unwrap();
+    let migrations = dir.path().to_str().unwrap().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!("mysql://watcher:s3cret@127.0.0.1:{port}/");
+    let refused = apply(&["--db", &url, &migrations, "--replica", &unreachable]);
+    let log = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!("mysql://watcher@127.0.0.1:{port}/")),
+        "{log}"
+    );
+    assert!(!log.contains("s3cret"), "{log}");
+    assert_eq!(unchanged(s.as_ref()).await, (0, 0));
+
+    let replica_url = replica.url();
+    let r = MySqlConfig::from_url(&replica_url)
+        .unwrap()
+        .open()
+        .await
+        .unwrap();
+    r.batch_execute("STOP SLAVE SQL_THREAD").await.unwrap();
+    let held = apply(&[
+        "--db",
+        &url,
+        &migrations,
+        "--replica",
+        &replica_url,
+        "--health-wait",
+        "2s",
+    ]);
+    let log = text(&held.stderr);
+    assert_eq!(held.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("was not healthy") && log.contains("replication is not running"),
+        "{log}"
+    );
+    assert_eq!(unchanged(s.as_ref()).await.1, 0);
+
+    r.batch_execute("START SLAVE SQL_THREAD").await.unwrap();
+    let run = apply(&["--db", &url, &migrations, "--replica", &replica_url]);
+    let log = text(&run.stderr);
+    assert!(run.status.success(), "{log}");
+    let wrong: i64 = s
+        .query_one(
+            "select count(*) as c from items where m is null or m <> n + 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get("c")
+        .unwrap();
+    assert_eq!(wrong, 0);
+    replica.wait_caught_up(&primary);
+    let on_replica: i64 = r
+        .query_one("select count(*) as c from items where m = n + 1", &[])
+        .await
+        .unwrap()
+        .get("c")
+        .unwrap();
+    assert_eq!(on_replica, 1000);
+}

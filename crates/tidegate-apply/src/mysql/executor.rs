@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tidegate_backfill::engine::{self, BackfillOptions, EventSink, RunEnd, RunTarget};
+use tidegate_backfill::engine::{
+    self, BackfillOptions, EventSink, ReplicaWatch, RunEnd, RunTarget,
+};
 use tidegate_backfill::retry::{RetryDecision, RetryPolicy, RetryState};
 use tidegate_backfill::state;
 use tidegate_db::connect::DbError;
@@ -271,6 +273,17 @@ pub async fn apply_mysql(
             dry_run: false,
         });
     }
+    // Every --replica reached and read before anything is written: the health gate and the backfill phases
+    // watch them.
+    let mut replicas = ReplicaWatch::connect(
+        &tidegate_backfill::dialect_mysql::MySql,
+        &options.backfill.replicas,
+    )
+    .await
+    .map_err(|error| match error {
+        tidegate_backfill::engine::BackfillError::Database(error) => ApplyError::Database(error),
+        other => ApplyError::Unhealthy(format!("{other}; nothing was changed")),
+    })?;
     state::ensure_schema(client)
         .await
         .map_err(|error| crate::state_error("preparing the tidegate database", error))?;
@@ -317,6 +330,7 @@ pub async fn apply_mysql(
                 migration,
                 &options,
                 &sink,
+                &mut replicas,
             )
             .await;
             match outcome {
@@ -388,6 +402,7 @@ async fn run_migration(
     migration: &plan::MyPlannedMigration,
     options: &ApplyOptions,
     sink: &ApplySink,
+    replicas: &mut ReplicaWatch,
 ) -> Result<(), ApplyError> {
     let started = Instant::now();
     let version = migration.version.clone();
@@ -463,6 +478,7 @@ async fn run_migration(
                 number,
                 options,
                 sink,
+                replicas,
             )
             .await
             .map_err(ApplyError::Unhealthy)?;

@@ -30,8 +30,8 @@ mod monitor;
 mod replicas;
 mod worker;
 
-pub use monitor::check_health;
 use monitor::monitor_loop;
+pub use monitor::{check_health, check_health_with};
 pub use replicas::{Replica, ReplicaWatch};
 use worker::{worker_loop, WorkerEnd};
 

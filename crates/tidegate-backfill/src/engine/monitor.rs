@@ -521,16 +521,34 @@ pub async fn check_health(
     probe_sql: Option<&str>,
     throttle_query: Option<&str>,
 ) -> Result<crate::throttle::Decision, DbError> {
-    let probe = probe_sql.map_or(Probe::None, |sql| Probe::Custom(sql.to_string()));
-    let observation = observe(
+    check_health_with(
         session,
-        dialect_for(session.family())?,
         own_pids,
-        &probe,
+        thresholds,
+        probe_sql,
         throttle_query,
-        Duration::ZERO,
+        &mut super::ReplicaWatch::none(),
     )
-    .await?;
+    .await
+}
+
+/// As [`check_health`], with the lag of the replicas `replicas` watches (`--replica`) read on them.
+pub async fn check_health_with(
+    session: &dyn Session,
+    own_pids: &[i32],
+    thresholds: &Thresholds,
+    probe_sql: Option<&str>,
+    throttle_query: Option<&str>,
+    replicas: &mut super::ReplicaWatch,
+) -> Result<crate::throttle::Decision, DbError> {
+    let probe = probe_sql.map_or(Probe::None, |sql| Probe::Custom(sql.to_string()));
+    let d = dialect_for(session.family())?;
+    let mut observation =
+        observe(session, d, own_pids, &probe, throttle_query, Duration::ZERO).await?;
+    if !replicas.is_empty() {
+        let on_replicas = replicas.read(d).await;
+        observation.replica_lag = super::replicas::merge(observation.replica_lag, on_replicas);
+    }
     Ok(ThrottlePolicy::new(thresholds.clone()).decide(&observation))
 }
 
