@@ -285,3 +285,53 @@ async fn an_unreachable_replica_or_a_server_that_is_no_replica_is_refused_before
         assert!(!state::schema_exists(s.as_ref()).await.unwrap());
     }
 }
+
+/// The privilege the docs name: without SLAVE MONITOR the replica's status cannot be read, refused at start with
+/// what to grant; with it (and nothing else on the replica) the run is watched and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_a_replica_needs_slave_monitor_and_nothing_more() {
+    let primary = PrivateMariaDb::start_primary();
+    let replica = PrivateMariaDb::start_replica_of(&primary);
+    let p = session(&primary.url()).await;
+    make_items(p.as_ref(), 1_000).await;
+    // Made on the replica itself (root may write there despite read_only); the primary never sees it.
+    let r = session(&replica.url()).await;
+    r.batch_execute("CREATE USER 'watcher'@'127.0.0.1' IDENTIFIED BY 'w4tch'")
+        .await
+        .unwrap();
+    replica.wait_caught_up(&primary);
+    let watcher = MySqlConfig::from_url(&format!(
+        "mysql://watcher:w4tch@127.0.0.1:{}/",
+        replica.port()
+    ))
+    .unwrap();
+    let opts = || BackfillOptions {
+        replicas: vec![Replica::new(watcher.redacted(), watcher.clone())],
+        ..options(500, &replica)
+    };
+    let (sink, events) = collect();
+    let config = MySqlConfig::from_url(&primary.url()).unwrap();
+    let spec = || RunTarget::Spec(BackfillSpec::update("items", "n = n + 1"));
+    let error = engine::run(&config, spec(), opts(), sink, StopHandle::default())
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, BackfillError::Input(_)), "{error:?}");
+    assert!(
+        message.contains("SLAVE MONITOR") && message.contains("error 1227"),
+        "{message}"
+    );
+    assert!(!message.contains("w4tch"), "{message}");
+    assert!(events.lock().unwrap().is_empty());
+    assert_eq!(histogram(p.as_ref()).await, vec![(0, 1_000)]);
+
+    r.batch_execute("GRANT SLAVE MONITOR ON *.* TO 'watcher'@'127.0.0.1'")
+        .await
+        .unwrap();
+    let (sink, _) = collect();
+    let outcome = engine::run(&config, spec(), opts(), sink, StopHandle::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome.end, RunEnd::Completed);
+    assert_eq!(histogram(p.as_ref()).await, vec![(1, 1_000)]);
+}
