@@ -1,7 +1,8 @@
 //! `--workers auto`: how many workers the server can use without breaking the foreground budget.
 //!
-//! A hill climb over measured throughput, pure and clocked by its caller: start with one worker; after a
-//! window of healthy running, add one; keep it only if the rows scanned per second grew by at least
+//! A hill climb over measured throughput, pure and clocked by its caller: start with one worker; once the batch
+//! controller has ramped up ([`ScalerConfig::warmup`]) and one worker has run healthy for
+//! [`ScalerConfig::first_window`], add one; after each later window of healthy running, judge it and add another; keep it only if the rows scanned per second grew by at least
 //! [`ScalerConfig::min_gain`]; otherwise go back and stay there. Any throttle (the foreground budget, blocked
 //! sessions, replica lag, …) while more than one worker runs removes one and lowers the ceiling for the rest of
 //! the run: the throttle says the server cannot give more without the application feeling it. So does the
@@ -16,6 +17,13 @@ pub struct ScalerConfig {
     pub max: u32,
     /// How long a worker count runs healthy before its throughput is judged.
     pub window: Duration,
+    /// How long the first worker runs before its rate is measured: the batch controller starts small and grows
+    /// to its target batch time, and a rate that counts that ramp would flatter the second worker.
+    pub warmup: Duration,
+    /// How long the first worker's rate is measured before a second is tried. Shorter than `window`: on a
+    /// table a run finishes in seconds, a second worker tried only after one full window comes too late to
+    /// matter, and one worker's rate needs no comparison to be known.
+    pub first_window: Duration,
     /// The relative gain in rows/s one more worker must bring to stay (0.15 = 15%).
     pub min_gain: f64,
     /// How much slower the write-path probe (its median) may get than before the run before the last added
@@ -28,6 +36,8 @@ impl Default for ScalerConfig {
         Self {
             max: 4,
             window: Duration::from_secs(5),
+            warmup: Duration::from_millis(500),
+            first_window: Duration::from_secs(2),
             min_gain: 0.15,
             max_fg_slowdown: 2.0,
         }
@@ -50,6 +60,12 @@ pub struct WorkerScaler {
     window_start: Option<(Duration, u64)>,
     /// The throughput measured with one worker fewer than now.
     previous_rate: Option<f64>,
+    /// When the first healthy observation came, for the warm-up.
+    first_seen: Option<Duration>,
+    /// The warm-up is over (it is not repeated after a throttle).
+    warmed_up: bool,
+    /// A worker count has been judged once: later windows are the full `window`.
+    judged: bool,
 }
 
 impl WorkerScaler {
@@ -61,6 +77,9 @@ impl WorkerScaler {
             ceiling,
             window_start: None,
             previous_rate: None,
+            first_seen: None,
+            warmed_up: false,
+            judged: false,
         }
     }
 
@@ -99,14 +118,27 @@ impl WorkerScaler {
             }
             return None;
         }
+        if !self.warmed_up {
+            let first = *self.first_seen.get_or_insert(now);
+            if now.saturating_sub(first) < self.config.warmup {
+                return None;
+            }
+            self.warmed_up = true;
+        }
         let Some((start, rows_at_start)) = self.window_start else {
             self.window_start = Some((now, rows_scanned));
             return None;
         };
         let elapsed = now.saturating_sub(start);
-        if elapsed < self.config.window {
+        let window = if self.judged {
+            self.config.window
+        } else {
+            self.config.first_window
+        };
+        if elapsed < window {
             return None;
         }
+        self.judged = true;
         let rate = rows_scanned.saturating_sub(rows_at_start) as f64 / elapsed.as_secs_f64();
         self.window_start = Some((now, rows_scanned));
         if let Some((current, before)) = foreground {
@@ -169,11 +201,43 @@ mod tests {
         Duration::from_secs(s)
     }
 
+    /// Every window 5 s and no warm-up, so the tests below read in whole windows.
     fn scaler(max: u32) -> WorkerScaler {
         WorkerScaler::new(ScalerConfig {
             max,
+            warmup: Duration::ZERO,
+            first_window: Duration::from_secs(5),
             ..ScalerConfig::default()
         })
+    }
+
+    #[test]
+    fn the_first_worker_is_measured_after_its_ramp_and_over_a_short_window() {
+        let ms = Duration::from_millis;
+        let mut s = WorkerScaler::new(ScalerConfig::default());
+        // The controller's ramp: 0 to 0.5 s at a fraction of the rate, not counted.
+        assert_eq!(s.observe(ms(250), 5_000, true), None);
+        assert_eq!(s.observe(ms(750), 40_000, true), None);
+        // The window opens after the warm-up, at 40,000 rows; 2 s later one worker has scanned 200,000 more.
+        assert_eq!(s.observe(ms(2_500), 180_000, true), None);
+        let second = s.observe(ms(2_750), 240_000, true).unwrap();
+        assert_eq!(second.workers, 2);
+        assert!(
+            second.reason.contains("scanned 100000 rows/s"),
+            "{}",
+            second.reason
+        );
+        // The second worker is judged over the full 5 s window: 110,000 rows/s is under 15% more, so back to one.
+        assert_eq!(s.observe(ms(7_000), 700_000, true), None);
+        let back = s.observe(ms(7_750), 790_000, true).unwrap();
+        assert_eq!(back.workers, 1);
+        // A throttle does not repeat the warm-up: the next window is the full one.
+        let mut t = WorkerScaler::new(ScalerConfig::default());
+        t.observe(ms(0), 0, true);
+        t.observe(ms(500), 10_000, true);
+        t.observe(ms(600), 12_000, false);
+        assert_eq!(t.observe(ms(700), 14_000, true), None);
+        assert_eq!(t.observe(ms(2_700), 214_000, true).unwrap().workers, 2);
     }
 
     #[test]

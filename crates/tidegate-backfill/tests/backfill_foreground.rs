@@ -289,6 +289,8 @@ async fn automatic_workers_grow_shrink_under_a_throttle_and_change_every_row_onc
             scale_workers: Some(ScalerConfig {
                 max: 3,
                 window: Duration::from_millis(300),
+                warmup: Duration::ZERO,
+                first_window: Duration::from_millis(300),
                 min_gain: -1.0,
                 max_fg_slowdown: f64::INFINITY,
             }),

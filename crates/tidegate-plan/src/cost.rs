@@ -41,6 +41,10 @@ pub struct CalibrationFile {
     /// The table sizes the slopes were measured between.
     pub rows_measured: [u64; 2],
     pub rates: OperationRates,
+    /// What measured it when not `plan --calibrate` on a default scratch server: `tidegate rehearse` names its
+    /// source, whose WAL- and cost-relevant settings the measuring server took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_by: Option<String>,
 }
 
 impl CalibrationFile {
@@ -260,6 +264,7 @@ mod tests {
             measured_at: "2026-12-02T15:00:00Z".into(),
             rows_measured: [100_000, 300_000],
             rates: rates(),
+            measured_by: None,
         };
         let text = serde_json::to_string_pretty(&file).unwrap();
         assert_eq!(CalibrationFile::parse(&text).unwrap(), file);

@@ -205,6 +205,7 @@ pub async fn calibrate(session: &dyn Session, sizes: [u64; 2]) -> Result<Calibra
         measured_at,
         rows_measured: sizes,
         rates: rates_from(&small_timings, &large_timings),
+        measured_by: None,
     })
 }
 

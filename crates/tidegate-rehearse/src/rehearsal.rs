@@ -33,6 +33,7 @@ use tidegate_db::scratch::{self, PgBinaries, ScratchError, ScratchServer, StartO
 use tidegate_db::stat_statements::{self, StatStatements};
 use tidegate_db::table_schema::{self, PostLoadStatement, TypeDefinition};
 use tidegate_db::table_stats;
+use tidegate_plan::cost::CalibrationFile;
 use tidegate_plan::pipeline::{self, LoadedMigrations};
 use tidegate_plan::probe::{self, ProbeOptions};
 use tidegate_sql::PgVersion;
@@ -78,6 +79,9 @@ pub struct RehearseOptions {
     /// When the workload replays the source's pg_stat_statements: at their measured rate × the copy's scale
     /// (`true`), or at `measure.workload`'s rate (`--rate` given).
     pub replay_at_source_rate: bool,
+    /// Table sizes for measuring plan's per-operation rates on the measuring server (which has the source's
+    /// settings), after the migrations; `None`: not measured.
+    pub calibrate: Option<[u64; 2]>,
 }
 
 impl Default for RehearseOptions {
@@ -93,6 +97,7 @@ impl Default for RehearseOptions {
             measure: MeasureOptions::default(),
             extra_scales: Vec::new(),
             replay_at_source_rate: true,
+            calibrate: None,
         }
     }
 }
@@ -528,6 +533,9 @@ pub struct RehearsalReport {
     pub migration: Option<MeasuredRun>,
     /// The smaller scales the migrations were also measured at, for extrapolation.
     pub extra_scales: Vec<f64>,
+    /// plan's per-operation rates, measured on the server that rehearsed (the source's settings, this
+    /// machine); `None` when not asked for.
+    pub calibration: Option<CalibrationFile>,
     pub notes: Vec<String>,
     pub not_yet: Vec<String>,
 }
@@ -665,6 +673,9 @@ fn extrapolate_run(
         phase.extrapolation = extrapolate::extrapolate_statement(&points, 1.0, regime_notes);
     }
 }
+
+/// The measuring server's database plan's rates are measured in.
+const CALIBRATION_DATABASE: &str = "rehearsal_calibration";
 
 /// Removes the scratch cluster however the rehearsal ends.
 pub struct ScratchGuard(Option<ScratchServer>);
@@ -939,6 +950,29 @@ pub async fn rehearse(
         }
         None => None,
     };
+    let calibration = match options.calibrate {
+        Some(sizes) => {
+            // A database of its own, so the calibration's table never meets the copy's.
+            let admin = scratch_config.connect().await?;
+            tidegate_db::observe::create_database(&admin, CALIBRATION_DATABASE)
+                .await
+                .map_err(RehearseError::Copy)?;
+            drop(admin);
+            let session =
+                ConnectionConfig::from_url(&server.url_for_database(CALIBRATION_DATABASE))?
+                    .connect()
+                    .await?;
+            let mut file = crate::calibrate::calibrate(&session, sizes)
+                .await
+                .map_err(RehearseError::Copy)?;
+            file.measured_by = Some(format!(
+                "tidegate rehearse of {}, on a scratch server with its settings",
+                source_config.redacted()
+            ));
+            Some(file)
+        }
+        None => None,
+    };
     drop(guard);
 
     let tables = source
@@ -971,6 +1005,7 @@ pub async fn rehearse(
         replay: replay.map(|replay| replay.as_ref().clone()),
         migration,
         extra_scales: options.extra_scales.clone(),
+        calibration,
         notes,
         not_yet: NOT_YET.iter().map(|s| s.to_string()).collect(),
     })

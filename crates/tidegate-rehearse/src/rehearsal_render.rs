@@ -1228,6 +1228,7 @@ mod tests {
                 apply_error: None,
                 notes: vec![],
             }),
+            calibration: None,
             extra_scales: vec![0.25],
             notes: vec!["a note & more".into()],
             not_yet: vec![],

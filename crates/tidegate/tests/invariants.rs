@@ -625,6 +625,8 @@ async fn rehearse_reads_its_source_only_in_read_only_transactions() {
         .arg(dir.path().join("migrations"))
         .env_remove("DATABASE_URL")
         .env("TMPDIR", dir.path())
+        // The default run measures plan's rates too (on the scratch server only); they land in the test's dir.
+        .env("TIDEGATE_CALIBRATION", dir.path().join("calibration.json"))
         .output()
         .unwrap();
     assert!(
@@ -632,6 +634,10 @@ async fn rehearse_reads_its_source_only_in_read_only_transactions() {
         "{:?}: {}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        dir.path().join("calibration.json").is_file(),
+        "the default rehearsal writes plan's rates"
     );
     admin
         .batch_execute("ALTER SYSTEM RESET log_statement")

@@ -53,7 +53,9 @@ async fn rehearse_copies_the_tables_a_pending_migration_touches_and_reports_fide
             "json",
             "--workload",
             "none",
+            "--calibration",
         ])
+        .arg(dir.path().join("calibration.json"))
         .arg(dir.path().join("migrations"))
         .env_remove("DATABASE_URL")
         .env("TMPDIR", dir.path())
@@ -62,6 +64,46 @@ async fn rehearse_copies_the_tables_a_pending_migration_touches_and_reports_fide
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // plan's rates were measured on the rehearsing server and written where --calibration says; plan reads them
+    // and says where they came from.
+    let calibration = &report["calibration"];
+    assert!(
+        calibration["rates"]["update_row"].as_f64().unwrap() > 0.0,
+        "{calibration}"
+    );
+    assert!(
+        calibration["measured_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("tidegate rehearse of postgresql://"),
+        "{calibration}"
+    );
+    let written: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("calibration.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(&written, calibration);
+    assert!(stderr.contains("plan's per-operation rates"), "{stderr}");
+    let plan = Command::new(TIDEGATE)
+        .args([
+            "plan",
+            "--db",
+            db.url(),
+            "--format",
+            "json",
+            "--calibration",
+        ])
+        .arg(dir.path().join("calibration.json"))
+        .arg(dir.path().join("migrations"))
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let plan_out = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan_out.contains("by tidegate rehearse of postgresql://"),
+        "{plan_out}\n{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
     let tables = report["tables"].as_array().unwrap();
     // orders (the migration's) and customers (its foreign key's), not the unrelated table.
     let names: Vec<&str> = tables
@@ -127,7 +169,14 @@ async fn the_text_report_says_the_workload_has_no_pg_stat_statements_and_a_bad_s
 ) {
     let db = source().await;
     let output = Command::new(TIDEGATE)
-        .args(["rehearse", "--db", db.url(), "--scale", "0.2"])
+        .args([
+            "rehearse",
+            "--no-calibrate",
+            "--db",
+            db.url(),
+            "--scale",
+            "0.2",
+        ])
         .current_dir(std::env::temp_dir())
         .output()
         .unwrap();
@@ -149,13 +198,27 @@ async fn the_text_report_says_the_workload_has_no_pg_stat_statements_and_a_bad_s
     assert!(!stdout.contains("through tidegate apply ("), "{stdout}");
 
     let refused = Command::new(TIDEGATE)
-        .args(["rehearse", "--db", db.url(), "--scale", "0"])
+        .args([
+            "rehearse",
+            "--no-calibrate",
+            "--db",
+            db.url(),
+            "--scale",
+            "0",
+        ])
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--scale 0"));
     let refused = Command::new(TIDEGATE)
-        .args(["rehearse", "--db", db.url(), "--rate", "0"])
+        .args([
+            "rehearse",
+            "--no-calibrate",
+            "--db",
+            db.url(),
+            "--rate",
+            "0",
+        ])
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));
@@ -174,6 +237,7 @@ async fn the_text_report_gives_each_phase_its_figures_under_the_workload() {
     let output = Command::new(TIDEGATE)
         .args([
             "rehearse",
+            "--no-calibrate",
             "--db",
             db.url(),
             "--scale",
@@ -221,6 +285,7 @@ async fn the_markdown_section_and_the_html_page_carry_the_figures_and_chromium_r
     let output = Command::new(TIDEGATE)
         .args([
             "rehearse",
+            "--no-calibrate",
             "--db",
             db.url(),
             "--scale",
@@ -272,6 +337,7 @@ async fn the_markdown_section_and_the_html_page_carry_the_figures_and_chromium_r
     let refused = Command::new(TIDEGATE)
         .args([
             "rehearse",
+            "--no-calibrate",
             "--db",
             db.url(),
             "--report",

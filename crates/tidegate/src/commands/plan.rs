@@ -110,22 +110,38 @@ fn calibrate(args: &PlanArgs) -> anyhow::Result<ExitCode> {
             return Ok(super::exit_failure());
         }
     };
-    let text = serde_json::to_string_pretty(&file)? + "\n";
+    let out = match write_calibration(&path, &file) {
+        Ok(out) => out,
+        Err(message) => return usage_error(&message),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+    Ok(super::exit_clean())
+}
+
+/// Writes a calibration file where plan reads it and returns what it says, for the terminal.
+pub fn write_calibration(path: &Path, file: &CalibrationFile) -> Result<String, String> {
+    let text = serde_json::to_string_pretty(file)
+        .map_err(|error| format!("cannot encode the calibration: {error}"))?
+        + "\n";
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if let Err(error) = std::fs::create_dir_all(parent) {
-            return usage_error(&format!("cannot create {}: {error}", parent.display()));
-        }
+        std::fs::create_dir_all(parent)
+            .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
     }
-    if let Err(error) = std::fs::write(&path, &text) {
-        return usage_error(&format!("cannot write {}: {error}", path.display()));
-    }
+    std::fs::write(path, &text)
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
     let r = &file.rates;
     let per_million = |seconds: f64| format_duration(seconds * 1e6);
     let per_gib = |seconds: f64| format_duration(seconds * f64::from(1u32 << 30));
     let mut out = String::new();
     out.push_str(&format!(
-        "measured on PostgreSQL {} at {}:\n",
-        file.server_version_num, file.measured_at
+        "measured on PostgreSQL {} at {}{}:\n",
+        file.server_version_num,
+        file.measured_at,
+        file.measured_by
+            .as_deref()
+            .map_or(String::new(), |by| format!(" by {by}"))
     ));
     out.push_str(&format!(
         "  UPDATE            {} per million rows, plus {} per million rows for each index\n",
@@ -155,10 +171,7 @@ fn calibrate(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     out.push_str(&format!("written to {}\n", path.display()));
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(out.as_bytes());
-    let _ = stdout.flush();
-    Ok(super::exit_clean())
+    Ok(out)
 }
 
 /// The calibration plan's estimates use: `--calibration FILE` (which must exist), else the default file when it
@@ -264,9 +277,12 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     }
     outcome.report.notes.push(match &calibration {
         Some((path, file)) => format!(
-            "estimates from the rates measured on PostgreSQL {} at {} ({}), scaled by each table's read rate against the calibrated server's",
+            "estimates from the rates measured on PostgreSQL {} at {}{} ({}), scaled by each table's read rate against the calibrated server's",
             file.server_version_num,
             file.measured_at,
+            file.measured_by
+                .as_deref()
+                .map_or(String::new(), |by| format!(" by {by}")),
             path.display()
         ),
         None => "estimates from byte counts and the read rate alone (an order of magnitude); `tidegate plan --calibrate` measures per-operation rates for better ones".into(),

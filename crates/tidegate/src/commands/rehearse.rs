@@ -83,6 +83,17 @@ pub struct RehearseArgs {
     /// Force a migration layout instead of detecting it
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(Layout::ALL.map(Layout::name)))]
     pub layout: Option<String>,
+
+    /// Do not measure plan's per-operation rates after the rehearsal (by default they are measured on the
+    /// scratch server, with the source's settings, and written where `tidegate plan` reads them; about half a
+    /// minute)
+    #[arg(long)]
+    pub no_calibrate: bool,
+
+    /// Where the measured rates are written [default: $TIDEGATE_CALIBRATION, else calibration.json beside the
+    /// scratch directory: the file `tidegate plan` reads]
+    #[arg(long, value_name = "FILE")]
+    pub calibration: Option<PathBuf>,
 }
 
 /// `--format`.
@@ -128,6 +139,19 @@ pub fn run(args: RehearseArgs) -> anyhow::Result<ExitCode> {
             )));
         }
     }
+    if let Some(file) = args.calibration.as_ref().filter(|_| !args.no_calibrate) {
+        let parent = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !parent.is_dir() {
+            return Err(super::usage(format!(
+                "--calibration {}: the directory {} does not exist; create it or name a file in an existing one",
+                file.display(),
+                parent.display()
+            )));
+        }
+    }
     let config = ConnectionConfig::resolve(args.db.as_deref())
         .map_err(|error| super::usage(error.to_string()))?;
     let layout = args.layout.as_deref().and_then(Layout::from_name);
@@ -147,6 +171,9 @@ pub fn run(args: RehearseArgs) -> anyhow::Result<ExitCode> {
         ..RehearseOptions::default()
     };
     options.measure.seed = args.seed;
+    if !args.no_calibrate {
+        options.calibrate = Some(tidegate_rehearse::calibrate::DEFAULT_SIZES);
+    }
     options.replay_at_source_rate = args.rate.is_none();
     options.extra_scales = (1..args.points)
         .map(|k| args.scale * f64::from(k) / f64::from(args.points))
@@ -183,6 +210,18 @@ pub fn run(args: RehearseArgs) -> anyhow::Result<ExitCode> {
         RehearseFormat::Text => print!("{}", rehearsal_render::text(&report)),
         RehearseFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         RehearseFormat::Markdown => print!("{}", rehearsal_render::markdown(&report)),
+    }
+    if let Some(file) = &report.calibration {
+        let path = args
+            .calibration
+            .clone()
+            .unwrap_or_else(super::plan::default_calibration_path);
+        match super::plan::write_calibration(&path, file) {
+            Ok(summary) => eprint!("plan's per-operation rates, {summary}"),
+            Err(message) => {
+                eprintln!("warning: plan's rates were measured but not saved: {message}")
+            }
+        }
     }
     if let Some(page) = &args.report {
         std::fs::write(page, rehearsal_render::html(&report))
