@@ -431,9 +431,10 @@ pub(crate) enum AppCompat {
     RenameColumn,
     RenameTable,
     DropTable,
+    AddRequiredColumn,
 }
 
-/// `drop-column`, `rename-column`, `rename-table`, `drop-table` on MySQL/MariaDB: the change on a table that
+/// `drop-column`, `rename-column`, `rename-table`, `drop-table`, `add-required-column` on MySQL/MariaDB: the change on a table that
 /// existed before the migration.
 pub(crate) fn app_compat(
     context: &MyContext<'_>,
@@ -459,6 +460,14 @@ pub(crate) fn app_compat(
                             violation(statement, format!("dropping {table}.{column} breaks every running query and ORM model that still uses it"))
                                 .help("first release code that no longer uses the column, then drop it in a later migration (and say so in a tidegate:ignore reason)"),
                         ),
+                        (Change::AddColumn { column, .. }, AppCompat::AddRequiredColumn)
+                            if !column.nullable && !column.has_default && column.generated.is_none() && !column.auto_increment =>
+                        {
+                            found.push(
+                                violation(statement, format!("adding NOT NULL column {table}.{} without a DEFAULT: the ALTER succeeds and gives existing rows the type's implicit value (0, '', a zero date), but every INSERT of the running release that omits the column fails under strict sql_mode (error 1364, \"Field '{}' doesn't have a default value\")", column.name, column.name))
+                                    .help("give it a DEFAULT the application agrees with (ADD COLUMN … NOT NULL DEFAULT …, INSTANT on MariaDB 10.3+ and MySQL 8.0.12+), or add it NULL, backfill with `tidegate backfill`, then make it NOT NULL once every release writes it"),
+                            )
+                        }
                         (Change::RenameColumn { old, new }, AppCompat::RenameColumn) => found.push(rename_column(statement, table, old, new)),
                         (Change::ModifyColumn { old, column, .. }, AppCompat::RenameColumn)
                             if !old.eq_ignore_ascii_case(&column.name) =>

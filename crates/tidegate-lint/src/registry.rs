@@ -358,6 +358,7 @@ mod tests {
                 "schema-change-with-backfill",
                 "unbatched-update",
                 "unbatched-delete",
+                "add-required-column",
                 "mysql-alter-copy",
                 "mysql-alter-rebuild",
                 "mysql-algorithm-unspecified",

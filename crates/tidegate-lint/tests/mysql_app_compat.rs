@@ -17,7 +17,11 @@ fn rules_fired(sql: &str) -> Vec<(String, usize)> {
         .filter(|f| {
             matches!(
                 f.rule.as_str(),
-                "drop-column" | "rename-column" | "rename-table" | "drop-table"
+                "drop-column"
+                    | "rename-column"
+                    | "rename-table"
+                    | "drop-table"
+                    | "add-required-column"
             )
         })
         .map(|f| (f.rule.as_str().to_string(), f.line))
@@ -37,7 +41,9 @@ fn every_spelling_fires_on_a_pre_existing_table() {
              ALTER TABLE orders CHANGE total amount DECIMAL(10,2);\n\
              ALTER TABLE orders RENAME TO purchases;\n\
              RENAME TABLE customers TO clients;\n\
-             DROP TABLE legacy;\n"
+             DROP TABLE legacy;\n\
+             ALTER TABLE orders ADD COLUMN currency VARCHAR(3) NOT NULL;\n\
+             ALTER TABLE orders ADD COLUMN a INT NULL, ADD COLUMN b INT NOT NULL DEFAULT 0, ADD COLUMN c INT NOT NULL AFTER id;\n"
         ),
         pairs(&[
             ("drop-column", 1),
@@ -46,6 +52,8 @@ fn every_spelling_fires_on_a_pre_existing_table() {
             ("rename-table", 4),
             ("rename-table", 5),
             ("drop-table", 6),
+            ("add-required-column", 7),
+            ("add-required-column", 8),
         ])
     );
 }
@@ -59,7 +67,11 @@ fn quiet_on_tables_the_migration_created_and_on_a_change_that_keeps_the_name() {
              ALTER TABLE scratch RENAME COLUMN b TO c;\n\
              RENAME TABLE scratch TO scratch2;\n\
              ALTER TABLE orders CHANGE total total DECIMAL(12,2);\n\
-             ALTER TABLE orders CHANGE Total total DECIMAL(12,2);\n"
+             ALTER TABLE orders CHANGE Total total DECIMAL(12,2);\n\
+             ALTER TABLE scratch2 ADD COLUMN d INT NOT NULL;\n\
+             ALTER TABLE orders ADD COLUMN e INT NOT NULL DEFAULT 0, ADD COLUMN f INT NULL;\n\
+             ALTER TABLE orders ADD COLUMN seq BIGINT NOT NULL AUTO_INCREMENT UNIQUE;\n\
+             ALTER TABLE orders ADD COLUMN total_cents BIGINT AS (total * 100) VIRTUAL NOT NULL;\n"
         ),
         vec![]
     );

@@ -412,3 +412,87 @@ async fn the_first_algorithm_mariadb_accepts_is_the_facts_tables_cheapest() {
         mismatches.join("\n")
     );
 }
+
+/// What `add-required-column` says on MySQL/MariaDB, on the real server: an ADD COLUMN … NOT NULL without a
+/// DEFAULT succeeds on a table with rows and gives them the type's implicit value, and then an INSERT that omits
+/// the column (the previous release's) fails with error 1364 under the server's default, strict, sql_mode; with a
+/// DEFAULT, or AUTO_INCREMENT, the same INSERT goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_not_null_column_without_a_default_breaks_inserts_that_omit_it() {
+    let server = PrivateMariaDb::start();
+    let session = MySqlConfig::from_url(&server.url())
+        .unwrap()
+        .open()
+        .await
+        .unwrap();
+    session
+        .batch_execute(
+            "CREATE TABLE orders (id BIGINT NOT NULL PRIMARY KEY, total INT NOT NULL) ENGINE=InnoDB;
+             INSERT INTO orders VALUES (1, 10), (2, 20);",
+        )
+        .await
+        .unwrap();
+    session
+        .batch_execute(
+            "ALTER TABLE orders ADD COLUMN currency VARCHAR(3) NOT NULL, ALGORITHM=INSTANT",
+        )
+        .await
+        .expect("the ALTER itself succeeds, instantly");
+    let filled: String = session
+        .query_one("SELECT currency FROM orders WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get("currency")
+        .unwrap();
+    assert_eq!(filled, "", "existing rows take the implicit value");
+    let error = session
+        .batch_execute("INSERT INTO orders (id, total) VALUES (3, 30)")
+        .await
+        .expect_err("the previous release's INSERT fails");
+    assert_eq!(error.server_code, Some(1364), "{error}");
+    session
+        .batch_execute(
+            "ALTER TABLE orders ADD COLUMN region VARCHAR(8) NOT NULL DEFAULT 'eu', \
+             ADD COLUMN seq BIGINT NOT NULL AUTO_INCREMENT UNIQUE, MODIFY currency VARCHAR(3) NOT NULL DEFAULT 'EUR'",
+        )
+        .await
+        .unwrap();
+    session
+        .batch_execute("INSERT INTO orders (id, total) VALUES (3, 30)")
+        .await
+        .expect("with defaults the same INSERT goes through");
+    // What the rule reads from the parser, for the three columns the server judged above: (NOT NULL, DEFAULT,
+    // AUTO_INCREMENT).
+    let target = MySqlTarget::new(Flavour::MariaDb, None).unwrap();
+    let mut catalog = MyCatalog::new();
+    let parsed = parse_mysql(
+        "ALTER TABLE orders ADD COLUMN currency VARCHAR(3) NOT NULL, \
+         ADD COLUMN region VARCHAR(8) NOT NULL DEFAULT 'eu', ADD COLUMN seq BIGINT NOT NULL AUTO_INCREMENT UNIQUE;",
+    );
+    let columns: Vec<(String, bool, bool, bool)> = analyze_mysql(parsed, target, &mut catalog)
+        .parsed
+        .statements
+        .iter()
+        .flat_map(|statement| match &statement.kind {
+            MyKind::Alter(alter) => alter.changes.clone(),
+            _ => Vec::new(),
+        })
+        .filter_map(|change| match change {
+            tidegate_sql::mysql::Change::AddColumn { column, .. } => Some((
+                column.name.clone(),
+                !column.nullable,
+                column.has_default,
+                column.auto_increment,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            ("currency".to_string(), true, false, false),
+            ("region".to_string(), true, true, false),
+            ("seq".to_string(), true, false, true),
+        ]
+    );
+}

@@ -195,6 +195,8 @@ pub struct ColumnDef {
     pub varchar_length: Option<u64>,
     pub nullable: bool,
     pub has_default: bool,
+    /// `AUTO_INCREMENT`: the server fills it, as a default would.
+    pub auto_increment: bool,
     pub generated: Option<Generated>,
     pub primary_key: bool,
 }
@@ -758,6 +760,7 @@ fn column_def(column: &ast::ColumnDef) -> ColumnDef {
         },
         nullable: true,
         has_default: false,
+        auto_increment: false,
         generated: None,
         primary_key: false,
     };
@@ -774,6 +777,13 @@ fn read_column_options<'o>(
             ast::ColumnOption::NotNull => def.nullable = false,
             ast::ColumnOption::Null => def.nullable = true,
             ast::ColumnOption::Default(_) => def.has_default = true,
+            ast::ColumnOption::DialectSpecific(tokens)
+                if tokens.iter().any(|token| {
+                    matches!(token, sqlparser::tokenizer::Token::Word(word) if word.keyword == sqlparser::keywords::Keyword::AUTO_INCREMENT)
+                }) =>
+            {
+                def.auto_increment = true
+            }
             ast::ColumnOption::PrimaryKey(_) => {
                 def.primary_key = true;
                 def.nullable = false;
